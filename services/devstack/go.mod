@@ -1,0 +1,3 @@
+module github.com/namirasoft/email-sender/services/devstack
+
+go 1.26.8

@@ -1,0 +1,108 @@
+// Package provider is the seam between the worker and the services that deliver
+// mail (smtp, ses, gmail, sandbox): one small interface that takes a built
+// delivery and returns an outcome as a value.
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+)
+
+// Config is one provider configuration of an account, as the worker loads it.
+type Config struct {
+	ID        string
+	AccountID string
+	Kind      string // smtp, ses, gmail, sandbox
+	// Settings are the non-secret settings (JSON object).
+	Settings json.RawMessage
+	// Secret is the decrypted secret settings (JSON object), nil when none.
+	Secret json.RawMessage
+	// Version changes whenever the configuration changes; senders key their
+	// connection pools by (ID, Version).
+	Version time.Time
+}
+
+// Delivery is one attempt to hand a message to a provider.
+type Delivery struct {
+	Job     *queuev1.SendJob
+	Attempt int
+	// Recipients is the envelope: every to/cc/bcc address (lower-cased) minus the
+	// suppressed ones. Never empty.
+	Recipients []string
+	Config     Config
+}
+
+// Class says what an outcome means for the message.
+type Class int
+
+const (
+	// Sent: the provider accepted the message.
+	Sent Class = iota + 1
+	// Transient: try again later (network, timeouts, 4xx, throttling).
+	Transient
+	// Permanent: never retry (5xx, rejected, invalid recipient).
+	Permanent
+	// Ambiguous: the message data reached the provider but its answer did not come
+	// back; it may or may not have been accepted.
+	Ambiguous
+	// Credentials: authentication failed; the message fails and the provider
+	// configuration is marked unhealthy.
+	Credentials
+)
+
+func (c Class) String() string {
+	switch c {
+	case Sent:
+		return "sent"
+	case Transient:
+		return "transient"
+	case Permanent:
+		return "permanent"
+	case Ambiguous:
+		return "ambiguous"
+	case Credentials:
+		return "auth"
+	}
+	return "unknown"
+}
+
+// Feedback is a later report about one recipient (DELIVERED, BOUNCED,
+// COMPLAINED) that a provider knows at send time; the sandbox uses it to simulate
+// what real providers report asynchronously.
+type Feedback struct {
+	Recipient string
+	Type      string // "DELIVERED", "BOUNCED", "COMPLAINED"
+	Detail    string
+}
+
+// Outcome is the result of one attempt.
+type Outcome struct {
+	Class Class
+	// Response is the provider's own answer, e.g. "250 2.0.0 Ok: queued as 4F1C2".
+	Response string
+	// MessageID is the provider's id for the message, when it gives one.
+	MessageID string
+	// RetryAfter is the provider's hint for Transient outcomes (0: use backoff).
+	RetryAfter time.Duration
+	// Err is the error behind a non-Sent outcome; its text must not contain secrets.
+	Err error
+	// Rejected lists recipients the provider refused while accepting the others
+	// (address -> provider answer). Only with Class Sent.
+	Rejected map[string]string
+	Feedback []Feedback
+}
+
+// Sender delivers messages through one kind of provider. Send must be safe for
+// concurrent use and must honour ctx; it never panics on bad input.
+type Sender interface {
+	Send(ctx context.Context, d *Delivery) Outcome
+}
+
+// Verifier is implemented by senders that can check a configuration without
+// sending anything (log in and quit).
+type Verifier interface {
+	Verify(ctx context.Context, cfg Config) error
+}
