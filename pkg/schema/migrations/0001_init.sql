@@ -107,6 +107,8 @@ CREATE TABLE outbox (
     account_id  uuid NOT NULL,
     subject     text NOT NULL,
     not_before  timestamptz NOT NULL,
+    -- W3C traceparent of the accepting call, so the relay's publish joins its trace.
+    traceparent text NOT NULL DEFAULT '',
     created_at  timestamptz NOT NULL DEFAULT now(),
     attempts    integer NOT NULL DEFAULT 0,
     last_error  text NOT NULL DEFAULT ''

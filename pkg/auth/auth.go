@@ -1,0 +1,204 @@
+// Package auth identifies the account behind a gRPC call from its bearer token
+// (an API key, stored only as a SHA-256 hash) and checks the scope the method
+// needs.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Scopes.
+const (
+	ScopeSend  = "send"
+	ScopeRead  = "read"
+	ScopeAdmin = "admin"
+)
+
+// Principal is who is calling.
+type Principal struct {
+	AccountID string
+	KeyID     string
+	Scopes    []string
+}
+
+// Has reports whether p holds scope (admin holds every scope).
+func (p Principal) Has(scope string) bool {
+	for _, s := range p.Scopes {
+		if s == scope || s == ScopeAdmin {
+			return true
+		}
+	}
+	return false
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// FromContext returns the caller set by the interceptor.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+const keyPrefix = "es_"
+
+var enc = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// NewKey makes a new API key. The key is shown to its owner once; only hash is
+// stored; prefix identifies it in lists.
+func NewKey() (key, prefix string, hash []byte, err error) {
+	var b [25]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", nil, fmt.Errorf("random key: %w", err)
+	}
+	key = keyPrefix + strings.ToLower(enc.EncodeToString(b[:]))
+	return key, key[:len(keyPrefix)+8], Hash(key), nil
+}
+
+// Hash is the stored form of a key.
+func Hash(key string) []byte {
+	h := sha256.Sum256([]byte(key))
+	return h[:]
+}
+
+// ErrUnauthenticated means the token is missing, unknown, revoked or expired.
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+// KeyStore looks API keys up in PostgreSQL, with a short cache so that a busy
+// client costs one query per TTL rather than per call.
+type KeyStore struct {
+	pool *pgxpool.Pool
+	ttl  time.Duration
+	now  func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cachedKey
+}
+
+type cachedKey struct {
+	p       Principal
+	expires time.Time
+	err     error
+}
+
+// NewKeyStore returns a store; ttl 0 disables caching (revocations then take
+// effect on the next call).
+func NewKeyStore(pool *pgxpool.Pool, ttl time.Duration) *KeyStore {
+	return &KeyStore{pool: pool, ttl: ttl, now: time.Now, cache: map[string]cachedKey{}}
+}
+
+// Authenticate returns the principal of an API key.
+func (s *KeyStore) Authenticate(ctx context.Context, token string) (Principal, error) {
+	if !strings.HasPrefix(token, keyPrefix) {
+		return Principal{}, ErrUnauthenticated
+	}
+	h := string(Hash(token))
+	now := s.now()
+	if s.ttl > 0 {
+		s.mu.Lock()
+		c, ok := s.cache[h]
+		s.mu.Unlock()
+		if ok && now.Before(c.expires) {
+			return c.p, c.err
+		}
+	}
+	p, err := s.lookup(ctx, []byte(h), now)
+	if err != nil && !errors.Is(err, ErrUnauthenticated) {
+		return Principal{}, err
+	}
+	if s.ttl > 0 {
+		s.mu.Lock()
+		if len(s.cache) > 100_000 {
+			s.cache = map[string]cachedKey{}
+		}
+		s.cache[h] = cachedKey{p: p, err: err, expires: now.Add(s.ttl)}
+		s.mu.Unlock()
+	}
+	return p, err
+}
+
+func (s *KeyStore) lookup(ctx context.Context, hash []byte, now time.Time) (Principal, error) {
+	var p Principal
+	err := s.pool.QueryRow(ctx, `
+		SELECT id::text, account_id::text, scopes FROM api_keys
+		WHERE hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)`,
+		hash, now).Scan(&p.KeyID, &p.AccountID, &p.Scopes)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("look up api key: %w", err)
+	}
+	return p, nil
+}
+
+// Authenticator turns a bearer token into a principal.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (Principal, error)
+}
+
+// Interceptor returns a unary interceptor that authenticates every call except
+// those of the health and reflection services, and checks the scope that
+// scopes[fullMethod] names (methods not listed need ScopeAdmin).
+func Interceptor(a Authenticator, scopes map[string]string) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if isPublic(info.FullMethod) {
+			return handler(ctx, req)
+		}
+		p, err := principal(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		need, ok := scopes[info.FullMethod]
+		if !ok {
+			need = ScopeAdmin
+		}
+		if !p.Has(need) {
+			return nil, status.Errorf(codes.PermissionDenied, "the API key lacks the %q scope", need)
+		}
+		return handler(WithPrincipal(ctx, p), req)
+	}
+}
+
+func principal(ctx context.Context, a Authenticator) (Principal, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) == 0 {
+		return Principal{}, status.Error(codes.Unauthenticated, "missing authorization metadata: send \"authorization: Bearer <api key>\"")
+	}
+	scheme, token, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" {
+		return Principal{}, status.Error(codes.Unauthenticated, "authorization must be \"Bearer <api key>\"")
+	}
+	p, err := a.Authenticate(ctx, strings.TrimSpace(token))
+	if errors.Is(err, ErrUnauthenticated) {
+		return Principal{}, status.Error(codes.Unauthenticated, "invalid, revoked or expired API key")
+	}
+	if err != nil {
+		return Principal{}, status.Error(codes.Unavailable, "authentication backend unavailable")
+	}
+	return p, nil
+}
+
+func isPublic(method string) bool {
+	return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
+}

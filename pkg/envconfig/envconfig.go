@@ -1,0 +1,141 @@
+// Package envconfig loads a service's typed configuration from environment
+// variables named by struct tags:
+//
+//	type Config struct {
+//		Addr    string        `env:"INGEST_ADDR" default:":8080" help:"gRPC listen address"`
+//		Timeout time.Duration `env:"SEND_TIMEOUT" default:"30s"`
+//		DB      envconfig.Postgres
+//	}
+//
+// Nested structs are walked. Supported kinds: string, bool, ints, floats,
+// time.Duration and []string (comma separated).
+package envconfig
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Lookup finds a variable; os.LookupEnv in production, a map in tests.
+type Lookup func(string) (string, bool)
+
+// Load fills dst (a pointer to a struct) from the environment.
+func Load(dst any) error { return LoadFrom(dst, os.LookupEnv) }
+
+// LoadFrom fills dst using lookup.
+func LoadFrom(dst any, lookup Lookup) error {
+	v := reflect.ValueOf(dst)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("envconfig: want pointer to struct, got %T", dst)
+	}
+	return load(v.Elem(), lookup)
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func load(v reflect.Value, lookup Lookup) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		fv := v.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name := f.Tag.Get("env")
+		if name == "" {
+			if fv.Kind() == reflect.Struct && f.Type != durationType {
+				if err := load(fv, lookup); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		raw, ok := lookup(name)
+		if !ok || raw == "" {
+			def, has := f.Tag.Lookup("default")
+			if !has {
+				continue
+			}
+			raw = def
+		}
+		if err := set(fv, raw); err != nil {
+			return fmt.Errorf("envconfig: %s=%q: %w", name, raw, err)
+		}
+	}
+	return nil
+}
+
+func set(fv reflect.Value, raw string) error {
+	if fv.Type() == durationType {
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return err
+		}
+		fv.SetInt(int64(d))
+		return nil
+	}
+	switch fv.Kind() {
+	case reflect.String:
+		fv.SetString(raw)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return err
+		}
+		fv.SetBool(b)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(raw, 10, fv.Type().Bits())
+		if err != nil {
+			return err
+		}
+		fv.SetInt(n)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, err := strconv.ParseUint(raw, 10, fv.Type().Bits())
+		if err != nil {
+			return err
+		}
+		fv.SetUint(n)
+	case reflect.Float32, reflect.Float64:
+		n, err := strconv.ParseFloat(raw, fv.Type().Bits())
+		if err != nil {
+			return err
+		}
+		fv.SetFloat(n)
+	case reflect.Slice:
+		if fv.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported slice type %s", fv.Type())
+		}
+		var parts []string
+		for _, p := range strings.Split(raw, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		fv.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported type %s", fv.Type())
+	}
+	return nil
+}
+
+// Postgres is the database connection every service shares.
+type Postgres struct {
+	URL      string `env:"DATABASE_URL" default:"postgres://postgres@127.0.0.1:5432/emailsender?sslmode=disable" help:"PostgreSQL connection URL"`
+	MaxConns int32  `env:"DATABASE_MAX_CONNS" default:"16" help:"connection pool size"`
+}
+
+// NATS is the JetStream connection every service shares.
+type NATS struct {
+	URL string `env:"NATS_URL" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma separated"`
+	// Replicas of the streams: 1 on a single server, 3 on a cluster.
+	StreamReplicas int `env:"NATS_STREAM_REPLICAS" default:"1" help:"JetStream stream replicas (3 in a cluster)"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level string `env:"LOG_LEVEL" default:"info" help:"debug, info, warn or error"`
+}

@@ -1,0 +1,33 @@
+package envconfig
+
+import (
+	"testing"
+	"time"
+)
+
+func TestLoadFrom(t *testing.T) {
+	t.Parallel()
+	type inner struct {
+		N int `env:"N" default:"3"`
+	}
+	type cfg struct {
+		S   string        `env:"S" default:"def"`
+		D   time.Duration `env:"D" default:"2s"`
+		B   bool          `env:"B"`
+		L   []string      `env:"L"`
+		In  inner
+		Off string
+	}
+	env := map[string]string{"S": "x", "B": "true", "L": "a, b,,c", "N": "7"}
+	var c cfg
+	if err := LoadFrom(&c, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if c.S != "x" || c.D != 2*time.Second || !c.B || len(c.L) != 3 || c.In.N != 7 {
+		t.Fatalf("unexpected %+v", c)
+	}
+	env["D"] = "soon"
+	if err := LoadFrom(&c, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil {
+		t.Fatal("want error for bad duration")
+	}
+}

@@ -1,0 +1,89 @@
+// Package grpcserver builds the gRPC server every service runs: tracing stats
+// handler, authentication, the standard health service and reflection, and the
+// shutdown order (health NOT_SERVING, GracefulStop, then a timed hard Stop).
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/namirasoft/email-sender/pkg/telemetry"
+)
+
+// Config configures a server.
+type Config struct {
+	// MaxRecvMsgSize bounds a request; it must exceed the largest accepted message.
+	MaxRecvMsgSize int
+	// ShutdownGrace is how long GracefulStop may take before a hard Stop.
+	ShutdownGrace time.Duration
+}
+
+// Server is a gRPC server with health and reflection.
+type Server struct {
+	GRPC   *grpc.Server
+	health *health.Server
+	cfg    Config
+	log    *slog.Logger
+}
+
+// New builds the server; interceptors run in order.
+func New(cfg Config, tel *telemetry.Telemetry, log *slog.Logger, interceptors ...grpc.UnaryServerInterceptor) *Server {
+	if cfg.MaxRecvMsgSize == 0 {
+		cfg.MaxRecvMsgSize = 32 << 20
+	}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
+	s := grpc.NewServer(
+		grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(tel.TracerProvider),
+			otelgrpc.WithPropagators(tel.Propagator),
+		)),
+		grpc.ChainUnaryInterceptor(interceptors...),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
+	)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(s, hs)
+	reflection.Register(s)
+	return &Server{GRPC: s, health: hs, cfg: cfg, log: log}
+}
+
+// Serve serves on lis until ctx ends, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	for name := range s.GRPC.GetServiceInfo() {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	errc := make(chan error, 1)
+	go func() { errc <- s.GRPC.Serve(lis) }()
+	s.log.InfoContext(ctx, "grpc serving", "addr", lis.Addr().String())
+	select {
+	case err := <-errc:
+		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("grpc serve: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	s.health.Shutdown() // every service NOT_SERVING: load balancers stop sending
+	done := make(chan struct{})
+	go func() { s.GRPC.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.ShutdownGrace):
+		s.log.Warn("grpc graceful stop timed out; stopping hard")
+		s.GRPC.Stop()
+	}
+	<-errc
+	return nil
+}

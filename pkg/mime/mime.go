@@ -1,0 +1,371 @@
+// Package mime builds the RFC 5322 message for an emailsenderv1.EmailMessage:
+// as a go-mail *mail.Msg (Build) or as the raw bytes handed to a provider (Raw).
+//
+// The builder is the last line of defence against header injection: ingest
+// validates input first, but Build refuses CR, LF and invalid UTF-8 in every
+// header value, display name and address, and refuses custom headers that the
+// service sets itself. Every such error wraps ErrInvalid and names the field.
+//
+// Layout of the generated message:
+//
+//	text only            text/plain
+//	html only            text/html
+//	text and html        multipart/alternative
+//	inline parts         multipart/related around the body
+//	attachments          multipart/mixed around everything
+//
+// Bcc recipients never appear in the headers; they belong to the SMTP envelope.
+// Internationalised domains are written in their ASCII (punycode) form.
+package mime
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	stdmime "mime"
+	"net/mail"
+	"net/textproto"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	gomail "github.com/wneessen/go-mail"
+	"golang.org/x/net/idna"
+
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+)
+
+// ErrInvalid is wrapped by every error caused by the content of the message.
+var ErrInvalid = errors.New("invalid message")
+
+// Options are the values that do not come from the message itself.
+type Options struct {
+	// MessageID is the service's id of the message. The Message-ID header is
+	// "<MessageID@Domain>". Required.
+	MessageID string
+	// Domain is the right-hand side of the Message-ID header. Empty means the
+	// domain of the From address.
+	Domain string
+	// Date is the Date header. Zero means time.Now(). Senders pass the time the
+	// message was accepted, so every attempt builds the same headers.
+	Date time.Time
+}
+
+// reservedHeaders are set by the builder and cannot be given as custom headers.
+var reservedHeaders = map[string]bool{
+	"From": true, "Sender": true, "Reply-To": true, "To": true, "Cc": true, "Bcc": true,
+	"Subject": true, "Date": true, "Message-Id": true, "Mime-Version": true, "Return-Path": true,
+}
+
+// Build returns the go-mail message for m. The result is not shared; the
+// caller may change it before writing it.
+func Build(m *emailsenderv1.EmailMessage, o Options) (*gomail.Msg, error) {
+	if m == nil {
+		return nil, fmt.Errorf("%w: message is nil", ErrInvalid)
+	}
+	msg := gomail.NewMsg(gomail.WithNoDefaultUserAgent(), gomail.WithCharset(gomail.CharsetUTF8))
+
+	from, err := address("from", m.GetFrom())
+	if err != nil {
+		return nil, err
+	}
+	msg.FromMailAddress(from)
+
+	if err := setAddrs(m.GetReplyTo(), "reply_to", msg.ReplyToMailAddress); err != nil {
+		return nil, err
+	}
+	if err := setAddrs(m.GetTo(), "to", msg.ToMailAddress); err != nil {
+		return nil, err
+	}
+	if err := setAddrs(m.GetCc(), "cc", msg.CcMailAddress); err != nil {
+		return nil, err
+	}
+	// Bcc addresses are validated, never written.
+	for i, a := range m.GetBcc() {
+		if _, err := address(fmt.Sprintf("bcc[%d]", i), a); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := checkHeaderValue("subject", m.GetSubject()); err != nil {
+		return nil, err
+	}
+	if s := m.GetSubject(); s != "" {
+		msg.SetGenHeader(gomail.HeaderSubject, encodeText(s))
+	}
+
+	if err := setHeaders(msg, m.GetHeaders()); err != nil {
+		return nil, err
+	}
+
+	if o.MessageID == "" {
+		return nil, fmt.Errorf("%w: message id is empty", ErrInvalid)
+	}
+	domain := o.Domain
+	if domain == "" {
+		domain = from.Address[strings.LastIndexByte(from.Address, '@')+1:]
+	}
+	msgID := o.MessageID + "@" + domain
+	if _, err := mail.ParseAddress(msgID); err != nil || strings.ContainsAny(msgID, "<> \t\"") {
+		return nil, fmt.Errorf("%w: message id %q is not a valid id-left@id-right", ErrInvalid, msgID)
+	}
+	msg.SetMessageIDWithValue(msgID)
+	date := o.Date
+	if date.IsZero() {
+		date = time.Now()
+	}
+	msg.SetDateWithValue(date)
+
+	if err := setBody(msg, m.GetTextBody(), m.GetHtmlBody()); err != nil {
+		return nil, err
+	}
+	if err := setAttachments(msg, m.GetAttachments()); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// Raw returns the message as RFC 5322 bytes with CRLF line endings.
+func Raw(m *emailsenderv1.EmailMessage, o Options) ([]byte, error) {
+	msg, err := Build(m, o)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if _, err := msg.WriteTo(&buf); err != nil {
+		return nil, fmt.Errorf("write message: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// ASCIIAddress validates an addr-spec and returns it with its domain in ASCII
+// (punycode) form, as the SMTP envelope needs it. The local part is kept as is.
+func ASCIIAddress(addr string) (string, error) {
+	if !utf8.ValidString(addr) || strings.ContainsAny(addr, "\r\n\x00") {
+		return "", fmt.Errorf("%w: address contains invalid characters", ErrInvalid)
+	}
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 {
+		return "", fmt.Errorf("%w: address %q has no local part or domain", ErrInvalid, addr)
+	}
+	local, domain := addr[:at], addr[at+1:]
+	if !isASCII(domain) {
+		d, err := idna.Lookup.ToASCII(domain)
+		if err != nil {
+			return "", fmt.Errorf("%w: domain of %q: %v", ErrInvalid, addr, err)
+		}
+		domain = d
+	}
+	out := local + "@" + domain
+	parsed, err := mail.ParseAddress(out)
+	if err != nil || parsed.Name != "" || parsed.Address != out {
+		return "", fmt.Errorf("%w: address %q is not a valid addr-spec", ErrInvalid, addr)
+	}
+	return out, nil
+}
+
+func address(field string, a *emailsenderv1.Address) (*mail.Address, error) {
+	if a == nil || a.GetAddress() == "" {
+		return nil, fmt.Errorf("%w: %s: address is required", ErrInvalid, field)
+	}
+	addr, err := ASCIIAddress(a.GetAddress())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	if err := checkHeaderValue(field+".name", a.GetName()); err != nil {
+		return nil, err
+	}
+	// Runs of white space do not survive header folding; a display name loses
+	// nothing by having them collapsed.
+	name := strings.Join(strings.Fields(a.GetName()), " ")
+	return &mail.Address{Name: name, Address: addr}, nil
+}
+
+func setAddrs(in []*emailsenderv1.Address, field string, set func(...*mail.Address)) error {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]*mail.Address, 0, len(in))
+	for i, a := range in {
+		addr, err := address(fmt.Sprintf("%s[%d]", field, i), a)
+		if err != nil {
+			return err
+		}
+		out = append(out, addr)
+	}
+	set(out...)
+	return nil
+}
+
+func setHeaders(msg *gomail.Msg, hs []*emailsenderv1.Header) error {
+	var order []string
+	values := map[string][]string{}
+	for i, h := range hs {
+		field := fmt.Sprintf("headers[%d]", i)
+		name := h.GetName()
+		if name == "" {
+			return fmt.Errorf("%w: %s: name is empty", ErrInvalid, field)
+		}
+		for j := 0; j < len(name); j++ {
+			if c := name[j]; c < 33 || c > 126 || c == ':' {
+				return fmt.Errorf("%w: %s: name %q has invalid characters", ErrInvalid, field, name)
+			}
+		}
+		key := textproto.CanonicalMIMEHeaderKey(name)
+		if reservedHeaders[key] || strings.HasPrefix(key, "Content-") {
+			return fmt.Errorf("%w: %s: header %q is set by the service", ErrInvalid, field, name)
+		}
+		if err := checkHeaderValue(field+".value", h.GetValue()); err != nil {
+			return err
+		}
+		if _, ok := values[key]; !ok {
+			order = append(order, key)
+		}
+		values[key] = append(values[key], h.GetValue())
+	}
+	for _, k := range order {
+		msg.SetGenHeader(gomail.Header(k), values[k]...)
+	}
+	return nil
+}
+
+func setBody(msg *gomail.Msg, text, html string) error {
+	if !utf8.ValidString(text) {
+		return fmt.Errorf("%w: text_body is not valid UTF-8", ErrInvalid)
+	}
+	if !utf8.ValidString(html) {
+		return fmt.Errorf("%w: html_body is not valid UTF-8", ErrInvalid)
+	}
+	switch {
+	case text != "" && html != "":
+		msg.SetBodyString(gomail.TypeTextPlain, text)
+		msg.AddAlternativeString(gomail.TypeTextHTML, html)
+	case text != "":
+		msg.SetBodyString(gomail.TypeTextPlain, text)
+	case html != "":
+		msg.SetBodyString(gomail.TypeTextHTML, html)
+	default:
+		return fmt.Errorf("%w: text_body or html_body is required", ErrInvalid)
+	}
+	return nil
+}
+
+func setAttachments(msg *gomail.Msg, as []*emailsenderv1.Attachment) error {
+	for i, a := range as {
+		field := fmt.Sprintf("attachments[%d]", i)
+		name := a.GetFilename()
+		if name == "" {
+			return fmt.Errorf("%w: %s: filename is required", ErrInvalid, field)
+		}
+		if !utf8.ValidString(name) || strings.ContainsAny(name, "\r\n\x00/\\") {
+			return fmt.Errorf("%w: %s: filename has invalid characters", ErrInvalid, field)
+		}
+		ct := a.GetContentType()
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		mt, params, err := stdmime.ParseMediaType(ct)
+		if err != nil || strings.ContainsAny(ct, "\r\n") {
+			return fmt.Errorf("%w: %s: content type %q is not a media type", ErrInvalid, field, ct)
+		}
+		// name is added by go-mail; a caller-supplied one would be written twice.
+		delete(params, "name")
+		opts := []gomail.FileOption{gomail.WithFileContentType(gomail.ContentType(stdmime.FormatMediaType(mt, params)))}
+		r := bytes.NewReader(a.GetContent())
+		if cid := a.GetContentId(); cid != "" {
+			cid = strings.TrimSuffix(strings.TrimPrefix(cid, "<"), ">")
+			if cid == "" || strings.ContainsAny(cid, "<>\"\r\n\t ()[]\\,;:") || !isASCII(cid) {
+				return fmt.Errorf("%w: %s: content id %q has invalid characters", ErrInvalid, field, a.GetContentId())
+			}
+			opts = append(opts, gomail.WithFileContentID("<"+cid+">"))
+			if err := msg.EmbedReader(name, r, opts...); err != nil {
+				return fmt.Errorf("embed %s: %w", field, err)
+			}
+			continue
+		}
+		if err := msg.AttachReader(name, r, opts...); err != nil {
+			return fmt.Errorf("attach %s: %w", field, err)
+		}
+	}
+	return nil
+}
+
+// checkHeaderValue refuses what could break out of a header line.
+func checkHeaderValue(field, v string) error {
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, field)
+	}
+	if strings.ContainsAny(v, "\r\n\x00") {
+		return fmt.Errorf("%w: %s contains CR, LF or NUL", ErrInvalid, field)
+	}
+	return nil
+}
+
+// encodeText returns s as an unstructured header value that unfolds back to
+// exactly s. Plain ASCII words separated by single spaces go as they are;
+// anything else (non-ASCII, control characters, runs of white space, text that
+// looks like an encoded word, very long words) becomes RFC 2047 encoded words,
+// which the decoder joins without the white space between them.
+func encodeText(s string) string {
+	if plainText(s) {
+		return s
+	}
+	if isASCII(s) || !utf8.ValidString(s) {
+		return bEncode(s)
+	}
+	// Q encoding keeps mostly-ASCII text readable; it never returns s unchanged
+	// here because s contains non-ASCII bytes.
+	return stdmime.QEncoding.Encode("UTF-8", s)
+}
+
+func plainText(s string) bool {
+	if s == "" || s[0] == ' ' || s[len(s)-1] == ' ' || strings.Contains(s, "  ") || strings.Contains(s, "=?") {
+		return false
+	}
+	for _, w := range strings.Split(s, " ") {
+		if len(w) > 60 {
+			return false
+		}
+		for i := 0; i < len(w); i++ {
+			if w[i] < 33 || w[i] > 126 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// bEncode writes s as base64 encoded words of at most 75 characters each,
+// split on rune boundaries.
+func bEncode(s string) string {
+	const maxRaw = 45 // 60 base64 characters + 12 of "=?UTF-8?b?" and "?="
+	var b strings.Builder
+	for len(s) > 0 {
+		n := 0
+		for n < len(s) {
+			_, size := utf8.DecodeRuneInString(s[n:])
+			if n+size > maxRaw {
+				break
+			}
+			n += size
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString("=?UTF-8?b?")
+		b.WriteString(base64.StdEncoding.EncodeToString([]byte(s[:n])))
+		b.WriteString("?=")
+		s = s[n:]
+	}
+	return b.String()
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,145 @@
+// Package queue names the JetStream streams, subjects and headers the services
+// exchange work on, and creates the streams.
+//
+// Send jobs:  stream EMAIL_SEND,   subject send.<provider_kind>.<account_id>,
+//
+//	work-queue retention, Nats-Msg-Id = message id.
+//
+// Events:     stream EMAIL_EVENTS, subject events.<account_id>.<message_id>,
+//
+//	Nats-Msg-Id = event id.
+//
+// Both carry the account in the subject so an account's pending work can be
+// purged by subject filter.
+package queue
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	SendStream  = "EMAIL_SEND"
+	EventStream = "EMAIL_EVENTS"
+
+	sendPrefix  = "send."
+	eventPrefix = "events."
+)
+
+// Event types, as stored in the timeline.
+const (
+	EventAccepted    = "ACCEPTED"
+	EventScheduled   = "SCHEDULED"
+	EventStarted     = "ATTEMPT_STARTED"
+	EventInterrupted = "ATTEMPT_INTERRUPTED"
+	EventSent        = "SENT"
+	EventRetry       = "RETRY_SCHEDULED"
+	EventFailed      = "FAILED"
+	EventDelivered   = "DELIVERED"
+	EventBounced     = "BOUNCED"
+	EventComplained  = "COMPLAINED"
+	EventCanceled    = "CANCELED"
+	EventSuppressed  = "SUPPRESSED"
+)
+
+// SendSubject is the subject of a send job.
+func SendSubject(providerKind, accountID string) string {
+	return sendPrefix + providerKind + "." + accountID
+}
+
+// SendFilter matches every send job of one provider kind.
+func SendFilter(providerKind string) string { return sendPrefix + providerKind + ".>" }
+
+// SendAccountFilter matches every send job of one account.
+func SendAccountFilter(accountID string) string { return sendPrefix + "*." + accountID }
+
+// EventSubject is the subject of a delivery event.
+func EventSubject(accountID, messageID string) string {
+	return eventPrefix + accountID + "." + messageID
+}
+
+// EventAccountFilter matches every event of one account.
+func EventAccountFilter(accountID string) string { return eventPrefix + accountID + ".>" }
+
+// EventFilter matches every event.
+const EventFilter = eventPrefix + ">"
+
+var eventNamespace = uuid.MustParse("6f1c1f5e-6b1e-4d53-9a53-2d1f0f7f6a10")
+
+// EventID is the deterministic id of the event of type typ for a message's
+// attempt (and recipient, for per-recipient events), so that an event published
+// twice is deduplicated by JetStream and by the report's primary key.
+func EventID(messageID string, attempt int, typ, recipient string) string {
+	return uuid.NewSHA1(eventNamespace, []byte(fmt.Sprintf("%s|%d|%s|%s", messageID, attempt, typ, recipient))).String()
+}
+
+// StreamConfig sizes the streams.
+type StreamConfig struct {
+	// Replicas is the stream replication factor (1 single node, 3 in a cluster).
+	Replicas int
+	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id values. The
+	// outbox relay's redelivery of an already-published message within this window
+	// is dropped by JetStream.
+	DuplicateWindow time.Duration
+	// MaxMsgSize bounds one job (encoded message with attachments).
+	MaxMsgSize int32
+	// EventMaxAge is how long delivery events are kept after being consumed.
+	EventMaxAge time.Duration
+	Storage     jetstream.StorageType
+}
+
+// WithDefaults fills unset fields.
+func (c StreamConfig) WithDefaults() StreamConfig {
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 2 * time.Hour
+	}
+	if c.MaxMsgSize == 0 {
+		c.MaxMsgSize = 16 << 20
+	}
+	if c.EventMaxAge == 0 {
+		c.EventMaxAge = 7 * 24 * time.Hour
+	}
+	return c
+}
+
+// EnsureStreams creates or updates the send and event streams.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error {
+	cfg = cfg.WithDefaults()
+	streams := []jetstream.StreamConfig{{
+		Name:        SendStream,
+		Description: "email send jobs, one subject per provider kind and account",
+		Subjects:    []string{sendPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		MaxMsgSize:  cfg.MaxMsgSize,
+		Discard:     jetstream.DiscardOld,
+	}, {
+		Name:        EventStream,
+		Description: "email delivery events",
+		Subjects:    []string{eventPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		MaxAge:      cfg.EventMaxAge,
+	}}
+	for _, sc := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// IsDuplicate reports whether a publish ack says JetStream dropped the message as
+// a duplicate of one it already holds.
+func IsDuplicate(ack *jetstream.PubAck) bool { return ack != nil && ack.Duplicate }
