@@ -1,0 +1,109 @@
+package worker
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/namirasoft/email-sender/pkg/envconfig"
+)
+
+// Ambiguous outcome policies.
+const (
+	AmbiguousFail  = "fail"
+	AmbiguousRetry = "retry"
+)
+
+// Config configures a worker process.
+type Config struct {
+	// Providers lists the provider kinds this process delivers for; each gets its
+	// own durable consumer, so kinds scale and fail independently.
+	Providers []string `env:"WORKER_PROVIDERS" default:"sandbox,smtp" help:"provider kinds to deliver: sandbox, smtp"`
+	// Concurrency is the number of deliveries in flight per provider kind.
+	Concurrency int `env:"WORKER_CONCURRENCY" default:"64" help:"deliveries in flight per provider kind"`
+	// MaxAttempts bounds delivery attempts per message.
+	MaxAttempts int `env:"WORKER_MAX_ATTEMPTS" default:"8" help:"delivery attempts before a message fails"`
+	// MaxAge bounds how long a message keeps being retried after it was accepted.
+	MaxAge time.Duration `env:"WORKER_MAX_AGE" default:"24h" help:"retry window from acceptance"`
+	// BackoffBase and BackoffMax shape the retry delay: base*2^(attempt-1), capped,
+	// with jitter in [50%, 100%].
+	BackoffBase time.Duration `env:"WORKER_BACKOFF_BASE" default:"30s" help:"first retry delay"`
+	BackoffMax  time.Duration `env:"WORKER_BACKOFF_MAX" default:"1h" help:"longest retry delay"`
+	// AckWait is how long JetStream waits before redelivering an unacknowledged
+	// job; in-progress acks every AckWait/3 keep slow sends alive.
+	AckWait time.Duration `env:"WORKER_ACK_WAIT" default:"30s" help:"JetStream ack wait; in-progress acks keep long sends alive"`
+	// SendTimeout bounds one provider call.
+	SendTimeout time.Duration `env:"WORKER_SEND_TIMEOUT" default:"2m" help:"timeout of one provider call"`
+	// AmbiguousPolicy: "fail" or "retry" (see package doc).
+	AmbiguousPolicy string `env:"WORKER_AMBIGUOUS_POLICY" default:"fail" help:"fail or retry when a provider's answer to sent data is lost"`
+	// AccountRate and ProviderRate limit sends per second per account and per
+	// provider configuration (0: unlimited).
+	AccountRate  float64 `env:"WORKER_ACCOUNT_RATE" default:"0" help:"max sends/s per account (0 = unlimited)"`
+	ProviderRate float64 `env:"WORKER_PROVIDER_RATE" default:"0" help:"max sends/s per provider configuration (0 = unlimited)"`
+	// ConfigCacheTTL is how long provider configurations are cached.
+	ConfigCacheTTL time.Duration `env:"WORKER_CONFIG_CACHE_TTL" default:"10s" help:"provider configuration cache"`
+	// AttemptsTTL is how long attempt records are kept.
+	AttemptsTTL time.Duration `env:"WORKER_ATTEMPTS_TTL" default:"72h" help:"how long attempt records are kept"`
+	// SMTPHelo is the EHLO name used by SMTP connections.
+	SMTPHelo string `env:"SMTP_HELO" default:"" help:"EHLO name (default: the host name)"`
+	// MasterKeys opens provider secrets (see pkg/secretbox).
+	MasterKeys  string `env:"MASTER_KEYS" help:"master keys: id:base64,id:base64"`
+	MasterKeyID string `env:"MASTER_KEY_ID" help:"master key that seals new secrets (default: first)"`
+
+	MetricsAddr string `env:"WORKER_HTTP_ADDR" default:":8083" help:"health endpoint address"`
+
+	DB  envconfig.Postgres
+	NATS envconfig.NATS
+	Log envconfig.Log
+}
+
+// WithDefaults fills unset fields (for configs built in code).
+func (c Config) WithDefaults() Config {
+	if len(c.Providers) == 0 {
+		c.Providers = []string{"sandbox", "smtp"}
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 64
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 8
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = 24 * time.Hour
+	}
+	if c.BackoffBase <= 0 {
+		c.BackoffBase = 30 * time.Second
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = time.Hour
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = 2 * time.Minute
+	}
+	if c.AmbiguousPolicy == "" {
+		c.AmbiguousPolicy = AmbiguousFail
+	}
+	if c.ConfigCacheTTL <= 0 {
+		c.ConfigCacheTTL = 10 * time.Second
+	}
+	if c.AttemptsTTL <= 0 {
+		c.AttemptsTTL = 72 * time.Hour
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.AmbiguousPolicy != AmbiguousFail && c.AmbiguousPolicy != AmbiguousRetry {
+		return fmt.Errorf("WORKER_AMBIGUOUS_POLICY must be %q or %q, got %q", AmbiguousFail, AmbiguousRetry, c.AmbiguousPolicy)
+	}
+	for _, p := range c.Providers {
+		switch p {
+		case "sandbox", "smtp":
+		default:
+			return fmt.Errorf("WORKER_PROVIDERS: unknown provider kind %q", p)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,404 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/queue"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/worker/provider"
+)
+
+// retryAfterTrouble is the delay before a job comes back when the worker itself
+// could not work on it (NATS or PostgreSQL unreachable); it is not an attempt
+// outcome and publishes no retry event.
+const retryAfterTrouble = 2 * time.Second
+
+// deliver runs one attempt of one job and settles the JetStream message.
+func (w *Worker) deliver(ctx context.Context, kind string, sender provider.Sender, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		w.log.ErrorContext(ctx, "send job without metadata", "provider", kind, "error", err)
+		_ = msg.Term()
+		return
+	}
+	job := &queuev1.SendJob{}
+	if err := proto.Unmarshal(msg.Data(), job); err != nil || job.GetMessageId() == "" {
+		// A job nobody can decode cannot be attributed to a message; it is
+		// terminated so it cannot block the consumer.
+		w.log.ErrorContext(ctx, "undecodable send job terminated", "provider", kind, "subject", msg.Subject(), "error", err)
+		_ = msg.TermWithReason("undecodable send job")
+		return
+	}
+	ctx = w.deps.Telemetry.ExtractNATS(ctx, msg.Headers())
+	ctx, span := w.deps.Telemetry.Tracer("emailsender/worker").Start(ctx, "worker.deliver",
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("message.id", job.GetMessageId()),
+			attribute.String("account.id", job.GetAccountId()),
+			attribute.String("provider.kind", kind),
+			attribute.Int64("attempt", int64(meta.NumDelivered)),
+		))
+	defer span.End()
+
+	attempt := int(meta.NumDelivered)
+	log := w.log.With("message_id", job.GetMessageId(), "account_id", job.GetAccountId(), "provider", kind, "attempt", attempt)
+	d := &delivery{w: w, ctx: ctx, log: log, msg: msg, job: job, attempt: attempt,
+		events: &eventSet{job: job, now: w.now()}}
+	d.run(kind, sender)
+	if d.spanErr != nil {
+		span.RecordError(d.spanErr)
+		span.SetStatus(codes.Error, d.spanErr.Error())
+	}
+}
+
+// delivery is the state of one attempt.
+type delivery struct {
+	w       *Worker
+	ctx     context.Context
+	log     *slog.Logger
+	msg     jetstream.Msg
+	job     *queuev1.SendJob
+	attempt int
+	events  *eventSet
+	spanErr error
+}
+
+func (d *delivery) run(kind string, sender provider.Sender) {
+	w, job := d.w, d.job
+	prev, err := w.attempts.begin(d.ctx, job.GetMessageId(), d.attempt)
+	if err != nil {
+		d.trouble("record attempt", err)
+		return
+	}
+	if prev != nil && prev.State == stateDone {
+		d.replay(prev)
+		return
+	}
+	if prev != nil && prev.State == stateStarted {
+		ev := d.events.add(queue.EventInterrupted, lifecycle.Retrying, prev.Attempt, nil, "")
+		ev.ErrorClass = "interrupted"
+		ev.Detail = fmt.Sprintf("attempt %d was interrupted before its outcome was recorded (worker stopped or lost its connection); the provider may or may not have accepted it", prev.Attempt)
+		d.log.WarnContext(d.ctx, "previous attempt interrupted", "previous_attempt", prev.Attempt)
+	}
+
+	accepted := job.GetAcceptedAt().AsTime()
+	if d.attempt > w.cfg.MaxAttempts || (!accepted.IsZero() && w.now().Sub(accepted) > w.cfg.MaxAge) {
+		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, nil, "")
+		ev.ErrorClass = "attempts_exhausted"
+		ev.Detail = fmt.Sprintf("gave up after %d attempts or %s since acceptance", d.attempt-1, w.cfg.MaxAge)
+		d.final(false)
+		return
+	}
+
+	envelope, suppressed := recipients(job)
+	for _, r := range suppressed {
+		ev := d.events.add(queue.EventSuppressed, lifecycle.Suppressed, 0, []string{r}, r)
+		ev.Detail = "recipient is on the account's suppression list; nothing was sent to it"
+	}
+	if len(envelope) == 0 {
+		d.final(true)
+		return
+	}
+	var scope []string // empty: the event concerns every recipient
+	if len(suppressed) > 0 {
+		scope = envelope
+	}
+
+	cfg, err := w.configs.get(d.ctx, job.GetAccountId(), job.GetProviderId())
+	if errors.Is(err, errConfigNotFound) {
+		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
+		ev.ErrorClass = "permanent"
+		ev.Detail = "the provider configuration of this message no longer exists"
+		d.final(false)
+		return
+	}
+	if err != nil {
+		d.trouble("load provider configuration", err)
+		return
+	}
+	if err := d.waitRate(cfg.ID); err != nil {
+		d.trouble("rate limit", err)
+		return
+	}
+
+	d.events.add(queue.EventStarted, lifecycle.Sending, d.attempt, scope, "")
+	if err := d.publish(); err != nil {
+		// The attempt is recorded as started but nothing was sent: it comes back
+		// and reports itself as interrupted, which is the truth.
+		d.trouble("publish started event", err)
+		return
+	}
+	d.events.list = d.events.list[:0]
+	if h := w.deps.Hooks; h != nil && h.BeforeSend != nil {
+		h.BeforeSend(job.GetMessageId(), d.attempt)
+	}
+
+	out := d.send(sender, &provider.Delivery{Job: job, Attempt: d.attempt, Recipients: envelope, Config: cfg})
+	d.settle(out, scope, cfg)
+}
+
+// send calls the provider, keeping the job alive with in-progress acks.
+func (d *delivery) send(sender provider.Sender, pd *provider.Delivery) provider.Outcome {
+	ctx, cancel := context.WithTimeout(d.ctx, d.w.cfg.SendTimeout)
+	defer cancel()
+	ctx, span := d.w.deps.Telemetry.Tracer("emailsender/worker").Start(ctx, "provider.send",
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("provider.kind", pd.Config.Kind), attribute.Int("recipients", len(pd.Recipients))))
+	defer span.End()
+
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(d.w.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = d.msg.InProgress()
+			}
+		}
+	}()
+	out := sender.Send(ctx, pd)
+	span.SetAttributes(attribute.String("outcome", out.Class.String()), attribute.String("provider.response", out.Response))
+	if out.Err != nil {
+		span.RecordError(out.Err)
+		span.SetStatus(codes.Error, out.Class.String())
+	}
+	return out
+}
+
+// settle turns an outcome into events and the JetStream settlement.
+func (d *delivery) settle(out provider.Outcome, scope []string, cfg provider.Config) {
+	w := d.w
+	errText := ""
+	if out.Err != nil {
+		errText = out.Err.Error()
+	}
+	class := out.Class
+	if class == provider.Ambiguous && w.cfg.AmbiguousPolicy == AmbiguousRetry {
+		d.log.WarnContext(d.ctx, "ambiguous outcome retried by policy", "error", errText)
+		class = provider.Transient
+	}
+	switch class {
+	case provider.Sent:
+		sentScope := scope
+		if len(out.Rejected) > 0 {
+			sentScope = nil
+			for _, r := range envelopeOf(scope, d.job) {
+				if _, rejected := out.Rejected[r]; !rejected {
+					sentScope = append(sentScope, r)
+				}
+			}
+		}
+		ev := d.events.add(queue.EventSent, lifecycle.Sent, d.attempt, sentScope, "")
+		ev.ProviderResponse = out.Response
+		ev.ProviderMessageId = out.MessageID
+		for r, answer := range out.Rejected {
+			rev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, []string{r}, r)
+			rev.ErrorClass = "permanent"
+			rev.ProviderResponse = answer
+			rev.Detail = "the provider refused this recipient"
+		}
+		for _, fb := range out.Feedback {
+			st, typ := feedbackStatus(fb.Type)
+			if typ == "" {
+				continue
+			}
+			fev := d.events.add(typ, st, d.attempt, []string{fb.Recipient}, fb.Recipient)
+			fev.Detail = fb.Detail
+		}
+		d.log.InfoContext(d.ctx, "message sent", "response", out.Response)
+		d.final(true)
+	case provider.Transient:
+		if d.attempt >= w.cfg.MaxAttempts {
+			ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
+			ev.ErrorClass = "attempts_exhausted"
+			ev.ProviderResponse = out.Response
+			ev.Detail = fmt.Sprintf("attempt %d of %d failed transiently: %s", d.attempt, w.cfg.MaxAttempts, errText)
+			d.final(false)
+			return
+		}
+		delay := out.RetryAfter
+		if delay <= 0 {
+			delay = backoff(d.attempt, w.cfg.BackoffBase, w.cfg.BackoffMax, nil)
+		}
+		ev := d.events.add(queue.EventRetry, lifecycle.Retrying, d.attempt, scope, "")
+		ev.ErrorClass = "transient"
+		ev.ProviderResponse = out.Response
+		ev.Detail = errText
+		ev.RetryAt = timestamppb.New(w.now().Add(delay))
+		d.log.InfoContext(d.ctx, "attempt failed transiently; retrying", "error", errText, "retry_in", delay.String())
+		d.retry(delay)
+	default:
+		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
+		ev.ErrorClass = class.String()
+		ev.ProviderResponse = out.Response
+		ev.Detail = errText
+		if class == provider.Ambiguous {
+			ev.Detail = "the message data was sent but the provider's answer was lost; it may have been accepted. Not retried (WORKER_AMBIGUOUS_POLICY=fail) to avoid a duplicate: " + errText
+		}
+		if class == provider.Credentials {
+			if err := w.configs.markUnhealthy(d.ctx, cfg.AccountID, cfg.ID, "credentials refused: "+errText); err != nil {
+				d.log.ErrorContext(d.ctx, "mark provider unhealthy", "error", err)
+			}
+		}
+		d.log.WarnContext(d.ctx, "message failed", "error_class", ev.ErrorClass, "error", errText)
+		d.final(false)
+	}
+}
+
+// final records a final outcome, publishes its events and settles the job:
+// ack when the message reached its end normally, term when it failed.
+func (d *delivery) final(ok bool) {
+	data, ids, err := d.events.encode()
+	if err != nil {
+		d.trouble("encode events", err)
+		return
+	}
+	if err := d.record(attemptRecord{State: stateDone, Attempt: d.attempt, Events: data}); err != nil {
+		d.trouble("record outcome", err)
+		return
+	}
+	if err := d.w.events.publish(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), data, ids); err != nil {
+		// The outcome is recorded: the redelivery re-publishes, never re-sends.
+		d.trouble("publish outcome events", err)
+		return
+	}
+	if ok {
+		_ = d.msg.Ack()
+	} else {
+		_ = d.msg.Term()
+	}
+}
+
+// retry records a transient end of the attempt and schedules the next one.
+func (d *delivery) retry(delay time.Duration) {
+	if err := d.record(attemptRecord{State: stateRetry, Attempt: d.attempt}); err != nil {
+		d.trouble("record retry", err)
+		return
+	}
+	if err := d.publish(); err != nil {
+		d.log.WarnContext(d.ctx, "publish retry event", "error", err)
+	}
+	_ = d.msg.NakWithDelay(delay)
+}
+
+// replay handles a job whose outcome was already recorded: re-publish the
+// recorded events (deduplicated by JetStream) and ack without sending.
+func (d *delivery) replay(prev *attemptRecord) {
+	ids, err := decodeIDs(prev.Events)
+	if err == nil {
+		err = d.w.events.publish(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), prev.Events, ids)
+	}
+	if err != nil {
+		d.trouble("re-publish recorded outcome", err)
+		return
+	}
+	d.log.InfoContext(d.ctx, "job already delivered; not sending again", "recorded_attempt", prev.Attempt)
+	_ = d.msg.Ack()
+}
+
+// record writes the attempt record, retrying briefly: losing a "done" record
+// after a provider accepted the message is what would cause a duplicate.
+func (d *delivery) record(rec attemptRecord) error {
+	var err error
+	for i := 0; i < 5; i++ {
+		if err = d.w.attempts.finish(d.ctx, d.job.GetMessageId(), rec); err == nil {
+			return nil
+		}
+		time.Sleep(time.Duration(200*(i+1)) * time.Millisecond)
+	}
+	return err
+}
+
+func (d *delivery) publish() error {
+	data, ids, err := d.events.encode()
+	if err != nil {
+		return err
+	}
+	return d.w.events.publish(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), data, ids)
+}
+
+// trouble handles a failure of the worker's own dependencies: the job comes
+// back shortly without counting as a provider outcome.
+func (d *delivery) trouble(what string, err error) {
+	d.spanErr = fmt.Errorf("%s: %w", what, err)
+	d.log.ErrorContext(d.ctx, "delivery interrupted", "step", what, "error", err)
+	_ = d.msg.NakWithDelay(retryAfterTrouble)
+}
+
+func (d *delivery) waitRate(providerID string) error {
+	if l := d.w.limiter(d.w.accLimits, d.job.GetAccountId(), d.w.cfg.AccountRate); l != nil {
+		if err := l.Wait(d.ctx); err != nil {
+			return err
+		}
+	}
+	if l := d.w.limiter(d.w.prvLimits, providerID, d.w.cfg.ProviderRate); l != nil {
+		if err := l.Wait(d.ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recipients returns the envelope (every to, cc and bcc address, lower-cased,
+// de-duplicated) and the suppressed addresses left out of it.
+func recipients(job *queuev1.SendJob) (envelope, suppressed []string) {
+	sup := map[string]bool{}
+	for _, s := range job.GetSuppressed() {
+		sup[strings.ToLower(s)] = true
+	}
+	seen := map[string]bool{}
+	m := job.GetMessage()
+	for _, list := range [][]*v1.Address{m.GetTo(), m.GetCc(), m.GetBcc()} {
+		for _, a := range list {
+			addr := strings.ToLower(a.GetAddress())
+			if seen[addr] {
+				continue
+			}
+			seen[addr] = true
+			if sup[addr] {
+				suppressed = append(suppressed, addr)
+			} else {
+				envelope = append(envelope, addr)
+			}
+		}
+	}
+	return envelope, suppressed
+}
+
+func envelopeOf(scope []string, job *queuev1.SendJob) []string {
+	if len(scope) > 0 {
+		return scope
+	}
+	env, _ := recipients(job)
+	return env
+}
+
+func feedbackStatus(typ string) (lifecycle.Status, string) {
+	switch typ {
+	case queue.EventDelivered:
+		return lifecycle.Delivered, queue.EventDelivered
+	case queue.EventBounced:
+		return lifecycle.Bounced, queue.EventBounced
+	case queue.EventComplained:
+		return lifecycle.Complained, queue.EventComplained
+	}
+	return 0, ""
+}

@@ -1,0 +1,26 @@
+// Package worker delivers send jobs from JetStream through the account's
+// provider (smtp, ses, gmail, sandbox) and publishes a delivery event for every
+// step.
+//
+// One durable pull consumer per provider kind ("worker-<kind>", filter
+// send.<kind>.>) feeds a bounded pool of deliveries. For each job the worker
+//
+//  1. records the attempt as started in the EMAIL_ATTEMPTS key-value bucket
+//     before calling the provider, so a redelivery after a crash knows that an
+//     earlier attempt was interrupted and says so in the timeline;
+//  2. sends, keeping the job alive with in-progress acks while the provider works;
+//  3. records the outcome and its events in the bucket, publishes the events, and
+//     only then acks (Sent, Permanent), naks with an exponential, jittered delay
+//     (Transient), or terminates (attempts exhausted).
+//
+// A job whose outcome is already recorded (a duplicate publish or a redelivery
+// after the events were published but before the ack) is not sent again: its
+// recorded events are re-published (JetStream deduplicates them) and it is acked.
+// This keeps deliveries at most once per message except in the window between
+// the provider accepting a message and the worker recording that.
+//
+// Ambiguous outcomes (the message data was sent but the provider's answer was
+// lost) follow Config.AmbiguousPolicy: "fail" (default) fails the message with
+// error class "ambiguous" and never risks a duplicate; "retry" retries it like a
+// transient failure and may deliver twice.
+package worker

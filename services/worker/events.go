@@ -1,0 +1,109 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/telemetry"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+)
+
+// eventPublisher publishes a job's delivery events and waits until JetStream
+// stored them all.
+type eventPublisher struct {
+	js  jetstream.JetStream
+	tel *telemetry.Telemetry
+}
+
+// publish sends encoded events of one message. Each carries Nats-Msg-Id = its
+// event id, so publishing the same events again is harmless.
+func (p *eventPublisher) publish(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) error {
+	if len(events) == 0 {
+		return nil
+	}
+	subject := queue.EventSubject(accountID, messageID)
+	futures := make([]jetstream.PubAckFuture, 0, len(events))
+	for i, data := range events {
+		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, ids[i])
+		p.tel.InjectNATS(ctx, msg.Header)
+		f, err := p.js.PublishMsgAsync(msg)
+		if err != nil {
+			return fmt.Errorf("publish event: %w", err)
+		}
+		futures = append(futures, f)
+	}
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish event: %w", err)
+		case <-ctx.Done():
+			return fmt.Errorf("publish event: %w", ctx.Err())
+		case <-timeout.C:
+			return fmt.Errorf("publish event: no acknowledgement within 10s")
+		}
+	}
+	return nil
+}
+
+// eventSet collects a job's events in order.
+type eventSet struct {
+	job  *queuev1.SendJob
+	now  time.Time
+	list []*queuev1.DeliveryEvent
+}
+
+func (s *eventSet) add(typ string, status v1.MessageStatus_Value, attempt int, recipients []string, recipientKey string) *queuev1.DeliveryEvent {
+	ev := &queuev1.DeliveryEvent{
+		EventId:    queue.EventID(s.job.GetMessageId(), attempt, typ, recipientKey),
+		MessageId:  s.job.GetMessageId(),
+		AccountId:  s.job.GetAccountId(),
+		ProviderId: s.job.GetProviderId(),
+		Type:       typ,
+		Status:     status,
+		OccurredAt: timestamppb.New(s.now),
+		Attempt:    int32(attempt),
+		Recipients: recipients,
+	}
+	s.list = append(s.list, ev)
+	return ev
+}
+
+// encode returns the events as bytes plus their ids.
+func (s *eventSet) encode() ([][]byte, []string, error) {
+	out := make([][]byte, 0, len(s.list))
+	ids := make([]string, 0, len(s.list))
+	for _, ev := range s.list {
+		b, err := proto.Marshal(ev)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode event: %w", err)
+		}
+		out = append(out, b)
+		ids = append(ids, ev.GetEventId())
+	}
+	return out, ids, nil
+}
+
+// decodeIDs returns the ids of recorded events (for re-publishing).
+func decodeIDs(events [][]byte) ([]string, error) {
+	ids := make([]string, 0, len(events))
+	for _, b := range events {
+		var ev queuev1.DeliveryEvent
+		if err := proto.Unmarshal(b, &ev); err != nil {
+			return nil, fmt.Errorf("decode recorded event: %w", err)
+		}
+		ids = append(ids, ev.GetEventId())
+	}
+	return ids, nil
+}
