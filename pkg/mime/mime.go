@@ -126,7 +126,8 @@ func Build(m *emailsenderv1.EmailMessage, o Options) (*gomail.Msg, error) {
 	return msg, nil
 }
 
-// Raw returns the message as RFC 5322 bytes with CRLF line endings.
+// Raw returns the message as RFC 5322 bytes with CRLF line endings, ending
+// with CRLF.
 func Raw(m *emailsenderv1.EmailMessage, o Options) ([]byte, error) {
 	msg, err := Build(m, o)
 	if err != nil {
@@ -135,6 +136,12 @@ func Raw(m *emailsenderv1.EmailMessage, o Options) ([]byte, error) {
 	var buf bytes.Buffer
 	if _, err := msg.WriteTo(&buf); err != nil {
 		return nil, fmt.Errorf("write message: %w", err)
+	}
+	// SMTP ends the data with CRLF "." CRLF; a body without a final line break
+	// would otherwise get one from the client's dot writer, so add it here and
+	// the bytes sent are exactly the bytes built.
+	if !bytes.HasSuffix(buf.Bytes(), []byte("\r\n")) {
+		buf.WriteString("\r\n")
 	}
 	return buf.Bytes(), nil
 }
@@ -275,7 +282,7 @@ func setAttachments(msg *gomail.Msg, as []*emailsenderv1.Attachment) error {
 		r := bytes.NewReader(a.GetContent())
 		if cid := a.GetContentId(); cid != "" {
 			cid = strings.TrimSuffix(strings.TrimPrefix(cid, "<"), ">")
-			if cid == "" || strings.ContainsAny(cid, "<>\"\r\n\t ()[]\\,;:") || !isASCII(cid) {
+			if !validContentID(cid) {
 				return fmt.Errorf("%w: %s: content id %q has invalid characters", ErrInvalid, field, a.GetContentId())
 			}
 			opts = append(opts, gomail.WithFileContentID("<"+cid+">"))
@@ -289,6 +296,21 @@ func setAttachments(msg *gomail.Msg, as []*emailsenderv1.Attachment) error {
 		}
 	}
 	return nil
+}
+
+// validContentID accepts the printable ASCII of an RFC 5322 msg-id without
+// its angle brackets.
+func validContentID(cid string) bool {
+	if cid == "" {
+		return false
+	}
+	for i := 0; i < len(cid); i++ {
+		c := cid[i]
+		if c < 33 || c > 126 || strings.IndexByte("<>\"()[]\\,;:", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // checkHeaderValue refuses what could break out of a header line.

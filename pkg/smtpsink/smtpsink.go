@@ -124,7 +124,7 @@ type Sink struct {
 	messages  []Message
 	changed   chan struct{} // closed and replaced when messages grow
 	stalled   int
-	sessions  sync.WaitGroup
+	stopped   chan struct{} // closed by Stop; one per Start
 	nextQueue atomic.Uint64
 	conns     atomic.Int64
 	active    atomic.Int64
@@ -237,6 +237,7 @@ func (s *Sink) Start() error {
 		_ = srv.Serve(l)
 	}()
 	s.server, s.served, s.running = srv, served, true
+	s.stopped = make(chan struct{})
 	return nil
 }
 
@@ -251,17 +252,15 @@ func (s *Sink) Stop() {
 	}
 	srv, served := s.server, s.served
 	s.running = false
-	s.releaseLocked()
+	close(s.stopped)
 	s.mu.Unlock()
 
 	_ = srv.Close()
 	<-served
 	// Sessions end when their connections close; wait so nothing outlives Stop.
-	done := make(chan struct{})
-	go func() { s.sessions.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
+	deadline := time.Now().Add(5 * time.Second)
+	for s.active.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -396,8 +395,10 @@ func (s *Sink) WaitFor(ctx context.Context, n int) ([]Message, error) {
 func (s *Sink) newSession(c *smtp.Conn) (smtp.Session, error) {
 	s.conns.Add(1)
 	s.active.Add(1)
-	s.sessions.Add(1)
-	return &session{sink: s, conn: c}, nil
+	s.mu.Lock()
+	stopped := s.stopped
+	s.mu.Unlock()
+	return &session{sink: s, conn: c, stopped: stopped}, nil
 }
 
 func (s *Sink) next() Action {
@@ -421,14 +422,14 @@ func repeat(n int, a Action) []Action {
 
 // session is one SMTP connection.
 type session struct {
-	sink     *Sink
-	conn     *smtp.Conn
-	authed   string
-	from     string
-	to       []string
-	action   Action
-	loggedIn bool
-	done     bool
+	sink    *Sink
+	conn    *smtp.Conn
+	stopped chan struct{} // of the Start that accepted this connection
+	authed  string
+	from    string
+	to      []string
+	action  Action
+	done    bool
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -496,8 +497,8 @@ func (ss *session) Data(r io.Reader) error {
 	ss.sink.mu.Lock()
 	latency := ss.sink.latency
 	ss.sink.mu.Unlock()
-	if latency > 0 {
-		time.Sleep(latency)
+	if !ss.sleep(latency) {
+		return ss.drop()
 	}
 	if ss.action.Stage == AtData {
 		if err := ss.apply(); err != nil {
@@ -521,27 +522,57 @@ func (ss *session) Data(r io.Reader) error {
 func (ss *session) apply() error {
 	a := ss.action
 	ss.action = Action{}
-	if a.Delay > 0 {
-		time.Sleep(a.Delay)
+	if !ss.sleep(a.Delay) {
+		return ss.drop()
 	}
 	if a.Stall {
 		ss.sink.mu.Lock()
 		ch := ss.sink.release
 		ss.sink.stalled++
 		ss.sink.mu.Unlock()
-		<-ch
+		select {
+		case <-ch:
+		case <-ss.stopped:
+		}
 		ss.sink.mu.Lock()
 		ss.sink.stalled--
 		ss.sink.mu.Unlock()
 	}
+	select {
+	case <-ss.stopped:
+		// The sink went down meanwhile: nothing is accepted.
+		return ss.drop()
+	default:
+	}
 	if a.Drop {
-		_ = ss.conn.Conn().Close()
-		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "dropped"}
+		return ss.drop()
 	}
 	if a.Reply.Code != 0 {
 		return a.Reply.smtpError()
 	}
 	return nil
+}
+
+// sleep waits for d; false when the sink stopped meanwhile.
+func (ss *session) sleep(d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ss.stopped:
+		return false
+	}
+}
+
+// drop closes the TCP connection; the error is the answer go-smtp will fail
+// to write.
+func (ss *session) drop() error {
+	_ = ss.conn.Conn().Close()
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "dropped"}
 }
 
 func (ss *session) Reset() {
@@ -552,7 +583,6 @@ func (ss *session) Logout() error {
 	if !ss.done {
 		ss.done = true
 		ss.sink.active.Add(-1)
-		ss.sink.sessions.Done()
 	}
 	return nil
 }

@@ -51,7 +51,7 @@ func OptionsFromEnv(serviceName string) Options {
 
 // Setup builds the tracer provider.
 func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(opts.ServiceName)))
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(opts.ServiceName)))
 	if err != nil {
 		return nil, fmt.Errorf("telemetry resource: %w", err)
 	}

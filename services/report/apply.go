@@ -1,0 +1,341 @@
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/namirasoft/email-sender/pkg/lifecycle"
+)
+
+// outcome is what applying did with one event.
+type outcome int
+
+const (
+	outcomeApplied   outcome = iota + 1 // stored now
+	outcomeDuplicate                    // already stored: nothing changed
+	outcomeUnknown                      // no such message in that account: dropped
+)
+
+// apply stores evs (distinct ids) and applies their status changes in one
+// transaction, and returns the outcome of each, in order.
+func (s *store) apply(ctx context.Context, evs []event) ([]outcome, error) {
+	out := make([]outcome, len(evs))
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin apply: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+
+	known, err := lockMessages(ctx, tx, evs)
+	if err != nil {
+		return nil, err
+	}
+	var candidates []int
+	for i, e := range evs {
+		if known[e.messageID] == e.accountID {
+			candidates = append(candidates, i)
+		} else {
+			out[i] = outcomeUnknown
+		}
+	}
+	inserted, err := insertEvents(ctx, tx, evs, candidates)
+	if err != nil {
+		return nil, err
+	}
+	var fresh []int
+	for _, i := range candidates {
+		if inserted[evs[i].id] {
+			out[i] = outcomeApplied
+			fresh = append(fresh, i)
+		} else {
+			out[i] = outcomeDuplicate
+		}
+	}
+	if len(fresh) > 0 {
+		applied, err := updateRecipients(ctx, tx, evs, fresh)
+		if err != nil {
+			return nil, err
+		}
+		if err := updateMessages(ctx, tx, evs, fresh, applied); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit apply: %w", err)
+	}
+	return out, nil
+}
+
+// lockMessages locks the batch's messages, in id order so that concurrent
+// replicas cannot deadlock, and returns their account ids. The lock makes the
+// recipients update and the summary of one message one serial step.
+func lockMessages(ctx context.Context, tx pgx.Tx, evs []event) (map[string]string, error) {
+	set := map[string]bool{}
+	for _, e := range evs {
+		set[e.messageID] = true
+	}
+	ids := make([]string, 0, len(set))
+	for id := range set {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	rows, err := tx.Query(ctx, `
+		SELECT id::text, account_id::text FROM messages
+		WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock messages: %w", err)
+	}
+	known := map[string]string{}
+	var id, account string
+	_, err = pgx.ForEachRow(rows, []any{&id, &account}, func() error {
+		known[id] = account
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lock messages: %w", err)
+	}
+	return known, nil
+}
+
+// insertEvents inserts evs[idx] and returns the ids it inserted (not those
+// already stored).
+func insertEvents(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (map[string]bool, error) {
+	if len(idx) == 0 {
+		return map[string]bool{}, nil
+	}
+	n := len(idx)
+	var (
+		ids, msgs, accts, types, resps, classes, details = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		statuses                                         = make([]int16, n)
+		attempts                                         = make([]int32, n)
+		occurred                                         = make([]time.Time, n)
+		retryAt                                          = make([]*time.Time, n)
+		recipients                                       = make([]string, n)
+	)
+	for j, i := range idx {
+		e := evs[i]
+		ids[j], msgs[j], accts[j], types[j] = e.id, e.messageID, e.accountID, e.typ
+		resps[j], classes[j], details[j] = e.providerResponse, e.errorClass, e.detail
+		statuses[j], attempts[j], occurred[j], retryAt[j] = int16(e.status), e.attempt, e.occurredAt, e.retryAt
+		r := e.recipients
+		if r == nil {
+			r = []string{}
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("encode recipients of event %s: %w", e.id, err)
+		}
+		recipients[j] = string(b)
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO events (id, message_id, account_id, type, status, occurred_at, attempt,
+			recipients, provider_response, error_class, detail, retry_at)
+		SELECT u.id, u.message_id, u.account_id, u.type, u.status, u.occurred_at, u.attempt,
+			ARRAY(SELECT jsonb_array_elements_text(u.recipients::jsonb)), u.provider_response,
+			u.error_class, u.detail, u.retry_at
+		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::smallint[],
+			$6::timestamptz[], $7::integer[], $8::text[], $9::text[], $10::text[], $11::text[],
+			$12::timestamptz[])
+			AS u(id, message_id, account_id, type, status, occurred_at, attempt, recipients,
+				provider_response, error_class, detail, retry_at)
+		ON CONFLICT (id) DO NOTHING
+		RETURNING id::text`,
+		ids, msgs, accts, types, statuses, occurred, attempts, recipients, resps, classes, details, retryAt)
+	if err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
+	inserted := map[string]bool{}
+	var id string
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+		inserted[id] = true
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("insert events: %w", err)
+	}
+	return inserted, nil
+}
+
+// updateRecipients moves each recipient of evs[idx] to the status of the
+// event with the greatest key among those that concern it, when that key is
+// greater than its current one. It returns the events that moved a recipient.
+func updateRecipients(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (map[int]bool, error) {
+	var (
+		ords              []int32
+		msgs, accts, addr []string
+		statuses          []int16
+		keys              []int64
+		details           []string
+		at                []time.Time
+	)
+	add := func(i int, address string) {
+		e := evs[i]
+		ords = append(ords, int32(i))
+		msgs, accts, addr = append(msgs, e.messageID), append(accts, e.accountID), append(addr, address)
+		statuses, keys = append(statuses, int16(e.status)), append(keys, e.key())
+		details, at = append(details, e.recipientDetail()), append(at, e.occurredAt)
+	}
+	for _, i := range idx {
+		if evs[i].key() < 0 {
+			continue
+		}
+		if len(evs[i].recipients) == 0 {
+			add(i, "")
+		}
+		for _, r := range evs[i].recipients {
+			add(i, r)
+		}
+	}
+	applied := map[int]bool{}
+	if len(ords) == 0 {
+		return applied, nil
+	}
+	rows, err := tx.Query(ctx, `
+		WITH e AS (
+			SELECT * FROM unnest($1::integer[], $2::uuid[], $3::uuid[], $4::text[], $5::smallint[],
+				$6::bigint[], $7::text[], $8::timestamptz[])
+				AS e(ord, message_id, account_id, address, status, key, detail, at)
+		), best AS (
+			SELECT DISTINCT ON (r.message_id, r.idx) r.message_id, r.idx, e.ord, e.status, e.key, e.detail, e.at
+			FROM e JOIN recipients r
+				ON r.message_id = e.message_id AND r.account_id = e.account_id
+				AND (e.address = '' OR r.address = e.address)
+			WHERE e.key > r.status_key
+			ORDER BY r.message_id, r.idx, e.key DESC, e.ord
+		)
+		UPDATE recipients r
+		SET status = best.status, status_key = best.key, updated_at = best.at,
+			detail = CASE WHEN best.detail <> '' THEN best.detail ELSE r.detail END
+		FROM best
+		WHERE r.message_id = best.message_id AND r.idx = best.idx
+		RETURNING best.ord`,
+		ords, msgs, accts, addr, statuses, keys, details, at)
+	if err != nil {
+		return nil, fmt.Errorf("update recipients: %w", err)
+	}
+	var ord int32
+	if _, err := pgx.ForEachRow(rows, []any{&ord}, func() error {
+		applied[int(ord)] = true
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("update recipients: %w", err)
+	}
+	return applied, nil
+}
+
+// messageChange is what a batch changes of one message besides its status.
+type messageChange struct {
+	attempts     int32
+	providerID   string
+	providerKey  int64
+	lastError    string
+	lastErrorKey int64
+	lastErrorAt  time.Time
+	updatedAt    time.Time
+}
+
+// updateMessages recomputes the status of the messages of evs[idx] from their
+// recipients (lifecycle.Summarise) and maintains attempts, provider_message_id,
+// last_error and updated_at. applied names the events that moved a recipient:
+// only those may set last_error, so a late failure of an old attempt does not
+// overwrite the message's story.
+func updateMessages(ctx context.Context, tx pgx.Tx, evs []event, idx []int, applied map[int]bool) error {
+	changes := map[string]*messageChange{}
+	for _, i := range idx {
+		e := evs[i]
+		c := changes[e.messageID]
+		if c == nil {
+			c = &messageChange{providerKey: -1, lastErrorKey: -1}
+			changes[e.messageID] = c
+		}
+		c.attempts = max(c.attempts, e.attempt)
+		if e.occurredAt.After(c.updatedAt) {
+			c.updatedAt = e.occurredAt
+		}
+		if e.providerMessageID != "" && e.key() >= c.providerKey {
+			c.providerID, c.providerKey = e.providerMessageID, e.key()
+		}
+		if msg := e.errorText(); msg != "" && applied[i] &&
+			(e.key() > c.lastErrorKey || e.key() == c.lastErrorKey && !e.occurredAt.Before(c.lastErrorAt)) {
+			c.lastError, c.lastErrorKey, c.lastErrorAt = msg, e.key(), e.occurredAt
+		}
+	}
+	ids := make([]string, 0, len(changes))
+	for id := range changes {
+		ids = append(ids, id)
+	}
+	summaries, err := summarise(ctx, tx, ids)
+	if err != nil {
+		return err
+	}
+	n := len(ids)
+	statuses, attempts := make([]int16, n), make([]int32, n)
+	providerIDs, lastErrors, updatedAt := make([]string, n), make([]string, n), make([]time.Time, n)
+	for j, id := range ids {
+		c := changes[id]
+		statuses[j], attempts[j] = int16(summaries[id]), c.attempts
+		providerIDs[j], lastErrors[j], updatedAt[j] = c.providerID, c.lastError, c.updatedAt
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE messages m SET
+			status = CASE WHEN u.status > 0 THEN u.status ELSE m.status END,
+			attempts = GREATEST(m.attempts, u.attempts),
+			provider_message_id = CASE WHEN u.provider_message_id <> '' THEN u.provider_message_id ELSE m.provider_message_id END,
+			last_error = CASE WHEN u.last_error <> '' THEN u.last_error ELSE m.last_error END,
+			updated_at = GREATEST(m.updated_at, u.updated_at)
+		FROM unnest($1::uuid[], $2::smallint[], $3::integer[], $4::text[], $5::text[], $6::timestamptz[])
+			AS u(id, status, attempts, provider_message_id, last_error, updated_at)
+		WHERE m.id = u.id`,
+		ids, statuses, attempts, providerIDs, lastErrors, updatedAt); err != nil {
+		return fmt.Errorf("update messages: %w", err)
+	}
+	return nil
+}
+
+// summarise returns the status each message's recipients summarise to.
+func summarise(ctx context.Context, tx pgx.Tx, ids []string) (map[string]lifecycle.Status, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT message_id::text, array_agg(status ORDER BY idx) FROM recipients
+		WHERE message_id = ANY($1::uuid[]) GROUP BY message_id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("summarise messages: %w", err)
+	}
+	out := map[string]lifecycle.Status{}
+	var (
+		id       string
+		statuses []int16
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &statuses}, func() error {
+		ss := make([]lifecycle.Status, len(statuses))
+		for i, s := range statuses {
+			ss[i] = lifecycle.Status(s)
+		}
+		out[id] = lifecycle.Summarise(ss)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("summarise messages: %w", err)
+	}
+	return out, nil
+}
+
+// isPoison reports whether the database rejected an event's data (as opposed
+// to being unavailable): retrying it can never succeed.
+func isPoison(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", // data exception
+		"23", // integrity constraint violation
+		"54": // program limit exceeded
+		return true
+	}
+	return false
+}

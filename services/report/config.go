@@ -1,0 +1,94 @@
+package report
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/namirasoft/email-sender/pkg/envconfig"
+)
+
+// Config configures the report service. Load it with envconfig.Load; the zero
+// value plus WithDefaults works too.
+type Config struct {
+	// GRPCAddr is where Run serves the ReportService when no listener is given.
+	GRPCAddr string `env:"REPORT_GRPC_ADDR" default:":8082" help:"gRPC listen address"`
+	// ShutdownGrace bounds the gRPC graceful stop.
+	ShutdownGrace time.Duration `env:"REPORT_SHUTDOWN_GRACE" default:"10s" help:"how long gRPC graceful stop may take"`
+
+	// Consumer is the durable consumer name on the events stream; every replica
+	// of the service shares it.
+	Consumer string `env:"REPORT_CONSUMER" default:"report" help:"durable JetStream consumer name"`
+	// BatchSize is the most events applied in one transaction.
+	BatchSize int `env:"REPORT_BATCH_SIZE" default:"256" help:"events applied per transaction, at most"`
+	// BatchWait is how long a batch waits for more events once it has one.
+	BatchWait time.Duration `env:"REPORT_BATCH_WAIT" default:"10ms" help:"how long a started batch waits to fill up"`
+	// AckWait is how long JetStream waits for an ack before redelivering; it must
+	// exceed the time a batch takes to apply.
+	AckWait time.Duration `env:"REPORT_ACK_WAIT" default:"30s" help:"JetStream ack wait"`
+	// MaxAckPending bounds the events delivered but not yet acknowledged, across replicas.
+	MaxAckPending int `env:"REPORT_MAX_ACK_PENDING" default:"4096" help:"JetStream max ack pending"`
+	// RetryDelay is how long a failed event waits before JetStream redelivers it.
+	RetryDelay time.Duration `env:"REPORT_RETRY_DELAY" default:"2s" help:"redelivery delay after the database failed"`
+	// ApplyTimeout bounds one batch transaction.
+	ApplyTimeout time.Duration `env:"REPORT_APPLY_TIMEOUT" default:"20s" help:"timeout of one batch transaction"`
+
+	// KeyCacheTTL is how long main's API key store caches a key lookup.
+	KeyCacheTTL time.Duration `env:"REPORT_KEY_CACHE_TTL" default:"30s" help:"API key cache TTL (0 disables)"`
+
+	Postgres envconfig.Postgres
+	NATS     envconfig.NATS
+	Log      envconfig.Log
+}
+
+// WithDefaults fills unset fields with the same defaults the env tags name.
+func (c Config) WithDefaults() Config {
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = ":8082"
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.Consumer == "" {
+		c.Consumer = "report"
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 256
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = 10 * time.Millisecond
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 4096
+	}
+	if c.RetryDelay == 0 {
+		c.RetryDelay = 2 * time.Second
+	}
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = 20 * time.Second
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.BatchSize < 1 || c.BatchSize > 10_000 {
+		errs = append(errs, fmt.Errorf("batch size %d: want 1..10000", c.BatchSize))
+	}
+	if c.MaxAckPending < 2*c.BatchSize {
+		errs = append(errs, fmt.Errorf("max ack pending %d: want at least twice the batch size (%d)", c.MaxAckPending, 2*c.BatchSize))
+	}
+	if c.ApplyTimeout >= c.AckWait {
+		errs = append(errs, fmt.Errorf("apply timeout %s: want less than ack wait %s", c.ApplyTimeout, c.AckWait))
+	}
+	if c.BatchWait < 0 || c.RetryDelay < 0 {
+		errs = append(errs, errors.New("batch wait and retry delay must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("report config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,268 @@
+package report
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/namirasoft/email-sender/pkg/auth"
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+)
+
+// Request limits.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+	defaultRange    = 24 * time.Hour
+	defaultBucket   = time.Hour
+	minBucket       = time.Minute
+	maxBuckets      = 1000
+)
+
+// reportServer implements emailsenderv1.ReportServiceServer.
+type reportServer struct {
+	emailsenderv1.UnimplementedReportServiceServer
+	store *store
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+func (s *reportServer) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
+func accountOf(ctx context.Context) (string, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok || p.AccountID == "" {
+		return "", errNoPrincipal
+	}
+	return p.AccountID, nil
+}
+
+// GetMessage returns a message of the caller's account.
+func (s *reportServer) GetMessage(ctx context.Context, req *emailsenderv1.GetMessageRequest) (*emailsenderv1.GetMessageResponse, error) {
+	resp, err := s.getMessage(ctx, req)
+	if err != nil {
+		return nil, grpcError(ctx, s.log, "GetMessage", err)
+	}
+	return resp, nil
+}
+
+func (s *reportServer) getMessage(ctx context.Context, req *emailsenderv1.GetMessageRequest) (*emailsenderv1.GetMessageResponse, error) {
+	account, err := accountOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseID("message_id", req.GetMessageId())
+	if err != nil {
+		return nil, err
+	}
+	return s.store.message(ctx, account, id)
+}
+
+// ListMessages lists the caller's messages, newest first.
+func (s *reportServer) ListMessages(ctx context.Context, req *emailsenderv1.ListMessagesRequest) (*emailsenderv1.ListMessagesResponse, error) {
+	resp, err := s.listMessages(ctx, req)
+	if err != nil {
+		return nil, grpcError(ctx, s.log, "ListMessages", err)
+	}
+	return resp, nil
+}
+
+func (s *reportServer) listMessages(ctx context.Context, req *emailsenderv1.ListMessagesRequest) (*emailsenderv1.ListMessagesResponse, error) {
+	account, err := accountOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f, err := parseListRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	pageSize := f.limit
+	f.limit = pageSize + 1 // one more tells whether there is a next page
+	msgs, err := s.store.list(ctx, account, f)
+	if err != nil {
+		return nil, err
+	}
+	resp := &emailsenderv1.ListMessagesResponse{Messages: msgs}
+	if len(msgs) > pageSize {
+		resp.Messages = msgs[:pageSize]
+		resp.NextPageToken = encodeCursor(msgs[pageSize-1].GetMessageId())
+	}
+	return resp, nil
+}
+
+func parseListRequest(req *emailsenderv1.ListMessagesRequest) (listFilter, error) {
+	f := listFilter{limit: defaultPageSize}
+	switch n := req.GetPageSize(); {
+	case n < 0:
+		return f, invalidField("page_size", "must not be negative")
+	case n > maxPageSize:
+		f.limit = maxPageSize
+	case n > 0:
+		f.limit = int(n)
+	}
+	for _, st := range req.GetStatuses() {
+		if _, ok := emailsenderv1.MessageStatus_Value_name[int32(st)]; !ok || st == emailsenderv1.MessageStatus_VALUE_UNSPECIFIED {
+			return f, invalidField("statuses", "unknown status %d", st)
+		}
+		f.statuses = append(f.statuses, int16(st))
+	}
+	if p := req.GetProviderId(); p != "" {
+		id, err := parseID("provider_id", p)
+		if err != nil {
+			return f, err
+		}
+		f.providerID = id
+	}
+	f.recipient = strings.ToLower(strings.TrimSpace(req.GetRecipient()))
+	if tags := req.GetTags(); len(tags) > 0 {
+		b, err := json.Marshal(tags)
+		if err != nil {
+			return f, invalidField("tags", "%v", err)
+		}
+		f.tagsJSON = string(b)
+	}
+	var err error
+	if f.createdAfter, err = optionalTime("created_after", req.GetCreatedAfter()); err != nil {
+		return f, err
+	}
+	if f.createdBefore, err = optionalTime("created_before", req.GetCreatedBefore()); err != nil {
+		return f, err
+	}
+	if f.createdAfter != nil && f.createdBefore != nil && !f.createdBefore.After(*f.createdAfter) {
+		return f, invalidField("created_before", "must be after created_after")
+	}
+	if tok := req.GetPageToken(); tok != "" {
+		if f.afterID, err = decodeCursor(tok); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+// GetStats counts the caller's messages by status per time bucket and provider.
+func (s *reportServer) GetStats(ctx context.Context, req *emailsenderv1.GetStatsRequest) (*emailsenderv1.GetStatsResponse, error) {
+	resp, err := s.getStats(ctx, req)
+	if err != nil {
+		return nil, grpcError(ctx, s.log, "GetStats", err)
+	}
+	return resp, nil
+}
+
+func (s *reportServer) getStats(ctx context.Context, req *emailsenderv1.GetStatsRequest) (*emailsenderv1.GetStatsResponse, error) {
+	account, err := accountOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	start, err := optionalTime("start", req.GetStart())
+	if err != nil {
+		return nil, err
+	}
+	end, err := optionalTime("end", req.GetEnd())
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case start == nil && end == nil:
+		e := s.clock()
+		b := e.Add(-defaultRange)
+		start, end = &b, &e
+	case start == nil:
+		b := end.Add(-defaultRange)
+		start = &b
+	case end == nil:
+		e := s.clock()
+		end = &e
+	}
+	if !end.After(*start) {
+		return nil, invalidField("end", "must be after start")
+	}
+	bucket := defaultBucket
+	if b := req.GetBucket(); b != nil {
+		if err := b.CheckValid(); err != nil {
+			return nil, invalidField("bucket", "%v", err)
+		}
+		bucket = b.AsDuration()
+	}
+	if bucket < minBucket {
+		return nil, invalidField("bucket", "must be at least %s", minBucket)
+	}
+	if n := (end.Sub(*start) + bucket - 1) / bucket; n > maxBuckets {
+		return nil, invalidField("bucket", "%s over [start, end) makes %d buckets; at most %d", bucket, n, maxBuckets)
+	}
+	var provider string
+	if p := req.GetProviderId(); p != "" {
+		if provider, err = parseID("provider_id", p); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := s.store.stats(ctx, account, *start, *end, bucket, provider)
+	if err != nil {
+		return nil, err
+	}
+	resp := &emailsenderv1.GetStatsResponse{Totals: map[string]int64{}}
+	var cur *emailsenderv1.StatsBucket
+	for _, r := range rows {
+		if cur == nil || !cur.GetStart().AsTime().Equal(r.bucket) || cur.GetProviderId() != r.providerID {
+			cur = &emailsenderv1.StatsBucket{Start: timestamppb.New(r.bucket), ProviderId: r.providerID, Counts: map[string]int64{}}
+			resp.Buckets = append(resp.Buckets, cur)
+		}
+		name := r.status.String()
+		cur.Counts[name] += r.count
+		resp.Totals[name] += r.count
+	}
+	return resp, nil
+}
+
+func parseID(field, s string) (string, error) {
+	if s == "" {
+		return "", invalidField(field, "required")
+	}
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return "", invalidField(field, "not a valid id")
+	}
+	return u.String(), nil
+}
+
+func optionalTime(field string, ts *timestamppb.Timestamp) (*time.Time, error) {
+	if ts == nil {
+		return nil, nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return nil, invalidField(field, "%v", err)
+	}
+	t := ts.AsTime()
+	return &t, nil
+}
+
+// cursorVersion prefixes page tokens so their format can change.
+const cursorVersion = 1
+
+// encodeCursor makes the page token that continues after message id.
+func encodeCursor(id string) string {
+	u := uuid.MustParse(id) // ids come from the database
+	return base64.RawURLEncoding.EncodeToString(append([]byte{cursorVersion}, u[:]...))
+}
+
+func decodeCursor(tok string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) != 17 || b[0] != cursorVersion {
+		return "", invalidField("page_token", "invalid page token")
+	}
+	u, err := uuid.FromBytes(b[1:])
+	if err != nil {
+		return "", invalidField("page_token", "invalid page token")
+	}
+	return u.String(), nil
+}

@@ -1,0 +1,141 @@
+package report
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/pkg/telemetry"
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+)
+
+// Deps are the clients the service uses; they are built once by the process and
+// shared with other services in an all-in-one process.
+type Deps struct {
+	Pool          *pgxpool.Pool
+	JetStream     jetstream.JetStream
+	Authenticator auth.Authenticator
+	// Telemetry defaults to telemetry.Nop(); Logger to a logger that discards.
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
+	// Listener, when set, is what Run serves gRPC on instead of Config.GRPCAddr.
+	Listener net.Listener
+	// Hooks observe the consumer; nil hooks are no-ops.
+	Hooks Hooks
+}
+
+// Hooks let tests observe the consumer deterministically. They run on the
+// consumer goroutine and must not block for long.
+type Hooks struct {
+	// BatchDone is called after a batch was applied (or given up on) and every
+	// event in it acked, terminated or nak'ed.
+	BatchDone func(BatchReport)
+}
+
+// BatchReport says what became of the events of one batch.
+type BatchReport struct {
+	// Applied: event ids stored by this batch (whether or not they changed a status).
+	Applied []string
+	// Duplicates: event ids that were already stored (or repeated in the batch).
+	Duplicates []string
+	// Unknown: event ids whose message does not exist; acked and dropped.
+	Unknown []string
+	// Malformed: events terminated because they could not be decoded or were
+	// rejected by the database. Their ids are given when known.
+	Malformed []string
+	// Retried: event ids nak'ed for redelivery because the database failed.
+	Retried []string
+}
+
+// Service is the report service.
+type Service struct {
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	tel    *telemetry.Telemetry
+	tracer trace.Tracer
+	store  *store
+}
+
+// New returns a service; it starts nothing.
+func New(cfg Config, deps Deps) (*Service, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	var missing []error
+	if deps.Pool == nil {
+		missing = append(missing, errors.New("pool"))
+	}
+	if deps.JetStream == nil {
+		missing = append(missing, errors.New("jetstream"))
+	}
+	if deps.Authenticator == nil {
+		missing = append(missing, errors.New("authenticator"))
+	}
+	if err := errors.Join(missing...); err != nil {
+		return nil, fmt.Errorf("report: missing dependencies: %w", err)
+	}
+	if deps.Telemetry == nil {
+		deps.Telemetry = telemetry.Nop()
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{
+		cfg:    cfg,
+		deps:   deps,
+		log:    deps.Logger,
+		tel:    deps.Telemetry,
+		tracer: deps.Telemetry.Tracer("github.com/namirasoft/email-sender/services/report"),
+		store:  &store{pool: deps.Pool},
+	}, nil
+}
+
+// Register registers the ReportService on a gRPC server. The server must
+// authenticate calls with auth.Interceptor and MethodScopes.
+func (s *Service) Register(r grpc.ServiceRegistrar) {
+	emailsenderv1.RegisterReportServiceServer(r, &reportServer{store: s.store, log: s.log})
+}
+
+// MethodScopes maps each ReportService method to the scope it needs, for
+// auth.Interceptor.
+func MethodScopes() map[string]string {
+	return map[string]string{
+		emailsenderv1.ReportService_GetMessage_FullMethodName:   auth.ScopeRead,
+		emailsenderv1.ReportService_ListMessages_FullMethodName: auth.ScopeRead,
+		emailsenderv1.ReportService_GetStats_FullMethodName:     auth.ScopeRead,
+	}
+}
+
+// Run serves gRPC (health, reflection and ReportService) and consumes events
+// until ctx ends or either fails, then shuts both down gracefully: the server
+// stops taking calls and finishes those in flight; the consumer stops
+// fetching, applies the batch in flight and what it had buffered.
+func (s *Service) Run(ctx context.Context) error {
+	lis := s.deps.Listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
+			return fmt.Errorf("listen %s: %w", s.cfg.GRPCAddr, err)
+		}
+	}
+	srv := grpcserver.New(grpcserver.Config{ShutdownGrace: s.cfg.ShutdownGrace}, s.tel, s.log,
+		auth.Interceptor(s.deps.Authenticator, MethodScopes()))
+	s.Register(srv.GRPC)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx, lis) })
+	g.Go(func() error { return s.Consume(gctx) })
+	return g.Wait()
+}

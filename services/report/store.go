@@ -1,0 +1,234 @@
+package report
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+)
+
+// store is the report's data layer. Every read takes the caller's account id
+// and filters by it in SQL.
+type store struct {
+	pool *pgxpool.Pool
+}
+
+const summaryColumns = `m.id::text, m.status, m.from_address, m.from_name, m.subject,
+	m.provider_id::text, m.provider_kind, m.tags, m.recipient_count, m.attempts,
+	m.created_at, m.updated_at, m.send_at, m.provider_message_id, m.last_error`
+
+func scanSummary(row pgx.Row) (*emailsenderv1.MessageSummary, error) {
+	var (
+		m                    emailsenderv1.MessageSummary
+		st                   int16
+		fromAddr, fromName   string
+		tags                 map[string]any
+		created, updated     time.Time
+		sendAt               *time.Time
+		recipients, attempts int32
+	)
+	if err := row.Scan(&m.MessageId, &st, &fromAddr, &fromName, &m.Subject,
+		&m.ProviderId, &m.ProviderKind, &tags, &recipients, &attempts,
+		&created, &updated, &sendAt, &m.ProviderMessageId, &m.LastError); err != nil {
+		return nil, err
+	}
+	m.Status = emailsenderv1.MessageStatus_Value(st)
+	m.From = &emailsenderv1.Address{Address: fromAddr, Name: fromName}
+	m.RecipientCount, m.Attempts = recipients, attempts
+	m.CreatedAt, m.UpdatedAt = timestamppb.New(created), timestamppb.New(updated)
+	if sendAt != nil {
+		m.SendAt = timestamppb.New(*sendAt)
+	}
+	if len(tags) > 0 {
+		m.Tags = make(map[string]string, len(tags))
+		for k, v := range tags {
+			if s, ok := v.(string); ok {
+				m.Tags[k] = s
+			} else {
+				m.Tags[k] = fmt.Sprint(v)
+			}
+		}
+	}
+	return &m, nil
+}
+
+// message returns one message of the account with its recipients and events,
+// read from one snapshot.
+func (s *store) message(ctx context.Context, accountID, messageID string) (*emailsenderv1.GetMessageResponse, error) {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("begin read: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+
+	summary, err := scanSummary(tx.QueryRow(ctx, `SELECT `+summaryColumns+`
+		FROM messages m WHERE m.account_id = $1 AND m.id = $2`, accountID, messageID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get message %s: %w", messageID, err)
+	}
+	resp := &emailsenderv1.GetMessageResponse{Message: summary}
+
+	rows, err := tx.Query(ctx, `
+		SELECT address, name, kind, status, updated_at, detail FROM recipients
+		WHERE account_id = $1 AND message_id = $2 ORDER BY idx`, accountID, messageID)
+	if err != nil {
+		return nil, fmt.Errorf("get recipients of %s: %w", messageID, err)
+	}
+	var (
+		r        emailsenderv1.RecipientStatus
+		addr     emailsenderv1.Address
+		st       int16
+		updated  time.Time
+		occurred time.Time
+		retryAt  *time.Time
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&addr.Address, &addr.Name, &r.Kind, &st, &updated, &r.Detail}, func() error {
+		resp.Recipients = append(resp.Recipients, &emailsenderv1.RecipientStatus{
+			Address:   &emailsenderv1.Address{Address: addr.Address, Name: addr.Name},
+			Kind:      r.Kind,
+			Status:    emailsenderv1.MessageStatus_Value(st),
+			UpdatedAt: timestamppb.New(updated),
+			Detail:    r.Detail,
+		})
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("get recipients of %s: %w", messageID, err)
+	}
+
+	rows, err = tx.Query(ctx, `
+		SELECT id::text, type, status, occurred_at, attempt, recipients, provider_response,
+			error_class, detail, retry_at
+		FROM events WHERE account_id = $1 AND message_id = $2 ORDER BY occurred_at, id`, accountID, messageID)
+	if err != nil {
+		return nil, fmt.Errorf("get events of %s: %w", messageID, err)
+	}
+	var e emailsenderv1.MessageEvent
+	if _, err := pgx.ForEachRow(rows, []any{&e.EventId, &e.Type, &st, &occurred, &e.Attempt, &e.Recipients,
+		&e.ProviderResponse, &e.ErrorClass, &e.Detail, &retryAt}, func() error {
+		ev := &emailsenderv1.MessageEvent{
+			EventId: e.EventId, Type: e.Type, Status: emailsenderv1.MessageStatus_Value(st),
+			OccurredAt: timestamppb.New(occurred), Attempt: e.Attempt, Recipients: e.Recipients,
+			ProviderResponse: e.ProviderResponse, ErrorClass: e.ErrorClass, Detail: e.Detail,
+		}
+		if retryAt != nil {
+			ev.RetryAt = timestamppb.New(*retryAt)
+		}
+		resp.Events = append(resp.Events, ev)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("get events of %s: %w", messageID, err)
+	}
+	return resp, nil
+}
+
+// listFilter is a validated ListMessages request.
+type listFilter struct {
+	statuses      []int16
+	providerID    string
+	recipient     string
+	tagsJSON      string // "" for none
+	createdAfter  *time.Time
+	createdBefore *time.Time
+	afterID       string // cursor: ids strictly below this one
+	limit         int
+}
+
+// list returns up to f.limit messages of the account, newest first.
+func (s *store) list(ctx context.Context, accountID string, f listFilter) ([]*emailsenderv1.MessageSummary, error) {
+	var (
+		where = []string{"m.account_id = $1"}
+		args  = []any{accountID}
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if len(f.statuses) > 0 {
+		where = append(where, "m.status = ANY("+arg(f.statuses)+"::smallint[])")
+	}
+	if f.providerID != "" {
+		where = append(where, "m.provider_id = "+arg(f.providerID)+"::uuid")
+	}
+	if f.recipient != "" {
+		where = append(where, `EXISTS (SELECT 1 FROM recipients r
+			WHERE r.account_id = m.account_id AND r.message_id = m.id AND r.address = `+arg(f.recipient)+`)`)
+	}
+	if f.tagsJSON != "" {
+		where = append(where, "m.tags @> "+arg(f.tagsJSON)+"::jsonb")
+	}
+	if f.createdAfter != nil {
+		where = append(where, "m.created_at >= "+arg(*f.createdAfter))
+	}
+	if f.createdBefore != nil {
+		where = append(where, "m.created_at < "+arg(*f.createdBefore))
+	}
+	if f.afterID != "" {
+		where = append(where, "m.id < "+arg(f.afterID)+"::uuid")
+	}
+	q := `SELECT ` + summaryColumns + ` FROM messages m WHERE ` + strings.Join(where, " AND ") +
+		` ORDER BY m.id DESC LIMIT ` + arg(f.limit)
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list messages: %w", err)
+	}
+	defer rows.Close()
+	var out []*emailsenderv1.MessageSummary
+	for rows.Next() {
+		m, err := scanSummary(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list messages: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list messages: %w", err)
+	}
+	return out, nil
+}
+
+// statsRow is the count of one status in one bucket for one provider.
+type statsRow struct {
+	bucket     time.Time
+	providerID string
+	status     emailsenderv1.MessageStatus_Value
+	count      int64
+}
+
+// stats counts the account's messages created in [start, end) by bucket,
+// provider and current status, oldest bucket first.
+func (s *store) stats(ctx context.Context, accountID string, start, end time.Time, bucket time.Duration, providerID string) ([]statsRow, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT date_bin(make_interval(secs => $4::double precision), m.created_at, $2) AS bucket,
+			m.provider_id::text, m.status, count(*)
+		FROM messages m
+		WHERE m.account_id = $1 AND m.created_at >= $2 AND m.created_at < $3
+			AND ($5 = '' OR m.provider_id = NULLIF($5, '')::uuid)
+		GROUP BY 1, 2, 3
+		ORDER BY 1, 2, 3`, accountID, start, end, bucket.Seconds(), providerID)
+	if err != nil {
+		return nil, fmt.Errorf("stats: %w", err)
+	}
+	var (
+		out []statsRow
+		r   statsRow
+		st  int16
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&r.bucket, &r.providerID, &st, &r.count}, func() error {
+		r.status = emailsenderv1.MessageStatus_Value(st)
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("stats: %w", err)
+	}
+	return out, nil
+}
