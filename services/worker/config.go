@@ -49,11 +49,12 @@ type Config struct {
 	MasterKeys  string `env:"MASTER_KEYS" help:"master keys: id:base64,id:base64"`
 	MasterKeyID string `env:"MASTER_KEY_ID" help:"master key that seals new secrets (default: first)"`
 
-	MetricsAddr string `env:"WORKER_HTTP_ADDR" default:":8083" help:"health endpoint address"`
+	// GRPCAddr serves the standard gRPC health service and reflection.
+	GRPCAddr string `env:"WORKER_GRPC_ADDR" default:":8083" help:"gRPC health/reflection listen address"`
 
-	DB  envconfig.Postgres
-	NATS envconfig.NATS
-	Log envconfig.Log
+	Postgres envconfig.Postgres
+	NATS     envconfig.NATS
+	Log      envconfig.Log
 }
 
 // WithDefaults fills unset fields (for configs built in code).

@@ -57,7 +57,7 @@ func (w *Worker) deliver(ctx context.Context, kind string, sender provider.Sende
 	attempt := int(meta.NumDelivered)
 	log := w.log.With("message_id", job.GetMessageId(), "account_id", job.GetAccountId(), "provider", kind, "attempt", attempt)
 	d := &delivery{w: w, ctx: ctx, log: log, msg: msg, job: job, attempt: attempt,
-		events: &eventSet{job: job, now: w.now()}}
+		events: &eventSet{job: job, now: w.now}}
 	d.run(kind, sender)
 	if d.spanErr != nil {
 		span.RecordError(d.spanErr)

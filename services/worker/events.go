@@ -60,8 +60,21 @@ func (p *eventPublisher) publish(ctx context.Context, accountID, messageID strin
 // eventSet collects a job's events in order.
 type eventSet struct {
 	job  *queuev1.SendJob
-	now  time.Time
+	now  func() time.Time
+	last time.Time
 	list []*queuev1.DeliveryEvent
+}
+
+// stamp returns the time of the next event, strictly after the previous one at
+// the database's microsecond resolution, so the timeline keeps the order in
+// which the worker saw things happen.
+func (s *eventSet) stamp() time.Time {
+	t := s.now().Truncate(time.Microsecond)
+	if !t.After(s.last) {
+		t = s.last.Add(time.Microsecond)
+	}
+	s.last = t
+	return t
 }
 
 func (s *eventSet) add(typ string, status v1.MessageStatus_Value, attempt int, recipients []string, recipientKey string) *queuev1.DeliveryEvent {
@@ -72,7 +85,7 @@ func (s *eventSet) add(typ string, status v1.MessageStatus_Value, attempt int, r
 		ProviderId: s.job.GetProviderId(),
 		Type:       typ,
 		Status:     status,
-		OccurredAt: timestamppb.New(s.now),
+		OccurredAt: timestamppb.New(s.stamp()),
 		Attempt:    int32(attempt),
 		Recipients: recipients,
 	}

@@ -1,0 +1,95 @@
+// Package connect opens the shared infrastructure every service needs, the same
+// way everywhere: a PostgreSQL pool (schema migrated) and a JetStream connection
+// (streams ensured), plus the service logger and telemetry.
+package connect
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/schema"
+	"github.com/namirasoft/email-sender/pkg/telemetry"
+)
+
+// Logger returns the JSON logger of a service at the configured level.
+func Logger(w io.Writer, cfg envconfig.Log, service string) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	return telemetry.NewLogger(w, level, service), nil
+}
+
+// Postgres opens a pool and applies pending migrations.
+func Postgres(ctx context.Context, cfg envconfig.Postgres) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	if cfg.MaxConns > 0 {
+		pcfg.MaxConns = cfg.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect postgres: %w", err)
+	}
+	if _, err := schema.Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return pool, nil
+}
+
+// JetStream connects to NATS (reconnecting forever) and ensures the streams.
+// Close the connection with Drain.
+func JetStream(ctx context.Context, cfg envconfig.NATS, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(cfg.URL,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect nats %s: %w", cfg.URL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := queue.EnsureStreams(ctx, js, queue.StreamConfig{Replicas: cfg.StreamReplicas}); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// Telemetry sets up tracing from the standard OTEL_* variables and returns a
+// function that flushes it on exit.
+func Telemetry(ctx context.Context, service string, log *slog.Logger) (*telemetry.Telemetry, func(), error) {
+	tel, err := telemetry.Setup(ctx, telemetry.OptionsFromEnv(service))
+	if err != nil {
+		return nil, nil, err
+	}
+	return tel, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("telemetry shutdown", "error", err)
+		}
+	}, nil
+}

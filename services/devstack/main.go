@@ -1,0 +1,238 @@
+// Command devstack runs the whole Email Sender in one process for development:
+// an embedded NATS JetStream server (unless NATS_URL is set), the ingest,
+// worker and report services, and a dev account with a sandbox provider whose
+// API key it prints together with the commands that send a first mail.
+//
+// PostgreSQL comes from DATABASE_URL (scripts/pg.sh, run by `make run`, starts a
+// throwaway local cluster when none is set). State lives under DEV_DATA_DIR.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/connect"
+	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/pkg/natsembed"
+	"github.com/namirasoft/email-sender/pkg/secretbox"
+	"github.com/namirasoft/email-sender/services/ingest"
+	"github.com/namirasoft/email-sender/services/report"
+	"github.com/namirasoft/email-sender/services/worker"
+	"github.com/namirasoft/email-sender/services/worker/provider"
+	"github.com/namirasoft/email-sender/services/worker/provider/sandbox"
+	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
+)
+
+// Config is the dev runner's own configuration; each service reads its own
+// from the same environment.
+type Config struct {
+	DataDir string `env:"DEV_DATA_DIR" default:".data" help:"where the embedded NATS data, the dev master key and the dev account live"`
+	// NATSPort is the embedded server's port; not 4222, so that a system NATS can run beside it.
+	NATSPort int `env:"DEV_NATS_PORT" default:"14222" help:"embedded NATS port (when NATS_URL is unset)"`
+	// NATSSyncAlways makes the embedded JetStream fsync every write before acking.
+	NATSSyncAlways bool `env:"DEV_NATS_SYNC_ALWAYS" default:"false" help:"embedded JetStream: fsync before every ack (survives power loss; slower)"`
+	// NATSSyncInterval is the embedded JetStream's flush interval when not syncing always.
+	NATSSyncInterval time.Duration `env:"DEV_NATS_SYNC_INTERVAL" default:"2m" help:"embedded JetStream: fsync interval otherwise"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		dev Config
+		ic  ingest.Config
+		wc  worker.Config
+		rc  report.Config
+	)
+	for _, c := range []any{&dev, &ic, &wc, &rc} {
+		if err := envconfig.Load(c); err != nil {
+			return err
+		}
+	}
+	log, err := connect.Logger(os.Stderr, ic.Log, "devstack")
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := os.MkdirAll(dev.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	if _, set := os.LookupEnv("NATS_URL"); !set {
+		srv, err := natsembed.Start(natsembed.Config{
+			Port: dev.NATSPort, StoreDir: filepath.Join(dev.DataDir, "nats"),
+			SyncAlways: dev.NATSSyncAlways, SyncInterval: dev.NATSSyncInterval,
+		})
+		if err != nil {
+			return err
+		}
+		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+		url := "nats://127.0.0.1:" + strconv.Itoa(dev.NATSPort)
+		ic.NATS.URL, wc.NATS.URL, rc.NATS.URL = url, url, url
+		log.Info("embedded nats-server started", "url", url, "store", filepath.Join(dev.DataDir, "nats"), "sync_always", dev.NATSSyncAlways)
+	}
+
+	keys, err := masterKeys(dev.DataDir, ic.MasterKeys)
+	if err != nil {
+		return err
+	}
+	ic.MasterKeys, wc.MasterKeys = keys, keys
+	keyring, err := secretbox.ParseKeyring(keys, ic.MasterKeyID)
+	if err != nil {
+		return err
+	}
+
+	tel, flush, err := connect.Telemetry(ctx, "emailsender", log)
+	if err != nil {
+		return err
+	}
+	defer flush()
+	pool, err := connect.Postgres(ctx, ic.Postgres)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	nc, js, err := connect.JetStream(ctx, ic.NATS, "devstack", log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = nc.Drain() }()
+
+	account, err := devAccount(ctx, pool, keyring, filepath.Join(dev.DataDir, "dev-account.json"))
+	if err != nil {
+		return err
+	}
+
+	keyStore := auth.NewKeyStore(pool, ic.AuthCacheTTL)
+	ingestSvc, err := ingest.New(ic, ingest.Deps{Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("service", "ingest"), Auth: keyStore})
+	if err != nil {
+		return err
+	}
+	reportSvc, err := report.New(rc, report.Deps{Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("service", "report"), Authenticator: keyStore})
+	if err != nil {
+		return err
+	}
+	smtpSender := smtp.New(smtp.Options{Logger: log.With("service", "worker")})
+	defer func() { _ = smtpSender.Close() }()
+	workerSvc, err := worker.New(ctx, wc, worker.Deps{
+		Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("service", "worker"), Keyring: keyring,
+		Senders: map[string]provider.Sender{"sandbox": sandbox.New(), "smtp": smtpSender},
+	})
+	if err != nil {
+		return err
+	}
+	workerLis, err := net.Listen("tcp", wc.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", wc.GRPCAddr, err)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return ingestSvc.Run(gctx) })
+	g.Go(func() error { return reportSvc.Run(gctx) })
+	g.Go(func() error { return workerSvc.Run(gctx) })
+	g.Go(func() error { return grpcserver.New(grpcserver.Config{}, tel, log).Serve(gctx, workerLis) })
+	printWelcome(os.Stdout, account, ic.GRPCAddr, rc.GRPCAddr)
+	return g.Wait()
+}
+
+// masterKeys returns MASTER_KEYS, or a dev key generated once and kept in the data dir.
+func masterKeys(dir, configured string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	path := filepath.Join(dir, "master.key")
+	if b, err := os.ReadFile(path); err == nil {
+		return string(b), nil
+	}
+	k, err := secretbox.NewMasterKey()
+	if err != nil {
+		return "", err
+	}
+	spec := "dev1:" + k
+	if err := os.WriteFile(path, []byte(spec), 0o600); err != nil {
+		return "", fmt.Errorf("write dev master key: %w", err)
+	}
+	return spec, nil
+}
+
+// devAccount loads the dev account saved by an earlier run, or bootstraps one
+// when there is none or its key no longer works (e.g. a fresh database).
+func devAccount(ctx context.Context, pool *pgxpool.Pool, keyring *secretbox.Keyring, path string) (ingest.BootstrapResult, error) {
+	var acc ingest.BootstrapResult
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &acc) == nil && acc.APIKey != "" {
+		if _, err := auth.NewKeyStore(pool, 0).Authenticate(ctx, acc.APIKey); err == nil {
+			return acc, nil
+		} else if !errors.Is(err, auth.ErrUnauthenticated) {
+			return acc, err
+		}
+	}
+	acc, err := ingest.Bootstrap(ctx, pool, keyring, ingest.BootstrapParams{AccountName: "dev", ProviderKind: "sandbox", KeyName: "dev"})
+	if err != nil {
+		return acc, err
+	}
+	b, err := json.MarshalIndent(acc, "", "  ")
+	if err != nil {
+		return acc, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return acc, fmt.Errorf("save dev account: %w", err)
+	}
+	return acc, nil
+}
+
+func hostPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func printWelcome(w io.Writer, acc ingest.BootstrapResult, ingestAddr, reportAddr string) {
+	in, rep := hostPort(ingestAddr), hostPort(reportAddr)
+	fmt.Fprintf(w, `
+Email Sender is running (ingest %[1]s, report %[2]s).
+
+Dev account %[3]s, sandbox provider %[4]s.
+API key (keep it; it is stored only as a hash):
+
+  export KEY=%[5]s
+
+Send a first mail through the sandbox provider:
+
+  grpcurl -plaintext -H "authorization: Bearer $KEY" -d '{"message":{"from":{"address":"dev@example.com","name":"Dev"},"to":[{"address":"someone@example.com"}],"subject":"Hello","text_body":"Hello from Email Sender"}}' %[1]s emailsender.v1.SendService/SendEmail
+
+Read its status (put the message_id from the answer in ID):
+
+  grpcurl -plaintext -H "authorization: Bearer $KEY" -d "{\"message_id\":\"$ID\"}" %[2]s emailsender.v1.ReportService/GetMessage
+
+Sandbox addresses simulate outcomes: bounce@..., complaint@..., transient@..., reject@..., timeout@...
+Stop with Ctrl-C.
+
+`, in, rep, acc.AccountID, acc.ProviderID, acc.APIKey)
+}
+

@@ -1,0 +1,92 @@
+// Command worker delivers send jobs through the providers named by
+// WORKER_PROVIDERS (sandbox, smtp), one durable JetStream consumer per provider
+// kind. Configuration comes from the environment (`worker -h` lists it).
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/namirasoft/email-sender/pkg/connect"
+	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/pkg/secretbox"
+	"github.com/namirasoft/email-sender/services/worker"
+	"github.com/namirasoft/email-sender/services/worker/provider"
+	"github.com/namirasoft/email-sender/services/worker/provider/sandbox"
+	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var cfg worker.Config
+	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help") {
+		fmt.Println("worker: delivers send jobs through the account's providers.\nEnvironment:")
+		envconfig.PrintUsage(os.Stdout, &cfg)
+		return nil
+	}
+	if err := envconfig.Load(&cfg); err != nil {
+		return err
+	}
+	log, err := connect.Logger(os.Stderr, cfg.Log, "worker")
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	tel, flush, err := connect.Telemetry(ctx, "worker", log)
+	if err != nil {
+		return err
+	}
+	defer flush()
+	pool, err := connect.Postgres(ctx, cfg.Postgres)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	nc, js, err := connect.JetStream(ctx, cfg.NATS, "worker", log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = nc.Drain() }()
+
+	var keyring *secretbox.Keyring
+	if cfg.MasterKeys != "" {
+		if keyring, err = secretbox.ParseKeyring(cfg.MasterKeys, cfg.MasterKeyID); err != nil {
+			return err
+		}
+	}
+	smtpSender := smtp.New(smtp.Options{Logger: log})
+	defer func() { _ = smtpSender.Close() }()
+
+	w, err := worker.New(ctx, cfg, worker.Deps{
+		Pool: pool, JetStream: js, Telemetry: tel, Logger: log, Keyring: keyring,
+		Senders: map[string]provider.Sender{"sandbox": sandbox.New(), "smtp": smtpSender},
+	})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.GRPCAddr, err)
+	}
+	health := grpcserver.New(grpcserver.Config{}, tel, log)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return health.Serve(gctx, lis) })
+	g.Go(func() error { return w.Run(gctx) })
+	log.Info("worker starting", "providers", cfg.Providers, "grpc_addr", cfg.GRPCAddr)
+	return g.Wait()
+}

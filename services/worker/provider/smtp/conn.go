@@ -1,0 +1,324 @@
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/textproto"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	gosmtp "github.com/wneessen/go-mail/smtp"
+)
+
+var errNoStartTLS = errors.New("smtp server does not offer STARTTLS")
+
+// pool holds the connections of one configuration version.
+type pool struct {
+	s       *Sender
+	version time.Time
+	cfg     config
+	slots   chan struct{} // one per connection in use
+
+	mu     sync.Mutex
+	idle   []*conn // most recently used last
+	closed bool
+}
+
+func newPool(s *Sender, version time.Time, c config) *pool {
+	return &pool{s: s, version: version, cfg: c, slots: make(chan struct{}, c.PoolSize)}
+}
+
+func (p *pool) acquire(ctx context.Context) error {
+	select {
+	case p.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *pool) release() { <-p.slots }
+
+// get returns an idle connection, or dials one. reused tells which.
+func (p *pool) get(ctx context.Context) (cn *conn, reused bool, err error) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 && !p.closed {
+		cn = p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return cn, true, nil
+	}
+	p.mu.Unlock()
+	cn, err = dial(ctx, p.cfg, p.s.opts.RootCAs)
+	if err != nil {
+		return nil, false, err
+	}
+	p.s.log.Debug("smtp connection opened", "host", p.cfg.Host, "port", p.cfg.Port)
+	return cn, false, nil
+}
+
+// put parks a clean connection for the next message.
+func (p *pool) put(cn *conn) {
+	cn.lastUsed = time.Now()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		cn.quit()
+		return
+	}
+	p.idle = append(p.idle, cn)
+	p.mu.Unlock()
+}
+
+// closeIdle closes connections unused since before.
+func (p *pool) closeIdle(before time.Time) {
+	p.mu.Lock()
+	var old []*conn
+	p.idle = slices.DeleteFunc(p.idle, func(cn *conn) bool {
+		if cn.lastUsed.Before(before) {
+			old = append(old, cn)
+			return true
+		}
+		return false
+	})
+	p.mu.Unlock()
+	for _, cn := range old {
+		cn.quit()
+	}
+}
+
+// close quits idle connections now and busy ones when they are returned.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, cn := range idle {
+		cn.quit()
+	}
+}
+
+// conn is one live SMTP connection.
+type conn struct {
+	c        *gosmtp.Client
+	tc       *trackConn
+	timeout  time.Duration
+	lastUsed time.Time
+}
+
+// dial connects, says EHLO, secures the connection as configured and
+// authenticates.
+func dial(ctx context.Context, c config, roots *x509.CertPool) (*conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	addr := net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
+	var d net.Dialer
+	raw, err := d.DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("smtp dial %s: %w", addr, ctxOr(ctx, err))
+	}
+	tc := &trackConn{Conn: raw}
+	cn := &conn{tc: tc, timeout: c.timeout}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = tc.Close()
+		}
+	}()
+	stop := cn.watch(dctx)
+	defer stop()
+	cn.deadline(dctx)
+
+	tlsConfig := &tls.Config{ServerName: c.Host, RootCAs: roots, MinVersion: tls.VersionTLS12}
+	var nc net.Conn = tc
+	if c.TLS == TLSImplicit {
+		t := tls.Client(tc, tlsConfig)
+		if err := t.HandshakeContext(dctx); err != nil {
+			return nil, fmt.Errorf("smtp tls handshake with %s: %w", addr, ctxOr(ctx, err))
+		}
+		nc = t
+	}
+	cl, err := gosmtp.NewClient(nc, c.Host)
+	if err != nil {
+		return nil, dialErr(ctx, "greeting", err)
+	}
+	cn.c = cl
+	if err := cl.Hello(c.HELO); err != nil {
+		return nil, dialErr(ctx, "ehlo", err)
+	}
+	if c.TLS == TLSStartTLS || c.TLS == TLSStartTLSOpportunistic {
+		has, _ := cl.Extension("STARTTLS")
+		switch {
+		case has:
+			if err := cl.StartTLS(tlsConfig); err != nil {
+				return nil, dialErr(ctx, "starttls", err)
+			}
+		case c.TLS == TLSStartTLS:
+			return nil, fmt.Errorf("%w (tls is starttls)", errNoStartTLS)
+		}
+	}
+	if c.Username != "" {
+		if err := authenticate(cl, c); err != nil {
+			return nil, dialErr(ctx, "auth", err)
+		}
+	}
+	ok = true
+	return cn, nil
+}
+
+// authenticate uses PLAIN, or LOGIN when the server offers only that. Both
+// refuse to send the password unencrypted except to localhost.
+func authenticate(cl *gosmtp.Client, c config) error {
+	has, mechs := cl.Extension("AUTH")
+	if !has {
+		return fmt.Errorf("%w: server does not offer AUTH", ErrAuth)
+	}
+	var a gosmtp.Auth
+	switch offered := " " + mechs + " "; {
+	case containsWord(offered, "PLAIN"):
+		a = gosmtp.PlainAuth("", c.Username, c.password, c.Host, false)
+	case containsWord(offered, "LOGIN"):
+		a = gosmtp.LoginAuth(c.Username, c.password, c.Host, false)
+	default:
+		return fmt.Errorf("%w: server offers neither PLAIN nor LOGIN", ErrAuth)
+	}
+	if err := cl.Auth(a); err != nil {
+		var te *textproto.Error
+		if errors.As(err, &te) {
+			return fmt.Errorf("%w: %w", ErrAuth, &ReplyError{Command: "auth", Code: te.Code, Message: oneLine(te.Msg)})
+		}
+		if errors.Is(err, gosmtp.ErrUnencrypted) || errors.Is(err, gosmtp.ErrWrongHostname) {
+			return fmt.Errorf("%w: %w", ErrAuth, err)
+		}
+		return err
+	}
+	return nil
+}
+
+func containsWord(list, w string) bool {
+	for i := 0; i+len(w) <= len(list); i++ {
+		if list[i:i+len(w)] == w && (i == 0 || list[i-1] == ' ') && (i+len(w) == len(list) || list[i+len(w)] == ' ') {
+			return true
+		}
+	}
+	return false
+}
+
+// dialErr turns an SMTP refusal into a ReplyError and a network error into a
+// wrapped one.
+func dialErr(ctx context.Context, step string, err error) error {
+	var te *textproto.Error
+	if errors.As(err, &te) {
+		return &ReplyError{Command: step, Code: te.Code, Message: oneLine(te.Msg)}
+	}
+	var re *ReplyError
+	if errors.As(err, &re) {
+		return err
+	}
+	return fmt.Errorf("smtp %s: %w", step, ctxOr(ctx, err))
+}
+
+// watch aborts blocked I/O when ctx ends; the returned func stops watching.
+func (cn *conn) watch(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, cn.tc.abort)
+}
+
+// deadline bounds the next command by the timeout and ctx's deadline.
+func (cn *conn) deadline(ctx context.Context) {
+	t := time.Now().Add(cn.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(t) {
+		t = d
+	}
+	cn.tc.setDeadline(t)
+}
+
+func (cn *conn) writeFailed() bool { return cn.tc.failed() }
+
+// quit says goodbye politely but briefly, then closes.
+func (cn *conn) quit() {
+	cn.tc.setDeadline(time.Now().Add(2 * time.Second))
+	if cn.c != nil {
+		_ = cn.c.Quit()
+	}
+	_ = cn.tc.Close()
+}
+
+func (cn *conn) close() { _ = cn.tc.Close() }
+
+// trackConn records failed writes and lets a context abort blocked I/O for
+// good (later deadlines cannot undo an abort).
+type trackConn struct {
+	net.Conn
+
+	mu          sync.Mutex
+	aborted     bool
+	writeFailed bool
+}
+
+func (c *trackConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.mu.Lock()
+		c.writeFailed = true
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *trackConn) failed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writeFailed
+}
+
+func (c *trackConn) isAborted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.aborted
+}
+
+func (c *trackConn) abort() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.aborted = true
+	_ = c.Conn.SetDeadline(time.Unix(1, 0))
+}
+
+func (c *trackConn) setDeadline(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.aborted {
+		_ = c.Conn.SetDeadline(t)
+	}
+}
+
+// SetDeadline and friends are what TLS and go-mail may call; they obey abort.
+func (c *trackConn) SetDeadline(t time.Time) error {
+	c.setDeadline(t)
+	return nil
+}
+
+func (c *trackConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.aborted {
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *trackConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.aborted {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}

@@ -1,0 +1,504 @@
+// Package smtp is the SMTP provider: a provider.Sender (and provider.Verifier)
+// that relays messages to an account's SMTP server.
+//
+// # Connections
+//
+// Each configuration (ID, Version) has a pool of at most pool_size live
+// connections, each a go-mail smtp.Client that one send uses at a time. Idle
+// connections are reused for the next message (the server ends a transaction
+// with its answer to DATA; RSET only follows an aborted one), closed after
+// Options.IdleTimeout, and closed when a newer Version of the configuration
+// shows up or Close is called. A connection that fails is closed, never reused;
+// when a reused idle connection turns out to be dead before the server answered
+// anything, the message is retried once on a fresh connection.
+//
+// # Why not mail.Client.Send
+//
+// go-mail's high-level Client.Send resets the whole transaction when any RCPT
+// is refused, and reports a lost connection after the message data the same way
+// as one before it. This package drives the transaction itself with go-mail's
+// lower-level smtp.Client (MAIL, RCPT per recipient, DATA) and builds the
+// message with pkg/mime (a go-mail Msg), so it can:
+//
+//   - deliver to the accepted recipients and report the refused ones
+//     (Outcome.Rejected), and
+//   - tell Ambiguous from Transient.
+//
+// # How Ambiguous is detected
+//
+// The TCP connection is wrapped in a net.Conn that records whether any write
+// failed. After the message, the dot-terminated end of data is flushed and the
+// final reply is read (go-mail's DataCloser.Close ignores the flush error, the
+// wrapper does not). If reading the reply fails without an SMTP reply (timeout,
+// context deadline, reset, EOF) and no write on the connection ever failed, then
+// every byte of the message including the final "." reached the kernel's send
+// buffer and the server may have accepted it: the outcome is Ambiguous. A failed
+// write means the server cannot have the complete message: Transient. An SMTP
+// reply is classified by its code whatever the phase. Context cancellation and
+// the per-command timeout are enforced with connection deadlines, so a stalled
+// server is abandoned promptly.
+//
+// # Classification
+//
+//	dial, TLS handshake, network errors before the end of data  Transient
+//	4xx at any command                                           Transient
+//	5xx at MAIL, DATA or the final reply; every RCPT refused     Permanent
+//	530, 534, 535 (and AUTH refusals)                            Credentials
+//	some RCPT refused, the message accepted for the others      Sent + Rejected
+//	no reply after the complete message was written              Ambiguous
+//
+// Passwords never appear in errors: errors are built from SMTP replies and
+// network errors, and any text that would contain the password is redacted.
+package smtp
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/textproto"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	gosmtp "github.com/wneessen/go-mail/smtp"
+
+	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/services/worker/provider"
+)
+
+// Options configure a Sender.
+type Options struct {
+	// Logger for connection events; default slog.Default(). Never given secrets
+	// or message content.
+	Logger *slog.Logger
+	// IdleTimeout closes connections unused for this long; default 60s.
+	IdleTimeout time.Duration
+	// MessageIDDomain is the right-hand side of Message-ID headers; empty means
+	// the From address's domain.
+	MessageIDDomain string
+	// RootCAs verifies servers' certificates; nil means the system pool.
+	RootCAs *x509.CertPool
+}
+
+// ErrAuth is wrapped by errors of failed authentication.
+var ErrAuth = errors.New("smtp authentication failed")
+
+// ErrClosed is returned by a Sender after Close.
+var ErrClosed = errors.New("smtp sender closed")
+
+// ReplyError is an SMTP reply that refused a command.
+type ReplyError struct {
+	Command string // "mail", "rcpt", "data", "end of data", "auth", ...
+	Code    int
+	Message string // the reply text after the code, lines joined by spaces
+}
+
+func (e *ReplyError) Error() string {
+	return fmt.Sprintf("smtp %s: %d %s", e.Command, e.Code, e.Message)
+}
+
+// Sender is the SMTP provider. It is safe for concurrent use.
+type Sender struct {
+	opts Options
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	pools  map[string]*pool // by config ID
+	closed bool
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+var (
+	_ provider.Sender   = (*Sender)(nil)
+	_ provider.Verifier = (*Sender)(nil)
+)
+
+// New returns a Sender; Close it to close its connections.
+func New(opts Options) *Sender {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 60 * time.Second
+	}
+	s := &Sender{
+		opts:  opts,
+		log:   opts.Logger.With("provider", "smtp"),
+		pools: map[string]*pool{},
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	go s.reap()
+	return s
+}
+
+// Close closes every connection; Send then fails with ErrClosed. It is safe
+// to call more than once.
+func (s *Sender) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	pools := s.pools
+	s.pools = map[string]*pool{}
+	close(s.stop)
+	s.mu.Unlock()
+	<-s.done
+	for _, p := range pools {
+		p.close()
+	}
+	return nil
+}
+
+// reap closes idle connections that have not been used for IdleTimeout.
+func (s *Sender) reap() {
+	defer close(s.done)
+	t := time.NewTicker(max(s.opts.IdleTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			pools := make([]*pool, 0, len(s.pools))
+			for _, p := range s.pools {
+				pools = append(pools, p)
+			}
+			s.mu.Unlock()
+			for _, p := range pools {
+				p.closeIdle(now.Add(-s.opts.IdleTimeout))
+			}
+		}
+	}
+}
+
+// pool returns the pool of cfg, replacing the pool of an older version.
+func (s *Sender) pool(cfg provider.Config, c config) (*pool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	p := s.pools[cfg.ID]
+	if p != nil && p.version.Equal(cfg.Version) {
+		return p, nil
+	}
+	if p != nil {
+		// A newer (or older) version replaced it: in-flight sends finish on
+		// their connections, which are closed when returned.
+		go p.close()
+	}
+	p = newPool(s, cfg.Version, c)
+	s.pools[cfg.ID] = p
+	return p, nil
+}
+
+// Send delivers d.
+func (s *Sender) Send(ctx context.Context, d *provider.Delivery) provider.Outcome {
+	out := s.send(ctx, d)
+	if out.Err != nil && len(d.Config.Secret) > 0 {
+		out.Err = redact(out.Err, d.Config)
+	}
+	return out
+}
+
+func (s *Sender) send(ctx context.Context, d *provider.Delivery) provider.Outcome {
+	if d == nil || d.Job == nil || d.Job.GetMessage() == nil {
+		return permanent(errors.New("smtp: delivery has no message"))
+	}
+	c, err := parseConfig(d.Config)
+	if err != nil {
+		return provider.Outcome{Class: provider.Credentials, Err: err}
+	}
+	job := d.Job
+	var date time.Time
+	if job.GetAcceptedAt() != nil {
+		date = job.GetAcceptedAt().AsTime()
+	}
+	raw, err := mime.Raw(job.GetMessage(), mime.Options{MessageID: job.GetMessageId(), Domain: s.opts.MessageIDDomain, Date: date})
+	if err != nil {
+		return permanent(fmt.Errorf("build message %s: %w", job.GetMessageId(), err))
+	}
+	from, err := mime.ASCIIAddress(job.GetMessage().GetFrom().GetAddress())
+	if err != nil {
+		return permanent(fmt.Errorf("envelope sender: %w", err))
+	}
+	if len(d.Recipients) == 0 {
+		return permanent(errors.New("smtp: no recipients"))
+	}
+	if err := ctx.Err(); err != nil {
+		return transient(fmt.Errorf("smtp: %w", err))
+	}
+
+	p, err := s.pool(d.Config, c)
+	if err != nil {
+		return transient(err)
+	}
+	if err := p.acquire(ctx); err != nil {
+		return transient(fmt.Errorf("wait for smtp connection: %w", err))
+	}
+	defer p.release()
+
+	for try := 0; ; try++ {
+		cn, reused, err := p.get(ctx)
+		if err != nil {
+			return dialOutcome(err)
+		}
+		t := &txn{conn: cn, from: from, rcpts: d.Recipients, raw: raw}
+		out := t.run(ctx)
+		if t.stale && reused && try == 0 && ctx.Err() == nil {
+			// The idle connection died while parked; nothing was answered.
+			cn.close()
+			continue
+		}
+		if t.reusable && !cn.tc.isAborted() {
+			p.put(cn)
+		} else {
+			cn.close()
+		}
+		return out
+	}
+}
+
+// Verify logs in with cfg (TLS and AUTH as configured) and quits, sending
+// nothing.
+func (s *Sender) Verify(ctx context.Context, cfg provider.Config) error {
+	c, err := parseConfig(cfg)
+	if err != nil {
+		return err
+	}
+	cn, err := dial(ctx, c, s.opts.RootCAs)
+	if err != nil {
+		return redact(err, cfg)
+	}
+	cn.quit()
+	return nil
+}
+
+// txn is one mail transaction on one connection.
+type txn struct {
+	conn  *conn
+	from  string
+	rcpts []string
+	raw   []byte
+
+	// stale: the connection failed before the server answered anything.
+	stale bool
+	// reusable: the connection is in a clean state for the next transaction.
+	reusable bool
+}
+
+var queuedAs = regexp.MustCompile(`(?i)queued as\s+<?([A-Za-z0-9._@-]+)`)
+
+func (t *txn) run(ctx context.Context) provider.Outcome {
+	cn := t.conn
+	stop := cn.watch(ctx)
+	defer stop()
+
+	cn.deadline(ctx)
+	if err := cn.c.Mail(t.from); err != nil {
+		var re *textproto.Error
+		if !errors.As(err, &re) {
+			t.stale = true
+			return netOutcome(ctx, "mail", err)
+		}
+		t.reusable = t.reset(ctx)
+		return replyOutcome("mail", re)
+	}
+
+	rejected := map[string]string{}
+	accepted := 0
+	anyTemp := false
+	var firstRefusal *textproto.Error
+	for _, r := range t.rcpts {
+		addr, err := mime.ASCIIAddress(r)
+		if err != nil {
+			rejected[r] = "invalid address"
+			continue
+		}
+		cn.deadline(ctx)
+		if err := cn.c.Rcpt(addr); err != nil {
+			var re *textproto.Error
+			if !errors.As(err, &re) {
+				return netOutcome(ctx, "rcpt", err)
+			}
+			rejected[r] = reply(re)
+			anyTemp = anyTemp || re.Code/100 == 4
+			if firstRefusal == nil {
+				firstRefusal = re
+			}
+			continue
+		}
+		accepted++
+	}
+	if accepted == 0 {
+		t.reusable = t.reset(ctx)
+		if firstRefusal == nil {
+			return permanent(errors.New("smtp: no valid recipient"))
+		}
+		out := replyOutcome("rcpt", firstRefusal)
+		if anyTemp && out.Class == provider.Permanent {
+			// Some recipient may be accepted later: retry the message.
+			out.Class = provider.Transient
+		}
+		return out
+	}
+
+	cn.deadline(ctx)
+	w, err := cn.c.Data()
+	if err != nil {
+		var re *textproto.Error
+		if !errors.As(err, &re) {
+			return netOutcome(ctx, "data", err)
+		}
+		t.reusable = t.reset(ctx)
+		return replyOutcome("data", re)
+	}
+	cn.deadline(ctx)
+	if _, err := w.Write(t.raw); err != nil {
+		return netOutcome(ctx, "write message", err)
+	}
+	err = w.Close() // writes the final ".", reads the final reply
+	if err != nil {
+		var re *textproto.Error
+		if errors.As(err, &re) {
+			// The server answered: the transaction is over, the connection is clean.
+			t.reusable = true
+			return replyOutcome("end of data", re)
+		}
+		if cn.writeFailed() {
+			return netOutcome(ctx, "write message", err)
+		}
+		return provider.Outcome{
+			Class: provider.Ambiguous,
+			Err:   fmt.Errorf("smtp: no reply after the message was sent: %w", ctxOr(ctx, err)),
+		}
+	}
+	t.reusable = true
+	resp := "250 " + oneLine(w.(*gosmtp.DataCloser).ServerResponse())
+	out := provider.Outcome{Class: provider.Sent, Response: resp}
+	if m := queuedAs.FindStringSubmatch(resp); m != nil {
+		out.MessageID = m[1]
+	}
+	if len(rejected) > 0 {
+		out.Rejected = rejected
+	}
+	return out
+}
+
+// reset aborts the open transaction; false when the connection is unusable.
+func (t *txn) reset(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	t.conn.deadline(ctx)
+	return t.conn.c.Reset() == nil
+}
+
+func reply(e *textproto.Error) string {
+	return strconv.Itoa(e.Code) + " " + oneLine(e.Msg)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func replyOutcome(cmd string, e *textproto.Error) provider.Outcome {
+	err := &ReplyError{Command: cmd, Code: e.Code, Message: oneLine(e.Msg)}
+	out := provider.Outcome{Response: reply(e), Err: err}
+	switch {
+	case e.Code == 530 || e.Code == 534 || e.Code == 535:
+		out.Class = provider.Credentials
+	case e.Code >= 400 && e.Code < 500:
+		out.Class = provider.Transient
+	default:
+		out.Class = provider.Permanent
+	}
+	return out
+}
+
+func netOutcome(ctx context.Context, cmd string, err error) provider.Outcome {
+	return transient(fmt.Errorf("smtp %s: %w", cmd, ctxOr(ctx, err)))
+}
+
+// ctxOr prefers the context's error to the i/o timeout it caused.
+func ctxOr(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if cerr == nil {
+		// The connection deadline is ctx's deadline; the i/o timeout can come a
+		// moment before ctx notices.
+		var ne net.Error
+		if d, ok := ctx.Deadline(); ok && errors.As(err, &ne) && ne.Timeout() && !time.Now().Before(d) {
+			cerr = context.DeadlineExceeded
+		}
+	}
+	if cerr != nil {
+		return fmt.Errorf("%w (%v)", cerr, err)
+	}
+	return err
+}
+
+// dialOutcome classifies an error of dial (connect, greeting, TLS, AUTH).
+func dialOutcome(err error) provider.Outcome {
+	var re *ReplyError
+	if errors.As(err, &re) {
+		out := provider.Outcome{Response: strconv.Itoa(re.Code) + " " + re.Message, Err: err}
+		switch {
+		case errors.Is(err, ErrAuth) && re.Code/100 != 4:
+			out.Class = provider.Credentials
+		case re.Code/100 == 4:
+			out.Class = provider.Transient
+		default:
+			out.Class = provider.Permanent
+		}
+		return out
+	}
+	if errors.Is(err, ErrAuth) {
+		return provider.Outcome{Class: provider.Credentials, Err: err}
+	}
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &cv) || errors.Is(err, errNoStartTLS) {
+		return permanent(err)
+	}
+	return transient(err)
+}
+
+func permanent(err error) provider.Outcome {
+	return provider.Outcome{Class: provider.Permanent, Err: err}
+}
+
+func transient(err error) provider.Outcome {
+	return provider.Outcome{Class: provider.Transient, Err: err}
+}
+
+// redact removes the configuration's password from err's text.
+func redact(err error, cfg provider.Config) error {
+	c, perr := parseConfig(cfg)
+	if perr != nil || c.password == "" || !strings.Contains(err.Error(), c.password) {
+		return err
+	}
+	return &redactedError{msg: strings.ReplaceAll(err.Error(), c.password, "[redacted]"), err: err}
+}
+
+// redactedError keeps errors.Is/As working on the cause while its text has
+// the secret removed.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+
+// Is and As reach the cause without exposing its text through Unwrap.
+func (e *redactedError) Is(target error) bool { return errors.Is(e.err, target) }
+func (e *redactedError) As(target any) bool   { return errors.As(e.err, target) }
