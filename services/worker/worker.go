@@ -102,19 +102,9 @@ func (w *Worker) Run(ctx context.Context) error {
 func consumerName(kind string) string { return "worker-" + kind }
 
 func (w *Worker) consume(ctx context.Context, kind string) error {
-	cons, err := w.deps.JetStream.CreateOrUpdateConsumer(ctx, queue.SendStream, jetstream.ConsumerConfig{
-		Durable:       consumerName(kind),
-		Description:   "delivers " + kind + " send jobs",
-		FilterSubject: queue.SendFilter(kind),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       w.cfg.AckWait,
-		// Attempts are bounded by the worker itself (MaxAttempts, MaxAge), which
-		// publishes the final FAILED event; JetStream never drops a job silently.
-		MaxDeliver:    -1,
-		MaxAckPending: w.cfg.Concurrency * 2,
-	})
-	if err != nil {
-		return fmt.Errorf("create consumer %s: %w", consumerName(kind), err)
+	cons, err := w.consumer(ctx, kind)
+	if err != nil || cons == nil {
+		return err
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
 	if err != nil {
@@ -147,6 +137,38 @@ func (w *Worker) consume(ctx context.Context, kind string) error {
 	inflight.Wait()
 	w.log.Info("worker stopped", "provider", kind)
 	return nil
+}
+
+// consumer creates (or updates) the durable consumer of kind, retrying while
+// JetStream is unreachable: a worker that starts before NATS waits for it.
+func (w *Worker) consumer(ctx context.Context, kind string) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       consumerName(kind),
+		Description:   "delivers " + kind + " send jobs",
+		FilterSubject: queue.SendFilter(kind),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       w.cfg.AckWait,
+		// Attempts are bounded by the worker itself (MaxAttempts, MaxAge), which
+		// publishes the final FAILED event; JetStream never drops a job silently.
+		MaxDeliver:    -1,
+		MaxAckPending: w.cfg.Concurrency * 2,
+	}
+	delay := 100 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cons, err := w.deps.JetStream.CreateOrUpdateConsumer(cctx, queue.SendStream, cfg)
+		cancel()
+		if err == nil {
+			return cons, nil
+		}
+		w.log.WarnContext(ctx, "create consumer; retrying", "provider", kind, "error", err, "retry_in", delay.String())
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
 }
 
 func (w *Worker) limiter(m map[string]*rate.Limiter, key string, r float64) *rate.Limiter {

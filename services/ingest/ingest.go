@@ -1,0 +1,266 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/telemetry"
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/ingest/outbox"
+	"github.com/namirasoft/email-sender/services/ingest/send"
+	"github.com/namirasoft/email-sender/services/ingest/validate"
+)
+
+// Config is the ingest service's configuration, loaded with envconfig.Load.
+// Zero values (when built in Go) take the same defaults as the environment.
+type Config struct {
+	GRPCAddr string `env:"INGEST_GRPC_ADDR" default:":8081" help:"gRPC listen address"`
+	// GRPCMaxRecvBytes bounds one request (a SendBatch carries many messages).
+	GRPCMaxRecvBytes int           `env:"GRPC_MAX_RECV_BYTES" default:"67108864" help:"largest gRPC request, bytes"`
+	ShutdownGrace    time.Duration `env:"SHUTDOWN_GRACE" default:"15s" help:"time in-flight calls get to finish on shutdown"`
+
+	MaxMessageBytes    int           `env:"MAX_MESSAGE_BYTES" default:"10485760" help:"largest encoded message, bytes"`
+	MaxAttachmentBytes int           `env:"MAX_ATTACHMENT_BYTES" default:"7340032" help:"largest attachment, bytes"`
+	MaxAttachments     int           `env:"MAX_ATTACHMENTS" default:"20" help:"attachments per message"`
+	MaxRecipients      int           `env:"MAX_RECIPIENTS" default:"50" help:"to + cc + bcc per message"`
+	MaxSubjectBytes    int           `env:"MAX_SUBJECT_BYTES" default:"998" help:"longest subject, bytes"`
+	MaxScheduleAhead   time.Duration `env:"MAX_SCHEDULE_AHEAD" default:"720h" help:"how far in the future send_at may be"`
+	MaxBatch           int           `env:"MAX_BATCH" default:"100" help:"messages per SendBatch"`
+
+	// PublishTimeout bounds how long a call waits for JetStream before leaving
+	// its jobs to the relay.
+	PublishTimeout   time.Duration `env:"PUBLISH_TIMEOUT" default:"2s" help:"wait for JetStream acks in a call"`
+	ProviderCacheTTL time.Duration `env:"PROVIDER_CACHE_TTL" default:"5s" help:"provider lookup cache"`
+	AuthCacheTTL     time.Duration `env:"AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocation delay)"`
+
+	OutboxInterval       time.Duration `env:"OUTBOX_INTERVAL" default:"1s" help:"outbox relay poll interval"`
+	OutboxBatch          int           `env:"OUTBOX_BATCH" default:"200" help:"outbox rows per relay pass"`
+	OutboxGrace          time.Duration `env:"OUTBOX_GRACE" default:"5s" help:"age before the relay takes an immediate row"`
+	OutboxPublishTimeout time.Duration `env:"OUTBOX_PUBLISH_TIMEOUT" default:"5s" help:"relay wait for JetStream acks"`
+	OutboxMaxBackoff     time.Duration `env:"OUTBOX_MAX_BACKOFF" default:"30s" help:"relay backoff cap while NATS is down"`
+	OutboxDeleteInterval time.Duration `env:"OUTBOX_DELETE_INTERVAL" default:"50ms" help:"batching of outbox deletes after publish"`
+
+	// MasterKeys seal provider secrets ("kid:base64,kid2:base64"); needed by
+	// `admin bootstrap` for smtp.
+	MasterKeys  string `env:"MASTER_KEYS" help:"secretbox master keys, kid:base64 comma separated"`
+	MasterKeyID string `env:"MASTER_KEY_ID" help:"master key that seals new secrets (default: first)"`
+
+	Postgres envconfig.Postgres
+	NATS     envconfig.NATS
+	Log      envconfig.Log
+}
+
+// WithDefaults fills unset fields with the environment defaults.
+func (c Config) WithDefaults() Config {
+	var d Config
+	_ = envconfig.LoadFrom(&d, func(string) (string, bool) { return "", false })
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setInt := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	if c.GRPCAddr == "" {
+		c.GRPCAddr = d.GRPCAddr
+	}
+	setInt(&c.GRPCMaxRecvBytes, d.GRPCMaxRecvBytes)
+	setDur(&c.ShutdownGrace, d.ShutdownGrace)
+	setInt(&c.MaxMessageBytes, d.MaxMessageBytes)
+	setInt(&c.MaxAttachmentBytes, d.MaxAttachmentBytes)
+	setInt(&c.MaxAttachments, d.MaxAttachments)
+	setInt(&c.MaxRecipients, d.MaxRecipients)
+	setInt(&c.MaxSubjectBytes, d.MaxSubjectBytes)
+	setDur(&c.MaxScheduleAhead, d.MaxScheduleAhead)
+	setInt(&c.MaxBatch, d.MaxBatch)
+	setDur(&c.PublishTimeout, d.PublishTimeout)
+	setDur(&c.ProviderCacheTTL, d.ProviderCacheTTL)
+	setDur(&c.AuthCacheTTL, d.AuthCacheTTL)
+	setDur(&c.OutboxInterval, d.OutboxInterval)
+	setInt(&c.OutboxBatch, d.OutboxBatch)
+	if c.OutboxGrace == 0 {
+		c.OutboxGrace = d.OutboxGrace
+	}
+	setDur(&c.OutboxPublishTimeout, d.OutboxPublishTimeout)
+	setDur(&c.OutboxMaxBackoff, d.OutboxMaxBackoff)
+	setDur(&c.OutboxDeleteInterval, d.OutboxDeleteInterval)
+	if c.NATS.StreamReplicas <= 0 {
+		c.NATS.StreamReplicas = d.NATS.StreamReplicas
+	}
+	return c
+}
+
+// Limits are the validation limits of c.
+func (c Config) Limits() validate.Limits {
+	return validate.Limits{
+		MaxMessageBytes:    c.MaxMessageBytes,
+		MaxAttachmentBytes: c.MaxAttachmentBytes,
+		MaxAttachments:     c.MaxAttachments,
+		MaxRecipients:      c.MaxRecipients,
+		MaxSubjectBytes:    c.MaxSubjectBytes,
+		MaxScheduleAhead:   c.MaxScheduleAhead,
+	}.WithDefaults()
+}
+
+// envelopeHeadroom is room for the job's envelope (ids, timestamps) and the
+// NATS headers around the largest accepted message.
+const envelopeHeadroom = 64 << 10
+
+func (c Config) validate() error {
+	if c.MaxAttachmentBytes > c.MaxMessageBytes {
+		return fmt.Errorf("MAX_ATTACHMENT_BYTES (%d) exceeds MAX_MESSAGE_BYTES (%d)", c.MaxAttachmentBytes, c.MaxMessageBytes)
+	}
+	if c.GRPCMaxRecvBytes < c.MaxMessageBytes+envelopeHeadroom {
+		return fmt.Errorf("GRPC_MAX_RECV_BYTES (%d) must exceed MAX_MESSAGE_BYTES (%d) by at least %d", c.GRPCMaxRecvBytes, c.MaxMessageBytes, envelopeHeadroom)
+	}
+	return nil
+}
+
+// Deps are the clients the service uses; they are built once by the caller
+// and not closed by the service.
+type Deps struct {
+	Pool      *pgxpool.Pool
+	JetStream jetstream.JetStream
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
+	// Auth authenticates API keys (an *auth.KeyStore).
+	Auth auth.Authenticator
+	// Listener, when set, is served instead of listening on Config.GRPCAddr
+	// (tests pass one on 127.0.0.1:0).
+	Listener net.Listener
+}
+
+// Service is the ingest service.
+type Service struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	grpc    *grpcserver.Server
+	relay   *outbox.Relay
+	deleter *outbox.Deleter
+}
+
+// New builds the service. It fails when the configuration is inconsistent,
+// e.g. when MAX_MESSAGE_BYTES does not fit the NATS server's max_payload.
+func New(cfg Config, deps Deps) (*Service, error) {
+	cfg = cfg.WithDefaults()
+	if deps.Pool == nil || deps.JetStream == nil || deps.Auth == nil {
+		return nil, errors.New("ingest: Pool, JetStream and Auth are required")
+	}
+	if deps.Telemetry == nil {
+		deps.Telemetry = telemetry.Nop()
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("ingest config: %w", err)
+	}
+	if err := checkPayload(cfg, deps.JetStream); err != nil && !errors.Is(err, errPayloadUnknown) {
+		return nil, err
+	}
+	log := deps.Logger
+	deleter := outbox.NewDeleter(deps.Pool, outbox.DeleterConfig{Interval: cfg.OutboxDeleteInterval}, log)
+	svc := send.New(send.Config{
+		Limits:           cfg.Limits(),
+		MaxBatch:         cfg.MaxBatch,
+		PublishTimeout:   cfg.PublishTimeout,
+		ProviderCacheTTL: cfg.ProviderCacheTTL,
+	}, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Telemetry: deps.Telemetry, Logger: log})
+
+	gs := grpcserver.New(grpcserver.Config{MaxRecvMsgSize: cfg.GRPCMaxRecvBytes, ShutdownGrace: cfg.ShutdownGrace},
+		deps.Telemetry, log, auth.Interceptor(deps.Auth, send.Scopes()))
+	emailsenderv1.RegisterSendServiceServer(gs.GRPC, svc)
+
+	relay := outbox.NewRelay(deps.Pool, deps.JetStream, deps.Telemetry, log, outbox.RelayConfig{
+		Interval:       cfg.OutboxInterval,
+		Batch:          cfg.OutboxBatch,
+		Grace:          cfg.OutboxGrace,
+		PublishTimeout: cfg.OutboxPublishTimeout,
+		MaxBackoff:     cfg.OutboxMaxBackoff,
+	})
+	s := &Service{cfg: cfg, deps: deps, log: log, grpc: gs, relay: relay, deleter: deleter}
+	relay.Prepare = s.prepareNATS
+	return s, nil
+}
+
+var errPayloadUnknown = errors.New("nats max payload unknown: not connected")
+
+// checkPayload fails when the largest accepted message cannot be published.
+func checkPayload(cfg Config, js jetstream.JetStream) error {
+	nc := js.Conn()
+	if nc == nil || !nc.IsConnected() {
+		return errPayloadUnknown
+	}
+	if max := nc.MaxPayload(); int64(cfg.MaxMessageBytes)+envelopeHeadroom > max {
+		return fmt.Errorf("ingest config: MAX_MESSAGE_BYTES=%d (+%d bytes of job envelope) does not fit the NATS server's max_payload of %d bytes: raise max_payload on the server or lower MAX_MESSAGE_BYTES",
+			cfg.MaxMessageBytes, envelopeHeadroom, max)
+	}
+	return nil
+}
+
+// prepareNATS runs (in the relay) until NATS has been reachable once: it checks
+// the payload limit and creates the streams.
+func (s *Service) prepareNATS(ctx context.Context) error {
+	if err := checkPayload(s.cfg, s.deps.JetStream); err != nil {
+		if errors.Is(err, errPayloadUnknown) {
+			return outbox.ErrDisconnected
+		}
+		return fmt.Errorf("%w: %w", outbox.ErrFatal, err)
+	}
+	err := queue.EnsureStreams(ctx, s.deps.JetStream, queue.StreamConfig{
+		Replicas:   s.cfg.NATS.StreamReplicas,
+		MaxMsgSize: int32(max(16<<20, s.cfg.MaxMessageBytes+envelopeHeadroom)),
+	})
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(ctx, "jetstream streams ready")
+	return nil
+}
+
+// Run serves gRPC and runs the outbox relay until ctx ends, then shuts down:
+// health goes NOT_SERVING, in-flight calls finish (up to ShutdownGrace), the
+// relay stops after its current pass, and the queued outbox deletions are
+// flushed.
+func (s *Service) Run(ctx context.Context) error {
+	lis := s.deps.Listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
+			return fmt.Errorf("listen %s: %w", s.cfg.GRPCAddr, err)
+		}
+	}
+	// The deleter outlives the gRPC server: calls finishing during the
+	// graceful stop still hand it their published rows.
+	delCtx, stopDeleter := context.WithCancel(context.WithoutCancel(ctx))
+	delDone := make(chan error, 1)
+	go func() { delDone <- s.deleter.Run(delCtx) }()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.grpc.Serve(gctx, lis) })
+	g.Go(func() error { return s.relay.Run(gctx) })
+	err := g.Wait()
+
+	stopDeleter()
+	if derr := <-delDone; derr != nil && err == nil {
+		err = derr
+	}
+	s.log.Info("ingest stopped")
+	return err
+}

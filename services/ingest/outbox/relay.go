@@ -1,0 +1,225 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/telemetry"
+	"github.com/namirasoft/email-sender/services/ingest/store"
+)
+
+// RelayConfig tunes the Relay.
+type RelayConfig struct {
+	// Interval is how often the outbox is polled when it has nothing due.
+	Interval time.Duration
+	// Batch is the most rows one pass claims.
+	Batch int
+	// Grace is how old an immediate row must be before the relay takes it, so
+	// it does not race the accepting call's own publish.
+	Grace time.Duration
+	// PublishTimeout bounds the wait for one pass's acknowledgements.
+	PublishTimeout time.Duration
+	// MaxBackoff bounds the wait between passes while publishing fails.
+	MaxBackoff time.Duration
+}
+
+func (c RelayConfig) withDefaults() RelayConfig {
+	if c.Interval <= 0 {
+		c.Interval = time.Second
+	}
+	if c.Batch <= 0 {
+		c.Batch = 200
+	}
+	if c.Grace < 0 {
+		c.Grace = 0
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	return c
+}
+
+// Relay publishes due outbox rows. Any number of relays (one per ingest
+// replica) may run: each pass locks its rows with SKIP LOCKED, publishes them,
+// and in the same transaction deletes them and moves SCHEDULED messages to
+// QUEUED.
+type Relay struct {
+	db  store.Beginner
+	pub Publisher
+	tel *telemetry.Telemetry
+	log *slog.Logger
+	cfg RelayConfig
+	// Prepare, when set, runs before the first pass until it succeeds (e.g. to
+	// create the streams once NATS is reachable). An error wrapping ErrFatal
+	// stops the relay.
+	Prepare func(ctx context.Context) error
+}
+
+// ErrFatal, wrapped by Prepare, stops Run.
+var ErrFatal = errors.New("fatal")
+
+// NewRelay returns a relay.
+func NewRelay(db store.Beginner, pub Publisher, tel *telemetry.Telemetry, log *slog.Logger, cfg RelayConfig) *Relay {
+	return &Relay{db: db, pub: pub, tel: tel, log: log, cfg: cfg.withDefaults()}
+}
+
+// Run relays until ctx ends. A pass that fails (NATS or PostgreSQL down) is
+// retried after an exponential backoff with jitter.
+func (r *Relay) Run(ctx context.Context) error {
+	prepared := r.Prepare == nil
+	failures := 0
+	for {
+		var (
+			n   int
+			err error
+		)
+		if !prepared {
+			err = r.Prepare(ctx)
+			if errors.Is(err, ErrFatal) {
+				return err
+			}
+			prepared = err == nil
+		}
+		if prepared {
+			n, err = r.RunOnce(ctx)
+		}
+		wait := r.cfg.Interval
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			failures++
+			wait = backoff(r.cfg.Interval, r.cfg.MaxBackoff, failures)
+			level := slog.LevelWarn
+			if errors.Is(err, ErrDisconnected) {
+				level = slog.LevelDebug
+			}
+			r.log.Log(ctx, level, "outbox relay pass failed", "error", err, "retry_in", wait)
+		case n >= r.cfg.Batch:
+			failures = 0
+			continue // more may be due
+		default:
+			failures = 0
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func backoff(base, max time.Duration, failures int) time.Duration {
+	d := base
+	for i := 1; i < failures && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	// Full jitter over the upper half keeps replicas from retrying in step.
+	return d/2 + rand.N(d/2+1)
+}
+
+// RunOnce relays one batch of due rows and returns how many it claimed. It
+// fails when no row could be published.
+func (r *Relay) RunOnce(ctx context.Context) (int, error) {
+	if !Connected(r.pub) {
+		return 0, ErrDisconnected
+	}
+	tx, err := r.db.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	rows, err := store.ClaimDue(ctx, tx, r.cfg.Grace, r.cfg.Batch)
+	if err != nil {
+		return 0, err
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	var (
+		msgs      []*nats.Msg
+		sent      []store.OutboxRow
+		orphans   []store.MessageKey
+		spans     []trace.Span
+		published []store.MessageKey
+		scheduled []store.MessageKey
+		failed    []store.MessageKey
+	)
+	for _, row := range rows {
+		if row.Content == nil {
+			orphans = append(orphans, row.MessageKey)
+			continue
+		}
+		m := NewMsg(row.Subject, row.MessageID, row.Content)
+		pctx := r.tel.Propagator.Extract(ctx, propagation.HeaderCarrier(http.Header{"Traceparent": {row.Traceparent}}))
+		pctx, span := r.tel.Tracer("ingest/outbox").Start(pctx, "outbox relay publish", trace.WithSpanKind(trace.SpanKindProducer))
+		r.tel.InjectNATS(pctx, m.Header)
+		msgs = append(msgs, m)
+		sent = append(sent, row)
+		spans = append(spans, span)
+	}
+	errs := PublishAll(ctx, r.pub, queue.SendStream, msgs, r.cfg.PublishTimeout)
+	var firstErr error
+	for i, row := range sent {
+		if errs[i] != nil {
+			spans[i].RecordError(errs[i])
+			failed = append(failed, row.MessageKey)
+			if firstErr == nil {
+				firstErr = errs[i]
+			}
+		} else {
+			published = append(published, row.MessageKey)
+			if row.Status == lifecycle.Scheduled {
+				scheduled = append(scheduled, row.MessageKey)
+			}
+		}
+		spans[i].End()
+	}
+	if err := r.finish(ctx, tx, append(published, orphans...), scheduled, failed, firstErr); err != nil {
+		return 0, err
+	}
+	for _, k := range published {
+		r.log.DebugContext(ctx, "outbox relayed job", "account_id", k.AccountID, "message_id", k.MessageID)
+	}
+	for _, k := range orphans {
+		r.log.InfoContext(ctx, "dropped outbox row without message", "account_id", k.AccountID, "message_id", k.MessageID)
+	}
+	if len(published) == 0 && firstErr != nil {
+		return len(rows), firstErr
+	}
+	return len(rows), nil
+}
+
+func (r *Relay) finish(ctx context.Context, tx pgx.Tx, done, scheduled, failed []store.MessageKey, pubErr error) error {
+	if err := store.DeleteOutbox(ctx, tx, done); err != nil {
+		return err
+	}
+	if err := store.MarkQueued(ctx, tx, scheduled); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		if err := store.RecordOutboxFailure(ctx, tx, failed, pubErr.Error()); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit outbox pass: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,52 @@
+package send
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/namirasoft/email-sender/services/ingest/store"
+	"github.com/namirasoft/email-sender/services/ingest/validate"
+)
+
+// statusOf maps an error of the send path to the gRPC status the API answers
+// with; it is the one place where that mapping lives. Statuses name the field
+// at fault (with a BadRequest detail) where there is one. prefix is prepended
+// to field paths ("messages[3]." for batch items).
+func statusOf(ctx context.Context, log *slog.Logger, err error, prefix string) *status.Status {
+	var (
+		verr       *validate.Error
+		unknown    *store.UnknownProviderError
+		unhealthy  *store.UnhealthyProviderError
+		notCancel  *store.NotCancelableError
+		connectErr *pgconn.ConnectError
+	)
+	switch {
+	case err == nil:
+		return status.New(codes.OK, "")
+	case errors.As(err, &verr):
+		return verr.WithPrefix(prefix).GRPCStatus()
+	case errors.As(err, &unknown), errors.As(err, &unhealthy), errors.Is(err, store.ErrNoDefaultProvider):
+		return validate.FieldStatus(codes.FailedPrecondition, prefix+"provider_id", err.Error())
+	case errors.Is(err, store.ErrIdempotencyMismatch):
+		return validate.FieldStatus(codes.AlreadyExists, prefix+"idempotency_key", err.Error())
+	case errors.As(err, &notCancel):
+		return validate.FieldStatus(codes.FailedPrecondition, prefix+"message_id", notCancel.Error())
+	case errors.Is(err, store.ErrNotFound):
+		return validate.FieldStatus(codes.NotFound, prefix+"message_id", "no such message in this account")
+	case errors.Is(err, context.Canceled):
+		return status.New(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.New(codes.DeadlineExceeded, "deadline exceeded")
+	case errors.As(err, &connectErr) || pgconn.SafeToRetry(err):
+		log.WarnContext(ctx, "database unavailable", "error", err)
+		return status.New(codes.Unavailable, "database unavailable; retry with the same idempotency_key")
+	default:
+		log.ErrorContext(ctx, "send request failed", "error", err)
+		return status.New(codes.Internal, "internal error")
+	}
+}

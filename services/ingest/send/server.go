@@ -1,0 +1,341 @@
+// Package send implements the SendService gRPC API: it validates requests,
+// resolves the provider configuration, stores messages through the store's
+// transactional outbox and publishes their jobs at once, leaving any job it
+// could not publish to the outbox relay.
+package send
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/propagation"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/telemetry"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/ingest/outbox"
+	"github.com/namirasoft/email-sender/services/ingest/store"
+	"github.com/namirasoft/email-sender/services/ingest/validate"
+)
+
+// Config tunes the service.
+type Config struct {
+	Limits validate.Limits
+	// MaxBatch bounds the items of one SendBatch (default 100).
+	MaxBatch int
+	// PublishTimeout bounds how long a call waits for JetStream to acknowledge
+	// its jobs before leaving them to the relay (default 2s).
+	PublishTimeout time.Duration
+	// ProviderCacheTTL is how long a provider lookup is reused (default 5s; a
+	// negative value disables the cache).
+	ProviderCacheTTL time.Duration
+}
+
+// DefaultMaxBatch is the default SendBatch size limit.
+const DefaultMaxBatch = 100
+
+func (c Config) withDefaults() Config {
+	c.Limits = c.Limits.WithDefaults()
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 2 * time.Second
+	}
+	if c.ProviderCacheTTL == 0 {
+		c.ProviderCacheTTL = 5 * time.Second
+	}
+	return c
+}
+
+// DB is what the service needs of PostgreSQL (a *pgxpool.Pool).
+type DB interface {
+	store.DBTX
+	store.Beginner
+}
+
+// Deps are the service's dependencies.
+type Deps struct {
+	DB        DB
+	Publisher outbox.Publisher
+	// Deleter removes the outbox rows of the jobs the service published.
+	Deleter   *outbox.Deleter
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Server is the SendService.
+type Server struct {
+	emailsenderv1.UnimplementedSendServiceServer
+
+	cfg       Config
+	db        DB
+	pub       outbox.Publisher
+	deleter   *outbox.Deleter
+	tel       *telemetry.Telemetry
+	log       *slog.Logger
+	now       func() time.Time
+	providers *providers
+}
+
+// New returns the service.
+func New(cfg Config, d Deps) *Server {
+	cfg = cfg.withDefaults()
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Server{
+		cfg: cfg, db: d.DB, pub: d.Publisher, deleter: d.Deleter, tel: d.Telemetry, log: d.Logger, now: now,
+		providers: &providers{db: d.DB, ttl: cfg.ProviderCacheTTL, now: now, cache: map[providerKey]cachedProvider{}},
+	}
+}
+
+// Scopes is the scope each SendService method needs, for auth.Interceptor.
+func Scopes() map[string]string {
+	return map[string]string{
+		emailsenderv1.SendService_SendEmail_FullMethodName:       auth.ScopeSend,
+		emailsenderv1.SendService_SendBatch_FullMethodName:       auth.ScopeSend,
+		emailsenderv1.SendService_CancelScheduled_FullMethodName: auth.ScopeSend,
+	}
+}
+
+func caller(ctx context.Context) (auth.Principal, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok || p.AccountID == "" {
+		return auth.Principal{}, status.Error(codes.Unauthenticated, "no authenticated account")
+	}
+	return p, nil
+}
+
+// SendEmail accepts one message.
+func (s *Server) SendEmail(ctx context.Context, req *emailsenderv1.SendEmailRequest) (*emailsenderv1.SendEmailResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	results, err := s.accept(ctx, p.AccountID, []*emailsenderv1.SendEmailRequest{req})
+	if err != nil {
+		return nil, statusOf(ctx, s.log, err, "").Err()
+	}
+	if r := results[0]; r.err != nil {
+		return nil, statusOf(ctx, s.log, r.err, "").Err()
+	}
+	return results[0].resp, nil
+}
+
+// SendBatch accepts each item on its own; the accepted items are stored in one
+// transaction and published together.
+func (s *Server) SendBatch(ctx context.Context, req *emailsenderv1.SendBatchRequest) (*emailsenderv1.SendBatchResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if n := len(req.GetMessages()); n > s.cfg.MaxBatch {
+		return nil, validate.FieldStatus(codes.ResourceExhausted, "messages",
+			fmt.Sprintf("has %d items, over the limit of %d", n, s.cfg.MaxBatch)).Err()
+	}
+	results, err := s.accept(ctx, p.AccountID, req.GetMessages())
+	if err != nil {
+		return nil, statusOf(ctx, s.log, err, "").Err()
+	}
+	out := &emailsenderv1.SendBatchResponse{Results: make([]*emailsenderv1.SendBatchResult, len(results))}
+	for i, r := range results {
+		if r.err != nil {
+			st := statusOf(ctx, s.log, r.err, fmt.Sprintf("messages[%d].", i))
+			out.Results[i] = &emailsenderv1.SendBatchResult{ErrorCode: int32(st.Code()), ErrorMessage: st.Message()}
+			continue
+		}
+		out.Results[i] = &emailsenderv1.SendBatchResult{Accepted: r.resp}
+	}
+	return out, nil
+}
+
+// CancelScheduled cancels a SCHEDULED message.
+func (s *Server) CancelScheduled(ctx context.Context, req *emailsenderv1.CancelScheduledRequest) (*emailsenderv1.CancelScheduledResponse, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetMessageId()
+	now := s.now()
+	if err := store.CancelScheduled(ctx, s.db, p.AccountID, id, now); err != nil {
+		return nil, statusOf(ctx, s.log, err, "").Err()
+	}
+	s.log.InfoContext(ctx, "canceled scheduled message", "account_id", p.AccountID, "message_id", id)
+	s.publishCanceled(ctx, p.AccountID, id, now)
+	return &emailsenderv1.CancelScheduledResponse{MessageId: id, Status: lifecycle.Canceled}, nil
+}
+
+// publishCanceled tells the events stream (webhooks, reports) about a cancel.
+// The database already holds the event and the status, so a failure here loses
+// no state.
+func (s *Server) publishCanceled(ctx context.Context, accountID, messageID string, now time.Time) {
+	eventID := queue.EventID(messageID, 0, queue.EventCanceled, "")
+	data, err := proto.Marshal(&queuev1.DeliveryEvent{
+		EventId: eventID, MessageId: messageID, AccountId: accountID, Type: queue.EventCanceled,
+		Status: lifecycle.Canceled, OccurredAt: timestamppb.New(now),
+	})
+	if err != nil {
+		s.log.WarnContext(ctx, "encode cancel event", "account_id", accountID, "message_id", messageID, "error", err)
+		return
+	}
+	m := outbox.NewMsg(queue.EventSubject(accountID, messageID), eventID, data)
+	s.tel.InjectNATS(ctx, m.Header)
+	if err := outbox.PublishAll(context.WithoutCancel(ctx), s.pub, queue.EventStream, []*nats.Msg{m}, s.cfg.PublishTimeout)[0]; err != nil {
+		s.log.WarnContext(ctx, "publish cancel event", "account_id", accountID, "message_id", messageID, "error", err)
+	}
+}
+
+type result struct {
+	resp *emailsenderv1.SendEmailResponse
+	err  error
+}
+
+// accept validates, stores and publishes reqs. Item errors are in the results;
+// the error is for the whole call (the database is unavailable).
+func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsenderv1.SendEmailRequest) ([]result, error) {
+	now := s.now()
+	results := make([]result, len(reqs))
+	traceparent := s.traceparent(ctx)
+	var (
+		news  []*store.NewMessage
+		index []int
+	)
+	for i, req := range reqs {
+		m, err := s.prepare(ctx, accountID, req, now, traceparent)
+		if err != nil {
+			results[i].err = err
+			continue
+		}
+		news = append(news, m)
+		index = append(index, i)
+	}
+	if len(news) == 0 {
+		return results, nil
+	}
+	accepted, err := store.Accept(ctx, s.db, news)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		msgs []*nats.Msg
+		keys []store.MessageKey
+	)
+	for j, a := range accepted {
+		i, m := index[j], news[j]
+		if a.Err != nil {
+			results[i].err = a.Err
+			continue
+		}
+		results[i].resp = &emailsenderv1.SendEmailResponse{MessageId: a.MessageID, Status: a.Status, IdempotentReplay: a.Replay}
+		if a.Replay {
+			s.log.DebugContext(ctx, "idempotent replay", "account_id", accountID, "message_id", a.MessageID)
+			continue
+		}
+		s.log.DebugContext(ctx, "accepted message", "account_id", accountID, "message_id", m.ID,
+			"provider", m.ProviderKind, "recipients", len(m.Recipients), "status", m.Status.String())
+		if m.Status != lifecycle.Queued {
+			continue // the relay publishes it when due
+		}
+		msg := outbox.NewMsg(m.NATSSubject, m.ID, m.Content)
+		s.tel.InjectNATS(ctx, msg.Header)
+		msgs = append(msgs, msg)
+		keys = append(keys, store.MessageKey{AccountID: accountID, MessageID: m.ID})
+	}
+	s.publish(ctx, msgs, keys)
+	return results, nil
+}
+
+// publish puts freshly stored jobs on the stream. What is acknowledged has its
+// outbox row deleted; the rest stays in the outbox for the relay. The caller's
+// cancellation does not stop it: the messages are already accepted.
+func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, keys []store.MessageKey) {
+	if len(msgs) == 0 {
+		return
+	}
+	errs := outbox.PublishAll(context.WithoutCancel(ctx), s.pub, queue.SendStream, msgs, s.cfg.PublishTimeout)
+	deferred := 0
+	var firstErr error
+	for i, err := range errs {
+		if err != nil {
+			deferred++
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		s.deleter.Add(keys[i])
+	}
+	if deferred > 0 {
+		s.log.WarnContext(ctx, "publish deferred to outbox relay", "account_id", keys[0].AccountID,
+			"message_id", keys[0].MessageID, "messages", deferred, "error", firstErr)
+	}
+}
+
+// prepare validates one request and builds what the store inserts.
+func (s *Server) prepare(ctx context.Context, accountID string, req *emailsenderv1.SendEmailRequest, now time.Time, traceparent string) (*store.NewMessage, error) {
+	v, err := validate.SendEmail(req, s.cfg.Limits, now)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := s.providers.resolve(ctx, accountID, req.GetProviderId())
+	if err != nil {
+		return nil, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("message id: %w", err)
+	}
+	st := lifecycle.Queued
+	if !v.SendAt.IsZero() {
+		st = lifecycle.Scheduled
+	}
+	content, err := proto.Marshal(&queuev1.SendJob{
+		MessageId: id.String(), AccountId: accountID, ProviderId: prov.ID, ProviderKind: prov.Kind,
+		Message: v.Message, AcceptedAt: timestamppb.New(now),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode job: %w", err)
+	}
+	m := &store.NewMessage{
+		ID: id.String(), AccountID: accountID, ProviderID: prov.ID, ProviderKind: prov.Kind, Status: st,
+		FromAddress: v.Message.GetFrom().GetAddress(), FromName: v.Message.GetFrom().GetName(),
+		Subject: v.Message.GetSubject(), Tags: v.Message.GetTags(),
+		Recipients: make([]store.Recipient, len(v.Recipients)),
+		Content:    content, SendAt: v.SendAt, NATSSubject: queue.SendSubject(prov.Kind, accountID),
+		Traceparent: traceparent, IdempotencyKey: req.GetIdempotencyKey(), CreatedAt: now,
+	}
+	for i, r := range v.Recipients {
+		m.Recipients[i] = store.Recipient{Kind: r.Kind, Address: r.Address, Name: r.Name}
+	}
+	if m.IdempotencyKey != "" {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+		if err != nil {
+			return nil, fmt.Errorf("hash request: %w", err)
+		}
+		h := sha256.Sum256(b)
+		m.RequestHash = h[:]
+	}
+	return m, nil
+}
+
+func (s *Server) traceparent(ctx context.Context) string {
+	c := propagation.MapCarrier{}
+	s.tel.Propagator.Inject(ctx, c)
+	return c.Get("traceparent")
+}

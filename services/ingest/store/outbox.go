@@ -1,0 +1,125 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/namirasoft/email-sender/pkg/lifecycle"
+)
+
+// MessageKey names a message within its account.
+type MessageKey struct {
+	AccountID string
+	MessageID string
+}
+
+// OutboxRow is a due job claimed by the relay.
+type OutboxRow struct {
+	MessageKey
+	Subject     string
+	Traceparent string
+	// Content is the encoded SendJob; nil when the message row is gone (the
+	// account's data was deleted), and the row is then simply dropped.
+	Content []byte
+	Status  lifecycle.Status
+}
+
+// ClaimDue locks up to limit outbox rows that are due (not_before passed) and
+// older than grace, skipping rows another relay or a CancelScheduled holds. The
+// grace keeps the relay off rows whose accepting call is still publishing them
+// itself. Rows stay locked until tx ends.
+func ClaimDue(ctx context.Context, tx pgx.Tx, grace time.Duration, limit int) ([]OutboxRow, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT o.message_id::text, o.account_id::text, o.subject, o.traceparent, m.content, COALESCE(m.status, 0)
+		FROM outbox o
+		LEFT JOIN messages m ON m.id = o.message_id AND m.account_id = o.account_id
+		WHERE o.not_before <= now() AND o.created_at <= now() - $1::interval
+		ORDER BY o.not_before
+		LIMIT $2
+		FOR UPDATE OF o SKIP LOCKED`, grace, limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (OutboxRow, error) {
+		var (
+			o      OutboxRow
+			status int16
+		)
+		err := r.Scan(&o.MessageID, &o.AccountID, &o.Subject, &o.Traceparent, &o.Content, &status)
+		o.Status = lifecycle.Status(status)
+		return o, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	return out, nil
+}
+
+func split(keys []MessageKey) (accounts, messages []string) {
+	accounts = make([]string, len(keys))
+	messages = make([]string, len(keys))
+	for i, k := range keys {
+		accounts[i], messages[i] = k.AccountID, k.MessageID
+	}
+	return accounts, messages
+}
+
+// DeleteOutbox removes the outbox rows of published messages.
+func DeleteOutbox(ctx context.Context, db DBTX, keys []MessageKey) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	accounts, messages := split(keys)
+	_, err := db.Exec(ctx, `
+		DELETE FROM outbox o
+		USING unnest($1::uuid[], $2::uuid[]) AS k(account_id, message_id)
+		WHERE o.account_id = k.account_id AND o.message_id = k.message_id`, accounts, messages)
+	if err != nil {
+		return fmt.Errorf("delete outbox rows: %w", err)
+	}
+	return nil
+}
+
+// MarkQueued moves published SCHEDULED messages and their recipients to QUEUED.
+// Messages a worker has already moved on are left alone.
+func MarkQueued(ctx context.Context, db DBTX, keys []MessageKey) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	accounts, messages := split(keys)
+	queued, scheduled := int16(lifecycle.Queued), int16(lifecycle.Scheduled)
+	b := &pgx.Batch{}
+	b.Queue(`
+		UPDATE messages m SET status = $3, updated_at = now()
+		FROM unnest($1::uuid[], $2::uuid[]) AS k(account_id, message_id)
+		WHERE m.account_id = k.account_id AND m.id = k.message_id AND m.status = $4`,
+		accounts, messages, queued, scheduled)
+	b.Queue(`
+		UPDATE recipients r SET status = $3, status_key = $5, updated_at = now()
+		FROM unnest($1::uuid[], $2::uuid[]) AS k(account_id, message_id)
+		WHERE r.account_id = k.account_id AND r.message_id = k.message_id AND r.status = $4`,
+		accounts, messages, queued, scheduled, lifecycle.Key(lifecycle.Queued, 0))
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("mark messages queued: %w", err)
+	}
+	return nil
+}
+
+// RecordOutboxFailure counts a failed publish on the rows.
+func RecordOutboxFailure(ctx context.Context, db DBTX, keys []MessageKey, reason string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	accounts, messages := split(keys)
+	_, err := db.Exec(ctx, `
+		UPDATE outbox o SET attempts = o.attempts + 1, last_error = $3
+		FROM unnest($1::uuid[], $2::uuid[]) AS k(account_id, message_id)
+		WHERE o.account_id = k.account_id AND o.message_id = k.message_id`, accounts, messages, reason)
+	if err != nil {
+		return fmt.Errorf("record outbox failure: %w", err)
+	}
+	return nil
+}
