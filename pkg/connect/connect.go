@@ -5,6 +5,7 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -49,12 +50,17 @@ func Postgres(ctx context.Context, cfg envconfig.Postgres) (*pgxpool.Pool, error
 	return pool, nil
 }
 
-// JetStream connects to NATS (reconnecting forever) and ensures the streams.
-// Close the connection with Drain.
+// JetStream connects to NATS and ensures the streams, waiting (with backoff)
+// while NATS is unreachable, so services may start in any order. The
+// connection reconnects forever; publishes fail at once while it is down rather
+// than waiting in a buffer (the outbox and redelivery cover that time). Close
+// it with Drain.
 func JetStream(ctx context.Context, cfg envconfig.NATS, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := nats.Connect(cfg.URL,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectBufSize(-1),
 		nats.ReconnectWait(500*time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -71,11 +77,23 @@ func JetStream(ctx context.Context, cfg envconfig.NATS, name string, log *slog.L
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := queue.EnsureStreams(ctx, js, queue.StreamConfig{Replicas: cfg.StreamReplicas}); err != nil {
-		nc.Close()
-		return nil, nil, err
+	delay := 200 * time.Millisecond
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := queue.EnsureStreams(sctx, js, queue.StreamConfig{Replicas: cfg.StreamReplicas})
+		cancel()
+		if err == nil {
+			return nc, js, nil
+		}
+		log.Warn("jetstream not ready; retrying", "error", err, "retry_in", delay.String())
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return nil, nil, fmt.Errorf("ensure streams: %w", errors.Join(err, ctx.Err()))
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
 	}
-	return nc, js, nil
 }
 
 // Telemetry sets up tracing from the standard OTEL_* variables and returns a

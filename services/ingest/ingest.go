@@ -28,8 +28,8 @@ import (
 type Config struct {
 	GRPCAddr string `env:"INGEST_GRPC_ADDR" default:":8081" help:"gRPC listen address"`
 	// GRPCMaxRecvBytes bounds one request (a SendBatch carries many messages).
-	GRPCMaxRecvBytes int           `env:"GRPC_MAX_RECV_BYTES" default:"67108864" help:"largest gRPC request, bytes"`
-	ShutdownGrace    time.Duration `env:"SHUTDOWN_GRACE" default:"15s" help:"time in-flight calls get to finish on shutdown"`
+	GRPCMaxRecvBytes int           `env:"INGEST_GRPC_MAX_RECV_BYTES" default:"67108864" help:"largest gRPC request, bytes"`
+	ShutdownGrace    time.Duration `env:"INGEST_SHUTDOWN_GRACE" default:"15s" help:"time in-flight calls get to finish on shutdown"`
 
 	MaxMessageBytes    int           `env:"MAX_MESSAGE_BYTES" default:"10485760" help:"largest encoded message, bytes"`
 	MaxAttachmentBytes int           `env:"MAX_ATTACHMENT_BYTES" default:"7340032" help:"largest attachment, bytes"`
@@ -41,9 +41,9 @@ type Config struct {
 
 	// PublishTimeout bounds how long a call waits for JetStream before leaving
 	// its jobs to the relay.
-	PublishTimeout   time.Duration `env:"PUBLISH_TIMEOUT" default:"2s" help:"wait for JetStream acks in a call"`
-	ProviderCacheTTL time.Duration `env:"PROVIDER_CACHE_TTL" default:"5s" help:"provider lookup cache"`
-	AuthCacheTTL     time.Duration `env:"AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocation delay)"`
+	PublishTimeout   time.Duration `env:"INGEST_PUBLISH_TIMEOUT" default:"2s" help:"wait for JetStream acks in a call"`
+	ProviderCacheTTL time.Duration `env:"INGEST_PROVIDER_CACHE_TTL" default:"5s" help:"provider lookup cache"`
+	AuthCacheTTL     time.Duration `env:"INGEST_AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocation delay)"`
 
 	OutboxInterval       time.Duration `env:"OUTBOX_INTERVAL" default:"1s" help:"outbox relay poll interval"`
 	OutboxBatch          int           `env:"OUTBOX_BATCH" default:"200" help:"outbox rows per relay pass"`
@@ -126,7 +126,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("MAX_ATTACHMENT_BYTES (%d) exceeds MAX_MESSAGE_BYTES (%d)", c.MaxAttachmentBytes, c.MaxMessageBytes)
 	}
 	if c.GRPCMaxRecvBytes < c.MaxMessageBytes+envelopeHeadroom {
-		return fmt.Errorf("GRPC_MAX_RECV_BYTES (%d) must exceed MAX_MESSAGE_BYTES (%d) by at least %d", c.GRPCMaxRecvBytes, c.MaxMessageBytes, envelopeHeadroom)
+		return fmt.Errorf("INGEST_GRPC_MAX_RECV_BYTES (%d) must exceed MAX_MESSAGE_BYTES (%d) by at least %d", c.GRPCMaxRecvBytes, c.MaxMessageBytes, envelopeHeadroom)
 	}
 	return nil
 }

@@ -17,21 +17,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/schema"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
-	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/ingest"
 )
 
@@ -55,6 +51,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, "usage: ingest [serve | migrate | admin bootstrap --account NAME --provider-kind sandbox|smtp [smtp flags]]\nEnvironment:")
+		envconfig.PrintUsage(stdout, &cfg)
+		return nil
 	case "serve":
 		return serve(ctx, cfg)
 	case "migrate":
@@ -69,55 +69,26 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 }
 
-func connectDB(ctx context.Context, cfg ingest.Config) (*pgxpool.Pool, error) {
-	pc, err := pgxpool.ParseConfig(cfg.Postgres.URL)
-	if err != nil {
-		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
-	}
-	pc.MaxConns = cfg.Postgres.MaxConns
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return nil, fmt.Errorf("connect postgres: %w", err)
-	}
-	return pool, nil
-}
-
 func serve(ctx context.Context, cfg ingest.Config) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
-		return fmt.Errorf("LOG_LEVEL: %w", err)
-	}
-	log := telemetry.NewLogger(os.Stderr, level, "ingest")
-	tel, err := telemetry.Setup(ctx, telemetry.OptionsFromEnv("ingest"))
+	log, err := connect.Logger(os.Stderr, cfg.Log, "ingest")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(sctx)
-	}()
-
-	pool, err := connectDB(ctx, cfg)
+	tel, flush, err := connect.Telemetry(ctx, "ingest", log)
+	if err != nil {
+		return err
+	}
+	defer flush()
+	pool, err := connect.Postgres(ctx, cfg.Postgres)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-
-	// Publishes never wait in a reconnect buffer: while NATS is down the
-	// outbox holds the jobs.
-	nc, err := nats.Connect(cfg.NATS.URL, nats.Name("ingest"), nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true), nats.ReconnectBufSize(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "error", err) }),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))
+	nc, js, err := connect.JetStream(ctx, cfg.NATS, "ingest", log)
 	if err != nil {
-		return fmt.Errorf("connect nats: %w", err)
+		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	defer func() { _ = nc.Drain() }()
 
 	svc, err := ingest.New(cfg, ingest.Deps{
 		Pool: pool, JetStream: js, Telemetry: tel, Logger: log,
@@ -130,9 +101,9 @@ func serve(ctx context.Context, cfg ingest.Config) error {
 }
 
 func migrate(ctx context.Context, cfg ingest.Config, stdout io.Writer) error {
-	pool, err := connectDB(ctx, cfg)
+	pool, err := pgxpool.New(ctx, cfg.Postgres.URL)
 	if err != nil {
-		return err
+		return fmt.Errorf("connect postgres: %w", err)
 	}
 	defer pool.Close()
 	applied, err := schema.Migrate(ctx, pool)
@@ -178,7 +149,7 @@ func bootstrap(ctx context.Context, cfg ingest.Config, args []string, stdout io.
 			return fmt.Errorf("MASTER_KEYS: %w", err)
 		}
 	}
-	pool, err := connectDB(ctx, cfg)
+	pool, err := connect.Postgres(ctx, cfg.Postgres)
 	if err != nil {
 		return err
 	}
