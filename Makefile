@@ -75,6 +75,10 @@ tidy: ## go mod tidy in every module
 proto: ## Lint the protos and regenerate the Go code (pinned buf and plugins in .bin/)
 	@bash scripts/proto.sh
 
+.PHONY: docs
+docs: ## Regenerate the README configuration tables from the config structs
+	@bash scripts/docs.sh
+
 .PHONY: verify
 verify: ## Fail if generated proto code or any go.mod is stale
 	@bash scripts/verify.sh

@@ -34,6 +34,8 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 	fi
 fi
 
+bash scripts/docs.sh --check || fail=1
+
 while IFS= read -r dir; do
 	if ! (cd "$dir" && go mod tidy -diff >/dev/null 2>&1); then
 		echo "verify: ${dir#"$ROOT"/}/go.mod is not tidy (run make tidy):" >&2

@@ -64,6 +64,13 @@ func run() error {
 		wc  worker.Config
 		rc  report.Config
 	)
+	if len(os.Args) > 1 && os.Args[1] == "envdoc" {
+		// The README's configuration tables are this output (make docs).
+		return envDoc(os.Stdout, []envSection{
+			{"Shared by every service", &sharedConfig{}},
+			{"ingest", &ic}, {"worker", &wc}, {"report", &rc}, {"make run (devstack)", &dev},
+		})
+	}
 	for _, c := range []any{&dev, &ic, &wc, &rc} {
 		if err := envconfig.Load(c); err != nil {
 			return err
@@ -154,6 +161,38 @@ func run() error {
 	g.Go(func() error { return grpcserver.New(grpcserver.Config{}, tel, log).Serve(gctx, workerLis) })
 	printWelcome(os.Stdout, account, ic.GRPCAddr, rc.GRPCAddr)
 	return g.Wait()
+}
+
+type sharedConfig struct {
+	Postgres envconfig.Postgres
+	NATS     envconfig.NATS
+	Log      envconfig.Log
+}
+
+type envSection struct {
+	title string
+	cfg   any
+}
+
+// envDoc prints a markdown table of every variable per section; shared
+// variables are listed once, in the first section.
+func envDoc(w io.Writer, sections []envSection) error {
+	seen := map[string]bool{}
+	for _, sec := range sections {
+		fmt.Fprintf(w, "\n**%s**\n\n| Variable | Default | Meaning |\n|---|---|---|\n", sec.title)
+		for _, v := range envconfig.Describe(sec.cfg) {
+			if seen[v.Name] {
+				continue
+			}
+			seen[v.Name] = true
+			def := v.Default
+			if def == "" {
+				def = "(unset)"
+			}
+			fmt.Fprintf(w, "| `%s` | `%s` | %s |\n", v.Name, def, v.Help)
+		}
+	}
+	return nil
 }
 
 // masterKeys returns MASTER_KEYS, or a dev key generated once and kept in the data dir.

@@ -43,8 +43,6 @@ type Config struct {
 	ConfigCacheTTL time.Duration `env:"WORKER_CONFIG_CACHE_TTL" default:"10s" help:"provider configuration cache"`
 	// AttemptsTTL is how long attempt records are kept.
 	AttemptsTTL time.Duration `env:"WORKER_ATTEMPTS_TTL" default:"72h" help:"how long attempt records are kept"`
-	// SMTPHelo is the EHLO name used by SMTP connections.
-	SMTPHelo string `env:"SMTP_HELO" default:"" help:"EHLO name (default: the host name)"`
 	// MasterKeys opens provider secrets (see pkg/secretbox).
 	MasterKeys  string `env:"MASTER_KEYS" help:"master keys: id:base64,id:base64"`
 	MasterKeyID string `env:"MASTER_KEY_ID" help:"master key that seals new secrets (default: first)"`
