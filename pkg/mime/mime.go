@@ -23,6 +23,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	addrspec "github.com/namirasoft/email-sender/pkg/address"
 	stdmime "mime"
 	"net/mail"
 	"net/textproto"
@@ -31,7 +32,6 @@ import (
 	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
-	"golang.org/x/net/idna"
 
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -149,27 +149,11 @@ func Raw(m *emailsenderv1.EmailMessage, o Options) ([]byte, error) {
 // ASCIIAddress validates an addr-spec and returns it with its domain in ASCII
 // (punycode) form, as the SMTP envelope needs it. The local part is kept as is.
 func ASCIIAddress(addr string) (string, error) {
-	if !utf8.ValidString(addr) || strings.ContainsAny(addr, "\r\n\x00") {
-		return "", fmt.Errorf("%w: address contains invalid characters", ErrInvalid)
+	a, err := addrspec.Parse(addr)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 || at == len(addr)-1 {
-		return "", fmt.Errorf("%w: address %q has no local part or domain", ErrInvalid, addr)
-	}
-	local, domain := addr[:at], addr[at+1:]
-	if !isASCII(domain) {
-		d, err := idna.Lookup.ToASCII(domain)
-		if err != nil {
-			return "", fmt.Errorf("%w: domain of %q: %v", ErrInvalid, addr, err)
-		}
-		domain = d
-	}
-	out := local + "@" + domain
-	parsed, err := mail.ParseAddress(out)
-	if err != nil || parsed.Name != "" || parsed.Address != out {
-		return "", fmt.Errorf("%w: address %q is not a valid addr-spec", ErrInvalid, addr)
-	}
-	return out, nil
+	return a.String(), nil
 }
 
 func address(field string, a *emailsenderv1.Address) (*mail.Address, error) {

@@ -115,6 +115,7 @@ type Sink struct {
 
 	mu        sync.Mutex
 	server    *smtp.Server
+	listener  net.Listener
 	served    chan struct{}
 	running   bool
 	script    []Action
@@ -236,7 +237,7 @@ func (s *Sink) Start() error {
 		defer close(served)
 		_ = srv.Serve(l)
 	}()
-	s.server, s.served, s.running = srv, served, true
+	s.server, s.listener, s.served, s.running = srv, l, served, true
 	s.stopped = make(chan struct{})
 	return nil
 }
@@ -250,12 +251,14 @@ func (s *Sink) Stop() {
 		s.mu.Unlock()
 		return
 	}
-	srv, served := s.server, s.served
+	srv, l, served := s.server, s.listener, s.served
 	s.running = false
 	close(s.stopped)
 	s.mu.Unlock()
 
 	_ = srv.Close()
+	// srv.Close misses a listener that Serve has not registered yet.
+	_ = l.Close()
 	<-served
 	// Sessions end when their connections close; wait so nothing outlives Stop.
 	deadline := time.Now().Add(5 * time.Second)

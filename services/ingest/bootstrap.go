@@ -35,7 +35,8 @@ type BootstrapParams struct {
 type SMTPSettings struct {
 	Host string `json:"host"`
 	Port int    `json:"port"`
-	// TLS is "starttls" (default), "tls" (implicit) or "none".
+	// TLS is "starttls" (default: STARTTLS required), "starttls_opportunistic",
+	// "implicit" (TLS from the first byte, port 465) or "none".
 	TLS      string `json:"tls"`
 	Username string `json:"username,omitempty"`
 	PoolSize int    `json:"pool_size"`
@@ -118,9 +119,9 @@ func providerSettings(p BootstrapParams, providerID string, keyring *secretbox.K
 		s.TLS = "starttls"
 	}
 	switch s.TLS {
-	case "starttls", "tls", "none":
+	case "starttls", "starttls_opportunistic", "implicit", "none":
 	default:
-		return nil, nil, fmt.Errorf("bootstrap: smtp tls %q: want starttls, tls or none", s.TLS)
+		return nil, nil, fmt.Errorf("bootstrap: smtp tls %q: want starttls, starttls_opportunistic, implicit or none", s.TLS)
 	}
 	if s.PoolSize <= 0 {
 		s.PoolSize = 4

@@ -598,7 +598,7 @@ func TestBootstrapSMTP(t *testing.T) {
 	ctx := context.Background()
 	res, err := ingest.Bootstrap(ctx, db.Pool, kr, ingest.BootstrapParams{
 		AccountName: "acme", ProviderKind: "smtp",
-		SMTP: ingest.SMTPSettings{Host: "smtp.example.com", Port: 465, TLS: "tls", Username: "u", Password: "s3cret"},
+		SMTP: ingest.SMTPSettings{Host: "smtp.example.com", Port: 465, TLS: "implicit", Username: "u", Password: "s3cret"},
 	})
 	require.NoError(t, err)
 
@@ -613,7 +613,7 @@ func TestBootstrapSMTP(t *testing.T) {
 		res.ProviderID, res.AccountID).Scan(&kind, &settings, &secret, &def))
 	require.Equal(t, "smtp", kind)
 	require.Equal(t, res.ProviderID, def)
-	require.JSONEq(t, `{"host":"smtp.example.com","port":465,"tls":"tls","username":"u","pool_size":4}`, settings)
+	require.JSONEq(t, `{"host":"smtp.example.com","port":465,"tls":"implicit","username":"u","pool_size":4}`, settings)
 	require.NotContains(t, string(secret), "s3cret")
 	plain, err := kr.Open(secret, []byte(res.ProviderID))
 	require.NoError(t, err)

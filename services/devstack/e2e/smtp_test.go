@@ -268,3 +268,23 @@ func decodeQP(t *testing.T, cte string, body []byte) string {
 	}
 	return string(body)
 }
+
+func TestInternationalAndQuotedAddresses(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	req := simple(`"jane doe"@example.com`)
+	req.Message.To = append(req.Message.To, &v1.Address{Address: "zoë@bücher.example", Name: "Zoë"})
+	req.Message.To[1].Address = "zoe@bücher.example"
+	id := s.sendOK("a", req)
+	s.waitStatus("a", id, v1.MessageStatus_SENT)
+	msgs, err := s.sink.WaitFor(waitCtx(t), 1)
+	require.NoError(t, err)
+	// go-smtp hands the sink the RCPT address with its quoting removed.
+	require.ElementsMatch(t, []string{"jane doe@example.com", "zoe@xn--bcher-kva.example"}, msgs[0].To)
+	m, err := mail.ReadMessage(bytes.NewReader(msgs[0].Data))
+	require.NoError(t, err)
+	to, err := m.Header.AddressList("To")
+	require.NoError(t, err)
+	require.Len(t, to, 2)
+	require.Equal(t, "Zoë", to[1].Name)
+}

@@ -3,7 +3,7 @@
 //	ingest [serve]       serve the SendService (default)
 //	ingest migrate       apply the database migrations
 //	ingest admin bootstrap --account NAME --provider-kind sandbox|smtp
-//	      [--smtp-host H --smtp-port P --smtp-tls starttls|tls|none
+//	      [--smtp-host H --smtp-port P --smtp-tls starttls|starttls_opportunistic|implicit|none
 //	       --smtp-user U --smtp-password-env VAR]
 //	                     create an account with a default provider and an API
 //	                     key (printed once)
@@ -125,7 +125,7 @@ func bootstrap(ctx context.Context, cfg ingest.Config, args []string, stdout io.
 	fs.StringVar(&p.ProviderName, "provider-name", "", "provider configuration name (default: the kind)")
 	fs.StringVar(&p.SMTP.Host, "smtp-host", "", "SMTP server host")
 	fs.IntVar(&p.SMTP.Port, "smtp-port", 587, "SMTP server port")
-	fs.StringVar(&p.SMTP.TLS, "smtp-tls", "starttls", "starttls, tls or none")
+	fs.StringVar(&p.SMTP.TLS, "smtp-tls", "starttls", "starttls, starttls_opportunistic, implicit or none")
 	fs.StringVar(&p.SMTP.Username, "smtp-user", "", "SMTP user name")
 	fs.IntVar(&p.SMTP.PoolSize, "smtp-pool-size", 4, "SMTP connections per worker")
 	fs.StringVar(&passEnv, "smtp-password-env", "", "name of the environment variable holding the SMTP password")

@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/worker/provider"
 )
 

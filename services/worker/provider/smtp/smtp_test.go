@@ -228,8 +228,10 @@ func TestSend_Classification(t *testing.T) {
 		response string
 	}{
 		{
-			name:     "451 at data",
-			script:   func(s *smtpsink.Sink) { s.FailNext(1, smtpsink.Reply{Code: 451, Enhanced: "4.3.0", Message: "try later"}) },
+			name: "451 at data",
+			script: func(s *smtpsink.Sink) {
+				s.FailNext(1, smtpsink.Reply{Code: 451, Enhanced: "4.3.0", Message: "try later"})
+			},
 			want:     provider.Transient,
 			response: "451 4.3.0 try later",
 		},
@@ -248,8 +250,10 @@ func TestSend_Classification(t *testing.T) {
 			response: "550 5.1.1 no such user",
 		},
 		{
-			name:     "421 at mail",
-			script:   func(s *smtpsink.Sink) { s.Script(smtpsink.Action{Stage: smtpsink.AtMail, Reply: smtpsink.Reply{Code: 421, Message: "busy"}}) },
+			name: "421 at mail",
+			script: func(s *smtpsink.Sink) {
+				s.Script(smtpsink.Action{Stage: smtpsink.AtMail, Reply: smtpsink.Reply{Code: 421, Message: "busy"}})
+			},
 			want:     provider.Transient,
 			response: "421 busy",
 		},
@@ -544,5 +548,3 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
-
-
