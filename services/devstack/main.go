@@ -274,4 +274,3 @@ Stop with Ctrl-C.
 
 `, in, rep, acc.AccountID, acc.ProviderID, acc.APIKey)
 }
-
