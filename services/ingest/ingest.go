@@ -20,6 +20,7 @@ import (
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest/outbox"
 	"github.com/namirasoft/email-sender/services/ingest/send"
+	"github.com/namirasoft/email-sender/services/ingest/store"
 	"github.com/namirasoft/email-sender/services/ingest/validate"
 )
 
@@ -255,6 +256,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.grpc.Serve(gctx, lis) })
 	g.Go(func() error { return s.relay.Run(gctx) })
+	g.Go(func() error { s.expireIdempotencyKeys(gctx); return nil })
 	err := g.Wait()
 
 	stopDeleter()
@@ -263,4 +265,31 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	s.log.Info("ingest stopped")
 	return err
+}
+
+// expireIdempotencyKeys deletes idempotency keys past their 24 hours, every
+// few minutes, until ctx ends. (A reused expired key is also replaced when it
+// is seen; this keeps the table from growing with keys never reused.)
+func (s *Service) expireIdempotencyKeys(ctx context.Context) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		for {
+			n, err := store.DeleteExpiredIdempotencyKeys(ctx, s.deps.Pool, time.Now(), 10_000)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.WarnContext(ctx, "expire idempotency keys", "error", err)
+				}
+				break
+			}
+			if n < 10_000 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
