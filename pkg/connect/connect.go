@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -110,4 +112,71 @@ func Telemetry(ctx context.Context, service string, log *slog.Logger) (*telemetr
 			log.Warn("telemetry shutdown", "error", err)
 		}
 	}, nil
+}
+
+// Config names what a service process opens.
+type Config struct {
+	Service  string
+	Log      envconfig.Log
+	Postgres envconfig.Postgres
+	NATS     envconfig.NATS
+}
+
+// Infra is what every service process opens at start: logger, telemetry, a
+// migrated PostgreSQL pool and a JetStream connection with the streams in place.
+type Infra struct {
+	Log       *slog.Logger
+	Telemetry *telemetry.Telemetry
+	Pool      *pgxpool.Pool
+	NATS      *nats.Conn
+	JetStream jetstream.JetStream
+	flush     func()
+}
+
+// Open opens everything, logging to stderr. Close releases it in reverse order.
+func Open(ctx context.Context, cfg Config) (*Infra, error) {
+	log, err := Logger(os.Stderr, cfg.Log, cfg.Service)
+	if err != nil {
+		return nil, err
+	}
+	in := &Infra{Log: log}
+	if in.Telemetry, in.flush, err = Telemetry(ctx, cfg.Service, log); err != nil {
+		return nil, err
+	}
+	if in.Pool, err = Postgres(ctx, cfg.Postgres); err != nil {
+		in.Close()
+		return nil, err
+	}
+	if in.NATS, in.JetStream, err = JetStream(ctx, cfg.NATS, cfg.Service, log); err != nil {
+		in.Close()
+		return nil, err
+	}
+	return in, nil
+}
+
+// Close drains NATS, closes the pool and flushes telemetry.
+func (in *Infra) Close() {
+	if in.NATS != nil {
+		if err := in.NATS.Drain(); err != nil {
+			in.Log.Warn("nats drain", "error", err)
+		}
+	}
+	if in.Pool != nil {
+		in.Pool.Close()
+	}
+	if in.flush != nil {
+		in.flush()
+	}
+}
+
+// Metrics listens on addr (so a taken port fails at start) and returns the
+// function that serves the telemetry's /metrics there, and /debug/pprof/ when
+// cfg.PProf is set, until its context ends.
+func Metrics(addr string, cfg envconfig.Metrics, tel *telemetry.Telemetry, log *slog.Logger) (func(context.Context) error, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listen %s: %w", addr, err)
+	}
+	h := tel.HTTPHandler(cfg.PProf)
+	return func(ctx context.Context) error { return telemetry.ServeHTTP(ctx, lis, h, log) }, nil
 }

@@ -110,21 +110,12 @@ func run() error {
 		return err
 	}
 
-	tel, flush, err := connect.Telemetry(ctx, "emailsender", log)
+	in, err := connect.Open(ctx, connect.Config{Service: "emailsender", Log: ic.Log, Postgres: ic.Postgres, NATS: ic.NATS})
 	if err != nil {
 		return err
 	}
-	defer flush()
-	pool, err := connect.Postgres(ctx, ic.Postgres)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	nc, js, err := connect.JetStream(ctx, ic.NATS, "devstack", log)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = nc.Drain() }()
+	defer in.Close()
+	tel, pool, js := in.Telemetry, in.Pool, in.JetStream
 
 	account, err := devAccount(ctx, pool, keyring, filepath.Join(dev.DataDir, "dev-account.json"))
 	if err != nil {

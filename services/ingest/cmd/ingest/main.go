@@ -70,29 +70,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func serve(ctx context.Context, cfg ingest.Config) error {
-	log, err := connect.Logger(os.Stderr, cfg.Log, "ingest")
+	in, err := connect.Open(ctx, connect.Config{Service: "ingest", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS})
 	if err != nil {
 		return err
 	}
-	tel, flush, err := connect.Telemetry(ctx, "ingest", log)
-	if err != nil {
-		return err
-	}
-	defer flush()
-	pool, err := connect.Postgres(ctx, cfg.Postgres)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	nc, js, err := connect.JetStream(ctx, cfg.NATS, "ingest", log)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = nc.Drain() }()
+	defer in.Close()
 
 	svc, err := ingest.New(cfg, ingest.Deps{
-		Pool: pool, JetStream: js, Telemetry: tel, Logger: log,
-		Auth: auth.NewKeyStore(pool, cfg.AuthCacheTTL),
+		Pool: in.Pool, JetStream: in.JetStream, Telemetry: in.Telemetry, Logger: in.Log,
+		Auth: auth.NewKeyStore(in.Pool, cfg.AuthCacheTTL),
 	})
 	if err != nil {
 		return err

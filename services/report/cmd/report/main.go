@@ -33,34 +33,20 @@ func run() error {
 	if err := envconfig.Load(&cfg); err != nil {
 		return err
 	}
-	log, err := connect.Logger(os.Stderr, cfg.Log, "report")
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	tel, flush, err := connect.Telemetry(ctx, "report", log)
+	in, err := connect.Open(ctx, connect.Config{Service: "report", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS})
 	if err != nil {
 		return err
 	}
-	defer flush()
-	pool, err := connect.Postgres(ctx, cfg.Postgres)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	nc, js, err := connect.JetStream(ctx, cfg.NATS, "report", log)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = nc.Drain() }()
+	defer in.Close()
+	log, pool := in.Log, in.Pool
 
 	svc, err := report.New(cfg, report.Deps{
 		Pool:          pool,
-		JetStream:     js,
+		JetStream:     in.JetStream,
 		Authenticator: auth.NewKeyStore(pool, cfg.KeyCacheTTL),
-		Telemetry:     tel,
+		Telemetry:     in.Telemetry,
 		Logger:        log,
 	})
 	if err != nil {

@@ -40,28 +40,14 @@ func run() error {
 	if err := envconfig.Load(&cfg); err != nil {
 		return err
 	}
-	log, err := connect.Logger(os.Stderr, cfg.Log, "worker")
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	tel, flush, err := connect.Telemetry(ctx, "worker", log)
+	in, err := connect.Open(ctx, connect.Config{Service: "worker", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS})
 	if err != nil {
 		return err
 	}
-	defer flush()
-	pool, err := connect.Postgres(ctx, cfg.Postgres)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	nc, js, err := connect.JetStream(ctx, cfg.NATS, "worker", log)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = nc.Drain() }()
+	defer in.Close()
+	log, tel := in.Log, in.Telemetry
 
 	var keyring *secretbox.Keyring
 	if cfg.MasterKeys != "" {
@@ -73,7 +59,7 @@ func run() error {
 	defer func() { _ = smtpSender.Close() }()
 
 	w, err := worker.New(ctx, cfg, worker.Deps{
-		Pool: pool, JetStream: js, Telemetry: tel, Logger: log, Keyring: keyring,
+		Pool: in.Pool, JetStream: in.JetStream, Telemetry: tel, Logger: log, Keyring: keyring,
 		Senders: map[string]provider.Sender{"sandbox": sandbox.New(), "smtp": smtpSender},
 	})
 	if err != nil {
