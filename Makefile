@@ -38,6 +38,14 @@ bench: ## Run the benchmark harness (scripts/bench.sh)
 	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh; \
 	else echo "bench: no benchmark harness yet (scripts/bench.sh is missing)"; fi
 
+.PHONY: chaos
+chaos: ## Fault injection run: the services as processes under load while workers, NATS and PostgreSQL are killed (scripts/chaos.sh)
+	@bash scripts/chaos.sh
+
+.PHONY: cluster
+cluster: ## Start a 3-node NATS cluster on loopback (scripts/cluster.sh start; `scripts/cluster.sh stop` stops it)
+	@bash scripts/cluster.sh start
+
 .PHONY: build
 build: ## Build every package of every module
 	go build $(PKGS)
@@ -72,7 +80,7 @@ tidy: ## go mod tidy in every module
 ##@ Generated code
 
 .PHONY: proto
-proto: ## Lint the protos and regenerate the Go code (pinned buf and plugins in .bin/)
+proto: ## Lint the protos; regenerate the Go code, the HTTP gateway and the OpenAPI document (pinned buf and plugins in .bin/)
 	@bash scripts/proto.sh
 
 .PHONY: docs
@@ -80,11 +88,11 @@ docs: ## Regenerate the README configuration tables from the config structs
 	@bash scripts/docs.sh
 
 .PHONY: verify
-verify: ## Fail if generated proto code or any go.mod is stale
+verify: ## Fail if generated proto code, the OpenAPI document, the README config tables or any go.mod is stale
 	@bash scripts/verify.sh
 
 .PHONY: tools
-tools: ## Install the pinned tools (buf, protoc-gen-go, protoc-gen-go-grpc, grpcurl) into .bin/
+tools: ## Install the pinned tools (buf, protoc-gen-go, protoc-gen-go-grpc, protoc-gen-grpc-gateway, protoc-gen-openapiv2, grpcurl) into .bin/
 	@bash scripts/tools.sh
 
 ##@ Local services

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Lint the proto tree and regenerate the Go code committed next to the .proto
-# files, with buf and the protoc plugins pinned in scripts/tools.sh (installed
-# into .bin/ when missing). buf runs local plugins only: the Buf Schema Registry
+# Lint the proto tree and regenerate what is committed from it: the Go code
+# next to the .proto files (messages, gRPC, and the grpc-gateway HTTP/JSON
+# handlers) and the OpenAPI document proto/openapi/emailsender.swagger.json,
+# with buf and the protoc plugins pinned in scripts/tools.sh (installed into
+# .bin/ when missing). buf runs local plugins only: the Buf Schema Registry
 # is not needed, and any imported third-party .proto must live in proto/.
 set -euo pipefail
 
@@ -12,6 +14,8 @@ source "$ROOT/scripts/tools.sh"
 ensure_tool buf
 ensure_tool protoc-gen-go
 ensure_tool protoc-gen-go-grpc
+ensure_tool protoc-gen-grpc-gateway
+ensure_tool protoc-gen-openapiv2
 # buf finds the "local:" plugins of buf.gen.yaml on PATH: the pinned ones come first.
 export PATH="$TOOLS_BIN:$PATH"
 

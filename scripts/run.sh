@@ -5,7 +5,8 @@
 #     dev runner prints work as they are;
 #   - go run ./services/devstack: ingest, worker (sandbox provider) and report with an
 #     embedded NATS JetStream server (or the NATS_URL you export); it prints the dev
-#     account's API key, a grpcurl command to send a first mail and the console URL.
+#     account's API key, grpcurl and curl (HTTP/JSON) commands to send a first mail
+#     and read its status, and the console URL.
 # Arguments are passed to the dev runner. Stop with Ctrl-C; a local PostgreSQL
 # cluster started here keeps running (bash scripts/pg.sh stop).
 set -euo pipefail

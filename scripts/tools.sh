@@ -18,7 +18,11 @@ TOOLS_PINNED=(
 	"buf|github.com/bufbuild/buf/cmd/buf|github.com/bufbuild/buf|v1.75.0"
 	"protoc-gen-go|google.golang.org/protobuf/cmd/protoc-gen-go|google.golang.org/protobuf|v1.36.12"
 	"protoc-gen-go-grpc|google.golang.org/grpc/cmd/protoc-gen-go-grpc|google.golang.org/grpc/cmd/protoc-gen-go-grpc|v1.6.0"
+	"protoc-gen-grpc-gateway|github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway|github.com/grpc-ecosystem/grpc-gateway/v2|v2.33.0"
+	"protoc-gen-openapiv2|github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2|github.com/grpc-ecosystem/grpc-gateway/v2|v2.33.0"
 	"grpcurl|github.com/fullstorydev/grpcurl/cmd/grpcurl|github.com/fullstorydev/grpcurl|v1.9.4"
+	# The version pkg/go.mod embeds (natsembed, natstest); scripts/cluster.sh runs it.
+	"nats-server|github.com/nats-io/nats-server/v2|github.com/nats-io/nats-server/v2|v2.15.3"
 )
 
 # tool_has_version BIN MODULE VERSION: true when BIN was built from MODULE@VERSION.

@@ -32,8 +32,11 @@ const (
 // Principal is who is calling.
 type Principal struct {
 	AccountID string
-	KeyID     string
-	Scopes    []string
+	// KeyID is the API key's id; empty for a Namirasoft Account token.
+	KeyID string
+	// Subject is a Namirasoft Account token's "sub" claim; empty for an API key.
+	Subject string
+	Scopes  []string
 }
 
 // Has reports whether p holds scope (admin holds every scope).
@@ -92,6 +95,10 @@ type KeyStore struct {
 
 	mu    sync.Mutex
 	cache map[string]cachedKey
+	// gen changes whenever the cache is emptied (revocation.go): a lookup that
+	// started before is not cached.
+	gen  uint64
+	feed feedRef
 }
 
 type cachedKey struct {
@@ -113,7 +120,8 @@ func (s *KeyStore) Authenticate(ctx context.Context, token string) (Principal, e
 	}
 	h := string(Hash(token))
 	now := s.now()
-	if s.ttl > 0 {
+	cache := s.cacheable()
+	if cache {
 		s.mu.Lock()
 		c, ok := s.cache[h]
 		s.mu.Unlock()
@@ -121,16 +129,19 @@ func (s *KeyStore) Authenticate(ctx context.Context, token string) (Principal, e
 			return c.p, c.err
 		}
 	}
+	gen := s.generation()
 	p, err := s.lookup(ctx, []byte(h), now)
 	if err != nil && !errors.Is(err, ErrUnauthenticated) {
 		return Principal{}, err
 	}
-	if s.ttl > 0 {
+	if cache {
 		s.mu.Lock()
 		if len(s.cache) > 100_000 {
 			s.cache = map[string]cachedKey{}
 		}
-		s.cache[h] = cachedKey{p: p, err: err, expires: now.Add(s.ttl)}
+		if s.gen == gen {
+			s.cache[h] = cachedKey{p: p, err: err, expires: now.Add(s.ttl)}
+		}
 		s.mu.Unlock()
 	}
 	return p, err
@@ -158,8 +169,22 @@ type Authenticator interface {
 
 // Interceptor returns a unary interceptor that authenticates every call except
 // those of the health and reflection services, and checks the scope that
-// scopes[fullMethod] names (methods not listed need ScopeAdmin).
+// scopes[fullMethod] names (methods not listed need ScopeAdmin). It is
+// Authenticate followed by Authorize; services that run interceptors between
+// the two (usage records) chain those instead.
 func Interceptor(a Authenticator, scopes map[string]string) grpc.UnaryServerInterceptor {
+	authn, authz := Authenticate(a), Authorize(scopes)
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		return authn(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+			return authz(ctx, req, info, handler)
+		})
+	}
+}
+
+// Authenticate returns a unary interceptor that identifies the caller of every
+// call except those of the health and reflection services (UNAUTHENTICATED
+// when it cannot) and puts the Principal in the handler's context.
+func Authenticate(a Authenticator) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if isPublic(info.FullMethod) {
 			return handler(ctx, req)
@@ -168,30 +193,52 @@ func Interceptor(a Authenticator, scopes map[string]string) grpc.UnaryServerInte
 		if err != nil {
 			return nil, err
 		}
-		need, ok := scopes[info.FullMethod]
-		if !ok {
-			need = ScopeAdmin
-		}
-		if !p.Has(need) {
-			return nil, status.Errorf(codes.PermissionDenied, "the API key lacks the %q scope", need)
-		}
 		return handler(WithPrincipal(ctx, p), req)
 	}
+}
+
+// Authorize returns a unary interceptor, chained after Authenticate, that
+// checks the scope scopes[fullMethod] names; a method not listed needs
+// ScopeAdmin, so a method added without a scope is closed by default.
+func Authorize(scopes map[string]string) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if isPublic(info.FullMethod) {
+			return handler(ctx, req)
+		}
+		p, ok := FromContext(ctx)
+		if !ok {
+			return nil, status.Error(codes.Unauthenticated, "no authenticated caller")
+		}
+		need := RequiredScope(scopes, info.FullMethod)
+		if !p.Has(need) {
+			return nil, status.Errorf(codes.PermissionDenied, "the credential lacks the %q scope", need)
+		}
+		return handler(ctx, req)
+	}
+}
+
+// RequiredScope is the scope method needs under scopes: ScopeAdmin when it is
+// not listed.
+func RequiredScope(scopes map[string]string, method string) string {
+	if need, ok := scopes[method]; ok {
+		return need
+	}
+	return ScopeAdmin
 }
 
 func principal(ctx context.Context, a Authenticator) (Principal, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {
-		return Principal{}, status.Error(codes.Unauthenticated, "missing authorization metadata: send \"authorization: Bearer <api key>\"")
+		return Principal{}, status.Error(codes.Unauthenticated, "missing authorization metadata: send \"authorization: Bearer <api key or token>\"")
 	}
 	scheme, token, ok := strings.Cut(vals[0], " ")
 	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" {
-		return Principal{}, status.Error(codes.Unauthenticated, "authorization must be \"Bearer <api key>\"")
+		return Principal{}, status.Error(codes.Unauthenticated, "authorization must be \"Bearer <api key or token>\"")
 	}
 	p, err := a.Authenticate(ctx, strings.TrimSpace(token))
 	if errors.Is(err, ErrUnauthenticated) {
-		return Principal{}, status.Error(codes.Unauthenticated, "invalid, revoked or expired API key")
+		return Principal{}, status.Error(codes.Unauthenticated, "invalid, revoked or expired API key or token")
 	}
 	if err != nil {
 		return Principal{}, status.Error(codes.Unavailable, "authentication backend unavailable")

@@ -169,14 +169,22 @@ func (in *Infra) Close() {
 	}
 }
 
-// Metrics listens on addr (so a taken port fails at start) and returns the
-// function that serves the telemetry's /metrics there, and /debug/pprof/ when
-// cfg.PProf is set, until its context ends.
-func Metrics(addr string, cfg envconfig.Metrics, tel *telemetry.Telemetry, log *slog.Logger) (func(context.Context) error, error) {
+// Metrics listens on addr and returns the function that serves the
+// telemetry's /metrics there, and /debug/pprof/ when cfg.PProf is set, until
+// its context ends; addr "off" serves nothing. When addr cannot be listened on (the port is taken, e.g.
+// by another replica on the same host) the error is logged and the service
+// runs without /metrics: delivering mail matters more than counting it, and
+// the failed scrape shows the gap (up == 0).
+func Metrics(addr string, cfg envconfig.Metrics, tel *telemetry.Telemetry, log *slog.Logger) func(context.Context) error {
+	idle := func(ctx context.Context) error { <-ctx.Done(); return nil }
+	if addr == "off" {
+		return idle
+	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics listen %s: %w", addr, err)
+		log.Error("metrics not served", "addr", addr, "error", err)
+		return idle
 	}
 	h := tel.HTTPHandler(cfg.PProf)
-	return func(ctx context.Context) error { return telemetry.ServeHTTP(ctx, lis, h, log) }, nil
+	return func(ctx context.Context) error { return telemetry.ServeHTTP(ctx, lis, h, log) }
 }

@@ -116,6 +116,14 @@ func set(fv reflect.Value, raw string) error {
 			}
 		}
 		fv.Set(reflect.ValueOf(parts))
+	case reflect.Pointer:
+		// A pointer field tells "unset" (nil) from a zero value, for defaults
+		// that are not the zero value (e.g. a bool defaulting to true).
+		p := reflect.New(fv.Type().Elem())
+		if err := set(p.Elem(), raw); err != nil {
+			return err
+		}
+		fv.Set(p)
 	default:
 		return fmt.Errorf("unsupported type %s", fv.Type())
 	}
@@ -138,4 +146,10 @@ type NATS struct {
 // Log configures logging.
 type Log struct {
 	Level string `env:"LOG_LEVEL" default:"info" help:"debug, info, warn or error"`
+}
+
+// Metrics configures what every service serves beside /metrics on its metrics
+// address (INGEST_METRICS_ADDR, WORKER_METRICS_ADDR, REPORT_METRICS_ADDR).
+type Metrics struct {
+	PProf bool `env:"METRICS_PPROF" default:"false" help:"also serve /debug/pprof/ on the metrics address (keep it private)"`
 }

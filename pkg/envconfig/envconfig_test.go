@@ -31,3 +31,20 @@ func TestLoadFrom(t *testing.T) {
 		t.Fatal("want error for bad duration")
 	}
 }
+
+func TestLoadFromPointer(t *testing.T) {
+	t.Parallel()
+	type cfg struct {
+		On  *bool `env:"ON" default:"true"`
+		Off *bool `env:"OFF" default:"true"`
+		Nil *bool `env:"NIL"`
+	}
+	var c cfg
+	env := map[string]string{"OFF": "false"}
+	if err := LoadFrom(&c, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if c.On == nil || !*c.On || c.Off == nil || *c.Off || c.Nil != nil {
+		t.Fatalf("got On=%v Off=%v Nil=%v", c.On, c.Off, c.Nil)
+	}
+}

@@ -1,5 +1,5 @@
-// Package grpcserver builds the gRPC server every service runs: tracing stats
-// handler, authentication, the standard health service and reflection, and the
+// Package grpcserver builds the gRPC server every service runs: tracing and
+// metrics stats handler, authentication, the standard health service and reflection, and the
 // shutdown order (health NOT_SERVING, GracefulStop, then a timed hard Stop).
 package grpcserver
 
@@ -47,6 +47,7 @@ func New(cfg Config, tel *telemetry.Telemetry, log *slog.Logger, interceptors ..
 	s := grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(tel.TracerProvider),
+			otelgrpc.WithMeterProvider(tel.MeterProvider),
 			otelgrpc.WithPropagators(tel.Propagator),
 		)),
 		grpc.ChainUnaryInterceptor(interceptors...),

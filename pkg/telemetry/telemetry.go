@@ -1,11 +1,14 @@
-// Package telemetry sets up tracing and structured logging the same way in every
-// service: OpenTelemetry traces (exported over OTLP when
+// Package telemetry sets up tracing, metrics and structured logging the same
+// way in every service: OpenTelemetry traces (exported over OTLP when
 // OTEL_EXPORTER_OTLP_ENDPOINT is set), W3C trace context propagation over gRPC
-// metadata and NATS headers, and slog JSON logs that carry the trace id.
+// metadata and NATS headers, OpenTelemetry metrics served in the Prometheus
+// text format (each Telemetry has its own registry; nothing is global), and
+// slog JSON logs that carry the trace id.
 package telemetry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,20 +16,29 @@ import (
 	"os"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Telemetry is what a service needs to trace: a tracer provider and the
-// propagator that carries trace context between processes. Both are passed to
+// Telemetry is what a service needs to trace and count: a tracer provider, the
+// propagator that carries trace context between processes, and a meter
+// provider whose instruments MetricsHandler serves. All are passed to
 // components explicitly; nothing is registered globally.
 type Telemetry struct {
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
+	MeterProvider  metric.MeterProvider
+	registry       *prometheus.Registry
 	shutdown       func(context.Context) error
 }
 
@@ -67,10 +79,29 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(opts.SpanProcessor))
 	}
 	tp := sdktrace.NewTracerProvider(tpOpts...)
+
+	// Metrics: the Prometheus exporter is a reader of the meter provider that
+	// collects at scrape time into this Telemetry's own registry.
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("register go collector: %w", err)
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("register process collector: %w", err)
+	}
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
+	if err != nil {
+		return nil, fmt.Errorf("prometheus exporter: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(exp))
 	return &Telemetry{
 		TracerProvider: tp,
 		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
-		shutdown:       tp.Shutdown,
+		MeterProvider:  mp,
+		registry:       reg,
+		shutdown: func(ctx context.Context) error {
+			return errors.Join(tp.Shutdown(ctx), mp.Shutdown(ctx))
+		},
 	}, nil
 }
 
@@ -88,6 +119,15 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 // Tracer returns a named tracer.
 func (t *Telemetry) Tracer(name string) trace.Tracer { return t.TracerProvider.Tracer(name) }
 
+// Meter returns a named meter; one that records nothing when the Telemetry
+// was built without a MeterProvider.
+func (t *Telemetry) Meter(name string) metric.Meter {
+	if t.MeterProvider == nil {
+		return metricnoop.NewMeterProvider().Meter(name)
+	}
+	return t.MeterProvider.Meter(name)
+}
+
 // InjectNATS writes ctx's trace context into NATS message headers.
 func (t *Telemetry) InjectNATS(ctx context.Context, h nats.Header) {
 	t.Propagator.Inject(ctx, propagation.HeaderCarrier(http.Header(h)))
@@ -103,6 +143,7 @@ func Nop() *Telemetry {
 	return &Telemetry{
 		TracerProvider: trace.NewNoopTracerProvider(),
 		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		MeterProvider:  metricnoop.NewMeterProvider(),
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
@@ -48,6 +49,10 @@ type Config struct {
 	NATSSyncAlways bool `env:"DEV_NATS_SYNC_ALWAYS" default:"false" help:"embedded JetStream: fsync before every ack (survives power loss; slower)"`
 	// NATSSyncInterval is the embedded JetStream's flush interval when not syncing always.
 	NATSSyncInterval time.Duration `env:"DEV_NATS_SYNC_INTERVAL" default:"2m" help:"embedded JetStream: fsync interval otherwise"`
+	// MetricsAddr serves the one /metrics of the whole process: the three
+	// services share one Telemetry, so their instruments are on one page (the
+	// services' own *_METRICS_ADDR are not used here).
+	MetricsAddr string `env:"DEV_METRICS_ADDR" default:":9080" help:"HTTP listen address of /metrics for all services (Prometheus; off disables)"`
 }
 
 func main() {
@@ -68,6 +73,7 @@ func run() error {
 		// The README's configuration tables are this output (make docs).
 		return envDoc(os.Stdout, []envSection{
 			{"Shared by every service", &sharedConfig{}},
+			{"ingest and report: authentication, limits, usage", &apigate.Config{}},
 			{"ingest", &ic}, {"worker", &wc}, {"report", &rc}, {"make run (devstack)", &dev},
 		})
 	}
@@ -144,13 +150,15 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", wc.GRPCAddr, err)
 	}
+	serveMetrics := connect.Metrics(dev.MetricsAddr, ic.Metrics, tel, log)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ingestSvc.Run(gctx) })
 	g.Go(func() error { return reportSvc.Run(gctx) })
 	g.Go(func() error { return workerSvc.Run(gctx) })
 	g.Go(func() error { return grpcserver.New(grpcserver.Config{}, tel, log).Serve(gctx, workerLis) })
-	printWelcome(os.Stdout, account, ic.GRPCAddr, rc.GRPCAddr)
+	g.Go(func() error { return serveMetrics(gctx) })
+	printWelcome(os.Stdout, account, ic.GRPCAddr, rc.GRPCAddr, dev.MetricsAddr, ic.HTTPAddr, rc.HTTPAddr)
 	return g.Wait()
 }
 
@@ -158,6 +166,7 @@ type sharedConfig struct {
 	Postgres envconfig.Postgres
 	NATS     envconfig.NATS
 	Log      envconfig.Log
+	Metrics  envconfig.Metrics
 }
 
 type envSection struct {
@@ -206,18 +215,23 @@ func masterKeys(dir, configured string) (string, error) {
 	return spec, nil
 }
 
+// devSenderDomain is the dev account's verified sender: the whole example.com
+// domain, so the printed first send (from dev@example.com) works at once.
+const devSenderDomain = "example.com"
+
 // devAccount loads the dev account saved by an earlier run, or bootstraps one
 // when there is none or its key no longer works (e.g. a fresh database).
 func devAccount(ctx context.Context, pool *pgxpool.Pool, keyring *secretbox.Keyring, path string) (ingest.BootstrapResult, error) {
 	var acc ingest.BootstrapResult
 	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &acc) == nil && acc.APIKey != "" {
 		if _, err := auth.NewKeyStore(pool, 0).Authenticate(ctx, acc.APIKey); err == nil {
-			return acc, nil
+			// An account made before senders were verified gets its dev sender.
+			return acc, ingest.AddVerifiedSenders(ctx, pool, acc.AccountID, []string{devSenderDomain})
 		} else if !errors.Is(err, auth.ErrUnauthenticated) {
 			return acc, err
 		}
 	}
-	acc, err := ingest.Bootstrap(ctx, pool, keyring, ingest.BootstrapParams{AccountName: "dev", ProviderKind: "sandbox", KeyName: "dev"})
+	acc, err := ingest.Bootstrap(ctx, pool, keyring, ingest.BootstrapParams{AccountName: "dev", ProviderKind: "sandbox", KeyName: "dev", Senders: []string{devSenderDomain}})
 	if err != nil {
 		return acc, err
 	}
@@ -242,7 +256,7 @@ func hostPort(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-func printWelcome(w io.Writer, acc ingest.BootstrapResult, ingestAddr, reportAddr string) {
+func printWelcome(w io.Writer, acc ingest.BootstrapResult, ingestAddr, reportAddr, metricsAddr, ingestHTTP, reportHTTP string) {
 	in, rep := hostPort(ingestAddr), hostPort(reportAddr)
 	fmt.Fprintf(w, `
 Email Sender is running (ingest %[1]s, report %[2]s).
@@ -259,9 +273,24 @@ Send a first mail through the sandbox provider:
 Read its status (put the message_id from the answer in ID):
 
   grpcurl -plaintext -H "authorization: Bearer $KEY" -d "{\"message_id\":\"$ID\"}" %[2]s emailsender.v1.ReportService/GetMessage
-
+%[7]s
 Sandbox addresses simulate outcomes: bounce@..., complaint@..., transient@..., reject@..., timeout@...
+Metrics of all services (Prometheus): http://%[6]s/metrics
 Stop with Ctrl-C.
 
-`, in, rep, acc.AccountID, acc.ProviderID, acc.APIKey)
+`, in, rep, acc.AccountID, acc.ProviderID, acc.APIKey, hostPort(metricsAddr), httpExamples(ingestHTTP, reportHTTP))
+}
+
+// httpExamples are the curl forms of the welcome's grpcurl commands; empty
+// when the HTTP/JSON API is off.
+func httpExamples(ingestHTTP, reportHTTP string) string {
+	if ingestHTTP == "" || ingestHTTP == "off" || reportHTTP == "" || reportHTTP == "off" {
+		return ""
+	}
+	return fmt.Sprintf(`
+The same over HTTP/JSON (OpenAPI document: proto/openapi/emailsender.swagger.json):
+
+  curl -s -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" -d '{"message":{"from":{"address":"dev@example.com","name":"Dev"},"to":[{"address":"someone@example.com"}],"subject":"Hello","textBody":"Hello from Email Sender"}}' http://%[1]s/v1/messages:send
+  curl -s -H "Authorization: Bearer $KEY" http://%[2]s/v1/messages/$ID
+`, hostPort(ingestHTTP), hostPort(reportHTTP))
 }

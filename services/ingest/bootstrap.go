@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/services/ingest/store"
@@ -27,6 +30,10 @@ type BootstrapParams struct {
 	SMTP SMTPSettings
 	// KeyName names the API key (default "bootstrap").
 	KeyName string
+	// Senders are addresses ("dev@example.com") or whole domains
+	// ("example.com") stored as verified senders (method "bootstrap"), so the
+	// account can send at once where REQUIRE_VERIFIED_SENDERS is on.
+	Senders []string
 }
 
 // SMTPSettings are an SMTP provider's settings. All but Password are stored as
@@ -71,6 +78,14 @@ func Bootstrap(ctx context.Context, pool *pgxpool.Pool, keyring *secretbox.Keyri
 	if err != nil {
 		return BootstrapResult{}, err
 	}
+	senders, err := senderKeys(p.Senders)
+	if err != nil {
+		return BootstrapResult{}, err
+	}
+	var secretFields []string
+	if secret != nil {
+		secretFields = []string{"password"}
+	}
 	key, prefix, hash, err := auth.NewKey()
 	if err != nil {
 		return BootstrapResult{}, fmt.Errorf("bootstrap: %w", err)
@@ -82,11 +97,14 @@ func Bootstrap(ctx context.Context, pool *pgxpool.Pool, keyring *secretbox.Keyri
 		}
 		if err := store.CreateProviderConfig(ctx, tx, store.NewProviderConfig{
 			ID: res.ProviderID, AccountID: res.AccountID, Name: p.ProviderName, Kind: p.ProviderKind,
-			Settings: settings, Secret: secret,
+			Settings: settings, Secret: secret, SecretFields: secretFields,
 		}); err != nil {
 			return err
 		}
 		if err := store.SetDefaultProvider(ctx, tx, res.AccountID, res.ProviderID); err != nil {
+			return err
+		}
+		if err := store.AddVerifiedSenders(ctx, tx, res.AccountID, senders, store.MethodBootstrap, time.Now()); err != nil {
 			return err
 		}
 		return store.CreateAPIKey(ctx, tx, store.NewAPIKey{
@@ -145,4 +163,37 @@ func providerSettings(p BootstrapParams, providerID string, keyring *secretbox.K
 		return nil, nil, fmt.Errorf("bootstrap: seal smtp secret: %w", err)
 	}
 	return settings, secret, nil
+}
+
+// senderKeys normalises sender addresses and domains to their stored form.
+func senderKeys(in []string) ([]string, error) {
+	out := make([]string, 0, len(in))
+	for _, raw := range in {
+		raw = strings.TrimSpace(raw)
+		if strings.Contains(raw, "@") {
+			a, err := address.Parse(raw)
+			if err != nil {
+				return nil, fmt.Errorf("bootstrap: sender %q: %w", raw, err)
+			}
+			out = append(out, a.Lower())
+			continue
+		}
+		a, err := address.Parse("postmaster@" + raw)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: sender domain %q: %w", raw, err)
+		}
+		out = append(out, a.Domain)
+	}
+	return out, nil
+}
+
+// AddVerifiedSenders stores senders (addresses or whole domains) of accountID
+// as verified by the operator (method "bootstrap"); it is how `make run` keeps
+// an account made by an older version able to send.
+func AddVerifiedSenders(ctx context.Context, pool *pgxpool.Pool, accountID string, senders []string) error {
+	keys, err := senderKeys(senders)
+	if err != nil {
+		return err
+	}
+	return store.AddVerifiedSenders(ctx, pool, accountID, keys, store.MethodBootstrap, time.Now())
 }

@@ -6,15 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/pkg/httpgateway"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -31,6 +34,12 @@ type Config struct {
 	// GRPCMaxRecvBytes bounds one request (a SendBatch carries many messages).
 	GRPCMaxRecvBytes int           `env:"INGEST_GRPC_MAX_RECV_BYTES" default:"67108864" help:"largest gRPC request, bytes"`
 	ShutdownGrace    time.Duration `env:"INGEST_SHUTDOWN_GRACE" default:"15s" help:"time in-flight calls get to finish on shutdown"`
+	// HTTPAddr is where Run serves the HTTP/JSON API (SendService and
+	// AccountService, pkg/httpgateway); "off" disables it. A Config built in
+	// Go leaves it empty: no HTTP unless Deps.HTTPListener is set.
+	HTTPAddr string `env:"INGEST_HTTP_ADDR" default:":8091" help:"HTTP/JSON listen address (grpc-gateway; off disables)"`
+	// MetricsAddr is where the ingest command serves /metrics (Prometheus).
+	MetricsAddr string `env:"INGEST_METRICS_ADDR" default:":9081" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
 
 	MaxMessageBytes    int           `env:"MAX_MESSAGE_BYTES" default:"10485760" help:"largest encoded message, bytes"`
 	MaxAttachmentBytes int           `env:"MAX_ATTACHMENT_BYTES" default:"7340032" help:"largest attachment, bytes"`
@@ -44,7 +53,7 @@ type Config struct {
 	// its jobs to the relay.
 	PublishTimeout   time.Duration `env:"INGEST_PUBLISH_TIMEOUT" default:"2s" help:"wait for JetStream acks in a call"`
 	ProviderCacheTTL time.Duration `env:"INGEST_PROVIDER_CACHE_TTL" default:"5s" help:"provider lookup cache"`
-	AuthCacheTTL     time.Duration `env:"INGEST_AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocation delay)"`
+	AuthCacheTTL     time.Duration `env:"INGEST_AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocations still apply at once on every replica)"`
 
 	OutboxInterval       time.Duration `env:"OUTBOX_INTERVAL" default:"1s" help:"outbox relay poll interval"`
 	OutboxBatch          int           `env:"OUTBOX_BATCH" default:"200" help:"outbox rows per relay pass"`
@@ -58,9 +67,27 @@ type Config struct {
 	MasterKeys  string `env:"MASTER_KEYS" help:"secretbox master keys, kid:base64 comma separated"`
 	MasterKeyID string `env:"MASTER_KEY_ID" help:"master key that seals new secrets (default: first)"`
 
+	// RequireVerifiedSenders refuses a from address that is not a verified
+	// sender of the account; nil (a Config built in Go) means true.
+	RequireVerifiedSenders *bool `env:"REQUIRE_VERIFIED_SENDERS" default:"true" help:"refuse sending from unverified sender addresses"`
+	// VerificationFrom is the From of sender verification mails; empty: the
+	// address being verified (the account's provider must be able to send
+	// from it anyway).
+	VerificationFrom      string        `env:"VERIFICATION_FROM" help:"From of sender verification mails (default: the address being verified)"`
+	SenderCodeTTL         time.Duration `env:"SENDER_CODE_TTL" default:"24h" help:"how long a mailed sender verification code is valid"`
+	ProviderVerifyTimeout time.Duration `env:"PROVIDER_VERIFY_TIMEOUT" default:"30s" help:"timeout of one VerifyProvider login"`
+	// RetentionPeriod is how long message content (bodies, attachments) is
+	// kept; status, recipients and events stay.
+	RetentionPeriod   time.Duration `env:"RETENTION_PERIOD" default:"720h" help:"message bodies and attachments are purged after this"`
+	RetentionInterval time.Duration `env:"RETENTION_INTERVAL" default:"10m" help:"how often the retention janitor runs"`
+
 	Postgres envconfig.Postgres
 	NATS     envconfig.NATS
 	Log      envconfig.Log
+	Metrics  envconfig.Metrics
+	// API is what every call passes: API keys and Namirasoft Account tokens,
+	// per-account limits, usage records (shared with report).
+	API apigate.Config
 }
 
 // WithDefaults fills unset fields with the environment defaults.
@@ -100,6 +127,13 @@ func (c Config) WithDefaults() Config {
 	setDur(&c.OutboxPublishTimeout, d.OutboxPublishTimeout)
 	setDur(&c.OutboxMaxBackoff, d.OutboxMaxBackoff)
 	setDur(&c.OutboxDeleteInterval, d.OutboxDeleteInterval)
+	if c.RequireVerifiedSenders == nil {
+		c.RequireVerifiedSenders = d.RequireVerifiedSenders
+	}
+	setDur(&c.SenderCodeTTL, d.SenderCodeTTL)
+	setDur(&c.ProviderVerifyTimeout, d.ProviderVerifyTimeout)
+	setDur(&c.RetentionPeriod, d.RetentionPeriod)
+	setDur(&c.RetentionInterval, d.RetentionInterval)
 	if c.NATS.StreamReplicas <= 0 {
 		c.NATS.StreamReplicas = d.NATS.StreamReplicas
 	}
@@ -129,6 +163,9 @@ func (c Config) validate() error {
 	if c.GRPCMaxRecvBytes < c.MaxMessageBytes+envelopeHeadroom {
 		return fmt.Errorf("INGEST_GRPC_MAX_RECV_BYTES (%d) must exceed MAX_MESSAGE_BYTES (%d) by at least %d", c.GRPCMaxRecvBytes, c.MaxMessageBytes, envelopeHeadroom)
 	}
+	if err := c.API.Validate(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -144,6 +181,15 @@ type Deps struct {
 	// Listener, when set, is served instead of listening on Config.GRPCAddr
 	// (tests pass one on 127.0.0.1:0).
 	Listener net.Listener
+	// HTTPListener, when set, is where Run serves the HTTP/JSON API instead of
+	// Config.HTTPAddr.
+	HTTPListener net.Listener
+	// KeyStore, when Auth is not itself an *auth.KeyStore, is the API key
+	// cache to keep in step with revocations (optional).
+	KeyStore *auth.KeyStore
+	// Now is the retention janitor's and AccountService's clock (time.Now
+	// when nil).
+	Now func() time.Time
 }
 
 // Service is the ingest service.
@@ -154,6 +200,8 @@ type Service struct {
 	grpc    *grpcserver.Server
 	relay   *outbox.Relay
 	deleter *outbox.Deleter
+	gate    *apigate.Gate
+	acc     *accounts
 }
 
 // New builds the service. It fails when the configuration is inconsistent,
@@ -182,11 +230,27 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		MaxBatch:         cfg.MaxBatch,
 		PublishTimeout:   cfg.PublishTimeout,
 		ProviderCacheTTL: cfg.ProviderCacheTTL,
+
+		RequireVerifiedSenders: *cfg.RequireVerifiedSenders,
 	}, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Telemetry: deps.Telemetry, Logger: log})
 
+	if cfg.httpEnabled(deps) {
+		// The HTTP gateway calls gRPC over loopback with the client's address
+		// in x-forwarded-for: usage records believe it from there.
+		cfg.API.Usage.TrustedProxies = append(slices.Clip(cfg.API.Usage.TrustedProxies), httpgateway.LoopbackCIDRs()...)
+	}
+	gate, err := apigate.New(cfg.API, deps.Pool, deps.Auth, log)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	gs := grpcserver.New(grpcserver.Config{MaxRecvMsgSize: cfg.GRPCMaxRecvBytes, ShutdownGrace: cfg.ShutdownGrace},
-		deps.Telemetry, log, auth.Interceptor(deps.Auth, send.Scopes()))
+		deps.Telemetry, log, gate.Interceptors(MethodScopes(), quotaSends)...)
 	emailsenderv1.RegisterSendServiceServer(gs.GRPC, svc)
+	acc, err := newAccounts(cfg, deps, svc)
+	if err != nil {
+		return nil, err
+	}
+	emailsenderv1.RegisterAccountServiceServer(gs.GRPC, acc.server)
 
 	relay := outbox.NewRelay(deps.Pool, deps.JetStream, deps.Telemetry, log, outbox.RelayConfig{
 		Interval:       cfg.OutboxInterval,
@@ -195,7 +259,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		PublishTimeout: cfg.OutboxPublishTimeout,
 		MaxBackoff:     cfg.OutboxMaxBackoff,
 	})
-	s := &Service{cfg: cfg, deps: deps, log: log, grpc: gs, relay: relay, deleter: deleter}
+	s := &Service{cfg: cfg, deps: deps, log: log, grpc: gs, relay: relay, deleter: deleter, gate: gate, acc: acc}
 	relay.Prepare = s.prepareNATS
 	return s, nil
 }
@@ -235,7 +299,8 @@ func (s *Service) prepareNATS(ctx context.Context) error {
 	return nil
 }
 
-// Run serves gRPC and runs the outbox relay until ctx ends, then shuts down:
+// Run serves gRPC (and HTTP/JSON when configured) and runs the outbox relay
+// until ctx ends, then shuts down: the HTTP server finishes its requests,
 // health goes NOT_SERVING, in-flight calls finish (up to ShutdownGrace), the
 // relay stops after its current pass, and the queued outbox deletions are
 // flushed.
@@ -247,21 +312,41 @@ func (s *Service) Run(ctx context.Context) error {
 			return fmt.Errorf("listen %s: %w", s.cfg.GRPCAddr, err)
 		}
 	}
+	gw, httpLis, herr := s.httpGateway(lis.Addr())
+	if herr != nil {
+		_ = lis.Close()
+		return herr
+	}
 	// The deleter outlives the gRPC server: calls finishing during the
 	// graceful stop still hand it their published rows.
 	delCtx, stopDeleter := context.WithCancel(context.WithoutCancel(ctx))
 	delDone := make(chan error, 1)
 	go func() { delDone <- s.deleter.Run(delCtx) }()
+	// So does the usage recorder: it flushes the records of those calls.
+	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
+	usageDone := make(chan error, 1)
+	go func() { usageDone <- s.gate.Run(usageCtx) }()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.grpc.Serve(gctx, lis) })
+	g.Go(func() error {
+		return httpgateway.ServeWithGRPC(gctx, gw, httpLis, func(ctx context.Context) error { return s.grpc.Serve(ctx, lis) })
+	})
 	g.Go(func() error { return s.relay.Run(gctx) })
 	g.Go(func() error { s.expireIdempotencyKeys(gctx); return nil })
+	g.Go(func() error { return s.acc.watchRevocations(gctx) })
+	g.Go(func() error { s.purgeContent(gctx); return nil })
 	err := g.Wait()
+	if cerr := s.acc.smtp.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
 
 	stopDeleter()
 	if derr := <-delDone; derr != nil && err == nil {
 		err = derr
+	}
+	stopUsage()
+	if uerr := <-usageDone; uerr != nil && err == nil {
+		err = uerr
 	}
 	s.log.Info("ingest stopped")
 	return err

@@ -64,7 +64,7 @@ func setup(t *testing.T, tune ...func(*ingest.Config)) *testBundle {
 	require.NoError(t, err)
 	kr, err := secretbox.ParseKeyring("k1:"+mk, "")
 	require.NoError(t, err)
-	acct, err := ingest.Bootstrap(ctx, db.Pool, kr, ingest.BootstrapParams{AccountName: "acme", ProviderKind: "sandbox"})
+	acct, err := ingest.Bootstrap(ctx, db.Pool, kr, ingest.BootstrapParams{AccountName: "acme", ProviderKind: "sandbox", Senders: []string{"example.com"}})
 	require.NoError(t, err)
 
 	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "ingest-test"})
@@ -271,9 +271,9 @@ func TestSendEmailInvalid(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	other, err := ingest.Bootstrap(ctx, b.db.Pool, b.keyring, ingest.BootstrapParams{AccountName: "other", ProviderKind: "sandbox"})
+	other, err := ingest.Bootstrap(ctx, b.db.Pool, b.keyring, ingest.BootstrapParams{AccountName: "other", ProviderKind: "sandbox", Senders: []string{"example.com"}})
 	require.NoError(t, err)
-	bare, err := ingest.Bootstrap(ctx, b.db.Pool, b.keyring, ingest.BootstrapParams{AccountName: "no-default", ProviderKind: "sandbox"})
+	bare, err := ingest.Bootstrap(ctx, b.db.Pool, b.keyring, ingest.BootstrapParams{AccountName: "no-default", ProviderKind: "sandbox", Senders: []string{"example.com"}})
 	require.NoError(t, err)
 	_, err = b.db.Pool.Exec(ctx, `UPDATE accounts SET default_provider_id = NULL WHERE id = $1`, bare.AccountID)
 	require.NoError(t, err)
@@ -442,7 +442,7 @@ func TestIdempotencyKeyReuse(t *testing.T) {
 	requireField(t, err, codes.AlreadyExists, "idempotency_key")
 
 	// Another account's identical key is its own.
-	other, err := ingest.Bootstrap(context.Background(), b.db.Pool, b.keyring, ingest.BootstrapParams{AccountName: "other", ProviderKind: "sandbox"})
+	other, err := ingest.Bootstrap(context.Background(), b.db.Pool, b.keyring, ingest.BootstrapParams{AccountName: "other", ProviderKind: "sandbox", Senders: []string{"example.com"}})
 	require.NoError(t, err)
 	theirs, err := b.client.SendEmail(as(t, other.APIKey), req)
 	require.NoError(t, err)
@@ -515,7 +515,7 @@ func TestCancelScheduled(t *testing.T) {
 	require.NoError(t, err)
 	id := resp.GetMessageId()
 
-	other, err := ingest.Bootstrap(context.Background(), b.db.Pool, b.keyring, ingest.BootstrapParams{AccountName: "other", ProviderKind: "sandbox"})
+	other, err := ingest.Bootstrap(context.Background(), b.db.Pool, b.keyring, ingest.BootstrapParams{AccountName: "other", ProviderKind: "sandbox", Senders: []string{"example.com"}})
 	require.NoError(t, err)
 	_, err = b.client.CancelScheduled(as(t, other.APIKey), &emailsenderv1.CancelScheduledRequest{MessageId: id})
 	requireField(t, err, codes.NotFound, "message_id")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 )
 
@@ -15,6 +16,12 @@ type Config struct {
 	GRPCAddr string `env:"REPORT_GRPC_ADDR" default:":8082" help:"gRPC listen address"`
 	// ShutdownGrace bounds the gRPC graceful stop.
 	ShutdownGrace time.Duration `env:"REPORT_SHUTDOWN_GRACE" default:"10s" help:"how long gRPC graceful stop may take"`
+	// HTTPAddr is where Run serves the HTTP/JSON API (ReportService,
+	// pkg/httpgateway); "off" disables it. WithDefaults leaves it empty: a
+	// Config built in Go serves no HTTP unless Deps.HTTPListener is set.
+	HTTPAddr string `env:"REPORT_HTTP_ADDR" default:":8092" help:"HTTP/JSON listen address (grpc-gateway; off disables)"`
+	// MetricsAddr is where the report command serves /metrics (Prometheus).
+	MetricsAddr string `env:"REPORT_METRICS_ADDR" default:":9082" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
 
 	// Consumer is the durable consumer name on the events stream; every replica
 	// of the service shares it.
@@ -39,6 +46,10 @@ type Config struct {
 	Postgres envconfig.Postgres
 	NATS     envconfig.NATS
 	Log      envconfig.Log
+	Metrics  envconfig.Metrics
+	// API is what every call passes: API keys and Namirasoft Account tokens,
+	// per-account limits, usage records (shared with ingest).
+	API apigate.Config
 }
 
 // WithDefaults fills unset fields with the same defaults the env tags name.
@@ -86,6 +97,9 @@ func (c Config) validate() error {
 	}
 	if c.BatchWait < 0 || c.RetryDelay < 0 {
 		errs = append(errs, errors.New("batch wait and retry delay must not be negative"))
+	}
+	if err := c.API.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("report config: %w", err)

@@ -142,6 +142,7 @@ func (s *Service) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	if len(evs) > 0 {
 		s.applyAll(batchCtx, evs, &rep)
 	}
+	s.metrics.batch(batchCtx, &rep)
 	if s.deps.Hooks.BatchDone != nil {
 		s.deps.Hooks.BatchDone(rep)
 	}

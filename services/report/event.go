@@ -124,7 +124,8 @@ func decodeEvent(m jetstream.Msg) (event, error) {
 		e.retryAt = &t
 	}
 	for _, r := range pb.GetRecipients() {
-		if r = strings.ToLower(clean(strings.TrimSpace(r), 320)); r != "" {
+		// Lower-case before bounding: lower-casing can lengthen a string.
+		if r = strings.TrimSpace(clean(strings.ToLower(r), 320)); r != "" {
 			e.recipients = append(e.recipients, r)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,8 +14,12 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/pkg/httpgateway"
+	"github.com/namirasoft/email-sender/pkg/limits"
+	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -30,6 +35,9 @@ type Deps struct {
 	Logger    *slog.Logger
 	// Listener, when set, is what Run serves gRPC on instead of Config.GRPCAddr.
 	Listener net.Listener
+	// HTTPListener, when set, is where Run serves the HTTP/JSON API instead of
+	// Config.HTTPAddr.
+	HTTPListener net.Listener
 	// Hooks observe the consumer; nil hooks are no-ops.
 	Hooks Hooks
 }
@@ -59,12 +67,13 @@ type BatchReport struct {
 
 // Service is the report service.
 type Service struct {
-	cfg    Config
-	deps   Deps
-	log    *slog.Logger
-	tel    *telemetry.Telemetry
-	tracer trace.Tracer
-	store  *store
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	tel     *telemetry.Telemetry
+	tracer  trace.Tracer
+	store   *store
+	metrics *metrics
 }
 
 // New returns a service; it starts nothing.
@@ -92,18 +101,24 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.httpEnabled(deps) {
+		// The HTTP gateway calls gRPC over loopback with the client's address
+		// in x-forwarded-for: usage records believe it from there.
+		cfg.API.Usage.TrustedProxies = append(slices.Clip(cfg.API.Usage.TrustedProxies), httpgateway.LoopbackCIDRs()...)
+	}
 	return &Service{
-		cfg:    cfg,
-		deps:   deps,
-		log:    deps.Logger,
-		tel:    deps.Telemetry,
-		tracer: deps.Telemetry.Tracer("github.com/namirasoft/email-sender/services/report"),
-		store:  &store{pool: deps.Pool},
+		cfg:     cfg,
+		deps:    deps,
+		log:     deps.Logger,
+		tel:     deps.Telemetry,
+		tracer:  deps.Telemetry.Tracer("github.com/namirasoft/email-sender/services/report"),
+		store:   &store{pool: deps.Pool},
+		metrics: newMetrics(deps.Telemetry),
 	}, nil
 }
 
 // Register registers the ReportService on a gRPC server. The server must
-// authenticate calls with auth.Interceptor and MethodScopes.
+// authenticate calls with auth.Interceptor (or apigate) and MethodScopes.
 func (s *Service) Register(r grpc.ServiceRegistrar) {
 	emailsenderv1.RegisterReportServiceServer(r, &reportServer{store: s.store, log: s.log})
 }
@@ -118,9 +133,10 @@ func MethodScopes() map[string]string {
 	}
 }
 
-// Run serves gRPC (health, reflection and ReportService) and consumes events
-// until ctx ends or either fails, then shuts both down gracefully: the server
-// stops taking calls and finishes those in flight; the consumer stops
+// Run serves gRPC (health, reflection and ReportService) and, when
+// configured, HTTP/JSON, and consumes events until ctx ends or either fails,
+// then shuts both down gracefully: HTTP, then gRPC, stop taking calls and
+// finish those in flight; the consumer stops
 // fetching, applies the batch in flight and what it had buffered.
 func (s *Service) Run(ctx context.Context) error {
 	lis := s.deps.Listener
@@ -130,12 +146,32 @@ func (s *Service) Run(ctx context.Context) error {
 			return fmt.Errorf("listen %s: %w", s.cfg.GRPCAddr, err)
 		}
 	}
+	gw, httpLis, err := s.httpGateway(lis.Addr())
+	if err != nil {
+		_ = lis.Close()
+		return err
+	}
+	gate, err := apigate.New(s.cfg.API, s.deps.Pool, s.deps.Authenticator, s.log)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
 	srv := grpcserver.New(grpcserver.Config{ShutdownGrace: s.cfg.ShutdownGrace}, s.tel, s.log,
-		auth.Interceptor(s.deps.Authenticator, MethodScopes()))
+		gate.Interceptors(MethodScopes(), limits.Sends{})...)
 	s.Register(srv.GRPC)
+	// The usage recorder outlives the gRPC server: it flushes the records of
+	// calls that finish during the graceful stop.
+	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
+	usageDone := make(chan error, 1)
+	go func() { usageDone <- gate.Run(usageCtx) }()
+	defer func() { stopUsage(); <-usageDone }()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(gctx, lis) })
+	g.Go(func() error {
+		return httpgateway.ServeWithGRPC(gctx, gw, httpLis, func(ctx context.Context) error { return srv.Serve(ctx, lis) })
+	})
 	g.Go(func() error { return s.Consume(gctx) })
+	stats := telemetry.NewConsumerStats(s.tel, s.deps.JetStream, 0, s.log,
+		telemetry.ConsumerRef{Stream: queue.EventStream, Consumer: s.cfg.Consumer})
+	g.Go(func() error { return stats.Run(gctx) })
 	return g.Wait()
 }

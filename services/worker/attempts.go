@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +28,24 @@ type attemptRecord struct {
 	// Events are the encoded DeliveryEvents of a done outcome, re-published when
 	// the job comes back after the outcome was recorded.
 	Events [][]byte `json:"events,omitempty"`
+	// Until, on a started record, is the attempt's lease: its worker may be
+	// calling the provider, or recording the outcome, until then. A delivery of
+	// the same job that finds the record started before Until (JetStream
+	// redelivered the job while its worker was cut off from NATS, or after a
+	// NATS crash lost the consumer's state) leaves it alone until then instead
+	// of sending a second copy. Zero (records of older workers): no lease.
+	Until time.Time `json:"until,omitempty"`
+}
+
+// inFlightError is begin's answer when the message's attempt is still leased
+// to another delivery.
+type inFlightError struct {
+	Attempt int
+	Until   time.Time
+}
+
+func (e *inFlightError) Error() string {
+	return fmt.Sprintf("attempt %d is in flight elsewhere until %s", e.Attempt, e.Until.Format(time.RFC3339Nano))
 }
 
 // attempts stores attempt records in JetStream KV.
@@ -34,27 +53,47 @@ type attempts struct {
 	kv jetstream.KeyValue
 }
 
-func ensureAttempts(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int) (*attempts, error) {
+// ensureAttempts creates (or updates) the bucket, retrying while JetStream
+// cannot do it yet (NATS unreachable, a cluster still electing its leaders):
+// like the consumers, a worker that starts before NATS is ready waits for it.
+func ensureAttempts(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int, log *slog.Logger) (*attempts, error) {
 	if replicas <= 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	cfg := jetstream.KeyValueConfig{
 		Bucket:      AttemptsBucket,
 		Description: "delivery attempts per message",
 		TTL:         ttl,
 		History:     1,
 		Replicas:    replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ensure attempts bucket: %w", err)
 	}
-	return &attempts{kv: kv}, nil
+	delay := 200 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		kv, err := js.CreateOrUpdateKeyValue(cctx, cfg)
+		cancel()
+		if err == nil {
+			return &attempts{kv: kv}, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("ensure attempts bucket: %w", err)
+		}
+		log.WarnContext(ctx, "ensure attempts bucket; retrying", "error", err, "retry_in", delay.String())
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ensure attempts bucket: %w", ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
 }
 
-// begin records attempt as started. It returns the previous record when there was
-// one (nil for a message seen for the first time).
-func (a *attempts) begin(ctx context.Context, messageID string, attempt int) (*attemptRecord, error) {
-	started, err := json.Marshal(attemptRecord{State: stateStarted, Attempt: attempt})
+// begin records attempt as started, leased until until. It returns the previous
+// record when there was one (nil for a message seen for the first time), and an
+// *inFlightError, recording nothing, when the previous attempt is started and
+// its lease has not ended at now.
+func (a *attempts) begin(ctx context.Context, messageID string, attempt int, now, until time.Time) (*attemptRecord, error) {
+	started, err := json.Marshal(attemptRecord{State: stateStarted, Attempt: attempt, Until: until})
 	if err != nil {
 		return nil, err
 	}
@@ -74,10 +113,26 @@ func (a *attempts) begin(ctx context.Context, messageID string, attempt int) (*a
 	if prev.State == stateDone {
 		return &prev, nil
 	}
+	if prev.State == stateStarted && now.Before(prev.Until) {
+		return &prev, &inFlightError{Attempt: prev.Attempt, Until: prev.Until}
+	}
 	if _, err := a.kv.Update(ctx, messageID, started, entry.Revision()); err != nil {
 		return nil, fmt.Errorf("record attempt %d: %w", attempt, err)
 	}
 	return &prev, nil
+}
+
+// get reads the message's attempt record.
+func (a *attempts) get(ctx context.Context, messageID string) (*attemptRecord, error) {
+	entry, err := a.kv.Get(ctx, messageID)
+	if err != nil {
+		return nil, fmt.Errorf("read attempt record: %w", err)
+	}
+	var rec attemptRecord
+	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+		return nil, fmt.Errorf("decode attempt record: %w", err)
+	}
+	return &rec, nil
 }
 
 // finish records the attempt's end.

@@ -49,10 +49,13 @@ type Config struct {
 
 	// GRPCAddr serves the standard gRPC health service and reflection.
 	GRPCAddr string `env:"WORKER_GRPC_ADDR" default:":8083" help:"gRPC health/reflection listen address"`
+	// MetricsAddr is where the worker command serves /metrics (Prometheus).
+	MetricsAddr string `env:"WORKER_METRICS_ADDR" default:":9083" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
 
 	Postgres envconfig.Postgres
 	NATS     envconfig.NATS
 	Log      envconfig.Log
+	Metrics  envconfig.Metrics
 }
 
 // WithDefaults fills unset fields (for configs built in code).

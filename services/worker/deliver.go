@@ -28,15 +28,15 @@ import (
 const retryAfterTrouble = 2 * time.Second
 
 // deliver runs one attempt of one job and settles the JetStream message.
-func (w *Worker) deliver(ctx context.Context, kind string, sender provider.Sender, msg jetstream.Msg) {
+func (w *Worker) deliver(ctx context.Context, stop <-chan struct{}, kind string, sender provider.Sender, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		w.log.ErrorContext(ctx, "send job without metadata", "provider", kind, "error", err)
 		_ = msg.Term()
 		return
 	}
-	job := &queuev1.SendJob{}
-	if err := proto.Unmarshal(msg.Data(), job); err != nil || job.GetMessageId() == "" {
+	job, err := decodeJob(msg.Data())
+	if err != nil {
 		// A job nobody can decode cannot be attributed to a message; it is
 		// terminated so it cannot block the consumer.
 		w.log.ErrorContext(ctx, "undecodable send job terminated", "provider", kind, "subject", msg.Subject(), "error", err)
@@ -56,13 +56,29 @@ func (w *Worker) deliver(ctx context.Context, kind string, sender provider.Sende
 
 	attempt := int(meta.NumDelivered)
 	log := w.log.With("message_id", job.GetMessageId(), "account_id", job.GetAccountId(), "provider", kind, "attempt", attempt)
-	d := &delivery{w: w, ctx: ctx, log: log, msg: msg, job: job, attempt: attempt,
+	d := &delivery{w: w, ctx: ctx, stop: stop, log: log, msg: msg, job: job, attempt: attempt,
 		events: &eventSet{job: job, now: w.now}}
 	d.run(kind, sender)
 	if d.spanErr != nil {
 		span.RecordError(d.spanErr)
 		span.SetStatus(codes.Error, d.spanErr.Error())
 	}
+}
+
+// errNoMessageID marks a send job that names no message.
+var errNoMessageID = errors.New("send job without message id")
+
+// decodeJob decodes a send job. A job without a message id cannot be
+// attributed to a message, so it is as undecodable as garbage.
+func decodeJob(data []byte) (*queuev1.SendJob, error) {
+	job := &queuev1.SendJob{}
+	if err := proto.Unmarshal(data, job); err != nil {
+		return nil, fmt.Errorf("decode send job: %w", err)
+	}
+	if job.GetMessageId() == "" {
+		return nil, errNoMessageID
+	}
+	return job, nil
 }
 
 // delivery is the state of one attempt.
@@ -75,11 +91,34 @@ type delivery struct {
 	attempt int
 	events  *eventSet
 	spanErr error
+	// preSend are the events published, without waiting, before the provider
+	// call; final and retry publish again those not acknowledged by then.
+	preSend *unconfirmed
+	// lease is when this attempt's claim on the message ends (attemptRecord.Until).
+	lease time.Time
+	// stop is closed when the worker stops fetching.
+	stop <-chan struct{}
 }
 
 func (d *delivery) run(kind string, sender provider.Sender) {
 	w, job := d.w, d.job
-	prev, err := w.attempts.begin(d.ctx, job.GetMessageId(), d.attempt)
+	// The lease covers the provider call and then an ack wait's worth of time
+	// to record its outcome (record retries until the lease ends).
+	now := w.now()
+	d.lease = now.Add(w.cfg.SendTimeout + w.cfg.AckWait)
+	prev, err := w.attempts.begin(d.ctx, job.GetMessageId(), d.attempt, now, d.lease)
+	var inFlight *inFlightError
+	for errors.As(err, &inFlight) {
+		// Another delivery of this job may be talking to the provider right now:
+		// sending too could send twice. Wait until its outcome is recorded or
+		// its lease ends (then it was truly interrupted).
+		if !d.awaitLease(inFlight) {
+			return
+		}
+		now = w.now()
+		d.lease = now.Add(w.cfg.SendTimeout + w.cfg.AckWait)
+		prev, err = w.attempts.begin(d.ctx, job.GetMessageId(), d.attempt, now, d.lease)
+	}
 	if err != nil {
 		d.trouble("record attempt", err)
 		return
@@ -93,6 +132,7 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 		ev.ErrorClass = "interrupted"
 		ev.Detail = fmt.Sprintf("attempt %d was interrupted before its outcome was recorded (worker stopped or lost its connection); the provider may or may not have accepted it", prev.Attempt)
 		d.log.WarnContext(d.ctx, "previous attempt interrupted", "previous_attempt", prev.Attempt)
+		w.metrics.retry(d.ctx, retryInterrupted)
 	}
 
 	accepted := job.GetAcceptedAt().AsTime()
@@ -127,18 +167,23 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 		return
 	}
 	if err != nil {
+		d.release()
 		d.trouble("load provider configuration", err)
 		return
 	}
 	if err := d.waitRate(cfg.ID); err != nil {
+		d.release()
 		d.trouble("rate limit", err)
 		return
 	}
 
 	d.events.add(queue.EventStarted, lifecycle.Sending, d.attempt, scope, "")
-	if err := d.publish(); err != nil {
-		// The attempt is recorded as started but nothing was sent: it comes back
-		// and reports itself as interrupted, which is the truth.
+	// The attempt is recorded as started (begin, above): that is what must
+	// precede the provider call. The timeline's ATTEMPT_STARTED event is not
+	// waited for here; its acknowledgement is checked with the outcome's events.
+	if err := d.publishPreSend(); err != nil {
+		// Nothing was sent: the next delivery may go ahead at once.
+		d.release()
 		d.trouble("publish started event", err)
 		return
 	}
@@ -244,7 +289,11 @@ func (d *delivery) settle(out provider.Outcome, scope []string, cfg provider.Con
 		ev.Detail = errText
 		ev.RetryAt = timestamppb.New(w.now().Add(delay))
 		d.log.InfoContext(d.ctx, "attempt failed transiently; retrying", "error", errText, "retry_in", delay.String())
-		d.retry(delay)
+		reason := retryTransient
+		if out.Class == provider.Ambiguous {
+			reason = retryAmbiguous
+		}
+		d.retry(delay, reason)
 	default:
 		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
 		ev.ErrorClass = class.String()
@@ -275,11 +324,13 @@ func (d *delivery) final(ok bool) {
 		d.trouble("record outcome", err)
 		return
 	}
-	if err := d.w.events.publish(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), data, ids); err != nil {
+	preData, preIDs := d.preSend.pending()
+	if err := d.w.events.publish(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...)); err != nil {
 		// The outcome is recorded: the redelivery re-publishes, never re-sends.
 		d.trouble("publish outcome events", err)
 		return
 	}
+	d.w.metrics.final(d.ctx, d.job, d.events.list, ok)
 	if ok {
 		_ = d.msg.Ack()
 	} else {
@@ -288,11 +339,12 @@ func (d *delivery) final(ok bool) {
 }
 
 // retry records a transient end of the attempt and schedules the next one.
-func (d *delivery) retry(delay time.Duration) {
+func (d *delivery) retry(delay time.Duration, reason string) {
 	if err := d.record(attemptRecord{State: stateRetry, Attempt: d.attempt}); err != nil {
 		d.trouble("record retry", err)
 		return
 	}
+	d.w.metrics.retry(d.ctx, reason)
 	if err := d.publish(); err != nil {
 		d.log.WarnContext(d.ctx, "publish retry event", "error", err)
 	}
@@ -314,17 +366,57 @@ func (d *delivery) replay(prev *attemptRecord) {
 	_ = d.msg.Ack()
 }
 
-// record writes the attempt record, retrying briefly: losing a "done" record
-// after a provider accepted the message is what would cause a duplicate.
+// record writes the attempt record, retrying (at least five times) until the
+// attempt's lease ends: losing a "done" record after a provider accepted the
+// message is what would cause a duplicate, and until the lease ends no other
+// delivery sends the message again.
 func (d *delivery) record(rec attemptRecord) error {
 	var err error
-	for i := 0; i < 5; i++ {
+	for i := 0; ; i++ {
 		if err = d.w.attempts.finish(d.ctx, d.job.GetMessageId(), rec); err == nil {
 			return nil
 		}
-		time.Sleep(time.Duration(200*(i+1)) * time.Millisecond)
+		if i >= 4 && !d.w.now().Before(d.lease) {
+			return err
+		}
+		time.Sleep(time.Duration(200*min(i+1, 5)) * time.Millisecond)
 	}
-	return err
+}
+
+// awaitLease waits while another delivery holds the lease of the message's
+// attempt, keeping this job alive with in-progress acks, until that attempt's
+// record changes or its lease ends (true), or the worker stops (false: the job
+// is given back for when the lease ends).
+func (d *delivery) awaitLease(inFlight *inFlightError) bool {
+	d.log.InfoContext(d.ctx, "attempt in flight elsewhere; waiting for its lease", "leased_attempt", inFlight.Attempt, "lease_until", inFlight.Until)
+	keepAlive := time.NewTicker(d.w.cfg.AckWait / 3)
+	defer keepAlive.Stop()
+	poll := time.NewTicker(500 * time.Millisecond)
+	defer poll.Stop()
+	for d.w.now().Before(inFlight.Until) {
+		select {
+		case <-d.stop:
+			_ = d.msg.NakWithDelay(inFlight.Until.Sub(d.w.now()))
+			return false
+		case <-keepAlive.C:
+			_ = d.msg.InProgress()
+		case <-poll.C:
+			rec, err := d.w.attempts.get(d.ctx, d.job.GetMessageId())
+			if err == nil && (rec.State != stateStarted || !rec.Until.Equal(inFlight.Until)) {
+				return true
+			}
+		}
+	}
+	return true
+}
+
+// release ends the attempt's lease before anything was sent (best effort),
+// so that the job's next delivery goes ahead at once and does not report an
+// interrupted attempt.
+func (d *delivery) release() {
+	if err := d.w.attempts.finish(d.ctx, d.job.GetMessageId(), attemptRecord{State: stateRetry, Attempt: d.attempt}); err != nil {
+		d.log.WarnContext(d.ctx, "release attempt", "error", err)
+	}
 }
 
 func (d *delivery) publish() error {
@@ -332,7 +424,23 @@ func (d *delivery) publish() error {
 	if err != nil {
 		return err
 	}
-	return d.w.events.publish(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), data, ids)
+	preData, preIDs := d.preSend.pending()
+	return d.w.events.publish(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...))
+}
+
+// publishPreSend publishes the events so far without waiting for their
+// acknowledgements (see delivery.preSend).
+func (d *delivery) publishPreSend() error {
+	data, ids, err := d.events.encode()
+	if err != nil {
+		return err
+	}
+	futures, err := d.w.events.publishAsync(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), data, ids)
+	if err != nil {
+		return err
+	}
+	d.preSend = &unconfirmed{data: data, ids: ids, futures: futures}
+	return nil
 }
 
 // trouble handles a failure of the worker's own dependencies: the job comes
@@ -340,6 +448,7 @@ func (d *delivery) publish() error {
 func (d *delivery) trouble(what string, err error) {
 	d.spanErr = fmt.Errorf("%s: %w", what, err)
 	d.log.ErrorContext(d.ctx, "delivery interrupted", "step", what, "error", err)
+	d.w.metrics.retry(d.ctx, retryWorker)
 	_ = d.msg.NakWithDelay(retryAfterTrouble)
 }
 

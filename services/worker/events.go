@@ -26,8 +26,18 @@ type eventPublisher struct {
 // publish sends encoded events of one message. Each carries Nats-Msg-Id = its
 // event id, so publishing the same events again is harmless.
 func (p *eventPublisher) publish(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) error {
+	futures, err := p.publishAsync(ctx, accountID, messageID, events, ids)
+	if err != nil {
+		return err
+	}
+	return p.wait(ctx, futures)
+}
+
+// publishAsync sends encoded events of one message without waiting for
+// JetStream's acknowledgements; wait (or pending) checks them later.
+func (p *eventPublisher) publishAsync(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) ([]jetstream.PubAckFuture, error) {
 	if len(events) == 0 {
-		return nil
+		return nil, nil
 	}
 	subject := queue.EventSubject(accountID, messageID)
 	futures := make([]jetstream.PubAckFuture, 0, len(events))
@@ -37,9 +47,17 @@ func (p *eventPublisher) publish(ctx context.Context, accountID, messageID strin
 		p.tel.InjectNATS(ctx, msg.Header)
 		f, err := p.js.PublishMsgAsync(msg)
 		if err != nil {
-			return fmt.Errorf("publish event: %w", err)
+			return nil, fmt.Errorf("publish event: %w", err)
 		}
 		futures = append(futures, f)
+	}
+	return futures, nil
+}
+
+// wait waits until JetStream acknowledged every future.
+func (p *eventPublisher) wait(ctx context.Context, futures []jetstream.PubAckFuture) error {
+	if len(futures) == 0 {
+		return nil
 	}
 	timeout := time.NewTimer(10 * time.Second)
 	defer timeout.Stop()
@@ -55,6 +73,31 @@ func (p *eventPublisher) publish(ctx context.Context, accountID, messageID strin
 		}
 	}
 	return nil
+}
+
+// unconfirmed are the events published without waiting (before the provider
+// call) whose acknowledgement has not arrived, or failed: they are published
+// again with the next events, and JetStream drops the copies it already has.
+type unconfirmed struct {
+	data    [][]byte
+	ids     []string
+	futures []jetstream.PubAckFuture
+}
+
+// pending returns the events of u not acknowledged (yet).
+func (u *unconfirmed) pending() (data [][]byte, ids []string) {
+	if u == nil {
+		return nil, nil
+	}
+	for i, f := range u.futures {
+		select {
+		case <-f.Ok():
+			continue
+		default:
+		}
+		data, ids = append(data, u.data[i]), append(ids, u.ids[i])
+	}
+	return data, ids
 }
 
 // eventSet collects a job's events in order.

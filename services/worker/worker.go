@@ -48,6 +48,7 @@ type Worker struct {
 	configs  *configStore
 	attempts *attempts
 	events   *eventPublisher
+	metrics  *metrics
 	now      func() time.Time
 
 	limMu     sync.Mutex
@@ -72,7 +73,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 	if deps.Telemetry == nil {
 		deps.Telemetry = telemetry.Nop()
 	}
-	att, err := ensureAttempts(ctx, deps.JetStream, cfg.AttemptsTTL, cfg.NATS.StreamReplicas)
+	att, err := ensureAttempts(ctx, deps.JetStream, cfg.AttemptsTTL, cfg.NATS.StreamReplicas, deps.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +84,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 		configs:   &configStore{pool: deps.Pool, keyring: deps.Keyring, ttl: cfg.ConfigCacheTTL, now: time.Now, cache: map[string]cachedConfig{}},
 		attempts:  att,
 		events:    &eventPublisher{js: deps.JetStream, tel: deps.Telemetry},
+		metrics:   newMetrics(deps.Telemetry),
 		now:       time.Now,
 		accLimits: map[string]*rate.Limiter{},
 		prvLimits: map[string]*rate.Limiter{},
@@ -93,9 +95,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 // finish (bounded by SendTimeout) and returns.
 func (w *Worker) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
+	refs := make([]telemetry.ConsumerRef, 0, len(w.cfg.Providers))
 	for _, kind := range w.cfg.Providers {
 		g.Go(func() error { return w.consume(ctx, kind) })
+		refs = append(refs, telemetry.ConsumerRef{Stream: queue.SendStream, Consumer: consumerName(kind)})
 	}
+	stats := telemetry.NewConsumerStats(w.deps.Telemetry, w.deps.JetStream, 0, w.log, refs...)
+	g.Go(func() error { return stats.Run(ctx) })
 	return g.Wait()
 }
 
@@ -131,7 +137,7 @@ func (w *Worker) consume(ctx context.Context, kind string) error {
 			defer func() { <-sem; inflight.Done() }()
 			// Deliveries in flight at shutdown run to completion on their own
 			// context: a send interrupted half way is the one thing we avoid.
-			w.deliver(context.WithoutCancel(ctx), kind, sender, msg)
+			w.deliver(context.WithoutCancel(ctx), ctx.Done(), kind, sender, msg)
 		}()
 	}
 	inflight.Wait()

@@ -7,6 +7,7 @@
 package emailsenderv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -2663,7 +2664,7 @@ var File_emailsender_v1_account_proto protoreflect.FileDescriptor
 
 const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\n" +
-	"\x1cemailsender/v1/account.proto\x12\x0eemailsender.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x02\n" +
+	"\x1cemailsender/v1/account.proto\x12\x0eemailsender.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x02\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -2858,24 +2859,24 @@ const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1aG\n" +
 	"\x19StreamMessagesPurgedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xe4\v\n" +
-	"\x0eAccountService\x12Y\n" +
-	"\fCreateApiKey\x12#.emailsender.v1.CreateApiKeyRequest\x1a$.emailsender.v1.CreateApiKeyResponse\x12V\n" +
-	"\vListApiKeys\x12\".emailsender.v1.ListApiKeysRequest\x1a#.emailsender.v1.ListApiKeysResponse\x12Y\n" +
-	"\fRevokeApiKey\x12#.emailsender.v1.RevokeApiKeyRequest\x1a$.emailsender.v1.RevokeApiKeyResponse\x12V\n" +
-	"\vPutProvider\x12\".emailsender.v1.PutProviderRequest\x1a#.emailsender.v1.PutProviderResponse\x12\\\n" +
-	"\rListProviders\x12$.emailsender.v1.ListProvidersRequest\x1a%.emailsender.v1.ListProvidersResponse\x12_\n" +
-	"\x0eDeleteProvider\x12%.emailsender.v1.DeleteProviderRequest\x1a&.emailsender.v1.DeleteProviderResponse\x12_\n" +
-	"\x0eVerifyProvider\x12%.emailsender.v1.VerifyProviderRequest\x1a&.emailsender.v1.VerifyProviderResponse\x12P\n" +
-	"\tAddSender\x12 .emailsender.v1.AddSenderRequest\x1a!.emailsender.v1.AddSenderResponse\x12Y\n" +
-	"\fVerifySender\x12#.emailsender.v1.VerifySenderRequest\x1a$.emailsender.v1.VerifySenderResponse\x12V\n" +
-	"\vListSenders\x12\".emailsender.v1.ListSendersRequest\x1a#.emailsender.v1.ListSendersResponse\x12Y\n" +
-	"\fRemoveSender\x12#.emailsender.v1.RemoveSenderRequest\x1a$.emailsender.v1.RemoveSenderResponse\x12_\n" +
-	"\x0eAddSuppression\x12%.emailsender.v1.AddSuppressionRequest\x1a&.emailsender.v1.AddSuppressionResponse\x12e\n" +
-	"\x10ListSuppressions\x12'.emailsender.v1.ListSuppressionsRequest\x1a(.emailsender.v1.ListSuppressionsResponse\x12h\n" +
-	"\x11RemoveSuppression\x12(.emailsender.v1.RemoveSuppressionRequest\x1a).emailsender.v1.RemoveSuppressionResponse\x12P\n" +
-	"\tListUsage\x12 .emailsender.v1.ListUsageRequest\x1a!.emailsender.v1.ListUsageResponse\x12h\n" +
-	"\x11DeleteAccountData\x12(.emailsender.v1.DeleteAccountDataRequest\x1a).emailsender.v1.DeleteAccountDataResponseBGZEgithub.com/namirasoft/email-sender/proto/emailsender/v1;emailsenderv1b\x06proto3"
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xc1\x0f\n" +
+	"\x0eAccountService\x12q\n" +
+	"\fCreateApiKey\x12#.emailsender.v1.CreateApiKeyRequest\x1a$.emailsender.v1.CreateApiKeyResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/apiKeys\x12k\n" +
+	"\vListApiKeys\x12\".emailsender.v1.ListApiKeysRequest\x1a#.emailsender.v1.ListApiKeysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/apiKeys\x12}\n" +
+	"\fRevokeApiKey\x12#.emailsender.v1.RevokeApiKeyRequest\x1a$.emailsender.v1.RevokeApiKeyResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/apiKeys/{id}:revoke\x12\x89\x01\n" +
+	"\vPutProvider\x12\".emailsender.v1.PutProviderRequest\x1a#.emailsender.v1.PutProviderResponse\"1\x82\xd3\xe4\x93\x02+:\x01*Z\x17:\x01*\x1a\x12/v1/providers/{id}\"\r/v1/providers\x12s\n" +
+	"\rListProviders\x12$.emailsender.v1.ListProvidersRequest\x1a%.emailsender.v1.ListProvidersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/providers\x12{\n" +
+	"\x0eDeleteProvider\x12%.emailsender.v1.DeleteProviderRequest\x1a&.emailsender.v1.DeleteProviderResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/v1/providers/{id}\x12\x85\x01\n" +
+	"\x0eVerifyProvider\x12%.emailsender.v1.VerifyProviderRequest\x1a&.emailsender.v1.VerifyProviderResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/providers/{id}:verify\x12h\n" +
+	"\tAddSender\x12 .emailsender.v1.AddSenderRequest\x1a!.emailsender.v1.AddSenderResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/senders\x12}\n" +
+	"\fVerifySender\x12#.emailsender.v1.VerifySenderRequest\x1a$.emailsender.v1.VerifySenderResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/senders/{id}:verify\x12k\n" +
+	"\vListSenders\x12\".emailsender.v1.ListSendersRequest\x1a#.emailsender.v1.ListSendersResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/senders\x12s\n" +
+	"\fRemoveSender\x12#.emailsender.v1.RemoveSenderRequest\x1a$.emailsender.v1.RemoveSenderResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/senders/{id}\x12|\n" +
+	"\x0eAddSuppression\x12%.emailsender.v1.AddSuppressionRequest\x1a&.emailsender.v1.AddSuppressionResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/suppressions\x12\x7f\n" +
+	"\x10ListSuppressions\x12'.emailsender.v1.ListSuppressionsRequest\x1a(.emailsender.v1.ListSuppressionsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/suppressions\x12\x8c\x01\n" +
+	"\x11RemoveSuppression\x12(.emailsender.v1.RemoveSuppressionRequest\x1a).emailsender.v1.RemoveSuppressionResponse\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/suppressions/{address}\x12c\n" +
+	"\tListUsage\x12 .emailsender.v1.ListUsageRequest\x1a!.emailsender.v1.ListUsageResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/usage\x12\x8b\x01\n" +
+	"\x11DeleteAccountData\x12(.emailsender.v1.DeleteAccountDataRequest\x1a).emailsender.v1.DeleteAccountDataResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/account:deleteDataBGZEgithub.com/namirasoft/email-sender/proto/emailsender/v1;emailsenderv1b\x06proto3"
 
 var (
 	file_emailsender_v1_account_proto_rawDescOnce sync.Once

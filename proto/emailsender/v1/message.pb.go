@@ -177,7 +177,7 @@ type Attachment struct {
 	Filename string `protobuf:"bytes,1,opt,name=filename,proto3" json:"filename,omitempty"`
 	// MIME type, e.g. "application/pdf". Defaults to application/octet-stream.
 	ContentType string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
-	// The raw bytes (not base64).
+	// The raw bytes (not base64 in gRPC; base64 in HTTP/JSON, as every bytes field).
 	Content []byte `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
 	// Optional Content-ID for inline parts referenced from the HTML body as "cid:<content_id>".
 	// When set the attachment is sent inline.

@@ -7,6 +7,7 @@
 package emailsenderv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -839,7 +840,7 @@ var File_emailsender_v1_report_proto protoreflect.FileDescriptor
 
 const file_emailsender_v1_report_proto_rawDesc = "" +
 	"\n" +
-	"\x1bemailsender/v1/report.proto\x12\x0eemailsender.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"2\n" +
+	"\x1bemailsender/v1/report.proto\x12\x0eemailsender.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"2\n" +
 	"\x11GetMessageRequest\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\"\xc5\x01\n" +
@@ -932,12 +933,12 @@ const file_emailsender_v1_report_proto_rawDesc = "" +
 	"\x06counts\x18\x03 \x03(\v2'.emailsender.v1.StatsBucket.CountsEntryR\x06counts\x1a9\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\x8e\x02\n" +
-	"\rReportService\x12S\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xda\x02\n" +
+	"\rReportService\x12v\n" +
 	"\n" +
-	"GetMessage\x12!.emailsender.v1.GetMessageRequest\x1a\".emailsender.v1.GetMessageResponse\x12Y\n" +
-	"\fListMessages\x12#.emailsender.v1.ListMessagesRequest\x1a$.emailsender.v1.ListMessagesResponse\x12M\n" +
-	"\bGetStats\x12\x1f.emailsender.v1.GetStatsRequest\x1a .emailsender.v1.GetStatsResponseBGZEgithub.com/namirasoft/email-sender/proto/emailsender/v1;emailsenderv1b\x06proto3"
+	"GetMessage\x12!.emailsender.v1.GetMessageRequest\x1a\".emailsender.v1.GetMessageResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/messages/{message_id}\x12o\n" +
+	"\fListMessages\x12#.emailsender.v1.ListMessagesRequest\x1a$.emailsender.v1.ListMessagesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/messages\x12`\n" +
+	"\bGetStats\x12\x1f.emailsender.v1.GetStatsRequest\x1a .emailsender.v1.GetStatsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/statsBGZEgithub.com/namirasoft/email-sender/proto/emailsender/v1;emailsenderv1b\x06proto3"
 
 var (
 	file_emailsender_v1_report_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package emailsenderv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -409,7 +410,7 @@ var File_emailsender_v1_send_proto protoreflect.FileDescriptor
 
 const file_emailsender_v1_send_proto_rawDesc = "" +
 	"\n" +
-	"\x19emailsender/v1/send.proto\x12\x0eemailsender.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x01\n" +
+	"\x19emailsender/v1/send.proto\x12\x0eemailsender.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x01\n" +
 	"\x10SendEmailRequest\x126\n" +
 	"\amessage\x18\x01 \x01(\v2\x1c.emailsender.v1.EmailMessageR\amessage\x12\x1f\n" +
 	"\vprovider_id\x18\x02 \x01(\tR\n" +
@@ -436,11 +437,11 @@ const file_emailsender_v1_send_proto_rawDesc = "" +
 	"\x17CancelScheduledResponse\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12;\n" +
-	"\x06status\x18\x02 \x01(\x0e2#.emailsender.v1.MessageStatus.ValueR\x06status2\x95\x02\n" +
-	"\vSendService\x12P\n" +
-	"\tSendEmail\x12 .emailsender.v1.SendEmailRequest\x1a!.emailsender.v1.SendEmailResponse\x12P\n" +
-	"\tSendBatch\x12 .emailsender.v1.SendBatchRequest\x1a!.emailsender.v1.SendBatchResponse\x12b\n" +
-	"\x0fCancelScheduled\x12&.emailsender.v1.CancelScheduledRequest\x1a'.emailsender.v1.CancelScheduledResponseBGZEgithub.com/namirasoft/email-sender/proto/emailsender/v1;emailsenderv1b\x06proto3"
+	"\x06status\x18\x02 \x01(\x0e2#.emailsender.v1.MessageStatus.ValueR\x06status2\x84\x03\n" +
+	"\vSendService\x12n\n" +
+	"\tSendEmail\x12 .emailsender.v1.SendEmailRequest\x1a!.emailsender.v1.SendEmailResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/messages:send\x12s\n" +
+	"\tSendBatch\x12 .emailsender.v1.SendBatchRequest\x1a!.emailsender.v1.SendBatchResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/messages:sendBatch\x12\x8f\x01\n" +
+	"\x0fCancelScheduled\x12&.emailsender.v1.CancelScheduledRequest\x1a'.emailsender.v1.CancelScheduledResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/messages/{message_id}:cancelBGZEgithub.com/namirasoft/email-sender/proto/emailsender/v1;emailsenderv1b\x06proto3"
 
 var (
 	file_emailsender_v1_send_proto_rawDescOnce sync.Once

@@ -46,6 +46,18 @@ type stackOptions struct {
 	ackWait         time.Duration
 	// noWorker leaves the worker out (the test runs its own, e.g. as a process).
 	noWorker bool
+	// http serves the HTTP/JSON API too (stack.ingestURL, stack.reportURL).
+	http bool
+	// telemetry by service ("ingest", "worker", "report"), as if each ran in its
+	// own process; telemetry.Nop() for those not given.
+	telemetry map[string]*telemetry.Telemetry
+}
+
+func (o stackOptions) tel(service string) *telemetry.Telemetry {
+	if t := o.telemetry[service]; t != nil {
+		return t
+	}
+	return telemetry.Nop()
 }
 
 // stack is one test's whole system.
@@ -59,8 +71,11 @@ type stack struct {
 	keyring *secretbox.Keyring
 	opts    stackOptions
 
-	send   v1.SendServiceClient
-	report v1.ReportServiceClient
+	send    v1.SendServiceClient
+	report  v1.ReportServiceClient
+	account v1.AccountServiceClient
+	// ingestURL and reportURL are the HTTP/JSON API's base URLs (opts.http).
+	ingestURL, reportURL string
 	// accounts by name: "a" uses the SMTP sink, "b" too, "sandbox" the sandbox.
 	accounts map[string]ingest.BootstrapResult
 }
@@ -102,25 +117,30 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	for _, name := range []string{"a", "b"} {
 		acc, err := ingest.Bootstrap(ctx, s.db.Pool, s.keyring, ingest.BootstrapParams{
 			AccountName: name, ProviderKind: "smtp",
-			SMTP: ingest.SMTPSettings{Host: s.sink.Host(), Port: s.sink.Port(), TLS: "none", PoolSize: 4},
+			SMTP:    ingest.SMTPSettings{Host: s.sink.Host(), Port: s.sink.Port(), TLS: "none", PoolSize: 4},
+			Senders: []string{"example.com"},
 		})
 		require.NoError(t, err)
 		s.accounts[name] = acc
 	}
-	acc, err := ingest.Bootstrap(ctx, s.db.Pool, s.keyring, ingest.BootstrapParams{AccountName: "sandbox", ProviderKind: "sandbox"})
+	acc, err := ingest.Bootstrap(ctx, s.db.Pool, s.keyring, ingest.BootstrapParams{AccountName: "sandbox", ProviderKind: "sandbox", Senders: []string{"example.com"}})
 	require.NoError(t, err)
 	s.accounts["sandbox"] = acc
 
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	tel := telemetry.Nop()
 	keyStore := auth.NewKeyStore(s.db.Pool, 0)
 	ingestLis := listen(t)
 	reportLis := listen(t)
+	var ingestHTTP, reportHTTP net.Listener
+	if opts.http {
+		ingestHTTP, reportHTTP = listen(t), listen(t)
+		s.ingestURL, s.reportURL = "http://"+ingestHTTP.Addr().String(), "http://"+reportHTTP.Addr().String()
+	}
 
 	ic := ingest.Config{OutboxInterval: 200 * time.Millisecond, OutboxGrace: time.Second, MasterKeys: s.keys}
-	ingestSvc, err := ingest.New(ic, ingest.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: tel, Logger: log, Auth: keyStore, Listener: ingestLis})
+	ingestSvc, err := ingest.New(ic, ingest.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("ingest"), Logger: log, Auth: keyStore, Listener: ingestLis, HTTPListener: ingestHTTP})
 	require.NoError(t, err)
-	reportSvc, err := report.New(report.Config{}, report.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: tel, Logger: log, Authenticator: keyStore, Listener: reportLis})
+	reportSvc, err := report.New(report.Config{}, report.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("report"), Logger: log, Authenticator: keyStore, Listener: reportLis, HTTPListener: reportHTTP})
 	require.NoError(t, err)
 
 	var wg sync.WaitGroup
@@ -139,7 +159,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		smtpSender := smtp.New(smtp.Options{Logger: log})
 		t.Cleanup(func() { _ = smtpSender.Close() })
 		w, err := worker.New(ctx, s.workerConfig(), worker.Deps{
-			Pool: s.db.Pool, JetStream: s.js, Telemetry: tel, Logger: log, Keyring: s.keyring,
+			Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("worker"), Logger: log, Keyring: s.keyring,
 			Senders: map[string]provider.Sender{"smtp": smtpSender, "sandbox": sandbox.New()},
 		})
 		require.NoError(t, err)
@@ -151,7 +171,9 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		nc.Close()
 	})
 
-	s.send = v1.NewSendServiceClient(dial(t, ingestLis.Addr().String()))
+	ingestConn := dial(t, ingestLis.Addr().String())
+	s.send = v1.NewSendServiceClient(ingestConn)
+	s.account = v1.NewAccountServiceClient(ingestConn)
 	s.report = v1.NewReportServiceClient(dial(t, reportLis.Addr().String()))
 	return s
 }
@@ -179,6 +201,7 @@ func (s *stack) workerEnv() []string {
 		"MASTER_KEYS="+s.keys,
 		"WORKER_PROVIDERS=smtp",
 		"WORKER_GRPC_ADDR=127.0.0.1:0",
+		"WORKER_METRICS_ADDR=127.0.0.1:0",
 		"WORKER_MAX_ATTEMPTS="+strconv.Itoa(c.MaxAttempts),
 		"WORKER_BACKOFF_BASE="+c.BackoffBase.String(),
 		"WORKER_BACKOFF_MAX="+c.BackoffMax.String(),

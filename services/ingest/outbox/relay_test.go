@@ -59,6 +59,7 @@ func setup(t *testing.T) *testBundle {
 func (b *testBundle) accept(t *testing.T, n int, st lifecycle.Status) []string {
 	t.Helper()
 	account := uuid.NewString()
+	require.NoError(t, store.CreateAccount(t.Context(), b.db.Pool, store.NewAccount{ID: account, Name: "relay"}))
 	var (
 		msgs []*store.NewMessage
 		ids  []string

@@ -36,6 +36,8 @@ func statusOf(ctx context.Context, log *slog.Logger, err error, prefix string) *
 		return validate.FieldStatus(codes.AlreadyExists, prefix+"idempotency_key", err.Error())
 	case errors.As(err, &notCancel):
 		return validate.FieldStatus(codes.FailedPrecondition, prefix+"message_id", notCancel.Error())
+	case errors.Is(err, store.ErrAccountGone):
+		return status.New(codes.Unauthenticated, "the account no longer exists")
 	case errors.Is(err, store.ErrNotFound):
 		return validate.FieldStatus(codes.NotFound, prefix+"message_id", "no such message in this account")
 	case errors.Is(err, context.Canceled):

@@ -13,7 +13,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -41,6 +45,9 @@ type Config struct {
 	// ProviderCacheTTL is how long a provider lookup is reused (default 5s; a
 	// negative value disables the cache).
 	ProviderCacheTTL time.Duration
+	// RequireVerifiedSenders refuses a from address that is not a verified
+	// sender of the account (FAILED_PRECONDITION naming message.from.address).
+	RequireVerifiedSenders bool
 }
 
 // DefaultMaxBatch is the default SendBatch size limit.
@@ -90,6 +97,11 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	providers *providers
+
+	tracer trace.Tracer
+	// accepted counts newly accepted messages (emailsender_messages_accepted_total).
+	accepted metric.Int64Counter
+	byKind   *telemetry.Label
 }
 
 // New returns the service.
@@ -99,9 +111,20 @@ func New(cfg Config, d Deps) *Server {
 	if now == nil {
 		now = time.Now
 	}
+	tel := d.Telemetry
+	if tel == nil {
+		tel = telemetry.Nop()
+	}
+	// Creating an instrument fails only for an invalid name; these are constant.
+	accepted, _ := tel.Meter("github.com/namirasoft/email-sender/services/ingest").Int64Counter("emailsender_messages_accepted",
+		metric.WithDescription("Messages accepted (stored and queued or scheduled), by provider kind; idempotent replays are not counted."),
+		metric.WithUnit("{message}"))
 	return &Server{
-		cfg: cfg, db: d.DB, pub: d.Publisher, deleter: d.Deleter, tel: d.Telemetry, log: d.Logger, now: now,
+		cfg: cfg, db: d.DB, pub: d.Publisher, deleter: d.Deleter, tel: tel, log: d.Logger, now: now,
 		providers: &providers{db: d.DB, ttl: cfg.ProviderCacheTTL, now: now, cache: map[providerKey]cachedProvider{}},
+		tracer:    tel.Tracer("github.com/namirasoft/email-sender/services/ingest"),
+		accepted:  accepted,
+		byKind:    telemetry.NewLabel("provider_kind"),
 	}
 }
 
@@ -212,12 +235,16 @@ func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsend
 	now := s.now()
 	results := make([]result, len(reqs))
 	traceparent := s.traceparent(ctx)
+	look, err := s.lookup(ctx, accountID, reqs)
+	if err != nil {
+		return nil, err
+	}
 	var (
 		news  []*store.NewMessage
 		index []int
 	)
 	for i, req := range reqs {
-		m, err := s.prepare(ctx, accountID, req, now, traceparent)
+		m, err := s.prepare(ctx, accountID, req, now, traceparent, look)
 		if err != nil {
 			results[i].err = err
 			continue
@@ -233,8 +260,9 @@ func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsend
 		return nil, err
 	}
 	var (
-		msgs []*nats.Msg
-		keys []store.MessageKey
+		msgs  []*nats.Msg
+		keys  []store.MessageKey
+		spans []trace.Span
 	)
 	for j, a := range accepted {
 		i, m := index[j], news[j]
@@ -247,24 +275,30 @@ func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsend
 			s.log.DebugContext(ctx, "idempotent replay", "account_id", accountID, "message_id", a.MessageID)
 			continue
 		}
+		s.accepted.Add(ctx, 1, s.byKind.Option(m.ProviderKind))
 		s.log.DebugContext(ctx, "accepted message", "account_id", accountID, "message_id", m.ID,
 			"provider", m.ProviderKind, "recipients", len(m.Recipients), "status", m.Status.String())
 		if m.Status != lifecycle.Queued {
 			continue // the relay publishes it when due
 		}
 		msg := outbox.NewMsg(m.NATSSubject, m.ID, m.Content)
-		s.tel.InjectNATS(ctx, msg.Header)
+		// One producer span per job: the worker's delivery spans are its
+		// children, so each message has its own branch of the call's trace.
+		pctx, span := s.tracer.Start(ctx, "ingest.publish", trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("message.id", m.ID), attribute.String("messaging.destination.name", m.NATSSubject)))
+		s.tel.InjectNATS(pctx, msg.Header)
 		msgs = append(msgs, msg)
 		keys = append(keys, store.MessageKey{AccountID: accountID, MessageID: m.ID})
+		spans = append(spans, span)
 	}
-	s.publish(ctx, msgs, keys)
+	s.publish(ctx, msgs, keys, spans)
 	return results, nil
 }
 
 // publish puts freshly stored jobs on the stream. What is acknowledged has its
 // outbox row deleted; the rest stays in the outbox for the relay. The caller's
 // cancellation does not stop it: the messages are already accepted.
-func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, keys []store.MessageKey) {
+func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, keys []store.MessageKey, spans []trace.Span) {
 	if len(msgs) == 0 {
 		return
 	}
@@ -272,6 +306,11 @@ func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, keys []store.Mes
 	deferred := 0
 	var firstErr error
 	for i, err := range errs {
+		if err != nil {
+			spans[i].RecordError(err)
+			spans[i].SetStatus(otelcodes.Error, "deferred to the outbox relay")
+		}
+		spans[i].End()
 		if err != nil {
 			deferred++
 			if firstErr == nil {
@@ -288,9 +327,12 @@ func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, keys []store.Mes
 }
 
 // prepare validates one request and builds what the store inserts.
-func (s *Server) prepare(ctx context.Context, accountID string, req *emailsenderv1.SendEmailRequest, now time.Time, traceparent string) (*store.NewMessage, error) {
+func (s *Server) prepare(ctx context.Context, accountID string, req *emailsenderv1.SendEmailRequest, now time.Time, traceparent string, look *lookups) (*store.NewMessage, error) {
 	v, err := validate.SendEmail(req, s.cfg.Limits, now)
 	if err != nil {
+		return nil, err
+	}
+	if err := look.checkSender(v); err != nil {
 		return nil, err
 	}
 	prov, err := s.providers.resolve(ctx, accountID, req.GetProviderId())
@@ -307,7 +349,7 @@ func (s *Server) prepare(ctx context.Context, accountID string, req *emailsender
 	}
 	content, err := proto.Marshal(&queuev1.SendJob{
 		MessageId: id.String(), AccountId: accountID, ProviderId: prov.ID, ProviderKind: prov.Kind,
-		Message: v.Message, AcceptedAt: timestamppb.New(now),
+		Message: v.Message, AcceptedAt: timestamppb.New(now), Suppressed: look.suppressedOf(v),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode job: %w", err)

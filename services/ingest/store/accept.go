@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
@@ -69,8 +70,14 @@ type Accepted struct {
 // earlier message instead; a concurrent request with the same key waits for the
 // first one's commit, so exactly one message is stored.
 func Accept(ctx context.Context, db Beginner, msgs []*NewMessage) ([]Accepted, error) {
+	if b, ok := db.(batcher); ok && !anyKey(msgs) {
+		return acceptPipelined(ctx, b, msgs)
+	}
 	out := make([]Accepted, len(msgs))
 	err := withTx(ctx, db, func(tx pgx.Tx) error {
+		if err := lockAccounts(ctx, tx, msgs); err != nil {
+			return err
+		}
 		fresh, err := claimKeys(ctx, tx, msgs, out)
 		if err != nil {
 			return err
@@ -94,6 +101,81 @@ func Accept(ctx context.Context, db Beginner, msgs []*NewMessage) ([]Accepted, e
 		return nil, fmt.Errorf("accept: %w", err)
 	}
 	return out, nil
+}
+
+// batcher sends a pgx batch (a pool or a connection).
+type batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+func anyKey(msgs []*NewMessage) bool {
+	for _, m := range msgs {
+		if m.IdempotencyKey != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// acceptPipelined is Accept for messages without idempotency keys, in one
+// round trip: the account lock and every insert go in one pgx batch, which
+// PostgreSQL runs as one implicit transaction (a single Sync), instead of
+// BEGIN, the lock, the inserts and COMMIT one after the other. When an
+// account is gone the lock statement fails (division by zero), which aborts
+// the whole batch: nothing is stored, as with lockAccounts.
+func acceptPipelined(ctx context.Context, db batcher, msgs []*NewMessage) ([]Accepted, error) {
+	seen := map[string]bool{}
+	var ids []string
+	for _, m := range msgs {
+		if !seen[m.AccountID] {
+			seen[m.AccountID] = true
+			ids = append(ids, m.AccountID)
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT 1 / (count(*) / $2)::int FROM (SELECT id FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE) a`, ids, len(ids))
+	out := make([]Accepted, len(msgs))
+	for i, m := range msgs {
+		if err := queueInsert(b, m); err != nil {
+			return nil, fmt.Errorf("accept: %w", err)
+		}
+		out[i] = Accepted{MessageID: m.ID, Status: m.Status}
+	}
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "22012" { // division_by_zero
+			return nil, fmt.Errorf("accept: %w", ErrAccountGone)
+		}
+		return nil, fmt.Errorf("accept: insert messages: %w", err)
+	}
+	return out, nil
+}
+
+// lockAccounts takes a share lock on the accounts of msgs, so that
+// DeleteAccount (which locks the row for update) either waits for this
+// transaction and deletes what it stored, or has committed and the account is
+// gone: ErrAccountGone. No message outlives its account's deletion.
+func lockAccounts(ctx context.Context, tx pgx.Tx, msgs []*NewMessage) error {
+	seen := map[string]bool{}
+	var ids []string
+	for _, m := range msgs {
+		if !seen[m.AccountID] {
+			seen[m.AccountID] = true
+			ids = append(ids, m.AccountID)
+		}
+	}
+	rows, err := tx.Query(ctx, `SELECT id FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE`, ids)
+	if err != nil {
+		return fmt.Errorf("lock accounts: %w", err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[[16]byte])
+	if err != nil {
+		return fmt.Errorf("lock accounts: %w", err)
+	}
+	if len(found) != len(ids) {
+		return ErrAccountGone
+	}
+	return nil
 }
 
 // claimKeys records the idempotency keys of msgs and returns the indexes of the

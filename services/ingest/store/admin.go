@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // NewAccount is an account to create.
@@ -29,13 +32,15 @@ type NewProviderConfig struct {
 	Settings []byte
 	// Secret is sealed by secretbox; nil when the provider needs none.
 	Secret []byte
+	// SecretFields names the secret fields that are set.
+	SecretFields []string
 }
 
 // CreateProviderConfig inserts a provider configuration.
 func CreateProviderConfig(ctx context.Context, db DBTX, p NewProviderConfig) error {
 	_, err := db.Exec(ctx, `
-		INSERT INTO provider_configs (id, account_id, name, kind, settings, secret)
-		VALUES ($1, $2, $3, $4, $5, $6)`, p.ID, p.AccountID, p.Name, p.Kind, string(p.Settings), p.Secret)
+		INSERT INTO provider_configs (id, account_id, name, kind, settings, secret, secret_fields)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, p.ID, p.AccountID, p.Name, p.Kind, string(p.Settings), p.Secret, nonNil(p.SecretFields))
 	if err != nil {
 		return fmt.Errorf("create provider configuration: %w", err)
 	}
@@ -66,13 +71,16 @@ type NewAPIKey struct {
 	Prefix    string
 	Hash      []byte
 	Scopes    []string
+	// ExpiresAt is optional (zero: never).
+	ExpiresAt time.Time
 }
 
 // CreateAPIKey inserts an API key.
 func CreateAPIKey(ctx context.Context, db DBTX, k NewAPIKey) error {
+	expires := pgtype.Timestamptz{Time: k.ExpiresAt, Valid: !k.ExpiresAt.IsZero()}
 	_, err := db.Exec(ctx, `
-		INSERT INTO api_keys (id, account_id, name, prefix, hash, scopes)
-		VALUES ($1, $2, $3, $4, $5, $6)`, k.ID, k.AccountID, k.Name, k.Prefix, k.Hash, k.Scopes)
+		INSERT INTO api_keys (id, account_id, name, prefix, hash, scopes, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, k.ID, k.AccountID, k.Name, k.Prefix, k.Hash, k.Scopes, expires)
 	if err != nil {
 		return fmt.Errorf("create api key: %w", err)
 	}

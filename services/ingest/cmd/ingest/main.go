@@ -5,8 +5,15 @@
 //	ingest admin bootstrap --account NAME --provider-kind sandbox|smtp
 //	      [--smtp-host H --smtp-port P --smtp-tls starttls|starttls_opportunistic|implicit|none
 //	       --smtp-user U --smtp-password-env VAR]
+//	      [--sender ADDR_OR_DOMAIN]...
 //	                     create an account with a default provider and an API
-//	                     key (printed once)
+//	                     key (printed once), and verified senders
+//	ingest admin rotate-master-key [--batch N]
+//	                     re-seal every provider secret under MASTER_KEY_ID
+//	                     (MASTER_KEYS holds the new key and the old ones)
+//	ingest admin set-limits --account ID [--rate N|default] [--daily-quota N|default]
+//	                     override an account's request rate and daily send
+//	                     quota (0 = unlimited)
 //
 // Configuration comes from the environment; see ingest.Config.
 package main
@@ -22,6 +29,7 @@ import (
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/connect"
@@ -60,10 +68,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	case "migrate":
 		return migrate(ctx, cfg, stdout)
 	case "admin":
-		if len(args) == 0 || args[0] != "bootstrap" {
-			return errors.New("usage: ingest admin bootstrap --account NAME --provider-kind sandbox|smtp [smtp flags]")
+		switch {
+		case len(args) > 0 && args[0] == "bootstrap":
+			return bootstrap(ctx, cfg, args[1:], stdout)
+		case len(args) > 0 && args[0] == "rotate-master-key":
+			return rotateMasterKey(ctx, cfg, args[1:], stdout)
+		case len(args) > 0 && args[0] == "set-limits":
+			return setLimits(ctx, cfg, args[1:], stdout)
 		}
-		return bootstrap(ctx, cfg, args[1:], stdout)
+		return errors.New("usage: ingest admin bootstrap --account NAME --provider-kind sandbox|smtp [smtp flags] [--sender ADDR_OR_DOMAIN]...\n" +
+			"       ingest admin rotate-master-key [--batch N]   (MASTER_KEYS with the new key added, MASTER_KEY_ID = its id)\n" +
+			"       " + setLimitsUsage)
 	default:
 		return fmt.Errorf("unknown command %q: want serve, migrate or admin bootstrap", cmd)
 	}
@@ -83,7 +98,11 @@ func serve(ctx context.Context, cfg ingest.Config) error {
 	if err != nil {
 		return err
 	}
-	return svc.Run(ctx)
+	serveMetrics := connect.Metrics(cfg.MetricsAddr, cfg.Metrics, in.Telemetry, in.Log)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveMetrics(gctx) })
+	g.Go(func() error { return svc.Run(gctx) })
+	return g.Wait()
 }
 
 func migrate(ctx context.Context, cfg ingest.Config, stdout io.Writer) error {
@@ -115,6 +134,10 @@ func bootstrap(ctx context.Context, cfg ingest.Config, args []string, stdout io.
 	fs.StringVar(&p.SMTP.Username, "smtp-user", "", "SMTP user name")
 	fs.IntVar(&p.SMTP.PoolSize, "smtp-pool-size", 4, "SMTP connections per worker")
 	fs.StringVar(&passEnv, "smtp-password-env", "", "name of the environment variable holding the SMTP password")
+	fs.Func("sender", "a verified sender address or whole domain (repeatable)", func(v string) error {
+		p.Senders = append(p.Senders, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -146,5 +169,32 @@ func bootstrap(ctx context.Context, cfg ingest.Config, args []string, stdout io.
 	}
 	fmt.Fprintf(stdout, "account_id:  %s\nprovider_id: %s (%s, default)\napi_key_id:  %s\napi_key:     %s\n\nThe API key is shown only this once; store it now.\n",
 		res.AccountID, res.ProviderID, p.ProviderKind, res.APIKeyID, res.APIKey)
+	return nil
+}
+
+func rotateMasterKey(ctx context.Context, cfg ingest.Config, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("admin rotate-master-key", flag.ContinueOnError)
+	batch := fs.Int("batch", 500, "secrets re-sealed per transaction")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.MasterKeys == "" || cfg.MasterKeyID == "" {
+		return errors.New("rotate-master-key needs MASTER_KEYS (the new key and every old one) and MASTER_KEY_ID (the new key's id)")
+	}
+	keyring, err := secretbox.ParseKeyring(cfg.MasterKeys, cfg.MasterKeyID)
+	if err != nil {
+		return fmt.Errorf("MASTER_KEYS: %w", err)
+	}
+	pool, err := connect.Postgres(ctx, cfg.Postgres)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	res, err := ingest.RotateMasterKey(ctx, pool, keyring, *batch)
+	fmt.Fprintf(stdout, "rewrapped %d secrets under master key %q; %d were already under it\n", res.Rewrapped, keyring.CurrentKeyID(), res.Current)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "Every secret is sealed under the new key: restart ingest and workers with it first in MASTER_KEYS, then the old keys can be removed.")
 	return nil
 }

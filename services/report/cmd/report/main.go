@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
@@ -42,16 +44,24 @@ func run() error {
 	defer in.Close()
 	log, pool := in.Log, in.Pool
 
+	// The key cache follows API key revocations (pkg/auth/revocation.go), so a
+	// revoked key fails here at once too.
+	keys := auth.NewKeyStore(pool, cfg.KeyCacheTTL)
 	svc, err := report.New(cfg, report.Deps{
 		Pool:          pool,
 		JetStream:     in.JetStream,
-		Authenticator: auth.NewKeyStore(pool, cfg.KeyCacheTTL),
+		Authenticator: keys,
 		Telemetry:     in.Telemetry,
 		Logger:        log,
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("report starting", "grpc_addr", cfg.GRPCAddr)
-	return svc.Run(ctx)
+	serveMetrics := connect.Metrics(cfg.MetricsAddr, cfg.Metrics, in.Telemetry, log)
+	log.Info("report starting", "grpc_addr", cfg.GRPCAddr, "metrics_addr", cfg.MetricsAddr)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveMetrics(gctx) })
+	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error { return keys.Watch(gctx, auth.NewRevocations(in.JetStream, cfg.NATS.StreamReplicas)) })
+	return g.Wait()
 }

@@ -69,10 +69,12 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.GRPCAddr, err)
 	}
+	serveMetrics := connect.Metrics(cfg.MetricsAddr, cfg.Metrics, tel, log)
 	health := grpcserver.New(grpcserver.Config{}, tel, log)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return health.Serve(gctx, lis) })
+	g.Go(func() error { return serveMetrics(gctx) })
 	g.Go(func() error { return w.Run(gctx) })
-	log.Info("worker starting", "providers", cfg.Providers, "grpc_addr", cfg.GRPCAddr)
+	log.Info("worker starting", "providers", cfg.Providers, "grpc_addr", cfg.GRPCAddr, "metrics_addr", cfg.MetricsAddr)
 	return g.Wait()
 }

@@ -203,6 +203,19 @@ func (s *Sender) pool(cfg provider.Config, c config) (*pool, error) {
 	return p, nil
 }
 
+// config returns cfg parsed: the pool's copy when a pool of this version
+// exists (the pool dials with it anyway), so that a send does not decode the
+// settings JSON again.
+func (s *Sender) config(cfg provider.Config) (config, error) {
+	s.mu.Lock()
+	p := s.pools[cfg.ID]
+	s.mu.Unlock()
+	if p != nil && p.version.Equal(cfg.Version) {
+		return p.cfg, nil
+	}
+	return parseConfig(cfg)
+}
+
 // Send delivers d.
 func (s *Sender) Send(ctx context.Context, d *provider.Delivery) provider.Outcome {
 	out := s.send(ctx, d)
@@ -216,7 +229,7 @@ func (s *Sender) send(ctx context.Context, d *provider.Delivery) provider.Outcom
 	if d == nil || d.Job == nil || d.Job.GetMessage() == nil {
 		return permanent(errors.New("smtp: delivery has no message"))
 	}
-	c, err := parseConfig(d.Config)
+	c, err := s.config(d.Config)
 	if err != nil {
 		return provider.Outcome{Class: provider.Credentials, Err: err}
 	}

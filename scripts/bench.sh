@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# make bench: run the benchmark harness (services/devstack/bench) against real
+# PostgreSQL (scripts/pg.sh), an in-process NATS server and local SMTP sinks,
+# write results/bench-<date>.json, results/bench-latest.json and
+# results/bench-latest.md (with CPU and allocation profiles in
+# results/profiles/), and put the table into README.md between the BENCH
+# markers of its Performance section.
+#
+#   scripts/bench.sh [harness flags]     e.g. -only ingest, -ingest-duration 4s
+#
+# Environment: BENCH_OUT (results) is the results directory; BENCH_README=0
+# leaves README.md alone.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+OUT="${BENCH_OUT:-results}"
+start=$(date +%s)
+
+DATABASE_URL="$(bash scripts/pg.sh test)"
+export DATABASE_URL
+
+mkdir -p .bin "$OUT"
+echo "bench: building the harness" >&2
+go build -o .bin/bench ./services/devstack/bench
+echo "bench: running (about 7 minutes on 2 cores)" >&2
+.bin/bench -out "$OUT" "$@"
+
+if [[ "${BENCH_README:-1}" != 0 && $# -eq 0 ]]; then
+	table="$OUT/bench-latest.md"
+	if ! grep -q '<!-- BENCH:BEGIN -->' README.md; then
+		# First run: add the section before the configuration.
+		awk '/^## Configuration/ { print "## Performance\n\n<!-- BENCH:BEGIN -->\n<!-- BENCH:END -->\n" } { print }' README.md >README.md.tmp
+		mv README.md.tmp README.md
+	fi
+	awk -v table="$table" '
+		/<!-- BENCH:BEGIN -->/ { print; while ((getline line < table) > 0) print line; skip = 1; next }
+		/<!-- BENCH:END -->/ { skip = 0 }
+		!skip { print }' README.md >README.md.tmp
+	mv README.md.tmp README.md
+	echo "bench: README.md Performance section updated from $table" >&2
+fi
+echo "bench: done in $(($(date +%s) - start)) s; results in $OUT/" >&2

@@ -1,0 +1,336 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/queue"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+)
+
+var ingestClients = []int{1, 16, 64, 256}
+
+const (
+	grpcConns   = 4
+	batchSize   = 100
+	batchCalls  = 4
+	ingestWarm  = time.Second
+	ingestQuiet = 500 * time.Millisecond
+)
+
+// message returns a send request with a text body of size bytes.
+func message(to string, size int) *v1.SendEmailRequest {
+	line := "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs.\n"
+	body := strings.Repeat(line, size/len(line)+1)[:size]
+	return &v1.SendEmailRequest{Message: &v1.EmailMessage{
+		From:     &v1.Address{Address: "sender@example.com", Name: "Bench Sender"},
+		To:       []*v1.Address{{Address: to, Name: "Bench Recipient"}},
+		Subject:  "Benchmark message",
+		TextBody: body,
+	}}
+}
+
+func (e *env) authCtx(ctx context.Context, account string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+e.accounts[account].APIKey)
+}
+
+func runIngest(ctx context.Context, e *env, o options, res *Results) error {
+	conns, closeConns, err := dialN(e.ingestAddr, grpcConns)
+	if err != nil {
+		return err
+	}
+	defer closeConns()
+	clients := make([]v1.SendServiceClient, len(conns))
+	for i, c := range conns {
+		clients[i] = v1.NewSendServiceClient(c)
+	}
+	req := message("someone@example.com", 1024)
+	lim, err := newIngestLimit(ctx, e, req)
+	if err != nil {
+		return err
+	}
+	defer lim.close()
+
+	for _, n := range ingestClients {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e.log.Info("ingest SendEmail", "clients", n, "duration", o.ingestDur)
+		var prof *profiler
+		if n == 64 {
+			prof = startProfile(e, fmt.Sprintf("ingest-sendemail-c%d", n))
+		}
+		r := loadLoop(ctx, "load", n, ingestWarm, o.ingestDur, func(ctx context.Context, i int) error {
+			_, err := clients[i%len(clients)].SendEmail(e.authCtx(ctx, "ingest"), req)
+			return err
+		})
+		prof.stop(res)
+		if err := e.resetIngest(ctx); err != nil {
+			return err
+		}
+		e.log.Info("ingest limit", "clients", n)
+		if n == 64 {
+			prof = startProfile(e, fmt.Sprintf("ingest-limit-c%d", n))
+		}
+		l := loadLoop(ctx, "limit", n, ingestWarm, o.ingestDur, lim.one)
+		prof.stop(res)
+		if err := e.resetIngest(ctx); err != nil {
+			return err
+		}
+		p := IngestPoint{Clients: n, Ingest: r, Limit: l}
+		if l.PerSecond > 0 {
+			p.Ratio = r.PerSecond / l.PerSecond
+		}
+		res.Ingest = append(res.Ingest, p)
+		e.log.Info("ingest point", "clients", n, "ingest_per_s", int(r.PerSecond), "limit_per_s", int(l.PerSecond),
+			"ratio", fmt.Sprintf("%.2f", p.Ratio), "p99_ms", r.P99ms, "errors", r.Errors)
+		if err := e.failed(); err != nil {
+			return err
+		}
+	}
+
+	// SendBatch: batchCalls concurrent callers, batchSize messages per call.
+	e.log.Info("ingest SendBatch", "callers", batchCalls, "batch", batchSize)
+	breq := &v1.SendBatchRequest{}
+	for range batchSize {
+		breq.Messages = append(breq.Messages, req)
+	}
+	var items atomic.Int64
+	prof := startProfile(e, "ingest-sendbatch")
+	b := loadLoop(ctx, "load", batchCalls, ingestWarm, o.batchDur, func(ctx context.Context, i int) error {
+		resp, err := clients[i%len(clients)].SendBatch(e.authCtx(ctx, "ingest"), breq)
+		if err != nil {
+			return err
+		}
+		for _, r := range resp.GetResults() {
+			if r.GetAccepted() == nil {
+				return fmt.Errorf("batch item rejected: %s", r.GetErrorMessage())
+			}
+		}
+		return nil
+	}, &items)
+	prof.stop(res)
+	res.Batch = BatchResult{Callers: batchCalls, BatchSize: batchSize, Calls: b,
+		MessagesPerSecond: b.PerSecond * batchSize}
+	e.log.Info("ingest SendBatch", "messages_per_s", int(res.Batch.MessagesPerSecond))
+	return e.resetIngest(ctx)
+}
+
+// resetIngest drops what the ingest runs left: the parked sandbox jobs on the
+// stream and the rows, so that every point starts from the same state.
+func (e *env) resetIngest(ctx context.Context) error {
+	time.Sleep(ingestQuiet) // the outbox deleter's last batch
+	nc, js, err := e.jetstream("bench-reset")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	st, err := js.Stream(ctx, queue.SendStream)
+	if err != nil {
+		return err
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject(queue.SendFilter("sandbox"))); err != nil {
+		return fmt.Errorf("purge sandbox jobs: %w", err)
+	}
+	acc := e.accounts["ingest"].AccountID
+	for _, t := range []string{"recipients", "events", "outbox", "messages"} {
+		if _, err := e.db.Exec(ctx, "DELETE FROM "+t+" WHERE account_id = $1", acc); err != nil {
+			return fmt.Errorf("clean %s: %w", t, err)
+		}
+	}
+	_, err = e.db.Exec(ctx, "VACUUM ANALYZE messages, recipients, events, outbox")
+	return err
+}
+
+// loadLoop runs n goroutines calling fn for warm+dur and measures the calls
+// that started after warm and ended before warm+dur. The goroutines carry
+// pprof label part=label. count, when given, is incremented per success.
+func loadLoop(ctx context.Context, label string, n int, warm, dur time.Duration, fn func(ctx context.Context, i int) error, count ...*atomic.Int64) LoadResult {
+	start := time.Now()
+	from, to := start.Add(warm), start.Add(warm+dur)
+	lat := make([][]time.Duration, n)
+	errs := make([]int, n)
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	pprof.Do(ctx, pprof.Labels("part", label), func(ctx context.Context) {
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				samples := make([]time.Duration, 0, 4096)
+				for {
+					t0 := time.Now()
+					if !t0.Before(to) || ctx.Err() != nil {
+						break
+					}
+					err := fn(ctx, i)
+					t1 := time.Now()
+					if t0.Before(from) || t1.After(to) {
+						continue
+					}
+					if err != nil {
+						errs[i]++
+						firstErr.CompareAndSwap(nil, err.Error())
+						continue
+					}
+					samples = append(samples, t1.Sub(t0))
+					for _, c := range count {
+						c.Add(1)
+					}
+				}
+				lat[i] = samples
+			}()
+		}
+		wg.Wait()
+	})
+	var all []time.Duration
+	r := LoadResult{Concurrency: n, Seconds: dur.Seconds()}
+	for i := range n {
+		all = append(all, lat[i]...)
+		r.Errors += errs[i]
+	}
+	if v, ok := firstErr.Load().(string); ok {
+		r.FirstError = v
+	}
+	r.Calls = len(all)
+	r.PerSecond = float64(len(all)) / dur.Seconds()
+	r.P50ms, r.P95ms, r.P99ms = percentiles(all)
+	return r
+}
+
+// ingestLimit does what ingest does for one message with nothing around it:
+// one pgx batch (an implicit transaction) inserting the same message,
+// recipient, event and outbox rows, a JetStream publish of the same payload
+// waiting for its ack, and the outbox row deleted in batches afterwards.
+type ingestLimit struct {
+	e       *env
+	pool    *pgxpool.Pool
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	account string
+	subject string
+	req     *v1.SendEmailRequest
+	del     chan string
+	done    chan struct{}
+}
+
+func newIngestLimit(ctx context.Context, e *env, req *v1.SendEmailRequest) (*ingestLimit, error) {
+	var l *ingestLimit
+	var err error
+	pprof.Do(ctx, pprof.Labels("part", "limit"), func(ctx context.Context) {
+		var pool *pgxpool.Pool
+		if pool, err = e.pool(ctx, pgConns); err != nil {
+			return
+		}
+		var nc *nats.Conn
+		var js jetstream.JetStream
+		if nc, js, err = e.jetstream("bench-limit"); err != nil {
+			pool.Close()
+			return
+		}
+		acc := e.accounts["ingest"]
+		l = &ingestLimit{e: e, pool: pool, nc: nc, js: js, account: acc.AccountID,
+			subject: queue.SendSubject("sandbox", acc.AccountID), req: req,
+			del: make(chan string, 100_000), done: make(chan struct{})}
+		go l.deleter()
+	})
+	return l, err
+}
+
+func (l *ingestLimit) close() {
+	close(l.del)
+	<-l.done
+	l.nc.Close()
+	l.pool.Close()
+}
+
+func (l *ingestLimit) deleter() {
+	defer close(l.done)
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	var ids []string
+	flush := func() {
+		if len(ids) == 0 {
+			return
+		}
+		_, _ = l.pool.Exec(context.Background(), `DELETE FROM outbox WHERE account_id = $1 AND message_id = ANY($2::uuid[])`, l.account, ids)
+		ids = ids[:0]
+	}
+	for {
+		select {
+		case id, ok := <-l.del:
+			if !ok {
+				flush()
+				return
+			}
+			if ids = append(ids, id); len(ids) >= 500 {
+				flush()
+			}
+		case <-t.C:
+			flush()
+		}
+	}
+}
+
+func (l *ingestLimit) one(ctx context.Context, _ int) error {
+	m := l.req.GetMessage()
+	id := uuid.Must(uuid.NewV7()).String()
+	now := time.Now()
+	acc := l.e.accounts["ingest"]
+	content, err := proto.Marshal(&queuev1.SendJob{MessageId: id, AccountId: acc.AccountID, ProviderId: acc.ProviderID,
+		ProviderKind: "sandbox", Message: m, AcceptedAt: timestamppb.New(now)})
+	if err != nil {
+		return err
+	}
+	status := int16(lifecycle.Queued)
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, from_name,
+			subject, tags, recipient_count, size_bytes, content, send_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)`,
+		id, acc.AccountID, acc.ProviderID, "sandbox", status, m.GetFrom().GetAddress(), m.GetFrom().GetName(),
+		m.GetSubject(), "{}", 1, len(content), content, pgtype.Timestamptz{}, now)
+	b.Queue(`INSERT INTO recipients (message_id, idx, account_id, kind, address, name, status, status_key, updated_at)
+		VALUES ($1, 0, $2, 'to', $3, $4, $5, $6, $7)`,
+		id, acc.AccountID, m.GetTo()[0].GetAddress(), m.GetTo()[0].GetName(), status, lifecycle.Key(lifecycle.Queued, 0), now)
+	b.Queue(`INSERT INTO events (id, message_id, account_id, type, status, occurred_at, attempt)
+		VALUES ($1, $2, $3, $4, $5, $6, 0)`,
+		queue.EventID(id, 0, queue.EventAccepted, ""), id, acc.AccountID, queue.EventAccepted, status, now)
+	b.Queue(`INSERT INTO outbox (message_id, account_id, subject, not_before, traceparent)
+		VALUES ($1, $2, $3, now(), '')`, id, acc.AccountID, l.subject)
+	if err := l.pool.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	msg := nats.NewMsg(l.subject)
+	msg.Data = content
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	f, err := l.js.PublishMsgAsync(msg, jetstream.WithExpectStream(queue.SendStream))
+	if err != nil {
+		return err
+	}
+	select {
+	case <-f.Ok():
+	case err := <-f.Err():
+		return err
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("no publish ack")
+	}
+	l.del <- id
+	return nil
+}

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Results is everything one run measured (bench-*.json).
+type Results struct {
+	Started         string            `json:"started"`
+	DurationSeconds float64           `json:"duration_seconds"`
+	Machine         map[string]string `json:"machine"`
+	GoVersion       string            `json:"go_version"`
+	Setup           map[string]string `json:"setup"`
+	Ingest          []IngestPoint     `json:"ingest"`
+	Batch           BatchResult       `json:"send_batch"`
+	E2E             []E2EResult       `json:"end_to_end"`
+	Memory          *MemoryResult     `json:"memory,omitempty"`
+	Targets         Targets           `json:"targets"`
+	Checks          []Check           `json:"checks"`
+	Profiles        []ProfileSummary  `json:"profiles"`
+}
+
+// LoadResult is a closed-loop run of Concurrency callers.
+type LoadResult struct {
+	Concurrency int     `json:"concurrency"`
+	Seconds     float64 `json:"seconds"`
+	Calls       int     `json:"calls"`
+	PerSecond   float64 `json:"per_second"`
+	P50ms       float64 `json:"p50_ms"`
+	P95ms       float64 `json:"p95_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	Errors      int     `json:"errors"`
+	FirstError  string  `json:"first_error,omitempty"`
+}
+
+type IngestPoint struct {
+	Clients int        `json:"clients"`
+	Ingest  LoadResult `json:"ingest"`
+	Limit   LoadResult `json:"limit"`
+	Ratio   float64    `json:"ratio"`
+}
+
+type BatchResult struct {
+	Callers           int        `json:"callers"`
+	BatchSize         int        `json:"batch_size"`
+	Calls             LoadResult `json:"calls"`
+	MessagesPerSecond float64    `json:"messages_per_second"`
+}
+
+// E2ERun is accept→SENT measured from the report's timeline.
+type E2ERun struct {
+	Messages      int     `json:"messages"`
+	Seconds       float64 `json:"seconds"`
+	PerSecond     float64 `json:"per_second"`
+	P50ms         float64 `json:"p50_ms"`
+	P95ms         float64 `json:"p95_ms"`
+	P99ms         float64 `json:"p99_ms"`
+	SubmitSeconds float64 `json:"submit_seconds,omitempty"`
+	RatePerSecond float64 `json:"rate_per_second,omitempty"`
+}
+
+type E2EResult struct {
+	Name      string `json:"name"`
+	SizeBytes int    `json:"size_bytes"`
+	PoolSize  int    `json:"smtp_pool_size"`
+	// Flood: everything submitted at once (throughput).
+	Flood E2ERun `json:"flood"`
+	// Paced: submitted at half the flood throughput (latency).
+	Paced *E2ERun    `json:"paced,omitempty"`
+	Limit LoadResult `json:"limit"`
+	Ratio float64    `json:"ratio"`
+}
+
+type Mem struct {
+	RSSMB float64 `json:"rss_mb"`
+	HWMMB float64 `json:"hwm_mb"`
+}
+
+type ServiceMem struct {
+	Service string `json:"service"`
+	Rest    Mem    `json:"rest"`
+	Queued  Mem    `json:"queued"`
+}
+
+type MemoryResult struct {
+	Queued            int          `json:"queued"`
+	QueueSeconds      float64      `json:"queue_seconds"`
+	InFlight          int          `json:"in_flight"`
+	WorkerConcurrency int          `json:"worker_concurrency"`
+	Services          []ServiceMem `json:"services"`
+}
+
+type ProfileSummary struct {
+	Name           string             `json:"name"`
+	Seconds        float64            `json:"seconds"`
+	MachineBusyPct float64            `json:"machine_busy_pct"`
+	MachineCores   float64            `json:"machine_cores_busy"`
+	HarnessCores   float64            `json:"harness_process_cores"`
+	PostgresCores  float64            `json:"postgres_cores"`
+	OtherCores     float64            `json:"other_processes_cores"`
+	CPUByPart      map[string]float64 `json:"cpu_by_part_pct"`
+	CPUTop         []string           `json:"cpu_top"`
+	CPUTopCum      []string           `json:"cpu_top_cum"`
+	AllocTop       []string           `json:"alloc_top"`
+	CPUFile        string             `json:"cpu_file"`
+	AllocFile      string             `json:"alloc_file"`
+	AllocBaseFile  string             `json:"alloc_base_file"`
+}
+
+type Targets struct {
+	IngestRatio   float64 `json:"ingest_ratio_min"`
+	E2ERatio      float64 `json:"e2e_ratio_min"`
+	SlowPerSecond float64 `json:"slow_sink_per_second_min"`
+	MemoryMB      float64 `json:"memory_mb_max"`
+}
+
+func defaultTargets() Targets {
+	return Targets{IngestRatio: 0.70, E2ERatio: 0.60, SlowPerSecond: 1000, MemoryMB: 200}
+}
+
+type Check struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Target string `json:"target"`
+	Pass   bool   `json:"pass"`
+}
+
+func (r *Results) evaluate() {
+	t := r.Targets
+	for _, p := range r.Ingest {
+		r.Checks = append(r.Checks, Check{Name: fmt.Sprintf("ingest SendEmail, %d clients, vs limit", p.Clients),
+			Value: pct(p.Ratio), Target: "≥ " + pct(t.IngestRatio), Pass: p.Ratio >= t.IngestRatio})
+	}
+	for _, e := range r.E2E {
+		if strings.Contains(e.Name, "200 ms") {
+			r.Checks = append(r.Checks, Check{Name: "end to end, " + e.Name, Value: fmt.Sprintf("%.0f msg/s", e.Flood.PerSecond),
+				Target: fmt.Sprintf("≥ %.0f msg/s", t.SlowPerSecond), Pass: e.Flood.PerSecond >= t.SlowPerSecond})
+			continue
+		}
+		r.Checks = append(r.Checks, Check{Name: "end to end, " + e.Name + ", vs limit", Value: pct(e.Ratio),
+			Target: "≥ " + pct(t.E2ERatio), Pass: e.Ratio >= t.E2ERatio})
+	}
+	if r.Memory != nil {
+		for _, s := range r.Memory.Services {
+			r.Checks = append(r.Checks, Check{Name: fmt.Sprintf("%s RSS with %dk queued", s.Service, r.Memory.Queued/1000),
+				Value: fmt.Sprintf("%.0f MB", s.Queued.RSSMB), Target: fmt.Sprintf("≤ %.0f MB", t.MemoryMB), Pass: s.Queued.RSSMB <= t.MemoryMB})
+		}
+	}
+}
+
+func pct(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) }
+
+func ms(f float64) string {
+	switch {
+	case f >= 100:
+		return fmt.Sprintf("%.0f", f)
+	case f >= 10:
+		return fmt.Sprintf("%.1f", f)
+	}
+	return fmt.Sprintf("%.2f", f)
+}
+
+func (r *Results) markdown() string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("Measured by `make bench` on %s (%s, %s logical CPUs, Go %s), %s; the run took %.1f minutes. ",
+		r.Machine["host"], r.Machine["cpu"], r.Machine["cpus"], strings.TrimPrefix(r.GoVersion, "go"), r.Started[:10], r.DurationSeconds/60)
+	w("Everything runs on this one machine: PostgreSQL %s (synchronous_commit=%s, fsync=%s), nats-server in process with file storage, SMTP sinks on TCP. ",
+		r.Setup["postgres_version"], r.Setup["postgres_synchronous_commit"], r.Setup["postgres_fsync"])
+	w("Full results: `results/bench-latest.json`; profiles: `results/profiles/`.\n\n")
+
+	if len(r.Ingest) > 0 {
+		w("**Ingest** (1 KB messages, one recipient; gRPC clients over %d connections; %.0f s per point). ", grpcConns, r.Ingest[0].Ingest.Seconds)
+		w("The limit does the same work directly: one pgx batch inserting the same message, recipient, event and outbox rows, a JetStream publish of the same payload waiting for its ack, the outbox row deleted in batches; same concurrency, no gRPC, no validation.\n\n")
+		w("| clients | SendEmail/s | p50 ms | p95 ms | p99 ms | limit/s | limit p99 ms | ingest/limit |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, p := range r.Ingest {
+			w("| %d | %.0f | %s | %s | %s | %.0f | %s | %s |\n", p.Clients, p.Ingest.PerSecond, ms(p.Ingest.P50ms), ms(p.Ingest.P95ms), ms(p.Ingest.P99ms),
+				p.Limit.PerSecond, ms(p.Limit.P99ms), pct(p.Ratio))
+		}
+		w("\nSendBatch (%d concurrent callers, %d messages per call): **%.0f messages/s**, p50 %s ms, p99 %s ms per call.\n\n",
+			r.Batch.Callers, r.Batch.BatchSize, r.Batch.MessagesPerSecond, ms(r.Batch.Calls.P50ms), ms(r.Batch.Calls.P99ms))
+	}
+	if len(r.E2E) > 0 {
+		w("**End to end** (accept → `SENT` at a local SMTP sink, from the report's timeline). Throughput: the messages are submitted at once with SendBatch (%d per call, %d callers) and counted from the first acceptance to the last `SENT`. Latency: SendEmail at a steady half of that throughput. The limit sends the same message, built with pkg/mime, with go-mail's SMTP client straight to the same sink over as many connections as the provider configuration's pool.\n\n", batchSize, batchCalls)
+		w("| run | messages | msg/s | p50 ms | p99 ms | latency at msg/s | SMTP pool | limit msg/s | e2e/limit |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, e := range r.E2E {
+			p50, p99, rate := "–", "–", "–"
+			if e.Paced != nil {
+				p50, p99, rate = ms(e.Paced.P50ms), ms(e.Paced.P99ms), fmt.Sprintf("%.0f", e.Paced.RatePerSecond)
+			}
+			w("| %s | %d | %.0f | %s | %s | %s | %d | %.0f | %s |\n", e.Name, e.Flood.Messages, e.Flood.PerSecond, p50, p99, rate, e.PoolSize, e.Limit.PerSecond, pct(e.Ratio))
+		}
+		w("\n")
+	}
+	if m := r.Memory; m != nil {
+		w("**Memory** of each service as its own process (VmRSS; VmHWM is the peak), at rest and with %d messages accepted and waiting (the SMTP server never answers, so the worker holds %d deliveries in flight and the rest wait on the stream; queueing took %.1f s).\n\n", m.Queued, m.WorkerConcurrency, m.QueueSeconds)
+		w("| service | at rest MB | %dk queued MB | peak MB |\n|---|---:|---:|---:|\n", m.Queued/1000)
+		for _, s := range m.Services {
+			w("| %s | %.0f | %.0f | %.0f |\n", s.Service, s.Rest.RSSMB, s.Queued.RSSMB, s.Queued.HWMMB)
+		}
+		w("\n")
+	}
+	if len(r.Checks) > 0 {
+		w("**Targets**\n\n| check | measured | target | |\n|---|---:|---:|---|\n")
+		for _, c := range r.Checks {
+			mark := "met"
+			if !c.Pass {
+				mark = "**missed**"
+			}
+			w("| %s | %s | %s | %s |\n", c.Name, c.Value, c.Target, mark)
+		}
+		w("\n")
+	}
+	if len(r.Profiles) > 0 {
+		w("**Where the CPU goes** (profiles of this run; `part` is a pprof label: load = the benchmark's clients, limit = the direct baseline; postgres counts every backend of the server, other processes are whatever else ran on the machine).\n\n")
+		w("| phase | machine busy | this process | postgres | other processes | this process's CPU samples by part |\n|---|---:|---:|---:|---:|---|\n")
+		for _, p := range r.Profiles {
+			w("| %s | %.0f%% | %.2f cores | %.2f cores | %.2f cores | %s |\n", p.Name, p.MachineBusyPct, p.HarnessCores, p.PostgresCores, p.OtherCores, parts(p.CPUByPart))
+		}
+		w("\n")
+	}
+	return b.String()
+}
+
+func parts(m map[string]float64) string {
+	type kv struct {
+		k string
+		v float64
+	}
+	var l []kv
+	for k, v := range m {
+		l = append(l, kv{k, v})
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i].v > l[j].v })
+	var s []string
+	for _, e := range l {
+		s = append(s, fmt.Sprintf("%s %.0f%%", e.k, e.v))
+	}
+	return strings.Join(s, ", ")
+}
+
+func percentiles(d []time.Duration) (p50, p95, p99 float64) {
+	if len(d) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(d)
+	at := func(q float64) float64 {
+		i := int(q * float64(len(d)-1))
+		return float64(d[i]) / float64(time.Millisecond)
+	}
+	return at(0.50), at(0.95), at(0.99)
+}
+
+func machineInfo() map[string]string {
+	m := map[string]string{"cpus": fmt.Sprint(runtime.NumCPU()), "os": runtime.GOOS + "/" + runtime.GOARCH}
+	m["host"], _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m["cpu"] = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m["loadavg_at_start"] = strings.TrimSpace(string(b))
+	}
+	return m
+}

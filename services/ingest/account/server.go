@@ -1,0 +1,129 @@
+// Package account implements the AccountService gRPC API: API keys, provider
+// configurations (secrets sealed with pkg/secretbox, never returned), verified
+// senders, suppressions, and DeleteAccountData. Every query is scoped to the
+// caller's account in the store.
+package account
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/secretbox"
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/ingest/store"
+	"github.com/namirasoft/email-sender/services/worker/provider"
+)
+
+// Config tunes the service.
+type Config struct {
+	// VerificationFrom is the From of sender verification mails; empty means
+	// the address being verified (see AddSender).
+	VerificationFrom string
+	// CodeTTL is how long a mailed sender code is valid (default 24h).
+	CodeTTL time.Duration
+	// MaxCodeAttempts wrong codes kill a code (default 5).
+	MaxCodeAttempts int
+	// VerifyTimeout bounds one VerifyProvider login (default 30s).
+	VerifyTimeout time.Duration
+	// PurgeSettle is how long DeleteAccountData waits before purging the
+	// streams a second time, to catch jobs and events published by calls and
+	// deliveries that were under way (default 2.5s: a call's publish timeout
+	// and some).
+	PurgeSettle time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.CodeTTL <= 0 {
+		c.CodeTTL = 24 * time.Hour
+	}
+	if c.MaxCodeAttempts <= 0 {
+		c.MaxCodeAttempts = 5
+	}
+	if c.VerifyTimeout <= 0 {
+		c.VerifyTimeout = 30 * time.Second
+	}
+	if c.PurgeSettle < 0 {
+		c.PurgeSettle = 0
+	} else if c.PurgeSettle == 0 {
+		c.PurgeSettle = 2500 * time.Millisecond
+	}
+	return c
+}
+
+// DB is what the service needs of PostgreSQL (a *pgxpool.Pool).
+type DB interface {
+	store.DBTX
+	store.Beginner
+}
+
+// Mailer accepts the messages the service sends itself (a *send.Server).
+type Mailer interface {
+	SendSystem(ctx context.Context, accountID string, req *emailsenderv1.SendEmailRequest) (*emailsenderv1.SendEmailResponse, error)
+}
+
+// Revoker makes revoked or deleted API keys stop working on every replica.
+type Revoker interface {
+	Revoke(ctx context.Context, keyIDs ...string) error
+}
+
+// Deps are the service's dependencies.
+type Deps struct {
+	DB        DB
+	JetStream jetstream.JetStream
+	// Keyring seals and opens provider secrets; nil refuses secrets.
+	Keyring *secretbox.Keyring
+	Mailer  Mailer
+	Revoker Revoker
+	// Verifiers log in to providers by kind (smtp, sandbox).
+	Verifiers map[string]provider.Verifier
+	Logger    *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Server is the AccountService.
+type Server struct {
+	emailsenderv1.UnimplementedAccountServiceServer
+
+	cfg Config
+	d   Deps
+	log *slog.Logger
+	now func() time.Time
+}
+
+// New returns the service.
+func New(cfg Config, d Deps) *Server {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Server{cfg: cfg.withDefaults(), d: d, log: d.Logger, now: now}
+}
+
+// Scopes is the scope each AccountService method needs, for auth.Interceptor:
+// admin for all but ListUsage (read).
+func Scopes() map[string]string {
+	m := map[string]string{}
+	for _, method := range emailsenderv1.AccountService_ServiceDesc.Methods {
+		m["/"+emailsenderv1.AccountService_ServiceDesc.ServiceName+"/"+method.MethodName] = auth.ScopeAdmin
+	}
+	m[emailsenderv1.AccountService_ListUsage_FullMethodName] = auth.ScopeRead
+	return m
+}
+
+func caller(ctx context.Context) (auth.Principal, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok || p.AccountID == "" {
+		return auth.Principal{}, status.Error(codes.Unauthenticated, "no authenticated account")
+	}
+	return p, nil
+}

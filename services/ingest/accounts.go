@@ -1,0 +1,181 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/secretbox"
+	"github.com/namirasoft/email-sender/services/ingest/account"
+	"github.com/namirasoft/email-sender/services/ingest/send"
+	"github.com/namirasoft/email-sender/services/ingest/store"
+	"github.com/namirasoft/email-sender/services/worker/provider"
+	"github.com/namirasoft/email-sender/services/worker/provider/sandbox"
+	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
+)
+
+// accounts is what the AccountService adds to the service: the server, the
+// SMTP verifier it logs in with, and the revocation feed of the key cache.
+type accounts struct {
+	server   *account.Server
+	smtp     *smtp.Sender
+	keyStore *auth.KeyStore
+	revs     *auth.Revocations
+}
+
+// revoker revokes keys on this replica's cache at once and announces them to
+// the others.
+type revoker struct {
+	ks   *auth.KeyStore
+	revs *auth.Revocations
+}
+
+func (r revoker) Revoke(ctx context.Context, keyIDs ...string) error {
+	if r.ks != nil {
+		r.ks.Forget()
+	}
+	return r.revs.Publish(ctx, keyIDs...)
+}
+
+func newAccounts(cfg Config, deps Deps, mailer *send.Server) (*accounts, error) {
+	var keyring *secretbox.Keyring
+	if cfg.MasterKeys != "" {
+		var err error
+		if keyring, err = secretbox.ParseKeyring(cfg.MasterKeys, cfg.MasterKeyID); err != nil {
+			return nil, fmt.Errorf("ingest: MASTER_KEYS: %w", err)
+		}
+	}
+	ks := deps.KeyStore
+	if ks == nil {
+		ks, _ = deps.Auth.(*auth.KeyStore)
+	}
+	a := &accounts{
+		smtp:     smtp.New(smtp.Options{Logger: deps.Logger}),
+		keyStore: ks,
+		revs:     auth.NewRevocations(deps.JetStream, cfg.NATS.StreamReplicas),
+	}
+	a.server = account.New(account.Config{
+		VerificationFrom: cfg.VerificationFrom,
+		CodeTTL:          cfg.SenderCodeTTL,
+		VerifyTimeout:    cfg.ProviderVerifyTimeout,
+		PurgeSettle:      cfg.PublishTimeout + 500*time.Millisecond,
+	}, account.Deps{
+		DB: deps.Pool, JetStream: deps.JetStream, Keyring: keyring, Mailer: mailer,
+		Revoker:   revoker{ks: ks, revs: a.revs},
+		Verifiers: map[string]provider.Verifier{"smtp": a.smtp, "sandbox": sandbox.New()},
+		Logger:    deps.Logger, Now: deps.Now,
+	})
+	return a, nil
+}
+
+// watchRevocations keeps the key cache in step with revocations until ctx ends.
+func (a *accounts) watchRevocations(ctx context.Context) error {
+	if a.keyStore == nil {
+		return nil
+	}
+	return a.keyStore.Watch(ctx, a.revs)
+}
+
+// purgeContent is the retention janitor: every RetentionInterval it clears the
+// content (bodies, attachments) of delivered messages older than
+// RetentionPeriod, in batches, until ctx ends.
+func (s *Service) purgeContent(ctx context.Context) {
+	t := time.NewTicker(s.cfg.RetentionInterval)
+	defer t.Stop()
+	const batch = 1000
+	for {
+		cutoff := s.now().Add(-s.cfg.RetentionPeriod)
+		var total int64
+		for {
+			n, err := store.PurgeContent(ctx, s.deps.Pool, cutoff, batch)
+			total += n
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.WarnContext(ctx, "purge message content", "error", err)
+				}
+				break
+			}
+			if n < batch {
+				break
+			}
+		}
+		if total > 0 {
+			s.log.InfoContext(ctx, "purged message content past retention", "messages", total, "cutoff", cutoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Service) now() time.Time {
+	if s.deps.Now != nil {
+		return s.deps.Now()
+	}
+	return time.Now()
+}
+
+// RotateResult counts what RotateMasterKey did.
+type RotateResult struct {
+	// Rewrapped secrets now sealed under the current key.
+	Rewrapped int
+	// Current secrets were already under it.
+	Current int
+}
+
+// RotateMasterKey re-seals every provider secret's data key under keyring's
+// current master key (MASTER_KEY_ID), in transactions of batch rows; the
+// secrets themselves are not decrypted. The keyring must also hold every
+// older key still in use. Safe to run again (it resumes) and beside running
+// services (workers open either key id).
+func RotateMasterKey(ctx context.Context, pool *pgxpool.Pool, keyring *secretbox.Keyring, batch int) (RotateResult, error) {
+	if batch <= 0 {
+		batch = 500
+	}
+	kid := keyring.CurrentKeyID()
+	var res RotateResult
+	for {
+		n := 0
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			rows, err := store.LockSecretsNotUnder(ctx, tx, kid, nil, batch)
+			if err != nil {
+				return err
+			}
+			for _, r := range rows {
+				out, err := keyring.Rewrap(r.Secret)
+				if errors.Is(err, secretbox.ErrUnknownKey) {
+					old, _ := secretbox.KeyID(r.Secret)
+					return fmt.Errorf("provider configuration %s is sealed with master key %q, which is not in MASTER_KEYS: add it", r.ID, old)
+				}
+				if err != nil {
+					return fmt.Errorf("rewrap secret of provider configuration %s: %w", r.ID, err)
+				}
+				if err := store.ReplaceSecret(ctx, tx, r.ID, out); err != nil {
+					return err
+				}
+			}
+			n = len(rows)
+			return nil
+		})
+		if err != nil {
+			return res, err
+		}
+		res.Rewrapped += n
+		if n < batch {
+			break
+		}
+	}
+	err := pool.QueryRow(ctx, `SELECT count(*) FROM provider_configs WHERE secret IS NOT NULL`).Scan(&res.Current)
+	if err != nil {
+		return res, fmt.Errorf("count secrets: %w", err)
+	}
+	res.Current -= res.Rewrapped
+	return res, nil
+}

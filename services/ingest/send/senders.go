@@ -1,0 +1,104 @@
+package send
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/namirasoft/email-sender/pkg/address"
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/ingest/store"
+	"github.com/namirasoft/email-sender/services/ingest/validate"
+)
+
+// lookups are what prepare needs to know from the database about a call's
+// messages, fetched for the whole call in two indexed queries: which from
+// addresses are verified senders of the account and which recipients it
+// suppresses.
+type lookups struct {
+	checkSenders bool
+	verified     map[string]bool
+	suppressed   map[string]bool
+}
+
+type systemKey struct{}
+
+// SendSystem accepts a message ingest itself writes on behalf of accountID (the
+// sender verification mail) through the same path as SendEmail (validation,
+// suppressions, store, outbox, publish), without the verified-sender check.
+// Its errors are gRPC statuses, like SendEmail's.
+func (s *Server) SendSystem(ctx context.Context, accountID string, req *emailsenderv1.SendEmailRequest) (*emailsenderv1.SendEmailResponse, error) {
+	results, err := s.accept(context.WithValue(ctx, systemKey{}, true), accountID, []*emailsenderv1.SendEmailRequest{req})
+	if err != nil {
+		return nil, statusOf(ctx, s.log, err, "").Err()
+	}
+	if r := results[0]; r.err != nil {
+		return nil, statusOf(ctx, s.log, r.err, "").Err()
+	}
+	return results[0].resp, nil
+}
+
+// lookup fetches the lookups of reqs. Addresses that do not parse are left out:
+// validation rejects their messages.
+func (s *Server) lookup(ctx context.Context, accountID string, reqs []*emailsenderv1.SendEmailRequest) (*lookups, error) {
+	l := &lookups{checkSenders: s.cfg.RequireVerifiedSenders && ctx.Value(systemKey{}) == nil}
+	var froms, rcpts []string
+	seen := map[string]bool{}
+	add := func(list *[]string, a *emailsenderv1.Address) {
+		p, err := address.Parse(a.GetAddress())
+		if err != nil {
+			return
+		}
+		if k := p.Lower(); !seen[k] {
+			seen[k] = true
+			*list = append(*list, k)
+		}
+	}
+	for _, r := range reqs {
+		m := r.GetMessage()
+		if l.checkSenders && m.GetFrom() != nil {
+			add(&froms, m.GetFrom())
+		}
+		for _, list := range [][]*emailsenderv1.Address{m.GetTo(), m.GetCc(), m.GetBcc()} {
+			for _, a := range list {
+				add(&rcpts, a)
+			}
+		}
+	}
+	var err error
+	if len(froms) > 0 {
+		if l.verified, err = store.VerifiedSenders(ctx, s.db, accountID, froms); err != nil {
+			return nil, err
+		}
+	}
+	if l.suppressed, err = store.Suppressed(ctx, s.db, accountID, rcpts); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// checkSender refuses an unverified from address.
+func (l *lookups) checkSender(v *validate.Request) error {
+	if !l.checkSenders {
+		return nil
+	}
+	p, err := address.Parse(v.Message.GetFrom().GetAddress())
+	if err != nil || !l.verified[p.Lower()] {
+		return &validate.Error{Field: "message.from.address", Code: codes.FailedPrecondition,
+			Description: fmt.Sprintf("%q is not a verified sender of this account (AccountService.AddSender, then VerifySender)", v.Message.GetFrom().GetAddress())}
+	}
+	return nil
+}
+
+// suppressedOf lists the suppressed recipients of v (lower-cased), which the
+// worker marks SUPPRESSED and sends nothing to.
+func (l *lookups) suppressedOf(v *validate.Request) []string {
+	var out []string
+	for _, r := range v.Recipients {
+		if l.suppressed[r.Address] {
+			out = append(out, r.Address)
+		}
+	}
+	return out
+}

@@ -1,0 +1,251 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Sender statuses and verification methods.
+const (
+	SenderPending  = "pending"
+	SenderVerified = "verified"
+
+	MethodCode        = "code"
+	MethodSESIdentity = "ses_identity"
+	MethodBootstrap   = "bootstrap"
+)
+
+// Sender errors.
+var (
+	// ErrSenderVerified means the address is already a verified sender.
+	ErrSenderVerified = errors.New("is already a verified sender of this account")
+	// ErrNoCode means the sender is not verified by a mailed code.
+	ErrNoCode = errors.New("this sender is not verified by a mailed code")
+	// ErrCodeExpired means the code expired or was guessed wrong too often.
+	ErrCodeExpired = errors.New("the code expired or was entered wrong too many times; call AddSender again for a new code")
+)
+
+// WrongCodeError means the code does not match.
+type WrongCodeError struct{ Left int }
+
+func (e *WrongCodeError) Error() string {
+	return fmt.Sprintf("the code is wrong (%d attempts left)", e.Left)
+}
+
+// Sender is a stored sender.
+type Sender struct {
+	ID         string
+	Address    string
+	IsDomain   bool
+	Status     string
+	Method     string
+	ProviderID string
+	CreatedAt  time.Time
+	VerifiedAt *time.Time
+}
+
+const senderColumns = `id::text, address, is_domain, status, method, COALESCE(provider_id::text, ''), created_at, verified_at`
+
+func scanSender(r pgx.Row) (Sender, error) {
+	var s Sender
+	err := r.Scan(&s.ID, &s.Address, &s.IsDomain, &s.Status, &s.Method, &s.ProviderID, &s.CreatedAt, &s.VerifiedAt)
+	return s, err
+}
+
+// SenderCodeHash is what is stored of a verification code.
+func SenderCodeHash(accountID, address, code string) []byte {
+	h := sha256.Sum256([]byte("emailsender-sender-code|" + accountID + "|" + address + "|" + code))
+	return h[:]
+}
+
+// NewPendingSender is a sender awaiting verification.
+type NewPendingSender struct {
+	ID         string
+	AccountID  string
+	Address    string // lower-cased
+	IsDomain   bool
+	Method     string
+	ProviderID string
+	// CodeHash and CodeExpires are empty for senders verified otherwise (SES identities).
+	CodeHash    []byte
+	CodeExpires time.Time
+	Now         time.Time
+}
+
+// PutPendingSender stores s as pending, or gives a pending sender of the same
+// address a new code (its attempts reset). ErrSenderVerified when the address
+// is already verified.
+func PutPendingSender(ctx context.Context, db DBTX, s NewPendingSender) (Sender, error) {
+	var expires *time.Time
+	if !s.CodeExpires.IsZero() {
+		expires = &s.CodeExpires
+	}
+	out, err := scanSender(db.QueryRow(ctx, `
+		INSERT INTO senders AS s (id, account_id, address, is_domain, status, method, provider_id,
+			code_hash, code_expires_at, code_attempts, created_at)
+		VALUES ($1, $2, $3, $4, 'pending', $5, NULLIF($6, '')::uuid, $7, $8, 0, $9)
+		ON CONFLICT (account_id, address) DO UPDATE
+		SET method = EXCLUDED.method, provider_id = EXCLUDED.provider_id, code_hash = EXCLUDED.code_hash,
+		    code_expires_at = EXCLUDED.code_expires_at, code_attempts = 0
+		WHERE s.status = 'pending'
+		RETURNING `+senderColumns,
+		s.ID, s.AccountID, s.Address, s.IsDomain, s.Method, s.ProviderID, s.CodeHash, expires, s.Now))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Sender{}, ErrSenderVerified
+	}
+	if err != nil {
+		return Sender{}, fmt.Errorf("store sender: %w", err)
+	}
+	return out, nil
+}
+
+// AddVerifiedSenders stores addresses (lower-cased; without "@" a whole domain)
+// as verified by method.
+func AddVerifiedSenders(ctx context.Context, db DBTX, accountID string, addresses []string, method string, now time.Time) error {
+	for _, a := range addresses {
+		_, err := db.Exec(ctx, `
+			INSERT INTO senders (id, account_id, address, is_domain, status, method, verified_at, created_at)
+			VALUES ($1, $2, $3, $4, 'verified', $5, $6, $6)
+			ON CONFLICT (account_id, address) DO UPDATE
+			SET status = 'verified', method = EXCLUDED.method, verified_at = EXCLUDED.verified_at,
+			    code_hash = NULL, code_expires_at = NULL, code_attempts = 0
+			WHERE senders.status = 'pending'`,
+			uuid.NewString(), accountID, a, !strings.Contains(a, "@"), method, now)
+		if err != nil {
+			return fmt.Errorf("add verified sender %s: %w", a, err)
+		}
+	}
+	return nil
+}
+
+// VerifySenderCode checks code against the pending sender id of accountID. A
+// wrong code counts an attempt (*WrongCodeError); after maxAttempts wrong ones,
+// or past its expiry, the code is dead (ErrCodeExpired). A verified sender is
+// returned as is.
+func VerifySenderCode(ctx context.Context, db Beginner, accountID, id, code string, now time.Time, maxAttempts int) (Sender, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return Sender{}, ErrNotFound
+	}
+	var out Sender
+	var wrong error
+	err := withTx(ctx, db, func(tx pgx.Tx) error {
+		var (
+			s        Sender
+			hash     []byte
+			expires  *time.Time
+			attempts int
+		)
+		err := tx.QueryRow(ctx, `
+			SELECT `+senderColumns+`, code_hash, code_expires_at, code_attempts
+			FROM senders WHERE account_id = $1 AND id = $2 FOR UPDATE`, accountID, id).
+			Scan(&s.ID, &s.Address, &s.IsDomain, &s.Status, &s.Method, &s.ProviderID, &s.CreatedAt, &s.VerifiedAt,
+				&hash, &expires, &attempts)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read sender %s: %w", id, err)
+		}
+		if s.Status == SenderVerified {
+			out = s
+			return nil
+		}
+		if hash == nil {
+			return ErrNoCode
+		}
+		if attempts >= maxAttempts || expires == nil || !now.Before(*expires) {
+			return ErrCodeExpired
+		}
+		if subtle.ConstantTimeCompare(hash, SenderCodeHash(accountID, s.Address, code)) != 1 {
+			if _, err := tx.Exec(ctx, `UPDATE senders SET code_attempts = code_attempts + 1 WHERE id = $1`, id); err != nil {
+				return fmt.Errorf("count code attempt: %w", err)
+			}
+			// Committed: the attempt counts even though the call fails.
+			wrong = &WrongCodeError{Left: maxAttempts - attempts - 1}
+			return nil
+		}
+		out, err = scanSender(tx.QueryRow(ctx, `
+			UPDATE senders SET status = 'verified', method = $2, verified_at = $3,
+				code_hash = NULL, code_expires_at = NULL, code_attempts = 0
+			WHERE id = $1 RETURNING `+senderColumns, id, MethodCode, now))
+		if err != nil {
+			return fmt.Errorf("mark sender %s verified: %w", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Sender{}, err
+	}
+	if wrong != nil {
+		return Sender{}, wrong
+	}
+	return out, nil
+}
+
+// ListSenders returns the senders of accountID, by address.
+func ListSenders(ctx context.Context, db DBTX, accountID string) ([]Sender, error) {
+	rows, err := db.Query(ctx, `SELECT `+senderColumns+` FROM senders WHERE account_id = $1 ORDER BY address`, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("list senders: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Sender, error) { return scanSender(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list senders: %w", err)
+	}
+	return out, nil
+}
+
+// RemoveSender deletes a sender of accountID; ErrNotFound when there is none.
+func RemoveSender(ctx context.Context, db DBTX, accountID, id string) error {
+	if _, err := uuid.Parse(id); err != nil {
+		return ErrNotFound
+	}
+	tag, err := db.Exec(ctx, `DELETE FROM senders WHERE account_id = $1 AND id = $2`, accountID, id)
+	if err != nil {
+		return fmt.Errorf("remove sender %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// VerifiedSenders returns which of froms (lower-cased addresses) accountID may
+// send from: verified as an address, or by a verified domain.
+func VerifiedSenders(ctx context.Context, db DBTX, accountID string, froms []string) (map[string]bool, error) {
+	keys := make([]string, 0, 2*len(froms))
+	for _, f := range froms {
+		keys = append(keys, f)
+		if at := strings.LastIndexByte(f, '@'); at >= 0 {
+			keys = append(keys, f[at+1:])
+		}
+	}
+	rows, err := db.Query(ctx, `
+		SELECT address FROM senders
+		WHERE account_id = $1 AND status = 'verified' AND address = ANY($2)`, accountID, keys)
+	if err != nil {
+		return nil, fmt.Errorf("look up senders: %w", err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("look up senders: %w", err)
+	}
+	verified := map[string]bool{}
+	for _, a := range found {
+		verified[a] = true
+	}
+	out := make(map[string]bool, len(froms))
+	for _, f := range froms {
+		at := strings.LastIndexByte(f, '@')
+		out[f] = verified[f] || (at >= 0 && verified[f[at+1:]])
+	}
+	return out, nil
+}

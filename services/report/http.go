@@ -1,0 +1,41 @@
+package report
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/namirasoft/email-sender/pkg/httpgateway"
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+)
+
+// httpMaxBodyBytes bounds an HTTP/JSON request body: ReportService calls are
+// GETs with query parameters.
+const httpMaxBodyBytes = 1 << 20
+
+// httpEnabled reports whether Run serves the HTTP/JSON API: with
+// Deps.HTTPListener, or on Config.HTTPAddr unless it is empty or "off".
+func (c Config) httpEnabled(d Deps) bool {
+	return d.HTTPListener != nil || (c.HTTPAddr != "" && c.HTTPAddr != "off")
+}
+
+// httpGateway builds the HTTP/JSON gateway of ReportService calling the gRPC
+// server on grpcAddr, and its listener; nil when HTTP is off.
+func (s *Service) httpGateway(grpcAddr net.Addr) (*httpgateway.Gateway, net.Listener, error) {
+	if !s.cfg.httpEnabled(s.deps) {
+		return nil, nil, nil
+	}
+	lis := s.deps.HTTPListener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+			return nil, nil, fmt.Errorf("listen %s: %w", s.cfg.HTTPAddr, err)
+		}
+	}
+	gw, err := httpgateway.New(httpgateway.Config{MaxBodyBytes: httpMaxBodyBytes, ShutdownGrace: s.cfg.ShutdownGrace},
+		httpgateway.LoopbackTarget(grpcAddr), s.log, emailsenderv1.RegisterReportServiceHandler)
+	if err != nil {
+		_ = lis.Close()
+		return nil, nil, err
+	}
+	return gw, lis, nil
+}

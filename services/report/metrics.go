@@ -1,0 +1,38 @@
+package report
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/namirasoft/email-sender/pkg/telemetry"
+)
+
+// metrics are the report service's instruments, created once.
+type metrics struct {
+	events    metric.Int64Counter
+	byOutcome *telemetry.Label
+}
+
+func newMetrics(tel *telemetry.Telemetry) *metrics {
+	// Creating an instrument fails only for an invalid name; this one is constant.
+	events, _ := tel.Meter("github.com/namirasoft/email-sender/services/report").Int64Counter("emailsender_report_events",
+		metric.WithDescription("Delivery events the report consumer handled, by outcome (applied, duplicate, unknown, malformed, retried)."),
+		metric.WithUnit("{event}"))
+	return &metrics{events: events, byOutcome: telemetry.NewLabel("outcome")}
+}
+
+// batch counts what became of a batch's events.
+func (m *metrics) batch(ctx context.Context, rep *BatchReport) {
+	for _, c := range []struct {
+		outcome string
+		ids     []string
+	}{
+		{"applied", rep.Applied}, {"duplicate", rep.Duplicates}, {"unknown", rep.Unknown},
+		{"malformed", rep.Malformed}, {"retried", rep.Retried},
+	} {
+		if len(c.ids) > 0 {
+			m.events.Add(ctx, int64(len(c.ids)), m.byOutcome.Option(c.outcome))
+		}
+	}
+}
