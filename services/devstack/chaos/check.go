@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/queue"
@@ -274,14 +273,4 @@ func sample(list []string) []string {
 		return list[:5]
 	}
 	return list
-}
-
-// jsState is a short description of the send stream, for logs.
-func jsState(ctx context.Context, js jetstream.JetStream) string {
-	info, err := js.Stream(ctx, queue.SendStream)
-	if err != nil {
-		return err.Error()
-	}
-	st := info.CachedInfo().State
-	return fmt.Sprintf("send stream: %d msgs", st.Msgs)
 }
