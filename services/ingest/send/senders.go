@@ -13,7 +13,7 @@ import (
 )
 
 // lookups are what prepare needs to know from the database about a call's
-// messages, fetched for the whole call in two indexed queries: which from
+// messages, fetched for the whole call in one round trip: which from
 // addresses are verified senders of the account and which recipients it
 // suppresses.
 type lookups struct {
@@ -67,12 +67,7 @@ func (s *Server) lookup(ctx context.Context, accountID string, reqs []*emailsend
 		}
 	}
 	var err error
-	if len(froms) > 0 {
-		if l.verified, err = store.VerifiedSenders(ctx, s.db, accountID, froms); err != nil {
-			return nil, err
-		}
-	}
-	if l.suppressed, err = store.Suppressed(ctx, s.db, accountID, rcpts); err != nil {
+	if l.verified, l.suppressed, err = store.SendLookups(ctx, s.db, accountID, froms, rcpts); err != nil {
 		return nil, err
 	}
 	return l, nil

@@ -133,7 +133,7 @@ func acceptPipelined(ctx context.Context, db batcher, msgs []*NewMessage) ([]Acc
 		}
 	}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT 1 / (count(*) / $2)::int FROM (SELECT id FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE) a`, ids, len(ids))
+	b.Queue(`SELECT 1 / (count(*) / $2)::int FROM (SELECT id FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE) a`, ids, len(ids))
 	out := make([]Accepted, len(msgs))
 	for i, m := range msgs {
 		if err := queueInsert(b, m); err != nil {
@@ -164,7 +164,7 @@ func lockAccounts(ctx context.Context, tx pgx.Tx, msgs []*NewMessage) error {
 			ids = append(ids, m.AccountID)
 		}
 	}
-	rows, err := tx.Query(ctx, `SELECT id FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE`, ids)
+	rows, err := tx.Query(ctx, `SELECT id FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE`, ids)
 	if err != nil {
 		return fmt.Errorf("lock accounts: %w", err)
 	}

@@ -218,9 +218,12 @@ func RemoveSender(ctx context.Context, db DBTX, accountID, id string) error {
 	return nil
 }
 
-// VerifiedSenders returns which of froms (lower-cased addresses) accountID may
-// send from: verified as an address, or by a verified domain.
-func VerifiedSenders(ctx context.Context, db DBTX, accountID string, froms []string) (map[string]bool, error) {
+// SendLookups answers, in one round trip, what accepting messages needs to know:
+// which of froms are verified senders of the account (an address counts when it
+// or its domain is verified) and which of rcpts the account suppresses. froms
+// and rcpts are lower-cased canonical addresses; froms may be empty when
+// senders are not checked.
+func SendLookups(ctx context.Context, db DBTX, accountID string, froms, rcpts []string) (verified, suppressed map[string]bool, err error) {
 	keys := make([]string, 0, 2*len(froms))
 	for _, f := range froms {
 		keys = append(keys, f)
@@ -229,23 +232,36 @@ func VerifiedSenders(ctx context.Context, db DBTX, accountID string, froms []str
 		}
 	}
 	rows, err := db.Query(ctx, `
-		SELECT address FROM senders
-		WHERE account_id = $1 AND status = 'verified' AND address = ANY($2)`, accountID, keys)
+		SELECT true, address FROM senders
+		WHERE account_id = $1 AND status = 'verified' AND address = ANY($2)
+		UNION ALL
+		SELECT false, address FROM suppressions WHERE account_id = $1 AND address = ANY($3)`,
+		accountID, keys, rcpts)
 	if err != nil {
-		return nil, fmt.Errorf("look up senders: %w", err)
+		return nil, nil, fmt.Errorf("look up senders and suppressions: %w", err)
 	}
-	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("look up senders: %w", err)
+	defer rows.Close()
+	found := map[string]bool{}
+	suppressed = map[string]bool{}
+	for rows.Next() {
+		var isSender bool
+		var a string
+		if err := rows.Scan(&isSender, &a); err != nil {
+			return nil, nil, fmt.Errorf("look up senders and suppressions: %w", err)
+		}
+		if isSender {
+			found[a] = true
+		} else {
+			suppressed[a] = true
+		}
 	}
-	verified := map[string]bool{}
-	for _, a := range found {
-		verified[a] = true
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("look up senders and suppressions: %w", err)
 	}
-	out := make(map[string]bool, len(froms))
+	verified = make(map[string]bool, len(froms))
 	for _, f := range froms {
 		at := strings.LastIndexByte(f, '@')
-		out[f] = verified[f] || (at >= 0 && verified[f[at+1:]])
+		verified[f] = found[f] || (at >= 0 && found[f[at+1:]])
 	}
-	return out, nil
+	return verified, suppressed, nil
 }

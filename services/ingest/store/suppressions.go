@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -59,26 +58,4 @@ func RemoveSuppression(ctx context.Context, db DBTX, accountID, address string) 
 		return ErrNotFound
 	}
 	return nil
-}
-
-// Suppressed returns which of addresses (lower-cased) accountID suppresses, in
-// one indexed query.
-func Suppressed(ctx context.Context, db DBTX, accountID string, addresses []string) (map[string]bool, error) {
-	if len(addresses) == 0 {
-		return nil, nil
-	}
-	rows, err := db.Query(ctx, `
-		SELECT address FROM suppressions WHERE account_id = $1 AND address = ANY($2)`, accountID, addresses)
-	if err != nil {
-		return nil, fmt.Errorf("look up suppressions: %w", err)
-	}
-	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("look up suppressions: %w", err)
-	}
-	out := make(map[string]bool, len(found))
-	for _, a := range found {
-		out[a] = true
-	}
-	return out, nil
 }
