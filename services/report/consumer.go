@@ -131,8 +131,8 @@ func (s *Service) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithLinks(trace.LinkFromContext(batchCtx)),
 			trace.WithAttributes(
-				attribute.String("account_id", ev.accountID),
-				attribute.String("message_id", ev.messageID),
+				attribute.String("account.id", ev.accountID),
+				attribute.String("message.id", ev.messageID),
 				attribute.String("event_id", ev.id),
 				attribute.String("event_type", ev.typ),
 				attribute.Int("attempt", int(ev.attempt))))

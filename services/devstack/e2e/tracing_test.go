@@ -292,7 +292,7 @@ func collect(spans tracetest.SpanStubs, id string) traceOf {
 	var tr traceOf
 	delivers := map[trace.SpanID]bool{}
 	for _, sp := range spans {
-		if attr(sp, "message.id") == id || attr(sp, "message_id") == id {
+		if attr(sp, "message.id") == id {
 			tr.spans = append(tr.spans, sp)
 			if sp.Name == "worker.deliver" {
 				delivers[sp.SpanContext.SpanID()] = true
