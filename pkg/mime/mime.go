@@ -14,7 +14,8 @@
 //	inline parts         multipart/related around the body
 //	attachments          multipart/mixed around everything
 //
-// Bcc recipients never appear in the headers; they belong to the SMTP envelope.
+// Bcc recipients appear in the headers only with Options.BccHeader (for the
+// Gmail API, which strips them); otherwise they belong to the SMTP envelope.
 // Internationalised domains are written in their ASCII (punycode) form.
 package mime
 
@@ -50,6 +51,11 @@ type Options struct {
 	// Date is the Date header. Zero means time.Now(). Senders pass the time the
 	// message was accepted, so every attempt builds the same headers.
 	Date time.Time
+	// BccHeader writes the bcc recipients in a Bcc header. Off by default: over
+	// SMTP bcc recipients belong to the envelope only. An API that takes the
+	// recipients from the headers and removes the Bcc header before delivery
+	// (the Gmail API) needs it on.
+	BccHeader bool
 }
 
 // reservedHeaders are set by the builder and cannot be given as custom headers.
@@ -81,11 +87,17 @@ func Build(m *emailsenderv1.EmailMessage, o Options) (*gomail.Msg, error) {
 	if err := setAddrs(m.GetCc(), "cc", msg.CcMailAddress); err != nil {
 		return nil, err
 	}
-	// Bcc addresses are validated, never written.
+	// Bcc addresses are validated, and written only with Options.BccHeader.
+	var bcc []string
 	for i, a := range m.GetBcc() {
-		if _, err := address(fmt.Sprintf("bcc[%d]", i), a); err != nil {
+		addr, err := address(fmt.Sprintf("bcc[%d]", i), a)
+		if err != nil {
 			return nil, err
 		}
+		bcc = append(bcc, addr.String())
+	}
+	if o.BccHeader && len(bcc) > 0 {
+		msg.SetGenHeader(gomail.Header("Bcc"), bcc...)
 	}
 
 	if err := checkHeaderValue("subject", m.GetSubject()); err != nil {

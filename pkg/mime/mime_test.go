@@ -3,6 +3,7 @@ package mime_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	stdmime "mime"
 	"mime/multipart"
@@ -296,6 +297,45 @@ func TestRaw_AddressesAndHeaders(t *testing.T) {
 	for _, line := range strings.Split(string(raw), "\r\n") {
 		require.LessOrEqual(t, len(line), 998)
 	}
+}
+
+// TestRaw_BccHeader: with Options.BccHeader the bcc recipients are written in
+// a Bcc header (names encoded, long lists folded); the rest of the message is
+// the same as without it.
+func TestRaw_BccHeader(t *testing.T) {
+	t.Parallel()
+	m := baseMessage()
+	m.Bcc = []*emailsenderv1.Address{{Address: "secret@example.net", Name: "Hidden Müller"}, {Address: "b2@例え.jp"}}
+	for i := range 20 {
+		m.Bcc = append(m.Bcc, &emailsenderv1.Address{Address: fmt.Sprintf("many%02d@example.org", i), Name: "Many Recipients"})
+	}
+	date := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	without, err := mime.Raw(m, mime.Options{MessageID: "id1", Date: date})
+	require.NoError(t, err)
+	with, err := mime.Raw(m, mime.Options{MessageID: "id1", Date: date, BccHeader: true})
+	require.NoError(t, err)
+
+	bcc, err := parse(t, with).msg.Header.AddressList("Bcc")
+	require.NoError(t, err)
+	require.Len(t, bcc, 22)
+	require.Equal(t, &mail.Address{Name: "Hidden Müller", Address: "secret@example.net"}, bcc[0])
+	require.Equal(t, "b2@xn--r8jz45g.jp", bcc[1].Address)
+	for _, line := range strings.Split(string(with), "\r\n") {
+		require.LessOrEqual(t, len(line), 998)
+	}
+	require.Empty(t, parse(t, without).msg.Header["Bcc"])
+
+	// Only the Bcc field differs (multipart boundaries are random: compare the
+	// header sections only).
+	hdr := func(raw []byte) string { return string(raw[:bytes.Index(raw, []byte("\r\n\r\n"))]) }
+	withHdr := hdr(with)
+	start := strings.Index(withHdr, "Bcc: ")
+	require.GreaterOrEqual(t, start, 0)
+	end := start + strings.Index(withHdr[start:], "\r\n")
+	for end+2 < len(withHdr) && (withHdr[end+2] == ' ' || withHdr[end+2] == '\t') {
+		end += 2 + strings.Index(withHdr[end+2:], "\r\n")
+	}
+	require.Equal(t, hdr(without), withHdr[:start]+withHdr[end+2:])
 }
 
 func TestBuild_SubjectRoundTrip(t *testing.T) {

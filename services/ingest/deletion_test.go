@@ -123,6 +123,8 @@ func TestDeleteAccountData(t *testing.T) {
 	require.EqualValues(t, 3, before["kv"])
 
 	_, err = b.acc[0].DeleteAccountData(b.admin(t), &v1.DeleteAccountDataRequest{ConfirmAccountId: other.AccountID})
+	requireField(t, err, codes.PermissionDenied, "confirm_account_id")
+	_, err = b.acc[0].DeleteAccountData(b.admin(t), &v1.DeleteAccountDataRequest{})
 	requireField(t, err, codes.InvalidArgument, "confirm_account_id")
 
 	resp, err := b.acc[0].DeleteAccountData(b.admin(t), &v1.DeleteAccountDataRequest{ConfirmAccountId: b.acct.AccountID})

@@ -3,10 +3,13 @@ package report
 import (
 	"errors"
 	"fmt"
+	"path"
+	"regexp"
 	"time"
 
 	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/services/report/sns"
 )
 
 // Config configures the report service. Load it with envconfig.Load; the zero
@@ -20,6 +23,17 @@ type Config struct {
 	// pkg/httpgateway); "off" disables it. WithDefaults leaves it empty: a
 	// Config built in Go serves no HTTP unless Deps.HTTPListener is set.
 	HTTPAddr string `env:"REPORT_HTTP_ADDR" default:":8092" help:"HTTP/JSON listen address (grpc-gateway; off disables)"`
+	// TLSCertFile and TLSKeyFile, when set, make the HTTP server serve HTTPS
+	// (the SES feedback endpoint must be reachable over HTTPS, here or on a
+	// proxy in front).
+	TLSCertFile string `env:"REPORT_TLS_CERT_FILE" help:"PEM certificate chain of the HTTP server; with REPORT_TLS_KEY_FILE it serves HTTPS"`
+	TLSKeyFile  string `env:"REPORT_TLS_KEY_FILE" help:"PEM private key of REPORT_TLS_CERT_FILE"`
+	// SNSCertHostPattern is what the host of an SNS message's SigningCertURL
+	// and SubscribeURL must match (https only).
+	SNSCertHostPattern string `env:"REPORT_SNS_CERT_HOST_PATTERN" default:"^sns\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?$" help:"regexp the host of SNS signing certificate and subscribe URLs must match"`
+	// SNSTopicARNs, when set, are the only SNS topics whose messages the
+	// feedback endpoint accepts.
+	SNSTopicARNs []string `env:"REPORT_SNS_TOPIC_ARNS" help:"SNS topic ARNs (or patterns with *) the feedback endpoint accepts, comma separated (empty: any)"`
 	// MetricsAddr is where the report command serves /metrics (Prometheus).
 	MetricsAddr string `env:"REPORT_METRICS_ADDR" default:":9082" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
 
@@ -81,6 +95,9 @@ func (c Config) WithDefaults() Config {
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = 20 * time.Second
 	}
+	if c.SNSCertHostPattern == "" {
+		c.SNSCertHostPattern = sns.DefaultCertHostPattern
+	}
 	return c
 }
 
@@ -97,6 +114,17 @@ func (c Config) validate() error {
 	}
 	if c.BatchWait < 0 || c.RetryDelay < 0 {
 		errs = append(errs, errors.New("batch wait and retry delay must not be negative"))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls: set both REPORT_TLS_CERT_FILE and REPORT_TLS_KEY_FILE, or neither"))
+	}
+	if _, err := regexp.Compile(c.SNSCertHostPattern); err != nil {
+		errs = append(errs, fmt.Errorf("sns cert host pattern: %w", err))
+	}
+	for _, t := range c.SNSTopicARNs {
+		if _, err := path.Match(t, ""); err != nil {
+			errs = append(errs, fmt.Errorf("sns topic arn %q: %w", t, err))
+		}
 	}
 	if err := c.API.Validate(); err != nil {
 		errs = append(errs, err)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -51,6 +52,9 @@ type stackOptions struct {
 	// telemetry by service ("ingest", "worker", "report"), as if each ran in its
 	// own process; telemetry.Nop() for those not given.
 	telemetry map[string]*telemetry.Telemetry
+	// logs, when set, also receives every service's log lines from debug up
+	// (the test's own output keeps warn and up).
+	logs *logBuffer
 }
 
 func (o stackOptions) tel(service string) *telemetry.Telemetry {
@@ -127,7 +131,11 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	require.NoError(t, err)
 	s.accounts["sandbox"] = acc
 
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var handler slog.Handler = slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})
+	if opts.logs != nil {
+		handler = slog.NewMultiHandler(handler, slog.NewTextHandler(opts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	log := slog.New(handler)
 	keyStore := auth.NewKeyStore(s.db.Pool, 0)
 	ingestLis := listen(t)
 	reportLis := listen(t)
@@ -291,6 +299,25 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = cc.Close() })
 	return cc
+}
+
+// logBuffer collects log lines; safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 type testWriter struct{ t *testing.T }

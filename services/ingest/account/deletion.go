@@ -38,8 +38,15 @@ func (s *Server) DeleteAccountData(ctx context.Context, req *emailsenderv1.Delet
 	if err != nil {
 		return nil, err
 	}
-	if req.GetConfirmAccountId() != p.AccountID {
-		return nil, fieldErr(codes.InvalidArgument, "confirm_account_id", "must equal the caller's account id")
+	switch req.GetConfirmAccountId() {
+	case p.AccountID:
+	case "":
+		return nil, fieldErr(codes.InvalidArgument, "confirm_account_id", "is required: the caller's account id")
+	default:
+		// Another account's id (or a mistyped one): acting on another account
+		// is PERMISSION_DENIED, as for every RPC (the same answer whether or not
+		// that account exists).
+		return nil, fieldErr(codes.PermissionDenied, "confirm_account_id", "must equal the caller's account id: a caller can delete only its own account's data")
 	}
 	auditID := uuid.NewString()
 	d, err := store.DeleteAccount(ctx, s.d.DB, p.AccountID, auditID, s.now())
