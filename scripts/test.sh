@@ -7,7 +7,8 @@
 #      picked up automatically);
 #   4. a summary: tests passed/failed/skipped, fuzz targets, elapsed time.
 # NATS and SMTP servers are started in-process by the tests themselves
-# (pkg/natstest, pkg/smtpsink).
+# (pkg/natstest, pkg/smtpsink); the SES v2 emulator (aws-ses-v2-local, Node.js)
+# is installed here by scripts/ses-emulator.sh and started by the tests (pkg/sestest).
 #
 # Environment:
 #   FUZZTIME=10s       time per fuzz target; 0 skips fuzzing
@@ -42,6 +43,10 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
+
+# --- SES emulator ---------------------------------------------------------------
+# npm ci of the locked aws-ses-v2-local once, before the test binaries ask for it.
+bash scripts/ses-emulator.sh install
 
 # --- go test ------------------------------------------------------------------
 patterns=()

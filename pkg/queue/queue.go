@@ -9,6 +9,11 @@
 //
 //	Nats-Msg-Id = event id.
 //
+// Notices:    every job stored on EMAIL_SEND is republished by the stream,
+//
+//	headers only, on notice.send.<provider_kind>.<account_id>, so workers
+//	learn at once that an account has work (see services/worker).
+//
 // Both carry the account in the subject so an account's pending work can be
 // purged by subject filter.
 package queue
@@ -16,6 +21,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -26,8 +32,9 @@ const (
 	SendStream  = "EMAIL_SEND"
 	EventStream = "EMAIL_EVENTS"
 
-	sendPrefix  = "send."
-	eventPrefix = "events."
+	sendPrefix   = "send."
+	eventPrefix  = "events."
+	noticePrefix = "notice."
 )
 
 // Event types, as stored in the timeline.
@@ -44,6 +51,9 @@ const (
 	EventComplained  = "COMPLAINED"
 	EventCanceled    = "CANCELED"
 	EventSuppressed  = "SUPPRESSED"
+	// EventFailover: the message moved to its provider configuration's
+	// fallback (status RETRYING; provider_id names the fallback).
+	EventFailover = "FAILOVER"
 )
 
 // SendSubject is the subject of a send job.
@@ -53,6 +63,24 @@ func SendSubject(providerKind, accountID string) string {
 
 // SendFilter matches every send job of one provider kind.
 func SendFilter(providerKind string) string { return sendPrefix + providerKind + ".>" }
+
+// SendKindAccounts matches the subjects of one provider kind, one per account
+// (for stream info's per-subject counts).
+func SendKindAccounts(providerKind string) string { return sendPrefix + providerKind + ".*" }
+
+// SendNoticeFilter matches the headers-only notices of new send jobs of one
+// provider kind: notice.send.<provider_kind>.<account_id>.
+func SendNoticeFilter(providerKind string) string {
+	return noticePrefix + sendPrefix + providerKind + ".*"
+}
+
+// SubjectAccount returns the last token of a send or notice subject: the account.
+func SubjectAccount(subject string) string {
+	if i := strings.LastIndexByte(subject, '.'); i >= 0 {
+		return subject[i+1:]
+	}
+	return subject
+}
 
 // SendAccountFilter matches every send job of one account.
 func SendAccountFilter(accountID string) string { return sendPrefix + "*." + accountID }
@@ -122,6 +150,10 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 		Duplicates:  cfg.DuplicateWindow,
 		MaxMsgSize:  cfg.MaxMsgSize,
 		Discard:     jetstream.DiscardOld,
+		// A headers-only copy of every stored job, on notice.send.<kind>.<account>:
+		// workers wake up for an account's first job instead of waiting for
+		// their next poll. Nothing stores the notices.
+		RePublish: &jetstream.RePublish{Source: sendPrefix + ">", Destination: noticePrefix + sendPrefix + ">", HeadersOnly: true},
 	}, {
 		Name:        EventStream,
 		Description: "email delivery events",

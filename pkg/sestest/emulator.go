@@ -37,7 +37,7 @@ import (
 )
 
 // EmulatorAccount is the GetAccount answer of the emulator this package starts
-// (its AWS_SES_ACCOUNT): a production account sending up to 200 messages/s.
+// (its AWS_SES_ACCOUNT): a production account sending up to 5,000 messages/s.
 var EmulatorAccount = map[string]any{
 	"DedicatedIpAutoWarmupEnabled": false,
 	"Details": map[string]any{
@@ -53,7 +53,7 @@ var EmulatorAccount = map[string]any{
 	"SendingEnabled":          true,
 	"SendQuota": map[string]any{
 		"Max24HourSend":   1000000,
-		"MaxSendRate":     200,
+		"MaxSendRate":     5000,
 		"SentLast24Hours": 0,
 	},
 	"SuppressionAttributes": map[string]any{"SuppressedReasons": []string{}},

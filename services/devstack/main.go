@@ -35,7 +35,9 @@ import (
 	"github.com/namirasoft/email-sender/services/report"
 	"github.com/namirasoft/email-sender/services/worker"
 	"github.com/namirasoft/email-sender/services/worker/provider"
+	"github.com/namirasoft/email-sender/services/worker/provider/gmail"
 	"github.com/namirasoft/email-sender/services/worker/provider/sandbox"
+	"github.com/namirasoft/email-sender/services/worker/provider/ses"
 	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
 )
 
@@ -139,9 +141,13 @@ func run() error {
 	}
 	smtpSender := smtp.New(smtp.Options{Logger: log.With("service", "worker")})
 	defer func() { _ = smtpSender.Close() }()
+	gmailSender := gmail.New(gmail.Options{Logger: log.With("service", "worker")})
+	defer func() { _ = gmailSender.Close() }()
+	sesSender := ses.New(ses.Options{Logger: log.With("service", "worker")})
+	defer func() { _ = sesSender.Close() }()
 	workerSvc, err := worker.New(ctx, wc, worker.Deps{
 		Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("service", "worker"), Keyring: keyring,
-		Senders: map[string]provider.Sender{"sandbox": sandbox.New(), "smtp": smtpSender},
+		Senders: map[string]provider.Sender{"sandbox": sandbox.New(), "smtp": smtpSender, "gmail": gmailSender, "ses": sesSender},
 	})
 	if err != nil {
 		return err

@@ -23,10 +23,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/gmailtest"
 	"github.com/namirasoft/email-sender/pkg/natstest"
 	"github.com/namirasoft/email-sender/pkg/pgtest"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
+	"github.com/namirasoft/email-sender/pkg/sestest"
 	"github.com/namirasoft/email-sender/pkg/smtpsink"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
@@ -460,14 +462,16 @@ func TestVerifyProvider(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, res.GetResult().GetOk(), "sandbox")
 
+	// SES: GetAccount against a local fake (TestVerifyProviderSES has the rest).
+	sesFake := sestest.NewFake(t)
 	ses, err := acc.PutProvider(ctx, &v1.PutProviderRequest{Name: "ses", Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{
-		Region: "eu-west-1", AccessKeyId: "AKIA", SecretAccessKey: "x",
+		Region: "eu-west-1", AccessKeyId: "AKIA", SecretAccessKey: "x", Endpoint: sesFake.URL,
 	}}})
 	require.NoError(t, err)
 	res, err = acc.VerifyProvider(ctx, &v1.VerifyProviderRequest{Id: ses.GetProvider().GetId()})
 	require.NoError(t, err)
-	require.False(t, res.GetResult().GetOk())
-	require.Equal(t, "verification for ses/gmail arrives with their workers", res.GetResult().GetDetail())
+	require.True(t, res.GetResult().GetOk(), res.GetResult().GetDetail())
+	require.Equal(t, 14.0, res.GetResult().GetSes().GetMaxSendRate())
 
 	_, err = acc.VerifyProvider(ctx, &v1.VerifyProviderRequest{Id: "nope"})
 	requireField(t, err, codes.NotFound, "id")
@@ -486,6 +490,51 @@ func TestVerifyProvider(t *testing.T) {
 	require.False(t, byID[bad].GetHealthy())
 	require.NotEmpty(t, byID[bad].GetHealthNote())
 	require.True(t, byID[down].GetHealthy(), "a network failure says nothing about the credentials")
+}
+
+// TestVerifyProviderGmail: VerifyProvider of a gmail configuration redeems the
+// refresh token and reads users.getProfile from a fake Gmail; the result and
+// its time are stored and listed, and a revoked refresh token marks the
+// configuration unhealthy.
+func TestVerifyProviderGmail(t *testing.T) {
+	t.Parallel()
+	b := setupAccounts(t, accOptions{})
+	ctx, acc := b.admin(t), b.acc[0]
+	fake := gmailtest.StartTest(t)
+	put := func(name, refreshToken string) string {
+		r, err := acc.PutProvider(ctx, &v1.PutProviderRequest{Name: name, Settings: &v1.PutProviderRequest_Gmail{Gmail: &v1.GmailSettings{
+			ClientId: gmailtest.DefaultClientID, ClientSecret: gmailtest.DefaultClientSecret, RefreshToken: refreshToken,
+			TokenUrl: fake.TokenURL(), ApiEndpoint: fake.APIEndpoint(),
+		}}})
+		require.NoError(t, err)
+		return r.GetProvider().GetId()
+	}
+	good := put("gmail-good", gmailtest.DefaultRefreshToken)
+	res, err := acc.VerifyProvider(ctx, &v1.VerifyProviderRequest{Id: good})
+	require.NoError(t, err)
+	require.True(t, res.GetResult().GetOk(), res.GetResult().GetDetail())
+	require.Contains(t, res.GetResult().GetDetail(), "authorized for "+gmailtest.DefaultEmail+" (0 messages, 0 threads) by users.getProfile")
+	require.NotNil(t, res.GetResult().GetCheckedAt())
+	require.Empty(t, fake.Messages(), "verification sends nothing")
+
+	revoked := put("gmail-revoked", "1//revoked-refresh-token")
+	res, err = acc.VerifyProvider(ctx, &v1.VerifyProviderRequest{Id: revoked})
+	require.NoError(t, err)
+	require.False(t, res.GetResult().GetOk())
+	require.Contains(t, res.GetResult().GetDetail(), "invalid_grant")
+	require.NotContains(t, res.GetResult().GetDetail(), "revoked-refresh-token")
+
+	list, err := acc.ListProviders(ctx, &v1.ListProvidersRequest{})
+	require.NoError(t, err)
+	byID := map[string]*v1.Provider{}
+	for _, p := range list.GetProviders() {
+		byID[p.GetId()] = p
+	}
+	require.True(t, byID[good].GetLastVerify().GetOk())
+	require.NotNil(t, byID[good].GetLastVerify().GetCheckedAt())
+	require.True(t, byID[good].GetHealthy())
+	require.False(t, byID[revoked].GetLastVerify().GetOk())
+	require.False(t, byID[revoked].GetHealthy(), "a refused refresh token marks the configuration unhealthy")
 }
 
 var codeRE = regexp.MustCompile(`(?m)^\s+(\d{8})\s*$`)

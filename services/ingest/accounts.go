@@ -15,6 +15,7 @@ import (
 	"github.com/namirasoft/email-sender/services/ingest/send"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 	"github.com/namirasoft/email-sender/services/worker/provider"
+	"github.com/namirasoft/email-sender/services/worker/provider/gmail"
 	"github.com/namirasoft/email-sender/services/worker/provider/sandbox"
 	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
 )
@@ -24,6 +25,7 @@ import (
 type accounts struct {
 	server   *account.Server
 	smtp     *smtp.Sender
+	gmail    *gmail.Sender
 	keyStore *auth.KeyStore
 	revs     *auth.Revocations
 }
@@ -56,6 +58,7 @@ func newAccounts(cfg Config, deps Deps, mailer *send.Server) (*accounts, error) 
 	}
 	a := &accounts{
 		smtp:     smtp.New(smtp.Options{Logger: deps.Logger}),
+		gmail:    gmail.New(gmail.Options{Logger: deps.Logger}),
 		keyStore: ks,
 		revs:     auth.NewRevocations(deps.JetStream, cfg.NATS.StreamReplicas),
 	}
@@ -67,7 +70,7 @@ func newAccounts(cfg Config, deps Deps, mailer *send.Server) (*accounts, error) 
 	}, account.Deps{
 		DB: deps.Pool, JetStream: deps.JetStream, Keyring: keyring, Mailer: mailer,
 		Revoker:   revoker{ks: ks, revs: a.revs},
-		Verifiers: map[string]provider.Verifier{"smtp": a.smtp, "sandbox": sandbox.New()},
+		Verifiers: map[string]provider.Verifier{"smtp": a.smtp, "gmail": a.gmail, "sandbox": sandbox.New()},
 		Logger:    deps.Logger, Now: deps.Now,
 	})
 	return a, nil

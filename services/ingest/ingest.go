@@ -339,6 +339,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if cerr := s.acc.smtp.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
+	_ = s.acc.gmail.Close() // closes idle connections only
 
 	stopDeleter()
 	if derr := <-delDone; derr != nil && err == nil {

@@ -238,6 +238,8 @@ type messageChange struct {
 	lastErrorKey int64
 	lastErrorAt  time.Time
 	updatedAt    time.Time
+	// movedTo is the fallback provider configuration of a FAILOVER event.
+	movedTo string
 }
 
 // updateMessages recomputes the status of the messages of evs[idx] from their
@@ -255,6 +257,9 @@ func updateMessages(ctx context.Context, tx pgx.Tx, evs []event, idx []int, appl
 			changes[e.messageID] = c
 		}
 		c.attempts = max(c.attempts, e.attempt)
+		if e.movedTo != "" {
+			c.movedTo = e.movedTo
+		}
 		if e.occurredAt.After(c.updatedAt) {
 			c.updatedAt = e.occurredAt
 		}
@@ -277,10 +282,12 @@ func updateMessages(ctx context.Context, tx pgx.Tx, evs []event, idx []int, appl
 	n := len(ids)
 	statuses, attempts := make([]int16, n), make([]int32, n)
 	providerIDs, lastErrors, updatedAt := make([]string, n), make([]string, n), make([]time.Time, n)
+	movedTo := make([]string, n)
 	for j, id := range ids {
 		c := changes[id]
 		statuses[j], attempts[j] = int16(summaries[id]), c.attempts
 		providerIDs[j], lastErrors[j], updatedAt[j] = c.providerID, c.lastError, c.updatedAt
+		movedTo[j] = c.movedTo
 	}
 	if _, err := tx.Exec(ctx, `
 		UPDATE messages m SET
@@ -288,11 +295,15 @@ func updateMessages(ctx context.Context, tx pgx.Tx, evs []event, idx []int, appl
 			attempts = GREATEST(m.attempts, u.attempts),
 			provider_message_id = CASE WHEN u.provider_message_id <> '' THEN u.provider_message_id ELSE m.provider_message_id END,
 			last_error = CASE WHEN u.last_error <> '' THEN u.last_error ELSE m.last_error END,
-			updated_at = GREATEST(m.updated_at, u.updated_at)
-		FROM unnest($1::uuid[], $2::smallint[], $3::integer[], $4::text[], $5::text[], $6::timestamptz[])
-			AS u(id, status, attempts, provider_message_id, last_error, updated_at)
+			updated_at = GREATEST(m.updated_at, u.updated_at),
+			-- A FAILOVER moves the message to its fallback: the provider it is sent with.
+			provider_id = COALESCE(NULLIF(u.moved_to, '')::uuid, m.provider_id),
+			provider_kind = COALESCE((SELECT p.kind FROM provider_configs p
+				WHERE p.id = NULLIF(u.moved_to, '')::uuid AND p.account_id = m.account_id), m.provider_kind)
+		FROM unnest($1::uuid[], $2::smallint[], $3::integer[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
+			AS u(id, status, attempts, provider_message_id, last_error, updated_at, moved_to)
 		WHERE m.id = u.id`,
-		ids, statuses, attempts, providerIDs, lastErrors, updatedAt); err != nil {
+		ids, statuses, attempts, providerIDs, lastErrors, updatedAt, movedTo); err != nil {
 		return fmt.Errorf("update messages: %w", err)
 	}
 	return nil

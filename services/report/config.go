@@ -30,7 +30,7 @@ type Config struct {
 	TLSKeyFile  string `env:"REPORT_TLS_KEY_FILE" help:"PEM private key of REPORT_TLS_CERT_FILE"`
 	// SNSCertHostPattern is what the host of an SNS message's SigningCertURL
 	// and SubscribeURL must match (https only).
-	SNSCertHostPattern string `env:"REPORT_SNS_CERT_HOST_PATTERN" default:"^sns\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?$" help:"regexp the host of SNS signing certificate and subscribe URLs must match"`
+	SNSCertHostPattern string `env:"REPORT_SNS_CERT_HOST_PATTERN" default:"^sns[.][a-z0-9-]+[.]amazonaws[.]com([.]cn)?$" help:"regexp the host of SNS signing certificate and subscribe URLs must match"`
 	// SNSTopicARNs, when set, are the only SNS topics whose messages the
 	// feedback endpoint accepts.
 	SNSTopicARNs []string `env:"REPORT_SNS_TOPIC_ARNS" help:"SNS topic ARNs (or patterns with *) the feedback endpoint accepts, comma separated (empty: any)"`

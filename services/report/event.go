@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -36,6 +37,9 @@ type event struct {
 	errorClass        string
 	detail            string
 	retryAt           *time.Time
+	// movedTo, on a FAILOVER event, is the fallback provider configuration the
+	// message moved to: the message's provider from then on.
+	movedTo string
 }
 
 // key orders the event's status change (lifecycle.Key); negative for events that
@@ -122,6 +126,11 @@ func decodeEvent(m jetstream.Msg) (event, error) {
 		}
 		t := ts.AsTime()
 		e.retryAt = &t
+	}
+	if e.typ == queue.EventFailover {
+		if u, err := uuid.Parse(pb.GetProviderId()); err == nil {
+			e.movedTo = u.String()
+		}
 	}
 	for _, r := range pb.GetRecipients() {
 		// Lower-case before bounding: lower-casing can lengthen a string.

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 
@@ -9,7 +10,7 @@ import (
 )
 
 // httpMaxBodyBytes bounds an HTTP/JSON request body: ReportService calls are
-// GETs with query parameters.
+// GETs with query parameters, SNS posts at most 256 KiB of message.
 const httpMaxBodyBytes = 1 << 20
 
 // httpEnabled reports whether Run serves the HTTP/JSON API: with
@@ -31,8 +32,22 @@ func (s *Service) httpGateway(grpcAddr net.Addr) (*httpgateway.Gateway, net.List
 			return nil, nil, fmt.Errorf("listen %s: %w", s.cfg.HTTPAddr, err)
 		}
 	}
+	// HTTPS when configured: the certificate is read once, at start (restart
+	// to renew it).
+	if s.cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		if err != nil {
+			_ = lis.Close()
+			return nil, nil, fmt.Errorf("report: tls certificate: %w", err)
+		}
+		lis = tls.NewListener(lis, &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS12,
+			NextProtos:   []string{"http/1.1"},
+		})
+	}
 	gw, err := httpgateway.New(httpgateway.Config{MaxBodyBytes: httpMaxBodyBytes, ShutdownGrace: s.cfg.ShutdownGrace},
-		httpgateway.LoopbackTarget(grpcAddr), s.log, emailsenderv1.RegisterReportServiceHandler)
+		httpgateway.LoopbackTarget(grpcAddr), s.log, emailsenderv1.RegisterReportServiceHandler, s.feedback.register)
 	if err != nil {
 		_ = lis.Close()
 		return nil, nil, err

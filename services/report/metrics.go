@@ -11,6 +11,7 @@ import (
 // metrics are the report service's instruments, created once.
 type metrics struct {
 	events    metric.Int64Counter
+	feedback  metric.Int64Counter
 	byOutcome *telemetry.Label
 }
 
@@ -19,7 +20,15 @@ func newMetrics(tel *telemetry.Telemetry) *metrics {
 	events, _ := tel.Meter("github.com/namirasoft/email-sender/services/report").Int64Counter("emailsender_report_events",
 		metric.WithDescription("Delivery events the report consumer handled, by outcome (applied, duplicate, unknown, malformed, retried)."),
 		metric.WithUnit("{event}"))
-	return &metrics{events: events, byOutcome: telemetry.NewLabel("outcome")}
+	feedback, _ := tel.Meter("github.com/namirasoft/email-sender/services/report").Int64Counter("emailsender_feedback_notifications",
+		metric.WithDescription("SNS messages the SES feedback endpoint handled, by outcome (applied, ignored, unknown_message, confirmed, unsubscribed, rejected, unknown_provider, error)."),
+		metric.WithUnit("{message}"))
+	return &metrics{events: events, feedback: feedback, byOutcome: telemetry.NewLabel("outcome")}
+}
+
+// feedbackHandled counts one SNS message of the feedback endpoint.
+func (m *metrics) feedbackHandled(ctx context.Context, outcome string) {
+	m.feedback.Add(ctx, 1, m.byOutcome.Option(outcome))
 }
 
 // batch counts what became of a batch's events.

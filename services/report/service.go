@@ -2,11 +2,13 @@ package report
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +24,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/report/sns"
 )
 
 // Deps are the clients the service uses; they are built once by the process and
@@ -40,6 +43,9 @@ type Deps struct {
 	HTTPListener net.Listener
 	// Hooks observe the consumer; nil hooks are no-ops.
 	Hooks Hooks
+	// SNSRootCAs, when set, are the only roots trusted for the TLS of SNS
+	// signing certificate and subscription URLs (tests); nil: the system's.
+	SNSRootCAs *x509.CertPool
 }
 
 // Hooks let tests observe the consumer deterministically. They run on the
@@ -67,13 +73,14 @@ type BatchReport struct {
 
 // Service is the report service.
 type Service struct {
-	cfg     Config
-	deps    Deps
-	log     *slog.Logger
-	tel     *telemetry.Telemetry
-	tracer  trace.Tracer
-	store   *store
-	metrics *metrics
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	tel      *telemetry.Telemetry
+	tracer   trace.Tracer
+	store    *store
+	metrics  *metrics
+	feedback *feedback
 }
 
 // New returns a service; it starts nothing.
@@ -106,7 +113,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		// in x-forwarded-for: usage records believe it from there.
 		cfg.API.Usage.TrustedProxies = append(slices.Clip(cfg.API.Usage.TrustedProxies), httpgateway.LoopbackCIDRs()...)
 	}
-	return &Service{
+	verifier, err := sns.NewVerifier(sns.Config{
+		CertHostPattern: cfg.SNSCertHostPattern,
+		TopicARNs:       cfg.SNSTopicARNs,
+		RootCAs:         deps.SNSRootCAs,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	s := &Service{
 		cfg:     cfg,
 		deps:    deps,
 		log:     deps.Logger,
@@ -114,7 +129,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		tracer:  deps.Telemetry.Tracer("github.com/namirasoft/email-sender/services/report"),
 		store:   &store{pool: deps.Pool},
 		metrics: newMetrics(deps.Telemetry),
-	}, nil
+	}
+	s.feedback = &feedback{svc: s, verifier: verifier, now: time.Now}
+	return s, nil
 }
 
 // Register registers the ReportService on a gRPC server. The server must

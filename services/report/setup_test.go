@@ -52,6 +52,8 @@ type setupOpts struct {
 	// stopped leaves the service to be started with bundle.start.
 	stopped bool
 	cfg     report.Config
+	// deps, when set, adjusts the service's dependencies before New.
+	deps func(*report.Deps)
 }
 
 func setup(t *testing.T) *testBundle { return setupWith(t, setupOpts{}) }
@@ -78,7 +80,7 @@ func setupWith(t *testing.T, opts setupOpts) *testBundle {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	batches := &batchLog{outcome: map[string]map[string]bool{}}
-	svc, err := report.New(opts.cfg, report.Deps{
+	deps := report.Deps{
 		Pool:          db.Pool,
 		JetStream:     js,
 		Authenticator: auth.NewKeyStore(db.Pool, 0),
@@ -86,7 +88,11 @@ func setupWith(t *testing.T, opts setupOpts) *testBundle {
 		Logger:        telemetry.NewLogger(t.Output(), slog.LevelDebug, "report"),
 		Listener:      lis,
 		Hooks:         report.Hooks{BatchDone: batches.add},
-	})
+	}
+	if opts.deps != nil {
+		opts.deps(&deps)
+	}
+	svc, err := report.New(opts.cfg, deps)
 	require.NoError(t, err)
 
 	b := &testBundle{db: db, js: js, tel: tel, spans: spans, svc: svc, batches: batches}

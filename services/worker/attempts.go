@@ -19,6 +19,7 @@ const (
 	stateStarted = "started" // the provider is (or was) being called
 	stateRetry   = "retry"   // the attempt ended transiently; a retry is scheduled
 	stateDone    = "done"    // the outcome is final and its events are recorded
+	stateMoved   = "moved"   // the message moved to a fallback configuration (MovedTo)
 )
 
 // attemptRecord is what the bucket holds per message.
@@ -35,6 +36,22 @@ type attemptRecord struct {
 	// NATS crash lost the consumer's state) leaves it alone until then instead
 	// of sending a second copy. Zero (records of older workers): no lease.
 	Until time.Time `json:"until,omitempty"`
+	// Provider is the configuration of the job that wrote the record ("" in
+	// records of older workers: the job's own). A message has one job per
+	// configuration it was handed to (its primary and, after a failover, its
+	// fallback); a job finding another configuration's record is stale.
+	Provider string `json:"provider,omitempty"`
+	// MovedTo and MovedKind, on a moved record, name the fallback configuration
+	// the message was republished to; Attempt is then the number of attempts
+	// made before, and Events the FAILOVER event (and those before it).
+	MovedTo   string `json:"moved_to,omitempty"`
+	MovedKind string `json:"moved_kind,omitempty"`
+}
+
+// foreign reports whether the record belongs to another configuration's job
+// than provider's.
+func (r *attemptRecord) foreign(provider string) bool {
+	return r.Provider != "" && r.Provider != provider
 }
 
 // inFlightError is begin's answer when the message's attempt is still leased
@@ -88,12 +105,14 @@ func ensureAttempts(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 	}
 }
 
-// begin records attempt as started, leased until until. It returns the previous
-// record when there was one (nil for a message seen for the first time), and an
+// begin records attempt of provider's job as started, leased until until. It
+// returns the previous record when there was one (nil for a message seen for
+// the first time, or handed over to provider by a failover), and an
 // *inFlightError, recording nothing, when the previous attempt is started and
-// its lease has not ended at now.
-func (a *attempts) begin(ctx context.Context, messageID string, attempt int, now, until time.Time) (*attemptRecord, error) {
-	started, err := json.Marshal(attemptRecord{State: stateStarted, Attempt: attempt, Until: until})
+// its lease has not ended at now. A previous record that is done, moved, or
+// another configuration's is returned as it is, recording nothing.
+func (a *attempts) begin(ctx context.Context, messageID, provider string, attempt int, now, until time.Time) (*attemptRecord, error) {
+	started, err := json.Marshal(attemptRecord{State: stateStarted, Attempt: attempt, Until: until, Provider: provider})
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +129,8 @@ func (a *attempts) begin(ctx context.Context, messageID string, attempt int, now
 	if err := json.Unmarshal(entry.Value(), &prev); err != nil {
 		return nil, fmt.Errorf("decode attempt record: %w", err)
 	}
-	if prev.State == stateDone {
+	handedOver := prev.State == stateMoved && prev.MovedTo == provider
+	if !handedOver && (prev.State == stateDone || prev.State == stateMoved || prev.foreign(provider)) {
 		return &prev, nil
 	}
 	if prev.State == stateStarted && now.Before(prev.Until) {
@@ -118,6 +138,10 @@ func (a *attempts) begin(ctx context.Context, messageID string, attempt int, now
 	}
 	if _, err := a.kv.Update(ctx, messageID, started, entry.Revision()); err != nil {
 		return nil, fmt.Errorf("record attempt %d: %w", attempt, err)
+	}
+	if handedOver {
+		// The fallback's first delivery: nothing of this job happened before.
+		return nil, nil
 	}
 	return &prev, nil
 }

@@ -31,11 +31,24 @@ type configStore struct {
 }
 
 type cachedConfig struct {
-	cfg     provider.Config
+	cfg     storedConfig
 	expires time.Time
 }
 
-func (s *configStore) get(ctx context.Context, accountID, id string) (provider.Config, error) {
+// storedConfig is a provider configuration with what the worker needs to
+// route a message besides the provider's own settings.
+type storedConfig struct {
+	provider.Config
+	// Healthy is false once the provider refused the configuration's credentials.
+	Healthy    bool
+	HealthNote string
+	// FallbackID names the configuration messages move to when this one is
+	// unhealthy or keeps failing transiently ("" when none).
+	FallbackID string
+}
+
+// load returns the configuration id of the account, cached for the TTL.
+func (s *configStore) load(ctx context.Context, accountID, id string) (storedConfig, error) {
 	now := s.now()
 	s.mu.Lock()
 	c, ok := s.cache[id]
@@ -44,26 +57,28 @@ func (s *configStore) get(ctx context.Context, accountID, id string) (provider.C
 		return c.cfg, nil
 	}
 	var (
-		cfg    provider.Config
+		cfg    storedConfig
 		secret []byte
 	)
 	err := s.pool.QueryRow(ctx, `
-		SELECT id::text, account_id::text, kind, settings, secret, updated_at
+		SELECT id::text, account_id::text, kind, settings, secret, updated_at,
+			healthy, health_note, COALESCE(fallback_provider_id::text, '')
 		FROM provider_configs WHERE id = $1 AND account_id = $2`, id, accountID).
-		Scan(&cfg.ID, &cfg.AccountID, &cfg.Kind, &cfg.Settings, &secret, &cfg.Version)
+		Scan(&cfg.ID, &cfg.AccountID, &cfg.Kind, &cfg.Settings, &secret, &cfg.Version,
+			&cfg.Healthy, &cfg.HealthNote, &cfg.FallbackID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return provider.Config{}, fmt.Errorf("%w: %s", errConfigNotFound, id)
+		return storedConfig{}, fmt.Errorf("%w: %s", errConfigNotFound, id)
 	}
 	if err != nil {
-		return provider.Config{}, fmt.Errorf("load provider configuration %s: %w", id, err)
+		return storedConfig{}, fmt.Errorf("load provider configuration %s: %w", id, err)
 	}
 	if len(secret) > 0 {
 		if s.keyring == nil {
-			return provider.Config{}, fmt.Errorf("provider configuration %s has a secret but no MASTER_KEYS are configured", id)
+			return storedConfig{}, fmt.Errorf("provider configuration %s has a secret but no MASTER_KEYS are configured", id)
 		}
 		pt, err := s.keyring.Open(secret, []byte(cfg.ID))
 		if err != nil {
-			return provider.Config{}, fmt.Errorf("open secret of provider configuration %s: %w", id, err)
+			return storedConfig{}, fmt.Errorf("open secret of provider configuration %s: %w", id, err)
 		}
 		cfg.Secret = pt
 	}

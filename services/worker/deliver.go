@@ -54,9 +54,10 @@ func (w *Worker) deliver(ctx context.Context, stop <-chan struct{}, kind string,
 		))
 	defer span.End()
 
-	attempt := int(meta.NumDelivered)
+	// A job moved to a fallback counts on from the attempts made before it.
+	attempt := int(job.GetAttemptsBefore()) + int(meta.NumDelivered)
 	log := w.log.With("message_id", job.GetMessageId(), "account_id", job.GetAccountId(), "provider", kind, "attempt", attempt)
-	d := &delivery{w: w, ctx: ctx, stop: stop, log: log, msg: msg, job: job, attempt: attempt,
+	d := &delivery{w: w, ctx: ctx, stop: stop, log: log, msg: msg, job: job, attempt: attempt, tries: int(meta.NumDelivered),
 		events: &eventSet{job: job, now: w.now}}
 	d.run(kind, sender)
 	if d.spanErr != nil {
@@ -89,7 +90,12 @@ type delivery struct {
 	msg     jetstream.Msg
 	job     *queuev1.SendJob
 	attempt int
-	events  *eventSet
+	// tries counts the attempts of this job (on its configuration); attempt
+	// also counts those made on the configuration it failed over from.
+	tries  int
+	events *eventSet
+	// config is the job's provider configuration, once loaded.
+	config  storedConfig
 	spanErr error
 	// preSend are the events published, without waiting, before the provider
 	// call; final and retry publish again those not acknowledged by then.
@@ -106,7 +112,7 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 	// to record its outcome (record retries until the lease ends).
 	now := w.now()
 	d.lease = now.Add(w.cfg.SendTimeout + w.cfg.AckWait)
-	prev, err := w.attempts.begin(d.ctx, job.GetMessageId(), d.attempt, now, d.lease)
+	prev, err := w.attempts.begin(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
 	var inFlight *inFlightError
 	for errors.As(err, &inFlight) {
 		// Another delivery of this job may be talking to the provider right now:
@@ -117,10 +123,18 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 		}
 		now = w.now()
 		d.lease = now.Add(w.cfg.SendTimeout + w.cfg.AckWait)
-		prev, err = w.attempts.begin(d.ctx, job.GetMessageId(), d.attempt, now, d.lease)
+		prev, err = w.attempts.begin(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
 	}
 	if err != nil {
 		d.trouble("record attempt", err)
+		return
+	}
+	if prev != nil && prev.foreign(job.GetProviderId()) {
+		d.stale(prev)
+		return
+	}
+	if prev != nil && prev.State == stateMoved {
+		d.replayMove(prev)
 		return
 	}
 	if prev != nil && prev.State == stateDone {
@@ -136,7 +150,7 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 	}
 
 	accepted := job.GetAcceptedAt().AsTime()
-	if d.attempt > w.cfg.MaxAttempts || (!accepted.IsZero() && w.now().Sub(accepted) > w.cfg.MaxAge) {
+	if d.tries > w.cfg.MaxAttempts || (!accepted.IsZero() && w.now().Sub(accepted) > w.cfg.MaxAge) {
 		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, nil, "")
 		ev.ErrorClass = "attempts_exhausted"
 		ev.Detail = fmt.Sprintf("gave up after %d attempts or %s since acceptance", d.attempt-1, w.cfg.MaxAge)
@@ -158,7 +172,9 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 		scope = envelope
 	}
 
-	cfg, err := w.configs.get(d.ctx, job.GetAccountId(), job.GetProviderId())
+	stored, err := w.configs.load(d.ctx, job.GetAccountId(), job.GetProviderId())
+	cfg := stored.Config
+	d.config = stored
 	if errors.Is(err, errConfigNotFound) {
 		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
 		ev.ErrorClass = "permanent"
@@ -171,7 +187,10 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 		d.trouble("load provider configuration", err)
 		return
 	}
-	if err := d.waitRate(cfg.ID); err != nil {
+	if !stored.Healthy && d.failover("unhealthy: "+stored.HealthNote, d.attempt-1, scope) {
+		return
+	}
+	if err := d.waitRate(cfg); err != nil {
 		d.release()
 		d.trouble("rate limit", err)
 		return
@@ -271,7 +290,11 @@ func (d *delivery) settle(out provider.Outcome, scope []string, cfg provider.Con
 		d.log.InfoContext(d.ctx, "message sent", "response", out.Response)
 		d.final(true)
 	case provider.Transient:
-		if d.attempt >= w.cfg.MaxAttempts {
+		if d.tries >= min(w.cfg.FailoverAfter, w.cfg.MaxAttempts) &&
+			d.failover(fmt.Sprintf("%d transient failures, the last: %s", d.tries, errText), d.attempt, scope) {
+			return
+		}
+		if d.tries >= w.cfg.MaxAttempts {
 			ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
 			ev.ErrorClass = "attempts_exhausted"
 			ev.ProviderResponse = out.Response
@@ -281,7 +304,7 @@ func (d *delivery) settle(out provider.Outcome, scope []string, cfg provider.Con
 		}
 		delay := out.RetryAfter
 		if delay <= 0 {
-			delay = backoff(d.attempt, w.cfg.BackoffBase, w.cfg.BackoffMax, nil)
+			delay = backoff(d.tries, w.cfg.BackoffBase, w.cfg.BackoffMax, nil)
 		}
 		ev := d.events.add(queue.EventRetry, lifecycle.Retrying, d.attempt, scope, "")
 		ev.ErrorClass = "transient"
@@ -372,6 +395,7 @@ func (d *delivery) replay(prev *attemptRecord) {
 // delivery sends the message again.
 func (d *delivery) record(rec attemptRecord) error {
 	var err error
+	rec.Provider = d.job.GetProviderId()
 	for i := 0; ; i++ {
 		if err = d.w.attempts.finish(d.ctx, d.job.GetMessageId(), rec); err == nil {
 			return nil
@@ -414,7 +438,7 @@ func (d *delivery) awaitLease(inFlight *inFlightError) bool {
 // so that the job's next delivery goes ahead at once and does not report an
 // interrupted attempt.
 func (d *delivery) release() {
-	if err := d.w.attempts.finish(d.ctx, d.job.GetMessageId(), attemptRecord{State: stateRetry, Attempt: d.attempt}); err != nil {
+	if err := d.w.attempts.finish(d.ctx, d.job.GetMessageId(), attemptRecord{State: stateRetry, Attempt: d.attempt, Provider: d.job.GetProviderId()}); err != nil {
 		d.log.WarnContext(d.ctx, "release attempt", "error", err)
 	}
 }
@@ -452,13 +476,13 @@ func (d *delivery) trouble(what string, err error) {
 	_ = d.msg.NakWithDelay(retryAfterTrouble)
 }
 
-func (d *delivery) waitRate(providerID string) error {
+func (d *delivery) waitRate(cfg provider.Config) error {
 	if l := d.w.limiter(d.w.accLimits, d.job.GetAccountId(), d.w.cfg.AccountRate); l != nil {
 		if err := l.Wait(d.ctx); err != nil {
 			return err
 		}
 	}
-	if l := d.w.limiter(d.w.prvLimits, providerID, d.w.cfg.ProviderRate); l != nil {
+	if l := d.w.limiter(d.w.prvLimits, cfg.ID, d.w.cfg.kindProviderRate(cfg.Kind)); l != nil {
 		if err := l.Wait(d.ctx); err != nil {
 			return err
 		}

@@ -21,10 +21,11 @@ const (
 // metrics are the worker's instruments, created once; recording uses cached
 // attribute sets, so a delivery allocates nothing for them.
 type metrics struct {
-	sent     metric.Int64Counter
-	failed   metric.Int64Counter
-	retries  metric.Int64Counter
-	endToEnd metric.Float64Histogram
+	sent      metric.Int64Counter
+	failed    metric.Int64Counter
+	retries   metric.Int64Counter
+	failovers metric.Int64Counter
+	endToEnd  metric.Float64Histogram
 
 	byKind, byClass, byReason *telemetry.Label
 }
@@ -41,12 +42,15 @@ func newMetrics(tel *telemetry.Telemetry) *metrics {
 	retries, _ := m.Int64Counter("emailsender_delivery_retries",
 		metric.WithDescription("Deliveries put back for another attempt, by reason (transient, ambiguous, interrupted, worker)."),
 		metric.WithUnit("{retry}"))
+	failovers, _ := m.Int64Counter("emailsender_failovers",
+		metric.WithDescription("Messages moved to their provider configuration's fallback, by reason (unhealthy, transient)."),
+		metric.WithUnit("{message}"))
 	endToEnd, _ := m.Float64Histogram("emailsender_end_to_end",
 		metric.WithDescription("Time from acceptance by ingest to the provider's acceptance (SENT), by provider kind."),
 		metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(telemetry.LatencyBuckets...))
 	return &metrics{
-		sent: sent, failed: failed, retries: retries, endToEnd: endToEnd,
+		sent: sent, failed: failed, retries: retries, failovers: failovers, endToEnd: endToEnd,
 		byKind:   telemetry.NewLabel("provider_kind"),
 		byClass:  telemetry.NewLabel("error_class"),
 		byReason: telemetry.NewLabel("reason"),
@@ -78,4 +82,8 @@ func (m *metrics) final(ctx context.Context, job *queuev1.SendJob, events []*que
 
 func (m *metrics) retry(ctx context.Context, reason string) {
 	m.retries.Add(ctx, 1, m.byReason.Option(reason))
+}
+
+func (m *metrics) failover(ctx context.Context, reason string) {
+	m.failovers.Add(ctx, 1, m.byReason.Option(reason))
 }

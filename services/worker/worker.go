@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -95,87 +94,42 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 // finish (bounded by SendTimeout) and returns.
 func (w *Worker) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
+	src := statsSource{}
 	refs := make([]telemetry.ConsumerRef, 0, len(w.cfg.Providers))
 	for _, kind := range w.cfg.Providers {
-		g.Go(func() error { return w.consume(ctx, kind) })
-		refs = append(refs, telemetry.ConsumerRef{Stream: queue.SendStream, Consumer: consumerName(kind)})
+		s := newScheduler(w, kind)
+		src[legacyConsumerName(kind)] = s
+		g.Go(func() error { return s.run(ctx) })
+		refs = append(refs, telemetry.ConsumerRef{Stream: queue.SendStream, Consumer: legacyConsumerName(kind)})
 	}
-	stats := telemetry.NewConsumerStats(w.deps.Telemetry, w.deps.JetStream, 0, w.log, refs...)
+	stats := telemetry.NewConsumerStats(w.deps.Telemetry, src, 0, w.log, refs...)
 	g.Go(func() error { return stats.Run(ctx) })
 	return g.Wait()
 }
 
-func consumerName(kind string) string { return "worker-" + kind }
+// statsSource answers the consumer gauges' lookups of "worker-<kind>" with
+// the sums over the kind's per-account consumers.
+type statsSource map[string]*scheduler
 
-func (w *Worker) consume(ctx context.Context, kind string) error {
-	cons, err := w.consumer(ctx, kind)
-	if err != nil || cons == nil {
-		return err
+func (src statsSource) Consumer(ctx context.Context, stream, name string) (jetstream.Consumer, error) {
+	s := src[name]
+	if s == nil || stream != queue.SendStream {
+		return nil, jetstream.ErrConsumerNotFound
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
+	info, err := s.pending(ctx)
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", kind, err)
+		return nil, err
 	}
-	sender := w.deps.Senders[kind]
-	sem := make(chan struct{}, w.cfg.Concurrency)
-	var inflight sync.WaitGroup
-	stop := context.AfterFunc(ctx, it.Drain)
-	defer stop()
-	w.log.InfoContext(ctx, "worker consuming", "provider", kind, "concurrency", w.cfg.Concurrency)
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				break
-			}
-			w.log.WarnContext(ctx, "fetch send job", "provider", kind, "error", err)
-			continue
-		}
-		sem <- struct{}{}
-		inflight.Add(1)
-		go func() {
-			defer func() { <-sem; inflight.Done() }()
-			// Deliveries in flight at shutdown run to completion on their own
-			// context: a send interrupted half way is the one thing we avoid.
-			w.deliver(context.WithoutCancel(ctx), ctx.Done(), kind, sender, msg)
-		}()
-	}
-	inflight.Wait()
-	w.log.Info("worker stopped", "provider", kind)
-	return nil
+	return summedConsumer{info: info}, nil
 }
 
-// consumer creates (or updates) the durable consumer of kind, retrying while
-// JetStream is unreachable: a worker that starts before NATS waits for it.
-func (w *Worker) consumer(ctx context.Context, kind string) (jetstream.Consumer, error) {
-	cfg := jetstream.ConsumerConfig{
-		Durable:       consumerName(kind),
-		Description:   "delivers " + kind + " send jobs",
-		FilterSubject: queue.SendFilter(kind),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       w.cfg.AckWait,
-		// Attempts are bounded by the worker itself (MaxAttempts, MaxAge), which
-		// publishes the final FAILED event; JetStream never drops a job silently.
-		MaxDeliver:    -1,
-		MaxAckPending: w.cfg.Concurrency * 2,
-	}
-	delay := 100 * time.Millisecond
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		cons, err := w.deps.JetStream.CreateOrUpdateConsumer(cctx, queue.SendStream, cfg)
-		cancel()
-		if err == nil {
-			return cons, nil
-		}
-		w.log.WarnContext(ctx, "create consumer; retrying", "provider", kind, "error", err, "retry_in", delay.String())
-		select {
-		case <-ctx.Done():
-			return nil, nil
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
+// summedConsumer carries summed consumer info; only CachedInfo is used.
+type summedConsumer struct {
+	jetstream.Consumer
+	info *jetstream.ConsumerInfo
 }
+
+func (c summedConsumer) CachedInfo() *jetstream.ConsumerInfo { return c.info }
 
 func (w *Worker) limiter(m map[string]*rate.Limiter, key string, r float64) *rate.Limiter {
 	if r <= 0 {

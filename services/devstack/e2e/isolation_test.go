@@ -253,8 +253,8 @@ func setupIsolation(t *testing.T, s *stack) *isoFixture {
 	return fx
 }
 
-// settle waits until the account's data stops changing: its messages are all
-// past sending (or scheduled) and three snapshots in a row are equal.
+// settle waits until the account's data stops changing: none of its messages
+// is queued or being sent, and three snapshots in a row are equal.
 func settle(t *testing.T, s *stack, accountID string) {
 	t.Helper()
 	var prev accountSnapshot
@@ -262,8 +262,8 @@ func settle(t *testing.T, s *stack, accountID string) {
 	require.Eventually(t, func() bool {
 		var pending int
 		require.NoError(t, s.db.Pool.QueryRow(context.Background(), `
-			SELECT count(*) FROM messages WHERE account_id = $1 AND status NOT IN ($2, $3)`,
-			accountID, int16(v1.MessageStatus_SENT), int16(v1.MessageStatus_SCHEDULED)).Scan(&pending))
+			SELECT count(*) FROM messages WHERE account_id = $1 AND status IN ($2, $3, $4)`,
+			accountID, int16(v1.MessageStatus_QUEUED), int16(v1.MessageStatus_SENDING), int16(v1.MessageStatus_RETRYING)).Scan(&pending))
 		cur := snapshotAccount(t, s, accountID, nil)
 		if pending == 0 && prev != nil && equalSnapshots(prev, cur) {
 			same++

@@ -35,7 +35,9 @@ import (
 	"github.com/namirasoft/email-sender/services/report"
 	"github.com/namirasoft/email-sender/services/worker"
 	"github.com/namirasoft/email-sender/services/worker/provider"
+	"github.com/namirasoft/email-sender/services/worker/provider/gmail"
 	"github.com/namirasoft/email-sender/services/worker/provider/sandbox"
+	"github.com/namirasoft/email-sender/services/worker/provider/ses"
 	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
 )
 
@@ -55,6 +57,8 @@ type stackOptions struct {
 	// logs, when set, also receives every service's log lines from debug up
 	// (the test's own output keeps warn and up).
 	logs *logBuffer
+	// report, when set, adjusts the report service's config and dependencies.
+	report func(*report.Config, *report.Deps)
 }
 
 func (o stackOptions) tel(service string) *telemetry.Telemetry {
@@ -148,7 +152,11 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	ic := ingest.Config{OutboxInterval: 200 * time.Millisecond, OutboxGrace: time.Second, MasterKeys: s.keys}
 	ingestSvc, err := ingest.New(ic, ingest.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("ingest"), Logger: log, Auth: keyStore, Listener: ingestLis, HTTPListener: ingestHTTP})
 	require.NoError(t, err)
-	reportSvc, err := report.New(report.Config{}, report.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("report"), Logger: log, Authenticator: keyStore, Listener: reportLis, HTTPListener: reportHTTP})
+	rc, rd := report.Config{}, report.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("report"), Logger: log, Authenticator: keyStore, Listener: reportLis, HTTPListener: reportHTTP}
+	if opts.report != nil {
+		opts.report(&rc, &rd)
+	}
+	reportSvc, err := report.New(rc, rd)
 	require.NoError(t, err)
 
 	var wg sync.WaitGroup
@@ -166,9 +174,13 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	if !opts.noWorker {
 		smtpSender := smtp.New(smtp.Options{Logger: log})
 		t.Cleanup(func() { _ = smtpSender.Close() })
+		gmailSender := gmail.New(gmail.Options{Logger: log})
+		t.Cleanup(func() { _ = gmailSender.Close() })
+		sesSender := ses.New(ses.Options{Logger: log})
+		t.Cleanup(func() { _ = sesSender.Close() })
 		w, err := worker.New(ctx, s.workerConfig(), worker.Deps{
 			Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("worker"), Logger: log, Keyring: s.keyring,
-			Senders: map[string]provider.Sender{"smtp": smtpSender, "sandbox": sandbox.New()},
+			Senders: map[string]provider.Sender{"smtp": smtpSender, "gmail": gmailSender, "ses": sesSender, "sandbox": sandbox.New()},
 		})
 		require.NoError(t, err)
 		run("worker", w.Run)
@@ -188,7 +200,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 
 func (s *stack) workerConfig() worker.Config {
 	return worker.Config{
-		Providers:       []string{"smtp", "sandbox"},
+		Providers:       []string{"smtp", "sandbox", "gmail", "ses"},
 		Concurrency:     8,
 		MaxAttempts:     s.opts.maxAttempts,
 		BackoffBase:     100 * time.Millisecond,

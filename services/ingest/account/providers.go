@@ -15,6 +15,7 @@ import (
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 	"github.com/namirasoft/email-sender/services/worker/provider"
+	"github.com/namirasoft/email-sender/services/worker/provider/gmail"
 	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
 )
 
@@ -240,6 +241,8 @@ func (s *Server) DeleteProvider(ctx context.Context, req *emailsenderv1.DeletePr
 type verifyRecord struct {
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
+	// SES is GetAccount's answer for ses configurations.
+	SES *sesInfo `json:"ses,omitempty"`
 }
 
 // VerifyProvider logs in to the provider and sends nothing; the result is
@@ -280,8 +283,14 @@ func (s *Server) VerifyProvider(ctx context.Context, req *emailsenderv1.VerifyPr
 	}
 	s.log.InfoContext(ctx, "provider verified", "account_id", p.AccountID, "provider_id", cfg.ID, "provider", cfg.Kind, "ok", rec.OK)
 	return &emailsenderv1.VerifyProviderResponse{Result: &emailsenderv1.VerifyResult{
-		Ok: rec.OK, Detail: rec.Detail, CheckedAt: timestamppb.New(at),
+		Ok: rec.OK, Detail: rec.Detail, CheckedAt: timestamppb.New(at), Ses: rec.SES.proto(),
 	}}, nil
+}
+
+// detailVerifier is a provider.Verifier that also describes what it found
+// (gmail: the mailbox's address and counts from users.getProfile).
+type detailVerifier interface {
+	VerifyDetail(ctx context.Context, cfg provider.Config) (string, error)
 }
 
 // verify runs the kind's check. healthy is what the configuration's health
@@ -290,8 +299,8 @@ func (s *Server) VerifyProvider(ctx context.Context, req *emailsenderv1.VerifyPr
 func (s *Server) verify(ctx context.Context, pc provider.Config) (verifyRecord, *bool) {
 	yes, no := true, false
 	switch pc.Kind {
-	case providerconfig.KindSES, providerconfig.KindGmail:
-		return verifyRecord{Detail: "verification for ses/gmail arrives with their workers"}, nil
+	case providerconfig.KindSES:
+		return s.verifySES(ctx, pc)
 	}
 	v, ok := s.d.Verifiers[pc.Kind]
 	if !ok {
@@ -300,13 +309,22 @@ func (s *Server) verify(ctx context.Context, pc provider.Config) (verifyRecord, 
 	vctx, cancel := context.WithTimeout(ctx, s.cfg.VerifyTimeout)
 	defer cancel()
 	start := time.Now()
-	err := v.Verify(vctx, pc)
+	var detail string
+	var err error
+	if dv, ok := v.(detailVerifier); ok {
+		detail, err = dv.VerifyDetail(vctx, pc)
+	} else {
+		err = v.Verify(vctx, pc)
+	}
 	took := time.Since(start).Round(time.Millisecond)
 	if err != nil {
-		if errors.Is(err, smtp.ErrAuth) {
+		if errors.Is(err, smtp.ErrAuth) || errors.Is(err, gmail.ErrAuth) {
 			return verifyRecord{Detail: err.Error()}, &no
 		}
 		return verifyRecord{Detail: err.Error()}, nil
+	}
+	if detail != "" {
+		return verifyRecord{OK: true, Detail: fmt.Sprintf("%s (%s)", detail, took)}, &yes
 	}
 	if pc.Kind != providerconfig.KindSMTP {
 		return verifyRecord{OK: true, Detail: pc.Kind + ": ok, nothing to log in to"}, &yes
@@ -353,7 +371,7 @@ func providerProto(c store.ProviderConfig) *emailsenderv1.Provider {
 	if c.LastVerify != nil {
 		var rec verifyRecord
 		if json.Unmarshal(c.LastVerify, &rec) == nil {
-			out.LastVerify = &emailsenderv1.VerifyResult{Ok: rec.OK, Detail: rec.Detail, CheckedAt: ts(c.VerifiedAt)}
+			out.LastVerify = &emailsenderv1.VerifyResult{Ok: rec.OK, Detail: rec.Detail, CheckedAt: ts(c.VerifiedAt), Ses: rec.SES.proto()}
 		}
 	}
 	return out

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -92,7 +93,14 @@ func (s *Server) AddSender(ctx context.Context, req *emailsenderv1.AddSenderRequ
 		ns.CodeHash = store.SenderCodeHash(p.AccountID, key, code)
 		ns.CodeExpires = now.Add(s.cfg.CodeTTL)
 	}
-	sender, err := store.PutPendingSender(ctx, s.d.DB, ns)
+	var sender store.Sender
+	if prov.Kind == providerconfig.KindSES && s.sesIdentityVerified(ctx, p.AccountID, prov.ID, key, isDomain) {
+		// An identity already verified in SES (the address or its domain) counts: no code.
+		ns.Method, ns.CodeHash, ns.CodeExpires, code = store.MethodSESIdentity, nil, time.Time{}, ""
+		sender, err = store.PutVerifiedSender(ctx, s.d.DB, ns)
+	} else {
+		sender, err = store.PutPendingSender(ctx, s.d.DB, ns)
+	}
 	if errors.Is(err, store.ErrSenderVerified) {
 		return nil, fieldErr(codes.AlreadyExists, "address", fmt.Sprintf("%q %s", key, err))
 	}

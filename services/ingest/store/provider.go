@@ -14,7 +14,9 @@ type Provider struct {
 	ID        string
 	AccountID string
 	Kind      string
-	Healthy   bool
+	// Healthy: the configuration can send, or it names a healthy fallback
+	// (a worker moves the message there, see services/worker).
+	Healthy bool
 }
 
 // ResolveProvider returns the provider configuration id of accountID, or the
@@ -34,10 +36,12 @@ func ResolveProvider(ctx context.Context, db DBTX, accountID, id string) (Provid
 		healthy        *bool
 	)
 	err := db.QueryRow(ctx, `
-		SELECT a.default_provider_id::text, p.id::text, p.kind, p.healthy
+		SELECT a.default_provider_id::text, p.id::text, p.kind, p.healthy OR COALESCE(f.healthy, false)
 		FROM accounts a
 		LEFT JOIN provider_configs p
 		       ON p.account_id = a.id AND p.id = COALESCE($2::uuid, a.default_provider_id)
+		LEFT JOIN provider_configs f
+		       ON f.account_id = a.id AND f.id = p.fallback_provider_id
 		WHERE a.id = $1`, accountID, want).Scan(&def, &pid, &kind, &healthy)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Provider{}, fmt.Errorf("account %s: %w", accountID, ErrNotFound)

@@ -107,6 +107,29 @@ func PutPendingSender(ctx context.Context, db DBTX, s NewPendingSender) (Sender,
 	return out, nil
 }
 
+// PutVerifiedSender stores s as verified at s.Now by s.Method (an SES
+// identity), or verifies a pending sender of the same address.
+// ErrSenderVerified when the address is already verified.
+func PutVerifiedSender(ctx context.Context, db DBTX, s NewPendingSender) (Sender, error) {
+	out, err := scanSender(db.QueryRow(ctx, `
+		INSERT INTO senders AS s (id, account_id, address, is_domain, status, method, provider_id,
+			verified_at, created_at)
+		VALUES ($1, $2, $3, $4, 'verified', $5, NULLIF($6, '')::uuid, $7, $7)
+		ON CONFLICT (account_id, address) DO UPDATE
+		SET status = 'verified', method = EXCLUDED.method, provider_id = EXCLUDED.provider_id,
+		    verified_at = EXCLUDED.verified_at, code_hash = NULL, code_expires_at = NULL, code_attempts = 0
+		WHERE s.status = 'pending'
+		RETURNING `+senderColumns,
+		s.ID, s.AccountID, s.Address, s.IsDomain, s.Method, s.ProviderID, s.Now))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Sender{}, ErrSenderVerified
+	}
+	if err != nil {
+		return Sender{}, fmt.Errorf("store verified sender: %w", err)
+	}
+	return out, nil
+}
+
 // AddVerifiedSenders stores addresses (lower-cased; without "@" a whole domain)
 // as verified by method.
 func AddVerifiedSenders(ctx context.Context, db DBTX, accountID string, addresses []string, method string, now time.Time) error {

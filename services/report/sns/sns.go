@@ -48,7 +48,7 @@ const (
 
 // DefaultCertHostPattern matches the hosts SNS serves signing certificates
 // and subscription URLs from.
-const DefaultCertHostPattern = `^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`
+const DefaultCertHostPattern = `^sns[.][a-z0-9-]+[.]amazonaws[.]com([.]cn)?$`
 
 // ErrInvalid is wrapped by every error that says a message is not a genuine,
 // acceptable SNS message (as opposed to a failure to check it).

@@ -37,9 +37,16 @@ type SendJob struct {
 	Message      *v1.EmailMessage       `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
 	AcceptedAt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
 	// Recipients (lower-cased addresses) that are suppressed and must not be sent to.
-	Suppressed    []string `protobuf:"bytes,7,rep,name=suppressed,proto3" json:"suppressed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Suppressed []string `protobuf:"bytes,7,rep,name=suppressed,proto3" json:"suppressed,omitempty"`
+	// Set on a job a worker moved to its account's fallback provider
+	// configuration: the configuration it failed over from. Such a job never
+	// fails over again. Its Nats-Msg-Id is "<message_id>:failover:<provider_id>".
+	FailedOverFrom string `protobuf:"bytes,8,opt,name=failed_over_from,json=failedOverFrom,proto3" json:"failed_over_from,omitempty"`
+	// Attempts made on the configuration it failed over from: the job's attempt
+	// numbers count on from there, so every attempt of a message has its own number.
+	AttemptsBefore int32 `protobuf:"varint,9,opt,name=attempts_before,json=attemptsBefore,proto3" json:"attempts_before,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SendJob) Reset() {
@@ -119,6 +126,20 @@ func (x *SendJob) GetSuppressed() []string {
 		return x.Suppressed
 	}
 	return nil
+}
+
+func (x *SendJob) GetFailedOverFrom() string {
+	if x != nil {
+		return x.FailedOverFrom
+	}
+	return ""
+}
+
+func (x *SendJob) GetAttemptsBefore() int32 {
+	if x != nil {
+		return x.AttemptsBefore
+	}
+	return 0
 }
 
 // DeliveryEvent is published by workers (and ingest, for cancel) on the events
@@ -278,7 +299,7 @@ var File_emailsender_queue_v1_queue_proto protoreflect.FileDescriptor
 
 const file_emailsender_queue_v1_queue_proto_rawDesc = "" +
 	"\n" +
-	" emailsender/queue/v1/queue.proto\x12\x14emailsender.queue.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x02\n" +
+	" emailsender/queue/v1/queue.proto\x12\x14emailsender.queue.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x02\n" +
 	"\aSendJob\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1d\n" +
@@ -292,7 +313,9 @@ const file_emailsender_queue_v1_queue_proto_rawDesc = "" +
 	"acceptedAt\x12\x1e\n" +
 	"\n" +
 	"suppressed\x18\a \x03(\tR\n" +
-	"suppressed\"\x9e\x04\n" +
+	"suppressed\x12(\n" +
+	"\x10failed_over_from\x18\b \x01(\tR\x0efailedOverFrom\x12'\n" +
+	"\x0fattempts_before\x18\t \x01(\x05R\x0eattemptsBefore\"\x9e\x04\n" +
 	"\rDeliveryEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +

@@ -1,5 +1,5 @@
 // Command worker delivers send jobs through the providers named by
-// WORKER_PROVIDERS (sandbox, smtp), one durable JetStream consumer per provider
+// WORKER_PROVIDERS (sandbox, smtp, ses, gmail), one durable JetStream consumer per provider
 // kind. Configuration comes from the environment (`worker -h` lists it).
 package main
 
@@ -19,7 +19,9 @@ import (
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/services/worker"
 	"github.com/namirasoft/email-sender/services/worker/provider"
+	"github.com/namirasoft/email-sender/services/worker/provider/gmail"
 	"github.com/namirasoft/email-sender/services/worker/provider/sandbox"
+	"github.com/namirasoft/email-sender/services/worker/provider/ses"
 	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
 )
 
@@ -57,10 +59,14 @@ func run() error {
 	}
 	smtpSender := smtp.New(smtp.Options{Logger: log})
 	defer func() { _ = smtpSender.Close() }()
+	gmailSender := gmail.New(gmail.Options{Logger: log})
+	defer func() { _ = gmailSender.Close() }()
+	sesSender := ses.New(ses.Options{Logger: log})
+	defer func() { _ = sesSender.Close() }()
 
 	w, err := worker.New(ctx, cfg, worker.Deps{
 		Pool: in.Pool, JetStream: in.JetStream, Telemetry: tel, Logger: log, Keyring: keyring,
-		Senders: map[string]provider.Sender{"sandbox": sandbox.New(), "smtp": smtpSender},
+		Senders: map[string]provider.Sender{"sandbox": sandbox.New(), "smtp": smtpSender, "gmail": gmailSender, "ses": sesSender},
 	})
 	if err != nil {
 		return err

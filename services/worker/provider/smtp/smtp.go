@@ -47,14 +47,17 @@
 //	some RCPT refused, the message accepted for the others      Sent + Rejected
 //	no reply after the complete message was written              Ambiguous
 //
-// Passwords never appear in errors: errors are built from SMTP replies and
-// network errors, and any text that would contain the password is redacted.
+// Passwords never appear in errors or responses: they are built from SMTP
+// replies and network errors, and any text that would contain the password
+// (as it is, or base64-encoded as AUTH PLAIN and LOGIN send it, should a
+// server repeat it) is redacted.
 package smtp
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -219,8 +222,13 @@ func (s *Sender) config(cfg provider.Config) (config, error) {
 // Send delivers d.
 func (s *Sender) Send(ctx context.Context, d *provider.Delivery) provider.Outcome {
 	out := s.send(ctx, d)
-	if out.Err != nil && len(d.Config.Secret) > 0 {
-		out.Err = redact(out.Err, d.Config)
+	if len(d.Config.Secret) > 0 && (out.Err != nil || out.Response != "") {
+		// The response is the server's reply, an AUTH refusal included: it is
+		// stored and shown as the provider's answer.
+		if c, err := s.config(d.Config); err == nil {
+			out.Response = redactText(out.Response, c)
+			out.Err = redactErr(out.Err, c)
+		}
 	}
 	return out
 }
@@ -497,10 +505,39 @@ func transient(err error) provider.Outcome {
 // redact removes the configuration's password from err's text.
 func redact(err error, cfg provider.Config) error {
 	c, perr := parseConfig(cfg)
-	if perr != nil || c.password == "" || !strings.Contains(err.Error(), c.password) {
+	if perr != nil {
 		return err
 	}
-	return &redactedError{msg: strings.ReplaceAll(err.Error(), c.password, "[redacted]"), err: err}
+	return redactErr(err, c)
+}
+
+// redactErr is err with c's password removed from its text (nil stays nil).
+func redactErr(err error, c config) error {
+	if err == nil {
+		return nil
+	}
+	msg := redactText(err.Error(), c)
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+// redactText replaces in s c's password and the base64 forms AUTH sends it
+// in: PLAIN ("\x00user\x00password") and LOGIN (the password alone). The
+// unpadded encodings match padded text too.
+func redactText(s string, c config) string {
+	if c.password == "" || s == "" {
+		return s
+	}
+	for _, secret := range []string{
+		base64.RawStdEncoding.EncodeToString([]byte("\x00" + c.Username + "\x00" + c.password)),
+		base64.RawStdEncoding.EncodeToString([]byte(c.password)),
+		c.password,
+	} {
+		s = strings.ReplaceAll(s, secret, "[redacted]")
+	}
+	return s
 }
 
 // redactedError keeps errors.Is/As working on the cause while its text has

@@ -1,0 +1,487 @@
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/namirasoft/email-sender/pkg/address"
+	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/queue"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+	"github.com/namirasoft/email-sender/services/report/sns"
+)
+
+// FeedbackPathPrefix is where SNS posts the SES events of one SES provider
+// configuration: FeedbackPathPrefix + provider id.
+const FeedbackPathPrefix = "/v1/feedback/ses/"
+
+const (
+	// maxSNSBody bounds an SNS post: SNS messages are at most 256 KiB, plus
+	// the envelope and JSON escaping.
+	maxSNSBody = 768 << 10
+	// unknownRetryWindow: a notification naming no message of the account is
+	// answered 503 (SNS retries it) while the mail is younger than this, since
+	// the SENT event that stores the SES message id may still be on its way
+	// to the report; after it, 200 and dropped.
+	unknownRetryWindow = 10 * time.Minute
+	// sesMessageIDTag is the SES message tag the SES provider puts our message
+	// id in (services/worker/provider/ses.MessageIDTag); SES event publishing
+	// returns it in mail.tags.
+	sesMessageIDTag = "emailsender-message-id"
+)
+
+// feedback turns SES events delivered by SNS into delivery events on the
+// events stream (applied by the consumer like the workers' events) and
+// suppressions.
+type feedback struct {
+	svc      *Service
+	verifier *sns.Verifier
+	now      func() time.Time
+}
+
+// register adds the endpoint to the HTTP gateway's mux (an httpgateway.Register).
+func (f *feedback) register(_ context.Context, mux *runtime.ServeMux, _ *grpc.ClientConn) error {
+	return mux.HandlePath(http.MethodPost, FeedbackPathPrefix+"{provider_id}", f.serveHTTP)
+}
+
+// feedbackResult is the answer to one SNS post.
+type feedbackResult struct {
+	code    int
+	outcome string // metric label
+	text    string
+	err     error // logged
+}
+
+func (f *feedback) serveHTTP(w http.ResponseWriter, r *http.Request, params map[string]string) {
+	s := f.svc
+	ctx, span := s.tracer.Start(r.Context(), "report.feedback", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("provider.id", params["provider_id"])))
+	defer span.End()
+	res := f.handle(ctx, span, params["provider_id"], r.Body)
+	s.metrics.feedbackHandled(ctx, res.outcome)
+	span.SetAttributes(attribute.String("outcome", res.outcome), attribute.Int("http.response.status_code", res.code))
+	if res.err != nil {
+		span.RecordError(res.err)
+		if res.code >= 500 {
+			span.SetStatus(codes.Error, res.outcome)
+			s.log.ErrorContext(ctx, "ses feedback", "provider_id", params["provider_id"], "error", res.err)
+		} else {
+			s.log.WarnContext(ctx, "ses feedback refused", "provider_id", params["provider_id"], "status", res.code, "error", res.err)
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(res.code)
+	_, _ = io.WriteString(w, res.text+"\n")
+}
+
+// handle verifies an SNS post and acts on it. Nothing changes unless the
+// message is signed by SNS, from an allowed topic, for an existing SES
+// provider configuration.
+func (f *feedback) handle(ctx context.Context, span trace.Span, providerID string, body io.Reader) feedbackResult {
+	raw, err := io.ReadAll(io.LimitReader(body, maxSNSBody+1))
+	if err != nil {
+		return feedbackResult{http.StatusBadRequest, "rejected", "unreadable body", err}
+	}
+	if len(raw) > maxSNSBody {
+		return feedbackResult{http.StatusRequestEntityTooLarge, "rejected", "body too large", nil}
+	}
+	m, err := sns.Parse(raw)
+	if err != nil {
+		return feedbackResult{http.StatusForbidden, "rejected", "not a valid SNS message", err}
+	}
+	span.SetAttributes(attribute.String("sns.message_id", m.MessageID), attribute.String("sns.type", m.Type),
+		attribute.String("sns.topic_arn", m.TopicArn))
+	if err := f.verifier.Verify(ctx, m); err != nil {
+		if errors.Is(err, sns.ErrInvalid) {
+			return feedbackResult{http.StatusForbidden, "rejected", "signature verification failed", err}
+		}
+		return feedbackResult{http.StatusServiceUnavailable, "error", "cannot verify now", err}
+	}
+	accountID, err := f.svc.store.sesProviderAccount(ctx, providerID)
+	if errors.Is(err, errNotFound) {
+		return feedbackResult{http.StatusNotFound, "unknown_provider", "no SES provider configuration with this id",
+			fmt.Errorf("no ses provider %q (sns topic %s)", providerID, m.TopicArn)}
+	}
+	if err != nil {
+		return feedbackResult{http.StatusServiceUnavailable, "error", "try again", err}
+	}
+	span.SetAttributes(attribute.String("account.id", accountID))
+	log := f.svc.log.With("account_id", accountID, "provider_id", providerID, "topic_arn", m.TopicArn, "sns_message_id", m.MessageID)
+
+	switch m.Type {
+	case sns.TypeSubscriptionConfirmation:
+		arn, err := f.verifier.Confirm(ctx, m)
+		if errors.Is(err, sns.ErrInvalid) {
+			return feedbackResult{http.StatusForbidden, "rejected", "subscribe URL refused", err}
+		}
+		if err != nil {
+			return feedbackResult{http.StatusBadGateway, "error", "confirmation failed", err}
+		}
+		if err := f.svc.store.recordSubscription(ctx, accountID, providerID, m.TopicArn, arn, f.now(), true); err != nil {
+			// SNS confirmed it; only the record is missing.
+			log.ErrorContext(ctx, "record sns subscription", "error", err)
+		}
+		log.InfoContext(ctx, "sns subscription confirmed", "subscription_arn", arn)
+		return feedbackResult{http.StatusOK, "confirmed", "subscription confirmed", nil}
+	case sns.TypeUnsubscribeConfirmation:
+		if err := f.svc.store.recordSubscription(ctx, accountID, providerID, m.TopicArn, "", f.now(), false); err != nil {
+			return feedbackResult{http.StatusServiceUnavailable, "error", "try again", err}
+		}
+		log.InfoContext(ctx, "sns subscription ended")
+		return feedbackResult{http.StatusOK, "unsubscribed", "unsubscribe recorded", nil}
+	}
+	return f.notification(ctx, log, accountID, providerID, m)
+}
+
+// sesEvent is the part of an SES event (event publishing, "eventType") or
+// notification ("notificationType") that the report uses.
+type sesEvent struct {
+	EventType        string `json:"eventType"`
+	NotificationType string `json:"notificationType"`
+	Mail             struct {
+		MessageID string              `json:"messageId"`
+		Timestamp string              `json:"timestamp"`
+		Tags      map[string][]string `json:"tags"`
+	} `json:"mail"`
+	Delivery *struct {
+		Timestamp    string   `json:"timestamp"`
+		Recipients   []string `json:"recipients"`
+		SMTPResponse string   `json:"smtpResponse"`
+		ReportingMTA string   `json:"reportingMTA"`
+	} `json:"delivery"`
+	Bounce *struct {
+		BounceType        string `json:"bounceType"`
+		BounceSubType     string `json:"bounceSubType"`
+		Timestamp         string `json:"timestamp"`
+		BouncedRecipients []struct {
+			EmailAddress   string `json:"emailAddress"`
+			Action         string `json:"action"`
+			Status         string `json:"status"`
+			DiagnosticCode string `json:"diagnosticCode"`
+		} `json:"bouncedRecipients"`
+	} `json:"bounce"`
+	Complaint *struct {
+		Timestamp             string `json:"timestamp"`
+		ComplaintFeedbackType string `json:"complaintFeedbackType"`
+		ComplainedRecipients  []struct {
+			EmailAddress string `json:"emailAddress"`
+		} `json:"complainedRecipients"`
+	} `json:"complaint"`
+}
+
+// feedbackItem is one recipient's outcome in an SES event.
+type feedbackItem struct {
+	address  string
+	typ      string
+	status   lifecycle.Status
+	response string
+	detail   string
+	class    string
+	suppress string // suppression reason, "" for none
+}
+
+// parseSES returns what an SES event says per recipient (addresses as
+// written), when it is a Delivery, Bounce or Complaint; kind names it.
+func parseSES(e *sesEvent) (kind string, at string, items []feedbackItem) {
+	kind = e.EventType
+	if kind == "" {
+		kind = e.NotificationType
+	}
+	switch {
+	case kind == "Delivery" && e.Delivery != nil:
+		detail := "delivered (SES)"
+		if mta := e.Delivery.ReportingMTA; mta != "" {
+			detail = "delivered (SES, " + mta + ")"
+		}
+		for _, r := range e.Delivery.Recipients {
+			items = append(items, feedbackItem{address: r, typ: queue.EventDelivered, status: lifecycle.Delivered,
+				response: e.Delivery.SMTPResponse, detail: detail})
+		}
+		return kind, e.Delivery.Timestamp, items
+	case kind == "Bounce" && e.Bounce != nil:
+		b := e.Bounce
+		hard := b.BounceType == "Permanent"
+		for _, r := range b.BouncedRecipients {
+			it := feedbackItem{address: r.EmailAddress, typ: queue.EventBounced, status: lifecycle.Bounced, response: r.DiagnosticCode}
+			if hard {
+				it.class, it.suppress = "hard_bounce", "bounce"
+				it.detail = fmt.Sprintf("hard bounce (%s/%s): address suppressed", b.BounceType, b.BounceSubType)
+			} else {
+				// Transient (mailbox full, message too large, ...) or
+				// Undetermined: this message bounced, the address may work later.
+				it.class = "soft_bounce"
+				it.detail = fmt.Sprintf("soft bounce (%s/%s): not suppressed", b.BounceType, b.BounceSubType)
+			}
+			if it.response == "" {
+				it.response = strings.TrimSpace(r.Action + " " + r.Status)
+			}
+			items = append(items, it)
+		}
+		return kind, b.Timestamp, items
+	case kind == "Complaint" && e.Complaint != nil:
+		c := e.Complaint
+		for _, r := range c.ComplainedRecipients {
+			detail := "complaint: address suppressed"
+			if c.ComplaintFeedbackType != "" {
+				detail = "complaint (" + c.ComplaintFeedbackType + "): address suppressed"
+			}
+			items = append(items, feedbackItem{address: r.EmailAddress, typ: queue.EventComplained, status: lifecycle.Complained,
+				detail: detail, suppress: "complaint"})
+		}
+		return kind, c.Timestamp, items
+	}
+	return kind, "", nil
+}
+
+// notification applies an SES event: the recipients it names, of the message
+// of the account whose SES message id it names, get their delivery events
+// (published on the events stream with ids derived from the SNS message id,
+// so a notification delivered twice changes nothing), and hard bounces and
+// complaints are suppressed in the account.
+func (f *feedback) notification(ctx context.Context, log *slog.Logger, accountID, providerID string, m *sns.Message) feedbackResult {
+	var ev sesEvent
+	if err := json.Unmarshal([]byte(m.Message), &ev); err != nil {
+		log.InfoContext(ctx, "ignore sns notification that is not an ses event", "error", err)
+		return feedbackResult{http.StatusOK, "ignored", "not an SES event", nil}
+	}
+	kind, at, items := parseSES(&ev)
+	if len(items) == 0 {
+		log.InfoContext(ctx, "ignore ses event", "ses_event", kind)
+		return feedbackResult{http.StatusOK, "ignored", "nothing to record for " + kind, nil}
+	}
+	sesID := ev.Mail.MessageID
+	if sesID == "" {
+		log.InfoContext(ctx, "ignore ses event without mail.messageId", "ses_event", kind)
+		return feedbackResult{http.StatusOK, "ignored", "no mail.messageId", nil}
+	}
+	var tagged string
+	if t := ev.Mail.Tags[sesMessageIDTag]; len(t) > 0 {
+		tagged = t[0]
+	}
+	msg, err := f.svc.store.feedbackMessage(ctx, accountID, sesID, tagged)
+	if errors.Is(err, errNotFound) {
+		sent := parseTime(ev.Mail.Timestamp)
+		if !sent.IsZero() && f.now().Sub(sent) < unknownRetryWindow {
+			return feedbackResult{http.StatusServiceUnavailable, "unknown_message", "message not known (yet)",
+				fmt.Errorf("no message of account %s with ses message id %q; sns will retry", accountID, sesID)}
+		}
+		log.InfoContext(ctx, "ignore ses event of unknown message", "ses_event", kind, "ses_message_id", sesID)
+		return feedbackResult{http.StatusOK, "ignored", "unknown message", nil}
+	}
+	if err != nil {
+		return feedbackResult{http.StatusServiceUnavailable, "error", "try again", err}
+	}
+	occurred := parseTime(at)
+	if occurred.IsZero() {
+		occurred = parseTime(m.Timestamp)
+	}
+	if occurred.IsZero() {
+		occurred = f.now()
+	}
+
+	var (
+		events   []*queuev1.DeliveryEvent
+		suppress = map[string][]string{}
+		skipped  int
+	)
+	for _, it := range items {
+		addr := canonical(it.address)
+		if !msg.recipients[addr] {
+			// Only the message's own recipients: a notification cannot touch
+			// (or suppress) any other address of the account.
+			skipped++
+			continue
+		}
+		events = append(events, &queuev1.DeliveryEvent{
+			EventId:          queue.EventID(msg.id, 0, it.typ, addr+"|"+m.MessageID),
+			MessageId:        msg.id,
+			AccountId:        accountID,
+			ProviderId:       providerID,
+			Type:             it.typ,
+			Status:           it.status,
+			OccurredAt:       timestamppb.New(occurred),
+			Attempt:          msg.attempts,
+			Recipients:       []string{addr},
+			ProviderResponse: it.response,
+			ErrorClass:       it.class,
+			Detail:           it.detail,
+		})
+		if it.suppress != "" {
+			suppress[it.suppress] = append(suppress[it.suppress], addr)
+		}
+	}
+	if len(events) == 0 {
+		log.InfoContext(ctx, "ignore ses event naming none of the message's recipients", "ses_event", kind, "message_id", msg.id)
+		return feedbackResult{http.StatusOK, "ignored", "no recipient of the message", nil}
+	}
+	// Suppress before publishing: when publishing fails SNS retries, and the
+	// suppression is already there (ON CONFLICT DO NOTHING keeps the first).
+	for reason, addrs := range suppress {
+		if err := f.svc.store.suppress(ctx, accountID, addrs, reason, occurred); err != nil {
+			return feedbackResult{http.StatusServiceUnavailable, "error", "try again", err}
+		}
+	}
+	if err := f.publish(ctx, events); err != nil {
+		return feedbackResult{http.StatusServiceUnavailable, "error", "try again", err}
+	}
+	log.InfoContext(ctx, "ses feedback recorded", "ses_event", kind, "message_id", msg.id, "events", len(events),
+		"suppressed", len(suppress["bounce"])+len(suppress["complaint"]), "not_recipients", skipped)
+	return feedbackResult{http.StatusOK, "applied", fmt.Sprintf("recorded %d events", len(events)), nil}
+}
+
+// publish puts events on the events stream as a worker does (Nats-Msg-Id =
+// event id) and waits for JetStream to store each.
+func (f *feedback) publish(ctx context.Context, events []*queuev1.DeliveryEvent) error {
+	for _, ev := range events {
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
+		msg := &nats.Msg{Subject: queue.EventSubject(ev.GetAccountId(), ev.GetMessageId()), Data: data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, ev.GetEventId())
+		f.svc.tel.InjectNATS(ctx, msg.Header)
+		if _, err := f.svc.deps.JetStream.PublishMsg(ctx, msg); err != nil {
+			return fmt.Errorf("publish event %s: %w", ev.GetEventId(), err)
+		}
+	}
+	return nil
+}
+
+// canonical is the key an address is stored and matched by (pkg/address), or
+// the address lower-cased when it does not parse; a display name is dropped.
+func canonical(s string) string {
+	s = strings.TrimSpace(s)
+	if strings.ContainsAny(s, "<>") {
+		if a, err := mail.ParseAddress(s); err == nil {
+			s = a.Address
+		}
+	}
+	if a, err := address.Parse(s); err == nil {
+		return a.Lower()
+	}
+	return strings.ToLower(s)
+}
+
+func parseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// sesProviderAccount returns the account of the SES provider configuration
+// id; errNotFound when there is none (or id is not a UUID).
+func (s *store) sesProviderAccount(ctx context.Context, id string) (string, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return "", errNotFound
+	}
+	var account string
+	err := s.pool.QueryRow(ctx, `SELECT account_id::text FROM provider_configs WHERE id = $1 AND kind = 'ses'`, id).Scan(&account)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", errNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up provider %s: %w", id, err)
+	}
+	return account, nil
+}
+
+// feedbackMessage is the message an SES event is about.
+type feedbackMessage struct {
+	id         string
+	attempts   int32
+	recipients map[string]bool
+}
+
+// feedbackMessage returns the account's message whose provider message id is
+// providerMessageID, with its recipients, or else the message taggedID (the
+// SES message tag) as long as no other provider message id was recorded for
+// it (its SENT event may not have been applied yet); errNotFound when none.
+func (s *store) feedbackMessage(ctx context.Context, accountID, providerMessageID, taggedID string) (feedbackMessage, error) {
+	const columns = `SELECT m.id::text, m.attempts,
+			ARRAY(SELECT r.address FROM recipients r WHERE r.message_id = m.id AND r.account_id = m.account_id)
+		FROM messages m `
+	var (
+		m     feedbackMessage
+		addrs []string
+	)
+	err := s.pool.QueryRow(ctx, columns+`
+		WHERE m.account_id = $1 AND m.provider_message_id = $2 AND m.provider_message_id <> ''
+		ORDER BY m.id DESC LIMIT 1`, accountID, providerMessageID).Scan(&m.id, &m.attempts, &addrs)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, perr := uuid.Parse(taggedID); perr != nil {
+			return feedbackMessage{}, errNotFound
+		}
+		err = s.pool.QueryRow(ctx, columns+`
+			WHERE m.account_id = $1 AND m.id = $2 AND m.provider_message_id IN ('', $3)`,
+			accountID, taggedID, providerMessageID).Scan(&m.id, &m.attempts, &addrs)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return feedbackMessage{}, errNotFound
+	}
+	if err != nil {
+		return feedbackMessage{}, fmt.Errorf("look up message by provider message id: %w", err)
+	}
+	m.recipients = make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		m.recipients[a] = true
+	}
+	return m, nil
+}
+
+// suppress adds addresses to the account's suppressions; an address already
+// suppressed keeps its reason and time.
+func (s *store) suppress(ctx context.Context, accountID string, addrs []string, reason string, at time.Time) error {
+	if _, err := s.pool.Exec(ctx, `
+		INSERT INTO suppressions (account_id, address, reason, created_at)
+		SELECT $1, a, $3, $4 FROM unnest($2::text[]) AS a
+		ON CONFLICT (account_id, address) DO NOTHING`, accountID, addrs, reason, at); err != nil {
+		return fmt.Errorf("add %s suppressions: %w", reason, err)
+	}
+	return nil
+}
+
+// recordSubscription notes that SNS topicARN's subscription to the provider's
+// feedback endpoint was confirmed (confirmed) or ended.
+func (s *store) recordSubscription(ctx context.Context, accountID, providerID, topicARN, subscriptionARN string, at time.Time, confirmed bool) error {
+	var err error
+	if confirmed {
+		_, err = s.pool.Exec(ctx, `
+			INSERT INTO feedback_subscriptions (account_id, provider_id, topic_arn, subscription_arn, confirmed_at)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (provider_id, topic_arn) DO UPDATE
+			SET subscription_arn = EXCLUDED.subscription_arn, confirmed_at = EXCLUDED.confirmed_at, unsubscribed_at = NULL`,
+			accountID, providerID, topicARN, subscriptionARN, at)
+	} else {
+		_, err = s.pool.Exec(ctx, `
+			INSERT INTO feedback_subscriptions (account_id, provider_id, topic_arn, unsubscribed_at)
+			VALUES ($1, $2, $3, $4)
+			ON CONFLICT (provider_id, topic_arn) DO UPDATE SET unsubscribed_at = EXCLUDED.unsubscribed_at`,
+			accountID, providerID, topicARN, at)
+	}
+	if err != nil {
+		return fmt.Errorf("record sns subscription: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/queue"
+)
+
+// Failover reasons (the reason label of emailsender_failovers_total).
+const (
+	failoverUnhealthy = "unhealthy" // the configuration's credentials were refused earlier
+	failoverTransient = "transient" // the message failed transiently FailoverAfter times
+)
+
+// failover moves the message to the fallback of its configuration (d.config):
+// it records the move, publishes the job again on the fallback's subject, then
+// the FAILOVER event, and acks this job. made is the number of attempts made on
+// this configuration (the fallback's attempts count on from it); reason goes to
+// the timeline. It returns false, having done nothing, when the message cannot
+// move: the configuration names no fallback, the job already is a fallback's
+// (no failover loops), or the fallback is gone or unhealthy too.
+//
+// The order makes every crash safe: once the moved record is written, a
+// redelivery of this job re-publishes the fallback job (JetStream drops the
+// copy by its Nats-Msg-Id) and never sends through this configuration again;
+// before it, nothing has happened.
+func (d *delivery) failover(reason string, made int, scope []string) bool {
+	w, job, primary := d.w, d.job, d.config
+	if job.GetFailedOverFrom() != "" || primary.FallbackID == "" || primary.FallbackID == primary.ID {
+		return false
+	}
+	fb, err := w.configs.load(d.ctx, job.GetAccountId(), primary.FallbackID)
+	if err != nil {
+		d.log.WarnContext(d.ctx, "fallback provider configuration not usable; staying on the primary", "fallback_provider_id", primary.FallbackID, "error", err)
+		return false
+	}
+	if !fb.Healthy {
+		d.log.WarnContext(d.ctx, "fallback provider configuration is unhealthy too; staying on the primary", "fallback_provider_id", fb.ID)
+		return false
+	}
+	class := failoverTransient
+	if !primary.Healthy {
+		class = failoverUnhealthy
+	}
+	ev := d.events.add(queue.EventFailover, lifecycle.Retrying, made, scope, "")
+	ev.ProviderId = fb.ID
+	ev.ErrorClass = class
+	ev.Detail = fmt.Sprintf("moved from provider %s (%s; %s) to fallback %s (%s)", primary.ID, primary.Kind, reason, fb.ID, fb.Kind)
+	data, _, err := d.events.encode()
+	if err != nil {
+		d.trouble("encode events", err)
+		return true
+	}
+	rec := attemptRecord{State: stateMoved, Attempt: made, Events: data, MovedTo: fb.ID, MovedKind: fb.Kind}
+	if err := d.record(rec); err != nil {
+		d.trouble("record failover", err)
+		return true
+	}
+	d.log.WarnContext(d.ctx, "message moves to the fallback provider", "fallback_provider_id", fb.ID, "fallback_kind", fb.Kind, "reason", reason)
+	d.replayMove(&rec)
+	w.metrics.failover(d.ctx, class)
+	return true
+}
+
+// replayMove finishes a recorded failover: it publishes the fallback job (again:
+// JetStream deduplicates it by its Nats-Msg-Id within the duplicate window, and
+// a later copy finds its outcome recorded), re-publishes the recorded events and
+// acks the job without sending.
+func (d *delivery) replayMove(rec *attemptRecord) {
+	if err := d.publishFallbackJob(rec); err != nil {
+		d.trouble("publish fallback job", err)
+		return
+	}
+	ids, err := decodeIDs(rec.Events)
+	if err == nil {
+		preData, preIDs := d.preSend.pending()
+		err = d.w.events.publish(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, rec.Events...), append(preIDs, ids...))
+	}
+	if err != nil {
+		d.trouble("publish failover events", err)
+		return
+	}
+	_ = d.msg.Ack()
+}
+
+// publishFallbackJob publishes the job moved to rec.MovedTo and waits for
+// JetStream's acknowledgement.
+func (d *delivery) publishFallbackJob(rec *attemptRecord) error {
+	next := proto.CloneOf(d.job)
+	next.ProviderId, next.ProviderKind = rec.MovedTo, rec.MovedKind
+	next.FailedOverFrom = d.job.GetProviderId()
+	next.AttemptsBefore = int32(rec.Attempt)
+	data, err := proto.Marshal(next)
+	if err != nil {
+		return fmt.Errorf("encode fallback job: %w", err)
+	}
+	msg := &nats.Msg{Subject: queue.SendSubject(rec.MovedKind, d.job.GetAccountId()), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, failoverMsgID(d.job.GetMessageId(), rec.MovedTo))
+	d.w.deps.Telemetry.InjectNATS(d.ctx, msg.Header)
+	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+	defer cancel()
+	if _, err := d.w.deps.JetStream.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("publish fallback job: %w", err)
+	}
+	return nil
+}
+
+// failoverMsgID is the Nats-Msg-Id of a message's job on its fallback.
+func failoverMsgID(messageID, fallbackID string) string {
+	return messageID + ":failover:" + fallbackID
+}
+
+// stale handles a job whose message is now another configuration's (it moved
+// to its fallback, and this is the primary's job delivered again, or the
+// reverse after the fallback's job began): the message is not this job's to
+// send; it is acked without sending.
+func (d *delivery) stale(rec *attemptRecord) {
+	d.log.InfoContext(d.ctx, "message is handled by another provider configuration; not sending", "recorded_provider_id", rec.Provider, "recorded_state", rec.State)
+	_ = d.msg.Ack()
+}
