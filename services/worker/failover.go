@@ -45,13 +45,14 @@ func (d *delivery) failover(reason string, made int, scope []string) bool {
 		d.log.WarnContext(d.ctx, "fallback provider configuration is unhealthy too; staying on the primary", "fallback_provider_id", fb.ID)
 		return false
 	}
-	class := failoverTransient
+	class, errorClass := failoverTransient, "transient"
 	if !primary.Healthy {
-		class = failoverUnhealthy
+		// Unhealthy means its credentials were refused: the "auth" class.
+		class, errorClass = failoverUnhealthy, "auth"
 	}
 	ev := d.events.add(queue.EventFailover, lifecycle.Retrying, made, scope, "")
 	ev.ProviderId = fb.ID
-	ev.ErrorClass = class
+	ev.ErrorClass = errorClass
 	ev.Detail = fmt.Sprintf("moved from provider %s (%s; %s) to fallback %s (%s)", primary.ID, primary.Kind, reason, fb.ID, fb.Kind)
 	data, _, err := d.events.encode()
 	if err != nil {

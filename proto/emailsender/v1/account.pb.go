@@ -2554,7 +2554,8 @@ func (x *ListUsageResponse) GetNextPageToken() string {
 
 type DeleteAccountDataRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Must equal the caller's account id: a guard against accidents.
+	// Must equal the caller's account id: a guard against accidents. Empty:
+	// INVALID_ARGUMENT; any other account's id: PERMISSION_DENIED.
 	ConfirmAccountId string `protobuf:"bytes,1,opt,name=confirm_account_id,json=confirmAccountId,proto3" json:"confirm_account_id,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache

@@ -137,7 +137,8 @@ type MessageSummary struct {
 	Status    MessageStatus_Value    `protobuf:"varint,2,opt,name=status,proto3,enum=emailsender.v1.MessageStatus_Value" json:"status,omitempty"`
 	From      *Address               `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
 	Subject   string                 `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
-	// Provider configuration id and kind (smtp, ses, gmail, sandbox).
+	// Provider configuration id and kind (smtp, ses, gmail, sandbox): after a
+	// FAILOVER event, the fallback's.
 	ProviderId     string            `protobuf:"bytes,5,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
 	ProviderKind   string            `protobuf:"bytes,6,opt,name=provider_kind,json=providerKind,proto3" json:"provider_kind,omitempty"`
 	Tags           map[string]string `protobuf:"bytes,7,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -368,7 +369,8 @@ type MessageEvent struct {
 	// Unique event id.
 	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	// ACCEPTED, SCHEDULED, ATTEMPT_STARTED, ATTEMPT_INTERRUPTED, SENT, RETRY_SCHEDULED,
-	// FAILED, DELIVERED, BOUNCED, COMPLAINED, CANCELED, SUPPRESSED.
+	// FAILED, DELIVERED, BOUNCED, COMPLAINED, CANCELED, SUPPRESSED, FAILOVER (the
+	// message moved to its provider configuration's fallback; the detail names both).
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	// The status this event moves its recipients to.
 	Status     MessageStatus_Value    `protobuf:"varint,3,opt,name=status,proto3,enum=emailsender.v1.MessageStatus_Value" json:"status,omitempty"`

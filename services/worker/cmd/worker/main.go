@@ -1,6 +1,8 @@
 // Command worker delivers send jobs through the providers named by
-// WORKER_PROVIDERS (sandbox, smtp, ses, gmail), one durable JetStream consumer per provider
-// kind. Configuration comes from the environment (`worker -h` lists it).
+// WORKER_PROVIDERS (sandbox, smtp, ses, gmail), each kind with its own pool of
+// deliveries and durable per-account JetStream consumers, so
+// `WORKER_PROVIDERS=ses worker` scales SES alone. Configuration comes from the
+// environment (`worker -h` lists it).
 package main
 
 import (
