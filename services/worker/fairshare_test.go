@@ -3,6 +3,8 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -128,7 +130,7 @@ func (b *fairBundle) start(t *testing.T, cfg worker.Config) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := worker.New(ctx, cfg, worker.Deps{Pool: b.db.Pool, JetStream: b.js,
-		Senders: map[string]provider.Sender{"sandbox": b.sender}})
+		Senders: map[string]provider.Sender{"sandbox": b.sender}, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -205,4 +207,35 @@ func TestFairShareBetweenAccounts(t *testing.T) {
 	require.Less(t, aAtSend-aAtPublish, burst/100, "b waited behind more than 1%% of a's burst")
 	require.Less(t, bLatency, 500*time.Millisecond)
 	require.Less(t, aAtSend, burst, "a's burst was finished before b was sent: the test measured nothing")
+}
+
+// TestAccountConsumersLifecycle: the kind-wide consumer of older workers is
+// deleted at start (its filter overlaps the per-account ones); an account's
+// consumer removed while the worker runs (InactiveThreshold, a lost node) is
+// created again when the account has jobs.
+func TestAccountConsumersLifecycle(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupFair(t, "a")
+	_, err := b.js.CreateOrUpdateConsumer(ctx, queue.SendStream, jetstream.ConsumerConfig{
+		Durable: "worker-sandbox", FilterSubject: queue.SendFilter("sandbox"), AckPolicy: jetstream.AckExplicitPolicy,
+	})
+	require.NoError(t, err)
+	b.start(t, worker.Config{Providers: []string{"sandbox"}, Concurrency: 4, AckWait: 5 * time.Second})
+
+	acc := b.accounts["a"]
+	b.publish(t, "a", 1)
+	t0 := time.Now()
+	require.Eventually(t, func() bool { return b.sender.sent(acc) == 1 }, 10*time.Second, 5*time.Millisecond)
+	t.Logf("first job sent in %s", time.Since(t0))
+	t0 = time.Now()
+	_, err = b.js.Consumer(ctx, queue.SendStream, "worker-sandbox")
+	require.ErrorIs(t, err, jetstream.ErrConsumerNotFound, "the legacy consumer is deleted")
+
+	require.NoError(t, b.js.DeleteConsumer(ctx, queue.SendStream, "worker-sandbox-"+acc))
+	b.publish(t, "a", 1)
+	require.Eventually(t, func() bool { return b.sender.sent(acc) == 2 }, 10*time.Second, 5*time.Millisecond)
+	t.Logf("job after the consumer was removed sent in %s", time.Since(t0))
+	_, err = b.js.Consumer(ctx, queue.SendStream, "worker-sandbox-"+acc)
+	require.NoError(t, err, "the account's consumer exists again")
 }

@@ -206,18 +206,27 @@ func (s *scheduler) fetch(ctx context.Context, a *account, n int, inflight *sync
 	if err == nil {
 		msgs, err = pull(cons, n)
 	}
+	// A pull request to a consumer that no longer exists finds nobody to
+	// answer it and ends empty: tell that from an account without jobs.
+	missing := false
+	if err == nil && len(msgs) == 0 {
+		_, ierr := cons.Info(ctx)
+		missing = errors.Is(ierr, jetstream.ErrConsumerNotFound)
+	}
 	s.mu.Lock()
 	a.fetching = false
 	got := len(msgs)
 	if got < n {
 		s.release(a, n-got)
-		a.ready = false
-		if got == 0 {
+		a.ready = missing
+		if got == 0 && !missing {
 			a.emptyAt, a.emptyStored = time.Now(), a.stored
 		}
 	}
-	if err != nil && (errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted)) {
-		// Removed while idle (InactiveThreshold) or lost: made again next time.
+	if err != nil || missing {
+		// The consumer may be gone (removed while idle by InactiveThreshold, or
+		// lost with a NATS node): a pull request then finds no responder. It is
+		// looked up or created again at the next fetch.
 		a.cons = nil
 	}
 	s.mu.Unlock()
