@@ -3,8 +3,6 @@ package worker_test
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -130,7 +128,7 @@ func (b *fairBundle) start(t *testing.T, cfg worker.Config) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := worker.New(ctx, cfg, worker.Deps{Pool: b.db.Pool, JetStream: b.js,
-		Senders: map[string]provider.Sender{"sandbox": b.sender}, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		Senders: map[string]provider.Sender{"sandbox": b.sender}})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()

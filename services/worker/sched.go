@@ -69,6 +69,8 @@ type account struct {
 	// while later (jobs naked with a delay are counted but not deliverable).
 	emptyAt     time.Time
 	emptyStored uint64
+	// failures counts fetches in a row that failed.
+	failures int
 }
 
 func newScheduler(w *Worker, kind string) *scheduler {
@@ -218,16 +220,21 @@ func (s *scheduler) fetch(ctx context.Context, a *account, n int, inflight *sync
 	got := len(msgs)
 	if got < n {
 		s.release(a, n-got)
-		a.ready = missing
-		if got == 0 && !missing {
-			a.emptyAt, a.emptyStored = time.Now(), a.stored
-		}
+		a.ready = false
 	}
-	if err != nil || missing {
+	switch {
+	case err != nil || missing:
 		// The consumer may be gone (removed while idle by InactiveThreshold, or
 		// lost with a NATS node): a pull request then finds no responder. It is
-		// looked up or created again at the next fetch.
+		// looked up or created again at once, once; after that discovery decides.
 		a.cons = nil
+		a.failures++
+		a.ready = a.failures == 1
+	case got == 0:
+		a.failures = 0
+		a.emptyAt, a.emptyStored = time.Now(), a.stored
+	default:
+		a.failures = 0
 	}
 	s.mu.Unlock()
 	if err != nil && ctx.Err() == nil {
