@@ -259,7 +259,7 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 			_, e0 = b.acc[0].ListApiKeys(as(t, k.GetSecret()), &v1.ListApiKeysRequest{})
 			_, e1 = b.acc[1].ListApiKeys(as(t, k.GetSecret()), &v1.ListApiKeysRequest{})
 			return e0 == nil && e1 == nil
-		}, 5*time.Second, 10*time.Millisecond, "round %d: both replicas answer from their caches", i)
+		}, 30*time.Second, 10*time.Millisecond, "round %d: both replicas answer from their caches", i)
 
 		revoker, target := b.acc[i%2], b.acc[(i+1)%2]
 		_, err = revoker.RevokeApiKey(ctx, &v1.RevokeApiKeyRequest{Id: k.GetKey().GetId()})

@@ -16,10 +16,11 @@ import (
 )
 
 // Consume applies delivery events until ctx ends, then stops fetching, applies
-// the batch in flight and the events already buffered, and returns nil. It
-// returns an error when the consumer cannot be created or is deleted.
+// the batch in flight and the events already buffered, and returns nil. While
+// JetStream is unreachable (at start, or NATS restarting) it keeps trying to
+// create its consumer, so the API stays up meanwhile.
 func (s *Service) Consume(ctx context.Context) error {
-	cons, err := s.deps.JetStream.CreateOrUpdateConsumer(ctx, queue.EventStream, jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:       s.cfg.Consumer,
 		Description:   "report: delivery events into PostgreSQL",
 		FilterSubject: queue.EventFilter,
@@ -29,9 +30,22 @@ func (s *Service) Consume(ctx context.Context) error {
 		MaxAckPending: s.cfg.MaxAckPending,
 		// Events are never given up on: a database outage only delays them.
 		MaxDeliver: -1,
-	})
-	if err != nil {
-		return fmt.Errorf("create consumer %s: %w", s.cfg.Consumer, err)
+	}
+	var cons jetstream.Consumer
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := s.deps.JetStream.CreateOrUpdateConsumer(cctx, queue.EventStream, cfg)
+		cancel()
+		if err == nil {
+			cons = c
+			break
+		}
+		s.log.WarnContext(ctx, "create consumer; retrying", "consumer", s.cfg.Consumer, "error", err, "retry_in", delay.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
 	}
 	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * s.cfg.BatchSize))
 	if err != nil {
