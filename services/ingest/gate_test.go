@@ -407,8 +407,12 @@ func TestUsageRecords(t *testing.T) {
 	}
 
 	// The token call is recorded under its subject; filters by key and result.
-	tokenRecs := list(b.ctxOf(t), &emailsenderv1.ListUsageRequest{KeyId: "notification-sender"})
-	require.Len(t, tokenRecs, 1)
+	// Records are written asynchronously in batches: wait for this one too.
+	var tokenRecs []*emailsenderv1.UsageRecord
+	require.Eventually(t, func() bool {
+		tokenRecs = list(b.ctxOf(t), &emailsenderv1.ListUsageRequest{KeyId: "notification-sender"})
+		return len(tokenRecs) == 1
+	}, 10*time.Second, 20*time.Millisecond, "the token call's record")
 	require.Equal(t, "notification-sender", tokenRecs[0].GetTokenSubject())
 	require.Equal(t, "NOT_FOUND", tokenRecs[0].GetResult())
 	require.Len(t, list(b.ctxOf(t), &emailsenderv1.ListUsageRequest{Result: "PERMISSION_DENIED"}), 1)
