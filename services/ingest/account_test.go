@@ -241,13 +241,15 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 	b := setupAccounts(t, accOptions{instances: 2, cacheTTL: time.Hour})
 	ctx := b.admin(t)
 	for i := range 5 {
-		k, err := b.acc[0].CreateApiKey(ctx, &v1.CreateApiKeyRequest{Scopes: []string{"send", "read", "admin"}})
-		require.NoError(t, err)
-		// Warm both caches; once both watches are live the caches are used,
-		// which a change made behind the replicas' back shows: they keep
-		// answering from their caches (for an hour).
+		// Wait until both caches are in use: a fresh key is looked up on both
+		// replicas, then its scopes are narrowed behind their back; when both
+		// still answer, both answered from their caches (for an hour). Each
+		// probe uses a new key, so an entry cached while a replica was still
+		// starting its watch cannot spoil the next probe.
+		var k *v1.CreateApiKeyResponse
 		require.Eventually(t, func() bool {
-			_, err := b.db.Pool.Exec(t.Context(), `UPDATE api_keys SET scopes = '{send,read,admin}' WHERE id = $1`, k.GetKey().GetId())
+			var err error
+			k, err = b.acc[0].CreateApiKey(ctx, &v1.CreateApiKeyRequest{Scopes: []string{"send", "read", "admin"}})
 			require.NoError(t, err)
 			_, e0 := b.acc[0].ListApiKeys(as(t, k.GetSecret()), &v1.ListApiKeysRequest{})
 			_, e1 := b.acc[1].ListApiKeys(as(t, k.GetSecret()), &v1.ListApiKeysRequest{})
@@ -262,7 +264,7 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 		}, 30*time.Second, 10*time.Millisecond, "round %d: both replicas answer from their caches", i)
 
 		revoker, target := b.acc[i%2], b.acc[(i+1)%2]
-		_, err = revoker.RevokeApiKey(ctx, &v1.RevokeApiKeyRequest{Id: k.GetKey().GetId()})
+		_, err := revoker.RevokeApiKey(ctx, &v1.RevokeApiKeyRequest{Id: k.GetKey().GetId()})
 		require.NoError(t, err)
 		_, err = target.ListApiKeys(as(t, k.GetSecret()), &v1.ListApiKeysRequest{})
 		requireCode(t, err, codes.Unauthenticated)
