@@ -20,7 +20,10 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -139,8 +142,17 @@ func (c StreamConfig) WithDefaults() StreamConfig {
 
 // EnsureStreams creates or updates the send and event streams.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error {
+	for _, sc := range streamConfigs(cfg) {
+		if err := ensureStream(ctx, js, sc); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+func streamConfigs(cfg StreamConfig) []jetstream.StreamConfig {
 	cfg = cfg.WithDefaults()
-	streams := []jetstream.StreamConfig{{
+	return []jetstream.StreamConfig{{
 		Name:        SendStream,
 		Description: "email send jobs, one subject per provider kind and account",
 		Subjects:    []string{sendPrefix + ">"},
@@ -164,14 +176,53 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 		Duplicates:  cfg.DuplicateWindow,
 		MaxAge:      cfg.EventMaxAge,
 	}}
-	for _, sc := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+}
+
+// ensureStream creates the stream, or updates it only when its configuration
+// differs: every service ensures the streams at start, and an update that
+// changes nothing is still work for the server (and, in nats-server 2.15,
+// races with consumers being created at the same moment).
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err = js.CreateStream(ctx, want); err == nil || !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return err
 		}
+		s, err = js.Stream(ctx, want.Name)
 	}
-	return nil
+	if err != nil {
+		return err
+	}
+	if sameStreamConfig(s.CachedInfo().Config, want) {
+		return nil
+	}
+	_, err = js.UpdateStream(ctx, want)
+	return err
+}
+
+// sameStreamConfig compares the fields EnsureStreams sets.
+func sameStreamConfig(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description &&
+		slices.Equal(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention &&
+		have.Storage == want.Storage &&
+		have.Replicas == want.Replicas &&
+		have.Duplicates == want.Duplicates &&
+		unlimited(have.MaxMsgSize) == unlimited(want.MaxMsgSize) &&
+		have.Discard == want.Discard &&
+		have.MaxAge == want.MaxAge &&
+		reflect.DeepEqual(have.RePublish, want.RePublish)
 }
 
 // IsDuplicate reports whether a publish ack says JetStream dropped the message as
 // a duplicate of one it already holds.
 func IsDuplicate(ack *jetstream.PubAck) bool { return ack != nil && ack.Duplicate }
+
+// unlimited maps the two spellings of "no limit" (0 when unset, -1 as the
+// server reports it) to one.
+func unlimited(n int32) int32 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}

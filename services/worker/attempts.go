@@ -87,7 +87,7 @@ func ensureAttempts(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 	delay := 200 * time.Millisecond
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		kv, err := js.CreateOrUpdateKeyValue(cctx, cfg)
+		kv, err := openOrCreateBucket(cctx, js, cfg)
 		cancel()
 		if err == nil {
 			return &attempts{kv: kv}, nil
@@ -103,6 +103,25 @@ func ensureAttempts(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 		}
 		delay = min(2*delay, 5*time.Second)
 	}
+}
+
+// openOrCreateBucket opens the bucket when it exists with the wanted TTL and
+// replicas, and creates or updates it otherwise. Every worker opens it at
+// start; an update that changes nothing would still be work for the server
+// (and races with consumers being created in nats-server 2.15).
+func openOrCreateBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err == nil {
+		st, serr := kv.Status(ctx)
+		if serr == nil && st.TTL() == cfg.TTL {
+			if info, ok := st.(*jetstream.KeyValueBucketStatus); ok && info.StreamInfo().Config.Replicas == cfg.Replicas {
+				return kv, nil
+			}
+		}
+	} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, err
+	}
+	return js.CreateOrUpdateKeyValue(ctx, cfg)
 }
 
 // begin records attempt of provider's job as started, leased until until. It

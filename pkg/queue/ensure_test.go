@@ -1,0 +1,42 @@
+package queue_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/namirasoft/email-sender/pkg/natstest"
+	"github.com/namirasoft/email-sender/pkg/queue"
+)
+
+func TestEnsureStreamsIsIdempotentAndUpdatesChanges(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.URL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	require.NoError(t, queue.EnsureStreams(ctx, js, queue.StreamConfig{}))
+	s, err := js.Stream(ctx, queue.SendStream)
+	require.NoError(t, err)
+	created := s.CachedInfo().Created
+
+	// Unchanged: nothing to do, the stream stays as it is.
+	require.NoError(t, queue.EnsureStreams(ctx, js, queue.StreamConfig{}))
+	s, err = js.Stream(ctx, queue.SendStream)
+	require.NoError(t, err)
+	require.Equal(t, created, s.CachedInfo().Created)
+	require.NotNil(t, s.CachedInfo().Config.RePublish)
+
+	// Changed: updated in place.
+	require.NoError(t, queue.EnsureStreams(ctx, js, queue.StreamConfig{MaxMsgSize: 1 << 20}))
+	s, err = js.Stream(ctx, queue.SendStream)
+	require.NoError(t, err)
+	require.EqualValues(t, 1<<20, s.CachedInfo().Config.MaxMsgSize)
+}
