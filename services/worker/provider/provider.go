@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/namirasoft/email-sender/pkg/mime"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 )
 
@@ -105,4 +106,15 @@ type Sender interface {
 // sending anything (log in and quit).
 type Verifier interface {
 	Verify(ctx context.Context, cfg Config) error
+}
+
+// MIMEOptions are the pkg/mime options of the message d carries: its id as the
+// Message-ID (on domain, or the sender's domain when empty) and its acceptance
+// time as the Date.
+func (d *Delivery) MIMEOptions(domain string) mime.Options {
+	o := mime.Options{MessageID: d.Job.GetMessageId(), Domain: domain}
+	if at := d.Job.GetAcceptedAt(); at != nil {
+		o.Date = at.AsTime()
+	}
+	return o
 }

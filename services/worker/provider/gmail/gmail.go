@@ -189,13 +189,10 @@ func (s *Sender) Send(ctx context.Context, d *provider.Delivery) provider.Outcom
 		return provider.Outcome{Class: provider.Credentials, Err: err}
 	}
 	job := d.Job
-	var date time.Time
-	if job.GetAcceptedAt() != nil {
-		date = job.GetAcceptedAt().AsTime()
-	}
-	raw, err := mime.Raw(envelopeOnly(job.GetMessage(), d.Recipients), mime.Options{
-		MessageID: job.GetMessageId(), Domain: s.opts.MessageIDDomain, Date: date, BccHeader: true,
-	})
+	// Gmail has no envelope: it delivers to the header recipients and strips Bcc.
+	opts := d.MIMEOptions(s.opts.MessageIDDomain)
+	opts.BccHeader = true
+	raw, err := mime.Raw(envelopeOnly(job.GetMessage(), d.Recipients), opts)
 	if err != nil {
 		return permanent(fmt.Errorf("build message %s: %w", job.GetMessageId(), err))
 	}

@@ -242,11 +242,7 @@ func (s *Sender) send(ctx context.Context, d *provider.Delivery) provider.Outcom
 		return provider.Outcome{Class: provider.Credentials, Err: err}
 	}
 	job := d.Job
-	var date time.Time
-	if job.GetAcceptedAt() != nil {
-		date = job.GetAcceptedAt().AsTime()
-	}
-	raw, err := mime.Raw(job.GetMessage(), mime.Options{MessageID: job.GetMessageId(), Domain: s.opts.MessageIDDomain, Date: date})
+	raw, err := mime.Raw(job.GetMessage(), d.MIMEOptions(s.opts.MessageIDDomain))
 	if err != nil {
 		return permanent(fmt.Errorf("build message %s: %w", job.GetMessageId(), err))
 	}
