@@ -133,7 +133,8 @@ func acceptPipelined(ctx context.Context, db batcher, msgs []*NewMessage) ([]Acc
 		}
 	}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT 1 / (count(*) / $2)::int FROM (SELECT id FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE) a`, ids, len(ids))
+	b.Queue(lockAccountsSQL, ids)
+	b.Queue(`SELECT 1 / (count(*) / $2)::int FROM accounts WHERE id = ANY($1::uuid[])`, ids, len(ids))
 	out := make([]Accepted, len(msgs))
 	for i, m := range msgs {
 		if err := queueInsert(b, m); err != nil {
@@ -151,10 +152,18 @@ func acceptPipelined(ctx context.Context, db batcher, msgs []*NewMessage) ([]Acc
 	return out, nil
 }
 
-// lockAccounts takes a share lock on the accounts of msgs, so that
-// DeleteAccount (which locks the row for update) either waits for this
-// transaction and deletes what it stored, or has committed and the account is
-// gone: ErrAccountGone. No message outlives its account's deletion.
+// lockAccountsSQL takes the shared advisory lock of each account (in id
+// order). DeleteAccount takes the same lock exclusively, so it waits for the
+// accepts in flight and deletes what they stored, and an accept that starts
+// after it sees the account gone: no message outlives its account's deletion.
+// An advisory lock lives in the lock manager only; a row lock (FOR KEY SHARE)
+// would write the shared accounts row for every call, which under concurrency
+// is a MultiXact per caller.
+const lockAccountsSQL = `SELECT pg_advisory_xact_lock_shared(hashtextextended(a, 7261))
+	FROM unnest($1::text[]) AS a ORDER BY a`
+
+// lockAccounts takes the accounts' shared locks (lockAccountsSQL) and checks
+// that they exist: ErrAccountGone otherwise.
 func lockAccounts(ctx context.Context, tx pgx.Tx, msgs []*NewMessage) error {
 	seen := map[string]bool{}
 	var ids []string
@@ -164,7 +173,10 @@ func lockAccounts(ctx context.Context, tx pgx.Tx, msgs []*NewMessage) error {
 			ids = append(ids, m.AccountID)
 		}
 	}
-	rows, err := tx.Query(ctx, `SELECT id FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE`, ids)
+	if _, err := tx.Exec(ctx, lockAccountsSQL, ids); err != nil {
+		return fmt.Errorf("lock accounts: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT id FROM accounts WHERE id = ANY($1::uuid[])`, ids)
 	if err != nil {
 		return fmt.Errorf("lock accounts: %w", err)
 	}

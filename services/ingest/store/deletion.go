@@ -117,13 +117,17 @@ type Deletion struct {
 }
 
 // DeleteAccount removes every row of accountID, in one transaction: it locks
-// the account row first (Accept holds a share lock on it, so no message of the
-// account is being stored meanwhile and none can be after), deletes from every
+// the account first (Accept holds its shared advisory lock, so no message of
+// the account is being stored meanwhile and none can be after), deletes from every
 // table AccountTables finds, then the account itself, and records the audit
 // row auditID. ErrNotFound when the account does not exist.
 func DeleteAccount(ctx context.Context, db Beginner, accountID, auditID string, now time.Time) (Deletion, error) {
 	d := Deletion{AuditID: auditID, Rows: map[string]int64{}}
 	err := withTx(ctx, db, func(tx pgx.Tx) error {
+		// Exclusive against every Accept of the account (lockAccountsSQL).
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7261))`, accountID); err != nil {
+			return fmt.Errorf("lock account: %w", err)
+		}
 		var ok bool
 		err := tx.QueryRow(ctx, `SELECT true FROM accounts WHERE id = $1 FOR UPDATE`, accountID).Scan(&ok)
 		if errors.Is(err, pgx.ErrNoRows) {
