@@ -149,6 +149,19 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 		w.metrics.retry(d.ctx, retryInterrupted)
 	}
 
+	if job.GetScheduled() && prev == nil {
+		canceled, err := messageCanceled(d.ctx, w.deps.Pool, job.GetAccountId(), job.GetMessageId())
+		if err != nil {
+			d.trouble("check cancellation", err)
+			return
+		}
+		if canceled {
+			d.log.InfoContext(d.ctx, "scheduled message was canceled; not sending")
+			d.final(true)
+			return
+		}
+	}
+
 	accepted := job.GetAcceptedAt().AsTime()
 	if d.tries > w.cfg.MaxAttempts || (!accepted.IsZero() && w.now().Sub(accepted) > w.cfg.MaxAge) {
 		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, nil, "")

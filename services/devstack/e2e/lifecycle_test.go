@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -218,4 +220,37 @@ func TestInvalidInputGetsFieldLevelErrors(t *testing.T) {
 	list, err := s.report.ListMessages(s.ctx("a"), &v1.ListMessagesRequest{})
 	require.NoError(t, err)
 	require.Empty(t, list.GetMessages(), "a rejected message was stored")
+}
+
+// TestCanceledJobOnStreamIsNotSent covers the relay publishing a scheduled job
+// and then failing to commit, while CancelScheduled succeeds: the job of a
+// canceled message is on the stream. The worker checks before sending.
+func TestCanceledJobOnStreamIsNotSent(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	req := simple("jane@example.com")
+	req.SendAt = timestamppb.New(time.Now().Add(time.Hour))
+	id := s.sendOK("a", req)
+	_, err := s.send.CancelScheduled(s.ctx("a"), &v1.CancelScheduledRequest{MessageId: id})
+	require.NoError(t, err)
+
+	// What the relay would have published before its commit failed.
+	ctx := waitCtx(t)
+	var content []byte
+	require.NoError(t, s.db.Pool.QueryRow(ctx, `SELECT content FROM messages WHERE id = $1`, id).Scan(&content))
+	msg := nats.NewMsg(queue.SendSubject("smtp", s.accounts["a"].AccountID))
+	msg.Data = content
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	_, err = s.js.PublishMsg(ctx, msg)
+	require.NoError(t, err)
+
+	// The worker takes the job and acks it without sending.
+	require.Eventually(t, func() bool {
+		st, err := s.js.Stream(ctx, queue.SendStream)
+		return err == nil && st.CachedInfo().State.Msgs == 0
+	}, 20*time.Second, 20*time.Millisecond, "the job is consumed")
+	time.Sleep(200 * time.Millisecond)
+	require.Zero(t, s.sink.Count(), "a canceled message was sent")
+	got := s.waitStatus("a", id, v1.MessageStatus_CANCELED)
+	require.Equal(t, 0, countType(got, queue.EventStarted), "timeline: %v", eventTypes(got))
 }

@@ -45,8 +45,13 @@ type SendJob struct {
 	// Attempts made on the configuration it failed over from: the job's attempt
 	// numbers count on from there, so every attempt of a message has its own number.
 	AttemptsBefore int32 `protobuf:"varint,9,opt,name=attempts_before,json=attemptsBefore,proto3" json:"attempts_before,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The message was accepted with a future send_at, so it may have been
+	// canceled: the worker checks before its first attempt. (CancelScheduled
+	// deletes the outbox row with the cancel, but a relay whose commit failed
+	// after its publish can leave a job of a canceled message on the stream.)
+	Scheduled     bool `protobuf:"varint,10,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendJob) Reset() {
@@ -140,6 +145,13 @@ func (x *SendJob) GetAttemptsBefore() int32 {
 		return x.AttemptsBefore
 	}
 	return 0
+}
+
+func (x *SendJob) GetScheduled() bool {
+	if x != nil {
+		return x.Scheduled
+	}
+	return false
 }
 
 // DeliveryEvent is published by workers (and ingest, for cancel) on the events
@@ -299,7 +311,7 @@ var File_emailsender_queue_v1_queue_proto protoreflect.FileDescriptor
 
 const file_emailsender_queue_v1_queue_proto_rawDesc = "" +
 	"\n" +
-	" emailsender/queue/v1/queue.proto\x12\x14emailsender.queue.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x02\n" +
+	" emailsender/queue/v1/queue.proto\x12\x14emailsender.queue.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x03\n" +
 	"\aSendJob\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1d\n" +
@@ -315,7 +327,9 @@ const file_emailsender_queue_v1_queue_proto_rawDesc = "" +
 	"suppressed\x18\a \x03(\tR\n" +
 	"suppressed\x12(\n" +
 	"\x10failed_over_from\x18\b \x01(\tR\x0efailedOverFrom\x12'\n" +
-	"\x0fattempts_before\x18\t \x01(\x05R\x0eattemptsBefore\"\x9e\x04\n" +
+	"\x0fattempts_before\x18\t \x01(\x05R\x0eattemptsBefore\x12\x1c\n" +
+	"\tscheduled\x18\n" +
+	" \x01(\bR\tscheduled\"\x9e\x04\n" +
 	"\rDeliveryEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +
