@@ -131,22 +131,22 @@ func run() error {
 	}
 
 	keyStore := auth.NewKeyStore(pool, ic.AuthCacheTTL)
-	ingestSvc, err := ingest.New(ic, ingest.Deps{Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("service", "ingest"), Auth: keyStore})
+	ingestSvc, err := ingest.New(ic, ingest.Deps{Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("component", "ingest"), Auth: keyStore})
 	if err != nil {
 		return err
 	}
-	reportSvc, err := report.New(rc, report.Deps{Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("service", "report"), Authenticator: keyStore})
+	reportSvc, err := report.New(rc, report.Deps{Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("component", "report"), Authenticator: keyStore})
 	if err != nil {
 		return err
 	}
-	smtpSender := smtp.New(smtp.Options{Logger: log.With("service", "worker")})
+	smtpSender := smtp.New(smtp.Options{Logger: log.With("component", "worker")})
 	defer func() { _ = smtpSender.Close() }()
-	gmailSender := gmail.New(gmail.Options{Logger: log.With("service", "worker")})
+	gmailSender := gmail.New(gmail.Options{Logger: log.With("component", "worker")})
 	defer func() { _ = gmailSender.Close() }()
-	sesSender := ses.New(ses.Options{Logger: log.With("service", "worker")})
+	sesSender := ses.New(ses.Options{Logger: log.With("component", "worker")})
 	defer func() { _ = sesSender.Close() }()
 	workerSvc, err := worker.New(ctx, wc, worker.Deps{
-		Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("service", "worker"), Keyring: keyring,
+		Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("component", "worker"), Keyring: keyring,
 		Senders: map[string]provider.Sender{"sandbox": sandbox.New(), "smtp": smtpSender, "gmail": gmailSender, "ses": sesSender},
 	})
 	if err != nil {
