@@ -698,6 +698,20 @@ func TestSuppressions(t *testing.T) {
 	require.NoError(t, proto.Unmarshal(content, &job))
 	require.Equal(t, []string{"a@example.org"}, job.GetSuppressed())
 
+	// A sender writing to itself: the from address is looked up as a sender
+	// and, separately, as a suppressed recipient.
+	_, err = acc.AddSuppression(ctx, &v1.AddSuppressionRequest{Address: "sender@example.com", Reason: "manual"})
+	require.NoError(t, err)
+	resp, err = b.send[0].SendEmail(ctx, &v1.SendEmailRequest{Message: &v1.EmailMessage{
+		From: &v1.Address{Address: "sender@example.com"}, To: []*v1.Address{{Address: "Sender@example.com"}, {Address: "d@example.org"}},
+		Subject: "s", TextBody: "t",
+	}})
+	require.NoError(t, err)
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT content FROM messages WHERE id = $1`, resp.GetMessageId()).Scan(&content))
+	job.Reset()
+	require.NoError(t, proto.Unmarshal(content, &job))
+	require.Equal(t, []string{"sender@example.com"}, job.GetSuppressed())
+
 	_, err = acc.RemoveSuppression(ctx, &v1.RemoveSuppressionRequest{Address: "A@example.org"})
 	require.NoError(t, err)
 	_, err = acc.RemoveSuppression(ctx, &v1.RemoveSuppressionRequest{Address: "a@example.org"})

@@ -6,7 +6,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/namirasoft/email-sender/pkg/address"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 	"github.com/namirasoft/email-sender/services/ingest/validate"
@@ -39,32 +38,31 @@ func (s *Server) SendSystem(ctx context.Context, accountID string, req *emailsen
 	return results[0].resp, nil
 }
 
-// lookup fetches the lookups of reqs. Addresses that do not parse are left out:
-// validation rejects their messages.
-func (s *Server) lookup(ctx context.Context, accountID string, reqs []*emailsenderv1.SendEmailRequest) (*lookups, error) {
+// lookup fetches the lookups of the valid requests (nil entries are
+// skipped), from their canonical addresses.
+func (s *Server) lookup(ctx context.Context, accountID string, valid []*validate.Request) (*lookups, error) {
 	l := &lookups{checkSenders: s.cfg.RequireVerifiedSenders && ctx.Value(systemKey{}) == nil}
 	var froms, rcpts []string
-	seen := map[string]bool{}
-	add := func(list *[]string, a *emailsenderv1.Address) {
-		p, err := address.Parse(a.GetAddress())
-		if err != nil {
-			return
-		}
-		if k := p.Lower(); !seen[k] {
-			seen[k] = true
-			*list = append(*list, k)
+	seenFrom, seenRcpt := map[string]bool{}, map[string]bool{}
+	add := func(list *[]string, seen map[string]bool, a string) {
+		if !seen[a] {
+			seen[a] = true
+			*list = append(*list, a)
 		}
 	}
-	for _, r := range reqs {
-		m := r.GetMessage()
-		if l.checkSenders && m.GetFrom() != nil {
-			add(&froms, m.GetFrom())
+	for _, v := range valid {
+		if v == nil {
+			continue
 		}
-		for _, list := range [][]*emailsenderv1.Address{m.GetTo(), m.GetCc(), m.GetBcc()} {
-			for _, a := range list {
-				add(&rcpts, a)
-			}
+		if l.checkSenders {
+			add(&froms, seenFrom, v.From)
 		}
+		for _, r := range v.Recipients {
+			add(&rcpts, seenRcpt, r.Address)
+		}
+	}
+	if len(froms) == 0 && len(rcpts) == 0 {
+		return l, nil
 	}
 	var err error
 	if l.verified, l.suppressed, err = store.SendLookups(ctx, s.db, accountID, froms, rcpts); err != nil {
@@ -75,15 +73,11 @@ func (s *Server) lookup(ctx context.Context, accountID string, reqs []*emailsend
 
 // checkSender refuses an unverified from address.
 func (l *lookups) checkSender(v *validate.Request) error {
-	if !l.checkSenders {
+	if !l.checkSenders || l.verified[v.From] {
 		return nil
 	}
-	p, err := address.Parse(v.Message.GetFrom().GetAddress())
-	if err != nil || !l.verified[p.Lower()] {
-		return &validate.Error{Field: "message.from.address", Code: codes.FailedPrecondition,
-			Description: fmt.Sprintf("%q is not a verified sender of this account (AccountService.AddSender, then VerifySender)", v.Message.GetFrom().GetAddress())}
-	}
-	return nil
+	return &validate.Error{Field: "message.from.address", Code: codes.FailedPrecondition,
+		Description: fmt.Sprintf("%q is not a verified sender of this account (AccountService.AddSender, then VerifySender)", v.Message.GetFrom().GetAddress())}
 }
 
 // suppressedOf lists the suppressed recipients of v (lower-cased), which the

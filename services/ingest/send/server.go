@@ -234,17 +234,26 @@ type result struct {
 func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsenderv1.SendEmailRequest) ([]result, error) {
 	now := s.now()
 	results := make([]result, len(reqs))
-	traceparent := s.traceparent(ctx)
-	look, err := s.lookup(ctx, accountID, reqs)
+	valid := make([]*validate.Request, len(reqs))
+	for i, req := range reqs {
+		if valid[i], results[i].err = validate.SendEmail(req, s.cfg.Limits, now); results[i].err != nil {
+			valid[i] = nil
+		}
+	}
+	look, err := s.lookup(ctx, accountID, valid)
 	if err != nil {
 		return nil, err
 	}
+	traceparent := s.traceparent(ctx)
 	var (
 		news  []*store.NewMessage
 		index []int
 	)
-	for i, req := range reqs {
-		m, err := s.prepare(ctx, accountID, req, now, traceparent, look)
+	for i, v := range valid {
+		if v == nil {
+			continue
+		}
+		m, err := s.prepare(ctx, accountID, reqs[i], v, now, traceparent, look)
 		if err != nil {
 			results[i].err = err
 			continue
@@ -326,12 +335,8 @@ func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, keys []store.Mes
 	}
 }
 
-// prepare validates one request and builds what the store inserts.
-func (s *Server) prepare(ctx context.Context, accountID string, req *emailsenderv1.SendEmailRequest, now time.Time, traceparent string, look *lookups) (*store.NewMessage, error) {
-	v, err := validate.SendEmail(req, s.cfg.Limits, now)
-	if err != nil {
-		return nil, err
-	}
+// prepare builds what the store inserts for the valid request v of req.
+func (s *Server) prepare(ctx context.Context, accountID string, req *emailsenderv1.SendEmailRequest, v *validate.Request, now time.Time, traceparent string, look *lookups) (*store.NewMessage, error) {
 	if err := look.checkSender(v); err != nil {
 		return nil, err
 	}

@@ -98,6 +98,8 @@ type Request struct {
 	// Message is a copy of the request's message with every address in
 	// canonical ASCII form; it is what the workers send.
 	Message *emailsenderv1.EmailMessage
+	// From is the sender's canonical address, lower-cased.
+	From string
 	// Recipients are to, cc and bcc in that order.
 	Recipients []Recipient
 	// SendAt is the requested time; zero when the message is to go at once
@@ -127,9 +129,11 @@ func SendEmail(req *emailsenderv1.SendEmailRequest, lim Limits, now time.Time) (
 	if m.GetFrom() == nil {
 		return nil, invalid("message.from", "is required")
 	}
-	if _, err := mailbox("message.from", m.GetFrom()); err != nil {
+	from, err := mailbox("message.from", m.GetFrom())
+	if err != nil {
 		return nil, err
 	}
+	out.From = from
 	for i, a := range m.GetReplyTo() {
 		if _, err := mailbox(fmt.Sprintf("message.reply_to[%d]", i), a); err != nil {
 			return nil, err
