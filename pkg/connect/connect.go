@@ -188,3 +188,16 @@ func Metrics(addr string, cfg envconfig.Metrics, tel *telemetry.Telemetry, log *
 	h := tel.HTTPHandler(cfg.PProf)
 	return func(ctx context.Context) error { return telemetry.ServeHTTP(ctx, lis, h, log) }
 }
+
+// Listener returns given when set (tests and the all-in-one process pass
+// listeners they opened), else a new TCP listener on addr.
+func Listener(given net.Listener, addr string) (net.Listener, error) {
+	if given != nil {
+		return given, nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return lis, nil
+}

@@ -1,9 +1,9 @@
 package ingest
 
 import (
-	"fmt"
 	"net"
 
+	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -28,12 +28,9 @@ func (s *Service) httpGateway(grpcAddr net.Addr) (*httpgateway.Gateway, net.List
 	if !s.cfg.httpEnabled(s.deps) {
 		return nil, nil, nil
 	}
-	lis := s.deps.HTTPListener
-	if lis == nil {
-		var err error
-		if lis, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
-			return nil, nil, fmt.Errorf("listen %s: %w", s.cfg.HTTPAddr, err)
-		}
+	lis, err := connect.Listener(s.deps.HTTPListener, s.cfg.HTTPAddr)
+	if err != nil {
+		return nil, nil, err
 	}
 	gw, err := httpgateway.New(httpgateway.Config{
 		MaxBodyBytes:     s.cfg.HTTPMaxBodyBytes(),

@@ -15,6 +15,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
@@ -305,12 +306,9 @@ func (s *Service) prepareNATS(ctx context.Context) error {
 // relay stops after its current pass, and the queued outbox deletions are
 // flushed.
 func (s *Service) Run(ctx context.Context) error {
-	lis := s.deps.Listener
-	if lis == nil {
-		var err error
-		if lis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
-			return fmt.Errorf("listen %s: %w", s.cfg.GRPCAddr, err)
-		}
+	lis, err := connect.Listener(s.deps.Listener, s.cfg.GRPCAddr)
+	if err != nil {
+		return err
 	}
 	gw, httpLis, herr := s.httpGateway(lis.Addr())
 	if herr != nil {
@@ -335,7 +333,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { s.expireIdempotencyKeys(gctx); return nil })
 	g.Go(func() error { return s.acc.watchRevocations(gctx) })
 	g.Go(func() error { s.purgeContent(gctx); return nil })
-	err := g.Wait()
+	err = g.Wait()
 	if cerr := s.acc.smtp.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
 	"github.com/namirasoft/email-sender/pkg/limits"
@@ -156,12 +157,9 @@ func MethodScopes() map[string]string {
 // finish those in flight; the consumer stops
 // fetching, applies the batch in flight and what it had buffered.
 func (s *Service) Run(ctx context.Context) error {
-	lis := s.deps.Listener
-	if lis == nil {
-		var err error
-		if lis, err = net.Listen("tcp", s.cfg.GRPCAddr); err != nil {
-			return fmt.Errorf("listen %s: %w", s.cfg.GRPCAddr, err)
-		}
+	lis, err := connect.Listener(s.deps.Listener, s.cfg.GRPCAddr)
+	if err != nil {
+		return err
 	}
 	gw, httpLis, err := s.httpGateway(lis.Addr())
 	if err != nil {
