@@ -52,12 +52,12 @@ func Postgres(ctx context.Context, cfg envconfig.Postgres) (*pgxpool.Pool, error
 	return pool, nil
 }
 
-// JetStream connects to NATS and ensures the streams, waiting (with backoff)
+// openJetStream connects to NATS and ensures the streams, waiting (with backoff)
 // while NATS is unreachable, so services may start in any order. The
 // connection reconnects forever; publishes fail at once while it is down rather
 // than waiting in a buffer (the outbox and redelivery cover that time). Close
 // it with Drain.
-func JetStream(ctx context.Context, cfg envconfig.NATS, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+func openJetStream(ctx context.Context, cfg envconfig.NATS, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := nats.Connect(cfg.URL,
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -98,9 +98,9 @@ func JetStream(ctx context.Context, cfg envconfig.NATS, name string, log *slog.L
 	}
 }
 
-// Telemetry sets up tracing from the standard OTEL_* variables and returns a
+// openTelemetry sets up tracing from the standard OTEL_* variables and returns a
 // function that flushes it on exit.
-func Telemetry(ctx context.Context, service string, log *slog.Logger) (*telemetry.Telemetry, func(), error) {
+func openTelemetry(ctx context.Context, service string, log *slog.Logger) (*telemetry.Telemetry, func(), error) {
 	tel, err := telemetry.Setup(ctx, telemetry.OptionsFromEnv(service))
 	if err != nil {
 		return nil, nil, err
@@ -140,14 +140,14 @@ func Open(ctx context.Context, cfg Config) (*Infra, error) {
 		return nil, err
 	}
 	in := &Infra{Log: log}
-	if in.Telemetry, in.flush, err = Telemetry(ctx, cfg.Service, log); err != nil {
+	if in.Telemetry, in.flush, err = openTelemetry(ctx, cfg.Service, log); err != nil {
 		return nil, err
 	}
 	if in.Pool, err = Postgres(ctx, cfg.Postgres); err != nil {
 		in.Close()
 		return nil, err
 	}
-	if in.NATS, in.JetStream, err = JetStream(ctx, cfg.NATS, cfg.Service, log); err != nil {
+	if in.NATS, in.JetStream, err = openJetStream(ctx, cfg.NATS, cfg.Service, log); err != nil {
 		in.Close()
 		return nil, err
 	}

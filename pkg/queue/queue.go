@@ -214,10 +214,6 @@ func sameStreamConfig(have, want jetstream.StreamConfig) bool {
 		reflect.DeepEqual(have.RePublish, want.RePublish)
 }
 
-// IsDuplicate reports whether a publish ack says JetStream dropped the message as
-// a duplicate of one it already holds.
-func IsDuplicate(ack *jetstream.PubAck) bool { return ack != nil && ack.Duplicate }
-
 // unlimited maps the two spellings of "no limit" (0 when unset, -1 as the
 // server reports it) to one.
 func unlimited(n int32) int32 {

@@ -311,7 +311,7 @@ func (b *testBundle) publishRaw(t *testing.T, ctx context.Context, subject strin
 	b.tel.InjectNATS(ctx, m.Header)
 	ack, err := b.js.PublishMsg(ctx, m)
 	require.NoError(t, err)
-	require.False(t, queue.IsDuplicate(ack), "publish of %s was deduplicated", msgID)
+	require.False(t, ack.Duplicate, "publish of %s was deduplicated", msgID)
 }
 
 // authed returns a context that calls as a.
