@@ -124,14 +124,7 @@ func anyKey(msgs []*NewMessage) bool {
 // account is gone the lock statement fails (division by zero), which aborts
 // the whole batch: nothing is stored, as with lockAccounts.
 func acceptPipelined(ctx context.Context, db batcher, msgs []*NewMessage) ([]Accepted, error) {
-	seen := map[string]bool{}
-	var ids []string
-	for _, m := range msgs {
-		if !seen[m.AccountID] {
-			seen[m.AccountID] = true
-			ids = append(ids, m.AccountID)
-		}
-	}
+	ids := accountIDs(msgs)
 	b := &pgx.Batch{}
 	b.Queue(lockAccountsSQL, ids)
 	b.Queue(`SELECT 1 / (count(*) / $2)::int FROM accounts WHERE id = ANY($1::uuid[])`, ids, len(ids))
@@ -165,14 +158,7 @@ const lockAccountsSQL = `SELECT pg_advisory_xact_lock_shared(hashtextextended(a,
 // lockAccounts takes the accounts' shared locks (lockAccountsSQL) and checks
 // that they exist: ErrAccountGone otherwise.
 func lockAccounts(ctx context.Context, tx pgx.Tx, msgs []*NewMessage) error {
-	seen := map[string]bool{}
-	var ids []string
-	for _, m := range msgs {
-		if !seen[m.AccountID] {
-			seen[m.AccountID] = true
-			ids = append(ids, m.AccountID)
-		}
-	}
+	ids := accountIDs(msgs)
 	if _, err := tx.Exec(ctx, lockAccountsSQL, ids); err != nil {
 		return fmt.Errorf("lock accounts: %w", err)
 	}
@@ -319,4 +305,17 @@ func queueInsert(b *pgx.Batch, m *NewMessage) error {
 		VALUES ($1, $2, $3, COALESCE($4, now()), $5)`,
 		m.ID, m.AccountID, m.NATSSubject, sendAt, m.Traceparent)
 	return nil
+}
+
+// accountIDs lists the distinct accounts of msgs.
+func accountIDs(msgs []*NewMessage) []string {
+	seen := map[string]bool{}
+	var ids []string
+	for _, m := range msgs {
+		if !seen[m.AccountID] {
+			seen[m.AccountID] = true
+			ids = append(ids, m.AccountID)
+		}
+	}
+	return ids
 }
