@@ -153,3 +153,46 @@ type Log struct {
 type Metrics struct {
 	PProf bool `env:"METRICS_PPROF" default:"false" help:"also serve /debug/pprof/ on the metrics address (keep it private)"`
 }
+
+// FillDefaults sets each named field of the struct dst points to, when it
+// holds its zero value (or, for numbers and durations, a negative one), to the
+// default its tag names. It is how a config built in code (tests, the
+// all-in-one process) gets the same defaults as one loaded from the
+// environment, from one source: the tags. Fields left out keep their zero
+// value on purpose (e.g. an address whose empty value means "off").
+func FillDefaults(dst any, fields ...string) error {
+	v := reflect.ValueOf(dst)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("envconfig: want pointer to struct, got %T", dst)
+	}
+	v = v.Elem()
+	for _, name := range fields {
+		f, ok := v.Type().FieldByName(name)
+		if !ok {
+			return fmt.Errorf("envconfig: %s has no field %s", v.Type(), name)
+		}
+		def, ok := f.Tag.Lookup("default")
+		if !ok {
+			return fmt.Errorf("envconfig: field %s has no default tag", name)
+		}
+		fv := v.FieldByIndex(f.Index)
+		if !unset(fv) {
+			continue
+		}
+		if err := set(fv, def); err != nil {
+			return fmt.Errorf("envconfig: default of %s %q: %w", name, def, err)
+		}
+	}
+	return nil
+}
+
+func unset(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return v.Int() <= 0
+	case reflect.Float32, reflect.Float64:
+		return v.Float() <= 0
+	default:
+		return v.IsZero()
+	}
+}

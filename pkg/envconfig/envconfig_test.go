@@ -48,3 +48,27 @@ func TestLoadFromPointer(t *testing.T) {
 		t.Fatalf("got On=%v Off=%v Nil=%v", c.On, c.Off, c.Nil)
 	}
 }
+
+func TestFillDefaults(t *testing.T) {
+	t.Parallel()
+	type cfg struct {
+		Addr  string        `env:"A" default:":80"`
+		Wait  time.Duration `env:"W" default:"2s"`
+		N     int           `env:"N" default:"3"`
+		Off   string        `env:"O" default:"on"`
+		NoDef int           `env:"X"`
+	}
+	c := cfg{N: -1, Wait: 5 * time.Second}
+	if err := FillDefaults(&c, "Addr", "Wait", "N"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":80" || c.Wait != 5*time.Second || c.N != 3 || c.Off != "" {
+		t.Fatalf("unexpected %+v", c)
+	}
+	if err := FillDefaults(&c, "NoDef"); err == nil {
+		t.Fatal("want error for a field without a default tag")
+	}
+	if err := FillDefaults(&c, "Missing"); err == nil {
+		t.Fatal("want error for an unknown field")
+	}
+}

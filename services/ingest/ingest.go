@@ -93,50 +93,18 @@ type Config struct {
 
 // WithDefaults fills unset fields with the environment defaults.
 func (c Config) WithDefaults() Config {
-	var d Config
-	_ = envconfig.LoadFrom(&d, func(string) (string, bool) { return "", false })
-	setDur := func(v *time.Duration, def time.Duration) {
-		if *v <= 0 {
-			*v = def
-		}
+	// The defaults are the env tags' (one source); a list error is a bug.
+	if err := envconfig.FillDefaults(&c, "GRPCAddr", "GRPCMaxRecvBytes", "ShutdownGrace", "MaxMessageBytes", "MaxAttachmentBytes", "MaxAttachments", "MaxRecipients", "MaxSubjectBytes", "MaxScheduleAhead", "MaxBatch", "PublishTimeout", "ProviderCacheTTL", "AuthCacheTTL", "OutboxInterval", "OutboxBatch", "OutboxPublishTimeout", "OutboxMaxBackoff", "OutboxDeleteInterval", "RequireVerifiedSenders", "SenderCodeTTL", "ProviderVerifyTimeout", "RetentionPeriod", "RetentionInterval"); err != nil {
+		panic(err)
 	}
-	setInt := func(v *int, def int) {
-		if *v <= 0 {
-			*v = def
-		}
-	}
-	if c.GRPCAddr == "" {
-		c.GRPCAddr = d.GRPCAddr
-	}
-	setInt(&c.GRPCMaxRecvBytes, d.GRPCMaxRecvBytes)
-	setDur(&c.ShutdownGrace, d.ShutdownGrace)
-	setInt(&c.MaxMessageBytes, d.MaxMessageBytes)
-	setInt(&c.MaxAttachmentBytes, d.MaxAttachmentBytes)
-	setInt(&c.MaxAttachments, d.MaxAttachments)
-	setInt(&c.MaxRecipients, d.MaxRecipients)
-	setInt(&c.MaxSubjectBytes, d.MaxSubjectBytes)
-	setDur(&c.MaxScheduleAhead, d.MaxScheduleAhead)
-	setInt(&c.MaxBatch, d.MaxBatch)
-	setDur(&c.PublishTimeout, d.PublishTimeout)
-	setDur(&c.ProviderCacheTTL, d.ProviderCacheTTL)
-	setDur(&c.AuthCacheTTL, d.AuthCacheTTL)
-	setDur(&c.OutboxInterval, d.OutboxInterval)
-	setInt(&c.OutboxBatch, d.OutboxBatch)
+	// A negative grace means none (tests); only the unset zero takes the default.
 	if c.OutboxGrace == 0 {
-		c.OutboxGrace = d.OutboxGrace
+		if err := envconfig.FillDefaults(&c, "OutboxGrace"); err != nil {
+			panic(err)
+		}
 	}
-	setDur(&c.OutboxPublishTimeout, d.OutboxPublishTimeout)
-	setDur(&c.OutboxMaxBackoff, d.OutboxMaxBackoff)
-	setDur(&c.OutboxDeleteInterval, d.OutboxDeleteInterval)
-	if c.RequireVerifiedSenders == nil {
-		c.RequireVerifiedSenders = d.RequireVerifiedSenders
-	}
-	setDur(&c.SenderCodeTTL, d.SenderCodeTTL)
-	setDur(&c.ProviderVerifyTimeout, d.ProviderVerifyTimeout)
-	setDur(&c.RetentionPeriod, d.RetentionPeriod)
-	setDur(&c.RetentionInterval, d.RetentionInterval)
-	if c.NATS.StreamReplicas <= 0 {
-		c.NATS.StreamReplicas = d.NATS.StreamReplicas
+	if err := envconfig.FillDefaults(&c.NATS, "StreamReplicas"); err != nil {
+		panic(err)
 	}
 	return c
 }

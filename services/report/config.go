@@ -9,7 +9,6 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
-	"github.com/namirasoft/email-sender/services/report/sns"
 )
 
 // Config configures the report service. Load it with envconfig.Load; the zero
@@ -68,35 +67,9 @@ type Config struct {
 
 // WithDefaults fills unset fields with the same defaults the env tags name.
 func (c Config) WithDefaults() Config {
-	if c.GRPCAddr == "" {
-		c.GRPCAddr = ":8082"
-	}
-	if c.ShutdownGrace == 0 {
-		c.ShutdownGrace = 10 * time.Second
-	}
-	if c.Consumer == "" {
-		c.Consumer = "report"
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = 256
-	}
-	if c.BatchWait == 0 {
-		c.BatchWait = 10 * time.Millisecond
-	}
-	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
-	}
-	if c.MaxAckPending == 0 {
-		c.MaxAckPending = 4096
-	}
-	if c.RetryDelay == 0 {
-		c.RetryDelay = 2 * time.Second
-	}
-	if c.ApplyTimeout == 0 {
-		c.ApplyTimeout = 20 * time.Second
-	}
-	if c.SNSCertHostPattern == "" {
-		c.SNSCertHostPattern = sns.DefaultCertHostPattern
+	// The defaults are the env tags' (one source); a list error is a bug.
+	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern"); err != nil {
+		panic(err)
 	}
 	return c
 }

@@ -82,50 +82,13 @@ type Config struct {
 
 // WithDefaults fills unset fields (for configs built in code).
 func (c Config) WithDefaults() Config {
+	// In code (tests, embedding) only the kinds every caller registers.
 	if len(c.Providers) == 0 {
 		c.Providers = []string{"sandbox", "smtp"}
 	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 64
-	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 8
-	}
-	if c.MaxAge <= 0 {
-		c.MaxAge = 24 * time.Hour
-	}
-	if c.BackoffBase <= 0 {
-		c.BackoffBase = 30 * time.Second
-	}
-	if c.BackoffMax <= 0 {
-		c.BackoffMax = time.Hour
-	}
-	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
-	}
-	if c.SendTimeout <= 0 {
-		c.SendTimeout = 2 * time.Minute
-	}
-	if c.AmbiguousPolicy == "" {
-		c.AmbiguousPolicy = AmbiguousFail
-	}
-	if c.ConfigCacheTTL <= 0 {
-		c.ConfigCacheTTL = 10 * time.Second
-	}
-	if c.AttemptsTTL <= 0 {
-		c.AttemptsTTL = 72 * time.Hour
-	}
-	if c.DiscoveryInterval <= 0 {
-		c.DiscoveryInterval = time.Second
-	}
-	if c.AccountIdle <= 0 {
-		c.AccountIdle = 15 * time.Minute
-	}
-	if c.AccountMaxAckPending <= 0 {
-		c.AccountMaxAckPending = 1000
-	}
-	if c.FailoverAfter <= 0 {
-		c.FailoverAfter = 3
+	// The defaults are the env tags' (one source); a list error is a bug.
+	if err := envconfig.FillDefaults(&c, "Concurrency", "MaxAttempts", "MaxAge", "BackoffBase", "BackoffMax", "AckWait", "SendTimeout", "AmbiguousPolicy", "ConfigCacheTTL", "AttemptsTTL", "DiscoveryInterval", "AccountIdle", "AccountMaxAckPending", "FailoverAfter"); err != nil {
+		panic(err)
 	}
 	return c
 }
