@@ -7,6 +7,11 @@
 // principle), drops quotes that are not needed ("jane"@x → jane@x), and writes
 // the domain in lower-case ASCII with internationalised labels in punycode.
 // Parse of a canonical address returns it unchanged.
+//
+// Local parts may be internationalised (RFC 6531/6532: UTF-8 beyond ASCII in
+// a dot-atom). Such an address can only travel over SMTP with SMTPUTF8, which
+// not every server offers: Address.ASCII tells, and the providers refuse what
+// their transport cannot carry, naming the address.
 package address
 
 import (
@@ -41,6 +46,22 @@ type Address struct {
 
 // String is the canonical addr-spec.
 func (a Address) String() string { return a.Local + "@" + a.Domain }
+
+// ASCII reports whether the address is all ASCII, that is, whether it can be
+// sent without SMTPUTF8 (the domain always is: it is kept in punycode).
+func (a Address) ASCII() bool { return isASCII(a.Local) }
+
+// IsASCII reports whether s has no byte beyond ASCII.
+func IsASCII(s string) bool { return isASCII(s) }
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
 
 // Lower is the canonical addr-spec lower-cased: the key recipients are stored
 // and matched (suppressions, reports) by.
@@ -133,6 +154,14 @@ func unquote(s string) (string, error) {
 			return "", fmt.Errorf("%w: unescaped quote in local part", ErrInvalid)
 		case isQtext(c) || c == ' ' || c == '\t':
 			b.WriteByte(c)
+		case c >= utf8.RuneSelf:
+			// RFC 6532 §3.2: qtext =/ UTF8-non-ascii, printable ones only.
+			r, n := utf8.DecodeRuneInString(body[i:])
+			if r == utf8.RuneError || !unicode.IsGraphic(r) || unicode.IsSpace(r) {
+				return "", fmt.Errorf("%w: character %q not allowed in a local part", ErrInvalid, r)
+			}
+			b.WriteString(body[i : i+n])
+			i += n - 1
 		default:
 			return "", fmt.Errorf("%w: character %q not allowed in a local part", ErrInvalid, rune(c))
 		}
@@ -160,8 +189,8 @@ func quote(content string) string {
 
 func isQtext(c byte) bool { return c == 33 || (c >= 35 && c <= 91) || (c >= 93 && c <= 126) }
 
-// isAtext reports an RFC 5322 atext character. Non-ASCII local parts need
-// SMTPUTF8, which not every provider offers, so they are refused.
+// isAtext reports an ASCII RFC 5322 atext character (isDotAtom adds the
+// UTF-8 ones of RFC 6532).
 func isAtext(c byte) bool {
 	switch {
 	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
@@ -180,6 +209,16 @@ func isDotAtom(s string) bool {
 			if s[i-1] == '.' {
 				return false
 			}
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			// RFC 6532 §3.2: atext =/ UTF8-non-ascii. Printable characters
+			// only: no spaces, controls or format characters.
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError || !unicode.IsGraphic(r) || unicode.IsSpace(r) {
+				return false
+			}
+			i += n - 1
 			continue
 		}
 		if !isAtext(c) {

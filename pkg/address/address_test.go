@@ -50,7 +50,11 @@ func TestParse(t *testing.T) {
 		{in: `"jane@example.com`, wantErr: true},
 		{in: `"ja"ne"@example.com`, wantErr: true},
 		{in: `""@example.com`, wantErr: true},
-		{in: "jäne@example.com", wantErr: true},
+		{in: "jäne@example.com", want: "jäne@example.com"},
+		{in: "用户@例え.jp", want: "用户@xn--r8jz45g.jp"},
+		{in: "ja\u00a0ne@example.com", wantErr: true},
+		{in: "ja\u200bne@example.com", wantErr: true},
+		{in: "ja\u0085ne@example.com", wantErr: true},
 		{in: "Jane <jane@example.com>", wantErr: true},
 		{in: "<jane@example.com>", wantErr: true},
 		{in: "jane@xn--zz.example", wantErr: true},
@@ -108,6 +112,24 @@ func TestCheckText(t *testing.T) {
 	for _, bad := range []string{"a\rb", "a\nb", "a\x00b", "a\x1bb", "a\u0085b", "\xff"} {
 		if err := CheckText(bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("CheckText(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
+func TestASCII(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]bool{
+		"jane@example.com":     true,
+		"jane@bücher.example":  true,
+		"jäne@example.com":     false,
+		`"jäne doe"@x.example`: false,
+	} {
+		a, err := Parse(in)
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", in, err)
+		}
+		if got := a.ASCII(); got != want {
+			t.Errorf("Parse(%q).ASCII() = %v, want %v", in, got, want)
 		}
 	}
 }

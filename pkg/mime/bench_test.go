@@ -32,12 +32,12 @@ func BenchmarkRaw(b *testing.B) {
 	}
 }
 
-// BenchmarkASCIIAddress is the envelope address conversion done per sender
+// BenchmarkCanonicalAddress is the envelope address conversion done per sender
 // and recipient of every delivery.
-func BenchmarkASCIIAddress(b *testing.B) {
+func BenchmarkCanonicalAddress(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := mime.ASCIIAddress("someone@example.com"); err != nil {
+		if _, err := mime.CanonicalAddress("someone@example.com"); err != nil {
 			b.Fatal(err)
 		}
 	}

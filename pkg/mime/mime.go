@@ -158,9 +158,10 @@ func Raw(m *emailsenderv1.EmailMessage, o Options) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// ASCIIAddress validates an addr-spec and returns it with its domain in ASCII
-// (punycode) form, as the SMTP envelope needs it. The local part is kept as is.
-func ASCIIAddress(addr string) (string, error) {
+// CanonicalAddress validates an addr-spec and returns its canonical form
+// (pkg/address): the domain in ASCII (punycode), the local part as is, which
+// may be internationalised (UTF-8; see NeedsSMTPUTF8).
+func CanonicalAddress(addr string) (string, error) {
 	a, err := addrspec.Parse(addr)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -172,7 +173,7 @@ func address(field string, a *emailsenderv1.Address) (*mail.Address, error) {
 	if a == nil || a.GetAddress() == "" {
 		return nil, fmt.Errorf("%w: %s: address is required", ErrInvalid, field)
 	}
-	addr, err := ASCIIAddress(a.GetAddress())
+	addr, err := CanonicalAddress(a.GetAddress())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)
 	}
@@ -386,4 +387,32 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// UTF8HeaderAddress returns the first address written in m's headers (from,
+// reply_to, to, cc) whose local part is internationalised, "" when there is
+// none. Such a message can only travel over SMTP with SMTPUTF8 (RFC 6531,
+// RFC 6532 headers); bcc recipients are not written in the headers, so they
+// only need it on the envelope.
+func UTF8HeaderAddress(m *emailsenderv1.EmailMessage) string {
+	if a := m.GetFrom().GetAddress(); !addrspec.IsASCII(localPart(a)) {
+		return a
+	}
+	for _, l := range [][]*emailsenderv1.Address{m.GetReplyTo(), m.GetTo(), m.GetCc()} {
+		for _, a := range l {
+			if !addrspec.IsASCII(localPart(a.GetAddress())) {
+				return a.GetAddress()
+			}
+		}
+	}
+	return ""
+}
+
+// localPart is what comes before the last @ (IDN domains are punycoded on
+// the way out, so only the local part decides).
+func localPart(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return addr[:i]
+	}
+	return addr
 }

@@ -414,19 +414,19 @@ func TestBuild_Invalid(t *testing.T) {
 	}
 }
 
-func TestASCIIAddress(t *testing.T) {
+func TestCanonicalAddress(t *testing.T) {
 	t.Parallel()
-	got, err := mime.ASCIIAddress("jane@Bücher.Example")
+	got, err := mime.CanonicalAddress("jane@Bücher.Example")
 	require.NoError(t, err)
 	require.Equal(t, "jane@xn--bcher-kva.example", got)
-	got, err = mime.ASCIIAddress("Jane@Example.COM")
+	got, err = mime.CanonicalAddress("Jane@Example.COM")
 	require.NoError(t, err)
 	require.Equal(t, "Jane@example.com", got, "the local part keeps its case; the domain is canonical")
-	got, err = mime.ASCIIAddress(`"jane doe"@example.com`)
+	got, err = mime.CanonicalAddress(`"jane doe"@example.com`)
 	require.NoError(t, err)
 	require.Equal(t, `"jane doe"@example.com`, got, "quoted local parts stay quoted")
-	_, err = mime.ASCIIAddress("jane@")
+	_, err = mime.CanonicalAddress("jane@")
 	require.ErrorIs(t, err, mime.ErrInvalid)
-	_, err = mime.ASCIIAddress("Jane <jane@example.com>")
+	_, err = mime.CanonicalAddress("Jane <jane@example.com>")
 	require.ErrorIs(t, err, mime.ErrInvalid)
 }

@@ -87,7 +87,7 @@ func (s *Server) sesIdentityVerified(ctx context.Context, accountID, providerID,
 	if isDomain {
 		addr = "postmaster@" + key
 	}
-	ascii, err := mime.ASCIIAddress(addr)
+	ascii, err := mime.CanonicalAddress(addr)
 	if err != nil {
 		return false
 	}

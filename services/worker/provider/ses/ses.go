@@ -342,14 +342,14 @@ func (s *Sender) send(ctx context.Context, d *provider.Delivery) provider.Outcom
 	if err != nil {
 		return permanent(fmt.Errorf("build message %s: %w", job.GetMessageId(), err))
 	}
-	from, err := mime.ASCIIAddress(job.GetMessage().GetFrom().GetAddress())
+	from, err := mime.CanonicalAddress(job.GetMessage().GetFrom().GetAddress())
 	if err != nil {
 		return permanent(fmt.Errorf("from address: %w", err))
 	}
 	rcpts := make([]string, 0, len(d.Recipients))
 	rejected := map[string]string{}
 	for _, r := range d.Recipients {
-		a, err := mime.ASCIIAddress(r)
+		a, err := mime.CanonicalAddress(r)
 		if err != nil {
 			rejected[r] = "invalid address"
 			continue

@@ -3,7 +3,6 @@ package smtp
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -55,7 +54,7 @@ func (p *pool) get(ctx context.Context) (cn *conn, reused bool, err error) {
 		return cn, true, nil
 	}
 	p.mu.Unlock()
-	cn, err = dial(ctx, p.cfg, p.s.opts.RootCAs)
+	cn, err = dial(ctx, p.cfg, p.s.opts)
 	if err != nil {
 		return nil, false, err
 	}
@@ -115,7 +114,7 @@ type conn struct {
 
 // dial connects, says EHLO, secures the connection as configured and
 // authenticates.
-func dial(ctx context.Context, c config, roots *x509.CertPool) (*conn, error) {
+func dial(ctx context.Context, c config, o Options) (*conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	addr := net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
@@ -136,7 +135,7 @@ func dial(ctx context.Context, c config, roots *x509.CertPool) (*conn, error) {
 	defer stop()
 	cn.deadline(dctx)
 
-	tlsConfig := &tls.Config{ServerName: c.Host, RootCAs: roots, MinVersion: tls.VersionTLS12}
+	tlsConfig := &tls.Config{ServerName: c.Host, RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12}
 	var nc net.Conn = tc
 	if c.TLS == TLSImplicit {
 		t := tls.Client(tc, tlsConfig)
@@ -150,7 +149,14 @@ func dial(ctx context.Context, c config, roots *x509.CertPool) (*conn, error) {
 		return nil, dialErr(ctx, "greeting", err)
 	}
 	cn.c = cl
-	if err := cl.Hello(c.HELO); err != nil {
+	helo := c.HELO
+	if helo == "" {
+		helo = o.HELO
+	}
+	if helo == "" {
+		helo = addressLiteral(raw.LocalAddr())
+	}
+	if err := cl.Hello(helo); err != nil {
 		return nil, dialErr(ctx, "ehlo", err)
 	}
 	if c.TLS == TLSStartTLS || c.TLS == TLSStartTLSOpportunistic {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/namirasoft/email-sender/services/worker/provider"
@@ -31,7 +33,10 @@ type Settings struct {
 	Username string `json:"username"`
 	// PoolSize bounds the open connections per configuration; default 4.
 	PoolSize int `json:"pool_size"`
-	// HELO is the name sent in EHLO; default "localhost".
+	// HELO is the name sent in EHLO: a fully qualified domain name or an
+	// address literal. Default: the worker's (Options.HELO), which is the
+	// host's FQDN or else the connection's address literal; never
+	// "localhost".
 	HELO string `json:"helo"`
 	// TimeoutSeconds bounds dialling and each SMTP command; default 30.
 	TimeoutSeconds int `json:"timeout_seconds"`
@@ -100,8 +105,8 @@ func parseConfig(cfg provider.Config) (config, error) {
 	if c.PoolSize < 1 || c.PoolSize > 256 {
 		return c, fmt.Errorf("%w: pool_size %d is out of range 1..256", ErrSettings, c.PoolSize)
 	}
-	if c.HELO == "" {
-		c.HELO = "localhost"
+	if c.HELO != "" && !validHELO(c.HELO) {
+		return c, fmt.Errorf("%w: helo %q is neither a domain name nor an address literal", ErrSettings, c.HELO)
 	}
 	if c.TimeoutSeconds == 0 {
 		c.TimeoutSeconds = 30
@@ -114,4 +119,28 @@ func parseConfig(cfg provider.Config) (config, error) {
 	}
 	c.timeout = time.Duration(c.TimeoutSeconds) * time.Second
 	return c, nil
+}
+
+// validHELO accepts a domain name (letters, digits, hyphens, dots) or an
+// address literal in brackets: what EHLO may carry (RFC 5321 §4.1.1.1).
+func validHELO(h string) bool {
+	if len(h) > 255 {
+		return false
+	}
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		in := strings.TrimPrefix(h[1:len(h)-1], "IPv6:")
+		return net.ParseIP(in) != nil
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -64,6 +64,7 @@ import (
 	"net"
 	"net/textproto"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,7 @@ import (
 
 	gosmtp "github.com/wneessen/go-mail/smtp"
 
+	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/mime"
 	"github.com/namirasoft/email-sender/services/worker/provider"
 )
@@ -87,6 +89,11 @@ type Options struct {
 	MessageIDDomain string
 	// RootCAs verifies servers' certificates; nil means the system pool.
 	RootCAs *x509.CertPool
+	// HELO is the name said in EHLO when a configuration names none. Empty
+	// means this host's fully qualified name, or, when it has none, the
+	// connection's own address as an address literal ("[192.0.2.1]", RFC 5321
+	// §4.1.4); never "localhost", which strict servers refuse.
+	HELO string
 }
 
 // ErrAuth is wrapped by errors of failed authentication.
@@ -104,6 +111,26 @@ type ReplyError struct {
 
 func (e *ReplyError) Error() string {
 	return fmt.Sprintf("smtp %s: %d %s", e.Command, e.Code, e.Message)
+}
+
+// SizeError is a message larger than the server's SIZE limit (RFC 1870): it
+// fails before MAIL, since the server would refuse it anyway.
+type SizeError struct {
+	Size, Limit int64
+}
+
+func (e *SizeError) Error() string {
+	return fmt.Sprintf("smtp: message is %d bytes; the server accepts at most %d (SIZE)", e.Size, e.Limit)
+}
+
+// UTF8Error is an internationalised address (RFC 6531) for a server that does
+// not offer SMTPUTF8.
+type UTF8Error struct {
+	Address string
+}
+
+func (e *UTF8Error) Error() string {
+	return fmt.Sprintf("smtp: address %s has an internationalised local part and the server does not offer SMTPUTF8", e.Address)
 }
 
 // Sender is the SMTP provider. It is safe for concurrent use.
@@ -130,6 +157,9 @@ func New(opts Options) *Sender {
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 60 * time.Second
+	}
+	if opts.HELO == "" {
+		opts.HELO = hostFQDN()
 	}
 	s := &Sender{
 		opts:  opts,
@@ -242,11 +272,12 @@ func (s *Sender) send(ctx context.Context, d *provider.Delivery) provider.Outcom
 		return provider.Outcome{Class: provider.Credentials, Err: err}
 	}
 	job := d.Job
-	raw, err := mime.Raw(job.GetMessage(), d.MIMEOptions(s.opts.MessageIDDomain))
+	msg := job.GetMessage()
+	raw, err := mime.Raw(msg, d.MIMEOptions(s.opts.MessageIDDomain))
 	if err != nil {
 		return permanent(fmt.Errorf("build message %s: %w", job.GetMessageId(), err))
 	}
-	from, err := mime.ASCIIAddress(job.GetMessage().GetFrom().GetAddress())
+	from, err := reversePath(msg)
 	if err != nil {
 		return permanent(fmt.Errorf("envelope sender: %w", err))
 	}
@@ -271,7 +302,7 @@ func (s *Sender) send(ctx context.Context, d *provider.Delivery) provider.Outcom
 		if err != nil {
 			return dialOutcome(err)
 		}
-		t := &txn{conn: cn, from: from, rcpts: d.Recipients, raw: raw}
+		t := &txn{conn: cn, from: from, rcpts: d.Recipients, raw: raw, utf8Header: mime.UTF8HeaderAddress(msg)}
 		out := t.run(ctx)
 		if t.stale && reused && try == 0 && ctx.Err() == nil {
 			// The idle connection died while parked; nothing was answered.
@@ -294,7 +325,7 @@ func (s *Sender) Verify(ctx context.Context, cfg provider.Config) error {
 	if err != nil {
 		return err
 	}
-	cn, err := dial(ctx, c, s.opts.RootCAs)
+	cn, err := dial(ctx, c, s.opts)
 	if err != nil {
 		return redact(err, cfg)
 	}
@@ -304,10 +335,14 @@ func (s *Sender) Verify(ctx context.Context, cfg provider.Config) error {
 
 // txn is one mail transaction on one connection.
 type txn struct {
-	conn  *conn
+	conn *conn
+	// from is the reverse-path, "" for the null reverse-path <>.
 	from  string
 	rcpts []string
 	raw   []byte
+	// utf8Header is an internationalised address in the message's headers,
+	// "" when there is none (see mime.UTF8HeaderAddress).
+	utf8Header string
 
 	// stale: the connection failed before the server answered anything.
 	stale bool
@@ -322,34 +357,72 @@ func (t *txn) run(ctx context.Context) provider.Outcome {
 	stop := cn.watch(ctx)
 	defer stop()
 
+	rejected := map[string]string{}
+	rcpts := make([]envelopeRcpt, 0, len(t.rcpts))
+	needUTF8 := t.utf8Header != "" || !address.IsASCII(t.from) // the domain is punycode
+	for _, r := range t.rcpts {
+		addr, err := mime.CanonicalAddress(r)
+		if err != nil {
+			rejected[r] = "invalid address"
+			continue
+		}
+		needUTF8 = needUTF8 || !address.IsASCII(addr)
+		rcpts = append(rcpts, envelopeRcpt{key: r, addr: addr})
+	}
+
+	// What the server said in EHLO decides the MAIL parameters, and whether
+	// the message can go to this server at all. Nothing is sent yet, so the
+	// connection stays clean whatever is refused here.
+	hasUTF8, _ := cn.c.Extension("SMTPUTF8")
+	if needUTF8 && !hasUTF8 {
+		if out, ok := t.refuseUTF8(rcpts, rejected); !ok {
+			t.reusable = true
+			return out
+		}
+		rcpts = slices.DeleteFunc(rcpts, func(r envelopeRcpt) bool { return !address.IsASCII(r.addr) })
+		needUTF8 = false
+	}
+	params := ""
+	if hasSize, limit := cn.c.Extension("SIZE"); hasSize {
+		if n, err := strconv.ParseInt(strings.TrimSpace(limit), 10, 64); err == nil && n > 0 && int64(len(t.raw)) > n {
+			t.reusable = true
+			return permanent(&SizeError{Size: int64(len(t.raw)), Limit: n})
+		}
+		// RFC 1870: the size declared lets the server refuse before DATA.
+		params = " SIZE=" + strconv.Itoa(len(t.raw))
+	}
+	// go-mail adds BODY=8BITMIME when offered, and SMTPUTF8 when offered and
+	// not skipped; parameters are space-separated after the path, so SIZE can
+	// ride along with the path (RFC 5321 §4.1.1.2 mail-parameters).
+	cn.c.SkipSMTPUTF8(!needUTF8)
 	cn.deadline(ctx)
-	if err := cn.c.Mail(t.from); err != nil {
+	if err := cn.c.Mail("<" + t.from + ">" + params); err != nil {
 		var re *textproto.Error
 		if !errors.As(err, &re) {
 			t.stale = true
 			return netOutcome(ctx, "mail", err)
 		}
+		if re.Code == 421 {
+			// The server is closing the connection (an idle timeout, say):
+			// nothing of this message was taken.
+			t.stale = true
+			return replyOutcome("mail", re)
+		}
 		t.reusable = t.reset(ctx)
 		return replyOutcome("mail", re)
 	}
 
-	rejected := map[string]string{}
 	accepted := 0
 	anyTemp := false
 	var firstRefusal *textproto.Error
-	for _, r := range t.rcpts {
-		addr, err := mime.ASCIIAddress(r)
-		if err != nil {
-			rejected[r] = "invalid address"
-			continue
-		}
+	for _, r := range rcpts {
 		cn.deadline(ctx)
-		if err := cn.c.Rcpt(addr); err != nil {
+		if err := cn.c.Rcpt("<" + r.addr + ">"); err != nil {
 			var re *textproto.Error
 			if !errors.As(err, &re) {
 				return netOutcome(ctx, "rcpt", err)
 			}
-			rejected[r] = reply(re)
+			rejected[r.key] = reply(re)
 			anyTemp = anyTemp || re.Code/100 == 4
 			if firstRefusal == nil {
 				firstRefusal = re
@@ -361,7 +434,7 @@ func (t *txn) run(ctx context.Context) provider.Outcome {
 	if accepted == 0 {
 		t.reusable = t.reset(ctx)
 		if firstRefusal == nil {
-			return permanent(errors.New("smtp: no valid recipient"))
+			return permanent(fmt.Errorf("smtp: no valid recipient (%s)", joinRejected(rejected)))
 		}
 		out := replyOutcome("rcpt", firstRefusal)
 		if anyTemp && out.Class == provider.Permanent {
@@ -411,6 +484,44 @@ func (t *txn) run(ctx context.Context) provider.Outcome {
 		out.Rejected = rejected
 	}
 	return out
+}
+
+// envelopeRcpt is one recipient: key as the delivery names it (the key of
+// Outcome.Rejected), addr as it goes on the envelope.
+type envelopeRcpt struct{ key, addr string }
+
+// refuseUTF8 handles a message that needs SMTPUTF8 on a server that does not
+// offer it. Internationalised header addresses or reverse-path fail the whole
+// message; internationalised envelope-only recipients (bcc) are refused one
+// by one. ok is true when the others can still be sent.
+func (t *txn) refuseUTF8(rcpts []envelopeRcpt, rejected map[string]string) (out provider.Outcome, ok bool) {
+	if t.utf8Header != "" {
+		return permanent(&UTF8Error{Address: t.utf8Header}), false
+	}
+	if !address.IsASCII(t.from) {
+		return permanent(&UTF8Error{Address: t.from}), false
+	}
+	left := 0
+	for _, r := range rcpts {
+		if address.IsASCII(r.addr) {
+			left++
+			continue
+		}
+		rejected[r.key] = (&UTF8Error{Address: r.addr}).Error()
+	}
+	if left == 0 {
+		return permanent(fmt.Errorf("smtp: no valid recipient (%s)", joinRejected(rejected))), false
+	}
+	return provider.Outcome{}, true
+}
+
+func joinRejected(rejected map[string]string) string {
+	parts := make([]string, 0, len(rejected))
+	for k, v := range rejected {
+		parts = append(parts, k+": "+v)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "; ")
 }
 
 // reset aborts the open transaction; false when the connection is unusable.

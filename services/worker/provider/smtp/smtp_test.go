@@ -507,9 +507,14 @@ func TestParseSettings(t *testing.T) {
 	t.Parallel()
 	s, err := smtp.ParseSettings(provider.Config{Settings: []byte(`{"host":"mx.example.com"}`)})
 	require.NoError(t, err)
-	require.Equal(t, smtp.Settings{Host: "mx.example.com", Port: 587, TLS: "starttls", PoolSize: 4, HELO: "localhost", TimeoutSeconds: 30}, s)
+	require.Equal(t, smtp.Settings{Host: "mx.example.com", Port: 587, TLS: "starttls", PoolSize: 4, TimeoutSeconds: 30}, s, "no HELO default here: the sender's (the host's FQDN or address literal)")
 
-	for _, bad := range []string{`{}`, `{"host":"h","tls":"ssl"}`, `{"host":"h","port":70000}`, `{"host":"h","username":"u"}`, `nope`} {
+	for _, good := range []string{"mx.example.com", "[192.0.2.1]", "[IPv6:2001:db8::1]", "relay-1.example"} {
+		_, err := smtp.ParseSettings(provider.Config{Settings: []byte(`{"host":"h","helo":"` + good + `"}`)})
+		require.NoError(t, err, good)
+	}
+	for _, bad := range []string{`{}`, `{"host":"h","tls":"ssl"}`, `{"host":"h","port":70000}`, `{"host":"h","username":"u"}`, `nope`,
+		`{"host":"h","helo":"two words"}`, `{"host":"h","helo":"[not-an-ip]"}`, `{"host":"h","helo":"-x.example"}`, `{"host":"h","helo":"a\r\nMAIL FROM:<x>"}`} {
 		_, err := smtp.ParseSettings(provider.Config{Settings: []byte(bad)})
 		require.ErrorIs(t, err, smtp.ErrSettings, bad)
 	}
