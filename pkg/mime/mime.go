@@ -104,7 +104,7 @@ func Build(m *emailsenderv1.EmailMessage, o Options) (*gomail.Msg, error) {
 		return nil, err
 	}
 	if s := m.GetSubject(); s != "" {
-		msg.SetGenHeader(gomail.HeaderSubject, encodeText(s))
+		msg.SetGenHeader(gomail.HeaderSubject, encodeText(string(gomail.HeaderSubject), s))
 	}
 
 	if err := setHeaders(msg, m.GetHeaders()); err != nil {
@@ -226,7 +226,14 @@ func setHeaders(msg *gomail.Msg, hs []*emailsenderv1.Header) error {
 		if _, ok := values[key]; !ok {
 			order = append(order, key)
 		}
-		values[key] = append(values[key], h.GetValue())
+		v := h.GetValue()
+		if !isASCII(v) {
+			// Raw UTF-8 in a header needs SMTPUTF8 (RFC 6532); encoded words
+			// travel everywhere. ASCII values stay as given: they may be
+			// structured (List-Unsubscribe: <https://…>).
+			v = qEncode(key, v)
+		}
+		values[key] = append(values[key], v)
 	}
 	for _, k := range order {
 		msg.SetGenHeader(gomail.Header(k), values[k]...)
@@ -321,21 +328,78 @@ func checkHeaderValue(field, v string) error {
 	return nil
 }
 
-// encodeText returns s as an unstructured header value that unfolds back to
-// exactly s. Plain ASCII words separated by single spaces go as they are;
-// anything else (non-ASCII, control characters, runs of white space, text that
-// looks like an encoded word, very long words) becomes RFC 2047 encoded words,
-// which the decoder joins without the white space between them.
-func encodeText(s string) string {
+// encodeText returns s as the unstructured value of header key that unfolds
+// back to exactly s. Plain ASCII words separated by single spaces go as they
+// are; anything else (non-ASCII, control characters, runs of white space, text
+// that looks like an encoded word, very long words) becomes RFC 2047 encoded
+// words, which the decoder joins without the white space between them.
+func encodeText(key, s string) string {
 	if plainText(s) {
 		return s
 	}
 	if isASCII(s) || !utf8.ValidString(s) {
-		return bEncode(s)
+		return bEncode(key, s)
 	}
-	// Q encoding keeps mostly-ASCII text readable; it never returns s unchanged
-	// here because s contains non-ASCII bytes.
-	return stdmime.QEncoding.Encode("UTF-8", s)
+	return qEncode(key, s)
+}
+
+// Encoded words are sized for go-mail's folding (76 characters a line, folded
+// at spaces): each fits on a continuation line, and the first fits on the
+// header's first line after "key: ". A header folded right after its colon
+// unfolds with a leading space, which parsers such as Python's email keep in
+// the value.
+const (
+	maxWord      = 70 // RFC 2047 allows 75
+	minFirstWord = 20
+)
+
+func firstWord(key string) int {
+	return max(minFirstWord, maxWord-len(key))
+}
+
+// qEncode writes s as Q encoded words (RFC 2047 §4.2), split on rune
+// boundaries and sized for header key. Q keeps mostly-ASCII text readable.
+func qEncode(key, s string) string {
+	const prefix, suffix = "=?UTF-8?q?", "?="
+	const hex = "0123456789ABCDEF"
+	limit := firstWord(key)
+	var b, word strings.Builder
+	flush := func() {
+		if word.Len() == 0 {
+			return
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(prefix)
+		b.WriteString(word.String())
+		b.WriteString(suffix)
+		word.Reset()
+		limit = maxWord
+	}
+	var enc []byte
+	for i := 0; i < len(s); {
+		_, size := utf8.DecodeRuneInString(s[i:])
+		enc = enc[:0]
+		for _, c := range []byte(s[i : i+size]) {
+			switch {
+			case c == ' ':
+				enc = append(enc, '_')
+			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', strings.IndexByte("!*+-/", c) >= 0:
+				// The characters RFC 2047 §5(3) allows anywhere.
+				enc = append(enc, c)
+			default:
+				enc = append(enc, '=', hex[c>>4], hex[c&15])
+			}
+		}
+		if len(prefix)+word.Len()+len(enc)+len(suffix) > limit {
+			flush()
+		}
+		word.Write(enc)
+		i += size
+	}
+	flush()
+	return b.String()
 }
 
 func plainText(s string) bool {
@@ -355,16 +419,17 @@ func plainText(s string) bool {
 	return true
 }
 
-// bEncode writes s as base64 encoded words of at most 75 characters each,
-// split on rune boundaries.
-func bEncode(s string) string {
-	const maxRaw = 45 // 60 base64 characters + 12 of "=?UTF-8?b?" and "?="
+// bEncode writes s as base64 encoded words, split on rune boundaries and
+// sized for header key.
+func bEncode(key, s string) string {
+	const overhead = len("=?UTF-8?b?") + len("?=")
+	maxRaw := (firstWord(key) - overhead) / 4 * 3
 	var b strings.Builder
 	for len(s) > 0 {
 		n := 0
 		for n < len(s) {
 			_, size := utf8.DecodeRuneInString(s[n:])
-			if n+size > maxRaw {
+			if n+size > maxRaw && n > 0 {
 				break
 			}
 			n += size
@@ -376,6 +441,7 @@ func bEncode(s string) string {
 		b.WriteString(base64.StdEncoding.EncodeToString([]byte(s[:n])))
 		b.WriteString("?=")
 		s = s[n:]
+		maxRaw = (maxWord - overhead) / 4 * 3
 	}
 	return b.String()
 }

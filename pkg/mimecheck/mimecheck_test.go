@@ -35,3 +35,12 @@ func TestParse(t *testing.T) {
 	require.Equal(t, "attachment", leaves[1].Disposition)
 	require.Empty(t, m.Defects)
 }
+
+func TestParseUTF8Headers(t *testing.T) {
+	raw := "From: Jörg <jörg@xn--bcher-kva.example>\r\nTo: 用户@example.com\r\nSubject: Grüße\r\n\r\nhi\r\n"
+	m, err := mimecheck.ParseOne(context.Background(), []byte(raw))
+	require.NoError(t, err)
+	require.Equal(t, []mimecheck.Address{{Name: "Jörg", Address: "jörg@xn--bcher-kva.example"}}, m.Addresses["from"])
+	require.Equal(t, "用户@example.com", m.Addresses["to"][0].Address)
+	require.Equal(t, "Grüße", m.Subject)
+}

@@ -12,6 +12,13 @@ import sys
 ADDRESS_HEADERS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 
 
+def utf8(s):
+    """RFC 6532 headers carry raw UTF-8; the bytes parser keeps such bytes as
+    surrogate escapes. Turn them back into text (invalid UTF-8 stays visible as
+    U+FFFD)."""
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def addresses(msg, name):
     values = msg.get_all(name) or []
     out = []
@@ -19,7 +26,7 @@ def addresses(msg, name):
         # The header registry decodes RFC 2047 display names and IDN forms.
         for group in v.groups:
             for a in group.addresses:
-                out.append({"name": a.display_name, "address": a.addr_spec})
+                out.append({"name": utf8(a.display_name), "address": utf8(a.addr_spec)})
     return out
 
 
@@ -28,7 +35,7 @@ def parse(raw):
     defects = [type(d).__name__ for d in msg.defects]
     headers = []
     for k, v in msg.items():
-        headers.append([k, str(v)])
+        headers.append([k, utf8(str(v))])
     parts = []
     for part in msg.walk():
         defects += [type(d).__name__ for d in part.defects]
@@ -51,7 +58,7 @@ def parse(raw):
         parts.append(p)
     return {
         "headers": headers,
-        "subject": str(msg.get("subject", "")),
+        "subject": utf8(str(msg.get("subject", ""))),
         "addresses": {h: addresses(msg, h) for h in ADDRESS_HEADERS if msg.get(h) is not None},
         "message_id": str(msg.get("message-id", "")),
         "parts": parts,
