@@ -50,6 +50,8 @@ type Options struct {
 	DiscardData bool
 	// MaxMessageBytes limits the DATA size; default 50 MiB.
 	MaxMessageBytes int64
+	// NoSMTPUTF8 stops the sink from offering SMTPUTF8 (RFC 6531).
+	NoSMTPUTF8 bool
 }
 
 // Message is one accepted message.
@@ -227,7 +229,7 @@ func (s *Sink) Start() error {
 	srv.MaxMessageBytes = s.opts.MaxMessageBytes
 	srv.MaxRecipients = 1000
 	srv.AllowInsecureAuth = true
-	srv.EnableSMTPUTF8 = true
+	srv.EnableSMTPUTF8 = !s.opts.NoSMTPUTF8
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	if !s.opts.ImplicitTLS {
 		srv.TLSConfig = s.opts.TLSConfig

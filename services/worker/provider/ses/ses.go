@@ -75,6 +75,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"golang.org/x/time/rate"
 
+	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/mime"
 	"github.com/namirasoft/email-sender/pkg/providerconfig"
 	"github.com/namirasoft/email-sender/services/worker/provider"
@@ -346,12 +347,21 @@ func (s *Sender) send(ctx context.Context, d *provider.Delivery) provider.Outcom
 	if err != nil {
 		return permanent(fmt.Errorf("from address: %w", err))
 	}
+	// SES has no SMTPUTF8: addresses must be ASCII (IDN domains are, in
+	// punycode), in the headers and on the envelope.
+	if a := mime.UTF8HeaderAddress(job.GetMessage()); a != "" {
+		return permanent(fmt.Errorf("ses: address %s has an internationalised local part, which SES does not accept", a))
+	}
 	rcpts := make([]string, 0, len(d.Recipients))
 	rejected := map[string]string{}
 	for _, r := range d.Recipients {
 		a, err := mime.CanonicalAddress(r)
 		if err != nil {
 			rejected[r] = "invalid address"
+			continue
+		}
+		if !address.IsASCII(a) {
+			rejected[r] = "internationalised local part, which SES does not accept"
 			continue
 		}
 		rcpts = append(rcpts, a)

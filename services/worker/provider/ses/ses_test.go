@@ -471,3 +471,26 @@ func BenchmarkSend(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// SES has no SMTPUTF8: an internationalised address in the headers fails the
+// message by name before any call; one only on the envelope (bcc) is refused
+// alone.
+func TestSend_InternationalisedLocalPart(t *testing.T) {
+	t.Parallel()
+	fake := sestest.NewFake(t)
+	s := newSender(t)
+	cfg := config(t, fake.URL, keyID, nil)
+
+	out := s.Send(ctx(t), delivery(cfg, "01JSESEAI1", "jörg@example.org"))
+	require.Equal(t, provider.Permanent, out.Class, "err: %v", out.Err)
+	require.Contains(t, out.Err.Error(), "jörg@example.org")
+	require.Zero(t, fake.Calls(sestest.OpSendEmail))
+
+	d := delivery(cfg, "01JSESEAI2", "to@example.org", "用户@example.org")
+	d.Job.Message.To = d.Job.Message.To[:1]
+	d.Job.Message.Bcc = []*emailsenderv1.Address{{Address: "用户@example.org"}}
+	out = s.Send(ctx(t), d)
+	require.Equal(t, provider.Sent, out.Class, "err: %v", out.Err)
+	require.Contains(t, out.Rejected["用户@example.org"], "internationalised")
+	require.Equal(t, []string{"to@example.org"}, fake.Sends()[0].To)
+}

@@ -1,6 +1,7 @@
 package smtp_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -12,10 +13,12 @@ import (
 	"encoding/json"
 
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/mail"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -552,4 +555,165 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// A server without SMTPUTF8: an internationalised address in the headers or
+// as the reverse-path fails the message by name; one that is only on the
+// envelope (bcc) is refused alone and the others get the message. An ASCII
+// message never asks for SMTPUTF8.
+func TestSend_SMTPUTF8(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{sink: smtpsink.Options{NoSMTPUTF8: true}})
+
+	d := b.delivery("01JUTF8HDR", "jörg@bücher.example")
+	out := b.sender.Send(ctx(t), d)
+	require.Equal(t, provider.Permanent, out.Class, "err: %v", out.Err)
+	var ue *smtp.UTF8Error
+	require.ErrorAs(t, out.Err, &ue)
+	require.Equal(t, "jörg@bücher.example", ue.Address)
+	require.Contains(t, out.Err.Error(), "SMTPUTF8")
+
+	d = b.delivery("01JUTF8BCC", "ok@example.com")
+	d.Job.Message.Bcc = []*emailsenderv1.Address{{Address: "用户@example.com"}}
+	d.Recipients = []string{"ok@example.com", "用户@example.com"}
+	out = b.sender.Send(ctx(t), d)
+	require.Equal(t, provider.Sent, out.Class, "err: %v", out.Err)
+	require.Len(t, out.Rejected, 1)
+	require.Contains(t, out.Rejected["用户@example.com"], "SMTPUTF8")
+	require.Equal(t, [][]string{{"ok@example.com"}}, arrived(b.sink, "01JUTF8BCC"))
+
+	d = b.delivery("01JUTF8FROM", "ok@example.com")
+	d.Job.Message.From = &emailsenderv1.Address{Address: "jörg@example.com"}
+	out = b.sender.Send(ctx(t), d)
+	require.Equal(t, provider.Permanent, out.Class, "err: %v", out.Err)
+	require.ErrorAs(t, out.Err, &ue)
+
+	// The same server takes an ASCII message on the same (clean) connection.
+	out = b.sender.Send(ctx(t), b.delivery("01JUTF8OK", "ok@example.com"))
+	require.Equal(t, provider.Sent, out.Class, "err: %v", out.Err)
+}
+
+// The envelope as a strict server wants it, read from the wire: bracketed
+// paths, SIZE declared, SMTPUTF8 only when the message needs it, the
+// configured EHLO name, and <> for automatic replies.
+func TestSend_EnvelopeOnTheWire(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tap := startTap(t, b.sink.Port())
+	b.cfg = config(t, map[string]any{"host": "127.0.0.1", "port": tap.port, "tls": "none", "username": user,
+		"pool_size": 1, "helo": "worker.test", "timeout_seconds": 5}, password)
+
+	out := b.sender.Send(ctx(t), b.delivery("01JWIRE1", "jane@bücher.example"))
+	require.Equal(t, provider.Sent, out.Class, "err: %v", out.Err)
+	d := b.delivery("01JWIRE2", "jörg@example.com")
+	d.Job.Message.Headers = []*emailsenderv1.Header{{Name: "Auto-Submitted", Value: "auto-replied"}}
+	out = b.sender.Send(ctx(t), d)
+	require.Equal(t, provider.Sent, out.Class, "err: %v", out.Err)
+
+	lines := tap.commands()
+	require.Contains(t, lines, "EHLO worker.test")
+	var mails, rcpts []string
+	for _, l := range lines {
+		switch {
+		case strings.HasPrefix(l, "MAIL FROM:"):
+			mails = append(mails, l)
+		case strings.HasPrefix(l, "RCPT TO:"):
+			rcpts = append(rcpts, l)
+		}
+	}
+	require.Len(t, mails, 2)
+	require.Regexp(t, `^MAIL FROM:<sender@conformance\.test> SIZE=\d+ BODY=8BITMIME$`, mails[0], "ASCII: no SMTPUTF8")
+	require.Regexp(t, `^MAIL FROM:<> SIZE=\d+ BODY=8BITMIME SMTPUTF8$`, mails[1], "auto-reply with an internationalised recipient")
+	require.Equal(t, []string{"RCPT TO:<jane@xn--bcher-kva.example>", "RCPT TO:<jörg@example.com>"}, rcpts)
+}
+
+// A message larger than the server's SIZE fails before MAIL, permanently,
+// saying so; the connection stays usable.
+func TestSend_OverServerSize(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{sink: smtpsink.Options{MaxMessageBytes: 4096}})
+	d := b.delivery("01JSIZE", "bob@example.org")
+	d.Job.Message.TextBody = strings.Repeat("x", 8000)
+	out := b.sender.Send(ctx(t), d)
+	require.Equal(t, provider.Permanent, out.Class, "err: %v", out.Err)
+	var se *smtp.SizeError
+	require.ErrorAs(t, out.Err, &se)
+	require.EqualValues(t, 4096, se.Limit)
+	require.Empty(t, b.sink.Messages())
+	out = b.sender.Send(ctx(t), b.delivery("01JSIZEOK", "bob@example.org"))
+	require.Equal(t, provider.Sent, out.Class, "err: %v", out.Err)
+}
+
+// The EHLO name without a configured one: never localhost.
+func TestSend_DefaultEHLO(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tap := startTap(t, b.sink.Port())
+	b.cfg = config(t, map[string]any{"host": "127.0.0.1", "port": tap.port, "tls": "none", "username": user}, password)
+	out := b.sender.Send(ctx(t), b.delivery("01JEHLO", "bob@example.org"))
+	require.Equal(t, provider.Sent, out.Class, "err: %v", out.Err)
+	var ehlo string
+	for _, l := range tap.commands() {
+		if strings.HasPrefix(l, "EHLO ") {
+			ehlo = strings.TrimPrefix(l, "EHLO ")
+		}
+	}
+	require.NotEmpty(t, ehlo)
+	require.NotEqual(t, "localhost", ehlo)
+	require.True(t, strings.Contains(ehlo, ".") || strings.HasPrefix(ehlo, "["), "an FQDN or an address literal, got %q", ehlo)
+}
+
+// tap relays one connection at a time to a server and records the lines the
+// client sends (commands; message data too, which tests ignore).
+type tap struct {
+	port  int
+	mu    sync.Mutex
+	lines []string
+}
+
+func (tp *tap) commands() []string {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return slices.Clone(tp.lines)
+}
+
+func startTap(t *testing.T, upstream int) *tap {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	tp := &tap{port: l.Addr().(*net.TCPAddr).Port}
+	t.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", upstream))
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
+			go func() {
+				defer up.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if line != "" {
+						tp.mu.Lock()
+						tp.lines = append(tp.lines, strings.TrimRight(line, "\r\n"))
+						tp.mu.Unlock()
+						if _, werr := up.Write([]byte(line)); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return tp
 }
