@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,6 +56,10 @@ type Config struct {
 	// services share one Telemetry, so their instruments are on one page (the
 	// services' own *_METRICS_ADDR are not used here).
 	MetricsAddr string `env:"DEV_METRICS_ADDR" default:":9080" help:"HTTP listen address of /metrics for all services (Prometheus; off disables)"`
+	// GRPCurl is how the printed commands call grpcurl: scripts/run.sh sets
+	// the path that works in a new shell (grpcurl when it is on the user's
+	// PATH, else the absolute path of the copy it installed in .bin/).
+	GRPCurl string `env:"DEV_GRPCURL" default:"grpcurl" help:"the grpcurl command the printed first-send commands use"`
 }
 
 func main() {
@@ -164,7 +169,7 @@ func run() error {
 	g.Go(func() error { return workerSvc.Run(gctx) })
 	g.Go(func() error { return grpcserver.New(grpcserver.Config{}, tel, log).Serve(gctx, workerLis) })
 	g.Go(func() error { return serveMetrics(gctx) })
-	printWelcome(os.Stdout, account, ic.GRPCAddr, rc.GRPCAddr, dev.MetricsAddr, ic.HTTPAddr, rc.HTTPAddr)
+	printWelcome(os.Stdout, account, dev.GRPCurl, ic.GRPCAddr, rc.GRPCAddr, dev.MetricsAddr, ic.HTTPAddr, rc.HTTPAddr)
 	return g.Wait()
 }
 
@@ -262,7 +267,7 @@ func hostPort(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-func printWelcome(w io.Writer, acc ingest.BootstrapResult, ingestAddr, reportAddr, metricsAddr, ingestHTTP, reportHTTP string) {
+func printWelcome(w io.Writer, acc ingest.BootstrapResult, grpcurl, ingestAddr, reportAddr, metricsAddr, ingestHTTP, reportHTTP string) {
 	in, rep := hostPort(ingestAddr), hostPort(reportAddr)
 	fmt.Fprintf(w, `
 Email Sender is running (ingest %[1]s, report %[2]s).
@@ -274,17 +279,27 @@ API key (keep it; it is stored only as a hash):
 
 Send a first mail through the sandbox provider:
 
-  grpcurl -plaintext -H "authorization: Bearer $KEY" -d '{"message":{"from":{"address":"dev@example.com","name":"Dev"},"to":[{"address":"someone@example.com"}],"subject":"Hello","text_body":"Hello from Email Sender"}}' %[1]s emailsender.v1.SendService/SendEmail
+  %[8]s -plaintext -H "authorization: Bearer $KEY" -d '{"message":{"from":{"address":"dev@example.com","name":"Dev"},"to":[{"address":"someone@example.com"}],"subject":"Hello","text_body":"Hello from Email Sender"}}' %[1]s emailsender.v1.SendService/SendEmail
 
 Read its status (put the message_id from the answer in ID):
 
-  grpcurl -plaintext -H "authorization: Bearer $KEY" -d "{\"message_id\":\"$ID\"}" %[2]s emailsender.v1.ReportService/GetMessage
+  %[8]s -plaintext -H "authorization: Bearer $KEY" -d "{\"message_id\":\"$ID\"}" %[2]s emailsender.v1.ReportService/GetMessage
 %[7]s
 Sandbox addresses simulate outcomes: bounce@..., complaint@..., transient@..., reject@..., timeout@...
 Metrics of all services (Prometheus): http://%[6]s/metrics
 Stop with Ctrl-C.
 
-`, in, rep, acc.AccountID, acc.ProviderID, acc.APIKey, hostPort(metricsAddr), httpExamples(ingestHTTP, reportHTTP))
+`, in, rep, acc.AccountID, acc.ProviderID, acc.APIKey, hostPort(metricsAddr), httpExamples(ingestHTTP, reportHTTP), shellQuote(grpcurl))
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it (a path with spaces).
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // httpExamples are the curl forms of the welcome's grpcurl commands; empty

@@ -41,7 +41,7 @@ var interopServers = []struct {
 	start func(testing.TB, mailservers.Config) *mailservers.Server
 }{
 	{"mailpit", mailservers.Mailpit},
-	// TEMP2 {"postfix", mailservers.Postfix},
+	{"postfix", mailservers.Postfix},
 	{"aiosmtpd", mailservers.AIOSMTPD},
 }
 
