@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make bench: run the benchmark harness (services/devstack/bench) against real
 # PostgreSQL (scripts/pg.sh), an in-process NATS server and local SMTP sinks,
-# write results/bench-<date>.json, results/bench-latest.json and
+# write results/bench-<date>.json, results/bench-latest.json,
+# results/bench-interop.txt (the SMTP delivery rate to Mailpit, Postfix and
+# aiosmtpd) and
 # results/bench-latest.md (with CPU and allocation profiles in
 # results/profiles/), and put the table into README.md between the BENCH
 # markers of its Performance section.
@@ -24,6 +26,15 @@ echo "bench: building the harness" >&2
 go build -o .bin/bench ./services/devstack/bench
 echo "bench: running (about 7 minutes on 2 cores)" >&2
 .bin/bench -out "$OUT" "$@"
+
+if [[ $# -eq 0 ]]; then
+	# The SMTP provider against each server of the interoperability matrix
+	# (Mailpit, Postfix, aiosmtpd): msgs/s of 1 KB over 8 pooled connections.
+	echo "bench: SMTP delivery rate per independent server" >&2
+	bash scripts/mail-servers.sh install
+	(cd services/worker && go test -run '^$' -bench BenchmarkInterop -benchtime 3s ./provider/smtp/) |
+		tee "$OUT/bench-interop.txt" | grep -E '^Benchmark' >&2
+fi
 
 if [[ "${BENCH_README:-1}" != 0 && $# -eq 0 ]]; then
 	table="$OUT/bench-latest.md"
