@@ -227,7 +227,7 @@ func setHeaders(msg *gomail.Msg, hs []*emailsenderv1.Header) error {
 			order = append(order, key)
 		}
 		v := h.GetValue()
-		if !isASCII(v) {
+		if !addrspec.IsASCII(v) {
 			// Raw UTF-8 in a header needs SMTPUTF8 (RFC 6532); encoded words
 			// travel everywhere. ASCII values stay as given: they may be
 			// structured (List-Unsubscribe: <https://…>).
@@ -337,7 +337,7 @@ func encodeText(key, s string) string {
 	if plainText(s) {
 		return s
 	}
-	if isASCII(s) || !utf8.ValidString(s) {
+	if addrspec.IsASCII(s) || !utf8.ValidString(s) {
 		return bEncode(key, s)
 	}
 	return qEncode(key, s)
@@ -446,14 +446,6 @@ func bEncode(key, s string) string {
 	return b.String()
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}
 
 // UTF8HeaderAddress returns the first address written in m's headers (from,
 // reply_to, to, cc) whose local part is internationalised, "" when there is

@@ -17,6 +17,7 @@ package providerconfig
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
 	"strings"
@@ -140,7 +141,7 @@ func (s *SMTP) Normalize(sec SMTPSecret) error {
 		return invalid("username", "%s", err)
 	}
 	if s.HELO != "" {
-		if err := hostname(s.HELO); err != nil {
+		if err := CheckHELO(s.HELO); err != nil {
 			return invalid("helo", "%s", err)
 		}
 	}
@@ -219,6 +220,32 @@ func plain(s string) error {
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
 			return fmt.Errorf("contains a control character")
+		}
+	}
+	return nil
+}
+
+// CheckHELO accepts what EHLO may carry (RFC 5321 §4.1.1.1): a domain name
+// (letters, digits, hyphens, dots) or an address literal ("[192.0.2.1]",
+// "[IPv6:2001:db8::1]"). The API and the SMTP sender both check with it.
+func CheckHELO(h string) error {
+	if len(h) > 255 {
+		return fmt.Errorf("is longer than 255 bytes")
+	}
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		if net.ParseIP(strings.TrimPrefix(h[1:len(h)-1], "IPv6:")) == nil {
+			return fmt.Errorf("%q is not an address literal", h)
+		}
+		return nil
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("%q is neither a domain name nor an address literal", h)
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Errorf("%q is neither a domain name nor an address literal", h)
+			}
 		}
 	}
 	return nil

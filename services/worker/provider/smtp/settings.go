@@ -4,10 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"strings"
 	"time"
 
+	"github.com/namirasoft/email-sender/pkg/providerconfig"
 	"github.com/namirasoft/email-sender/services/worker/provider"
 )
 
@@ -105,8 +104,10 @@ func parseConfig(cfg provider.Config) (config, error) {
 	if c.PoolSize < 1 || c.PoolSize > 256 {
 		return c, fmt.Errorf("%w: pool_size %d is out of range 1..256", ErrSettings, c.PoolSize)
 	}
-	if c.HELO != "" && !validHELO(c.HELO) {
-		return c, fmt.Errorf("%w: helo %q is neither a domain name nor an address literal", ErrSettings, c.HELO)
+	if c.HELO != "" {
+		if err := providerconfig.CheckHELO(c.HELO); err != nil {
+			return c, fmt.Errorf("%w: helo %v", ErrSettings, err)
+		}
 	}
 	if c.TimeoutSeconds == 0 {
 		c.TimeoutSeconds = 30
@@ -119,28 +120,4 @@ func parseConfig(cfg provider.Config) (config, error) {
 	}
 	c.timeout = time.Duration(c.TimeoutSeconds) * time.Second
 	return c, nil
-}
-
-// validHELO accepts a domain name (letters, digits, hyphens, dots) or an
-// address literal in brackets: what EHLO may carry (RFC 5321 §4.1.1.1).
-func validHELO(h string) bool {
-	if len(h) > 255 {
-		return false
-	}
-	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
-		in := strings.TrimPrefix(h[1:len(h)-1], "IPv6:")
-		return net.ParseIP(in) != nil
-	}
-	for _, label := range strings.Split(h, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }

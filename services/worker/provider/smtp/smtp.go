@@ -9,8 +9,9 @@
 // with its answer to DATA; RSET only follows an aborted one), closed after
 // Options.IdleTimeout, and closed when a newer Version of the configuration
 // shows up or Close is called. A connection that fails is closed, never reused;
-// when a reused idle connection turns out to be dead before the server answered
-// anything, the message is retried once on a fresh connection.
+// when a reused idle connection turns out to be dead before the server took
+// anything (a hang-up, or the 421 a server sends when it closes an idle
+// connection), the message is retried once on a fresh connection.
 //
 // # Why not mail.Client.Send
 //
@@ -38,11 +39,28 @@
 // the per-command timeout are enforced with connection deadlines, so a stalled
 // server is abandoned promptly.
 //
+// # The envelope
+//
+// What strict servers (Postfix with strict_rfc821_envelopes, Mailpit) insist
+// on, proven against them in interop_test.go:
+//
+//   - EHLO with the configured name, else Options.HELO: the host's FQDN, else
+//     the connection's address literal; never "localhost".
+//   - MAIL FROM:<path> with the angle brackets (RFC 5321 §4.1.1.2); the null
+//     reverse-path <> for automatic replies (reversePath). SIZE=n when the
+//     server offers SIZE, and a message over its limit fails before MAIL.
+//     SMTPUTF8 only when an address needs it (RFC 6531): without it on the
+//     server, internationalised header addresses fail the message and
+//     envelope-only ones are refused alone (UTF8Error).
+//   - RCPT TO:<path> for each recipient.
+//
 // # Classification
 //
 //	dial, TLS handshake, network errors before the end of data  Transient
 //	4xx at any command                                           Transient
+//	421 at MAIL on a reused idle connection                      redial once
 //	5xx at MAIL, DATA or the final reply; every RCPT refused     Permanent
+//	message over the server's SIZE; SMTPUTF8 needed, not offered Permanent
 //	530, 534, 535 (and AUTH refusals)                            Credentials
 //	some RCPT refused, the message accepted for the others      Sent + Rejected
 //	no reply after the complete message was written              Ambiguous
