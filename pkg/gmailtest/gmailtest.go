@@ -10,13 +10,16 @@
 //	                                                {error, error_description}
 //	POST /gmail/v1/users/{userId}/messages/send     JSON {"raw": base64url}; answers {id, threadId, labelIds}
 //	POST /upload/gmail/v1/users/{userId}/messages/send?uploadType=multipart
-//	                                                multipart/related: JSON metadata, then message/rfc822
+//	                                                multipart/related: JSON metadata, then message/*
+//	POST /upload/gmail/v1/users/{userId}/messages/send?uploadType=media
+//	                                                the message/* body alone
 //	GET  /gmail/v1/users/{userId}/profile           {emailAddress, messagesTotal, threadsTotal, historyId}
 //
 // API calls need "Authorization: Bearer <access token>" with a token the
 // server issued, not expired and not revoked, else 401 in Google's error
 // shape. userId must be "me" or the mailbox's address (else 403 "Delegation
-// denied", as Gmail answers). Errors are Google's JSON error body
+// denied", as Gmail answers), and the token's scopes must include one the
+// document lists for the method (else 403 insufficientPermissions). Errors are Google's JSON error body
 // ({"error": {"code", "message", "errors": [{"reason", ...}], "status"}}).
 //
 // Scripting, from any goroutine: FailNext (the next sends answer an HTTP error
@@ -28,27 +31,48 @@
 // Like Gmail, the server reads the recipients from the To, Cc and Bcc headers
 // of the raw message; Message.Delivered is the message without its Bcc header,
 // which is what Gmail hands the recipients.
+//
+// # Google's contract, not ours
+//
+// A fake written here would agree with our own misunderstandings of Gmail, so
+// every API request is first checked against Google's published description of
+// the API: the discovery document gmail/v1/gmail-api.json of the
+// google.golang.org/api module, read from the module cache at the version the
+// test binary links (see LoadContract and Contract.Check). The method and path
+// template, path and query parameters (the standard ones such as alt,
+// prettyPrint and uploadType included), the OAuth 2.0 credentials and scopes,
+// the media upload protocols (path, uploadType, maxSize, accepted types) and
+// the request body against the method's schema (unknown fields refused) must
+// all agree with the document. A request that does not is answered 400 (404
+// for a path of no method; 501 for what the document allows but the fake does
+// not implement: other methods, resumable uploads) and is a contract
+// violation: it is reported to Options.Reporter (StartTest: the test, which
+// then fails) and listed by Violations. The fake's own answers are checked against the response schemas
+// too. Calls lists every request with what the checker read.
+//
+// Every accepted raw message is also read back with pkg/mimecheck (Python's
+// email package, an independent MIME parser): Message.Parsed. Parsing is done
+// in batches when the messages are read (Messages, ByMessageID, Violations)
+// and at Close; a parser error or defect is reported like a violation.
 package gmailtest
 
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net"
 	"net/http"
 	"net/mail"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/namirasoft/email-sender/pkg/mimecheck"
 )
 
 // Default credentials of a Server whose Options leave them empty.
@@ -58,6 +82,24 @@ const (
 	DefaultRefreshToken = "1//fake-refresh-token"
 	DefaultEmail        = "sender@gmail.test"
 )
+
+// The methods the fake serves, by discovery id.
+const (
+	sendMethod    = "gmail.users.messages.send"
+	profileMethod = "gmail.users.getProfile"
+)
+
+const (
+	scopeSend     = "https://www.googleapis.com/auth/gmail.send"
+	scopeMetadata = "https://www.googleapis.com/auth/gmail.metadata"
+)
+
+// Reporter receives what the fake finds wrong: contract violations and
+// messages the independent MIME parser could not read cleanly. *testing.T
+// satisfies it.
+type Reporter interface {
+	Errorf(format string, args ...any)
+}
 
 // Options configure a Server. The zero value is usable.
 type Options struct {
@@ -72,6 +114,15 @@ type Options struct {
 	NoReadScope bool
 	// Latency is added to every send.
 	Latency time.Duration
+	// Scopes granted to the issued access tokens; default gmail.send and
+	// gmail.metadata (gmail.send alone with NoReadScope). Each must be a scope
+	// of the discovery document. A method answers 403 insufficientPermissions
+	// when the token has none of the scopes the document lists for it.
+	Scopes []string
+	// Reporter is told every contract violation and MIME parser finding;
+	// StartTest sets it to the test. Without one they are only listed by
+	// Violations.
+	Reporter Reporter
 }
 
 // Failure is a scripted HTTP error answer of the Gmail API.
@@ -104,6 +155,13 @@ type Message struct {
 	Upload bool
 	// AccessToken the request was made with.
 	AccessToken string
+	// UploadType is the upload request's uploadType ("multipart", "media").
+	UploadType string
+	// Parsed is Raw as pkg/mimecheck (Python's email package) read it; nil
+	// when it could not. Messages with the same bytes share it.
+	Parsed *mimecheck.Message
+	// ParseError is the parser's failure or its defects ("" when clean).
+	ParseError string
 }
 
 // Delivered is the message as Gmail delivers it: without its Bcc header.
@@ -117,8 +175,15 @@ type Server struct {
 	srv  *http.Server
 	url  string
 
+	contract *Contract
+	scopes   []string // granted to issued tokens
+	inflight sync.WaitGroup
+
 	mu          sync.Mutex
 	tokens      map[string]time.Time // access token -> expiry
+	calls       []Call
+	violations  []string
+	parsedUpTo  int // messages[:parsedUpTo] have been parsed
 	refreshes   int
 	sendCalls   int
 	failNext    []Failure
@@ -129,6 +194,8 @@ type Server struct {
 	closed      bool
 	closeOnce   sync.Once
 	releaseHang sync.Once
+
+	parseMu sync.Mutex
 }
 
 // New starts a server on a random port of 127.0.0.1.
@@ -148,27 +215,54 @@ func New(opts Options) (*Server, error) {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = time.Hour
 	}
+	c, err := LoadContract()
+	if err != nil {
+		return nil, err
+	}
+	scopes := opts.Scopes
+	if scopes == nil {
+		scopes = []string{scopeSend, scopeMetadata}
+		if opts.NoReadScope {
+			scopes = []string{scopeSend}
+		}
+	}
+	known := c.Scopes()
+	for _, sc := range scopes {
+		if !slices.Contains(known, sc) {
+			return nil, fmt.Errorf("gmailtest: scope %q is not in the discovery document", sc)
+		}
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("gmailtest: listen: %w", err)
 	}
-	s := &Server{opts: opts, lis: lis, url: "http://" + lis.Addr().String(), tokens: map[string]time.Time{}}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /token", s.token)
-	mux.HandleFunc("POST /gmail/v1/users/{userId}/messages/send", s.send)
-	mux.HandleFunc("POST /upload/gmail/v1/users/{userId}/messages/send", s.send)
-	mux.HandleFunc("GET /gmail/v1/users/{userId}/profile", s.profile)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s := &Server{opts: opts, lis: lis, url: "http://" + lis.Addr().String(), tokens: map[string]time.Time{},
+		contract: c, scopes: slices.Clone(scopes)}
+	// Not a ServeMux: it would clean paths ("users//messages") before the
+	// contract checker sees them.
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/token" {
+			s.token(w, r)
+			return
+		}
+		s.api(w, r) // every other request is checked against the document
+	})
+	s.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.srv.Serve(lis) }()
 	return s, nil
 }
 
-// StartTest starts a server for a test and closes it when the test ends.
+// StartTest starts a server for a test and closes it when the test ends. It
+// reports to tb (unless Options.Reporter is set): a contract violation or a
+// message the MIME parser cannot read cleanly fails the test.
 func StartTest(tb testing.TB, opts ...Options) *Server {
 	tb.Helper()
 	var o Options
 	if len(opts) > 0 {
 		o = opts[0]
+	}
+	if o.Reporter == nil {
+		o.Reporter = tb
 	}
 	s, err := New(o)
 	if err != nil {
@@ -178,7 +272,9 @@ func StartTest(tb testing.TB, opts ...Options) *Server {
 	return s
 }
 
-// Close stops the server and releases held sends.
+// Close stops the server, releases held sends, waits for the requests in
+// progress and parses the messages not parsed yet (reporting what the parser
+// finds).
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
@@ -186,7 +282,52 @@ func (s *Server) Close() {
 		s.mu.Unlock()
 		s.release()
 		_ = s.srv.Close()
+		s.inflight.Wait()
+		if s.opts.Reporter != nil {
+			s.parsePending()
+		}
 	})
+}
+
+// enter counts a request in, unless the server is closed.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.inflight.Add(1)
+	return true
+}
+
+// Contract is the discovery document the server checks requests against.
+func (s *Server) Contract() *Contract { return s.contract }
+
+// Calls returns every API request (not the token endpoint's) in order of
+// arrival, with what the contract checker read and found.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.calls)
+}
+
+// Violations lists the contract violations and the MIME parser's findings so
+// far (it parses the messages not parsed yet); a conforming run has none.
+func (s *Server) Violations() []string {
+	s.parsePending()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.violations)
+}
+
+// report records a finding and tells the Reporter.
+func (s *Server) report(v string) {
+	s.mu.Lock()
+	s.violations = append(s.violations, v)
+	s.mu.Unlock()
+	if s.opts.Reporter != nil {
+		s.opts.Reporter.Errorf("gmailtest: %s", v)
+	}
 }
 
 // URL is the server's base URL, "http://127.0.0.1:port".
@@ -215,8 +356,9 @@ func (s *Server) SendCalls() int {
 	return s.sendCalls
 }
 
-// Messages returns the accepted messages in order.
+// Messages returns the accepted messages in order, each parsed.
 func (s *Server) Messages() []Message {
+	s.parsePending()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Message(nil), s.messages...)
@@ -310,53 +452,128 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		tok := "ya29.fake-" + randomHex(16)
 		s.tokens[tok] = time.Now().Add(s.opts.TokenTTL)
 		s.refreshes++
-		scope := "https://www.googleapis.com/auth/gmail.send https://www.googleapis.com/auth/gmail.metadata"
-		if s.opts.NoReadScope {
-			scope = "https://www.googleapis.com/auth/gmail.send"
-		}
 		writeJSON(w, http.StatusOK, map[string]any{
 			"access_token": tok, "token_type": "Bearer",
-			"expires_in": int(s.opts.TokenTTL.Seconds()), "scope": scope,
+			"expires_in": int(s.opts.TokenTTL.Seconds()), "scope": strings.Join(s.scopes, " "),
 		})
 	}
 }
 
-// authorize checks the bearer token and the userId; false when it answered.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (string, bool) {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+// statusWriter remembers the status of the answer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// api serves every API request: it checks the request against the discovery
+// document, refuses a violation with 400 (and reports it), and hands the
+// conforming ones to the method's handler.
+func (s *Server) api(w http.ResponseWriter, r *http.Request) {
+	if !s.enter() {
+		apiError(w, Failure{Status: http.StatusServiceUnavailable, Reason: "backendError", Message: "gmailtest is closed"})
+		return
+	}
+	defer s.inflight.Done()
+	call := s.contract.Check(r)
+	if len(call.Violations) == 0 && call.Method != sendMethod && call.Method != profileMethod {
+		call.violate("%s is in the discovery document, but gmailtest does not serve it", call.Method)
+		call.unsupported = true
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		rec := *call
+		rec.resource, rec.media = nil, nil // the message is kept by Messages
+		rec.Status = sw.status
+		s.mu.Lock()
+		s.calls = append(s.calls, rec)
+		s.mu.Unlock()
+	}()
+	if call.Method == sendMethod {
+		s.mu.Lock()
+		s.sendCalls++
+		s.mu.Unlock()
+	}
+	if len(call.Violations) > 0 {
+		for _, v := range call.Violations {
+			s.report(fmt.Sprintf("contract violation: %s %s: %s", r.Method, r.URL.RequestURI(), v))
+		}
+		f := Failure{Status: http.StatusBadRequest, Reason: "badRequest"}
+		switch {
+		case call.notFound:
+			f = Failure{Status: http.StatusNotFound, Reason: "notFound"}
+		case call.unsupported:
+			f = Failure{Status: http.StatusNotImplemented, Reason: "notImplemented"}
+		}
+		f.Message = "gmailtest: the request breaks the Gmail API discovery document: " + strings.Join(call.Violations, "; ")
+		apiError(sw, f)
+		return
+	}
+	if !s.authorize(sw, call) {
+		return
+	}
+	switch call.Method {
+	case sendMethod:
+		s.send(sw, r, call)
+	case profileMethod:
+		s.profile(sw, call)
+	}
+}
+
+// authorize checks the access token, the userId and the token's scopes against
+// the method's; false when it answered.
+func (s *Server) authorize(w http.ResponseWriter, call *Call) bool {
 	s.mu.Lock()
-	exp, known := s.tokens[tok]
+	exp, known := s.tokens[call.AccessToken]
 	s.mu.Unlock()
-	if !ok || !known || time.Now().After(exp) {
+	if !known || time.Now().After(exp) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="https://accounts.google.com/", error="invalid_token"`)
 		apiError(w, Failure{Status: http.StatusUnauthorized, Reason: "authError",
 			Message: "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential."})
-		return "", false
+		return false
 	}
-	if u := r.PathValue("userId"); u != "me" && !strings.EqualFold(u, s.opts.Email) {
+	if u, ok := call.PathParams["userId"]; ok && u != "me" && !strings.EqualFold(u, s.opts.Email) {
 		apiError(w, Failure{Status: http.StatusForbidden, Reason: "forbidden", Message: "Delegation denied for " + s.opts.Email})
-		return "", false
+		return false
 	}
-	return tok, true
+	spec, _ := s.contract.Method(call.Method)
+	if !slices.ContainsFunc(spec.Scopes, func(sc string) bool { return slices.Contains(s.scopes, sc) }) {
+		apiError(w, Failure{Status: http.StatusForbidden, Reason: "insufficientPermissions", Message: "Request had insufficient authentication scopes."})
+		return false
+	}
+	return true
 }
 
-func (s *Server) send(w http.ResponseWriter, r *http.Request) {
+// answer writes a method's JSON answer, checked against the method's response
+// schema: a mismatch is the fake's own bug, reported like a violation.
+func (s *Server) answer(w http.ResponseWriter, call *Call, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	for _, bad := range s.contract.CheckResponse(call.Method, b) {
+		s.report(fmt.Sprintf("gmailtest's own answer to %s breaks the document: %s", call.Method, bad))
+	}
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func (s *Server) send(w http.ResponseWriter, r *http.Request, call *Call) {
 	s.mu.Lock()
-	s.sendCalls++
 	hang := s.hang
 	s.mu.Unlock()
-	if r.URL.Query().Get("alt") != "json" {
-		apiError(w, Failure{Status: http.StatusBadRequest, Reason: "invalidArgument", Message: "alt=json expected"})
-		return
-	}
-	tok, ok := s.authorize(w, r)
-	if !ok {
-		return
-	}
-	raw, upload, err := readRaw(r)
-	if err != nil {
-		apiError(w, Failure{Status: http.StatusBadRequest, Reason: "invalidArgument", Message: err.Error()})
-		return
+	raw := call.media
+	if call.Protocol == "" {
+		// The checker made sure raw is a base64url string.
+		str, _ := call.resource["raw"].(string)
+		raw, _ = decodeBytes(str, true)
 	}
 	if hang != nil {
 		select {
@@ -416,74 +633,52 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.seq++
 	id := fmt.Sprintf("19%014x", s.seq)
-	m := Message{ID: id, ThreadID: id, User: r.PathValue("userId"), Raw: raw, Recipients: rcpts, Upload: upload, AccessToken: tok}
+	m := Message{ID: id, ThreadID: id, User: call.PathParams["userId"], Raw: raw, Recipients: rcpts,
+		Upload: call.Protocol != "", UploadType: call.UploadType, AccessToken: call.AccessToken}
 	s.messages = append(s.messages, m)
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"id": m.ID, "threadId": m.ThreadID, "labelIds": []string{"SENT"}})
+	s.answer(w, call, map[string]any{"id": m.ID, "threadId": m.ThreadID, "labelIds": []string{"SENT"}})
 }
 
-// readRaw returns the message of a send request: the base64url "raw" field of
-// the JSON body, or the message/rfc822 part of a multipart upload.
-func readRaw(r *http.Request) ([]byte, bool, error) {
-	ct, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		return nil, false, fmt.Errorf("bad content type: %w", err)
-	}
-	if strings.HasPrefix(r.URL.Path, "/upload/") {
-		if r.URL.Query().Get("uploadType") != "multipart" || ct != "multipart/related" {
-			return nil, true, fmt.Errorf("want uploadType=multipart with multipart/related, got %q, %q", r.URL.Query().Get("uploadType"), ct)
-		}
-		mr := multipart.NewReader(r.Body, params["boundary"])
-		meta, err := mr.NextPart()
-		if err != nil {
-			return nil, true, fmt.Errorf("metadata part: %w", err)
-		}
-		if _, err := io.Copy(io.Discard, meta); err != nil {
-			return nil, true, err
-		}
-		media, err := mr.NextPart()
-		if err != nil {
-			return nil, true, fmt.Errorf("media part: %w", err)
-		}
-		if mt := media.Header.Get("Content-Type"); mt != "message/rfc822" {
-			return nil, true, fmt.Errorf("media content type %q is not message/rfc822", mt)
-		}
-		raw, err := io.ReadAll(media)
-		return raw, true, err
-	}
-	if ct != "application/json" {
-		return nil, false, fmt.Errorf("content type %q is not application/json", ct)
-	}
-	var body struct {
-		Raw string `json:"raw"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		return nil, false, fmt.Errorf("bad JSON: %w", err)
-	}
-	if body.Raw == "" {
-		return nil, false, errors.New("'raw' RFC822 payload message string or uploading message via /upload/* URL required")
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(body.Raw, "="))
-	if err != nil {
-		return nil, false, fmt.Errorf("raw is not base64url: %w", err)
-	}
-	return raw, false, nil
-}
-
-func (s *Server) profile(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.authorize(w, r); !ok {
-		return
-	}
-	if s.opts.NoReadScope {
-		apiError(w, Failure{Status: http.StatusForbidden, Reason: "insufficientPermissions", Message: "Request had insufficient authentication scopes."})
-		return
-	}
+func (s *Server) profile(w http.ResponseWriter, call *Call) {
 	s.mu.Lock()
 	n := len(s.messages)
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{
+	s.answer(w, call, map[string]any{
 		"emailAddress": s.opts.Email, "messagesTotal": n, "threadsTotal": n, "historyId": strconv.Itoa(1000 + n),
 	})
+}
+
+// parsePending reads the messages not parsed yet with pkg/mimecheck and
+// reports parser errors and defects.
+func (s *Server) parsePending() {
+	s.parseMu.Lock() // messages are parsed and reported once
+	defer s.parseMu.Unlock()
+	s.mu.Lock()
+	start := s.parsedUpTo
+	raws := make([][]byte, 0, len(s.messages)-start)
+	for _, m := range s.messages[start:] {
+		raws = append(raws, m.Raw)
+	}
+	s.mu.Unlock()
+	if len(raws) == 0 {
+		return
+	}
+	res := parser.parse(raws)
+	var problems []string
+	s.mu.Lock()
+	for i, pr := range res {
+		m := &s.messages[start+i]
+		m.Parsed, m.ParseError = pr.msg, pr.err
+		if pr.err != "" {
+			problems = append(problems, fmt.Sprintf("message %s (%s): mimecheck: %s", m.ID, messageIDHeader(m.Raw), pr.err))
+		}
+	}
+	s.parsedUpTo = start + len(raws)
+	s.mu.Unlock()
+	for _, p := range problems {
+		s.report(p)
+	}
 }
 
 // apiError writes f in Google's JSON error shape.

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
 )
 
 //go:embed parse.py
@@ -82,16 +83,40 @@ func (m *Message) Leaves() []Part {
 	return out
 }
 
+var (
+	pythonOnce sync.Once
+	python     string
+	pythonErr  error
+)
+
+// interpreter is the real python3 binary: asked once, so that a launcher in
+// front of it (a pyenv shim takes over half a second) runs only once.
+func interpreter() (string, error) {
+	pythonOnce.Do(func() {
+		if _, err := exec.LookPath("python3"); err != nil {
+			pythonErr = errors.New("mimecheck: python3 is not installed (apt-get install python3)")
+			return
+		}
+		out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
+		python = strings.TrimSpace(string(out))
+		if err != nil || python == "" {
+			python = "python3"
+		}
+	})
+	return python, pythonErr
+}
+
 // Parse parses each raw message, in one python3 process.
 func Parse(ctx context.Context, raws ...[]byte) ([]Message, error) {
-	if _, err := exec.LookPath("python3"); err != nil {
-		return nil, errors.New("mimecheck: python3 is not installed (apt-get install python3)")
+	py, err := interpreter()
+	if err != nil {
+		return nil, err
 	}
 	in, err := json.Marshal(raws) // []byte marshals as base64
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, "python3", "-c", script)
+	cmd := exec.CommandContext(ctx, py, "-c", script)
 	cmd.Stdin = bytes.NewReader(in)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -13,6 +13,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/mail"
 	"regexp"
 	"strings"
@@ -335,7 +336,12 @@ func TestSend_NetworkErrors(t *testing.T) {
 	t.Run("token endpoint answers 404", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		b.cfg.Settings = []byte(strings.Replace(string(b.cfg.Settings), "/token", "/nothing-here", 1))
+		// Not the fake: it refuses and reports every path outside the Gmail
+		// API's discovery document.
+		nf := httptest.NewServer(http.NotFoundHandler())
+		t.Cleanup(nf.Close)
+		b.cfg.Settings = []byte(strings.Replace(string(b.cfg.Settings), b.fake.TokenURL(), nf.URL+"/token", 1))
+		require.Contains(t, string(b.cfg.Settings), nf.URL)
 		out := b.sender.Send(ctx(t), b.delivery("01JNET", "someone@example.org"))
 		// 404 at the token endpoint: the token URL is wrong, which is the
 		// configuration's fault.
