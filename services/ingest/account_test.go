@@ -306,7 +306,7 @@ func TestProviders(t *testing.T) {
 	require.JSONEq(t, `{"password":"`+password+`"}`, string(plain))
 	st, err := smtp.ParseSettings(provider.Config{ID: p.GetId(), Kind: "smtp", Settings: settings, Secret: plain})
 	require.NoError(t, err)
-	require.Equal(t, smtp.Settings{Host: "smtp.example.com", Port: 465, TLS: "implicit", Username: "acme", PoolSize: 4, HELO: "localhost", TimeoutSeconds: 30}, st)
+	require.Equal(t, smtp.Settings{Host: "smtp.example.com", Port: 465, TLS: "implicit", Username: "acme", PoolSize: 4, TimeoutSeconds: 30}, st, "no HELO stored: the worker says EHLO with its own FQDN or address literal")
 
 	// Replace without a password keeps it; make it the default.
 	put2, err := acc.PutProvider(ctx, &v1.PutProviderRequest{Id: p.GetId(), MakeDefault: true, Settings: &v1.PutProviderRequest_Smtp{Smtp: &v1.SmtpSettings{
