@@ -65,6 +65,14 @@ func (e *inFlightError) Error() string {
 	return fmt.Sprintf("attempt %d is in flight elsewhere until %s", e.Attempt, e.Until.Format(time.RFC3339Nano))
 }
 
+// leaseFrom is the end of an attempt's claim on its message when it starts
+// now: the provider call (SendTimeout), an ack wait to record the outcome,
+// and another as grace for a worker that was cut off from NATS and records
+// the moment NATS is back. Until then no other delivery sends the message.
+func (w *Worker) leaseFrom(now time.Time) time.Time {
+	return now.Add(w.cfg.SendTimeout + 2*w.cfg.AckWait)
+}
+
 // attempts stores attempt records in JetStream KV.
 type attempts struct {
 	kv jetstream.KeyValue
@@ -130,39 +138,66 @@ func openOrCreateBucket(ctx context.Context, js jetstream.JetStream, cfg jetstre
 // *inFlightError, recording nothing, when the previous attempt is started and
 // its lease has not ended at now. A previous record that is done, moved, or
 // another configuration's is returned as it is, recording nothing.
-func (a *attempts) begin(ctx context.Context, messageID, provider string, attempt int, now, until time.Time) (*attemptRecord, error) {
+//
+// rev is the revision of the started record written: the attempt's claim,
+// which renew checks before the provider is called.
+func (a *attempts) begin(ctx context.Context, messageID, provider string, attempt int, now, until time.Time) (prev *attemptRecord, rev uint64, err error) {
 	started, err := json.Marshal(attemptRecord{State: stateStarted, Attempt: attempt, Until: until, Provider: provider})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if _, err := a.kv.Create(ctx, messageID, started); err == nil {
-		return nil, nil
+	if rev, err := a.kv.Create(ctx, messageID, started); err == nil {
+		return nil, rev, nil
 	} else if !errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, fmt.Errorf("record attempt %d: %w", attempt, err)
+		return nil, 0, fmt.Errorf("record attempt %d: %w", attempt, err)
 	}
 	entry, err := a.kv.Get(ctx, messageID)
 	if err != nil {
-		return nil, fmt.Errorf("read attempt record: %w", err)
+		return nil, 0, fmt.Errorf("read attempt record: %w", err)
 	}
-	var prev attemptRecord
-	if err := json.Unmarshal(entry.Value(), &prev); err != nil {
-		return nil, fmt.Errorf("decode attempt record: %w", err)
+	var p attemptRecord
+	if err := json.Unmarshal(entry.Value(), &p); err != nil {
+		return nil, 0, fmt.Errorf("decode attempt record: %w", err)
 	}
-	handedOver := prev.State == stateMoved && prev.MovedTo == provider
-	if !handedOver && (prev.State == stateDone || prev.State == stateMoved || prev.foreign(provider)) {
-		return &prev, nil
+	handedOver := p.State == stateMoved && p.MovedTo == provider
+	if !handedOver && (p.State == stateDone || p.State == stateMoved || p.foreign(provider)) {
+		return &p, 0, nil
 	}
-	if prev.State == stateStarted && now.Before(prev.Until) {
-		return &prev, &inFlightError{Attempt: prev.Attempt, Until: prev.Until}
+	if p.State == stateStarted && now.Before(p.Until) {
+		return &p, 0, &inFlightError{Attempt: p.Attempt, Until: p.Until}
 	}
-	if _, err := a.kv.Update(ctx, messageID, started, entry.Revision()); err != nil {
-		return nil, fmt.Errorf("record attempt %d: %w", attempt, err)
+	if rev, err = a.kv.Update(ctx, messageID, started, entry.Revision()); err != nil {
+		return nil, 0, fmt.Errorf("record attempt %d: %w", attempt, err)
 	}
 	if handedOver {
 		// The fallback's first delivery: nothing of this job happened before.
-		return nil, nil
+		return nil, rev, nil
 	}
-	return &prev, nil
+	return &p, rev, nil
+}
+
+// errLeaseLost: another delivery took the message over (its record changed
+// since this attempt's claim).
+var errLeaseLost = errors.New("attempt lease lost to another delivery")
+
+// renew extends the claim of revision rev to until, only if the record is
+// still that claim; errLeaseLost when another delivery has taken the message
+// over since. Called right before the provider call, it fences an attempt
+// that stalled past its lease (database or NATS outage) from sending beside
+// the delivery that took over.
+func (a *attempts) renew(ctx context.Context, messageID, provider string, attempt int, until time.Time, rev uint64) (uint64, error) {
+	started, err := json.Marshal(attemptRecord{State: stateStarted, Attempt: attempt, Until: until, Provider: provider})
+	if err != nil {
+		return 0, err
+	}
+	next, err := a.kv.Update(ctx, messageID, started, rev)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, errLeaseLost
+	}
+	if err != nil {
+		return 0, fmt.Errorf("renew attempt %d: %w", attempt, err)
+	}
+	return next, nil
 }
 
 // get reads the message's attempt record.

@@ -102,17 +102,17 @@ type delivery struct {
 	preSend *unconfirmed
 	// lease is when this attempt's claim on the message ends (attemptRecord.Until).
 	lease time.Time
+	// rev is the revision of the attempt's claim in the attempts bucket.
+	rev uint64
 	// stop is closed when the worker stops fetching.
 	stop <-chan struct{}
 }
 
 func (d *delivery) run(kind string, sender provider.Sender) {
 	w, job := d.w, d.job
-	// The lease covers the provider call and then an ack wait's worth of time
-	// to record its outcome (record retries until the lease ends).
 	now := w.now()
-	d.lease = now.Add(w.cfg.SendTimeout + w.cfg.AckWait)
-	prev, err := w.attempts.begin(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
+	d.lease = w.leaseFrom(now)
+	prev, rev, err := w.attempts.begin(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
 	var inFlight *inFlightError
 	for errors.As(err, &inFlight) {
 		// Another delivery of this job may be talking to the provider right now:
@@ -122,9 +122,10 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 			return
 		}
 		now = w.now()
-		d.lease = now.Add(w.cfg.SendTimeout + w.cfg.AckWait)
-		prev, err = w.attempts.begin(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
+		d.lease = w.leaseFrom(now)
+		prev, rev, err = w.attempts.begin(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
 	}
+	d.rev = rev
 	if err != nil {
 		d.trouble("record attempt", err)
 		return
@@ -223,14 +224,34 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 	if h := w.deps.Hooks; h != nil && h.BeforeSend != nil {
 		h.BeforeSend(job.GetMessageId(), d.attempt)
 	}
+	// Fencing: everything since begin (loading the configuration, waiting
+	// for the rate, publishing) may have taken longer than the lease, and
+	// another delivery may own the message by now. Renew the claim it still
+	// holds, or send nothing.
+	now = w.now()
+	lease := w.leaseFrom(now)
+	rev, err = w.attempts.renew(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, lease, d.rev)
+	if errors.Is(err, errLeaseLost) {
+		// The job is the other delivery's now: settle nothing here.
+		d.log.WarnContext(d.ctx, "attempt lease lost before the provider call; not sending", "lease_until", d.lease)
+		w.metrics.retry(d.ctx, retryLeaseLost)
+		return
+	}
+	if err != nil {
+		d.trouble("renew attempt lease", err)
+		return
+	}
+	d.lease, d.rev = lease, rev
 
-	out := d.send(sender, &provider.Delivery{Job: job, Attempt: d.attempt, Recipients: envelope, Config: cfg})
+	out := d.send(sender, &provider.Delivery{Job: job, Attempt: d.attempt, Recipients: envelope, Config: cfg}, now.Add(w.cfg.SendTimeout))
 	d.settle(out, scope, cfg)
 }
 
-// send calls the provider, keeping the job alive with in-progress acks.
-func (d *delivery) send(sender provider.Sender, pd *provider.Delivery) provider.Outcome {
-	ctx, cancel := context.WithTimeout(d.ctx, d.w.cfg.SendTimeout)
+// send calls the provider until deadline at the latest (the lease leaves
+// time after it to record the outcome), keeping the job alive with
+// in-progress acks.
+func (d *delivery) send(sender provider.Sender, pd *provider.Delivery, deadline time.Time) provider.Outcome {
+	ctx, cancel := context.WithDeadline(d.ctx, deadline)
 	defer cancel()
 	ctx, span := d.w.deps.Telemetry.Tracer("emailsender/worker").Start(ctx, "provider.send",
 		trace.WithSpanKind(trace.SpanKindClient),
@@ -402,21 +423,28 @@ func (d *delivery) replay(prev *attemptRecord) {
 	_ = d.msg.Ack()
 }
 
-// record writes the attempt record, retrying (at least five times) until the
-// attempt's lease ends: losing a "done" record after a provider accepted the
-// message is what would cause a duplicate, and until the lease ends no other
-// delivery sends the message again.
+// record writes the attempt record, retrying for as long as the worker runs:
+// losing a "done" record after a provider accepted the message is what would
+// cause a duplicate. The lease keeps other deliveries off until an ack wait
+// after the provider call's deadline and a grace after that (leaseFrom);
+// in-progress acks keep JetStream from handing the job to another meanwhile,
+// and a worker cut off from NATS records the moment NATS is back.
 func (d *delivery) record(rec attemptRecord) error {
-	var err error
 	rec.Provider = d.job.GetProviderId()
-	for i := 0; ; i++ {
-		if err = d.w.attempts.finish(d.ctx, d.job.GetMessageId(), rec); err == nil {
+	delay := 200 * time.Millisecond
+	for {
+		err := d.w.attempts.finish(d.ctx, d.job.GetMessageId(), rec)
+		if err == nil {
 			return nil
 		}
-		if i >= 4 && !d.w.now().Before(d.lease) {
+		d.log.WarnContext(d.ctx, "record attempt; retrying", "state", rec.State, "error", err, "retry_in", delay.String())
+		_ = d.msg.InProgress()
+		select {
+		case <-d.ctx.Done():
 			return err
+		case <-time.After(delay):
 		}
-		time.Sleep(time.Duration(200*min(i+1, 5)) * time.Millisecond)
+		delay = min(2*delay, 2*time.Second)
 	}
 }
 

@@ -16,6 +16,7 @@ const (
 	retryAmbiguous   = "ambiguous"   // the provider's answer was lost; retried by policy
 	retryInterrupted = "interrupted" // a previous attempt never recorded its outcome
 	retryWorker      = "worker"      // the worker's own NATS or PostgreSQL failed
+	retryLeaseLost   = "lease_lost"  // an attempt stalled past its lease; another delivery took over
 )
 
 // metrics are the worker's instruments, created once; recording uses cached
@@ -40,7 +41,7 @@ func newMetrics(tel *telemetry.Telemetry) *metrics {
 		metric.WithDescription("Messages that ended FAILED, by error class (permanent, credentials, ambiguous, attempts_exhausted)."),
 		metric.WithUnit("{message}"))
 	retries, _ := m.Int64Counter("emailsender_delivery_retries",
-		metric.WithDescription("Deliveries put back for another attempt, by reason (transient, ambiguous, interrupted, worker)."),
+		metric.WithDescription("Deliveries put back for another attempt, by reason (transient, ambiguous, interrupted, worker, lease_lost)."),
 		metric.WithUnit("{retry}"))
 	failovers, _ := m.Int64Counter("emailsender_failovers",
 		metric.WithDescription("Messages moved to their provider configuration's fallback, by reason (unhealthy, transient)."),
