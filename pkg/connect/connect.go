@@ -1,6 +1,8 @@
 // Package connect opens the shared infrastructure every service needs, the same
-// way everywhere: a PostgreSQL pool (schema migrated) and a JetStream connection
-// (streams ensured), plus the service logger and telemetry.
+// way everywhere: a PostgreSQL pool (schema migrated by its owner, awaited by
+// the others) and a JetStream connection (streams ensured), plus the service
+// logger and telemetry. Both wait with backoff while their server is
+// unreachable: services start in any order and survive restarts at start.
 package connect
 
 import (
@@ -32,8 +34,23 @@ func Logger(w io.Writer, cfg envconfig.Log, service string) (*slog.Logger, error
 	return telemetry.NewLogger(w, level, service), nil
 }
 
-// Postgres opens a pool and applies pending migrations.
-func Postgres(ctx context.Context, cfg envconfig.Postgres) (*pgxpool.Pool, error) {
+// Schema says what a process does with the database schema.
+type Schema int
+
+const (
+	// Migrate applies pending migrations: the schema's one owner (ingest, its
+	// admin commands, the all-in-one dev process, the k8s migrate job).
+	Migrate Schema = iota
+	// AwaitSchema changes nothing and waits until the owner has applied every
+	// migration this binary knows (worker, report).
+	AwaitSchema
+)
+
+// Postgres opens a pool, waiting with backoff while PostgreSQL cannot be
+// reached (so that services may start before it, or while it restarts), and
+// then migrates or waits for the schema as mode says. It gives up only when
+// ctx ends.
+func Postgres(ctx context.Context, cfg envconfig.Postgres, mode Schema, log *slog.Logger) (*pgxpool.Pool, error) {
 	pcfg, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
@@ -45,11 +62,54 @@ func Postgres(ctx context.Context, cfg envconfig.Postgres) (*pgxpool.Pool, error
 	if err != nil {
 		return nil, fmt.Errorf("connect postgres: %w", err)
 	}
-	if _, err := schema.Migrate(ctx, pool); err != nil {
+	step := func(ctx context.Context) (string, error) {
+		if err := pool.Ping(ctx); err != nil {
+			return "postgres not reachable", err
+		}
+		if mode == Migrate {
+			if _, err := schema.Migrate(ctx, pool); err != nil {
+				return "migrate", err
+			}
+			return "", nil
+		}
+		pending, err := schema.Pending(ctx, pool)
+		if err != nil {
+			return "read schema version", err
+		}
+		if len(pending) > 0 {
+			return "schema not migrated yet (ingest migrates it)", fmt.Errorf("migrations %v pending", pending)
+		}
+		return "", nil
+	}
+	if err := retry(ctx, log, step); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("migrate: %w", err)
+		return nil, err
 	}
 	return pool, nil
+}
+
+// retry runs step until it succeeds, with exponential backoff (200 ms to 5 s)
+// and a log line per failure; it fails only when ctx ends.
+func retry(ctx context.Context, log *slog.Logger, step func(context.Context) (what string, err error)) error {
+	delay := 200 * time.Millisecond
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		what, err := step(sctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, errors.Join(err, ctx.Err()))
+		}
+		log.Warn(what+"; retrying", "error", err, "retry_in", delay.String())
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, errors.Join(err, ctx.Err()))
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
 }
 
 // openJetStream connects to NATS and ensures the streams, waiting (with backoff)
@@ -79,23 +139,14 @@ func openJetStream(ctx context.Context, cfg envconfig.NATS, name string, log *sl
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
-	delay := 200 * time.Millisecond
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := queue.EnsureStreams(sctx, js, queue.StreamConfig{Replicas: cfg.StreamReplicas})
-		cancel()
-		if err == nil {
-			return nc, js, nil
-		}
-		log.Warn("jetstream not ready; retrying", "error", err, "retry_in", delay.String())
-		select {
-		case <-ctx.Done():
-			nc.Close()
-			return nil, nil, fmt.Errorf("ensure streams: %w", errors.Join(err, ctx.Err()))
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
+	err = retry(ctx, log, func(ctx context.Context) (string, error) {
+		return "jetstream not ready", queue.EnsureStreams(ctx, js, queue.StreamConfig{Replicas: cfg.StreamReplicas})
+	})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
 	}
+	return nc, js, nil
 }
 
 // openTelemetry sets up tracing from the standard OTEL_* variables and returns a
@@ -120,6 +171,8 @@ type Config struct {
 	Log      envconfig.Log
 	Postgres envconfig.Postgres
 	NATS     envconfig.NATS
+	// Schema: Migrate for the schema's owner, AwaitSchema for the others.
+	Schema Schema
 }
 
 // Infra is what every service process opens at start: logger, telemetry, a
@@ -143,7 +196,7 @@ func Open(ctx context.Context, cfg Config) (*Infra, error) {
 	if in.Telemetry, in.flush, err = openTelemetry(ctx, cfg.Service, log); err != nil {
 		return nil, err
 	}
-	if in.Pool, err = Postgres(ctx, cfg.Postgres); err != nil {
+	if in.Pool, err = Postgres(ctx, cfg.Postgres, cfg.Schema, log); err != nil {
 		in.Close()
 		return nil, err
 	}

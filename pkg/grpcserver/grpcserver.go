@@ -88,3 +88,29 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	<-errc
 	return nil
 }
+
+// Standby answers health checks on addr with NOT_SERVING (for the whole
+// server, "", and for each of names) while a process waits for PostgreSQL or
+// NATS at start, so that orchestrators see it alive but not ready. stop ends
+// it and closes its listener, so that the real server can listen on addr.
+func Standby(addr string, log *slog.Logger, names ...string) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	s := grpc.NewServer()
+	hs := health.NewServer()
+	for _, n := range append([]string{""}, names...) {
+		hs.SetServingStatus(n, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
+	healthpb.RegisterHealthServer(s, hs)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := s.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			log.Warn("standby health server", "error", err)
+		}
+	}()
+	log.Info("waiting for infrastructure; health NOT_SERVING", "addr", lis.Addr().String())
+	return func() { s.Stop(); <-done }, nil
+}

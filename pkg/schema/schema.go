@@ -120,3 +120,38 @@ func MigrateTx(ctx context.Context, tx pgx.Tx) ([]int, error) {
 	}
 	return applied, nil
 }
+
+// Pending returns the versions of the embedded migrations that the database
+// has not applied (all of them when it has none), without changing anything.
+// Services that do not own the schema wait until it is empty.
+func Pending(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("look for schema_migrations: %w", err)
+	}
+	applied := map[int]bool{}
+	if exists {
+		rows, err := pool.Query(ctx, `SELECT version FROM schema_migrations`)
+		if err != nil {
+			return nil, fmt.Errorf("read schema_migrations: %w", err)
+		}
+		vs, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		if err != nil {
+			return nil, fmt.Errorf("read schema_migrations: %w", err)
+		}
+		for _, v := range vs {
+			applied[v] = true
+		}
+	}
+	var pending []int
+	for _, m := range ms {
+		if !applied[m.Version] {
+			pending = append(pending, m.Version)
+		}
+	}
+	return pending, nil
+}

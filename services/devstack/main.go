@@ -123,7 +123,7 @@ func run() error {
 		return err
 	}
 
-	in, err := connect.Open(ctx, connect.Config{Service: "emailsender", Log: ic.Log, Postgres: ic.Postgres, NATS: ic.NATS})
+	in, err := connect.Open(ctx, connect.Config{Service: "emailsender", Log: ic.Log, Postgres: ic.Postgres, NATS: ic.NATS, Schema: connect.Migrate})
 	if err != nil {
 		return err
 	}

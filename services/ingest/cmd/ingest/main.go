@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
@@ -34,8 +35,9 @@ import (
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
-	"github.com/namirasoft/email-sender/pkg/schema"
+	"github.com/namirasoft/email-sender/pkg/grpcserver"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
+	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest"
 )
 
@@ -85,7 +87,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func serve(ctx context.Context, cfg ingest.Config) error {
-	in, err := connect.Open(ctx, connect.Config{Service: "ingest", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS})
+	log, err := connect.Logger(os.Stderr, cfg.Log, "ingest")
+	if err != nil {
+		return err
+	}
+	stopStandby, err := grpcserver.Standby(cfg.GRPCAddr, log,
+		v1.SendService_ServiceDesc.ServiceName, v1.AccountService_ServiceDesc.ServiceName)
+	if err != nil {
+		return err
+	}
+	in, err := connect.Open(ctx, connect.Config{Service: "ingest", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: connect.Migrate})
+	stopStandby()
 	if err != nil {
 		return err
 	}
@@ -106,17 +118,25 @@ func serve(ctx context.Context, cfg ingest.Config) error {
 }
 
 func migrate(ctx context.Context, cfg ingest.Config, stdout io.Writer) error {
-	pool, err := pgxpool.New(ctx, cfg.Postgres.URL)
-	if err != nil {
-		return fmt.Errorf("connect postgres: %w", err)
-	}
-	defer pool.Close()
-	applied, err := schema.Migrate(ctx, pool)
+	pool, err := adminPool(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "applied migrations: %v\n", applied)
+	defer pool.Close()
+	fmt.Fprintln(stdout, "the schema is current")
 	return nil
+}
+
+// adminPool is the pool of a command (migrate, admin ...): ingest owns the
+// schema, so it migrates; it waits for PostgreSQL a minute at most.
+func adminPool(ctx context.Context, cfg ingest.Config) (*pgxpool.Pool, error) {
+	log, err := connect.Logger(os.Stderr, cfg.Log, "ingest")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return connect.Postgres(ctx, cfg.Postgres, connect.Migrate, log)
 }
 
 func bootstrap(ctx context.Context, cfg ingest.Config, args []string, stdout io.Writer) error {
@@ -158,7 +178,7 @@ func bootstrap(ctx context.Context, cfg ingest.Config, args []string, stdout io.
 			return fmt.Errorf("MASTER_KEYS: %w", err)
 		}
 	}
-	pool, err := connect.Postgres(ctx, cfg.Postgres)
+	pool, err := adminPool(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -185,7 +205,7 @@ func rotateMasterKey(ctx context.Context, cfg ingest.Config, args []string, stdo
 	if err != nil {
 		return fmt.Errorf("MASTER_KEYS: %w", err)
 	}
-	pool, err := connect.Postgres(ctx, cfg.Postgres)
+	pool, err := adminPool(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"strconv"
 
-	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/limits"
 	"github.com/namirasoft/email-sender/services/ingest"
 )
@@ -50,7 +49,7 @@ func setLimits(ctx context.Context, cfg ingest.Config, args []string, stdout io.
 	if err != nil {
 		return err
 	}
-	pool, err := connect.Postgres(ctx, cfg.Postgres)
+	pool, err := adminPool(ctx, cfg)
 	if err != nil {
 		return err
 	}

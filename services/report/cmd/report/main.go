@@ -15,6 +15,8 @@ import (
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/report"
 )
 
@@ -37,12 +39,21 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	in, err := connect.Open(ctx, connect.Config{Service: "report", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS})
+	log, err := connect.Logger(os.Stderr, cfg.Log, "report")
+	if err != nil {
+		return err
+	}
+	stopStandby, err := grpcserver.Standby(cfg.GRPCAddr, log, v1.ReportService_ServiceDesc.ServiceName)
+	if err != nil {
+		return err
+	}
+	in, err := connect.Open(ctx, connect.Config{Service: "report", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: connect.AwaitSchema})
+	stopStandby()
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	log, pool := in.Log, in.Pool
+	pool := in.Pool
 
 	// The key cache follows API key revocations (pkg/auth/revocation.go), so a
 	// revoked key fails here at once too.

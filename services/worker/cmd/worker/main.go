@@ -46,7 +46,16 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	in, err := connect.Open(ctx, connect.Config{Service: "worker", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS})
+	standbyLog, err := connect.Logger(os.Stderr, cfg.Log, "worker")
+	if err != nil {
+		return err
+	}
+	stopStandby, err := grpcserver.Standby(cfg.GRPCAddr, standbyLog)
+	if err != nil {
+		return err
+	}
+	in, err := connect.Open(ctx, connect.Config{Service: "worker", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: connect.AwaitSchema})
+	stopStandby()
 	if err != nil {
 		return err
 	}
