@@ -37,7 +37,9 @@ const (
 //		return usage.ListUsage(ctx, s.pool, req)
 //	}
 //
-// Errors are gRPC statuses.
+// Errors about the request are gRPC statuses; a failure of the database is
+// a plain error for the caller to map (pkg/apierr): its text is not for
+// clients.
 func ListUsage(ctx context.Context, db Querier, req *emailsenderv1.ListUsageRequest) (*emailsenderv1.ListUsageResponse, error) {
 	p, ok := auth.FromContext(ctx)
 	if !ok || p.AccountID == "" {
@@ -107,7 +109,7 @@ func List(ctx context.Context, db Querier, accountID string, req *emailsenderv1.
 		` ORDER BY at DESC, id DESC LIMIT ` + arg(size+1)
 	rows, err := db.Query(ctx, q, args...)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "list usage: %v", err)
+		return nil, fmt.Errorf("list usage: %w", err)
 	}
 	defer rows.Close()
 	type row struct {
@@ -121,13 +123,13 @@ func List(ctx context.Context, db Querier, accountID string, req *emailsenderv1.
 		r.rec = &emailsenderv1.UsageRecord{}
 		if err := rows.Scan(&r.id, &r.at, &r.rec.Method, &r.rec.KeyId, &r.rec.TokenSubject, &r.rec.ClientIp,
 			&r.rec.UserAgent, &r.rec.Result, &r.rec.DurationMs); err != nil {
-			return nil, status.Errorf(codes.Internal, "list usage: %v", err)
+			return nil, fmt.Errorf("list usage: %w", err)
 		}
 		r.rec.Time = timestamppb.New(r.at)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "list usage: %v", err)
+		return nil, fmt.Errorf("list usage: %w", err)
 	}
 	resp := &emailsenderv1.ListUsageResponse{}
 	if len(out) > size {

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/namirasoft/email-sender/pkg/apierr"
 )
 
 var (
@@ -48,11 +50,6 @@ func grpcError(ctx context.Context, log *slog.Logger, method string, err error) 
 		return status.Error(codes.NotFound, "message not found")
 	case errors.Is(err, errNoPrincipal):
 		return status.Error(codes.Unauthenticated, "unauthenticated")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	}
-	log.ErrorContext(ctx, "report call", "method", method, "error", err)
-	return status.Error(codes.Internal, "internal error")
+	return apierr.Status(ctx, log, method, err).Err()
 }

@@ -5,10 +5,9 @@ import (
 	"errors"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/namirasoft/email-sender/pkg/apierr"
 	"github.com/namirasoft/email-sender/pkg/providerconfig"
 	"github.com/namirasoft/email-sender/services/ingest/validate"
 )
@@ -28,19 +27,7 @@ func settingsErr(prefix string, err error) error {
 	return fieldErr(codes.InvalidArgument, prefix, err.Error())
 }
 
-// internal maps an unexpected error (the database or NATS failed).
+// internal maps an unexpected error (the database or NATS failed, or a bug).
 func internal(ctx context.Context, log *slog.Logger, what string, err error) error {
-	var connectErr *pgconn.ConnectError
-	switch {
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.As(err, &connectErr) || pgconn.SafeToRetry(err):
-		log.WarnContext(ctx, "database unavailable", "op", what, "error", err)
-		return status.Error(codes.Unavailable, "database unavailable; retry")
-	default:
-		log.ErrorContext(ctx, "account request failed", "op", what, "error", err)
-		return status.Error(codes.Internal, "internal error")
-	}
+	return apierr.Status(ctx, log, what, err).Err()
 }

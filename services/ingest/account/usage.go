@@ -3,6 +3,8 @@ package account
 import (
 	"context"
 
+	"google.golang.org/grpc/status"
+
 	"github.com/namirasoft/email-sender/pkg/usage"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -10,5 +12,9 @@ import (
 // ListUsage lists the caller's API calls, newest first (pkg/usage records
 // them; the query is scoped to the caller's account in SQL).
 func (s *Server) ListUsage(ctx context.Context, req *emailsenderv1.ListUsageRequest) (*emailsenderv1.ListUsageResponse, error) {
-	return usage.ListUsage(ctx, s.d.DB, req)
+	resp, err := usage.ListUsage(ctx, s.d.DB, req)
+	if _, isStatus := status.FromError(err); err != nil && !isStatus {
+		return nil, internal(ctx, s.log, "list usage", err)
+	}
+	return resp, err
 }

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/namirasoft/email-sender/pkg/apierr"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 	"github.com/namirasoft/email-sender/services/ingest/validate"
 )
@@ -22,8 +22,7 @@ func statusOf(ctx context.Context, log *slog.Logger, err error, prefix string) *
 		verr       *validate.Error
 		unknown    *store.UnknownProviderError
 		unhealthy  *store.UnhealthyProviderError
-		notCancel  *store.NotCancelableError
-		connectErr *pgconn.ConnectError
+		notCancel *store.NotCancelableError
 	)
 	switch {
 	case err == nil:
@@ -40,15 +39,7 @@ func statusOf(ctx context.Context, log *slog.Logger, err error, prefix string) *
 		return status.New(codes.Unauthenticated, "the account no longer exists")
 	case errors.Is(err, store.ErrNotFound):
 		return validate.FieldStatus(codes.NotFound, prefix+"message_id", "no such message in this account")
-	case errors.Is(err, context.Canceled):
-		return status.New(codes.Canceled, "request canceled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.New(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.As(err, &connectErr) || pgconn.SafeToRetry(err):
-		log.WarnContext(ctx, "database unavailable", "error", err)
-		return status.New(codes.Unavailable, "database unavailable; retry with the same idempotency_key")
 	default:
-		log.ErrorContext(ctx, "send request failed", "error", err)
-		return status.New(codes.Internal, "internal error")
+		return apierr.Status(ctx, log, "send", err)
 	}
 }
