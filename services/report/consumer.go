@@ -156,6 +156,7 @@ func (s *Service) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	if len(evs) > 0 {
 		s.applyAll(batchCtx, evs, &rep)
 	}
+	s.flushAcks(batchCtx)
 	s.metrics.batch(batchCtx, &rep)
 	if s.deps.Hooks.BatchDone != nil {
 		s.deps.Hooks.BatchDone(rep)
@@ -256,9 +257,44 @@ func (s *Service) logMalformed(ctx context.Context, m jetstream.Msg, eventID str
 	}
 }
 
-// ack acknowledges m. A lost ack only means a redelivery, which changes nothing.
+// ack acknowledges m; when the ack cannot go out (NATS is reconnecting) it is
+// kept for flushAcks.
 func (s *Service) ack(ctx context.Context, m jetstream.Msg) {
 	if err := m.Ack(); err != nil {
-		s.log.WarnContext(ctx, "ack event", "subject", m.Subject(), "error", err)
+		s.log.DebugContext(ctx, "ack event; will retry", "subject", m.Subject(), "error", err)
+		s.unacked = append(s.unacked, m)
 	}
+}
+
+// flushAcks sends the acks of the batch that could not go out, retrying
+// until they do, the events' ack wait has passed (JetStream redelivers them
+// then, and applying them again changes nothing) or ctx ends. The consumer
+// fetches no new batch meanwhile: its flow is bounded by its acks, so an
+// outage never piles up applied but unacknowledged events.
+func (s *Service) flushAcks(ctx context.Context) {
+	if len(s.unacked) == 0 {
+		return
+	}
+	deadline := time.Now().Add(s.cfg.AckWait)
+	delay := 50 * time.Millisecond
+	for len(s.unacked) > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			s.log.WarnContext(ctx, "acks not sent; the events will be redelivered and applied again (no change)",
+				"events", len(s.unacked), "error", s.unacked[0].Ack())
+			break
+		}
+		left := s.unacked[:0]
+		for _, m := range s.unacked {
+			if err := m.Ack(); err != nil {
+				left = append(left, m)
+			}
+		}
+		s.unacked = left
+		delay = min(2*delay, time.Second)
+	}
+	s.unacked = s.unacked[:0]
 }

@@ -1,11 +1,17 @@
 package report
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 )
 
@@ -36,4 +42,50 @@ func TestConfigValidate(t *testing.T) {
 	require.ErrorContains(t, cfg.validate(), "max ack pending")
 	cfg = Config{ApplyTimeout: 30 * time.Second, AckWait: 30 * time.Second}.WithDefaults()
 	require.ErrorContains(t, cfg.validate(), "apply timeout")
+}
+
+// ackMsg is a message whose ack fails while its connection is "down".
+type ackMsg struct {
+	jetstream.Msg
+	down  *atomic.Bool
+	acked atomic.Int32
+}
+
+func (m *ackMsg) Ack() error {
+	if m.down.Load() {
+		return nats.ErrReconnectBufExceeded
+	}
+	m.acked.Add(1)
+	return nil
+}
+
+func (m *ackMsg) Subject() string { return "EMAIL_EVENTS.x" }
+
+// Acks that cannot go out while NATS reconnects are sent once it is back,
+// before the consumer takes the next batch; not dropped.
+func TestFlushAcksAfterReconnect(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	down.Store(true)
+	s := &Service{cfg: Config{AckWait: 10 * time.Second}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	msgs := []*ackMsg{{down: &down}, {down: &down}, {down: &down}}
+	for _, m := range msgs {
+		s.ack(context.Background(), m)
+	}
+	require.Len(t, s.unacked, 3)
+	go func() { time.Sleep(300 * time.Millisecond); down.Store(false) }()
+	start := time.Now()
+	s.flushAcks(context.Background())
+	require.Empty(t, s.unacked)
+	for _, m := range msgs {
+		require.EqualValues(t, 1, m.acked.Load())
+	}
+	require.Less(t, time.Since(start), 5*time.Second)
+
+	// Down for longer than the ack wait: given up (the events come back).
+	s.cfg.AckWait = 200 * time.Millisecond
+	down.Store(true)
+	s.ack(context.Background(), &ackMsg{down: &down})
+	s.flushAcks(context.Background())
+	require.Empty(t, s.unacked)
 }

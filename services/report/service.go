@@ -82,6 +82,9 @@ type Service struct {
 	store    *store
 	metrics  *metrics
 	feedback *feedback
+	// unacked holds the events of the batch being handled whose ack could
+	// not be sent (NATS reconnecting); the consumer goroutine alone uses it.
+	unacked []jetstream.Msg
 }
 
 // New returns a service; it starts nothing.
