@@ -13,9 +13,11 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 )
@@ -91,14 +93,19 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 // Standby answers health checks on addr with NOT_SERVING (for the whole
 // server, "", and for each of names) while a process waits for PostgreSQL or
-// NATS at start, so that orchestrators see it alive but not ready. stop ends
+// NATS at start, so that orchestrators see it alive but not ready, and every
+// other call with UNAVAILABLE. stop ends
 // it and closes its listener, so that the real server can listen on addr.
 func Standby(addr string, log *slog.Logger, names ...string) (stop func(), err error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	s := grpc.NewServer()
+	// Every other call is UNAVAILABLE, which clients retry: not
+	// UNIMPLEMENTED, which would tell them the call can never work.
+	s := grpc.NewServer(grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
+		return status.Error(codes.Unavailable, "starting: waiting for PostgreSQL and NATS; retry")
+	}))
 	hs := health.NewServer()
 	for _, n := range append([]string{""}, names...) {
 		hs.SetServingStatus(n, healthpb.HealthCheckResponse_NOT_SERVING)

@@ -46,6 +46,11 @@ type attemptRecord struct {
 	// made before, and Events the FAILOVER event (and those before it).
 	MovedTo   string `json:"moved_to,omitempty"`
 	MovedKind string `json:"moved_kind,omitempty"`
+	// Unreported, on a retry record, is an interrupted attempt whose
+	// ATTEMPT_INTERRUPTED event the delivery that found it could not publish
+	// (it ended early: the database or NATS failed). The next delivery
+	// reports it, so that the timeline never hides a possible duplicate.
+	Unreported int `json:"unreported,omitempty"`
 }
 
 // foreign reports whether the record belongs to another configuration's job

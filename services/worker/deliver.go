@@ -104,6 +104,9 @@ type delivery struct {
 	lease time.Time
 	// rev is the revision of the attempt's claim in the attempts bucket.
 	rev uint64
+	// unreported is an interrupted earlier attempt this delivery reports
+	// (0: none); release keeps it for the next delivery.
+	unreported int
 	// stop is closed when the worker stops fetching.
 	stop <-chan struct{}
 }
@@ -142,12 +145,18 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 		d.replay(prev)
 		return
 	}
-	if prev != nil && prev.State == stateStarted {
-		ev := d.events.add(queue.EventInterrupted, lifecycle.Retrying, prev.Attempt, nil, "")
-		ev.ErrorClass = "interrupted"
-		ev.Detail = fmt.Sprintf("attempt %d was interrupted before its outcome was recorded (worker stopped or lost its connection); the provider may or may not have accepted it", prev.Attempt)
-		d.log.WarnContext(d.ctx, "previous attempt interrupted", "previous_attempt", prev.Attempt)
+	switch {
+	case prev != nil && prev.State == stateStarted:
+		d.unreported = prev.Attempt
 		w.metrics.retry(d.ctx, retryInterrupted)
+	case prev != nil && prev.State == stateRetry && prev.Unreported > 0:
+		d.unreported = prev.Unreported // found earlier, not reported yet
+	}
+	if d.unreported > 0 {
+		ev := d.events.add(queue.EventInterrupted, lifecycle.Retrying, d.unreported, nil, "")
+		ev.ErrorClass = "interrupted"
+		ev.Detail = fmt.Sprintf("attempt %d was interrupted before its outcome was recorded (worker stopped or lost its connection); the provider may or may not have accepted it", d.unreported)
+		d.log.WarnContext(d.ctx, "previous attempt interrupted", "previous_attempt", d.unreported)
 	}
 
 	if job.GetScheduled() && prev == nil {
@@ -476,10 +485,12 @@ func (d *delivery) awaitLease(inFlight *inFlightError) bool {
 }
 
 // release ends the attempt's lease before anything was sent (best effort),
-// so that the job's next delivery goes ahead at once and does not report an
-// interrupted attempt.
+// so that the job's next delivery goes ahead at once and does not report
+// this attempt as interrupted; an earlier interrupted attempt this delivery
+// could not report is handed on (attemptRecord.Unreported).
 func (d *delivery) release() {
-	if err := d.w.attempts.finish(d.ctx, d.job.GetMessageId(), attemptRecord{State: stateRetry, Attempt: d.attempt, Provider: d.job.GetProviderId()}); err != nil {
+	rec := attemptRecord{State: stateRetry, Attempt: d.attempt, Provider: d.job.GetProviderId(), Unreported: d.unreported}
+	if err := d.w.attempts.finish(d.ctx, d.job.GetMessageId(), rec); err != nil {
 		d.log.WarnContext(d.ctx, "release attempt", "error", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
 
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/queue"
@@ -242,6 +243,9 @@ func (s *system) check(ctx context.Context, load *loadResult, faults *faultLog, 
 	c.Lost, c.NotTerminal, c.SentMissing, c.FailedAtSink = len(lost), len(notTerminal), len(sentMissing), len(failedAtSink)
 	c.UnknownAtSink = len(unknown) + len(unparsable)
 
+	load.mu.Lock()
+	unclear := load.errors[codes.Internal.String()] + load.errors[codes.Unknown.String()]
+	load.mu.Unlock()
 	inv := []Invariant{
 		{Name: "every accepted message is stored", OK: len(lost) == 0, Detail: fmt.Sprintf("%d of %d accepted ids missing from PostgreSQL", len(lost), len(ids)), Sample: sample(lost)},
 		{Name: "every accepted message is in a terminal state", OK: len(notTerminal) == 0, Detail: fmt.Sprintf("%d not terminal", len(notTerminal)), Sample: sample(notTerminal)},
@@ -249,6 +253,8 @@ func (s *system) check(ctx context.Context, load *loadResult, faults *faultLog, 
 		{Name: "every SENT message is at the sink", OK: len(sentMissing) == 0, Detail: fmt.Sprintf("%d SENT but never received", len(sentMissing)), Sample: sample(sentMissing)},
 		{Name: "no duplicate outside the kill-after-accept window", OK: len(dupOutside) == 0, Detail: fmt.Sprintf("%d duplicates: %d in the window (interrupted attempt, worker SIGKILLed between the copies), %d outside", c.Duplicates, c.DupInWindow, c.DupOutside), Sample: sample(dupOutside)},
 		{Name: "every request was answered", OK: c.Rejected == 0 && c.GaveUp == 0, Detail: fmt.Sprintf("%d refused for good, %d given up after retries", c.Rejected, c.GaveUp), Sample: sample(sortedKeys(load.rejected))},
+		{Name: "infrastructure failures are answered UNAVAILABLE", OK: unclear == 0,
+			Detail: fmt.Sprintf("%d calls answered INTERNAL or UNKNOWN (a client cannot tell whether to retry); retried: %s", unclear, formatCodes(load.errors))},
 	}
 	return c, inv, nil
 }
@@ -273,4 +279,25 @@ func sample(list []string) []string {
 		return list[:5]
 	}
 	return list
+}
+
+// formatCodes is "Unavailable 12, DeadlineExceeded 3" (most first).
+func formatCodes(m map[string]int) string {
+	type kv struct {
+		k string
+		v int
+	}
+	var l []kv
+	for k, v := range m {
+		l = append(l, kv{k, v})
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i].v > l[j].v || l[i].v == l[j].v && l[i].k < l[j].k })
+	parts := make([]string, 0, len(l))
+	for _, e := range l {
+		parts = append(parts, fmt.Sprintf("%s %d", e.k, e.v))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -10,7 +11,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/namirasoft/email-sender/pkg/queue"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/worker"
 	"github.com/namirasoft/email-sender/services/worker/provider"
@@ -90,4 +93,33 @@ func arrivedCopies(s *stack, id string) [][]string {
 
 func containsID(data []byte, id string) bool {
 	return bytes.Contains(data, []byte("Message-ID: <"+id+"@"))
+}
+
+// A delivery that finds an interrupted attempt but ends early itself (its
+// database failed) hands the interruption on: the next delivery reports it,
+// so that the timeline shows the possible duplicate.
+func TestUnreportedInterruptionIsReportedByTheNextDelivery(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	req := simple("jane@example.com")
+	req.SendAt = timestamppb.New(time.Now().Add(2 * time.Second))
+	id := s.sendOK("a", req)
+	// What a released delivery leaves: attempt 2 found attempt 1 interrupted
+	// and could not publish that.
+	kv, err := s.js.KeyValue(context.Background(), worker.AttemptsBucket)
+	require.NoError(t, err)
+	rec, err := json.Marshal(map[string]any{"state": "retry", "attempt": 2, "unreported": 1})
+	require.NoError(t, err)
+	_, err = kv.Put(context.Background(), id, rec)
+	require.NoError(t, err)
+
+	resp := s.waitStatus("a", id, v1.MessageStatus_SENT)
+	var interrupted *v1.MessageEvent
+	for _, e := range resp.GetEvents() {
+		if e.GetType() == queue.EventInterrupted {
+			interrupted = e
+		}
+	}
+	require.NotNil(t, interrupted, "timeline: %v", eventTypes(resp))
+	require.EqualValues(t, 1, interrupted.GetAttempt())
 }
