@@ -33,7 +33,7 @@ func Retriable(err error) bool {
 		opErr      *net.OpError
 	)
 	switch {
-	case errors.As(err, &connectErr), pgconn.SafeToRetry(err), pgconn.Timeout(err):
+	case errors.As(err, &connectErr), pgconn.SafeToRetry(err), pgconn.Timeout(err), errors.Is(err, pgconn.ErrConnClosed):
 		return true
 	case errors.As(err, &pgErr):
 		switch pgErr.Code[:2] {

@@ -34,6 +34,7 @@ func TestStatus(t *testing.T) {
 		{"too many connections", &pgconn.PgError{Code: "53300"}, codes.Unavailable},
 		{"connection reset mid-query", wrap(&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}), codes.Unavailable},
 		{"unexpected EOF", wrap(io.ErrUnexpectedEOF), codes.Unavailable},
+		{"commit on a closed connection (PostgreSQL restarted)", fmt.Errorf("accept: commit: %w", pgconn.ErrConnClosed), codes.Unavailable},
 		{"broken pipe", wrap(syscall.EPIPE), codes.Unavailable},
 		{"nats closed", wrap(nats.ErrConnectionClosed), codes.Unavailable},
 		{"nats timeout", wrap(nats.ErrTimeout), codes.Unavailable},
