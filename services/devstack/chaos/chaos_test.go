@@ -26,8 +26,8 @@ func TestChaosShort(t *testing.T) {
 	cfg := Config{
 		Scenario:     "chaos",
 		Seed:         testSeed(t),
-		Messages:     500,
-		Rate:         20,
+		Messages:     1500,
+		Rate:         100,
 		Faults:       9,
 		DrainTimeout: 90 * time.Second,
 		WorkDir:      workDir(t),

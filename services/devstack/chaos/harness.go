@@ -42,11 +42,16 @@ func (c Config) withDefaults() Config {
 	if c.Scenario == "" {
 		c.Scenario = "chaos"
 	}
+	// The default load is what a real tenant brings: about half of what
+	// `make bench` measures ingest taking on a 2-core machine.
 	if c.Messages == 0 {
-		c.Messages = 3000
+		c.Messages = 12000
 	}
 	if c.Rate == 0 {
-		c.Rate = 15
+		c.Rate = 150
+	}
+	if c.Faults == 0 && c.Scenario == "chaos" {
+		c.Faults = 30
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 3 * time.Minute
