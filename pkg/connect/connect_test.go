@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/pgtest"
 	"github.com/namirasoft/email-sender/pkg/schema"
+	"github.com/namirasoft/email-sender/pkg/tcprelay"
 )
 
 // A service started while PostgreSQL is unreachable waits for it, then opens
@@ -52,7 +52,7 @@ func TestPostgresWaitsForTheServer(t *testing.T) {
 		t.Fatalf("opened without a server: %v", r.err)
 	case <-time.After(1500 * time.Millisecond):
 	}
-	startProxy(t, port, upstream) // PostgreSQL "comes up"
+	tcprelay.Start(t, fmt.Sprintf("127.0.0.1:%d", port), upstream) // PostgreSQL "comes up"
 	r := <-done
 	require.NoError(t, r.err)
 	defer r.pool.Close()
@@ -111,29 +111,3 @@ func emptySchema(t *testing.T) string {
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// startProxy relays 127.0.0.1:port to upstream until the test ends.
-func startProxy(t *testing.T, port int, upstream string) {
-	t.Helper()
-	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", upstream)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
-		}
-	}()
-}

@@ -3,19 +3,17 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/namirasoft/email-sender/pkg/tcprelay"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -86,37 +84,11 @@ func TestWorkerStartedWhilePostgresIsDownWaits(t *testing.T) {
 	require.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, status())
 	require.Contains(t, logs.String(), "postgres not reachable; retrying")
 
-	relay(t, pgPort, upstream) // PostgreSQL is back
+	tcprelay.Start(t, fmt.Sprintf("127.0.0.1:%d", pgPort), upstream) // PostgreSQL is back
 	require.Eventually(t, func() bool { return status() == healthpb.HealthCheckResponse_SERVING }, 60*time.Second, 100*time.Millisecond,
 		"health once PostgreSQL is reachable")
 
 	// And it delivers.
 	id := s.sendOK("a", simple("jane@example.com"))
 	s.waitStatus("a", id, v1.MessageStatus_SENT)
-}
-
-// relay forwards 127.0.0.1:port to upstream until the test ends.
-func relay(t *testing.T, port int, upstream string) {
-	t.Helper()
-	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", upstream)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
-		}
-	}()
 }

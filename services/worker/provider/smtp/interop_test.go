@@ -30,6 +30,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/mailservers"
 	"github.com/namirasoft/email-sender/pkg/mime"
 	"github.com/namirasoft/email-sender/pkg/mimecheck"
+	"github.com/namirasoft/email-sender/pkg/tcprelay"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/worker/provider"
@@ -265,9 +266,9 @@ var interopCases = []interopCase{
 		deliverAndCheck(t, e, e.settings(mailservers.Plain, smtp.TLSNone, true), m)
 	}},
 	{name: "many messages, one pooled connection (RSET between)", modes: []mailservers.Mode{mailservers.Plain}, run: func(t *testing.T, e interopEnv) {
-		p := startProxy(t, e.srv.Host, mustPort(t, e.srv, mailservers.Plain))
+		p := tcprelay.Start(t, "127.0.0.1:0", net.JoinHostPort(e.srv.Host, fmt.Sprint(mustPort(t, e.srv, mailservers.Plain))))
 		s := e.settings(mailservers.Plain, smtp.TLSNone, true)
-		s.port = p.port
+		s.port = p.Port
 		s.poolSize = 1
 		sender := e.sender(t)
 		var ids []string
@@ -288,15 +289,15 @@ var interopCases = []interopCase{
 		for _, id := range ids {
 			e.srv.WaitFor(t, id, []string{"someone@example.com"}, 30*time.Second)
 		}
-		require.EqualValues(t, 1, p.conns.Load(), "8 transactions over one connection")
+		require.EqualValues(t, 1, p.Conns(), "8 transactions over one connection")
 	}},
 	{name: "server closes idle connections", modes: []mailservers.Mode{mailservers.Plain}, notFor: map[string]string{"mailpit": "its idle timeout cannot be set"}, run: func(t *testing.T, e interopEnv) {
 		cfg := e.cfg
 		cfg.IdleTimeout = shortIdle
 		e.srv = e.start(t, cfg)
-		p := startProxy(t, e.srv.Host, mustPort(t, e.srv, mailservers.Plain))
+		p := tcprelay.Start(t, "127.0.0.1:0", net.JoinHostPort(e.srv.Host, fmt.Sprint(mustPort(t, e.srv, mailservers.Plain))))
 		s := e.settings(mailservers.Plain, smtp.TLSNone, true)
-		s.port = p.port
+		s.port = p.Port
 		s.poolSize = 1
 		sender := e.sender(t)
 		first := sendWith(t, sender, s, baseMessage())
@@ -305,7 +306,7 @@ var interopCases = []interopCase{
 		second := sendWith(t, sender, s, baseMessage())
 		require.Equal(t, provider.Sent, second.Class, "after the server closed the idle connection: err %v, response %q", second.Err, second.Response)
 		e.srv.WaitFor(t, markerOf(second), []string{"someone@example.com"}, 30*time.Second)
-		require.EqualValues(t, 2, p.conns.Load(), "a second connection after the server closed the first")
+		require.EqualValues(t, 2, p.Conns(), "a second connection after the server closed the first")
 	}},
 }
 
@@ -536,54 +537,6 @@ func keysOf[V any](m map[string]V) []string {
 	return out
 }
 
-// proxy is a TCP relay in front of a server that counts connections.
-type proxy struct {
-	port  int
-	conns atomic.Int64
-}
-
-func startProxy(t *testing.T, host string, port int) *proxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &proxy{port: l.Addr().(*net.TCPAddr).Port}
-	var wg sync.WaitGroup
-	var open sync.Map
-	t.Cleanup(func() {
-		_ = l.Close()
-		open.Range(func(k, _ any) bool { _ = k.(net.Conn).Close(); return true })
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			p.conns.Add(1)
-			up, err := net.Dial("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			open.Store(c, true)
-			open.Store(up, true)
-			wg.Add(2)
-			pipe := func(dst, src net.Conn) {
-				defer wg.Done()
-				_, _ = io.Copy(dst, src)
-				// Pass a half-close on, then close both when either ends.
-				_ = dst.Close()
-				_ = src.Close()
-			}
-			go pipe(up, c)
-			go pipe(c, up)
-		}
-	}()
-	return p
-}
 
 // BenchmarkInterop measures the delivery rate of the SMTP provider to each
 // server of the matrix: 1 KB messages, 8 pooled connections, over loopback
