@@ -446,7 +446,6 @@ func bEncode(key, s string) string {
 	return b.String()
 }
 
-
 // UTF8HeaderAddress returns the first address written in m's headers (from,
 // reply_to, to, cc) whose local part is internationalised, "" when there is
 // none. Such a message can only travel over SMTP with SMTPUTF8 (RFC 6531,

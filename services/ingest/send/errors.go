@@ -19,9 +19,9 @@ import (
 // to field paths ("messages[3]." for batch items).
 func statusOf(ctx context.Context, log *slog.Logger, err error, prefix string) *status.Status {
 	var (
-		verr       *validate.Error
-		unknown    *store.UnknownProviderError
-		unhealthy  *store.UnhealthyProviderError
+		verr      *validate.Error
+		unknown   *store.UnknownProviderError
+		unhealthy *store.UnhealthyProviderError
 		notCancel *store.NotCancelableError
 	)
 	switch {

@@ -537,7 +537,6 @@ func keysOf[V any](m map[string]V) []string {
 	return out
 }
 
-
 // BenchmarkInterop measures the delivery rate of the SMTP provider to each
 // server of the matrix: 1 KB messages, 8 pooled connections, over loopback
 // with no TLS and AUTH PLAIN once per connection. `make bench` runs it.
