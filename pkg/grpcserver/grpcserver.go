@@ -22,11 +22,16 @@ import (
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 )
 
-// Config configures a server.
+// Config configures a server. It has no defaults of its own: the services
+// pass their configuration's (whose env tags are the one source of them).
 type Config struct {
-	// MaxRecvMsgSize bounds a request; it must exceed the largest accepted message.
+	// MaxRecvMsgSize bounds a request; it must exceed the largest accepted
+	// message. 0 keeps gRPC's own limit (4 MiB), for services that take no
+	// messages.
 	MaxRecvMsgSize int
-	// ShutdownGrace is how long GracefulStop may take before a hard Stop.
+	// ShutdownGrace is how long GracefulStop may take before a hard Stop; 0
+	// stops at once (a server with nothing to drain, such as a worker's
+	// health service).
 	ShutdownGrace time.Duration
 }
 
@@ -40,21 +45,18 @@ type Server struct {
 
 // New builds the server; interceptors run in order.
 func New(cfg Config, tel *telemetry.Telemetry, log *slog.Logger, interceptors ...grpc.UnaryServerInterceptor) *Server {
-	if cfg.MaxRecvMsgSize == 0 {
-		cfg.MaxRecvMsgSize = 32 << 20
-	}
-	if cfg.ShutdownGrace == 0 {
-		cfg.ShutdownGrace = 10 * time.Second
-	}
-	s := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(tel.TracerProvider),
 			otelgrpc.WithMeterProvider(tel.MeterProvider),
 			otelgrpc.WithPropagators(tel.Propagator),
 		)),
 		grpc.ChainUnaryInterceptor(interceptors...),
-		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
-	)
+	}
+	if cfg.MaxRecvMsgSize > 0 {
+		opts = append(opts, grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize))
+	}
+	s := grpc.NewServer(opts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)

@@ -13,7 +13,8 @@ import (
 func TestHTTPMaxBodyFitsTheGRPCLimitInBase64(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []ingest.Config{{}, {GRPCMaxRecvBytes: 20 << 20, MaxMessageBytes: 16 << 20}} {
-		cfg = cfg.WithDefaults()
+		cfg, err := cfg.WithDefaults()
+		require.NoError(t, err)
 		require.GreaterOrEqual(t, cfg.HTTPMaxBodyBytes(), int64(base64.StdEncoding.EncodedLen(cfg.GRPCMaxRecvBytes)))
 		require.Greater(t, cfg.HTTPMaxBodyBytes(), int64(base64.StdEncoding.EncodedLen(cfg.MaxMessageBytes)))
 	}

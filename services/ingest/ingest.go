@@ -91,22 +91,20 @@ type Config struct {
 	API apigate.Config
 }
 
-// WithDefaults fills unset fields with the environment defaults.
-func (c Config) WithDefaults() Config {
-	// The defaults are the env tags' (one source); a list error is a bug.
+// WithDefaults fills unset fields with the env tags' defaults (the one
+// source of them).
+func (c Config) WithDefaults() (Config, error) {
 	if err := envconfig.FillDefaults(&c, "GRPCAddr", "GRPCMaxRecvBytes", "ShutdownGrace", "MaxMessageBytes", "MaxAttachmentBytes", "MaxAttachments", "MaxRecipients", "MaxSubjectBytes", "MaxScheduleAhead", "MaxBatch", "PublishTimeout", "ProviderCacheTTL", "AuthCacheTTL", "OutboxInterval", "OutboxBatch", "OutboxPublishTimeout", "OutboxMaxBackoff", "OutboxDeleteInterval", "RequireVerifiedSenders", "SenderCodeTTL", "ProviderVerifyTimeout", "RetentionPeriod", "RetentionInterval"); err != nil {
-		panic(err)
+		return c, err
 	}
 	// A negative grace means none (tests); only the unset zero takes the default.
 	if c.OutboxGrace == 0 {
 		if err := envconfig.FillDefaults(&c, "OutboxGrace"); err != nil {
-			panic(err)
+			return c, err
 		}
 	}
-	if err := envconfig.FillDefaults(&c.NATS, "StreamReplicas"); err != nil {
-		panic(err)
-	}
-	return c
+	err := envconfig.FillDefaults(&c.NATS, "StreamReplicas")
+	return c, err
 }
 
 // Limits are the validation limits of c.
@@ -176,7 +174,10 @@ type Service struct {
 // New builds the service. It fails when the configuration is inconsistent,
 // e.g. when MAX_MESSAGE_BYTES does not fit the NATS server's max_payload.
 func New(cfg Config, deps Deps) (*Service, error) {
-	cfg = cfg.WithDefaults()
+	cfg, err := cfg.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
 	if deps.Pool == nil || deps.JetStream == nil || deps.Auth == nil {
 		return nil, errors.New("ingest: Pool, JetStream and Auth are required")
 	}

@@ -65,13 +65,11 @@ type Config struct {
 	API apigate.Config
 }
 
-// WithDefaults fills unset fields with the same defaults the env tags name.
-func (c Config) WithDefaults() Config {
-	// The defaults are the env tags' (one source); a list error is a bug.
-	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern"); err != nil {
-		panic(err)
-	}
-	return c
+// WithDefaults fills unset fields with the same defaults the env tags name
+// (the one source of defaults).
+func (c Config) WithDefaults() (Config, error) {
+	err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern")
+	return c, err
 }
 
 func (c Config) validate() error {

@@ -716,7 +716,9 @@ func TestFeedbackConfig(t *testing.T) {
 	var cfg report.Config
 	require.NoError(t, envconfig.LoadFrom(&cfg, func(string) (string, bool) { return "", false }))
 	require.Equal(t, sns.DefaultCertHostPattern, cfg.SNSCertHostPattern, "the env default is the package's")
-	require.Equal(t, sns.DefaultCertHostPattern, report.Config{}.WithDefaults().SNSCertHostPattern)
+	defaults, err := report.Config{}.WithDefaults()
+	require.NoError(t, err)
+	require.Equal(t, sns.DefaultCertHostPattern, defaults.SNSCertHostPattern)
 
 	for name, c := range map[string]report.Config{
 		"cert without key": {TLSCertFile: "report.crt"},

@@ -37,11 +37,14 @@ func TestCursorRoundTrip(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	require.NoError(t, Config{}.WithDefaults().validate())
-	cfg := Config{BatchSize: 100, MaxAckPending: 150}.WithDefaults()
-	require.ErrorContains(t, cfg.validate(), "max ack pending")
-	cfg = Config{ApplyTimeout: 30 * time.Second, AckWait: 30 * time.Second}.WithDefaults()
-	require.ErrorContains(t, cfg.validate(), "apply timeout")
+	withDefaults := func(c Config) Config {
+		c, err := c.WithDefaults()
+		require.NoError(t, err)
+		return c
+	}
+	require.NoError(t, withDefaults(Config{}).validate())
+	require.ErrorContains(t, withDefaults(Config{BatchSize: 100, MaxAckPending: 150}).validate(), "max ack pending")
+	require.ErrorContains(t, withDefaults(Config{ApplyTimeout: 30 * time.Second, AckWait: 30 * time.Second}).validate(), "apply timeout")
 }
 
 // ackMsg is a message whose ack fails while its connection is "down".

@@ -89,7 +89,10 @@ type Service struct {
 
 // New returns a service; it starts nothing.
 func New(cfg Config, deps Deps) (*Service, error) {
-	cfg = cfg.WithDefaults()
+	cfg, err := cfg.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}

@@ -80,17 +80,12 @@ type Config struct {
 	Metrics  envconfig.Metrics
 }
 
-// WithDefaults fills unset fields (for configs built in code).
-func (c Config) WithDefaults() Config {
-	// In code (tests, embedding) only the kinds every caller registers.
-	if len(c.Providers) == 0 {
-		c.Providers = []string{"sandbox", "smtp"}
-	}
-	// The defaults are the env tags' (one source); a list error is a bug.
-	if err := envconfig.FillDefaults(&c, "Concurrency", "MaxAttempts", "MaxAge", "BackoffBase", "BackoffMax", "AckWait", "SendTimeout", "AmbiguousPolicy", "ConfigCacheTTL", "AttemptsTTL", "DiscoveryInterval", "AccountIdle", "AccountMaxAckPending", "FailoverAfter"); err != nil {
-		panic(err)
-	}
-	return c
+// WithDefaults fills unset fields (for configs built in code) with the env
+// tags' defaults, the one source of them. Providers is not among them: built
+// in code, a worker delivers the kinds it is given senders for (New).
+func (c Config) WithDefaults() (Config, error) {
+	err := envconfig.FillDefaults(&c, "Concurrency", "MaxAttempts", "MaxAge", "BackoffBase", "BackoffMax", "AckWait", "SendTimeout", "AmbiguousPolicy", "ConfigCacheTTL", "AttemptsTTL", "DiscoveryInterval", "AccountIdle", "AccountMaxAckPending", "FailoverAfter")
+	return c, err
 }
 
 // kindConcurrency is the number of deliveries in flight for kind.

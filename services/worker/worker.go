@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,7 +58,17 @@ type Worker struct {
 
 // New validates cfg and prepares the worker; Run starts it.
 func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
-	cfg = cfg.WithDefaults()
+	cfg, err := cfg.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Providers) == 0 {
+		// Built in code: the kinds it has senders for.
+		for kind := range deps.Senders {
+			cfg.Providers = append(cfg.Providers, kind)
+		}
+		slices.Sort(cfg.Providers)
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
