@@ -254,7 +254,7 @@ func checkPayload(cfg Config, js jetstream.JetStream) error {
 func (s *Service) prepareNATS(ctx context.Context) error {
 	if err := checkPayload(s.cfg, s.deps.JetStream); err != nil {
 		if errors.Is(err, errPayloadUnknown) {
-			return outbox.ErrDisconnected
+			return queue.ErrDisconnected
 		}
 		return fmt.Errorf("%w: %w", outbox.ErrFatal, err)
 	}

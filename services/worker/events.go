@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,37 +41,26 @@ func (p *eventPublisher) publishAsync(ctx context.Context, accountID, messageID 
 		return nil, nil
 	}
 	subject := queue.EventSubject(accountID, messageID)
-	futures := make([]jetstream.PubAckFuture, 0, len(events))
+	msgs := make([]*nats.Msg, len(events))
 	for i, data := range events {
-		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, ids[i])
-		p.tel.InjectNATS(ctx, msg.Header)
-		f, err := p.js.PublishMsgAsync(msg)
-		if err != nil {
-			return nil, fmt.Errorf("publish event: %w", err)
-		}
-		futures = append(futures, f)
+		msgs[i] = queue.NewMsg(subject, ids[i], data)
+		p.tel.InjectNATS(ctx, msgs[i].Header)
+	}
+	futures, errs := queue.PublishAsync(p.js, msgs)
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("publish event: %w", err)
 	}
 	return futures, nil
 }
 
+// eventAckTimeout bounds the wait for the acknowledgements of one message's
+// events.
+const eventAckTimeout = 10 * time.Second
+
 // wait waits until JetStream acknowledged every future.
 func (p *eventPublisher) wait(ctx context.Context, futures []jetstream.PubAckFuture) error {
-	if len(futures) == 0 {
-		return nil
-	}
-	timeout := time.NewTimer(10 * time.Second)
-	defer timeout.Stop()
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("publish event: %w", err)
-		case <-ctx.Done():
-			return fmt.Errorf("publish event: %w", ctx.Err())
-		case <-timeout.C:
-			return fmt.Errorf("publish event: no acknowledgement within 10s")
-		}
+	if err := errors.Join(queue.Await(ctx, futures, eventAckTimeout)...); err != nil {
+		return fmt.Errorf("publish event: %w", err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -60,7 +61,7 @@ func (c RelayConfig) withDefaults() RelayConfig {
 // QUEUED.
 type Relay struct {
 	db  store.Beginner
-	pub Publisher
+	pub queue.Publisher
 	tel *telemetry.Telemetry
 	log *slog.Logger
 	cfg RelayConfig
@@ -74,7 +75,7 @@ type Relay struct {
 var ErrFatal = errors.New("fatal")
 
 // NewRelay returns a relay.
-func NewRelay(db store.Beginner, pub Publisher, tel *telemetry.Telemetry, log *slog.Logger, cfg RelayConfig) *Relay {
+func NewRelay(db store.Beginner, pub queue.Publisher, tel *telemetry.Telemetry, log *slog.Logger, cfg RelayConfig) *Relay {
 	return &Relay{db: db, pub: pub, tel: tel, log: log, cfg: cfg.withDefaults()}
 }
 
@@ -106,7 +107,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			failures++
 			wait = backoff(r.cfg.Interval, r.cfg.MaxBackoff, failures)
 			level := slog.LevelWarn
-			if errors.Is(err, ErrDisconnected) {
+			if errors.Is(err, queue.ErrDisconnected) {
 				level = slog.LevelDebug
 			}
 			r.log.Log(ctx, level, "outbox relay pass failed", "error", err, "retry_in", wait)
@@ -137,8 +138,8 @@ func backoff(base, max time.Duration, failures int) time.Duration {
 // RunOnce relays one batch of due rows and returns how many it claimed. It
 // fails when no row could be published.
 func (r *Relay) RunOnce(ctx context.Context) (int, error) {
-	if !Connected(r.pub) {
-		return 0, ErrDisconnected
+	if !queue.Connected(r.pub) {
+		return 0, queue.ErrDisconnected
 	}
 	tx, err := r.db.Begin(ctx)
 	if err != nil {
@@ -166,7 +167,7 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 			orphans = append(orphans, row.MessageKey)
 			continue
 		}
-		m := NewMsg(row.Subject, row.MessageID, row.Content)
+		m := queue.NewMsg(row.Subject, row.MessageID, row.Content)
 		pctx := r.tel.Propagator.Extract(ctx, propagation.HeaderCarrier(http.Header{"Traceparent": {row.Traceparent}}))
 		pctx, span := r.tel.Tracer("ingest/outbox").Start(pctx, "outbox relay publish", trace.WithSpanKind(trace.SpanKindProducer))
 		r.tel.InjectNATS(pctx, m.Header)
@@ -174,7 +175,7 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		sent = append(sent, row)
 		spans = append(spans, span)
 	}
-	errs := PublishAll(ctx, r.pub, queue.SendStream, msgs, r.cfg.PublishTimeout)
+	errs := queue.PublishAll(ctx, r.pub, msgs, r.cfg.PublishTimeout, jetstream.WithExpectStream(queue.SendStream))
 	var firstErr error
 	for i, row := range sent {
 		if errs[i] != nil {

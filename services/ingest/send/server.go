@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -76,7 +77,7 @@ type DB interface {
 // Deps are the service's dependencies.
 type Deps struct {
 	DB        DB
-	Publisher outbox.Publisher
+	Publisher queue.Publisher
 	// Deleter removes the outbox rows of the jobs the service published.
 	Deleter   *outbox.Deleter
 	Telemetry *telemetry.Telemetry
@@ -91,7 +92,7 @@ type Server struct {
 
 	cfg       Config
 	db        DB
-	pub       outbox.Publisher
+	pub       queue.Publisher
 	deleter   *outbox.Deleter
 	tel       *telemetry.Telemetry
 	log       *slog.Logger
@@ -217,9 +218,9 @@ func (s *Server) publishCanceled(ctx context.Context, accountID, messageID strin
 		s.log.WarnContext(ctx, "encode cancel event", "account_id", accountID, "message_id", messageID, "error", err)
 		return
 	}
-	m := outbox.NewMsg(queue.EventSubject(accountID, messageID), eventID, data)
+	m := queue.NewMsg(queue.EventSubject(accountID, messageID), eventID, data)
 	s.tel.InjectNATS(ctx, m.Header)
-	if err := outbox.PublishAll(context.WithoutCancel(ctx), s.pub, queue.EventStream, []*nats.Msg{m}, s.cfg.PublishTimeout)[0]; err != nil {
+	if err := queue.PublishAll(context.WithoutCancel(ctx), s.pub, []*nats.Msg{m}, s.cfg.PublishTimeout, jetstream.WithExpectStream(queue.EventStream))[0]; err != nil {
 		s.log.WarnContext(ctx, "publish cancel event", "account_id", accountID, "message_id", messageID, "error", err)
 	}
 }
@@ -290,7 +291,7 @@ func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsend
 		if m.Status != lifecycle.Queued {
 			continue // the relay publishes it when due
 		}
-		msg := outbox.NewMsg(m.NATSSubject, m.ID, m.Content)
+		msg := queue.NewMsg(m.NATSSubject, m.ID, m.Content)
 		// One producer span per job: the worker's delivery spans are its
 		// children, so each message has its own branch of the call's trace.
 		pctx, span := s.tracer.Start(ctx, "ingest.publish", trace.WithSpanKind(trace.SpanKindProducer),
@@ -311,7 +312,7 @@ func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, keys []store.Mes
 	if len(msgs) == 0 {
 		return
 	}
-	errs := outbox.PublishAll(context.WithoutCancel(ctx), s.pub, queue.SendStream, msgs, s.cfg.PublishTimeout)
+	errs := queue.PublishAll(context.WithoutCancel(ctx), s.pub, msgs, s.cfg.PublishTimeout, jetstream.WithExpectStream(queue.SendStream))
 	deferred := 0
 	var firstErr error
 	for i, err := range errs {
