@@ -28,7 +28,7 @@ func TestPublishAll(t *testing.T) {
 		queue.NewMsg(queue.EventSubject("acc", "m1"), "e1", []byte("a")),
 		queue.NewMsg(queue.EventSubject("acc", "m1"), "e2", []byte("b")),
 		queue.NewMsg(queue.EventSubject("acc", "m1"), "e1", []byte("a")), // a duplicate: fine
-		queue.NewMsg("nowhere.at.all", "e3", []byte("c")),                  // no stream takes it
+		queue.NewMsg("nowhere.at.all", "e3", []byte("c")),                // no stream takes it
 	}
 	errs := queue.PublishAll(ctx, js, msgs, 5*time.Second, jetstream.WithExpectStream(queue.EventStream))
 	require.NoError(t, errs[0])
