@@ -22,6 +22,30 @@ import (
 	"github.com/namirasoft/email-sender/services/worker/provider"
 )
 
+// What a delivery needs, declared here where it is used; the worker's
+// JetStream and PostgreSQL implementations are attempts, eventPublisher and
+// configStore, and the state machine's tests (deliver_test.go) use fakes.
+type (
+	// attemptStore keeps each message's attempt record (EMAIL_ATTEMPTS).
+	attemptStore interface {
+		begin(ctx context.Context, messageID, provider string, attempt int, now, until time.Time) (*attemptRecord, uint64, error)
+		renew(ctx context.Context, messageID, provider string, attempt int, until time.Time, rev uint64) (uint64, error)
+		finish(ctx context.Context, messageID string, rec attemptRecord) error
+		get(ctx context.Context, messageID string) (*attemptRecord, error)
+	}
+	// eventSink publishes delivery events (EMAIL_EVENTS).
+	eventSink interface {
+		publish(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) error
+		publishAsync(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) ([]jetstream.PubAckFuture, error)
+		wait(ctx context.Context, futures []jetstream.PubAckFuture) error
+	}
+	// configSource reads provider configurations (PostgreSQL).
+	configSource interface {
+		load(ctx context.Context, accountID, id string) (storedConfig, error)
+		markUnhealthy(ctx context.Context, accountID, id, note string) error
+	}
+)
+
 // retryAfterTrouble is the delay before a job comes back when the worker itself
 // could not work on it (NATS or PostgreSQL unreachable); it is not an attempt
 // outcome and publishes no retry event.
@@ -32,7 +56,7 @@ func (w *Worker) deliver(ctx context.Context, stop <-chan struct{}, kind string,
 	meta, err := msg.Metadata()
 	if err != nil {
 		w.log.ErrorContext(ctx, "send job without metadata", "provider", kind, "error", err)
-		_ = msg.Term()
+		settleJob(ctx, w.log, msg, settlement{kind: term, reason: "send job without metadata"})
 		return
 	}
 	job, err := decodeJob(msg.Data())
@@ -40,7 +64,7 @@ func (w *Worker) deliver(ctx context.Context, stop <-chan struct{}, kind string,
 		// A job nobody can decode cannot be attributed to a message; it is
 		// terminated so it cannot block the consumer.
 		w.log.ErrorContext(ctx, "undecodable send job terminated", "provider", kind, "subject", msg.Subject(), "error", err)
-		_ = msg.TermWithReason("undecodable send job")
+		settleJob(ctx, w.log, msg, settlement{kind: term, reason: "undecodable send job"})
 		return
 	}
 	ctx = w.deps.Telemetry.ExtractNATS(ctx, msg.Headers())
@@ -241,9 +265,9 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 	lease := w.leaseFrom(now)
 	rev, err = w.attempts.renew(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, lease, d.rev)
 	if errors.Is(err, errLeaseLost) {
-		// The job is the other delivery's now: settle nothing here.
 		d.log.WarnContext(d.ctx, "attempt lease lost before the provider call; not sending", "lease_until", d.lease)
 		w.metrics.retry(d.ctx, retryLeaseLost)
+		d.settleJob(settlement{kind: leave}) // the job is the other delivery's now
 		return
 	}
 	if err != nil {
@@ -398,9 +422,9 @@ func (d *delivery) final(ok bool) {
 	}
 	d.w.metrics.final(d.ctx, d.job, d.events.list, ok)
 	if ok {
-		_ = d.msg.Ack()
+		d.settleJob(settlement{kind: ack})
 	} else {
-		_ = d.msg.Term()
+		d.settleJob(settlement{kind: term})
 	}
 }
 
@@ -414,7 +438,7 @@ func (d *delivery) retry(delay time.Duration, reason string) {
 	if err := d.publish(); err != nil {
 		d.log.WarnContext(d.ctx, "publish retry event", "error", err)
 	}
-	_ = d.msg.NakWithDelay(delay)
+	d.settleJob(settlement{kind: nakLater, delay: delay})
 }
 
 // replay handles a job whose outcome was already recorded: re-publish the
@@ -429,7 +453,7 @@ func (d *delivery) replay(prev *attemptRecord) {
 		return
 	}
 	d.log.InfoContext(d.ctx, "job already delivered; not sending again", "recorded_attempt", prev.Attempt)
-	_ = d.msg.Ack()
+	d.settleJob(settlement{kind: ack})
 }
 
 // record writes the attempt record, retrying for as long as the worker runs:
@@ -470,7 +494,7 @@ func (d *delivery) awaitLease(inFlight *inFlightError) bool {
 	for d.w.now().Before(inFlight.Until) {
 		select {
 		case <-d.stop:
-			_ = d.msg.NakWithDelay(inFlight.Until.Sub(d.w.now()))
+			d.settleJob(settlement{kind: nakLater, delay: inFlight.Until.Sub(d.w.now())})
 			return false
 		case <-keepAlive.C:
 			_ = d.msg.InProgress()
@@ -525,7 +549,7 @@ func (d *delivery) trouble(what string, err error) {
 	d.spanErr = fmt.Errorf("%s: %w", what, err)
 	d.log.ErrorContext(d.ctx, "delivery interrupted", "step", what, "error", err)
 	d.w.metrics.retry(d.ctx, retryWorker)
-	_ = d.msg.NakWithDelay(retryAfterTrouble)
+	d.settleJob(settlement{kind: nakLater, delay: retryAfterTrouble})
 }
 
 func (d *delivery) waitRate(cfg provider.Config) error {
@@ -587,3 +611,6 @@ func feedbackStatus(typ string) (lifecycle.Status, string) {
 	}
 	return 0, ""
 }
+
+// settleJob ends the delivery's hold on its job (see settleJob).
+func (d *delivery) settleJob(s settlement) { settleJob(d.ctx, d.log, d.msg, s) }

@@ -88,7 +88,7 @@ func (d *delivery) replayMove(rec *attemptRecord) {
 		d.trouble("publish failover events", err)
 		return
 	}
-	_ = d.msg.Ack()
+	d.settleJob(settlement{kind: ack})
 }
 
 // publishFallbackJob publishes the job moved to rec.MovedTo and waits for
@@ -124,5 +124,5 @@ func failoverMsgID(messageID, fallbackID string) string {
 // send; it is acked without sending.
 func (d *delivery) stale(rec *attemptRecord) {
 	d.log.InfoContext(d.ctx, "message is handled by another provider configuration; not sending", "recorded_provider_id", rec.Provider, "recorded_state", rec.State)
-	_ = d.msg.Ack()
+	d.settleJob(settlement{kind: ack})
 }

@@ -45,9 +45,9 @@ type Worker struct {
 	cfg      Config
 	deps     Deps
 	log      *slog.Logger
-	configs  *configStore
-	attempts *attempts
-	events   *eventPublisher
+	configs  configSource
+	attempts attemptStore
+	events   eventSink
 	metrics  *metrics
 	now      func() time.Time
 

@@ -1,0 +1,232 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/telemetry"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/worker/provider"
+)
+
+// The delivery state machine without a NATS or PostgreSQL server: each
+// outcome of a provider call becomes one settlement of the job, the events of
+// the timeline, and the attempt record.
+func TestOutcomeToSettlement(t *testing.T) {
+	t.Parallel()
+	permanent := errors.New("550 5.1.1 no such user")
+	tests := []struct {
+		name     string
+		out      provider.Outcome
+		tries    int
+		policy   string
+		want     settlement
+		events   []string
+		record   string
+		markedBy string // a configuration marked unhealthy
+	}{
+		{name: "sent", out: provider.Outcome{Class: provider.Sent, Response: "250 ok"},
+			want: settlement{kind: ack}, events: []string{queue.EventSent}, record: stateDone},
+		{name: "sent, one recipient refused", out: provider.Outcome{Class: provider.Sent, Rejected: map[string]string{"b@example.com": "550 no"}},
+			want: settlement{kind: ack}, events: []string{queue.EventSent, queue.EventFailed}, record: stateDone},
+		{name: "transient, attempts left", out: provider.Outcome{Class: provider.Transient, Err: errors.New("451 try later")}, tries: 1,
+			want: settlement{kind: nakLater, delay: -1}, events: []string{queue.EventRetry}, record: stateRetry},
+		{name: "transient, provider's retry-after", out: provider.Outcome{Class: provider.Transient, RetryAfter: 7 * time.Second}, tries: 1,
+			want: settlement{kind: nakLater, delay: 7 * time.Second}, events: []string{queue.EventRetry}, record: stateRetry},
+		{name: "transient, attempts exhausted", out: provider.Outcome{Class: provider.Transient, Err: errors.New("451")}, tries: 5,
+			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: stateDone},
+		{name: "permanent", out: provider.Outcome{Class: provider.Permanent, Err: permanent},
+			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: stateDone},
+		{name: "ambiguous, fail policy", out: provider.Outcome{Class: provider.Ambiguous, Err: errors.New("no reply")}, policy: AmbiguousFail,
+			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: stateDone},
+		{name: "ambiguous, retry policy", out: provider.Outcome{Class: provider.Ambiguous, Err: errors.New("no reply")}, policy: AmbiguousRetry, tries: 1,
+			want: settlement{kind: nakLater, delay: -1}, events: []string{queue.EventRetry}, record: stateRetry},
+		{name: "credentials refused", out: provider.Outcome{Class: provider.Credentials, Err: errors.New("535 auth")},
+			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: stateDone, markedBy: "cfg-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := newDeliveryBundle(t, tt.policy, tt.tries)
+			b.d.settle(tt.out, nil, b.d.config.Config)
+
+			got := b.msg.settled()
+			require.Len(t, got, 1, "exactly one settlement")
+			require.Equal(t, tt.want.kind, got[0].kind)
+			if tt.want.delay > 0 {
+				require.Equal(t, tt.want.delay, got[0].delay)
+			} else if tt.want.kind == nakLater {
+				require.Positive(t, got[0].delay)
+			}
+			require.Equal(t, tt.events, b.events.types(t))
+			require.Equal(t, tt.record, b.attempts.last().State)
+			require.Equal(t, tt.markedBy, b.configs.marked)
+		})
+	}
+}
+
+// A settlement that JetStream refuses is logged, not lost silently, and
+// there is still only one.
+func TestSettlementErrorIsHandled(t *testing.T) {
+	t.Parallel()
+	b := newDeliveryBundle(t, "", 1)
+	b.msg.fail = errors.New("nats: connection closed")
+	b.d.settle(provider.Outcome{Class: provider.Sent}, nil, b.d.config.Config)
+	require.Len(t, b.msg.settled(), 1)
+	require.Contains(t, b.logs.String(), "settle send job; JetStream will redeliver it")
+}
+
+type deliveryBundle struct {
+	d        *delivery
+	msg      *fakeMsg
+	events   *fakeEvents
+	attempts *fakeAttempts
+	configs  *fakeConfigs
+	logs     *syncBuffer
+}
+
+func newDeliveryBundle(t *testing.T, policy string, tries int) *deliveryBundle {
+	t.Helper()
+	cfg, err := Config{AmbiguousPolicy: policy}.WithDefaults()
+	require.NoError(t, err)
+	cfg.MaxAttempts = 5
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	b := &deliveryBundle{msg: &fakeMsg{}, events: &fakeEvents{}, attempts: &fakeAttempts{}, configs: &fakeConfigs{}, logs: logs}
+	w := &Worker{cfg: cfg, log: log, attempts: b.attempts, events: b.events, configs: b.configs,
+		metrics: newMetrics(telemetry.Nop()), now: time.Now, deps: Deps{Telemetry: telemetry.Nop()}}
+	job := &queuev1.SendJob{MessageId: "01a00000-0000-7000-8000-000000000001", AccountId: "acc-1", ProviderId: "cfg-1", ProviderKind: "smtp",
+		AcceptedAt: timestamppb.Now(),
+		Message:    &v1.EmailMessage{From: &v1.Address{Address: "a@example.com"}, To: []*v1.Address{{Address: "a2@example.com"}, {Address: "b@example.com"}}}}
+	b.d = &delivery{w: w, ctx: context.Background(), log: log, msg: b.msg, job: job, attempt: max(tries, 1), tries: max(tries, 1),
+		events: &eventSet{job: job, now: time.Now}, lease: time.Now().Add(time.Minute),
+		config: storedConfig{Config: provider.Config{ID: "cfg-1", AccountID: "acc-1", Kind: "smtp"}, Healthy: true}}
+	return b
+}
+
+type settled struct {
+	kind  settleKind
+	delay time.Duration
+}
+
+// fakeMsg is a send job's JetStream message that records how it was settled.
+type fakeMsg struct {
+	jetstream.Msg
+	mu   sync.Mutex
+	got  []settled
+	fail error
+}
+
+func (m *fakeMsg) record(s settled) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.got = append(m.got, s)
+	return m.fail
+}
+func (m *fakeMsg) settled() []settled {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]settled(nil), m.got...)
+}
+func (m *fakeMsg) Ack() error { return m.record(settled{kind: ack}) }
+func (m *fakeMsg) NakWithDelay(d time.Duration) error {
+	return m.record(settled{kind: nakLater, delay: d})
+}
+func (m *fakeMsg) Term() error                 { return m.record(settled{kind: term}) }
+func (m *fakeMsg) TermWithReason(string) error { return m.record(settled{kind: term}) }
+func (m *fakeMsg) InProgress() error           { return nil }
+
+type fakeEvents struct {
+	mu   sync.Mutex
+	data [][]byte
+}
+
+func (e *fakeEvents) publish(_ context.Context, _, _ string, events [][]byte, _ []string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.data = append(e.data, events...)
+	return nil
+}
+func (e *fakeEvents) publishAsync(ctx context.Context, a, m string, events [][]byte, ids []string) ([]jetstream.PubAckFuture, error) {
+	return nil, e.publish(ctx, a, m, events, ids)
+}
+func (e *fakeEvents) wait(context.Context, []jetstream.PubAckFuture) error { return nil }
+
+func (e *fakeEvents) types(t *testing.T) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, b := range e.data {
+		ev := &queuev1.DeliveryEvent{}
+		require.NoError(t, proto.Unmarshal(b, ev))
+		out = append(out, ev.GetType())
+	}
+	return out
+}
+
+type fakeAttempts struct {
+	mu   sync.Mutex
+	recs []attemptRecord
+}
+
+func (a *fakeAttempts) begin(context.Context, string, string, int, time.Time, time.Time) (*attemptRecord, uint64, error) {
+	return nil, 1, nil
+}
+func (a *fakeAttempts) renew(context.Context, string, string, int, time.Time, uint64) (uint64, error) {
+	return 2, nil
+}
+func (a *fakeAttempts) finish(_ context.Context, _ string, rec attemptRecord) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.recs = append(a.recs, rec)
+	return nil
+}
+func (a *fakeAttempts) get(context.Context, string) (*attemptRecord, error) {
+	return nil, errors.New("not kept")
+}
+func (a *fakeAttempts) last() attemptRecord {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.recs) == 0 {
+		return attemptRecord{}
+	}
+	return a.recs[len(a.recs)-1]
+}
+
+type fakeConfigs struct{ marked string }
+
+func (c *fakeConfigs) load(context.Context, string, string) (storedConfig, error) {
+	return storedConfig{}, errConfigNotFound
+}
+func (c *fakeConfigs) markUnhealthy(_ context.Context, _, id, _ string) error {
+	c.marked = id
+	return nil
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}
