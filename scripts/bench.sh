@@ -32,7 +32,7 @@ if [[ $# -eq 0 ]]; then
 	# (Mailpit, Postfix, aiosmtpd): msgs/s of 1 KB over 8 pooled connections.
 	echo "bench: SMTP delivery rate per independent server" >&2
 	bash scripts/mail-servers.sh install
-	(cd services/worker && go test -run '^$' -bench BenchmarkInterop -benchtime 3s ./provider/smtp/) |
+	(cd pkg/provider && go test -run '^$' -bench BenchmarkInterop -benchtime 3s ./smtp/) |
 		tee "$OUT/bench-interop.txt" | grep -E '^Benchmark' >&2
 fi
 

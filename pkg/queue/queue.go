@@ -34,6 +34,9 @@ import (
 const (
 	SendStream  = "EMAIL_SEND"
 	EventStream = "EMAIL_EVENTS"
+	// AttemptsBucket is the key-value bucket of the workers' attempt records,
+	// keyed by message id (DeleteAccountData purges an account's).
+	AttemptsBucket = "EMAIL_ATTEMPTS"
 
 	sendPrefix   = "send."
 	eventPrefix  = "events."

@@ -6,6 +6,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/namirasoft/email-sender/pkg v0.0.0-00010101000000-000000000000
+	github.com/namirasoft/email-sender/pkg/provider v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/proto v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/services/ingest v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/services/report v0.0.0-00010101000000-000000000000
@@ -18,6 +19,7 @@ require (
 	go.opentelemetry.io/otel/sdk v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
 	golang.org/x/sync v0.25.0
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20261104224025-d1e00e9f33ab
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -81,11 +83,11 @@ require (
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/api v0.312.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20261026165753-2ffab32bce7e // indirect
-	google.golang.org/genproto/googleapis/rpc v0.0.0-20261104224025-d1e00e9f33ab // indirect
 )
 
 replace (
 	github.com/namirasoft/email-sender/pkg => ../../pkg
+	github.com/namirasoft/email-sender/pkg/provider => ../../pkg/provider
 	github.com/namirasoft/email-sender/proto => ../../proto
 	github.com/namirasoft/email-sender/services/ingest => ../ingest
 	github.com/namirasoft/email-sender/services/report => ../report

@@ -26,6 +26,8 @@ import (
 	"github.com/namirasoft/email-sender/pkg/gmailtest"
 	"github.com/namirasoft/email-sender/pkg/natstest"
 	"github.com/namirasoft/email-sender/pkg/pgtest"
+	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/sestest"
@@ -35,10 +37,6 @@ import (
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest"
 	"github.com/namirasoft/email-sender/services/ingest/account"
-	"github.com/namirasoft/email-sender/services/worker"
-	"github.com/namirasoft/email-sender/services/worker/provider"
-	"github.com/namirasoft/email-sender/services/worker/provider/sandbox"
-	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
 )
 
 // accBundle is an ingest (or two) on one database and one JetStream, with a
@@ -59,8 +57,6 @@ type accOptions struct {
 	instances int
 	// cacheTTL is the API key cache of each instance (0: none).
 	cacheTTL time.Duration
-	// worker runs a worker (smtp and sandbox) beside the ingest.
-	worker bool
 	now    func() time.Time
 }
 
@@ -110,17 +106,6 @@ func setupAccounts(t *testing.T, o accOptions) *accBundle {
 		b.acc = append(b.acc, v1.NewAccountServiceClient(conn))
 	}
 	running := o.instances
-	if o.worker {
-		smtpSender := smtp.New(smtp.Options{Logger: log})
-		w, err := worker.New(ctx, worker.Config{
-			Providers: []string{"smtp", "sandbox"}, Concurrency: 4, MaxAttempts: 3,
-			BackoffBase: 100 * time.Millisecond, BackoffMax: 200 * time.Millisecond, MasterKeys: b.keys,
-		}, worker.Deps{Pool: b.db.Pool, JetStream: b.js, Telemetry: telemetry.Nop(), Logger: log, Keyring: b.keyring,
-			Senders: map[string]provider.Sender{"smtp": smtpSender, "sandbox": sandbox.New()}})
-		require.NoError(t, err)
-		go func() { done <- w.Run(ctx); _ = smtpSender.Close() }()
-		running++
-	}
 	t.Cleanup(func() {
 		cancel()
 		for range running {
@@ -165,7 +150,6 @@ func TestAccountScopes(t *testing.T) {
 		}
 		require.Equal(t, want, m[full], full)
 	}
-	require.Equal(t, worker.AttemptsBucket, account.AttemptsBucket)
 }
 
 func TestAPIKeys(t *testing.T) {
@@ -540,123 +524,6 @@ func TestVerifyProviderGmail(t *testing.T) {
 }
 
 var codeRE = regexp.MustCompile(`(?m)^\s+(\d{8})\s*$`)
-
-// TestSenderVerification mails a code through the account's SMTP provider (a
-// sink), reads it there, and confirms the sender with it.
-func TestSenderVerification(t *testing.T) {
-	t.Parallel()
-	b := setupAccounts(t, accOptions{worker: true})
-	ctx, acc := b.admin(t), b.acc[0]
-	sink := smtpsink.StartTest(t)
-	prov, err := acc.PutProvider(ctx, &v1.PutProviderRequest{Name: "sink", MakeDefault: true, Settings: &v1.PutProviderRequest_Smtp{Smtp: &v1.SmtpSettings{
-		Host: sink.Host(), Port: int32(sink.Port()), TlsMode: "none",
-	}}})
-	require.NoError(t, err)
-
-	newsletter := func() *v1.SendEmailRequest {
-		return &v1.SendEmailRequest{Message: &v1.EmailMessage{
-			From: &v1.Address{Address: "News@Acme.example"}, To: []*v1.Address{{Address: "reader@example.org"}},
-			Subject: "news", TextBody: "hello",
-		}}
-	}
-	_, err = b.send[0].SendEmail(ctx, newsletter())
-	requireField(t, err, codes.FailedPrecondition, "message.from.address")
-	require.Contains(t, status.Convert(err).Message(), "News@acme.example")
-
-	added, err := acc.AddSender(ctx, &v1.AddSenderRequest{Address: "News@Acme.example"})
-	require.NoError(t, err)
-	s := added.GetSender()
-	require.Equal(t, "news@acme.example", s.GetAddress())
-	require.Equal(t, "pending", s.GetStatus())
-	require.Equal(t, "code", s.GetMethod())
-	require.Equal(t, prov.GetProvider().GetId(), s.GetProviderId())
-
-	msgs, err := sink.WaitFor(ctx, 1)
-	require.NoError(t, err)
-	require.Equal(t, "News@acme.example", msgs[0].From, "mailed from the address itself")
-	require.Equal(t, []string{"news@acme.example"}, msgs[0].To)
-	m := codeRE.FindSubmatch(msgs[0].Data)
-	require.NotNil(t, m, "code in %s", msgs[0].Data)
-	code := string(m[1])
-
-	// Only a hash of the code is stored.
-	var hash []byte
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT code_hash FROM senders WHERE id = $1`, s.GetId()).Scan(&hash))
-	require.NotContains(t, string(hash), code)
-
-	wrong := "00000000"
-	if code == wrong {
-		wrong = "11111111"
-	}
-	_, err = acc.VerifySender(ctx, &v1.VerifySenderRequest{Id: s.GetId(), Code: wrong})
-	requireField(t, err, codes.InvalidArgument, "code")
-	require.Contains(t, status.Convert(err).Message(), "4 attempts left")
-	_, err = acc.VerifySender(ctx, &v1.VerifySenderRequest{Id: s.GetId()})
-	requireField(t, err, codes.InvalidArgument, "code")
-	_, err = acc.VerifySender(ctx, &v1.VerifySenderRequest{Id: "0190d1d6-0000-7000-8000-000000000000", Code: code})
-	requireField(t, err, codes.NotFound, "id")
-	ok, err := acc.VerifySender(ctx, &v1.VerifySenderRequest{Id: s.GetId(), Code: code})
-	require.NoError(t, err)
-	require.Equal(t, "verified", ok.GetSender().GetStatus())
-	require.NotNil(t, ok.GetSender().GetVerifiedAt())
-
-	_, err = b.send[0].SendEmail(ctx, newsletter())
-	require.NoError(t, err)
-	_, err = acc.AddSender(ctx, &v1.AddSenderRequest{Address: "news@acme.example"})
-	requireField(t, err, codes.AlreadyExists, "address")
-
-	// Five wrong codes kill the code; the right one no longer works.
-	added, err = acc.AddSender(ctx, &v1.AddSenderRequest{Address: "billing@acme.example"})
-	require.NoError(t, err)
-	msgs, err = sink.WaitFor(ctx, 3)
-	require.NoError(t, err)
-	var code2 string
-	for _, mm := range msgs {
-		if mm.To[0] == "billing@acme.example" {
-			code2 = string(codeRE.FindSubmatch(mm.Data)[1])
-		}
-	}
-	require.NotEmpty(t, code2)
-	bad := "99999999"
-	if code2 == bad {
-		bad = "88888888"
-	}
-	for range 5 {
-		_, err = acc.VerifySender(ctx, &v1.VerifySenderRequest{Id: added.GetSender().GetId(), Code: bad})
-		requireField(t, err, codes.InvalidArgument, "code")
-	}
-	_, err = acc.VerifySender(ctx, &v1.VerifySenderRequest{Id: added.GetSender().GetId(), Code: code2})
-	requireField(t, err, codes.FailedPrecondition, "code")
-
-	// Domains only for SES; bad input.
-	_, err = acc.AddSender(ctx, &v1.AddSenderRequest{Address: "acme.example"})
-	requireField(t, err, codes.InvalidArgument, "address")
-	_, err = acc.AddSender(ctx, &v1.AddSenderRequest{Address: "not an address@"})
-	requireField(t, err, codes.InvalidArgument, "address")
-	_, err = acc.AddSender(ctx, &v1.AddSenderRequest{Address: "x@acme.example", ProviderId: "nope"})
-	requireField(t, err, codes.FailedPrecondition, "provider_id")
-
-	list, err := acc.ListSenders(ctx, &v1.ListSendersRequest{})
-	require.NoError(t, err)
-	var addrs []string
-	for _, x := range list.GetSenders() {
-		addrs = append(addrs, x.GetAddress()+"/"+x.GetStatus())
-	}
-	require.Equal(t, []string{"billing@acme.example/pending", "example.com/verified", "news@acme.example/verified"}, addrs)
-
-	_, err = acc.RemoveSender(ctx, &v1.RemoveSenderRequest{Id: s.GetId()})
-	require.NoError(t, err)
-	_, err = acc.RemoveSender(ctx, &v1.RemoveSenderRequest{Id: s.GetId()})
-	requireField(t, err, codes.NotFound, "id")
-	_, err = b.send[0].SendEmail(ctx, newsletter())
-	requireField(t, err, codes.FailedPrecondition, "message.from.address")
-	// In a batch, the item is named.
-	batch, err := b.send[0].SendBatch(ctx, &v1.SendBatchRequest{Messages: []*v1.SendEmailRequest{newsletter(), {Message: validMessage()}}})
-	require.NoError(t, err)
-	require.EqualValues(t, codes.FailedPrecondition, batch.GetResults()[0].GetErrorCode())
-	require.Contains(t, batch.GetResults()[0].GetErrorMessage(), "messages[0].message.from.address")
-	require.NotNil(t, batch.GetResults()[1].GetAccepted())
-}
 
 func TestSuppressions(t *testing.T) {
 	t.Parallel()

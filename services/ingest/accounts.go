@@ -10,14 +10,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/gmail"
+	"github.com/namirasoft/email-sender/pkg/provider/sandbox"
+	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/services/ingest/account"
 	"github.com/namirasoft/email-sender/services/ingest/send"
 	"github.com/namirasoft/email-sender/services/ingest/store"
-	"github.com/namirasoft/email-sender/services/worker/provider"
-	"github.com/namirasoft/email-sender/services/worker/provider/gmail"
-	"github.com/namirasoft/email-sender/services/worker/provider/sandbox"
-	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
 )
 
 // accounts is what the AccountService adds to the service: the server, the

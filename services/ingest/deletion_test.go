@@ -15,7 +15,6 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest"
-	"github.com/namirasoft/email-sender/services/ingest/account"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )
 
@@ -99,7 +98,7 @@ func TestDeleteAccountData(t *testing.T) {
 	t.Parallel()
 	b := setupAccounts(t, accOptions{})
 	ctx := context.Background()
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: account.AttemptsBucket})
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: queue.AttemptsBucket})
 	require.NoError(t, err)
 	other, err := ingest.Bootstrap(ctx, b.db.Pool, b.keyring, ingest.BootstrapParams{AccountName: "other", ProviderKind: "sandbox", Senders: []string{"example.com"}})
 	require.NoError(t, err)
@@ -137,7 +136,7 @@ func TestDeleteAccountData(t *testing.T) {
 		case len(k) > 6 && k[:6] == "table ":
 			require.Equal(t, n, resp.GetRowsDeleted()[k[6:]], "rows_deleted[%s]", k[6:])
 		case k == "kv":
-			require.Equal(t, n, resp.GetStreamMessagesPurged()["KV_"+account.AttemptsBucket])
+			require.Equal(t, n, resp.GetStreamMessagesPurged()["KV_"+queue.AttemptsBucket])
 		default:
 			require.Equal(t, n, resp.GetStreamMessagesPurged()[k[7:]], "stream_messages_purged[%s]", k[7:])
 		}

@@ -7,8 +7,8 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/namirasoft/email-sender/pkg v0.0.0-00010101000000-000000000000
+	github.com/namirasoft/email-sender/pkg/provider v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/proto v0.0.0-00010101000000-000000000000
-	github.com/namirasoft/email-sender/services/worker v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats.go v1.55.0
 	github.com/stretchr/testify v1.12.1
 	go.opentelemetry.io/otel v1.47.0
@@ -84,6 +84,6 @@ require (
 
 replace (
 	github.com/namirasoft/email-sender/pkg => ../../pkg
+	github.com/namirasoft/email-sender/pkg/provider => ../../pkg/provider
 	github.com/namirasoft/email-sender/proto => ../../proto
-	github.com/namirasoft/email-sender/services/worker => ../worker
 )

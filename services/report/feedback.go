@@ -45,7 +45,7 @@ const (
 	// to the report; after it, 200 and dropped.
 	unknownRetryWindow = 10 * time.Minute
 	// sesMessageIDTag is the SES message tag the SES provider puts our message
-	// id in (services/worker/provider/ses.MessageIDTag); SES event publishing
+	// id in (pkg/provider/ses.MessageIDTag); SES event publishing
 	// returns it in mail.tags.
 	sesMessageIDTag = "emailsender-message-id"
 )

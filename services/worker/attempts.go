@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/namirasoft/email-sender/pkg/queue"
 )
 
-// AttemptsBucket is the key-value bucket that records delivery attempts.
-const AttemptsBucket = "EMAIL_ATTEMPTS"
 
 // Attempt record states.
 const (
@@ -91,7 +91,7 @@ func ensureAttempts(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 		replicas = 1
 	}
 	cfg := jetstream.KeyValueConfig{
-		Bucket:      AttemptsBucket,
+		Bucket:      queue.AttemptsBucket,
 		Description: "delivery attempts per message",
 		TTL:         ttl,
 		History:     1,

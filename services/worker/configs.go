@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
-	"github.com/namirasoft/email-sender/services/worker/provider"
 )
 
 // errConfigNotFound means the job names a provider configuration that no longer

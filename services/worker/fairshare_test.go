@@ -16,11 +16,11 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/natstest"
 	"github.com/namirasoft/email-sender/pkg/pgtest"
+	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/worker"
-	"github.com/namirasoft/email-sender/services/worker/provider"
 )
 
 // slowSender accepts every message after a fixed delay and records when each

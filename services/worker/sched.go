@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/queue"
-	"github.com/namirasoft/email-sender/services/worker/provider"
 )
 
 // maxFetch bounds the jobs taken in one pull request.

@@ -24,6 +24,8 @@ import (
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/natsembed"
 	"github.com/namirasoft/email-sender/pkg/pgtest"
+	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/schema"
 	"github.com/namirasoft/email-sender/pkg/smtpsink"
@@ -31,8 +33,6 @@ import (
 	"github.com/namirasoft/email-sender/services/ingest"
 	"github.com/namirasoft/email-sender/services/report"
 	"github.com/namirasoft/email-sender/services/worker"
-	"github.com/namirasoft/email-sender/services/worker/provider"
-	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
 )
 
 // Pool sizes of the benchmark's SMTP provider configurations: the local sinks

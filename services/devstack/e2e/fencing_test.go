@@ -13,11 +13,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/worker"
-	"github.com/namirasoft/email-sender/services/worker/provider"
-	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
 )
 
 // A delivery that stalls between recording its attempt and calling the
@@ -106,7 +106,7 @@ func TestUnreportedInterruptionIsReportedByTheNextDelivery(t *testing.T) {
 	id := s.sendOK("a", req)
 	// What a released delivery leaves: attempt 2 found attempt 1 interrupted
 	// and could not publish that.
-	kv, err := s.js.KeyValue(context.Background(), worker.AttemptsBucket)
+	kv, err := s.js.KeyValue(context.Background(), queue.AttemptsBucket)
 	require.NoError(t, err)
 	rec, err := json.Marshal(map[string]any{"state": "retry", "attempt": 2, "unreported": 1})
 	require.NoError(t, err)

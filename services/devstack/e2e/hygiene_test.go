@@ -27,7 +27,6 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/smtpsink"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
-	"github.com/namirasoft/email-sender/services/worker"
 )
 
 // secretSet is the secrets of a scenario and the forms they could leak in.
@@ -426,7 +425,7 @@ func scanJetStream(t *testing.T, s *stack, secrets *secretSet) int {
 		names = append(names, name)
 	}
 	require.NoError(t, lister.Err())
-	for _, want := range []string{queue.SendStream, queue.EventStream, "KV_" + worker.AttemptsBucket, "KV_" + auth.RevocationBucket} {
+	for _, want := range []string{queue.SendStream, queue.EventStream, "KV_" + queue.AttemptsBucket, "KV_" + auth.RevocationBucket} {
 		require.Contains(t, names, want, "streams")
 	}
 	n := 0

@@ -37,7 +37,6 @@ import (
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
-	"github.com/namirasoft/email-sender/services/worker"
 )
 
 // apiMethods are the full names ("/emailsender.v1.SendService/SendEmail") of
@@ -367,7 +366,7 @@ func snapshotAccount(t *testing.T, s *stack, accountID string, skip []string) ac
 	for _, kb := range []struct {
 		bucket string
 		keys   []string
-	}{{auth.RevocationBucket, keyIDs}, {worker.AttemptsBucket, ids}} {
+	}{{auth.RevocationBucket, keyIDs}, {queue.AttemptsBucket, ids}} {
 		kv, err := s.js.KeyValue(ctx, kb.bucket)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
 			snap["kv "+kb.bucket] = "no bucket"

@@ -26,6 +26,11 @@ import (
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/natstest"
 	"github.com/namirasoft/email-sender/pkg/pgtest"
+	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/gmail"
+	"github.com/namirasoft/email-sender/pkg/provider/sandbox"
+	"github.com/namirasoft/email-sender/pkg/provider/ses"
+	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/smtpsink"
@@ -34,11 +39,6 @@ import (
 	"github.com/namirasoft/email-sender/services/ingest"
 	"github.com/namirasoft/email-sender/services/report"
 	"github.com/namirasoft/email-sender/services/worker"
-	"github.com/namirasoft/email-sender/services/worker/provider"
-	"github.com/namirasoft/email-sender/services/worker/provider/gmail"
-	"github.com/namirasoft/email-sender/services/worker/provider/sandbox"
-	"github.com/namirasoft/email-sender/services/worker/provider/ses"
-	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
 )
 
 // stackOptions tune a test's system.

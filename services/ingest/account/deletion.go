@@ -14,9 +14,6 @@ import (
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )
 
-// AttemptsBucket is the workers' key-value bucket of delivery attempts, keyed
-// by message id (services/worker.AttemptsBucket; a test keeps them equal).
-const AttemptsBucket = "EMAIL_ATTEMPTS"
 
 // DeleteAccountData removes the caller's account.
 //
@@ -111,7 +108,7 @@ func (s *Server) purge(ctx context.Context, accountID string, messageIDs []strin
 		}
 		purged[sp.stream] += int64(n)
 	}
-	kv, err := s.d.JetStream.KeyValue(ctx, AttemptsBucket)
+	kv, err := s.d.JetStream.KeyValue(ctx, queue.AttemptsBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil
 	}
@@ -130,6 +127,6 @@ func (s *Server) purge(ctx context.Context, accountID string, messageIDs []strin
 		}
 		n++
 	}
-	purged["KV_"+AttemptsBucket] += n
+	purged["KV_"+queue.AttemptsBucket] += n
 	return nil
 }

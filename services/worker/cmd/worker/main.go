@@ -18,13 +18,13 @@ import (
 	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/gmail"
+	"github.com/namirasoft/email-sender/pkg/provider/sandbox"
+	"github.com/namirasoft/email-sender/pkg/provider/ses"
+	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/services/worker"
-	"github.com/namirasoft/email-sender/services/worker/provider"
-	"github.com/namirasoft/email-sender/services/worker/provider/gmail"
-	"github.com/namirasoft/email-sender/services/worker/provider/sandbox"
-	"github.com/namirasoft/email-sender/services/worker/provider/ses"
-	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
 )
 
 func main() {

@@ -77,8 +77,8 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/providerconfig"
-	"github.com/namirasoft/email-sender/services/worker/provider"
 )
 
 // MaxRecipients is SES's limit of destinations per message.

@@ -25,10 +25,10 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/gmailtest"
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/gmail"
+	"github.com/namirasoft/email-sender/pkg/provider/providertest"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
-	"github.com/namirasoft/email-sender/services/worker/provider"
-	"github.com/namirasoft/email-sender/services/worker/provider/gmail"
-	"github.com/namirasoft/email-sender/services/worker/provider/providertest"
 )
 
 type testBundle struct {

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/providerconfig"
-	"github.com/namirasoft/email-sender/services/worker/provider"
 )
 
 // DefaultTokenURL is Google's OAuth 2.0 token endpoint.

@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/namirasoft/email-sender/pkg/provider"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
-	"github.com/namirasoft/email-sender/services/worker/provider"
 )
 
 // Behavior is what the backend does with a recipient.

@@ -17,11 +17,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/providertest"
+	"github.com/namirasoft/email-sender/pkg/provider/ses"
 	"github.com/namirasoft/email-sender/pkg/sestest"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
-	"github.com/namirasoft/email-sender/services/worker/provider"
-	"github.com/namirasoft/email-sender/services/worker/provider/providertest"
-	"github.com/namirasoft/email-sender/services/worker/provider/ses"
 )
 
 const (

@@ -10,8 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/namirasoft/email-sender/services/worker/provider"
-	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
+	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 )
 
 // echoServer refuses every login and repeats what it was given in its 535

@@ -30,11 +30,11 @@ import (
 	"github.com/namirasoft/email-sender/pkg/mailservers"
 	"github.com/namirasoft/email-sender/pkg/mime"
 	"github.com/namirasoft/email-sender/pkg/mimecheck"
+	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/tcprelay"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
-	"github.com/namirasoft/email-sender/services/worker/provider"
-	"github.com/namirasoft/email-sender/services/worker/provider/smtp"
 )
 
 // interopServers are the implementations of the matrix.

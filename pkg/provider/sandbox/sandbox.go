@@ -27,7 +27,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/namirasoft/email-sender/services/worker/provider"
+	"github.com/namirasoft/email-sender/pkg/provider"
 )
 
 // Feedback types, as in provider.Feedback.Type.

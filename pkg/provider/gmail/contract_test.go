@@ -24,8 +24,8 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/gmailtest"
 	"github.com/namirasoft/email-sender/pkg/mimecheck"
+	"github.com/namirasoft/email-sender/pkg/provider"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
-	"github.com/namirasoft/email-sender/services/worker/provider"
 )
 
 func sha(b []byte) string {

@@ -6,9 +6,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/namirasoft/email-sender/services/worker/provider"
-	"github.com/namirasoft/email-sender/services/worker/provider/providertest"
-	"github.com/namirasoft/email-sender/services/worker/provider/sandbox"
+	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/providertest"
+	"github.com/namirasoft/email-sender/pkg/provider/sandbox"
 )
 
 func env(t *testing.T) *providertest.Env {

@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 
-	"github.com/namirasoft/email-sender/services/worker/provider"
+	"github.com/namirasoft/email-sender/pkg/provider"
 )
 
 // AccountInfo is what GetAccount says about the SES account of a configuration.

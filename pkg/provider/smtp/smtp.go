@@ -92,7 +92,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/mime"
-	"github.com/namirasoft/email-sender/services/worker/provider"
+	"github.com/namirasoft/email-sender/pkg/provider"
 )
 
 // Options configure a Sender.

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/providerconfig"
-	"github.com/namirasoft/email-sender/services/worker/provider"
 )
 
 // TLS modes of Settings.TLS.
