@@ -112,7 +112,9 @@ func (s *Server) WaitFor(t testing.TB, marker string, rcpts []string, timeout ti
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// One read may take long on a loaded machine (Mailpit serving a
+		// 10 MB message): it gets all the time left, not a slice of it.
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		all, err := s.inbox(ctx)
 		cancel()
 		var mine []Received
