@@ -13,7 +13,6 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 )
 
-
 // Attempt record states.
 const (
 	stateStarted = "started" // the provider is (or was) being called

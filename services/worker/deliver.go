@@ -136,17 +136,42 @@ type delivery struct {
 }
 
 func (d *delivery) run(kind string, sender provider.Sender) {
+	prev, ok := d.claim()
+	if !ok || d.alreadyHandled(prev) {
+		return
+	}
+	d.reportInterrupted(prev)
+	pd, scope, ok := d.prepare(prev)
+	if !ok {
+		return
+	}
+	if h := d.w.deps.Hooks; h != nil && h.BeforeSend != nil {
+		h.BeforeSend(d.job.GetMessageId(), d.attempt)
+	}
+	sendBy, ok := d.fence()
+	if !ok {
+		return
+	}
+	out := d.send(sender, pd, sendBy)
+	d.settle(out, scope, pd.Config)
+}
+
+// claim records the attempt as started, leased, waiting while another
+// delivery of the job holds the lease (it may be talking to the provider
+// right now: sending too could send twice). It returns the message's
+// previous record (nil for its first attempt); false when the job was given
+// back or the record could not be written.
+func (d *delivery) claim() (*attemptRecord, bool) {
 	w, job := d.w, d.job
 	now := w.now()
 	d.lease = w.leaseFrom(now)
 	prev, rev, err := w.attempts.begin(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
 	var inFlight *inFlightError
 	for errors.As(err, &inFlight) {
-		// Another delivery of this job may be talking to the provider right now:
-		// sending too could send twice. Wait until its outcome is recorded or
-		// its lease ends (then it was truly interrupted).
+		// Wait until its outcome is recorded or its lease ends (then it was
+		// truly interrupted).
 		if !d.awaitLease(inFlight) {
-			return
+			return nil, false
 		}
 		now = w.now()
 		d.lease = w.leaseFrom(now)
@@ -155,24 +180,37 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 	d.rev = rev
 	if err != nil {
 		d.trouble("record attempt", err)
-		return
+		return nil, false
 	}
-	if prev != nil && prev.foreign(job.GetProviderId()) {
+	return prev, true
+}
+
+// alreadyHandled settles a job whose message needs nothing more from this
+// configuration: it belongs to another configuration's job, moved to a
+// fallback, or has its outcome recorded.
+func (d *delivery) alreadyHandled(prev *attemptRecord) bool {
+	switch {
+	case prev == nil:
+		return false
+	case prev.foreign(d.job.GetProviderId()):
 		d.stale(prev)
-		return
-	}
-	if prev != nil && prev.State == stateMoved {
+	case prev.State == stateMoved:
 		d.replayMove(prev)
-		return
-	}
-	if prev != nil && prev.State == stateDone {
+	case prev.State == stateDone:
 		d.replay(prev)
-		return
+	default:
+		return false
 	}
+	return true
+}
+
+// reportInterrupted adds ATTEMPT_INTERRUPTED for an earlier attempt that
+// never recorded its outcome (found now, or found earlier and not reported).
+func (d *delivery) reportInterrupted(prev *attemptRecord) {
 	switch {
 	case prev != nil && prev.State == stateStarted:
 		d.unreported = prev.Attempt
-		w.metrics.retry(d.ctx, retryInterrupted)
+		d.w.metrics.retry(d.ctx, retryInterrupted)
 	case prev != nil && prev.State == stateRetry && prev.Unreported > 0:
 		d.unreported = prev.Unreported // found earlier, not reported yet
 	}
@@ -182,17 +220,25 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 		ev.Detail = fmt.Sprintf("attempt %d was interrupted before its outcome was recorded (worker stopped or lost its connection); the provider may or may not have accepted it", d.unreported)
 		d.log.WarnContext(d.ctx, "previous attempt interrupted", "previous_attempt", d.unreported)
 	}
+}
 
+// prepare decides whether the message is to be sent at all and builds what
+// the provider gets: it ends the job (canceled, attempts exhausted, every
+// recipient suppressed, configuration gone) or gives it back (worker
+// trouble, failover) and returns false, or returns the delivery and the
+// recipients its events concern (nil: all).
+func (d *delivery) prepare(prev *attemptRecord) (*provider.Delivery, []string, bool) {
+	w, job := d.w, d.job
 	if job.GetScheduled() && prev == nil {
 		canceled, err := messageCanceled(d.ctx, w.deps.Pool, job.GetAccountId(), job.GetMessageId())
 		if err != nil {
 			d.trouble("check cancellation", err)
-			return
+			return nil, nil, false
 		}
 		if canceled {
 			d.log.InfoContext(d.ctx, "scheduled message was canceled; not sending")
 			d.final(true)
-			return
+			return nil, nil, false
 		}
 	}
 
@@ -202,7 +248,7 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 		ev.ErrorClass = "attempts_exhausted"
 		ev.Detail = fmt.Sprintf("gave up after %d attempts or %s since acceptance", d.attempt-1, w.cfg.MaxAge)
 		d.final(false)
-		return
+		return nil, nil, false
 	}
 
 	envelope, suppressed := recipients(job)
@@ -212,7 +258,7 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 	}
 	if len(envelope) == 0 {
 		d.final(true)
-		return
+		return nil, nil, false
 	}
 	var scope []string // empty: the event concerns every recipient
 	if len(suppressed) > 0 {
@@ -227,57 +273,57 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 		ev.ErrorClass = "permanent"
 		ev.Detail = "the provider configuration of this message no longer exists"
 		d.final(false)
-		return
+		return nil, nil, false
 	}
 	if err != nil {
 		d.release()
 		d.trouble("load provider configuration", err)
-		return
+		return nil, nil, false
 	}
 	if !stored.Healthy && d.failover("unhealthy: "+stored.HealthNote, d.attempt-1, scope) {
-		return
+		return nil, nil, false
 	}
 	if err := d.waitRate(cfg); err != nil {
 		d.release()
 		d.trouble("rate limit", err)
-		return
+		return nil, nil, false
 	}
 
 	d.events.add(queue.EventStarted, lifecycle.Sending, d.attempt, scope, "")
-	// The attempt is recorded as started (begin, above): that is what must
-	// precede the provider call. The timeline's ATTEMPT_STARTED event is not
-	// waited for here; its acknowledgement is checked with the outcome's events.
+	// The attempt is recorded as started (claim): that is what must precede
+	// the provider call. The timeline's ATTEMPT_STARTED event is not waited
+	// for here; its acknowledgement is checked with the outcome's events.
 	if err := d.publishPreSend(); err != nil {
 		// Nothing was sent: the next delivery may go ahead at once.
 		d.release()
 		d.trouble("publish started event", err)
-		return
+		return nil, nil, false
 	}
 	d.events.list = d.events.list[:0]
-	if h := w.deps.Hooks; h != nil && h.BeforeSend != nil {
-		h.BeforeSend(job.GetMessageId(), d.attempt)
-	}
-	// Fencing: everything since begin (loading the configuration, waiting
-	// for the rate, publishing) may have taken longer than the lease, and
-	// another delivery may own the message by now. Renew the claim it still
-	// holds, or send nothing.
-	now = w.now()
+	return &provider.Delivery{Job: job, Attempt: d.attempt, Recipients: envelope, Config: cfg}, scope, true
+}
+
+// fence renews the attempt's claim right before the provider call: all since
+// claim (loading the configuration, waiting for the rate, publishing) may
+// have taken longer than the lease, and another delivery may own the message
+// by now; then nothing is sent. It returns when the provider call must end.
+func (d *delivery) fence() (time.Time, bool) {
+	w, job := d.w, d.job
+	now := w.now()
 	lease := w.leaseFrom(now)
-	rev, err = w.attempts.renew(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, lease, d.rev)
+	rev, err := w.attempts.renew(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, lease, d.rev)
 	if errors.Is(err, errLeaseLost) {
 		d.log.WarnContext(d.ctx, "attempt lease lost before the provider call; not sending", "lease_until", d.lease)
 		w.metrics.retry(d.ctx, retryLeaseLost)
 		d.settleJob(settlement{kind: leave}) // the job is the other delivery's now
-		return
+		return time.Time{}, false
 	}
 	if err != nil {
 		d.trouble("renew attempt lease", err)
-		return
+		return time.Time{}, false
 	}
 	d.lease, d.rev = lease, rev
-
-	out := d.send(sender, &provider.Delivery{Job: job, Attempt: d.attempt, Recipients: envelope, Config: cfg}, now.Add(w.cfg.SendTimeout))
-	d.settle(out, scope, cfg)
+	return now.Add(w.cfg.SendTimeout), true
 }
 
 // send calls the provider until deadline at the latest (the lease leaves
