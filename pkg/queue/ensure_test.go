@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/natstest"
@@ -14,12 +12,7 @@ import (
 
 func TestEnsureStreamsIsIdempotentAndUpdatesChanges(t *testing.T) {
 	t.Parallel()
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.URL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	_, js := natstest.Start(t).JetStream(t)
 	ctx := context.Background()
 
 	require.NoError(t, queue.EnsureStreams(ctx, js, queue.StreamConfig{}))

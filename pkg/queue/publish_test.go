@@ -15,12 +15,7 @@ import (
 
 func TestPublishAll(t *testing.T) {
 	t.Parallel()
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.URL())
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	nc, js := natstest.Start(t).JetStream(t)
 	ctx := context.Background()
 	require.NoError(t, queue.EnsureStreams(ctx, js, queue.StreamConfig{}))
 
