@@ -57,7 +57,7 @@ type accOptions struct {
 	instances int
 	// cacheTTL is the API key cache of each instance (0: none).
 	cacheTTL time.Duration
-	now    func() time.Time
+	now      func() time.Time
 }
 
 func setupAccounts(t *testing.T, o accOptions) *accBundle {

@@ -14,7 +14,6 @@ import (
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )
 
-
 // DeleteAccountData removes the caller's account.
 //
 //  1. In one transaction: every row of every table with an account_id column
