@@ -31,11 +31,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
 	"github.com/namirasoft/email-sender/pkg/natsembed"
-	"github.com/namirasoft/email-sender/pkg/provider"
-	"github.com/namirasoft/email-sender/pkg/provider/gmail"
-	"github.com/namirasoft/email-sender/pkg/provider/sandbox"
-	"github.com/namirasoft/email-sender/pkg/provider/ses"
-	"github.com/namirasoft/email-sender/pkg/provider/smtp"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/services/ingest"
 	"github.com/namirasoft/email-sender/services/report"
@@ -144,15 +140,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	smtpSender := smtp.New(smtp.Options{Logger: log.With("component", "worker")})
-	defer func() { _ = smtpSender.Close() }()
-	gmailSender := gmail.New(gmail.Options{Logger: log.With("component", "worker")})
-	defer func() { _ = gmailSender.Close() }()
-	sesSender := ses.New(ses.Options{Logger: log.With("component", "worker")})
-	defer func() { _ = sesSender.Close() }()
+	senders, closeSenders := kinds.Senders(kinds.Options{Logger: log.With("component", "worker")})
+	defer func() { _ = closeSenders() }()
 	workerSvc, err := worker.New(ctx, wc, worker.Deps{
-		Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("component", "worker"), Keyring: keyring,
-		Senders: map[string]provider.Sender{"sandbox": sandbox.New(), "smtp": smtpSender, "gmail": gmailSender, "ses": sesSender},
+		Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("component", "worker"), Keyring: keyring, Senders: senders,
 	})
 	if err != nil {
 		return err

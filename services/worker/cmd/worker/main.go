@@ -18,11 +18,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
-	"github.com/namirasoft/email-sender/pkg/provider"
-	"github.com/namirasoft/email-sender/pkg/provider/gmail"
-	"github.com/namirasoft/email-sender/pkg/provider/sandbox"
-	"github.com/namirasoft/email-sender/pkg/provider/ses"
-	"github.com/namirasoft/email-sender/pkg/provider/smtp"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/services/worker"
 )
@@ -68,16 +64,11 @@ func run() error {
 			return err
 		}
 	}
-	smtpSender := smtp.New(smtp.Options{Logger: log})
-	defer func() { _ = smtpSender.Close() }()
-	gmailSender := gmail.New(gmail.Options{Logger: log})
-	defer func() { _ = gmailSender.Close() }()
-	sesSender := ses.New(ses.Options{Logger: log})
-	defer func() { _ = sesSender.Close() }()
+	senders, closeSenders := kinds.Senders(kinds.Options{Logger: log})
+	defer func() { _ = closeSenders() }()
 
 	w, err := worker.New(ctx, cfg, worker.Deps{
-		Pool: in.Pool, JetStream: in.JetStream, Telemetry: tel, Logger: log, Keyring: keyring,
-		Senders: map[string]provider.Sender{"sandbox": sandbox.New(), "smtp": smtpSender, "gmail": gmailSender, "ses": sesSender},
+		Pool: in.Pool, JetStream: in.JetStream, Telemetry: tel, Logger: log, Keyring: keyring, Senders: senders,
 	})
 	if err != nil {
 		return err
