@@ -248,6 +248,10 @@ func setBody(msg *gomail.Msg, text, html string) error {
 	if !utf8.ValidString(html) {
 		return fmt.Errorf("%w: html_body is not valid UTF-8", ErrInvalid)
 	}
+	// Line breaks become LF here, and CRLF on the wire: a bare CR is one too.
+	// (Left to the quoted-printable writer, a bare CR followed later by a
+	// final LF lost that LF.)
+	text, html = lineBreaks(text), lineBreaks(html)
 	switch {
 	case text != "" && html != "":
 		msg.SetBodyString(gomail.TypeTextPlain, text)
@@ -260,6 +264,14 @@ func setBody(msg *gomail.Msg, text, html string) error {
 		return fmt.Errorf("%w: text_body or html_body is required", ErrInvalid)
 	}
 	return nil
+}
+
+// lineBreaks writes every line break of s (CRLF, CR or LF) as LF.
+func lineBreaks(s string) string {
+	if !strings.Contains(s, "\r") {
+		return s
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n")
 }
 
 func setAttachments(msg *gomail.Msg, as []*emailsenderv1.Attachment) error {
