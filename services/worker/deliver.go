@@ -303,13 +303,20 @@ func (d *delivery) prepare(prev *attemptRecord) (*provider.Delivery, []string, b
 	return &provider.Delivery{Job: job, Attempt: d.attempt, Recipients: envelope, Config: cfg}, scope, true
 }
 
-// fence renews the attempt's claim right before the provider call: all since
+// fence makes sure the attempt's claim covers the provider call: all since
 // claim (loading the configuration, waiting for the rate, publishing) may
-// have taken longer than the lease, and another delivery may own the message
-// by now; then nothing is sent. It returns when the provider call must end.
+// have taken long enough that the lease would end during the call, or has
+// ended and another delivery owns the message; then the claim is renewed by
+// compare-and-set, or nothing is sent. It returns when the call must end.
 func (d *delivery) fence() (time.Time, bool) {
 	w, job := d.w, d.job
 	now := w.now()
+	if sendBy := now.Add(w.cfg.SendTimeout); !sendBy.After(d.lease.Add(-w.cfg.AckWait)) {
+		// The usual case, no round trip: the claim from begin still covers the
+		// whole provider call and an ack wait to record its outcome, and no
+		// other delivery may take the message before the claim ends.
+		return sendBy, true
+	}
 	lease := w.leaseFrom(now)
 	rev, err := w.attempts.renew(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, lease, d.rev)
 	if errors.Is(err, errLeaseLost) {

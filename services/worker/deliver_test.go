@@ -87,6 +87,24 @@ func TestSettlementErrorIsHandled(t *testing.T) {
 	require.Contains(t, b.logs.String(), "settle send job; JetStream will redeliver it")
 }
 
+// The claim is renewed (a round trip) only when the call could outlive it.
+func TestFenceRenewsOnlyWhenNeeded(t *testing.T) {
+	t.Parallel()
+	b := newDeliveryBundle(t, "", 1)
+	w := b.d.w
+	b.d.lease = w.leaseFrom(time.Now()) // just claimed
+	sendBy, ok := b.d.fence()
+	require.True(t, ok)
+	require.Zero(t, b.attempts.renews, "a fresh claim covers the call")
+	require.False(t, sendBy.After(b.d.lease.Add(-w.cfg.AckWait)))
+
+	b.d.lease = time.Now().Add(w.cfg.SendTimeout) // claimed long ago (a stall)
+	sendBy, ok = b.d.fence()
+	require.True(t, ok)
+	require.Equal(t, 1, b.attempts.renews)
+	require.False(t, sendBy.After(b.d.lease.Add(-w.cfg.AckWait)), "the call ends before the renewed claim")
+}
+
 type deliveryBundle struct {
 	d        *delivery
 	msg      *fakeMsg
@@ -176,14 +194,18 @@ func (e *fakeEvents) types(t *testing.T) []string {
 }
 
 type fakeAttempts struct {
-	mu   sync.Mutex
-	recs []attemptRecord
+	mu     sync.Mutex
+	recs   []attemptRecord
+	renews int
 }
 
 func (a *fakeAttempts) begin(context.Context, string, string, int, time.Time, time.Time) (*attemptRecord, uint64, error) {
 	return nil, 1, nil
 }
 func (a *fakeAttempts) renew(context.Context, string, string, int, time.Time, uint64) (uint64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.renews++
 	return 2, nil
 }
 func (a *fakeAttempts) finish(_ context.Context, _ string, rec attemptRecord) error {
