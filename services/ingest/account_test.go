@@ -32,6 +32,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/sestest"
 	"github.com/namirasoft/email-sender/pkg/smtpsink"
+	"github.com/namirasoft/email-sender/pkg/statustest"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -189,11 +190,11 @@ func TestAPIKeys(t *testing.T) {
 	requireCode(t, err, codes.PermissionDenied)
 
 	_, err = acc.CreateApiKey(ctx, &v1.CreateApiKeyRequest{Scopes: []string{"send", "root"}})
-	requireField(t, err, codes.InvalidArgument, "scopes[1]")
+	statustest.RequireField(t, err, codes.InvalidArgument, "scopes[1]")
 	_, err = acc.CreateApiKey(ctx, &v1.CreateApiKeyRequest{ExpiresAt: timestamppb.New(time.Now().Add(-time.Minute))})
-	requireField(t, err, codes.InvalidArgument, "expires_at")
+	statustest.RequireField(t, err, codes.InvalidArgument, "expires_at")
 	_, err = acc.CreateApiKey(ctx, &v1.CreateApiKeyRequest{Name: "a\r\nb"})
-	requireField(t, err, codes.InvalidArgument, "name")
+	statustest.RequireField(t, err, codes.InvalidArgument, "name")
 
 	short, err := acc.CreateApiKey(ctx, &v1.CreateApiKeyRequest{ExpiresAt: timestamppb.New(time.Now().Add(time.Second))})
 	require.NoError(t, err)
@@ -208,12 +209,12 @@ func TestAPIKeys(t *testing.T) {
 	requireCode(t, err, codes.Unauthenticated)
 
 	_, err = acc.RevokeApiKey(ctx, &v1.RevokeApiKeyRequest{Id: "not-a-uuid"})
-	requireField(t, err, codes.NotFound, "id")
+	statustest.RequireField(t, err, codes.NotFound, "id")
 	// Another account's key is not found either.
 	other, err := ingest.Bootstrap(t.Context(), b.db.Pool, nil, ingest.BootstrapParams{AccountName: "other", ProviderKind: "sandbox"})
 	require.NoError(t, err)
 	_, err = acc.RevokeApiKey(ctx, &v1.RevokeApiKeyRequest{Id: other.APIKeyID})
-	requireField(t, err, codes.NotFound, "id")
+	statustest.RequireField(t, err, codes.NotFound, "id")
 	_, err = acc.ListApiKeys(as(t, other.APIKey), &v1.ListApiKeysRequest{})
 	require.NoError(t, err)
 }
@@ -345,14 +346,14 @@ func TestProviders(t *testing.T) {
 		{"fallback", &v1.PutProviderRequest{Name: "fb", FallbackProviderId: "0190d1d6-0000-7000-8000-000000000000", Settings: &v1.PutProviderRequest_Sandbox{Sandbox: &v1.SandboxSettings{}}}, codes.InvalidArgument, "fallback_provider_id"},
 	} {
 		_, err := acc.PutProvider(ctx, tc.req)
-		requireField(t, err, tc.code, tc.field)
+		statustest.RequireField(t, err, tc.code, tc.field)
 	}
 
 	// Delete: the default is cleared, fallbacks to it too.
 	_, err = acc.DeleteProvider(ctx, &v1.DeleteProviderRequest{Id: p.GetId()})
 	require.NoError(t, err)
 	_, err = acc.DeleteProvider(ctx, &v1.DeleteProviderRequest{Id: p.GetId()})
-	requireField(t, err, codes.NotFound, "id")
+	statustest.RequireField(t, err, codes.NotFound, "id")
 	list, err = acc.ListProviders(ctx, &v1.ListProvidersRequest{})
 	require.NoError(t, err)
 	for _, x := range list.GetProviders() {
@@ -360,7 +361,7 @@ func TestProviders(t *testing.T) {
 		require.Empty(t, x.GetFallbackProviderId())
 	}
 	_, err = b.send[0].SendEmail(ctx, &v1.SendEmailRequest{Message: validMessage()})
-	requireField(t, err, codes.FailedPrecondition, "provider_id")
+	statustest.RequireField(t, err, codes.FailedPrecondition, "provider_id")
 }
 
 func TestRotateMasterKey(t *testing.T) {
@@ -460,7 +461,7 @@ func TestVerifyProvider(t *testing.T) {
 	require.Equal(t, 14.0, res.GetResult().GetSes().GetMaxSendRate())
 
 	_, err = acc.VerifyProvider(ctx, &v1.VerifyProviderRequest{Id: "nope"})
-	requireField(t, err, codes.NotFound, "id")
+	statustest.RequireField(t, err, codes.NotFound, "id")
 
 	// The results are stored and listed; refused credentials mark it unhealthy.
 	list, err := acc.ListProviders(ctx, &v1.ListProvidersRequest{})
@@ -535,9 +536,9 @@ func TestSuppressions(t *testing.T) {
 		require.Equal(t, strings.ToLower(a), r.GetSuppression().GetAddress())
 	}
 	_, err := acc.AddSuppression(ctx, &v1.AddSuppressionRequest{Address: "nope"})
-	requireField(t, err, codes.InvalidArgument, "address")
+	statustest.RequireField(t, err, codes.InvalidArgument, "address")
 	_, err = acc.AddSuppression(ctx, &v1.AddSuppressionRequest{Address: "x@example.org", Reason: "spite"})
-	requireField(t, err, codes.InvalidArgument, "reason")
+	statustest.RequireField(t, err, codes.InvalidArgument, "reason")
 
 	page, err := acc.ListSuppressions(ctx, &v1.ListSuppressionsRequest{PageSize: 2})
 	require.NoError(t, err)
@@ -551,7 +552,7 @@ func TestSuppressions(t *testing.T) {
 	require.Equal(t, "c@example.org", page.GetSuppressions()[0].GetAddress())
 	require.Empty(t, page.GetNextPageToken())
 	_, err = acc.ListSuppressions(ctx, &v1.ListSuppressionsRequest{PageToken: "!!"})
-	requireField(t, err, codes.InvalidArgument, "page_token")
+	statustest.RequireField(t, err, codes.InvalidArgument, "page_token")
 
 	// The job names the suppressed recipients for the worker.
 	resp, err := b.send[0].SendEmail(ctx, &v1.SendEmailRequest{Message: &v1.EmailMessage{
@@ -582,7 +583,7 @@ func TestSuppressions(t *testing.T) {
 	_, err = acc.RemoveSuppression(ctx, &v1.RemoveSuppressionRequest{Address: "A@example.org"})
 	require.NoError(t, err)
 	_, err = acc.RemoveSuppression(ctx, &v1.RemoveSuppressionRequest{Address: "a@example.org"})
-	requireField(t, err, codes.NotFound, "address")
+	statustest.RequireField(t, err, codes.NotFound, "address")
 }
 
 func newID(t *testing.T) string {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/statustest"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest"
 	"github.com/namirasoft/email-sender/services/ingest/store"
@@ -122,9 +123,9 @@ func TestDeleteAccountData(t *testing.T) {
 	require.EqualValues(t, 3, before["kv"])
 
 	_, err = b.acc[0].DeleteAccountData(b.admin(t), &v1.DeleteAccountDataRequest{ConfirmAccountId: other.AccountID})
-	requireField(t, err, codes.PermissionDenied, "confirm_account_id")
+	statustest.RequireField(t, err, codes.PermissionDenied, "confirm_account_id")
 	_, err = b.acc[0].DeleteAccountData(b.admin(t), &v1.DeleteAccountDataRequest{})
-	requireField(t, err, codes.InvalidArgument, "confirm_account_id")
+	statustest.RequireField(t, err, codes.InvalidArgument, "confirm_account_id")
 
 	resp, err := b.acc[0].DeleteAccountData(b.admin(t), &v1.DeleteAccountDataRequest{ConfirmAccountId: b.acct.AccountID})
 	require.NoError(t, err)

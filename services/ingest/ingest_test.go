@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -30,6 +29,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/pgtest"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
+	"github.com/namirasoft/email-sender/pkg/statustest"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -190,22 +190,6 @@ func (b *testBundle) recipientStatuses(t *testing.T, id string) []lifecycle.Stat
 	return out
 }
 
-func requireField(t *testing.T, err error, code codes.Code, field string) {
-	t.Helper()
-	st := status.Convert(err)
-	require.Equal(t, code, st.Code(), "status: %v", st)
-	require.Contains(t, st.Message(), field, "message names the field")
-	var got []string
-	for _, d := range st.Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok {
-			for _, v := range br.GetFieldViolations() {
-				got = append(got, v.GetField())
-			}
-		}
-	}
-	require.Equal(t, []string{field}, got, "BadRequest field violations of %v", st)
-}
-
 func TestSendEmailAccepted(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -334,7 +318,7 @@ func TestSendEmailInvalid(t *testing.T) {
 				key = b.account.APIKey
 			}
 			_, err := b.client.SendEmail(as(t, key), req)
-			requireField(t, err, tt.code, tt.field)
+			statustest.RequireField(t, err, tt.code, tt.field)
 		})
 	}
 	_, err = b.client.SendEmail(b.ctx(t), &emailsenderv1.SendEmailRequest{Message: validMessage(), ProviderId: other.ProviderID})
@@ -439,7 +423,7 @@ func TestIdempotencyKeyReuse(t *testing.T) {
 	changed := proto.CloneOf(req)
 	changed.Message.Subject = "something else"
 	_, err = b.client.SendEmail(b.ctx(t), changed)
-	requireField(t, err, codes.AlreadyExists, "idempotency_key")
+	statustest.RequireField(t, err, codes.AlreadyExists, "idempotency_key")
 
 	// Another account's identical key is its own.
 	other, err := ingest.Bootstrap(context.Background(), b.db.Pool, b.keyring, ingest.BootstrapParams{AccountName: "other", ProviderKind: "sandbox", Senders: []string{"example.com"}})
@@ -506,7 +490,7 @@ func TestScheduled(t *testing.T) {
 
 	// Once queued it can no longer be canceled.
 	_, err = b.client.CancelScheduled(b.ctx(t), &emailsenderv1.CancelScheduledRequest{MessageId: id})
-	requireField(t, err, codes.FailedPrecondition, "message_id")
+	statustest.RequireField(t, err, codes.FailedPrecondition, "message_id")
 	require.Contains(t, status.Convert(err).Message(), "QUEUED")
 }
 
@@ -520,7 +504,7 @@ func TestCancelScheduled(t *testing.T) {
 	other, err := ingest.Bootstrap(context.Background(), b.db.Pool, b.keyring, ingest.BootstrapParams{AccountName: "other", ProviderKind: "sandbox", Senders: []string{"example.com"}})
 	require.NoError(t, err)
 	_, err = b.client.CancelScheduled(as(t, other.APIKey), &emailsenderv1.CancelScheduledRequest{MessageId: id})
-	requireField(t, err, codes.NotFound, "message_id")
+	statustest.RequireField(t, err, codes.NotFound, "message_id")
 	for _, bad := range []string{"0190a0b0-0000-7000-8000-000000000001", "nope", ""} {
 		_, err = b.client.CancelScheduled(b.ctx(t), &emailsenderv1.CancelScheduledRequest{MessageId: bad})
 		require.Equal(t, codes.NotFound, status.Code(err), "cancel %q: %v", bad, err)
@@ -538,7 +522,7 @@ func TestCancelScheduled(t *testing.T) {
 	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM outbox`))
 
 	_, err = b.client.CancelScheduled(b.ctx(t), &emailsenderv1.CancelScheduledRequest{MessageId: id})
-	requireField(t, err, codes.FailedPrecondition, "message_id")
+	statustest.RequireField(t, err, codes.FailedPrecondition, "message_id")
 	require.Contains(t, status.Convert(err).Message(), "CANCELED")
 
 	// The cancel event reaches the events stream; no job the send stream.
@@ -587,7 +571,7 @@ func TestSendBatch(t *testing.T) {
 
 	req.Messages = append(req.Messages, &emailsenderv1.SendEmailRequest{Message: validMessage()})
 	_, err = b.client.SendBatch(b.ctx(t), req)
-	requireField(t, err, codes.ResourceExhausted, "messages")
+	statustest.RequireField(t, err, codes.ResourceExhausted, "messages")
 }
 
 func TestBootstrapSMTP(t *testing.T) {

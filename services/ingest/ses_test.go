@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/namirasoft/email-sender/pkg/sestest"
+	"github.com/namirasoft/email-sender/pkg/statustest"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -117,5 +118,5 @@ func TestSenderSESIdentity(t *testing.T) {
 	require.Zero(t, fake.Calls(sestest.OpSendEmail), "no code was mailed")
 
 	_, err = acc.AddSender(ctx, &v1.AddSenderRequest{Address: "verified.example", ProviderId: pid})
-	requireField(t, err, codes.AlreadyExists, "address")
+	statustest.RequireField(t, err, codes.AlreadyExists, "address")
 }

@@ -5,11 +5,11 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/namirasoft/email-sender/pkg/smtpsink"
+	"github.com/namirasoft/email-sender/pkg/statustest"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -35,7 +35,7 @@ func TestSenderVerification(t *testing.T) {
 		}}
 	}
 	_, err = s.send.SendEmail(ctx, newsletter())
-	requireFieldStatus(t, err, codes.FailedPrecondition, "message.from.address")
+	statustest.RequireField(t, err, codes.FailedPrecondition, "message.from.address")
 	require.Contains(t, status.Convert(err).Message(), "News@acme.example")
 
 	added, err := acc.AddSender(ctx, &v1.AddSenderRequest{Address: "News@Acme.example"})
@@ -64,12 +64,12 @@ func TestSenderVerification(t *testing.T) {
 		wrong = "11111111"
 	}
 	_, err = acc.VerifySender(ctx, &v1.VerifySenderRequest{Id: sender.GetId(), Code: wrong})
-	requireFieldStatus(t, err, codes.InvalidArgument, "code")
+	statustest.RequireField(t, err, codes.InvalidArgument, "code")
 	require.Contains(t, status.Convert(err).Message(), "4 attempts left")
 	_, err = acc.VerifySender(ctx, &v1.VerifySenderRequest{Id: sender.GetId()})
-	requireFieldStatus(t, err, codes.InvalidArgument, "code")
+	statustest.RequireField(t, err, codes.InvalidArgument, "code")
 	_, err = acc.VerifySender(ctx, &v1.VerifySenderRequest{Id: "0190d1d6-0000-7000-8000-000000000000", Code: code})
-	requireFieldStatus(t, err, codes.NotFound, "id")
+	statustest.RequireField(t, err, codes.NotFound, "id")
 	ok, err := acc.VerifySender(ctx, &v1.VerifySenderRequest{Id: sender.GetId(), Code: code})
 	require.NoError(t, err)
 	require.Equal(t, "verified", ok.GetSender().GetStatus())
@@ -78,7 +78,7 @@ func TestSenderVerification(t *testing.T) {
 	_, err = s.send.SendEmail(ctx, newsletter())
 	require.NoError(t, err)
 	_, err = acc.AddSender(ctx, &v1.AddSenderRequest{Address: "news@acme.example"})
-	requireFieldStatus(t, err, codes.AlreadyExists, "address")
+	statustest.RequireField(t, err, codes.AlreadyExists, "address")
 
 	// Five wrong codes kill the code; the right one no longer works.
 	added, err = acc.AddSender(ctx, &v1.AddSenderRequest{Address: "billing@acme.example"})
@@ -98,18 +98,18 @@ func TestSenderVerification(t *testing.T) {
 	}
 	for range 5 {
 		_, err = acc.VerifySender(ctx, &v1.VerifySenderRequest{Id: added.GetSender().GetId(), Code: bad})
-		requireFieldStatus(t, err, codes.InvalidArgument, "code")
+		statustest.RequireField(t, err, codes.InvalidArgument, "code")
 	}
 	_, err = acc.VerifySender(ctx, &v1.VerifySenderRequest{Id: added.GetSender().GetId(), Code: code2})
-	requireFieldStatus(t, err, codes.FailedPrecondition, "code")
+	statustest.RequireField(t, err, codes.FailedPrecondition, "code")
 
 	// Domains only for SES; bad input.
 	_, err = acc.AddSender(ctx, &v1.AddSenderRequest{Address: "acme.example"})
-	requireFieldStatus(t, err, codes.InvalidArgument, "address")
+	statustest.RequireField(t, err, codes.InvalidArgument, "address")
 	_, err = acc.AddSender(ctx, &v1.AddSenderRequest{Address: "not an address@"})
-	requireFieldStatus(t, err, codes.InvalidArgument, "address")
+	statustest.RequireField(t, err, codes.InvalidArgument, "address")
 	_, err = acc.AddSender(ctx, &v1.AddSenderRequest{Address: "x@acme.example", ProviderId: "nope"})
-	requireFieldStatus(t, err, codes.FailedPrecondition, "provider_id")
+	statustest.RequireField(t, err, codes.FailedPrecondition, "provider_id")
 
 	list, err := acc.ListSenders(ctx, &v1.ListSendersRequest{})
 	require.NoError(t, err)
@@ -122,31 +122,13 @@ func TestSenderVerification(t *testing.T) {
 	_, err = acc.RemoveSender(ctx, &v1.RemoveSenderRequest{Id: sender.GetId()})
 	require.NoError(t, err)
 	_, err = acc.RemoveSender(ctx, &v1.RemoveSenderRequest{Id: sender.GetId()})
-	requireFieldStatus(t, err, codes.NotFound, "id")
+	statustest.RequireField(t, err, codes.NotFound, "id")
 	_, err = s.send.SendEmail(ctx, newsletter())
-	requireFieldStatus(t, err, codes.FailedPrecondition, "message.from.address")
+	statustest.RequireField(t, err, codes.FailedPrecondition, "message.from.address")
 	// In a batch, the item is named.
 	batch, err := s.send.SendBatch(ctx, &v1.SendBatchRequest{Messages: []*v1.SendEmailRequest{newsletter(), simple("jane@example.com")}})
 	require.NoError(t, err)
 	require.EqualValues(t, codes.FailedPrecondition, batch.GetResults()[0].GetErrorCode())
 	require.Contains(t, batch.GetResults()[0].GetErrorMessage(), "messages[0].message.from.address")
 	require.NotNil(t, batch.GetResults()[1].GetAccepted())
-}
-
-// requireFieldStatus checks err's code and that it names field, in its
-// message and as the one BadRequest field violation.
-func requireFieldStatus(t *testing.T, err error, code codes.Code, field string) {
-	t.Helper()
-	st := status.Convert(err)
-	require.Equal(t, code, st.Code(), "status: %v", st)
-	require.Contains(t, st.Message(), field, "message names the field")
-	var got []string
-	for _, d := range st.Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok {
-			for _, v := range br.GetFieldViolations() {
-				got = append(got, v.GetField())
-			}
-		}
-	}
-	require.Equal(t, []string{field}, got, "BadRequest field violations of %v", st)
 }
