@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The SMTP servers of the interoperability tests (pkg/mailservers), none of them
+# The SMTP servers of the interoperability tests (pkg/testkit/mailservers), none of them
 # written here:
 #   Mailpit   Go, pinned in scripts/tools.sh, built into .bin/
 #   Postfix   Debian's postfix package

@@ -7,11 +7,11 @@
 #      picked up automatically);
 #   4. a summary: tests passed/failed/skipped, fuzz targets, elapsed time.
 # NATS and SMTP servers are started in-process by the tests themselves
-# (pkg/natstest, pkg/smtpsink); the SES v2 emulator (aws-ses-v2-local, Node.js)
-# is installed here by scripts/ses-emulator.sh and started by the tests (pkg/sestest);
+# (pkg/testkit/natstest, pkg/testkit/smtpsink); the SES v2 emulator (aws-ses-v2-local, Node.js)
+# is installed here by scripts/ses-emulator.sh and started by the tests (pkg/testkit/sestest);
 # the independent SMTP servers (Mailpit, Postfix, aiosmtpd) by scripts/mail-servers.sh,
-# started by the tests (pkg/mailservers); MIME is read back by python3's email package
-# (pkg/mimecheck).
+# started by the tests (pkg/testkit/mailservers); MIME is read back by python3's email package
+# (pkg/testkit/mimecheck).
 #
 # Environment:
 #   FUZZTIME=10s       time per fuzz target; 0 skips fuzzing
@@ -53,7 +53,7 @@ bash scripts/ses-emulator.sh install
 
 # --- SMTP servers of the interoperability matrix ---------------------------------
 # Mailpit (.bin/), Postfix and aiosmtpd (Debian packages), installed once here;
-# the tests start private instances (pkg/mailservers).
+# the tests start private instances (pkg/testkit/mailservers).
 bash scripts/mail-servers.sh install
 
 # --- go test ------------------------------------------------------------------

@@ -21,7 +21,7 @@ TOOLS_PINNED=(
 	"protoc-gen-grpc-gateway|github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway|github.com/grpc-ecosystem/grpc-gateway/v2|v2.33.0"
 	"protoc-gen-openapiv2|github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2|github.com/grpc-ecosystem/grpc-gateway/v2|v2.33.0"
 	"grpcurl|github.com/fullstorydev/grpcurl/cmd/grpcurl|github.com/fullstorydev/grpcurl|v1.9.4"
-	# The SMTP server of the interoperability tests (pkg/mailservers).
+	# The SMTP server of the interoperability tests (pkg/testkit/mailservers).
 	"mailpit|github.com/axllent/mailpit|github.com/axllent/mailpit|v1.33.1"
 	# The version pkg/go.mod embeds (natsembed, natstest); scripts/cluster.sh runs it.
 	"nats-server|github.com/nats-io/nats-server/v2|github.com/nats-io/nats-server/v2|v2.15.3"

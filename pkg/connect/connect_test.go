@@ -17,9 +17,9 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
-	"github.com/namirasoft/email-sender/pkg/pgtest"
 	"github.com/namirasoft/email-sender/pkg/schema"
-	"github.com/namirasoft/email-sender/pkg/tcprelay"
+	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
+	"github.com/namirasoft/email-sender/pkg/testkit/tcprelay"
 )
 
 // A service started while PostgreSQL is unreachable waits for it, then opens

@@ -13,7 +13,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/jwtauth"
-	"github.com/namirasoft/email-sender/pkg/jwtauth/jwttest"
+	"github.com/namirasoft/email-sender/pkg/testkit/jwttest"
 )
 
 func newVerifier(t *testing.T, iss *jwttest.Issuer, tune ...func(*jwtauth.Config)) *jwtauth.Verifier {

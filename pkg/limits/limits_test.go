@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/namirasoft/email-sender/pkg/limits"
-	"github.com/namirasoft/email-sender/pkg/pgtest"
+	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
 )
 
 type testBundle struct {

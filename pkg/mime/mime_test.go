@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/mime"
-	"github.com/namirasoft/email-sender/pkg/mimecheck"
+	"github.com/namirasoft/email-sender/pkg/testkit/mimecheck"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

@@ -8,6 +8,7 @@ require (
 	github.com/aws/aws-sdk-go-v2/service/sesv2 v1.79.9
 	github.com/aws/smithy-go v1.28.9
 	github.com/namirasoft/email-sender/pkg v0.0.0-00010101000000-000000000000
+	github.com/namirasoft/email-sender/pkg/testkit v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/proto v0.0.0-00010101000000-000000000000
 	github.com/stretchr/testify v1.12.1
 	github.com/wneessen/go-mail v0.8.1
@@ -53,5 +54,6 @@ require (
 
 replace (
 	github.com/namirasoft/email-sender/pkg => ../
+	github.com/namirasoft/email-sender/pkg/testkit => ../testkit
 	github.com/namirasoft/email-sender/proto => ../../proto
 )

@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/namirasoft/email-sender/pkg/natstest"
 	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/testkit/natstest"
 )
 
 func TestEnsureStreamsIsIdempotentAndUpdatesChanges(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/namirasoft/email-sender/pkg/natstest"
+	"github.com/namirasoft/email-sender/pkg/testkit/natstest"
 )
 
 // The server must report back exactly what EnsureStreams asks for, or every

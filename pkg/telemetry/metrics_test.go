@@ -17,8 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/namirasoft/email-sender/pkg/natstest"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
+	"github.com/namirasoft/email-sender/pkg/testkit/natstest"
 )
 
 // serve serves tel's HTTP handler on a loopback port until the test ends.

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/pgtest"
+	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
 	"github.com/namirasoft/email-sender/pkg/usage"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )

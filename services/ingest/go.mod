@@ -8,6 +8,7 @@ require (
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/namirasoft/email-sender/pkg v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/pkg/provider v0.0.0-00010101000000-000000000000
+	github.com/namirasoft/email-sender/pkg/testkit v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/proto v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats.go v1.55.0
 	github.com/stretchr/testify v1.12.1
@@ -85,5 +86,6 @@ require (
 replace (
 	github.com/namirasoft/email-sender/pkg => ../../pkg
 	github.com/namirasoft/email-sender/pkg/provider => ../../pkg/provider
+	github.com/namirasoft/email-sender/pkg/testkit => ../../pkg/testkit
 	github.com/namirasoft/email-sender/proto => ../../proto
 )

@@ -6,8 +6,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 
-	"github.com/namirasoft/email-sender/pkg/sestest"
-	"github.com/namirasoft/email-sender/pkg/statustest"
+	"github.com/namirasoft/email-sender/pkg/testkit/sestest"
+	"github.com/namirasoft/email-sender/pkg/testkit/statustest"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

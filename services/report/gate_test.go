@@ -13,8 +13,8 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/jwtauth/jwttest"
 	"github.com/namirasoft/email-sender/pkg/limits"
+	"github.com/namirasoft/email-sender/pkg/testkit/jwttest"
 	"github.com/namirasoft/email-sender/pkg/usage"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/report"

@@ -8,6 +8,7 @@ require (
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.33.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/namirasoft/email-sender/pkg v0.0.0-00010101000000-000000000000
+	github.com/namirasoft/email-sender/pkg/testkit v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/proto v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats.go v1.55.0
 	github.com/stretchr/testify v1.12.1
@@ -63,5 +64,6 @@ require (
 
 replace (
 	github.com/namirasoft/email-sender/pkg => ../../pkg
+	github.com/namirasoft/email-sender/pkg/testkit => ../../pkg/testkit
 	github.com/namirasoft/email-sender/proto => ../../proto
 )

@@ -25,10 +25,10 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
-	"github.com/namirasoft/email-sender/pkg/natstest"
-	"github.com/namirasoft/email-sender/pkg/pgtest"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
+	"github.com/namirasoft/email-sender/pkg/testkit/natstest"
+	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/report"

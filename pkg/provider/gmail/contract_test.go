@@ -22,9 +22,9 @@ import (
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
 
-	"github.com/namirasoft/email-sender/pkg/gmailtest"
-	"github.com/namirasoft/email-sender/pkg/mimecheck"
 	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/testkit/gmailtest"
+	"github.com/namirasoft/email-sender/pkg/testkit/mimecheck"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

@@ -23,11 +23,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/namirasoft/email-sender/pkg/gmailtest"
 	"github.com/namirasoft/email-sender/pkg/mime"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/gmail"
 	"github.com/namirasoft/email-sender/pkg/provider/providertest"
+	"github.com/namirasoft/email-sender/pkg/testkit/gmailtest"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

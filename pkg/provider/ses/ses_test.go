@@ -20,7 +20,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/providertest"
 	"github.com/namirasoft/email-sender/pkg/provider/ses"
-	"github.com/namirasoft/email-sender/pkg/sestest"
+	"github.com/namirasoft/email-sender/pkg/testkit/sestest"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

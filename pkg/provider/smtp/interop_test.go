@@ -27,12 +27,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/address"
-	"github.com/namirasoft/email-sender/pkg/mailservers"
 	"github.com/namirasoft/email-sender/pkg/mime"
-	"github.com/namirasoft/email-sender/pkg/mimecheck"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/smtp"
-	"github.com/namirasoft/email-sender/pkg/tcprelay"
+	"github.com/namirasoft/email-sender/pkg/testkit/mailservers"
+	"github.com/namirasoft/email-sender/pkg/testkit/mimecheck"
+	"github.com/namirasoft/email-sender/pkg/testkit/tcprelay"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )

@@ -15,7 +15,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/mime"
-	"github.com/namirasoft/email-sender/pkg/smtpsink"
+	"github.com/namirasoft/email-sender/pkg/testkit/smtpsink"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/namirasoft/email-sender/pkg/pgtest"
+	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
 )
 
 // The short chaos run of `make test`: the same harness as `make chaos` with

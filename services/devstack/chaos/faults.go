@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/namirasoft/email-sender/pkg/smtpsink"
+	"github.com/namirasoft/email-sender/pkg/testkit/smtpsink"
 )
 
 // Fault kinds.

@@ -20,7 +20,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/schema"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
-	"github.com/namirasoft/email-sender/pkg/smtpsink"
+	"github.com/namirasoft/email-sender/pkg/testkit/smtpsink"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest"
 )

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/namirasoft/email-sender/pkg/queue"
-	"github.com/namirasoft/email-sender/pkg/smtpsink"
+	"github.com/namirasoft/email-sender/pkg/testkit/smtpsink"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )

@@ -12,8 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/namirasoft/email-sender/pkg/gmailtest"
 	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/testkit/gmailtest"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

@@ -25,7 +25,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/queue"
-	"github.com/namirasoft/email-sender/pkg/smtpsink"
+	"github.com/namirasoft/email-sender/pkg/testkit/smtpsink"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/queue"
-	"github.com/namirasoft/email-sender/pkg/smtpsink"
+	"github.com/namirasoft/email-sender/pkg/testkit/smtpsink"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

@@ -18,9 +18,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/namirasoft/email-sender/pkg/mailservers"
-	"github.com/namirasoft/email-sender/pkg/mimecheck"
-	"github.com/namirasoft/email-sender/pkg/pgtest"
+	"github.com/namirasoft/email-sender/pkg/testkit/mailservers"
+	"github.com/namirasoft/email-sender/pkg/testkit/mimecheck"
+	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

@@ -8,8 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/namirasoft/email-sender/pkg/smtpsink"
-	"github.com/namirasoft/email-sender/pkg/statustest"
+	"github.com/namirasoft/email-sender/pkg/testkit/smtpsink"
+	"github.com/namirasoft/email-sender/pkg/testkit/statustest"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/queue"
-	"github.com/namirasoft/email-sender/pkg/sestest"
+	"github.com/namirasoft/email-sender/pkg/testkit/sestest"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/namirasoft/email-sender/pkg/tcprelay"
+	"github.com/namirasoft/email-sender/pkg/testkit/tcprelay"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 

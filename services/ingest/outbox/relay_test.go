@@ -13,10 +13,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
-	"github.com/namirasoft/email-sender/pkg/natstest"
-	"github.com/namirasoft/email-sender/pkg/pgtest"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
+	"github.com/namirasoft/email-sender/pkg/testkit/natstest"
+	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
 	"github.com/namirasoft/email-sender/services/ingest/outbox"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )

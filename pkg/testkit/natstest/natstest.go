@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/namirasoft/email-sender/pkg/natsembed"
+	"github.com/namirasoft/email-sender/pkg/testkit/natsembed"
 )
 
 // Server is a test's NATS server.

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/namirasoft/email-sender/pkg/mimecheck"
+	"github.com/namirasoft/email-sender/pkg/testkit/mimecheck"
 )
 
 type parseResult struct {

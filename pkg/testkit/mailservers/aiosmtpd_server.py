@@ -1,4 +1,4 @@
-"""aiosmtpd for the interoperability tests of pkg/mailservers (aiosmtpd.go).
+"""aiosmtpd for the interoperability tests of pkg/testkit/mailservers (aiosmtpd.go).
 
 Run by Debian's /usr/bin/python3 (python3-aiosmtpd) as
 

@@ -18,7 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/namirasoft/email-sender/pkg/gmailtest"
+	"github.com/namirasoft/email-sender/pkg/testkit/gmailtest"
 )
 
 // recorder is a Reporter that keeps what the fake reports, so tests of

@@ -1,5 +1,5 @@
 """Reads raw RFC 5322 messages with Python's email package and prints what it
-understood as JSON, for pkg/mimecheck. Input: a JSON list of base64 messages on
+understood as JSON, for pkg/testkit/mimecheck. Input: a JSON list of base64 messages on
 stdin. Output: a JSON list of parsed messages, in the same order."""
 import base64
 import email

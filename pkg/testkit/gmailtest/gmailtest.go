@@ -72,7 +72,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/namirasoft/email-sender/pkg/mimecheck"
+	"github.com/namirasoft/email-sender/pkg/testkit/mimecheck"
 )
 
 // Default credentials of a Server whose Options leave them empty.

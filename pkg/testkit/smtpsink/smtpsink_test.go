@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/wneessen/go-mail/smtp"
 
-	"github.com/namirasoft/email-sender/pkg/smtpsink"
+	"github.com/namirasoft/email-sender/pkg/testkit/smtpsink"
 )
 
 const body = "From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\n.leading dot\r\nbody\r\n"

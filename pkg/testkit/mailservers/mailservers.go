@@ -173,10 +173,10 @@ func install() error {
 	return installErr
 }
 
-// repoRoot is the directory above pkg/.
+// repoRoot is the directory above pkg/ (this file is pkg/testkit/mailservers/).
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
 }
 
 // freePorts returns n distinct free TCP ports on 127.0.0.1.
