@@ -245,18 +245,35 @@ func reason(err error) string {
 	return strings.TrimPrefix(err.Error(), address.ErrInvalid.Error()+": ")
 }
 
-// reserved are the headers the service writes itself.
+// reserved are the headers the service writes itself, and the trace and
+// authentication headers that only receiving servers and providers may write:
+// a client that set them could forge a message's authentication results or
+// its path.
 var reserved = map[string]bool{
 	"From": true, "Sender": true, "Reply-To": true, "To": true, "Cc": true, "Bcc": true,
 	"Subject": true, "Date": true, "Message-Id": true, "Mime-Version": true,
-	"Return-Path": true, "Received": true, "Dkim-Signature": true,
+	"Return-Path": true, "Received": true, "Received-Spf": true, "Dkim-Signature": true,
+	"Domainkey-Signature": true, "Authentication-Results": true, "Delivered-To": true,
 }
+
+// reservedPrefixes are header families refused as a whole (canonical form):
+// MIME structure, resent blocks, the ARC chain (RFC 8617), and the headers SES
+// and Google read as instructions or write themselves.
+var reservedPrefixes = []string{"Content-", "Resent-", "Arc-", "X-Ses-", "X-Google-", "X-Gm-"}
 
 // Reserved reports whether a custom header of this name is refused because the
 // service sets it (or it must not be set by a client).
 func Reserved(name string) bool {
 	key := textproto.CanonicalMIMEHeaderKey(name)
-	return reserved[key] || strings.HasPrefix(key, "Content-") || strings.HasPrefix(key, "Resent-")
+	if reserved[key] {
+		return true
+	}
+	for _, p := range reservedPrefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func header(field string, h *emailsenderv1.Header) error {

@@ -125,6 +125,15 @@ func TestSendEmailRules(t *testing.T) {
 		{"reserved header Content-Type", func(r *emailsenderv1.SendEmailRequest) { r.Message.Headers[0].Name = "content-type" }, Limits{}, codes.InvalidArgument, "message.headers[0].name"},
 		{"reserved header Return-Path", func(r *emailsenderv1.SendEmailRequest) { r.Message.Headers[0].Name = "Return-Path" }, Limits{}, codes.InvalidArgument, "message.headers[0].name"},
 		{"reserved header MIME-Version", func(r *emailsenderv1.SendEmailRequest) { r.Message.Headers[0].Name = "MIME-Version" }, Limits{}, codes.InvalidArgument, "message.headers[0].name"},
+		{"reserved header Authentication-Results", func(r *emailsenderv1.SendEmailRequest) { r.Message.Headers[0].Name = "Authentication-Results" }, Limits{}, codes.InvalidArgument, "message.headers[0].name"},
+		{"reserved header ARC-Seal", func(r *emailsenderv1.SendEmailRequest) { r.Message.Headers[0].Name = "ARC-Seal" }, Limits{}, codes.InvalidArgument, "message.headers[0].name"},
+		{"reserved header arc-message-signature", func(r *emailsenderv1.SendEmailRequest) { r.Message.Headers[0].Name = "arc-message-signature" }, Limits{}, codes.InvalidArgument, "message.headers[0].name"},
+		{"reserved header DKIM-Signature", func(r *emailsenderv1.SendEmailRequest) { r.Message.Headers[0].Name = "DKIM-Signature" }, Limits{}, codes.InvalidArgument, "message.headers[0].name"},
+		{"reserved header Received", func(r *emailsenderv1.SendEmailRequest) { r.Message.Headers[0].Name = "Received" }, Limits{}, codes.InvalidArgument, "message.headers[0].name"},
+		{"reserved header Received-SPF", func(r *emailsenderv1.SendEmailRequest) { r.Message.Headers[0].Name = "Received-SPF" }, Limits{}, codes.InvalidArgument, "message.headers[0].name"},
+		{"reserved header X-SES-CONFIGURATION-SET", func(r *emailsenderv1.SendEmailRequest) { r.Message.Headers[0].Name = "X-SES-CONFIGURATION-SET" }, Limits{}, codes.InvalidArgument, "message.headers[0].name"},
+		{"reserved header X-SES-Source-Arn", func(r *emailsenderv1.SendEmailRequest) { r.Message.Headers[0].Name = "X-SES-Source-Arn" }, Limits{}, codes.InvalidArgument, "message.headers[0].name"},
+		{"reserved header X-Google-Original-From", func(r *emailsenderv1.SendEmailRequest) { r.Message.Headers[0].Name = "X-Google-Original-From" }, Limits{}, codes.InvalidArgument, "message.headers[0].name"},
 		{"header value with LF", func(r *emailsenderv1.SendEmailRequest) {
 			r.Message.Headers = append(r.Message.Headers, &emailsenderv1.Header{Name: "X-B", Value: "a\nBcc: evil@x.com"})
 		}, Limits{}, codes.InvalidArgument, "message.headers[1].value"},
