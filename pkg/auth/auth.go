@@ -88,34 +88,63 @@ var ErrUnauthenticated = errors.New("unauthenticated")
 
 // KeyStore looks API keys up in PostgreSQL, with a short cache so that a busy
 // client costs one query per TTL rather than per call.
+//
+// Valid keys and refused tokens are cached apart: refused tokens (anyone can
+// make up millions) go into a bounded negative cache that is emptied when
+// full, which can never evict a valid key; valid keys are bounded by the keys
+// that exist. A token that is not shaped like a key is refused without a
+// query. A cached key is used no longer than its expires_at.
 type KeyStore struct {
 	pool *pgxpool.Pool
 	ttl  time.Duration
 	now  func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cachedKey
+	mu sync.Mutex
+	// valid maps a key's hash to its principal.
+	valid map[string]cachedKey
+	// refused holds hashes of tokens that matched no usable key.
+	refused map[string]time.Time
 	// gen changes whenever the cache is emptied (revocation.go): a lookup that
 	// started before is not cached.
 	gen  uint64
 	feed feedRef
 }
 
+// maxRefused bounds the negative cache.
+const maxRefused = 100_000
+
 type cachedKey struct {
-	p       Principal
-	expires time.Time
-	err     error
+	p Principal
+	// until is the earlier of the cache TTL and the key's expiry.
+	until time.Time
 }
 
 // NewKeyStore returns a store; ttl 0 disables caching (revocations then take
 // effect on the next call).
 func NewKeyStore(pool *pgxpool.Pool, ttl time.Duration) *KeyStore {
-	return &KeyStore{pool: pool, ttl: ttl, now: time.Now, cache: map[string]cachedKey{}}
+	return &KeyStore{pool: pool, ttl: ttl, now: time.Now, valid: map[string]cachedKey{}, refused: map[string]time.Time{}}
+}
+
+// keyLen is the length of a key made by NewKey: the prefix and 25 random
+// bytes in unpadded base32.
+var keyLen = len(keyPrefix) + enc.EncodedLen(25)
+
+// wellFormed reports whether token could be a key made by NewKey.
+func wellFormed(token string) bool {
+	if len(token) != keyLen || !strings.HasPrefix(token, keyPrefix) {
+		return false
+	}
+	for i := len(keyPrefix); i < len(token); i++ {
+		if c := token[i]; !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
 }
 
 // Authenticate returns the principal of an API key.
 func (s *KeyStore) Authenticate(ctx context.Context, token string) (Principal, error) {
-	if !strings.HasPrefix(token, keyPrefix) {
+	if !wellFormed(token) {
 		return Principal{}, ErrUnauthenticated
 	}
 	h := string(Hash(token))
@@ -123,43 +152,62 @@ func (s *KeyStore) Authenticate(ctx context.Context, token string) (Principal, e
 	cache := s.cacheable()
 	if cache {
 		s.mu.Lock()
-		c, ok := s.cache[h]
+		c, ok := s.valid[h]
+		refusedUntil, refused := s.refused[h]
 		s.mu.Unlock()
-		if ok && now.Before(c.expires) {
-			return c.p, c.err
+		if ok && now.Before(c.until) {
+			return c.p, nil
+		}
+		if refused && now.Before(refusedUntil) {
+			return Principal{}, ErrUnauthenticated
 		}
 	}
 	gen := s.generation()
-	p, err := s.lookup(ctx, []byte(h), now)
+	p, expires, err := s.lookup(ctx, []byte(h), now)
 	if err != nil && !errors.Is(err, ErrUnauthenticated) {
 		return Principal{}, err
 	}
 	if cache {
 		s.mu.Lock()
-		if len(s.cache) > 100_000 {
-			s.cache = map[string]cachedKey{}
-		}
 		if s.gen == gen {
-			s.cache[h] = cachedKey{p: p, err: err, expires: now.Add(s.ttl)}
+			if err != nil {
+				if len(s.refused) >= maxRefused {
+					clear(s.refused)
+				}
+				s.refused[h] = now.Add(s.ttl)
+			} else {
+				until := now.Add(s.ttl)
+				if !expires.IsZero() && expires.Before(until) {
+					until = expires
+				}
+				s.valid[h] = cachedKey{p: p, until: until}
+				delete(s.refused, h)
+			}
 		}
 		s.mu.Unlock()
 	}
 	return p, err
 }
 
-func (s *KeyStore) lookup(ctx context.Context, hash []byte, now time.Time) (Principal, error) {
-	var p Principal
+func (s *KeyStore) lookup(ctx context.Context, hash []byte, now time.Time) (Principal, time.Time, error) {
+	var (
+		p       Principal
+		expires *time.Time
+	)
 	err := s.pool.QueryRow(ctx, `
-		SELECT id::text, account_id::text, scopes FROM api_keys
+		SELECT id::text, account_id::text, scopes, expires_at FROM api_keys
 		WHERE hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)`,
-		hash, now).Scan(&p.KeyID, &p.AccountID, &p.Scopes)
+		hash, now).Scan(&p.KeyID, &p.AccountID, &p.Scopes, &expires)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Principal{}, ErrUnauthenticated
+		return Principal{}, time.Time{}, ErrUnauthenticated
 	}
 	if err != nil {
-		return Principal{}, fmt.Errorf("look up api key: %w", err)
+		return Principal{}, time.Time{}, fmt.Errorf("look up api key: %w", err)
 	}
-	return p, nil
+	if expires != nil {
+		return p, *expires, nil
+	}
+	return p, time.Time{}, nil
 }
 
 // Authenticator turns a bearer token into a principal.
@@ -239,6 +287,9 @@ func principal(ctx context.Context, a Authenticator) (Principal, error) {
 	p, err := a.Authenticate(ctx, strings.TrimSpace(token))
 	if errors.Is(err, ErrUnauthenticated) {
 		return Principal{}, status.Error(codes.Unauthenticated, "invalid, revoked or expired API key or token")
+	}
+	if errors.Is(err, ErrThrottled) {
+		return Principal{}, status.Error(codes.ResourceExhausted, "too many failed authentications from this address; retry in a minute")
 	}
 	if err != nil {
 		return Principal{}, status.Error(codes.Unavailable, "authentication backend unavailable")

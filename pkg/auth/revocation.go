@@ -148,7 +148,8 @@ type feedRef struct {
 // Revoking replicas call it for their own cache at once.
 func (s *KeyStore) Forget() {
 	s.mu.Lock()
-	clear(s.cache)
+	clear(s.valid)
+	clear(s.refused)
 	s.gen++
 	s.mu.Unlock()
 }
