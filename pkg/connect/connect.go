@@ -7,12 +7,15 @@ package connect
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -118,21 +121,27 @@ func retry(ctx context.Context, log *slog.Logger, step func(context.Context) (wh
 // than waiting in a buffer (the outbox and redelivery cover that time). Close
 // it with Drain.
 func openJetStream(ctx context.Context, cfg envconfig.NATS, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(cfg.URL,
+	auth, err := NATSOptions(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectBufSize(-1),
-		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectWait(500 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("nats disconnected", "error", err)
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-	)
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("nats", "error", err) }),
+	}, auth...)
+	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect nats %s: %w", cfg.URL, err)
+		return nil, nil, fmt.Errorf("connect nats %s: %w", redactURLs(cfg.URL), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -147,6 +156,70 @@ func openJetStream(ctx context.Context, cfg envconfig.NATS, name string, log *sl
 		return nil, nil, err
 	}
 	return nc, js, nil
+}
+
+// NATSOptions are the credential and TLS options cfg names. Every service
+// connects with them (openJetStream); they are exported for the tools that
+// connect as a service does.
+func NATSOptions(cfg envconfig.NATS) ([]nats.Option, error) {
+	var opts []nats.Option
+	n := 0
+	if cfg.User != "" || cfg.Password != "" {
+		if cfg.User == "" || cfg.Password == "" {
+			return nil, errors.New("NATS_USER and NATS_PASSWORD go together")
+		}
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+		n++
+	}
+	if cfg.Token != "" {
+		opts = append(opts, nats.Token(cfg.Token))
+		n++
+	}
+	if cfg.NKeyFile != "" {
+		o, err := nats.NkeyOptionFromSeed(cfg.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("NATS_NKEY_FILE: %w", err)
+		}
+		opts = append(opts, o)
+		n++
+	}
+	if cfg.CredsFile != "" {
+		if _, err := os.Stat(cfg.CredsFile); err != nil {
+			return nil, fmt.Errorf("NATS_CREDS_FILE: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+		n++
+	}
+	if n > 1 {
+		return nil, errors.New("NATS credentials: set one of NATS_USER/NATS_PASSWORD, NATS_TOKEN, NATS_NKEY_FILE, NATS_CREDS_FILE")
+	}
+	if cfg.TLSCAFile != "" {
+		if _, err := os.Stat(cfg.TLSCAFile); err != nil {
+			return nil, fmt.Errorf("NATS_TLS_CA_FILE: %w", err)
+		}
+		opts = append(opts, nats.RootCAs(cfg.TLSCAFile))
+	}
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, errors.New("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE go together")
+	}
+	if cfg.TLSCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return nil, fmt.Errorf("NATS_TLS_CERT_FILE/NATS_TLS_KEY_FILE: %w", err)
+		}
+		opts = append(opts, nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile))
+	}
+	return opts, nil
+}
+
+// redactURLs hides the passwords of comma-separated URLs.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // openTelemetry sets up tracing from the standard OTEL_* variables and returns a

@@ -141,6 +141,18 @@ type NATS struct {
 	URL string `env:"NATS_URL" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma separated"`
 	// Replicas of the streams: 1 on a single server, 3 on a cluster.
 	StreamReplicas int `env:"NATS_STREAM_REPLICAS" default:"1" help:"JetStream stream replicas (3 in a cluster)"`
+	// Credentials: at most one of user/password, token, nkey seed file or
+	// creds file (a user JWT with its seed).
+	User      string `env:"NATS_USER" help:"NATS user name (with NATS_PASSWORD)"`
+	Password  string `env:"NATS_PASSWORD" help:"NATS password"`
+	Token     string `env:"NATS_TOKEN" help:"NATS authentication token"`
+	NKeyFile  string `env:"NATS_NKEY_FILE" help:"file holding the NATS nkey seed of this service"`
+	CredsFile string `env:"NATS_CREDS_FILE" help:"NATS credentials file (user JWT and nkey seed)"`
+	// TLS: a CA file makes the connection verify the server against it (and
+	// require TLS); a certificate and key authenticate this service.
+	TLSCAFile   string `env:"NATS_TLS_CA_FILE" help:"CA certificate(s) that sign the NATS server's certificate (PEM); set: TLS required"`
+	TLSCertFile string `env:"NATS_TLS_CERT_FILE" help:"client certificate for NATS (PEM), with NATS_TLS_KEY_FILE"`
+	TLSKeyFile  string `env:"NATS_TLS_KEY_FILE" help:"client key for NATS (PEM)"`
 }
 
 // Log configures logging.
