@@ -38,6 +38,9 @@ type Config struct {
 	// DefaultScopes are a token's scopes when it has no scope claim at all.
 	DefaultScopes []string      `env:"JWT_DEFAULT_SCOPES" default:"send,read" help:"scopes of a token without the scope claim"`
 	Leeway        time.Duration `env:"JWT_LEEWAY" default:"30s" help:"clock skew allowed on exp, nbf and iat"`
+	// MaxLifetime bounds how long a token may be valid: exp - iat (iat is then
+	// required), and exp - now. A stolen token is useful no longer than this.
+	MaxLifetime time.Duration `env:"JWT_MAX_LIFETIME" default:"24h" help:"longest validity of a Namirasoft Account token (exp - iat); longer-lived tokens are refused"`
 	// JWKSRefresh is how old the cached key set may get before it is fetched again.
 	JWKSRefresh time.Duration `env:"JWT_JWKS_REFRESH" default:"1h" help:"how often the JWKS is fetched again"`
 	// JWKSMinRefresh is the least time between two fetches (unknown kid, errors).
@@ -66,6 +69,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Leeway == 0 {
 		c.Leeway = 30 * time.Second
+	}
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = 24 * time.Hour
 	}
 	if c.JWKSRefresh <= 0 {
 		c.JWKSRefresh = time.Hour

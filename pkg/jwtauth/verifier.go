@@ -109,6 +109,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (auth.Principal, er
 		v.log.DebugContext(ctx, "jwt rejected", "error", err)
 		return auth.Principal{}, fmt.Errorf("%w: %w", auth.ErrUnauthenticated, err)
 	}
+	if err := v.lifetime(claims); err != nil {
+		return auth.Principal{}, fmt.Errorf("%w: %w", auth.ErrUnauthenticated, err)
+	}
 	acct, _ := claims[v.cfg.AccountClaim].(string)
 	id, err := uuid.Parse(acct)
 	if err != nil || acct == "" {
@@ -120,6 +123,30 @@ func (v *Verifier) Verify(ctx context.Context, token string) (auth.Principal, er
 		return auth.Principal{}, fmt.Errorf("%w: %w", auth.ErrUnauthenticated, err)
 	}
 	return auth.Principal{AccountID: id.String(), Subject: sub, Scopes: scopes}, nil
+}
+
+// lifetime refuses tokens valid for longer than MaxLifetime: iat is required
+// and exp - iat bounded, and exp may not lie further ahead than that either
+// (an iat in the past would otherwise not bound it).
+func (v *Verifier) lifetime(claims jwt.MapClaims) error {
+	if v.cfg.MaxLifetime <= 0 {
+		return nil
+	}
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return errors.New("token has no valid exp")
+	}
+	iat, err := claims.GetIssuedAt()
+	if err != nil || iat == nil {
+		return errors.New("token has no iat (required with JWT_MAX_LIFETIME)")
+	}
+	if d := exp.Sub(iat.Time); d > v.cfg.MaxLifetime {
+		return fmt.Errorf("token lifetime %s exceeds %s", d, v.cfg.MaxLifetime)
+	}
+	if d := exp.Sub(v.keys.now()); d > v.cfg.MaxLifetime+v.cfg.Leeway {
+		return fmt.Errorf("token expires in %s, more than %s", d.Round(time.Second), v.cfg.MaxLifetime)
+	}
+	return nil
 }
 
 // scopes maps the scope claim to the service's scopes: each of "send",

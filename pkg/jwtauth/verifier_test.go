@@ -54,6 +54,19 @@ func TestVerify(t *testing.T) {
 		{"no exp", iss.Sign(t, jwttest.RSAKey, with(func(c jwt.MapClaims) { delete(c, "exp") })), nil, true},
 		{"not yet valid", iss.Sign(t, jwttest.RSAKey, with(func(c jwt.MapClaims) { c["nbf"] = time.Now().Add(time.Hour).Unix() })), nil, true},
 		{"issued in the future", iss.Sign(t, jwttest.RSAKey, with(func(c jwt.MapClaims) { c["iat"] = time.Now().Add(time.Hour).Unix() })), nil, true},
+		{"lifetime over JWT_MAX_LIFETIME", iss.Sign(t, jwttest.RSAKey, with(func(c jwt.MapClaims) {
+			c["iat"] = time.Now().Add(-time.Minute).Unix()
+			c["exp"] = time.Now().Add(30 * 24 * time.Hour).Unix()
+		})), nil, true},
+		{"no iat", iss.Sign(t, jwttest.RSAKey, with(func(c jwt.MapClaims) { delete(c, "iat") })), nil, true},
+		{"old iat, far exp", iss.Sign(t, jwttest.RSAKey, with(func(c jwt.MapClaims) {
+			c["iat"] = time.Now().Add(-47 * time.Hour).Unix()
+			c["exp"] = time.Now().Add(time.Hour).Unix()
+		})), nil, true},
+		{"lifetime within JWT_MAX_LIFETIME", iss.Sign(t, jwttest.RSAKey, with(func(c jwt.MapClaims) {
+			c["iat"] = time.Now().Add(-23 * time.Hour).Unix()
+			c["exp"] = time.Now().Add(time.Hour / 2).Unix()
+		})), []string{"send", "read"}, false},
 		{"wrong audience", iss.Sign(t, jwttest.RSAKey, with(func(c jwt.MapClaims) { c["aud"] = "someone-else" })), nil, true},
 		{"wrong issuer", iss.Sign(t, jwttest.RSAKey, with(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })), nil, true},
 		{"no account claim", iss.Sign(t, jwttest.RSAKey, with(func(c jwt.MapClaims) { delete(c, "account_id") })), nil, true},
