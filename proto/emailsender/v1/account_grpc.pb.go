@@ -43,8 +43,8 @@ const (
 //
 // AccountService manages what belongs to an account: API keys, provider
 // configurations, verified senders, suppressions, usage records, and the
-// deletion of all of it. Every method needs the "admin" scope except
-// ListUsage ("read").
+// deletion of all of it. Every method needs the "admin" scope (ListUsage too:
+// it shows every key's client addresses and user agents).
 //
 // Secrets (API keys, provider passwords and keys) are write-only: an API key is
 // shown once by CreateApiKey; provider secrets are never returned, only whether
@@ -263,8 +263,8 @@ func (c *accountServiceClient) DeleteAccountData(ctx context.Context, in *Delete
 //
 // AccountService manages what belongs to an account: API keys, provider
 // configurations, verified senders, suppressions, usage records, and the
-// deletion of all of it. Every method needs the "admin" scope except
-// ListUsage ("read").
+// deletion of all of it. Every method needs the "admin" scope (ListUsage too:
+// it shows every key's client addresses and user agents).
 //
 // Secrets (API keys, provider passwords and keys) are write-only: an API key is
 // shown once by CreateApiKey; provider secrets are never returned, only whether

@@ -37,7 +37,8 @@ func scopeRows(s *stack) map[string]scopeRow {
 		v1.ReportService_GetMessage_FullMethodName:   {read, rpc(s.report.GetMessage, &v1.GetMessageRequest{MessageId: missingV7})},
 		v1.ReportService_ListMessages_FullMethodName: {read, rpc(s.report.ListMessages, &v1.ListMessagesRequest{})},
 		v1.ReportService_GetStats_FullMethodName:     {read, rpc(s.report.GetStats, &v1.GetStatsRequest{})},
-		v1.AccountService_ListUsage_FullMethodName:   {read, rpc(s.account.ListUsage, &v1.ListUsageRequest{})},
+		// Admin: usage records show every key's client addresses and agents.
+		v1.AccountService_ListUsage_FullMethodName: {admin, rpc(s.account.ListUsage, &v1.ListUsageRequest{})},
 
 		v1.AccountService_CreateApiKey_FullMethodName:      {admin, rpc(s.account.CreateApiKey, &v1.CreateApiKeyRequest{Name: "made-in-scope-test", Scopes: []string{read}})},
 		v1.AccountService_ListApiKeys_FullMethodName:       {admin, rpc(s.account.ListApiKeys, &v1.ListApiKeysRequest{})},
