@@ -29,6 +29,10 @@ func describe(t reflect.Type, out *[]Var) {
 		if !f.IsExported() {
 			continue
 		}
+		if reflect.PointerTo(f.Type).Implements(describerType) {
+			*out = append(*out, reflect.New(f.Type).Interface().(Describer).DescribeEnv()...)
+			continue
+		}
 		name := f.Tag.Get("env")
 		if name == "" {
 			if f.Type.Kind() == reflect.Struct && f.Type != durationType {

@@ -37,12 +37,35 @@ func LoadFrom(dst any, lookup Lookup) error {
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
+// Loader is a field type that loads itself: variables whose names are known
+// only at run time (one per provider kind, say). Load calls LoadEnv on a
+// pointer to the field (which needs no env tag).
+type Loader interface {
+	LoadEnv(Lookup) error
+}
+
+// Describer is a Loader that lists its variables, for Describe.
+type Describer interface {
+	DescribeEnv() []Var
+}
+
+var (
+	loaderType    = reflect.TypeFor[Loader]()
+	describerType = reflect.TypeFor[Describer]()
+)
+
 func load(v reflect.Value, lookup Lookup) error {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		fv := v.Field(i)
 		if !f.IsExported() {
+			continue
+		}
+		if reflect.PointerTo(f.Type).Implements(loaderType) {
+			if err := fv.Addr().Interface().(Loader).LoadEnv(lookup); err != nil {
+				return fmt.Errorf("envconfig: %w", err)
+			}
 			continue
 		}
 		name := f.Tag.Get("env")

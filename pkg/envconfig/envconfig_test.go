@@ -1,6 +1,8 @@
 package envconfig
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -70,5 +72,54 @@ func TestFillDefaults(t *testing.T) {
 	}
 	if err := FillDefaults(&c, "Missing"); err == nil {
 		t.Fatal("want error for an unknown field")
+	}
+}
+
+// perKey is a Loader and Describer: one variable per key, named at run time.
+type perKey map[string]int
+
+func (p *perKey) LoadEnv(lookup Lookup) error {
+	*p = perKey{}
+	for _, k := range []string{"a", "b"} {
+		if v, ok := lookup("N_" + k); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return err
+			}
+			(*p)[k] = n
+		}
+	}
+	return nil
+}
+
+func (perKey) DescribeEnv() []Var {
+	return []Var{{Name: "N_a", Help: "n of a"}, {Name: "N_b", Help: "n of b"}}
+}
+
+func TestLoader(t *testing.T) {
+	t.Parallel()
+	type cfg struct {
+		Before string `env:"BEFORE"`
+		Keys   perKey
+		After  string `env:"AFTER"`
+	}
+	var c cfg
+	env := map[string]string{"N_b": "4", "AFTER": "x"}
+	if err := LoadFrom(&c, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if c.Keys["b"] != 4 || len(c.Keys) != 1 || c.After != "x" {
+		t.Fatalf("got %+v", c)
+	}
+	var names []string
+	for _, v := range Describe(&c) {
+		names = append(names, v.Name)
+	}
+	if strings.Join(names, ",") != "BEFORE,N_a,N_b,AFTER" {
+		t.Fatalf("Describe lists %v", names)
+	}
+	env["N_a"] = "many"
+	if err := LoadFrom(&c, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil {
+		t.Fatal("want the Loader's error")
 	}
 }

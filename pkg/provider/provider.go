@@ -70,13 +70,21 @@ func (c Class) String() string {
 	return "unknown"
 }
 
-// Feedback is a later report about one recipient (DELIVERED, BOUNCED,
-// COMPLAINED) that a provider knows at send time; the sandbox uses it to simulate
-// what real providers report asynchronously.
+// Feedback is a report about one recipient (DELIVERED, BOUNCED, COMPLAINED):
+// one a provider knows at send time (the sandbox uses it to simulate what real
+// providers report asynchronously), or one of a later Notice.
 type Feedback struct {
 	Recipient string
 	Type      string // "DELIVERED", "BOUNCED", "COMPLAINED"
 	Detail    string
+	// Response is the provider's or receiving server's answer, e.g. a
+	// bounce's diagnostic code.
+	Response string
+	// Class classifies a bounce ("hard_bounce", "soft_bounce"), "" otherwise.
+	Class string
+	// Suppress is the reason the address is to be suppressed in the account
+	// ("bounce", "complaint"), "" when it is not.
+	Suppress string
 }
 
 // Outcome is the result of one attempt.

@@ -10,10 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/provider"
-	"github.com/namirasoft/email-sender/pkg/provider/gmail"
-	"github.com/namirasoft/email-sender/pkg/provider/sandbox"
-	"github.com/namirasoft/email-sender/pkg/provider/smtp"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/services/ingest/account"
 	"github.com/namirasoft/email-sender/services/ingest/send"
@@ -21,13 +18,13 @@ import (
 )
 
 // accounts is what the AccountService adds to the service: the server, the
-// SMTP verifier it logs in with, and the revocation feed of the key cache.
+// kinds' checks of credentials (closeVerifiers closes the senders they log in
+// with), and the revocation feed of the key cache.
 type accounts struct {
-	server   *account.Server
-	smtp     *smtp.Sender
-	gmail    *gmail.Sender
-	keyStore *auth.KeyStore
-	revs     *auth.Revocations
+	server         *account.Server
+	closeVerifiers func() error
+	keyStore       *auth.KeyStore
+	revs           *auth.Revocations
 }
 
 // revoker revokes keys on this replica's cache at once and announces them to
@@ -56,11 +53,11 @@ func newAccounts(cfg Config, deps Deps, mailer *send.Server) (*accounts, error) 
 	if ks == nil {
 		ks, _ = deps.Auth.(*auth.KeyStore)
 	}
+	verifiers, closeVerifiers := kinds.Verifiers(kinds.Options{Logger: deps.Logger})
 	a := &accounts{
-		smtp:     smtp.New(smtp.Options{Logger: deps.Logger}),
-		gmail:    gmail.New(gmail.Options{Logger: deps.Logger}),
-		keyStore: ks,
-		revs:     auth.NewRevocations(deps.JetStream, cfg.NATS.StreamReplicas),
+		closeVerifiers: closeVerifiers,
+		keyStore:       ks,
+		revs:           auth.NewRevocations(deps.JetStream, cfg.NATS.StreamReplicas),
 	}
 	a.server = account.New(account.Config{
 		VerificationFrom: cfg.VerificationFrom,
@@ -70,7 +67,7 @@ func newAccounts(cfg Config, deps Deps, mailer *send.Server) (*accounts, error) 
 	}, account.Deps{
 		DB: deps.Pool, JetStream: deps.JetStream, Keyring: keyring, Mailer: mailer,
 		Revoker:   revoker{ks: ks, revs: a.revs},
-		Verifiers: map[string]provider.Verifier{"smtp": a.smtp, "gmail": a.gmail, "sandbox": sandbox.New()},
+		Verifiers: verifiers,
 		Logger:    deps.Logger, Now: deps.Now,
 	})
 	return a, nil

@@ -14,6 +14,9 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
+	"github.com/namirasoft/email-sender/pkg/provider/sandbox"
+	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )
@@ -36,18 +39,20 @@ type BootstrapParams struct {
 	Senders []string
 }
 
-// SMTPSettings are an SMTP provider's settings. All but Password are stored as
-// the configuration's settings JSON {"host","port","tls","username","pool_size"};
-// Password is sealed as its secret JSON {"password"}.
+// SMTPSettings are the admin CLI's smtp flags. They become the kind's
+// smtp.Settings (stored as the configuration's settings JSON) and smtp.Secret
+// (Password, sealed as its secret JSON), validated and defaulted by the same
+// Normalize as the API's settings.
 type SMTPSettings struct {
-	Host string `json:"host"`
-	Port int    `json:"port"`
+	Host string
+	// Port defaults by TLS mode (465 implicit, 25 none, else 587).
+	Port int
 	// TLS is "starttls" (default: STARTTLS required), "starttls_opportunistic",
-	// "implicit" (TLS from the first byte, port 465) or "none".
-	TLS      string `json:"tls"`
-	Username string `json:"username,omitempty"`
-	PoolSize int    `json:"pool_size"`
-	Password string `json:"-"`
+	// "implicit" (TLS from the first byte) or "none".
+	TLS      string
+	Username string
+	PoolSize int
+	Password string
 }
 
 // BootstrapResult names what Bootstrap created. APIKey is the only copy of the
@@ -74,17 +79,13 @@ func Bootstrap(ctx context.Context, pool *pgxpool.Pool, keyring *secretbox.Keyri
 		p.KeyName = "bootstrap"
 	}
 	res := BootstrapResult{AccountID: uuid.NewString(), ProviderID: uuid.NewString(), APIKeyID: uuid.NewString()}
-	settings, secret, err := providerSettings(p, res.ProviderID, keyring)
+	settings, secret, secretFields, err := providerSettings(p, res.ProviderID, keyring)
 	if err != nil {
 		return BootstrapResult{}, err
 	}
 	senders, err := senderKeys(p.Senders)
 	if err != nil {
 		return BootstrapResult{}, err
-	}
-	var secretFields []string
-	if secret != nil {
-		secretFields = []string{"password"}
 	}
 	key, prefix, hash, err := auth.NewKey()
 	if err != nil {
@@ -118,51 +119,53 @@ func Bootstrap(ctx context.Context, pool *pgxpool.Pool, keyring *secretbox.Keyri
 	return res, nil
 }
 
-func providerSettings(p BootstrapParams, providerID string, keyring *secretbox.Keyring) (settings, secret []byte, err error) {
+// providerSettings validates the provider's settings with its kind's schema
+// and returns them stored: the settings JSON, the sealed secret (nil when no
+// secret field is set) and the names of the secret fields set.
+func providerSettings(p BootstrapParams, providerID string, keyring *secretbox.Keyring) (settings, secret []byte, secretFields []string, err error) {
+	var st kinds.Stored
 	switch p.ProviderKind {
-	case "sandbox":
-		return []byte("{}"), nil, nil
-	case "smtp":
+	case sandbox.Kind:
+		st, err = kindSettings(sandbox.Kind, sandbox.Settings{}, sandbox.Secret{})
+	case smtp.Kind:
+		s := p.SMTP
+		st, err = kindSettings(smtp.Kind,
+			smtp.Settings{Host: s.Host, Port: s.Port, TLS: s.TLS, Username: s.Username, PoolSize: s.PoolSize},
+			smtp.Secret{Password: s.Password})
 	default:
-		return nil, nil, fmt.Errorf("bootstrap: provider kind %q: want sandbox or smtp", p.ProviderKind)
+		return nil, nil, nil, fmt.Errorf("bootstrap: provider kind %q: want %s or %s", p.ProviderKind, sandbox.Kind, smtp.Kind)
 	}
-	s := p.SMTP
-	if s.Host == "" {
-		return nil, nil, errors.New("bootstrap: smtp host is required")
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("bootstrap: %s %w", p.ProviderKind, err)
 	}
-	if s.Port == 0 {
-		s.Port = 587
-	}
-	if s.TLS == "" {
-		s.TLS = "starttls"
-	}
-	switch s.TLS {
-	case "starttls", "starttls_opportunistic", "implicit", "none":
-	default:
-		return nil, nil, fmt.Errorf("bootstrap: smtp tls %q: want starttls, starttls_opportunistic, implicit or none", s.TLS)
-	}
-	if s.PoolSize <= 0 {
-		s.PoolSize = 4
-	}
-	if settings, err = json.Marshal(s); err != nil {
-		return nil, nil, fmt.Errorf("bootstrap: encode smtp settings: %w", err)
-	}
-	if s.Password == "" {
-		return settings, nil, nil
+	if st.Secret == nil {
+		return st.Settings, nil, nil, nil
 	}
 	if keyring == nil {
-		return nil, nil, errors.New("bootstrap: an smtp password needs MASTER_KEYS to seal it")
+		return nil, nil, nil, fmt.Errorf("bootstrap: an %s secret (%s) needs MASTER_KEYS to seal it", p.ProviderKind, strings.Join(st.SecretFields, ", "))
 	}
-	plain, err := json.Marshal(struct {
-		Password string `json:"password"`
-	}{s.Password})
+	if secret, err = keyring.Seal(st.Secret, []byte(providerID)); err != nil {
+		return nil, nil, nil, fmt.Errorf("bootstrap: seal %s secret: %w", p.ProviderKind, err)
+	}
+	return st.Settings, secret, st.SecretFields, nil
+}
+
+// kindSettings validates and encodes a kind's settings with the kind's schema
+// (kinds.Schema.Normalize), the one the API uses.
+func kindSettings(kind string, settings, secret any) (kinds.Stored, error) {
+	k, ok := kinds.Lookup(kind)
+	if !ok {
+		return kinds.Stored{}, fmt.Errorf("unknown provider kind %q", kind)
+	}
+	set, err := json.Marshal(settings)
 	if err != nil {
-		return nil, nil, fmt.Errorf("bootstrap: encode smtp secret: %w", err)
+		return kinds.Stored{}, fmt.Errorf("encode settings: %w", err)
 	}
-	if secret, err = keyring.Seal(plain, []byte(providerID)); err != nil {
-		return nil, nil, fmt.Errorf("bootstrap: seal smtp secret: %w", err)
+	sec, err := json.Marshal(secret)
+	if err != nil {
+		return kinds.Stored{}, errors.New("encode secret") // never the encoder's error: it could quote the secret
 	}
-	return settings, secret, nil
+	return k.Schema.Normalize(set, sec)
 }
 
 // senderKeys normalises sender addresses and domains to their stored form.

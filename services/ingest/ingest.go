@@ -303,10 +303,9 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.acc.watchRevocations(gctx) })
 	g.Go(func() error { s.purgeContent(gctx); return nil })
 	err = g.Wait()
-	if cerr := s.acc.smtp.Close(); cerr != nil && err == nil {
+	if cerr := s.acc.closeVerifiers(); cerr != nil && err == nil {
 		err = cerr
 	}
-	_ = s.acc.gmail.Close() // closes idle connections only
 
 	stopDeleter()
 	if derr := <-delDone; derr != nil && err == nil {

@@ -2,7 +2,6 @@ package report
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +25,8 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
+	"github.com/namirasoft/email-sender/pkg/provider/ses"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	"github.com/namirasoft/email-sender/services/report/sns"
@@ -44,11 +45,11 @@ const (
 	// the SENT event that stores the SES message id may still be on its way
 	// to the report; after it, 200 and dropped.
 	unknownRetryWindow = 10 * time.Minute
-	// sesMessageIDTag is the SES message tag the SES provider puts our message
-	// id in (pkg/provider/ses.MessageIDTag); SES event publishing
-	// returns it in mail.tags.
-	sesMessageIDTag = "emailsender-message-id"
 )
+
+// feedbackKind is the provider kind whose reports SNS posts to the endpoint
+// (SES event publishing); its registry entry's parser reads them.
+const feedbackKind = ses.Kind
 
 // feedback turns SES events delivered by SNS into delivery events on the
 // events stream (applied by the consumer like the workers' events) and
@@ -153,104 +154,17 @@ func (f *feedback) handle(ctx context.Context, span trace.Span, providerID strin
 	return f.notification(ctx, log, accountID, providerID, m)
 }
 
-// sesEvent is the part of an SES event (event publishing, "eventType") or
-// notification ("notificationType") that the report uses.
-type sesEvent struct {
-	EventType        string `json:"eventType"`
-	NotificationType string `json:"notificationType"`
-	Mail             struct {
-		MessageID string              `json:"messageId"`
-		Timestamp string              `json:"timestamp"`
-		Tags      map[string][]string `json:"tags"`
-	} `json:"mail"`
-	Delivery *struct {
-		Timestamp    string   `json:"timestamp"`
-		Recipients   []string `json:"recipients"`
-		SMTPResponse string   `json:"smtpResponse"`
-		ReportingMTA string   `json:"reportingMTA"`
-	} `json:"delivery"`
-	Bounce *struct {
-		BounceType        string `json:"bounceType"`
-		BounceSubType     string `json:"bounceSubType"`
-		Timestamp         string `json:"timestamp"`
-		BouncedRecipients []struct {
-			EmailAddress   string `json:"emailAddress"`
-			Action         string `json:"action"`
-			Status         string `json:"status"`
-			DiagnosticCode string `json:"diagnosticCode"`
-		} `json:"bouncedRecipients"`
-	} `json:"bounce"`
-	Complaint *struct {
-		Timestamp             string `json:"timestamp"`
-		ComplaintFeedbackType string `json:"complaintFeedbackType"`
-		ComplainedRecipients  []struct {
-			EmailAddress string `json:"emailAddress"`
-		} `json:"complainedRecipients"`
-	} `json:"complaint"`
-}
-
-// feedbackItem is one recipient's outcome in an SES event.
-type feedbackItem struct {
-	address  string
-	typ      string
-	status   lifecycle.Status
-	response string
-	detail   string
-	class    string
-	suppress string // suppression reason, "" for none
-}
-
-// parseSES returns what an SES event says per recipient (addresses as
-// written), when it is a Delivery, Bounce or Complaint; kind names it.
-func parseSES(e *sesEvent) (kind string, at string, items []feedbackItem) {
-	kind = e.EventType
-	if kind == "" {
-		kind = e.NotificationType
+// eventStatus is the recipient status of a feedback event type.
+func eventStatus(typ string) (lifecycle.Status, bool) {
+	switch typ {
+	case queue.EventDelivered:
+		return lifecycle.Delivered, true
+	case queue.EventBounced:
+		return lifecycle.Bounced, true
+	case queue.EventComplained:
+		return lifecycle.Complained, true
 	}
-	switch {
-	case kind == "Delivery" && e.Delivery != nil:
-		detail := "delivered (SES)"
-		if mta := e.Delivery.ReportingMTA; mta != "" {
-			detail = "delivered (SES, " + mta + ")"
-		}
-		for _, r := range e.Delivery.Recipients {
-			items = append(items, feedbackItem{address: r, typ: queue.EventDelivered, status: lifecycle.Delivered,
-				response: e.Delivery.SMTPResponse, detail: detail})
-		}
-		return kind, e.Delivery.Timestamp, items
-	case kind == "Bounce" && e.Bounce != nil:
-		b := e.Bounce
-		hard := b.BounceType == "Permanent"
-		for _, r := range b.BouncedRecipients {
-			it := feedbackItem{address: r.EmailAddress, typ: queue.EventBounced, status: lifecycle.Bounced, response: r.DiagnosticCode}
-			if hard {
-				it.class, it.suppress = "hard_bounce", "bounce"
-				it.detail = fmt.Sprintf("hard bounce (%s/%s): address suppressed", b.BounceType, b.BounceSubType)
-			} else {
-				// Transient (mailbox full, message too large, ...) or
-				// Undetermined: this message bounced, the address may work later.
-				it.class = "soft_bounce"
-				it.detail = fmt.Sprintf("soft bounce (%s/%s): not suppressed", b.BounceType, b.BounceSubType)
-			}
-			if it.response == "" {
-				it.response = strings.TrimSpace(r.Action + " " + r.Status)
-			}
-			items = append(items, it)
-		}
-		return kind, b.Timestamp, items
-	case kind == "Complaint" && e.Complaint != nil:
-		c := e.Complaint
-		for _, r := range c.ComplainedRecipients {
-			detail := "complaint: address suppressed"
-			if c.ComplaintFeedbackType != "" {
-				detail = "complaint (" + c.ComplaintFeedbackType + "): address suppressed"
-			}
-			items = append(items, feedbackItem{address: r.EmailAddress, typ: queue.EventComplained, status: lifecycle.Complained,
-				detail: detail, suppress: "complaint"})
-		}
-		return kind, c.Timestamp, items
-	}
-	return kind, "", nil
+	return 0, false
 }
 
 // notification applies an SES event: the recipients it names, of the message
@@ -259,28 +173,28 @@ func parseSES(e *sesEvent) (kind string, at string, items []feedbackItem) {
 // so a notification delivered twice changes nothing), and hard bounces and
 // complaints are suppressed in the account.
 func (f *feedback) notification(ctx context.Context, log *slog.Logger, accountID, providerID string, m *sns.Message) feedbackResult {
-	var ev sesEvent
-	if err := json.Unmarshal([]byte(m.Message), &ev); err != nil {
+	k, ok := kinds.Lookup(feedbackKind)
+	if !ok || k.Feedback == nil {
+		return feedbackResult{http.StatusServiceUnavailable, "error", "no feedback parser", fmt.Errorf("provider kind %s parses no feedback", feedbackKind)}
+	}
+	n, err := k.Feedback([]byte(m.Message))
+	if err != nil {
 		log.InfoContext(ctx, "ignore sns notification that is not an ses event", "error", err)
 		return feedbackResult{http.StatusOK, "ignored", "not an SES event", nil}
 	}
-	kind, at, items := parseSES(&ev)
+	kind, items := n.Event, n.Recipients
 	if len(items) == 0 {
 		log.InfoContext(ctx, "ignore ses event", "ses_event", kind)
 		return feedbackResult{http.StatusOK, "ignored", "nothing to record for " + kind, nil}
 	}
-	sesID := ev.Mail.MessageID
+	sesID := n.ProviderMessageID
 	if sesID == "" {
 		log.InfoContext(ctx, "ignore ses event without mail.messageId", "ses_event", kind)
 		return feedbackResult{http.StatusOK, "ignored", "no mail.messageId", nil}
 	}
-	var tagged string
-	if t := ev.Mail.Tags[sesMessageIDTag]; len(t) > 0 {
-		tagged = t[0]
-	}
-	msg, err := f.svc.store.feedbackMessage(ctx, accountID, sesID, tagged)
+	msg, err := f.svc.store.feedbackMessage(ctx, accountID, sesID, n.MessageID)
 	if errors.Is(err, errNotFound) {
-		sent := parseTime(ev.Mail.Timestamp)
+		sent := n.SentAt
 		if !sent.IsZero() && f.now().Sub(sent) < unknownRetryWindow {
 			return feedbackResult{http.StatusServiceUnavailable, "unknown_message", "message not known (yet)",
 				fmt.Errorf("no message of account %s with ses message id %q; sns will retry", accountID, sesID)}
@@ -291,7 +205,7 @@ func (f *feedback) notification(ctx context.Context, log *slog.Logger, accountID
 	if err != nil {
 		return feedbackResult{http.StatusServiceUnavailable, "error", "try again", err}
 	}
-	occurred := parseTime(at)
+	occurred := n.OccurredAt
 	if occurred.IsZero() {
 		occurred = parseTime(m.Timestamp)
 	}
@@ -305,29 +219,30 @@ func (f *feedback) notification(ctx context.Context, log *slog.Logger, accountID
 		skipped  int
 	)
 	for _, it := range items {
-		addr := canonical(it.address)
-		if !msg.recipients[addr] {
+		addr := canonical(it.Recipient)
+		status, known := eventStatus(it.Type)
+		if !known || !msg.recipients[addr] {
 			// Only the message's own recipients: a notification cannot touch
 			// (or suppress) any other address of the account.
 			skipped++
 			continue
 		}
 		events = append(events, &queuev1.DeliveryEvent{
-			EventId:          queue.EventID(msg.id, 0, it.typ, addr+"|"+m.MessageID),
+			EventId:          queue.EventID(msg.id, 0, it.Type, addr+"|"+m.MessageID),
 			MessageId:        msg.id,
 			AccountId:        accountID,
 			ProviderId:       providerID,
-			Type:             it.typ,
-			Status:           it.status,
+			Type:             it.Type,
+			Status:           status,
 			OccurredAt:       timestamppb.New(occurred),
 			Attempt:          msg.attempts,
 			Recipients:       []string{addr},
-			ProviderResponse: it.response,
-			ErrorClass:       it.class,
-			Detail:           it.detail,
+			ProviderResponse: it.Response,
+			ErrorClass:       it.Class,
+			Detail:           it.Detail,
 		})
-		if it.suppress != "" {
-			suppress[it.suppress] = append(suppress[it.suppress], addr)
+		if it.Suppress != "" {
+			suppress[it.Suppress] = append(suppress[it.Suppress], addr)
 		}
 	}
 	if len(events) == 0 {
@@ -397,7 +312,7 @@ func (s *store) sesProviderAccount(ctx context.Context, id string) (string, erro
 		return "", errNotFound
 	}
 	var account string
-	err := s.pool.QueryRow(ctx, `SELECT account_id::text FROM provider_configs WHERE id = $1 AND kind = 'ses'`, id).Scan(&account)
+	err := s.pool.QueryRow(ctx, `SELECT account_id::text FROM provider_configs WHERE id = $1 AND kind = $2`, id, feedbackKind).Scan(&account)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", errNotFound
 	}

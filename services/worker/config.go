@@ -2,9 +2,12 @@ package worker
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 )
 
 // Ambiguous outcome policies.
@@ -16,15 +19,15 @@ const (
 // Config configures a worker process.
 type Config struct {
 	// Providers lists the provider kinds this process delivers for; each gets its
-	// own durable consumer, so kinds scale and fail independently.
-	Providers []string `env:"WORKER_PROVIDERS" default:"sandbox,smtp,ses,gmail" help:"provider kinds to deliver: sandbox, smtp, ses, gmail"`
-	// Concurrency is the number of deliveries in flight per provider kind; the
-	// per-kind fields below override it for one kind.
-	Concurrency        int `env:"WORKER_CONCURRENCY" default:"64" help:"deliveries in flight per provider kind"`
-	SMTPConcurrency    int `env:"WORKER_SMTP_CONCURRENCY" help:"deliveries in flight for smtp (0: WORKER_CONCURRENCY)"`
-	SESConcurrency     int `env:"WORKER_SES_CONCURRENCY" help:"deliveries in flight for ses (0: WORKER_CONCURRENCY)"`
-	GmailConcurrency   int `env:"WORKER_GMAIL_CONCURRENCY" help:"deliveries in flight for gmail (0: WORKER_CONCURRENCY)"`
-	SandboxConcurrency int `env:"WORKER_SANDBOX_CONCURRENCY" help:"deliveries in flight for sandbox (0: WORKER_CONCURRENCY)"`
+	// own durable consumer, so kinds scale and fail independently. Unset: every
+	// kind of the registry (pkg/provider/kinds) the worker has a sender for.
+	Providers []string `env:"WORKER_PROVIDERS" help:"provider kinds to deliver, comma separated (unset: every kind of pkg/provider/kinds)"`
+	// Concurrency is the number of deliveries in flight per provider kind;
+	// KindConcurrency overrides it for one kind.
+	Concurrency int `env:"WORKER_CONCURRENCY" default:"64" help:"deliveries in flight per provider kind"`
+	// KindConcurrency is WORKER_<KIND>_CONCURRENCY of every registered kind
+	// (0: the kind's registry default, else Concurrency).
+	KindConcurrency KindConcurrency
 	// MaxAttempts bounds delivery attempts per message.
 	MaxAttempts int `env:"WORKER_MAX_ATTEMPTS" default:"8" help:"delivery attempts before a message fails"`
 	// MaxAge bounds how long a message keeps being retried after it was accepted.
@@ -44,11 +47,9 @@ type Config struct {
 	// provider configuration (0: unlimited).
 	AccountRate  float64 `env:"WORKER_ACCOUNT_RATE" default:"0" help:"max sends/s per account (0 = unlimited)"`
 	ProviderRate float64 `env:"WORKER_PROVIDER_RATE" default:"0" help:"max sends/s per provider configuration (0 = unlimited)"`
-	// Per-kind overrides of ProviderRate (0: ProviderRate).
-	SMTPProviderRate    float64 `env:"WORKER_SMTP_PROVIDER_RATE" help:"max sends/s per smtp configuration (0: WORKER_PROVIDER_RATE)"`
-	SESProviderRate     float64 `env:"WORKER_SES_PROVIDER_RATE" help:"max sends/s per ses configuration (0: WORKER_PROVIDER_RATE)"`
-	GmailProviderRate   float64 `env:"WORKER_GMAIL_PROVIDER_RATE" help:"max sends/s per gmail configuration (0: WORKER_PROVIDER_RATE)"`
-	SandboxProviderRate float64 `env:"WORKER_SANDBOX_PROVIDER_RATE" help:"max sends/s per sandbox configuration (0: WORKER_PROVIDER_RATE)"`
+	// KindProviderRate is WORKER_<KIND>_PROVIDER_RATE of every registered kind
+	// (0: the kind's registry default, else ProviderRate).
+	KindProviderRate KindProviderRate
 	// DiscoveryInterval is how often a kind's scheduler reads the per-account
 	// job counts of the stream (besides the notices of new jobs).
 	DiscoveryInterval time.Duration `env:"WORKER_DISCOVERY_INTERVAL" default:"1s" help:"how often the per-account job counts are read (new jobs also wake the worker at once)"`
@@ -88,20 +89,101 @@ func (c Config) WithDefaults() (Config, error) {
 	return c, err
 }
 
-// kindConcurrency is the number of deliveries in flight for kind.
+// KindConcurrency is the deliveries in flight per provider kind, read from
+// WORKER_<KIND>_CONCURRENCY for every kind of the registry (pkg/provider/kinds).
+type KindConcurrency map[string]int
+
+// KindProviderRate is the sends per second per configuration of a provider
+// kind, read from WORKER_<KIND>_PROVIDER_RATE for every kind of the registry.
+type KindProviderRate map[string]float64
+
+// kindVar is the variable of kind named WORKER_<KIND>_<suffix>.
+func kindVar(kind, suffix string) string {
+	return "WORKER_" + strings.ToUpper(kind) + "_" + suffix
+}
+
+// LoadEnv reads WORKER_<KIND>_CONCURRENCY of every kind (envconfig.Loader).
+func (m *KindConcurrency) LoadEnv(lookup envconfig.Lookup) error {
+	*m = KindConcurrency{}
+	for _, k := range kinds.All() {
+		name := kindVar(k.Name, "CONCURRENCY")
+		if raw, ok := lookup(name); ok && raw != "" {
+			n, err := strconv.Atoi(raw)
+			if err != nil {
+				return fmt.Errorf("%s=%q: %w", name, raw, err)
+			}
+			(*m)[k.Name] = n
+		}
+	}
+	return nil
+}
+
+// DescribeEnv lists WORKER_<KIND>_CONCURRENCY of every kind (envconfig.Describer).
+func (KindConcurrency) DescribeEnv() []envconfig.Var {
+	var out []envconfig.Var
+	for _, k := range kinds.All() {
+		out = append(out, envconfig.Var{Name: kindVar(k.Name, "CONCURRENCY"), Default: positive(float64(k.Worker.Concurrency)),
+			Help: fmt.Sprintf("deliveries in flight for %s (0: WORKER_CONCURRENCY)", k.Name)})
+	}
+	return out
+}
+
+// LoadEnv reads WORKER_<KIND>_PROVIDER_RATE of every kind (envconfig.Loader).
+func (m *KindProviderRate) LoadEnv(lookup envconfig.Lookup) error {
+	*m = KindProviderRate{}
+	for _, k := range kinds.All() {
+		name := kindVar(k.Name, "PROVIDER_RATE")
+		if raw, ok := lookup(name); ok && raw != "" {
+			r, err := strconv.ParseFloat(raw, 64)
+			if err != nil {
+				return fmt.Errorf("%s=%q: %w", name, raw, err)
+			}
+			(*m)[k.Name] = r
+		}
+	}
+	return nil
+}
+
+// DescribeEnv lists WORKER_<KIND>_PROVIDER_RATE of every kind (envconfig.Describer).
+func (KindProviderRate) DescribeEnv() []envconfig.Var {
+	var out []envconfig.Var
+	for _, k := range kinds.All() {
+		out = append(out, envconfig.Var{Name: kindVar(k.Name, "PROVIDER_RATE"), Default: positive(k.Worker.ProviderRate),
+			Help: fmt.Sprintf("max sends/s per %s configuration (0: WORKER_PROVIDER_RATE)", k.Name)})
+	}
+	return out
+}
+
+// positive is v as a default, "" (unset) when it is 0.
+func positive(v float64) string {
+	if v <= 0 {
+		return ""
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}
+
+// kindConcurrency is the number of deliveries in flight for kind: its
+// WORKER_<KIND>_CONCURRENCY, else the registry's default for the kind, else
+// Concurrency.
 func (c Config) kindConcurrency(kind string) int {
-	n := map[string]int{"smtp": c.SMTPConcurrency, "ses": c.SESConcurrency, "gmail": c.GmailConcurrency, "sandbox": c.SandboxConcurrency}[kind]
-	if n > 0 {
+	if n := c.KindConcurrency[kind]; n > 0 {
 		return n
+	}
+	if k, ok := kinds.Lookup(kind); ok && k.Worker.Concurrency > 0 {
+		return k.Worker.Concurrency
 	}
 	return c.Concurrency
 }
 
-// kindProviderRate is the send rate limit per provider configuration of kind.
+// kindProviderRate is the send rate limit per provider configuration of kind:
+// its WORKER_<KIND>_PROVIDER_RATE, else the registry's default for the kind,
+// else ProviderRate.
 func (c Config) kindProviderRate(kind string) float64 {
-	r := map[string]float64{"smtp": c.SMTPProviderRate, "ses": c.SESProviderRate, "gmail": c.GmailProviderRate, "sandbox": c.SandboxProviderRate}[kind]
-	if r > 0 {
+	if r := c.KindProviderRate[kind]; r > 0 {
 		return r
+	}
+	if k, ok := kinds.Lookup(kind); ok && k.Worker.ProviderRate > 0 {
+		return k.Worker.ProviderRate
 	}
 	return c.ProviderRate
 }
@@ -111,9 +193,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("WORKER_AMBIGUOUS_POLICY must be %q or %q, got %q", AmbiguousFail, AmbiguousRetry, c.AmbiguousPolicy)
 	}
 	for _, p := range c.Providers {
-		switch p {
-		case "sandbox", "smtp", "gmail", "ses":
-		default:
+		if _, ok := kinds.Lookup(p); !ok {
 			return fmt.Errorf("WORKER_PROVIDERS: unknown provider kind %q", p)
 		}
 	}

@@ -165,7 +165,7 @@ func TestFairShareBetweenAccounts(t *testing.T) {
 	b.sender.mu.Unlock()
 
 	started := time.Now()
-	b.start(t, worker.Config{Providers: []string{"sandbox"}, SandboxConcurrency: concurrency, Concurrency: 1,
+	b.start(t, worker.Config{Providers: []string{"sandbox"}, KindConcurrency: worker.KindConcurrency{"sandbox": concurrency}, Concurrency: 1,
 		BackoffBase: 100 * time.Millisecond, AckWait: 5 * time.Second})
 
 	var aBeforeC int

@@ -5,7 +5,7 @@
 //
 // # Configuration
 //
-// The settings and secret JSON are pkg/providerconfig's Gmail and GmailSecret:
+// The settings and secret JSON are this package's Settings and Secret:
 // client_id, sender_user ("me" by default: the mailbox that granted the
 // refresh token, or an address it may send as), token_url (default Google's
 // https://oauth2.googleapis.com/token) and api_endpoint (default the library's

@@ -381,6 +381,21 @@ func (s *Sender) VerifyDetail(ctx context.Context, cfg provider.Config) (string,
 		p.EmailAddress, p.MessagesTotal, p.ThreadsTotal), nil
 }
 
+// Check is VerifyDetail as ingest's VerifyProvider records it; refused
+// credentials (ErrAuth) make the configuration unhealthy.
+func (s *Sender) Check(ctx context.Context, cfg provider.Config) provider.Verification {
+	start := time.Now()
+	detail, err := s.VerifyDetail(ctx, cfg)
+	if err != nil {
+		if errors.Is(err, ErrAuth) {
+			return provider.Verification{Detail: err.Error(), Healthy: provider.Unhealthy()}
+		}
+		return provider.Verification{Detail: err.Error()}
+	}
+	took := time.Since(start).Round(time.Millisecond)
+	return provider.Verification{OK: true, Healthy: provider.Healthy(), Detail: fmt.Sprintf("%s (%s)", detail, took)}
+}
+
 // Profile redeems the refresh token with a fresh token source (never a cached
 // access token) and calls users.getProfile for sender_user. Refused
 // credentials wrap ErrAuth.

@@ -7,8 +7,11 @@ import (
 	"strings"
 
 	"github.com/namirasoft/email-sender/pkg/provider"
-	"github.com/namirasoft/email-sender/pkg/providerconfig"
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
+
+// Kind is the provider kind configurations name this provider by.
+const Kind = "gmail"
 
 // DefaultTokenURL is Google's OAuth 2.0 token endpoint.
 const DefaultTokenURL = "https://oauth2.googleapis.com/token"
@@ -16,10 +19,92 @@ const DefaultTokenURL = "https://oauth2.googleapis.com/token"
 // ErrSettings is wrapped by every error about a configuration's settings.
 var ErrSettings = errors.New("invalid gmail settings")
 
+// Settings are the non-secret settings of a gmail provider configuration: the
+// settings JSON stored by ingest (the API's GmailSettings) and read by the
+// sender (provider.Config.Settings).
+type Settings struct {
+	ClientID string `json:"client_id"`
+	// SenderUser is the mailbox that sends: "me" (default) or an address.
+	SenderUser string `json:"sender_user"`
+	// TokenURL defaults to DefaultTokenURL (applied when the sender reads the
+	// settings, not stored).
+	TokenURL    string `json:"token_url,omitempty"`
+	APIEndpoint string `json:"api_endpoint,omitempty"`
+}
+
+// Secret is the secret settings of a gmail configuration (sealed by ingest,
+// provider.Config.Secret).
+type Secret struct {
+	ClientSecret string `json:"client_secret,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+}
+
+// Fields names the secret fields that are set.
+func (s Secret) Fields() []string {
+	var out []string
+	if s.ClientSecret != "" {
+		out = append(out, "client_secret")
+	}
+	if s.RefreshToken != "" {
+		out = append(out, "refresh_token")
+	}
+	return out
+}
+
+// Normalize applies the defaults and validates g with its secret. Errors are
+// *provider.FieldError naming the API field and never quote a secret.
+func (g *Settings) Normalize(sec Secret) error {
+	if g.ClientID == "" {
+		return provider.Invalid("client_id", "is required")
+	}
+	if err := provider.CheckPlain(g.ClientID); err != nil {
+		return provider.Invalid("client_id", "%s", err)
+	}
+	if sec.ClientSecret == "" {
+		return provider.Invalid("client_secret", "is required")
+	}
+	if sec.RefreshToken == "" {
+		return provider.Invalid("refresh_token", "is required")
+	}
+	if g.SenderUser == "" {
+		g.SenderUser = "me"
+	}
+	if err := provider.CheckPlain(g.SenderUser); err != nil {
+		return provider.Invalid("sender_user", "%s", err)
+	}
+	if err := provider.CheckHTTPURL(g.TokenURL); err != nil {
+		return provider.Invalid("token_url", "%s", err)
+	}
+	if err := provider.CheckHTTPURL(g.APIEndpoint); err != nil {
+		return provider.Invalid("api_endpoint", "%s", err)
+	}
+	return nil
+}
+
+// FromAPI is the settings and secret that in (the API's GmailSettings) sets,
+// not yet normalized; empty secret fields keep stored's.
+func FromAPI(in *emailsenderv1.GmailSettings, stored Secret) (Settings, Secret) {
+	s := Settings{ClientID: in.GetClientId(), SenderUser: in.GetSenderUser(),
+		TokenURL: in.GetTokenUrl(), APIEndpoint: in.GetApiEndpoint()}
+	sec := stored
+	if v := in.GetClientSecret(); v != "" {
+		sec.ClientSecret = v
+	}
+	if v := in.GetRefreshToken(); v != "" {
+		sec.RefreshToken = v
+	}
+	return s, sec
+}
+
+// API is g as the API shows it: no secret.
+func (g Settings) API() *emailsenderv1.GmailSettings {
+	return &emailsenderv1.GmailSettings{ClientId: g.ClientID, SenderUser: g.SenderUser, TokenUrl: g.TokenURL, ApiEndpoint: g.APIEndpoint}
+}
+
 // config is a parsed provider.Config.
 type config struct {
-	providerconfig.Gmail
-	secret providerconfig.GmailSecret
+	Settings
+	secret Secret
 }
 
 func parseConfig(cfg provider.Config) (config, error) {
@@ -27,7 +112,7 @@ func parseConfig(cfg provider.Config) (config, error) {
 	if len(cfg.Settings) == 0 {
 		return c, fmt.Errorf("%w: settings are empty", ErrSettings)
 	}
-	if err := json.Unmarshal(cfg.Settings, &c.Gmail); err != nil {
+	if err := json.Unmarshal(cfg.Settings, &c.Settings); err != nil {
 		return c, fmt.Errorf("%w: %v", ErrSettings, err)
 	}
 	if len(cfg.Secret) > 0 {

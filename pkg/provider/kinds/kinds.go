@@ -1,21 +1,52 @@
-// Package kinds is the registry of provider kinds: the one list of them and
-// how each builds its sender. A new kind is a package under pkg/provider (a
-// provider.Sender that passes providertest), its settings shape in
-// pkg/providerconfig, and one entry in All; kinds_test.go lists what an entry
-// must provide.
+// Package kinds is the registry of provider kinds: the one list of them and,
+// per kind, everything the services need of it. One entry (Kind) carries the
+// kind's name, its settings schema (the stored JSON, the API message, their
+// validation), its sender, its check of credentials, the worker's defaults
+// for it and, where the provider reports asynchronously, its feedback parser.
+// Ingest (PutProvider, VerifyProvider, AddSender, the admin bootstrap), the
+// worker and the report take each kind from here; none of them names a kind's
+// settings.
+//
+// # Adding a kind
+//
+//  1. A package pkg/provider/<kind> with:
+//     - const Kind, the name configurations use;
+//     - Settings and Secret, the settings and secret JSON, with
+//     (*Settings).Normalize(Secret) error applying the defaults and
+//     reporting a *provider.FieldError that names the API field (never a
+//     secret value), and Secret.Fields() naming the secret fields set;
+//     - FromAPI(*emailsenderv1.<Kind>Settings, Secret) (Settings, Secret) and
+//     Settings.API() *emailsenderv1.<Kind>Settings;
+//     - New(...) returning a provider.Sender that passes providertest, with
+//     Check(ctx, provider.Config) provider.Verification;
+//     - where the provider reports later (bounces...), a
+//     provider.FeedbackParser.
+//  2. One entry in All, built with the helpers below.
+//  3. The API message <Kind>Settings and a field named for the kind in the
+//     settings oneof of emailsender.v1.PutProviderRequest and Provider
+//     (`make proto`).
+//
+// kinds_test.go checks that every entry provides all of it. The worker's
+// WORKER_<KIND>_CONCURRENCY and WORKER_<KIND>_PROVIDER_RATE variables and
+// WORKER_PROVIDERS follow the list.
 package kinds
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/gmail"
 	"github.com/namirasoft/email-sender/pkg/provider/sandbox"
 	"github.com/namirasoft/email-sender/pkg/provider/ses"
 	"github.com/namirasoft/email-sender/pkg/provider/smtp"
-	"github.com/namirasoft/email-sender/pkg/providerconfig"
 )
 
 // Options are what every kind's sender is built with.
@@ -26,22 +57,125 @@ type Options struct {
 
 // Kind is one provider kind.
 type Kind struct {
-	// Name is the kind as configurations name it (providerconfig.Kind*).
+	// Name is the kind as configurations name it (the package's Kind), and
+	// the name of its field in the API's settings oneofs.
 	Name string
+	// Schema is the kind's settings: stored JSON, API message, validation.
+	Schema Schema
 	// New builds the kind's sender: safe for concurrent use, a
-	// provider.Verifier too where the kind can check credentials, an
-	// io.Closer where it holds connections.
+	// provider.Verifier, an io.Closer where it holds connections.
 	New func(Options) provider.Sender
+	// Verify checks a configuration's credentials with s (a sender New
+	// built), sending nothing: ingest's VerifyProvider.
+	Verify func(ctx context.Context, s provider.Sender, cfg provider.Config) provider.Verification
+	// SenderVerified, when the provider keeps verified sender identities of
+	// its own (SES), reports whether one covers a sender address (or, when
+	// isDomain, a whole domain): ingest's AddSender then needs no mailed code,
+	// and only such kinds can add whole domains. Nil for the others.
+	SenderVerified func(ctx context.Context, cfg provider.Config, sender string, isDomain bool) (bool, error)
+	// Worker are the worker's defaults for the kind.
+	Worker Worker
+	// Feedback parses the provider's asynchronous reports (SES events
+	// delivered by SNS) for the report; nil when the provider sends none.
+	Feedback provider.FeedbackParser
+}
+
+// Worker are a kind's worker defaults, overridden by
+// WORKER_<KIND>_CONCURRENCY and WORKER_<KIND>_PROVIDER_RATE.
+type Worker struct {
+	// Concurrency is the deliveries in flight for the kind; 0 means
+	// WORKER_CONCURRENCY.
+	Concurrency int
+	// ProviderRate is the sends per second per configuration of the kind; 0
+	// means WORKER_PROVIDER_RATE.
+	ProviderRate float64
+}
+
+// Stored is a configuration's settings in their stored form.
+type Stored struct {
+	// Settings is the settings JSON (provider_configs.settings).
+	Settings []byte
+	// Secret is the secret JSON to seal; nil when no secret field is set.
+	Secret []byte
+	// SecretFields names the secret fields that are set.
+	SecretFields []string
+}
+
+// Schema is a kind's settings schema, one definition for the API, the admin
+// bootstrap and the sender. Errors are *provider.FieldError naming API fields;
+// no error quotes a secret.
+type Schema struct {
+	// Normalize validates settings and secret JSON (secret nil when none),
+	// applies the defaults and returns their stored form.
+	Normalize func(settings, secret []byte) (Stored, error)
+	// FromAPI validates the kind's API message (the field named for the kind
+	// of PutProviderRequest's settings oneof) and returns its stored form;
+	// secret fields left empty keep their values in stored, the stored secret
+	// JSON (nil when none).
+	FromAPI func(msg proto.Message, stored []byte) (Stored, error)
+	// ToAPI is the API message (the field of Provider's settings oneof) of
+	// stored settings JSON, without secrets.
+	ToAPI func(settings []byte) proto.Message
 }
 
 // All is every kind.
 func All() []Kind {
 	return []Kind{
-		{Name: providerconfig.KindSandbox, New: func(Options) provider.Sender { return sandbox.New() }},
-		{Name: providerconfig.KindSMTP, New: func(o Options) provider.Sender { return smtp.New(smtp.Options{Logger: o.Logger}) }},
-		{Name: providerconfig.KindSES, New: func(o Options) provider.Sender { return ses.New(ses.Options{Logger: o.Logger}) }},
-		{Name: providerconfig.KindGmail, New: func(o Options) provider.Sender { return gmail.New(gmail.Options{Logger: o.Logger}) }},
+		{
+			Name:   smtp.Kind,
+			Schema: schema(smtp.FromAPI, smtp.Settings.API),
+			New:    func(o Options) provider.Sender { return smtp.New(smtp.Options{Logger: o.Logger}) },
+			Verify: check((*smtp.Sender).Check),
+		},
+		{
+			Name:           ses.Kind,
+			Schema:         schema(ses.FromAPI, ses.Settings.API),
+			New:            func(o Options) provider.Sender { return ses.New(ses.Options{Logger: o.Logger}) },
+			Verify:         check((*ses.Sender).Check),
+			SenderVerified: ses.SenderVerified,
+			Feedback:       ses.ParseFeedback,
+		},
+		{
+			Name:   gmail.Kind,
+			Schema: schema(gmail.FromAPI, gmail.Settings.API),
+			New:    func(o Options) provider.Sender { return gmail.New(gmail.Options{Logger: o.Logger}) },
+			Verify: check((*gmail.Sender).Check),
+		},
+		{
+			Name:   sandbox.Kind,
+			Schema: schema(sandbox.FromAPI, sandbox.Settings.API),
+			New:    func(Options) provider.Sender { return sandbox.New() },
+			Verify: check(sandbox.Sender.Check),
+		},
 	}
+}
+
+// Lookup returns the kind named name.
+func Lookup(name string) (Kind, bool) {
+	for _, k := range All() {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return Kind{}, false
+}
+
+// Names lists the kinds' names, in All's order.
+func Names() []string {
+	var out []string
+	for _, k := range All() {
+		out = append(out, k.Name)
+	}
+	return out
+}
+
+// OneOf lists the kinds' names for a message: "smtp, ses, gmail or sandbox".
+func OneOf() string {
+	n := Names()
+	if len(n) < 2 {
+		return strings.Join(n, "")
+	}
+	return strings.Join(n[:len(n)-1], ", ") + " or " + n[len(n)-1]
 }
 
 // Senders builds the sender of every kind; close closes those that hold
@@ -62,5 +196,103 @@ func Senders(o Options) (senders map[string]provider.Sender, close func() error)
 			errs = append(errs, c.Close())
 		}
 		return errors.Join(errs...)
+	}
+}
+
+// VerifyFunc checks one configuration's credentials (Kind.Verify with its
+// sender).
+type VerifyFunc func(ctx context.Context, cfg provider.Config) provider.Verification
+
+// Verifiers builds every kind's check of credentials, each with a sender of
+// its own; close closes those senders.
+func Verifiers(o Options) (verifiers map[string]VerifyFunc, close func() error) {
+	senders, close := Senders(o)
+	verifiers = map[string]VerifyFunc{}
+	for _, k := range All() {
+		s, verify := senders[k.Name], k.Verify
+		verifiers[k.Name] = func(ctx context.Context, cfg provider.Config) provider.Verification {
+			return verify(ctx, s, cfg)
+		}
+	}
+	return verifiers, close
+}
+
+// check adapts a sender's Check method (a method expression) to Kind.Verify.
+func check[S provider.Sender](f func(S, context.Context, provider.Config) provider.Verification) func(context.Context, provider.Sender, provider.Config) provider.Verification {
+	return func(ctx context.Context, s provider.Sender, cfg provider.Config) provider.Verification {
+		typed, ok := s.(S)
+		if !ok {
+			return provider.Verification{Detail: fmt.Sprintf("cannot verify with a %T", s)}
+		}
+		return f(typed, ctx, cfg)
+	}
+}
+
+// settings is what schema needs of a kind's *Settings.
+type settings[S, Sec any] interface {
+	*S
+	Normalize(Sec) error
+}
+
+// secret is what schema needs of a kind's Secret.
+type secret interface {
+	Fields() []string
+}
+
+// schema builds a kind's Schema from its typed settings: fromAPI reads the
+// API message, api writes it.
+func schema[S any, Sec secret, M proto.Message, PS settings[S, Sec]](fromAPI func(M, Sec) (S, Sec), api func(S) M) Schema {
+	store := func(s S, sec Sec) (Stored, error) {
+		if err := PS(&s).Normalize(sec); err != nil {
+			return Stored{}, err
+		}
+		var (
+			out Stored
+			err error
+		)
+		if out.Settings, err = json.Marshal(s); err != nil {
+			return Stored{}, fmt.Errorf("encode settings: %w", err)
+		}
+		if out.SecretFields = sec.Fields(); len(out.SecretFields) > 0 {
+			if out.Secret, err = json.Marshal(sec); err != nil {
+				return Stored{}, errors.New("encode secret") // never the encoder's error: it could quote the secret
+			}
+		}
+		return out, nil
+	}
+	return Schema{
+		Normalize: func(settingsJSON, secretJSON []byte) (Stored, error) {
+			var (
+				s   S
+				sec Sec
+			)
+			if len(settingsJSON) > 0 {
+				if err := json.Unmarshal(settingsJSON, &s); err != nil {
+					return Stored{}, provider.Invalid("settings", "%s", err)
+				}
+			}
+			if len(secretJSON) > 0 {
+				// The decoder's error could quote the secret; never pass it on.
+				if err := json.Unmarshal(secretJSON, &sec); err != nil {
+					return Stored{}, provider.Invalid("secret", "is not a JSON object of the kind's secret fields")
+				}
+			}
+			return store(s, sec)
+		},
+		FromAPI: func(msg proto.Message, stored []byte) (Stored, error) {
+			m, ok := msg.(M)
+			if !ok {
+				return Stored{}, provider.Invalid("settings", "a %T is not these settings", msg)
+			}
+			var prev Sec
+			_ = json.Unmarshal(stored, &prev) // a stored secret of another shape keeps nothing
+			s, sec := fromAPI(m, prev)
+			return store(s, sec)
+		},
+		ToAPI: func(settingsJSON []byte) proto.Message {
+			var s S
+			_ = json.Unmarshal(settingsJSON, &s)
+			return api(s)
+		},
 	}
 }

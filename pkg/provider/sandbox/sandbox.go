@@ -90,9 +90,9 @@ func (Sender) Send(ctx context.Context, d *provider.Delivery) provider.Outcome {
 	}
 }
 
-// Kind returns the simulated behaviour of a recipient address: "bounce",
+// Behaviour returns the simulated behaviour of a recipient address: "bounce",
 // "complaint", "transient", "reject", "timeout" or "deliver".
-func Kind(addr string) string {
+func Behaviour(addr string) string {
 	local := addr
 	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
 		local = addr[:at]
@@ -115,7 +115,7 @@ func simulate(rcpt string, attempt int) provider.Outcome {
 		}
 		return out
 	}
-	switch Kind(rcpt) {
+	switch Behaviour(rcpt) {
 	case "bounce":
 		return provider.Outcome{Class: provider.Sent, Feedback: fb(Bounced)}
 	case "complaint":

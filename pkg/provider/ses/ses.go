@@ -78,7 +78,6 @@ import (
 	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/mime"
 	"github.com/namirasoft/email-sender/pkg/provider"
-	"github.com/namirasoft/email-sender/pkg/providerconfig"
 )
 
 // MaxRecipients is SES's limit of destinations per message.
@@ -164,7 +163,7 @@ func (s *Sender) Close() error {
 
 // config is a parsed provider.Config.
 type config struct {
-	providerconfig.SES
+	Settings
 	secret string
 }
 
@@ -173,10 +172,10 @@ func parseConfig(cfg provider.Config) (config, error) {
 	if len(cfg.Settings) == 0 {
 		return c, fmt.Errorf("%w: settings are empty", ErrSettings)
 	}
-	if err := json.Unmarshal(cfg.Settings, &c.SES); err != nil {
+	if err := json.Unmarshal(cfg.Settings, &c.Settings); err != nil {
 		return c, fmt.Errorf("%w: %v", ErrSettings, err)
 	}
-	var sec providerconfig.SESSecret
+	var sec Secret
 	if len(cfg.Secret) > 0 {
 		// The decoder's error could quote the secret; never pass it on.
 		if err := json.Unmarshal(cfg.Secret, &sec); err != nil {

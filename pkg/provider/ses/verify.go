@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 
+	"github.com/namirasoft/email-sender/pkg/mime"
 	"github.com/namirasoft/email-sender/pkg/provider"
 )
 
@@ -105,4 +106,56 @@ func callError(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("%s: %w", op, api)
 	}
 	return fmt.Errorf("%s: %s", op, strings.TrimPrefix(out.Err.Error(), "ses: "))
+}
+
+// Check is Verify as ingest's VerifyProvider records it: GetAccount's sending
+// quota and status. Refused credentials, a suspended account or paused
+// sending make the configuration unhealthy.
+func (s *Sender) Check(ctx context.Context, cfg provider.Config) provider.Verification {
+	info, err := Verify(ctx, cfg)
+	if err != nil {
+		if errors.Is(err, ErrCredentials) {
+			return provider.Verification{Detail: err.Error(), Healthy: provider.Unhealthy()}
+		}
+		return provider.Verification{Detail: err.Error()}
+	}
+	v := provider.Verification{OK: info.SendingEnabled, Detail: "SES GetAccount: " + info.String() + "; nothing was sent",
+		Quota: &provider.Quota{Max24HourSend: info.Max24HourSend, MaxSendRate: info.MaxSendRate, SentLast24Hours: info.SentLast24Hours,
+			ProductionAccess: info.ProductionAccess, SendingEnabled: info.SendingEnabled}}
+	if info.SendingEnabled {
+		v.Healthy = provider.Healthy()
+	} else {
+		v.Healthy = provider.Unhealthy()
+	}
+	return v
+}
+
+// SenderVerified reports whether cfg's SES account has an identity verified
+// for sending that covers a sender: the address itself or its domain (sender
+// is an address, or a domain when isDomain). An error (SES unreachable,
+// refused credentials) names the identity asked about and means "not known".
+func SenderVerified(ctx context.Context, cfg provider.Config, sender string, isDomain bool) (bool, error) {
+	addr := sender
+	if isDomain {
+		addr = "postmaster@" + sender
+	}
+	ascii, err := mime.CanonicalAddress(addr)
+	if err != nil {
+		return false, nil
+	}
+	domain := ascii[strings.LastIndexByte(ascii, '@')+1:]
+	identities := []string{domain}
+	if !isDomain {
+		identities = []string{ascii, domain}
+	}
+	for _, id := range identities {
+		ok, err := IdentityVerified(ctx, cfg, id)
+		if err != nil {
+			return false, fmt.Errorf("identity %s: %w", id, err)
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -351,6 +351,27 @@ func (s *Sender) Verify(ctx context.Context, cfg provider.Config) error {
 	return nil
 }
 
+// Check is Verify as ingest's VerifyProvider records it: what was logged in
+// to, or what failed; refused credentials (ErrAuth) make the configuration
+// unhealthy.
+func (s *Sender) Check(ctx context.Context, cfg provider.Config) provider.Verification {
+	start := time.Now()
+	if err := s.Verify(ctx, cfg); err != nil {
+		if errors.Is(err, ErrAuth) {
+			return provider.Verification{Detail: err.Error(), Healthy: provider.Unhealthy()}
+		}
+		return provider.Verification{Detail: err.Error()}
+	}
+	took := time.Since(start).Round(time.Millisecond)
+	st, _ := ParseSettings(cfg)
+	login := "no AUTH (no username configured)"
+	if st.Username != "" {
+		login = fmt.Sprintf("authenticated as %s", st.Username)
+	}
+	return provider.Verification{OK: true, Healthy: provider.Healthy(), Detail: fmt.Sprintf(
+		"connected to %s:%d (tls %s), %s, quit in %s; nothing was sent", st.Host, st.Port, st.TLS, login, took)}
+}
+
 // txn is one mail transaction on one connection.
 type txn struct {
 	conn *conn

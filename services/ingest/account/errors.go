@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/namirasoft/email-sender/pkg/apierr"
-	"github.com/namirasoft/email-sender/pkg/providerconfig"
+	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/services/ingest/validate"
 )
 
@@ -17,10 +17,10 @@ func fieldErr(code codes.Code, field, description string) error {
 	return validate.FieldStatus(code, field, description).Err()
 }
 
-// settingsErr maps a providerconfig validation error of the settings named
-// prefix ("smtp", "ses", "gmail").
+// settingsErr maps a validation error of a kind's settings (a
+// provider.FieldError) of the settings named prefix ("smtp", "ses", "gmail").
 func settingsErr(prefix string, err error) error {
-	var fe *providerconfig.FieldError
+	var fe *provider.FieldError
 	if errors.As(err, &fe) {
 		return fieldErr(codes.InvalidArgument, prefix+"."+fe.Field, fe.Reason)
 	}

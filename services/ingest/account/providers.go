@@ -5,16 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/provider"
-	"github.com/namirasoft/email-sender/pkg/provider/gmail"
-	"github.com/namirasoft/email-sender/pkg/provider/smtp"
-	"github.com/namirasoft/email-sender/pkg/providerconfig"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )
@@ -51,7 +49,7 @@ func (s *Server) PutProvider(ctx context.Context, req *emailsenderv1.PutProvider
 		if name == "" {
 			name = cur.Name
 		}
-		if len(cur.Secret) > 0 && cur.Kind == kindOf(req) {
+		if kind, _ := kindOf(req); len(cur.Secret) > 0 && cur.Kind == kind {
 			if s.d.Keyring == nil {
 				return nil, fieldErr(codes.FailedPrecondition, "id", "the stored secret cannot be opened: ingest has no MASTER_KEYS")
 			}
@@ -108,97 +106,34 @@ func (s *Server) PutProvider(ctx context.Context, req *emailsenderv1.PutProvider
 	return &emailsenderv1.PutProviderResponse{Provider: providerProto(cfg)}, nil
 }
 
-func kindOf(req *emailsenderv1.PutProviderRequest) string {
-	switch req.GetSettings().(type) {
-	case *emailsenderv1.PutProviderRequest_Smtp:
-		return providerconfig.KindSMTP
-	case *emailsenderv1.PutProviderRequest_Ses:
-		return providerconfig.KindSES
-	case *emailsenderv1.PutProviderRequest_Gmail:
-		return providerconfig.KindGmail
-	case *emailsenderv1.PutProviderRequest_Sandbox:
-		return providerconfig.KindSandbox
+// settingsOneof is the name of the oneof of PutProviderRequest and Provider
+// whose fields, one per kind, are named for the kind (kinds.Kind.Name).
+const settingsOneof = "settings"
+
+// kindOf is the kind whose settings req sets ("" for none), and its API message.
+func kindOf(req *emailsenderv1.PutProviderRequest) (string, protoreflect.Message) {
+	m := req.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().ByName(settingsOneof))
+	if fd == nil || fd.Message() == nil {
+		return "", nil
 	}
-	return ""
+	return string(fd.Name()), m.Get(fd).Message()
 }
 
-// keep returns v, or the stored value when v is empty.
-func keep(v, stored string) string {
-	if v == "" {
-		return stored
-	}
-	return v
-}
-
-// encode validates the request's settings and returns their stored form. old
-// is the stored secret JSON of the same kind (on replace), whose values fill
-// secret fields left empty.
+// encode validates the request's settings with the kind's schema and returns
+// their stored form. old is the stored secret JSON of the same kind (on
+// replace), whose values fill secret fields left empty.
 func encode(req *emailsenderv1.PutProviderRequest, old []byte) (encoded, error) {
-	var (
-		settings, secret any
-		fields           []string
-		kind             = kindOf(req)
-	)
-	set := func(name, v string) {
-		if v != "" {
-			fields = append(fields, name)
-		}
+	name, msg := kindOf(req)
+	k, ok := kinds.Lookup(name)
+	if !ok {
+		return encoded{}, fieldErr(codes.InvalidArgument, "settings", "one of "+kinds.OneOf()+" is required")
 	}
-	switch kind {
-	case providerconfig.KindSMTP:
-		in := req.GetSmtp()
-		var prev providerconfig.SMTPSecret
-		_ = json.Unmarshal(old, &prev)
-		st := providerconfig.SMTP{Host: in.GetHost(), Port: int(in.GetPort()), TLS: in.GetTlsMode(),
-			Username: in.GetUsername(), PoolSize: int(in.GetPoolSize()), HELO: in.GetHelo()}
-		sec := providerconfig.SMTPSecret{Password: keep(in.GetPassword(), prev.Password)}
-		if err := st.Normalize(sec); err != nil {
-			return encoded{}, settingsErr("smtp", err)
-		}
-		set("password", sec.Password)
-		settings, secret = st, sec
-	case providerconfig.KindSES:
-		in := req.GetSes()
-		var prev providerconfig.SESSecret
-		_ = json.Unmarshal(old, &prev)
-		st := providerconfig.SES{Region: in.GetRegion(), AccessKeyID: in.GetAccessKeyId(),
-			ConfigurationSet: in.GetConfigurationSet(), Endpoint: in.GetEndpoint()}
-		sec := providerconfig.SESSecret{SecretAccessKey: keep(in.GetSecretAccessKey(), prev.SecretAccessKey)}
-		if err := st.Normalize(sec); err != nil {
-			return encoded{}, settingsErr("ses", err)
-		}
-		set("secret_access_key", sec.SecretAccessKey)
-		settings, secret = st, sec
-	case providerconfig.KindGmail:
-		in := req.GetGmail()
-		var prev providerconfig.GmailSecret
-		_ = json.Unmarshal(old, &prev)
-		st := providerconfig.Gmail{ClientID: in.GetClientId(), SenderUser: in.GetSenderUser(),
-			TokenURL: in.GetTokenUrl(), APIEndpoint: in.GetApiEndpoint()}
-		sec := providerconfig.GmailSecret{ClientSecret: keep(in.GetClientSecret(), prev.ClientSecret),
-			RefreshToken: keep(in.GetRefreshToken(), prev.RefreshToken)}
-		if err := st.Normalize(sec); err != nil {
-			return encoded{}, settingsErr("gmail", err)
-		}
-		set("client_secret", sec.ClientSecret)
-		set("refresh_token", sec.RefreshToken)
-		settings, secret = st, sec
-	case providerconfig.KindSandbox:
-		settings = struct{}{}
-	default:
-		return encoded{}, fieldErr(codes.InvalidArgument, "settings", "one of smtp, ses, gmail or sandbox is required")
+	st, err := k.Schema.FromAPI(msg.Interface(), old)
+	if err != nil {
+		return encoded{}, settingsErr(k.Name, err)
 	}
-	out := encoded{kind: kind, fields: fields}
-	var err error
-	if out.settings, err = json.Marshal(settings); err != nil {
-		return encoded{}, fmt.Errorf("encode settings: %w", err)
-	}
-	if len(fields) > 0 {
-		if out.secret, err = json.Marshal(secret); err != nil {
-			return encoded{}, fmt.Errorf("encode secret: %w", err)
-		}
-	}
-	return out, nil
+	return encoded{kind: k.Name, settings: st.Settings, secret: st.Secret, fields: st.SecretFields}, nil
 }
 
 // ListProviders lists configurations; secrets are never decrypted for it.
@@ -287,55 +222,24 @@ func (s *Server) VerifyProvider(ctx context.Context, req *emailsenderv1.VerifyPr
 	}}, nil
 }
 
-// detailVerifier is a provider.Verifier that also describes what it found
-// (gmail: the mailbox's address and counts from users.getProfile).
-type detailVerifier interface {
-	VerifyDetail(ctx context.Context, cfg provider.Config) (string, error)
-}
-
-// verify runs the kind's check. healthy is what the configuration's health
-// becomes: true after a good login, false after refused credentials, nil when
-// the check says nothing about the credentials (network trouble).
+// verify runs the kind's check (kinds.Kind.Verify). healthy is what the
+// configuration's health becomes: true after a good login, false after
+// refused credentials, nil when the check says nothing about the credentials
+// (network trouble).
 func (s *Server) verify(ctx context.Context, pc provider.Config) (verifyRecord, *bool) {
-	yes, no := true, false
-	switch pc.Kind {
-	case providerconfig.KindSES:
-		return s.verifySES(ctx, pc)
-	}
 	v, ok := s.d.Verifiers[pc.Kind]
 	if !ok {
 		return verifyRecord{Detail: fmt.Sprintf("no verifier for %s providers in this ingest", pc.Kind)}, nil
 	}
 	vctx, cancel := context.WithTimeout(ctx, s.cfg.VerifyTimeout)
 	defer cancel()
-	start := time.Now()
-	var detail string
-	var err error
-	if dv, ok := v.(detailVerifier); ok {
-		detail, err = dv.VerifyDetail(vctx, pc)
-	} else {
-		err = v.Verify(vctx, pc)
+	res := v(vctx, pc)
+	rec := verifyRecord{OK: res.OK, Detail: res.Detail}
+	if q := res.Quota; q != nil {
+		rec.SES = &sesInfo{Max24HourSend: q.Max24HourSend, MaxSendRate: q.MaxSendRate, SentLast24Hours: q.SentLast24Hours,
+			ProductionAccess: q.ProductionAccess, SendingEnabled: q.SendingEnabled}
 	}
-	took := time.Since(start).Round(time.Millisecond)
-	if err != nil {
-		if errors.Is(err, smtp.ErrAuth) || errors.Is(err, gmail.ErrAuth) {
-			return verifyRecord{Detail: err.Error()}, &no
-		}
-		return verifyRecord{Detail: err.Error()}, nil
-	}
-	if detail != "" {
-		return verifyRecord{OK: true, Detail: fmt.Sprintf("%s (%s)", detail, took)}, &yes
-	}
-	if pc.Kind != providerconfig.KindSMTP {
-		return verifyRecord{OK: true, Detail: pc.Kind + ": ok, nothing to log in to"}, &yes
-	}
-	st, _ := smtp.ParseSettings(pc)
-	login := "no AUTH (no username configured)"
-	if st.Username != "" {
-		login = fmt.Sprintf("authenticated as %s", st.Username)
-	}
-	return verifyRecord{OK: true, Detail: fmt.Sprintf("connected to %s:%d (tls %s), %s, quit in %s; nothing was sent",
-		st.Host, st.Port, st.TLS, login, took)}, &yes
+	return rec, res.Healthy
 }
 
 // providerProto is cfg with every secret left out: the settings are rebuilt
@@ -346,27 +250,11 @@ func providerProto(c store.ProviderConfig) *emailsenderv1.Provider {
 		Healthy: c.Healthy, HealthNote: c.HealthNote, FallbackProviderId: c.FallbackID,
 		CreatedAt: timestamppb.New(c.CreatedAt), UpdatedAt: timestamppb.New(c.UpdatedAt),
 	}
-	switch c.Kind {
-	case providerconfig.KindSMTP:
-		var st providerconfig.SMTP
-		_ = json.Unmarshal(c.Settings, &st)
-		out.Settings = &emailsenderv1.Provider_Smtp{Smtp: &emailsenderv1.SmtpSettings{
-			Host: st.Host, Port: int32(st.Port), TlsMode: st.TLS, Username: st.Username, PoolSize: int32(st.PoolSize), Helo: st.HELO,
-		}}
-	case providerconfig.KindSES:
-		var st providerconfig.SES
-		_ = json.Unmarshal(c.Settings, &st)
-		out.Settings = &emailsenderv1.Provider_Ses{Ses: &emailsenderv1.SesSettings{
-			Region: st.Region, AccessKeyId: st.AccessKeyID, ConfigurationSet: st.ConfigurationSet, Endpoint: st.Endpoint,
-		}}
-	case providerconfig.KindGmail:
-		var st providerconfig.Gmail
-		_ = json.Unmarshal(c.Settings, &st)
-		out.Settings = &emailsenderv1.Provider_Gmail{Gmail: &emailsenderv1.GmailSettings{
-			ClientId: st.ClientID, SenderUser: st.SenderUser, TokenUrl: st.TokenURL, ApiEndpoint: st.APIEndpoint,
-		}}
-	case providerconfig.KindSandbox:
-		out.Settings = &emailsenderv1.Provider_Sandbox{Sandbox: &emailsenderv1.SandboxSettings{}}
+	if k, ok := kinds.Lookup(c.Kind); ok {
+		m := out.ProtoReflect()
+		if fd := m.Descriptor().Oneofs().ByName(settingsOneof).Fields().ByName(protoreflect.Name(k.Name)); fd != nil {
+			m.Set(fd, protoreflect.ValueOfMessage(k.Schema.ToAPI(c.Settings).ProtoReflect()))
+		}
 	}
 	if c.LastVerify != nil {
 		var rec verifyRecord

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/address"
-	"github.com/namirasoft/email-sender/pkg/providerconfig"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )
@@ -78,9 +78,10 @@ func (s *Server) AddSender(ctx context.Context, req *emailsenderv1.AddSenderRequ
 	now := s.now()
 	ns := store.NewPendingSender{ID: uuid.NewString(), AccountID: p.AccountID, Address: key, IsDomain: isDomain,
 		ProviderID: prov.ID, Now: now}
+	kind, _ := kinds.Lookup(prov.Kind)
 	var code string
 	if isDomain {
-		if prov.Kind != providerconfig.KindSES {
+		if kind.SenderVerified == nil {
 			return nil, fieldErr(codes.InvalidArgument, "address",
 				"a whole domain can be added only with an SES provider (it is verified as an SES identity); add an address instead")
 		}
@@ -94,7 +95,7 @@ func (s *Server) AddSender(ctx context.Context, req *emailsenderv1.AddSenderRequ
 		ns.CodeExpires = now.Add(s.cfg.CodeTTL)
 	}
 	var sender store.Sender
-	if prov.Kind == providerconfig.KindSES && s.sesIdentityVerified(ctx, p.AccountID, prov.ID, key, isDomain) {
+	if s.senderVerified(ctx, kind, p.AccountID, prov.ID, key, isDomain) {
 		// An identity already verified in SES (the address or its domain) counts: no code.
 		ns.Method, ns.CodeHash, ns.CodeExpires, code = store.MethodSESIdentity, nil, time.Time{}, ""
 		sender, err = store.PutVerifiedSender(ctx, s.d.DB, ns)

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest/store"
@@ -80,8 +80,8 @@ type Deps struct {
 	Keyring *secretbox.Keyring
 	Mailer  Mailer
 	Revoker Revoker
-	// Verifiers log in to providers by kind (smtp, sandbox).
-	Verifiers map[string]provider.Verifier
+	// Verifiers check credentials by kind (kinds.Verifiers).
+	Verifiers map[string]kinds.VerifyFunc
 	Logger    *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
