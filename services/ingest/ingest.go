@@ -101,7 +101,11 @@ func (c Config) WithDefaults() (Config, error) {
 			return c, err
 		}
 	}
-	err := envconfig.FillDefaults(&c.NATS, "StreamReplicas")
+	if err := envconfig.FillDefaults(&c.NATS, "StreamReplicas"); err != nil {
+		return c, err
+	}
+	var err error
+	c.API, err = c.API.WithDefaults()
 	return c, err
 }
 
