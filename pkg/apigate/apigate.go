@@ -10,6 +10,7 @@ package apigate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/jwtauth"
 	"github.com/namirasoft/email-sender/pkg/limits"
 	"github.com/namirasoft/email-sender/pkg/usage"
@@ -29,9 +31,23 @@ type Config struct {
 	Usage  usage.Config
 }
 
-// Validate checks the configuration.
+// WithDefaults fills the unset fields of a Config built in code with the
+// defaults their env tags name (the one source of them); the packages it
+// configures have none of their own.
+func (c Config) WithDefaults() (Config, error) {
+	err := errors.Join(
+		envconfig.FillDefaults(&c.Usage, "QueueSize", "BatchSize", "FlushInterval", "Retention"),
+		envconfig.FillDefaults(&c.Limits, "CacheTTL"),
+	)
+	return c, err
+}
+
+// Validate checks the configuration; each error names its variable.
 func (c Config) Validate() error {
 	if err := c.JWT.WithDefaults().Validate(); err != nil {
+		return err
+	}
+	if err := c.Limits.Validate(); err != nil {
 		return err
 	}
 	if _, err := usage.New(c.Usage, nil, nil); err != nil {
@@ -52,6 +68,9 @@ type Gate struct {
 func New(cfg Config, pool *pgxpool.Pool, keys auth.Authenticator, log *slog.Logger) (*Gate, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, err
 	}
 	var verifier *jwtauth.Verifier
 	if cfg.JWT.Enabled() {

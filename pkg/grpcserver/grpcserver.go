@@ -43,15 +43,24 @@ type Server struct {
 	log    *slog.Logger
 }
 
-// New builds the server; interceptors run in order.
+// New builds the server. Every call, unary or streaming, passes the same
+// chain: telemetry (the stats handler), Recover, then interceptors in order;
+// streaming calls pass them through Stream, so a streaming RPC cannot bypass
+// authentication, limits or usage records.
 func New(cfg Config, tel *telemetry.Telemetry, log *slog.Logger, interceptors ...grpc.UnaryServerInterceptor) *Server {
+	unary := append([]grpc.UnaryServerInterceptor{Recover(log)}, interceptors...)
+	stream := make([]grpc.StreamServerInterceptor, 0, len(unary))
+	for _, u := range unary {
+		stream = append(stream, Stream(u))
+	}
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(tel.TracerProvider),
 			otelgrpc.WithMeterProvider(tel.MeterProvider),
 			otelgrpc.WithPropagators(tel.Propagator),
 		)),
-		grpc.ChainUnaryInterceptor(interceptors...),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 	}
 	if cfg.MaxRecvMsgSize > 0 {
 		opts = append(opts, grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize))

@@ -43,12 +43,18 @@ type Config struct {
 	CacheTTL time.Duration `env:"LIMITS_CACHE_TTL" default:"10s" help:"how long per-account limit overrides are cached"`
 }
 
-// WithDefaults fills unset fields.
-func (c Config) WithDefaults() Config {
-	if c.CacheTTL == 0 {
-		c.CacheTTL = 10 * time.Second
+// Validate checks the configuration. It has no defaults of its own: the env
+// tags are their one source.
+func (c Config) Validate() error {
+	switch {
+	case c.RateDefault < 0:
+		return fmt.Errorf("RATE_LIMIT_DEFAULT=%d: want 0 (unlimited) or more", c.RateDefault)
+	case c.DailyQuotaDefault < 0:
+		return fmt.Errorf("DAILY_QUOTA_DEFAULT=%d: want 0 (unlimited) or more", c.DailyQuotaDefault)
+	case c.CacheTTL < 0:
+		return fmt.Errorf("LIMITS_CACHE_TTL=%s: want 0 (no cache) or more", c.CacheTTL)
 	}
-	return c
+	return nil
 }
 
 // DBTX is what the limiter needs of a pool or transaction.
@@ -89,12 +95,12 @@ type account struct {
 	quotaExhausted int    // limit at which the day's shared quota ran out (0: not)
 }
 
-// New returns a limiter over db.
+// New returns a limiter over db; cfg is taken as given (Validate checks it).
 func New(cfg Config, db DBTX, log *slog.Logger) *Limiter {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Limiter{cfg: cfg.WithDefaults(), db: db, log: log, now: time.Now, accounts: map[string]*account{}}
+	return &Limiter{cfg: cfg, db: db, log: log, now: time.Now, accounts: map[string]*account{}}
 }
 
 func (l *Limiter) account(id string) *account {

@@ -10,11 +10,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/namirasoft/email-sender/pkg/apierr"
 	"github.com/namirasoft/email-sender/pkg/auth"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -38,8 +38,8 @@ const (
 //	}
 //
 // Errors about the request are gRPC statuses; a failure of the database is
-// a plain error for the caller to map (pkg/apierr): its text is not for
-// clients.
+// a plain error (never a status carrying its text) for the caller to map with
+// apierr.Map: UNAVAILABLE or INTERNAL, its text only in the log.
 func ListUsage(ctx context.Context, db Querier, req *emailsenderv1.ListUsageRequest) (*emailsenderv1.ListUsageResponse, error) {
 	p, ok := auth.FromContext(ctx)
 	if !ok || p.AccountID == "" {
@@ -49,11 +49,7 @@ func ListUsage(ctx context.Context, db Querier, req *emailsenderv1.ListUsageRequ
 }
 
 func badRequest(field, desc string) error {
-	st := status.Newf(codes.InvalidArgument, "%s: %s", field, desc)
-	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: desc}}}); err == nil {
-		st = d
-	}
-	return st.Err()
+	return apierr.Field(codes.InvalidArgument, field, desc).Err()
 }
 
 // List returns accountID's records, newest first, filtered by req. The account

@@ -13,6 +13,7 @@ package usage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -44,21 +45,24 @@ type Config struct {
 	Retention      time.Duration `env:"USAGE_RETENTION" default:"2160h" help:"how long usage records are kept"`
 }
 
-// WithDefaults fills unset fields.
-func (c Config) WithDefaults() Config {
+// Validate checks the configuration. It has no defaults of its own: the env
+// tags are their one source (envconfig.Load, or envconfig.FillDefaults for a
+// Config built in code).
+func (c Config) Validate() error {
+	var errs []error
 	if c.QueueSize <= 0 {
-		c.QueueSize = 10_000
+		errs = append(errs, fmt.Errorf("USAGE_QUEUE=%d: want a positive number", c.QueueSize))
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 500
+		errs = append(errs, fmt.Errorf("USAGE_BATCH=%d: want a positive number", c.BatchSize))
 	}
 	if c.FlushInterval <= 0 {
-		c.FlushInterval = 100 * time.Millisecond
+		errs = append(errs, fmt.Errorf("USAGE_FLUSH_INTERVAL=%s: want a positive duration", c.FlushInterval))
 	}
 	if c.Retention <= 0 {
-		c.Retention = 90 * 24 * time.Hour
+		errs = append(errs, fmt.Errorf("USAGE_RETENTION=%s: want a positive duration", c.Retention))
 	}
-	return c
+	return errors.Join(errs...)
 }
 
 // Record is one API call.
@@ -90,7 +94,9 @@ type Recorder struct {
 
 // New returns a recorder writing to pool; Run must run for anything to be written.
 func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger) (*Recorder, error) {
-	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
 	"github.com/namirasoft/email-sender/pkg/usage"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -36,7 +37,7 @@ func atoi(s string) int {
 
 func TestClientIP(t *testing.T) {
 	t.Parallel()
-	r, err := usage.New(usage.Config{TrustedProxies: []string{"10.0.0.0/8", "::1"}}, nil, nil)
+	r, err := usage.New(withDefaults(t, usage.Config{TrustedProxies: []string{"10.0.0.0/8", "::1"}}), nil, nil)
 	require.NoError(t, err)
 	tests := []struct {
 		name string
@@ -56,7 +57,7 @@ func TestClientIP(t *testing.T) {
 			require.Equal(t, tt.want, r.ClientIP(tt.ctx))
 		})
 	}
-	_, err = usage.New(usage.Config{TrustedProxies: []string{"nonsense"}}, nil, nil)
+	_, err = usage.New(withDefaults(t, usage.Config{TrustedProxies: []string{"nonsense"}}), nil, nil)
 	require.Error(t, err)
 }
 
@@ -70,7 +71,7 @@ type testBundle struct {
 func setup(t *testing.T, cfg usage.Config) *testBundle {
 	t.Helper()
 	db := pgtest.New(t)
-	rec, err := usage.New(cfg, db.Pool, nil)
+	rec, err := usage.New(withDefaults(t, cfg), db.Pool, nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -154,7 +155,7 @@ func TestRecordListFilterPaginate(t *testing.T) {
 
 func TestQueueOverflowDrops(t *testing.T) {
 	t.Parallel()
-	rec, err := usage.New(usage.Config{QueueSize: 3}, nil, nil) // never run: nothing drains
+	rec, err := usage.New(withDefaults(t, usage.Config{QueueSize: 3}), nil, nil) // never run: nothing drains
 	require.NoError(t, err)
 	for range 5 {
 		rec.Add(usage.Record{AccountID: uuid.NewString()})
@@ -167,4 +168,17 @@ func TestCodeName(t *testing.T) {
 	require.Equal(t, "OK", usage.CodeName(codes.OK))
 	require.Equal(t, "INVALID_ARGUMENT", usage.CodeName(codes.InvalidArgument))
 	require.Equal(t, "RESOURCE_EXHAUSTED", usage.CodeName(codes.ResourceExhausted))
+}
+
+// withDefaults fills what cfg leaves unset from the env tags, as services do.
+func withDefaults(t *testing.T, cfg usage.Config) usage.Config {
+	t.Helper()
+	require.NoError(t, envconfig.FillDefaults(&cfg, "QueueSize", "BatchSize", "FlushInterval", "Retention"))
+	return cfg
+}
+
+func TestConfigWithoutDefaultsIsAnError(t *testing.T) {
+	t.Parallel()
+	_, err := usage.New(usage.Config{QueueSize: 3}, nil, nil)
+	require.ErrorContains(t, err, "USAGE_BATCH")
 }

@@ -73,14 +73,6 @@ func newAccounts(cfg Config, deps Deps, mailer *send.Server) (*accounts, error) 
 	return a, nil
 }
 
-// watchRevocations keeps the key cache in step with revocations until ctx ends.
-func (a *accounts) watchRevocations(ctx context.Context) error {
-	if a.keyStore == nil {
-		return nil
-	}
-	return a.keyStore.Watch(ctx, a.revs)
-}
-
 // purgeContent is the retention janitor: every RetentionInterval it clears the
 // content (bodies, attachments) of delivered messages older than
 // RetentionPeriod, in batches, until ctx ends.

@@ -6,18 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/namirasoft/email-sender/pkg/apigate"
+	"github.com/namirasoft/email-sender/pkg/apiserver"
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
-	"github.com/namirasoft/email-sender/pkg/grpcserver"
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
@@ -103,7 +101,11 @@ func (c Config) WithDefaults() (Config, error) {
 			return c, err
 		}
 	}
-	err := envconfig.FillDefaults(&c.NATS, "StreamReplicas")
+	if err := envconfig.FillDefaults(&c.NATS, "StreamReplicas"); err != nil {
+		return c, err
+	}
+	var err error
+	c.API, err = c.API.WithDefaults()
 	return c, err
 }
 
@@ -164,10 +166,9 @@ type Service struct {
 	cfg     Config
 	deps    Deps
 	log     *slog.Logger
-	grpc    *grpcserver.Server
+	api     *apiserver.Server
 	relay   *outbox.Relay
 	deleter *outbox.Deleter
-	gate    *apigate.Gate
 	acc     *accounts
 }
 
@@ -204,23 +205,33 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		RequireVerifiedSenders: *cfg.RequireVerifiedSenders,
 	}, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Telemetry: deps.Telemetry, Logger: log})
 
-	if cfg.httpEnabled(deps) {
-		// The HTTP gateway calls gRPC over loopback with the client's address
-		// in x-forwarded-for: usage records believe it from there.
-		cfg.API.Usage.TrustedProxies = append(slices.Clip(cfg.API.Usage.TrustedProxies), httpgateway.LoopbackCIDRs()...)
-	}
-	gate, err := apigate.New(cfg.API, deps.Pool, deps.Auth, log)
-	if err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
-	}
-	gs := grpcserver.New(grpcserver.Config{MaxRecvMsgSize: cfg.GRPCMaxRecvBytes, ShutdownGrace: cfg.ShutdownGrace},
-		deps.Telemetry, log, gate.Interceptors(MethodScopes(), quotaSends)...)
-	emailsenderv1.RegisterSendServiceServer(gs.GRPC, svc)
 	acc, err := newAccounts(cfg, deps, svc)
 	if err != nil {
 		return nil, err
 	}
-	emailsenderv1.RegisterAccountServiceServer(gs.GRPC, acc.server)
+	api, err := apiserver.New(apiserver.Config{
+		GRPCAddr:             cfg.GRPCAddr,
+		MaxRecvMsgSize:       cfg.GRPCMaxRecvBytes,
+		ShutdownGrace:        cfg.ShutdownGrace,
+		HTTPAddr:             cfg.HTTPAddr,
+		MaxHTTPBodyBytes:     cfg.HTTPMaxBodyBytes(),
+		MaxHTTPResponseBytes: cfg.GRPCMaxRecvBytes,
+		API:                  cfg.API,
+	}, apiserver.Deps{
+		Pool: deps.Pool, Keys: deps.Auth, KeyStore: acc.keyStore, Revocations: acc.revs,
+		Telemetry: deps.Telemetry, Logger: log, Listener: deps.Listener, HTTPListener: deps.HTTPListener,
+	}, apiserver.API{
+		Register: func(r grpc.ServiceRegistrar) {
+			emailsenderv1.RegisterSendServiceServer(r, svc)
+			emailsenderv1.RegisterAccountServiceServer(r, acc.server)
+		},
+		Gateway: []httpgateway.Register{emailsenderv1.RegisterSendServiceHandler, emailsenderv1.RegisterAccountServiceHandler},
+		Scopes:  MethodScopes(),
+		Sends:   quotaSends,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 
 	relay := outbox.NewRelay(deps.Pool, deps.JetStream, deps.Telemetry, log, outbox.RelayConfig{
 		Interval:       cfg.OutboxInterval,
@@ -229,7 +240,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		PublishTimeout: cfg.OutboxPublishTimeout,
 		MaxBackoff:     cfg.OutboxMaxBackoff,
 	})
-	s := &Service{cfg: cfg, deps: deps, log: log, grpc: gs, relay: relay, deleter: deleter, gate: gate, acc: acc}
+	s := &Service{cfg: cfg, deps: deps, log: log, api: api, relay: relay, deleter: deleter, acc: acc}
 	relay.Prepare = s.prepareNATS
 	return s, nil
 }
@@ -269,52 +280,30 @@ func (s *Service) prepareNATS(ctx context.Context) error {
 	return nil
 }
 
-// Run serves gRPC (and HTTP/JSON when configured) and runs the outbox relay
-// until ctx ends, then shuts down: the HTTP server finishes its requests,
-// health goes NOT_SERVING, in-flight calls finish (up to ShutdownGrace), the
-// relay stops after its current pass, and the queued outbox deletions are
-// flushed.
+// Run serves the API (pkg/apiserver) with the outbox relay, the idempotency
+// key expiry and the retention janitor beside it until ctx ends, then shuts
+// down in apiserver's order; after in-flight calls have finished, the
+// deletions' settle passes run, the provider clients close, and the queued
+// outbox deletions are flushed, before the usage records.
 func (s *Service) Run(ctx context.Context) error {
-	lis, err := connect.Listener(s.deps.Listener, s.cfg.GRPCAddr)
-	if err != nil {
-		return err
-	}
-	gw, httpLis, herr := s.httpGateway(lis.Addr())
-	if herr != nil {
-		_ = lis.Close()
-		return herr
-	}
 	// The deleter outlives the gRPC server: calls finishing during the
 	// graceful stop still hand it their published rows.
 	delCtx, stopDeleter := context.WithCancel(context.WithoutCancel(ctx))
 	delDone := make(chan error, 1)
 	go func() { delDone <- s.deleter.Run(delCtx) }()
-	// So does the usage recorder: it flushes the records of those calls.
-	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
-	usageDone := make(chan error, 1)
-	go func() { usageDone <- s.gate.Run(usageCtx) }()
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		return httpgateway.ServeWithGRPC(gctx, gw, httpLis, func(ctx context.Context) error { return s.grpc.Serve(ctx, lis) })
+	err := s.api.Run(ctx, apiserver.Hooks{
+		Background: []func(context.Context) error{
+			s.relay.Run,
+			func(ctx context.Context) error { s.expireIdempotencyKeys(ctx); return nil },
+			func(ctx context.Context) error { s.purgeContent(ctx); return nil },
+		},
+		Drains: []func(context.Context) error{
+			s.acc.server.Drain,
+			func(context.Context) error { return s.acc.closeVerifiers() },
+			func(context.Context) error { stopDeleter(); return <-delDone },
+		},
 	})
-	g.Go(func() error { return s.relay.Run(gctx) })
-	g.Go(func() error { s.expireIdempotencyKeys(gctx); return nil })
-	g.Go(func() error { return s.acc.watchRevocations(gctx) })
-	g.Go(func() error { s.purgeContent(gctx); return nil })
-	err = g.Wait()
-	if cerr := s.acc.closeVerifiers(); cerr != nil && err == nil {
-		err = cerr
-	}
-
-	stopDeleter()
-	if derr := <-delDone; derr != nil && err == nil {
-		err = derr
-	}
-	stopUsage()
-	if uerr := <-usageDone; uerr != nil && err == nil {
-		err = uerr
-	}
 	s.log.Info("ingest stopped")
 	return err
 }

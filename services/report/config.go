@@ -68,7 +68,14 @@ type Config struct {
 // WithDefaults fills unset fields with the same defaults the env tags name
 // (the one source of defaults).
 func (c Config) WithDefaults() (Config, error) {
-	err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern")
+	err := errors.Join(
+		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern"),
+		envconfig.FillDefaults(&c.NATS, "StreamReplicas"),
+	)
+	if err != nil {
+		return c, err
+	}
+	c.API, err = c.API.WithDefaults()
 	return c, err
 }
 

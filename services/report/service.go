@@ -7,21 +7,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
-	"github.com/namirasoft/email-sender/pkg/apigate"
+	"github.com/namirasoft/email-sender/pkg/apiserver"
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/connect"
-	"github.com/namirasoft/email-sender/pkg/grpcserver"
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
-	"github.com/namirasoft/email-sender/pkg/limits"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -42,6 +37,10 @@ type Deps struct {
 	// HTTPListener, when set, is where Run serves the HTTP/JSON API instead of
 	// Config.HTTPAddr.
 	HTTPListener net.Listener
+	// KeyStore, when set, is the API key cache Run keeps in step with
+	// revocations (the process's own; in an all-in-one process, the service
+	// that owns the shared cache watches it).
+	KeyStore *auth.KeyStore
 	// Hooks observe the consumer; nil hooks are no-ops.
 	Hooks Hooks
 	// SNSRootCAs, when set, are the only roots trusted for the TLS of SNS
@@ -82,6 +81,7 @@ type Service struct {
 	store    *store
 	metrics  *metrics
 	feedback *feedback
+	api      *apiserver.Server
 	// unacked holds the events of the batch being handled whose ack could
 	// not be sent (NATS reconnecting); the consumer goroutine alone uses it.
 	unacked []jetstream.Msg
@@ -115,11 +115,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.httpEnabled(deps) {
-		// The HTTP gateway calls gRPC over loopback with the client's address
-		// in x-forwarded-for: usage records believe it from there.
-		cfg.API.Usage.TrustedProxies = append(slices.Clip(cfg.API.Usage.TrustedProxies), httpgateway.LoopbackCIDRs()...)
-	}
 	verifier, err := sns.NewVerifier(sns.Config{
 		CertHostPattern: cfg.SNSCertHostPattern,
 		TopicARNs:       cfg.SNSTopicARNs,
@@ -138,6 +133,30 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		metrics: newMetrics(deps.Telemetry),
 	}
 	s.feedback = &feedback{svc: s, verifier: verifier, now: time.Now}
+	var revs *auth.Revocations
+	if deps.KeyStore != nil {
+		revs = auth.NewRevocations(deps.JetStream, cfg.NATS.StreamReplicas)
+	}
+	s.api, err = apiserver.New(apiserver.Config{
+		GRPCAddr:             cfg.GRPCAddr,
+		ShutdownGrace:        cfg.ShutdownGrace,
+		HTTPAddr:             cfg.HTTPAddr,
+		MaxHTTPBodyBytes:     httpMaxBodyBytes,
+		MaxHTTPResponseBytes: httpMaxResponseBytes,
+		TLSCertFile:          cfg.TLSCertFile,
+		TLSKeyFile:           cfg.TLSKeyFile,
+		API:                  cfg.API,
+	}, apiserver.Deps{
+		Pool: deps.Pool, Keys: deps.Authenticator, KeyStore: deps.KeyStore, Revocations: revs,
+		Telemetry: deps.Telemetry, Logger: deps.Logger, Listener: deps.Listener, HTTPListener: deps.HTTPListener,
+	}, apiserver.API{
+		Register: s.Register,
+		Gateway:  []httpgateway.Register{emailsenderv1.RegisterReportServiceHandler, s.feedback.register},
+		Scopes:   MethodScopes(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
 	return s, nil
 }
 
@@ -157,42 +176,13 @@ func MethodScopes() map[string]string {
 	}
 }
 
-// Run serves gRPC (health, reflection and ReportService) and, when
-// configured, HTTP/JSON, and consumes events until ctx ends or either fails,
-// then shuts both down gracefully: HTTP, then gRPC, stop taking calls and
-// finish those in flight; the consumer stops
-// fetching, applies the batch in flight and what it had buffered.
+// Run serves the API (pkg/apiserver: gRPC with health, reflection and
+// ReportService, and, when configured, HTTP/JSON with the SES feedback
+// endpoint) and consumes events until ctx ends or either fails, then shuts
+// down in apiserver's order; the consumer stops fetching, applies the batch
+// in flight and what it had buffered.
 func (s *Service) Run(ctx context.Context) error {
-	lis, err := connect.Listener(s.deps.Listener, s.cfg.GRPCAddr)
-	if err != nil {
-		return err
-	}
-	gw, httpLis, err := s.httpGateway(lis.Addr())
-	if err != nil {
-		_ = lis.Close()
-		return err
-	}
-	gate, err := apigate.New(s.cfg.API, s.deps.Pool, s.deps.Authenticator, s.log)
-	if err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	srv := grpcserver.New(grpcserver.Config{ShutdownGrace: s.cfg.ShutdownGrace}, s.tel, s.log,
-		gate.Interceptors(MethodScopes(), limits.Sends{})...)
-	s.Register(srv.GRPC)
-	// The usage recorder outlives the gRPC server: it flushes the records of
-	// calls that finish during the graceful stop.
-	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
-	usageDone := make(chan error, 1)
-	go func() { usageDone <- gate.Run(usageCtx) }()
-	defer func() { stopUsage(); <-usageDone }()
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		return httpgateway.ServeWithGRPC(gctx, gw, httpLis, func(ctx context.Context) error { return srv.Serve(ctx, lis) })
-	})
-	g.Go(func() error { return s.Consume(gctx) })
 	stats := telemetry.NewConsumerStats(s.tel, s.deps.JetStream, 0, s.log,
 		telemetry.ConsumerRef{Stream: queue.EventStream, Consumer: s.cfg.Consumer})
-	g.Go(func() error { return stats.Run(gctx) })
-	return g.Wait()
+	return s.api.Run(ctx, apiserver.Hooks{Background: []func(context.Context) error{s.Consume, stats.Run}})
 }

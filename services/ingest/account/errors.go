@@ -9,12 +9,11 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/apierr"
 	"github.com/namirasoft/email-sender/pkg/provider"
-	"github.com/namirasoft/email-sender/services/ingest/validate"
 )
 
 // fieldErr is a status naming field (with a BadRequest detail).
 func fieldErr(code codes.Code, field, description string) error {
-	return validate.FieldStatus(code, field, description).Err()
+	return apierr.Field(code, field, description).Err()
 }
 
 // settingsErr maps a validation error of a kind's settings (a
@@ -27,7 +26,15 @@ func settingsErr(prefix string, err error) error {
 	return fieldErr(codes.InvalidArgument, prefix, err.Error())
 }
 
-// internal maps an unexpected error (the database or NATS failed, or a bug).
+// internal maps an unexpected error (the database or NATS failed, or a bug):
+// UNAVAILABLE or INTERNAL, never the error's text.
 func internal(ctx context.Context, log *slog.Logger, what string, err error) error {
 	return apierr.Status(ctx, log, what, err).Err()
+}
+
+// mapErr is the answer of a call that failed with err: the statuses the
+// handlers built (and apierr.FieldErrors) as they are, anything else through
+// internal.
+func mapErr(ctx context.Context, log *slog.Logger, what string, err error) error {
+	return apierr.Map(ctx, log, what, err)
 }

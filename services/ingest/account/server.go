@@ -31,10 +31,10 @@ type Config struct {
 	MaxCodeAttempts int
 	// VerifyTimeout bounds one VerifyProvider login (default 30s).
 	VerifyTimeout time.Duration
-	// PurgeSettle is how long DeleteAccountData waits before purging the
-	// streams a second time, to catch jobs and events published by calls and
-	// deliveries that were under way (default 2.5s: a call's publish timeout
-	// and some).
+	// PurgeSettle is how long after DeleteAccountData the streams are purged
+	// a second time (in the background), to catch jobs and events published by
+	// calls and deliveries that were under way (default 2.5s: a call's publish
+	// timeout and some).
 	PurgeSettle time.Duration
 }
 
@@ -95,6 +95,8 @@ type Server struct {
 	d   Deps
 	log *slog.Logger
 	now func() time.Time
+	// settle runs the second passes of DeleteAccountData.
+	settle settler
 }
 
 // New returns the service.

@@ -3,8 +3,6 @@ package account
 import (
 	"context"
 
-	"google.golang.org/grpc/status"
-
 	"github.com/namirasoft/email-sender/pkg/usage"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -13,8 +11,8 @@ import (
 // them; the query is scoped to the caller's account in SQL).
 func (s *Server) ListUsage(ctx context.Context, req *emailsenderv1.ListUsageRequest) (*emailsenderv1.ListUsageResponse, error) {
 	resp, err := usage.ListUsage(ctx, s.d.DB, req)
-	if _, isStatus := status.FromError(err); err != nil && !isStatus {
-		return nil, internal(ctx, s.log, "list usage", err)
+	if err != nil {
+		return nil, mapErr(ctx, s.log, "list usage", err)
 	}
-	return resp, err
+	return resp, nil
 }

@@ -30,15 +30,15 @@ func statusOf(ctx context.Context, log *slog.Logger, err error, prefix string) *
 	case errors.As(err, &verr):
 		return verr.WithPrefix(prefix).GRPCStatus()
 	case errors.As(err, &unknown), errors.As(err, &unhealthy), errors.Is(err, store.ErrNoDefaultProvider):
-		return validate.FieldStatus(codes.FailedPrecondition, prefix+"provider_id", err.Error())
+		return apierr.Field(codes.FailedPrecondition, prefix+"provider_id", err.Error())
 	case errors.Is(err, store.ErrIdempotencyMismatch):
-		return validate.FieldStatus(codes.AlreadyExists, prefix+"idempotency_key", err.Error())
+		return apierr.Field(codes.AlreadyExists, prefix+"idempotency_key", err.Error())
 	case errors.As(err, &notCancel):
-		return validate.FieldStatus(codes.FailedPrecondition, prefix+"message_id", notCancel.Error())
+		return apierr.Field(codes.FailedPrecondition, prefix+"message_id", notCancel.Error())
 	case errors.Is(err, store.ErrAccountGone):
 		return status.New(codes.Unauthenticated, "the account no longer exists")
 	case errors.Is(err, store.ErrNotFound):
-		return validate.FieldStatus(codes.NotFound, prefix+"message_id", "no such message in this account")
+		return apierr.Field(codes.NotFound, prefix+"message_id", "no such message in this account")
 	default:
 		return apierr.Status(ctx, log, "send", err)
 	}

@@ -3,9 +3,10 @@ package validate
 import (
 	"fmt"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/namirasoft/email-sender/pkg/apierr"
 )
 
 // Error is one rejected field.
@@ -33,16 +34,10 @@ func (e *Error) GRPCStatus() *status.Status {
 	return FieldStatus(e.Code, e.Field, e.Description)
 }
 
-// FieldStatus builds a status naming field, with a BadRequest detail.
+// FieldStatus builds a status naming field, with a BadRequest detail
+// (apierr.Field).
 func FieldStatus(code codes.Code, field, description string) *status.Status {
-	st := status.New(code, field+": "+description)
-	detailed, err := st.WithDetails(&errdetails.BadRequest{
-		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: description}},
-	})
-	if err != nil {
-		return st
-	}
-	return detailed
+	return apierr.Field(code, field, description)
 }
 
 func invalid(field, format string, args ...any) *Error {

@@ -68,6 +68,6 @@ func setLimits(ctx context.Context, cfg ingest.Config, args []string, stdout io.
 		return strconv.Itoa(n) + unit
 	}
 	fmt.Fprintf(stdout, "account %s: rate %s, daily quota %s (in force within %s on every replica)\n",
-		*account, show(got.Rate, " calls/s"), show(got.DailyQuota, " messages"), cfg.API.Limits.WithDefaults().CacheTTL)
+		*account, show(got.Rate, " calls/s"), show(got.DailyQuota, " messages"), cfg.API.Limits.CacheTTL)
 	return nil
 }

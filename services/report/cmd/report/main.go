@@ -62,6 +62,7 @@ func run() error {
 		Pool:          pool,
 		JetStream:     in.JetStream,
 		Authenticator: keys,
+		KeyStore:      keys,
 		Telemetry:     in.Telemetry,
 		Logger:        log,
 	})
@@ -73,6 +74,5 @@ func run() error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveMetrics(gctx) })
 	g.Go(func() error { return svc.Run(gctx) })
-	g.Go(func() error { return keys.Watch(gctx, auth.NewRevocations(in.JetStream, cfg.NATS.StreamReplicas)) })
 	return g.Wait()
 }
