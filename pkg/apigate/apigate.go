@@ -29,6 +29,8 @@ type Config struct {
 	JWT    jwtauth.Config
 	Limits limits.Config
 	Usage  usage.Config
+	// Throttle bounds failed authentications per client address.
+	Throttle auth.ThrottleConfig
 }
 
 // WithDefaults fills the unset fields of a Config built in code with the
@@ -39,6 +41,7 @@ func (c Config) WithDefaults() (Config, error) {
 		envconfig.FillDefaults(&c.Usage, "QueueSize", "BatchSize", "FlushInterval", "Retention"),
 		envconfig.FillDefaults(&c.Limits, "CacheTTL"),
 	)
+
 	return c, err
 }
 
@@ -83,8 +86,14 @@ func New(cfg Config, pool *pgxpool.Pool, keys auth.Authenticator, log *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("usage: %w", err)
 	}
+	if cfg.Throttle.PerMinute < 0 || cfg.Throttle.Burst < 0 {
+		return nil, errors.New("AUTH_FAILURES_PER_MINUTE and AUTH_FAILURES_BURST: want 0 or more")
+	}
+	authn := jwtauth.NewAuthenticator(keys, verifier, jwtauth.NewAccounts(pool, cfg.JWT.AutoProvision))
 	return &Gate{
-		Auth:     jwtauth.NewAuthenticator(keys, verifier, jwtauth.NewAccounts(pool, cfg.JWT.AutoProvision)),
+		// Failed authentications are throttled per client address (as the
+		// usage recorder sees it: x-forwarded-for only from trusted proxies).
+		Auth:     auth.NewThrottle(authn, cfg.Throttle, rec.ClientIP),
 		Recorder: rec,
 		Limiter:  limits.New(cfg.Limits, pool, log),
 	}, nil

@@ -36,9 +36,9 @@ import (
 type Config struct {
 	// RateDefault is each account's API calls per second across all replicas
 	// and services, unless overridden.
-	RateDefault int `env:"RATE_LIMIT_DEFAULT" default:"0" help:"API calls per second per account, all replicas together (0 = unlimited)"`
+	RateDefault int `env:"RATE_LIMIT_DEFAULT" default:"100" help:"API calls per second per account, all replicas together (0 = unlimited); per-account overrides: ingest admin set-limits"`
 	// DailyQuotaDefault is each account's messages accepted per UTC day, unless overridden.
-	DailyQuotaDefault int `env:"DAILY_QUOTA_DEFAULT" default:"0" help:"messages accepted per account per UTC day (0 = unlimited)"`
+	DailyQuotaDefault int `env:"DAILY_QUOTA_DEFAULT" default:"100000" help:"messages accepted per account per UTC day (0 = unlimited); per-account overrides: ingest admin set-limits"`
 	// CacheTTL is how long a replica keeps an account's overrides.
 	CacheTTL time.Duration `env:"LIMITS_CACHE_TTL" default:"10s" help:"how long per-account limit overrides are cached"`
 }

@@ -45,7 +45,7 @@ type Config struct {
 	AmbiguousPolicy string `env:"WORKER_AMBIGUOUS_POLICY" default:"fail" help:"fail or retry when a provider's answer to sent data is lost"`
 	// AccountRate and ProviderRate limit sends per second per account and per
 	// provider configuration (0: unlimited).
-	AccountRate  float64 `env:"WORKER_ACCOUNT_RATE" default:"0" help:"max sends/s per account (0 = unlimited)"`
+	AccountRate  float64 `env:"WORKER_ACCOUNT_RATE" default:"100" help:"max sends/s per account per worker process (0 = unlimited)"`
 	ProviderRate float64 `env:"WORKER_PROVIDER_RATE" default:"0" help:"max sends/s per provider configuration (0 = unlimited)"`
 	// KindProviderRate is WORKER_<KIND>_PROVIDER_RATE of every registered kind
 	// (0: the kind's registry default, else ProviderRate).

@@ -25,6 +25,7 @@ func TestKindConfig(t *testing.T) {
 		require.Equal(t, want, c.kindProviderRate(kind), kind)
 	}
 	require.Empty(t, c.Providers, "unset: every kind the worker has a sender for")
+	require.Positive(t, c.AccountRate, "WORKER_ACCOUNT_RATE limits each account by default")
 	require.NoError(t, c.validate())
 
 	var names []string

@@ -223,6 +223,11 @@ func (s *system) startServices(replicas int) {
 		"INGEST_METRICS_ADDR=127.0.0.1:0",
 		"REPORT_METRICS_ADDR=127.0.0.1:0",
 		"WORKER_METRICS_ADDR=127.0.0.1:0",
+		// A load test of one account: the per-account defaults (API rate,
+		// daily quota, send rate) would be what it measures.
+		"RATE_LIMIT_DEFAULT=0",
+		"DAILY_QUOTA_DEFAULT=0",
+		"WORKER_ACCOUNT_RATE=0",
 	)
 	newProc := func(name, bin string, port int, env ...string) *proc {
 		p := &proc{name: name, bin: bin, env: append(append([]string(nil), base...), env...), supervise: true,
