@@ -81,9 +81,9 @@ func (w *Worker) deliver(ctx context.Context, stop <-chan struct{}, kind string,
 	// A job moved to a fallback counts on from the attempts made before it.
 	attempt := int(job.GetAttemptsBefore()) + int(meta.NumDelivered)
 	log := w.log.With("message_id", job.GetMessageId(), "account_id", job.GetAccountId(), "provider", kind, "attempt", attempt)
-	d := &delivery{w: w, ctx: ctx, stop: stop, log: log, msg: msg, job: job, attempt: attempt, tries: int(meta.NumDelivered),
+	d := &delivery{w: w, stop: stop, log: log, msg: msg, job: job, attempt: attempt, tries: int(meta.NumDelivered),
 		events: &eventSet{job: job, now: w.now}}
-	d.run(kind, sender)
+	d.run(ctx, kind, sender)
 	if d.spanErr != nil {
 		span.RecordError(d.spanErr)
 		span.SetStatus(codes.Error, d.spanErr.Error())
@@ -109,7 +109,6 @@ func decodeJob(data []byte) (*queuev1.SendJob, error) {
 // delivery is the state of one attempt.
 type delivery struct {
 	w       *Worker
-	ctx     context.Context
 	log     *slog.Logger
 	msg     jetstream.Msg
 	job     *queuev1.SendJob
@@ -135,25 +134,25 @@ type delivery struct {
 	stop <-chan struct{}
 }
 
-func (d *delivery) run(kind string, sender provider.Sender) {
-	prev, ok := d.claim()
-	if !ok || d.alreadyHandled(prev) {
+func (d *delivery) run(ctx context.Context, kind string, sender provider.Sender) {
+	prev, ok := d.claim(ctx)
+	if !ok || d.alreadyHandled(ctx, prev) {
 		return
 	}
-	d.reportInterrupted(prev)
-	pd, scope, ok := d.prepare(prev)
+	d.reportInterrupted(ctx, prev)
+	pd, scope, ok := d.prepare(ctx, prev)
 	if !ok {
 		return
 	}
 	if h := d.w.deps.Hooks; h != nil && h.BeforeSend != nil {
 		h.BeforeSend(d.job.GetMessageId(), d.attempt)
 	}
-	sendBy, ok := d.fence()
+	sendBy, ok := d.fence(ctx)
 	if !ok {
 		return
 	}
-	out := d.send(sender, pd, sendBy)
-	d.settle(out, scope, pd.Config)
+	out := d.send(ctx, sender, pd, sendBy)
+	d.settle(ctx, out, scope, pd.Config)
 }
 
 // claim records the attempt as started, leased, waiting while another
@@ -161,25 +160,25 @@ func (d *delivery) run(kind string, sender provider.Sender) {
 // right now: sending too could send twice). It returns the message's
 // previous record (nil for its first attempt); false when the job was given
 // back or the record could not be written.
-func (d *delivery) claim() (*attemptRecord, bool) {
+func (d *delivery) claim(ctx context.Context) (*attemptRecord, bool) {
 	w, job := d.w, d.job
 	now := w.now()
 	d.lease = w.leaseFrom(now)
-	prev, rev, err := w.attempts.begin(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
+	prev, rev, err := w.attempts.begin(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
 	var inFlight *inFlightError
 	for errors.As(err, &inFlight) {
 		// Wait until its outcome is recorded or its lease ends (then it was
 		// truly interrupted).
-		if !d.awaitLease(inFlight) {
+		if !d.awaitLease(ctx, inFlight) {
 			return nil, false
 		}
 		now = w.now()
 		d.lease = w.leaseFrom(now)
-		prev, rev, err = w.attempts.begin(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
+		prev, rev, err = w.attempts.begin(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
 	}
 	d.rev = rev
 	if err != nil {
-		d.trouble("record attempt", err)
+		d.trouble(ctx, "record attempt", err)
 		return nil, false
 	}
 	return prev, true
@@ -188,16 +187,16 @@ func (d *delivery) claim() (*attemptRecord, bool) {
 // alreadyHandled settles a job whose message needs nothing more from this
 // configuration: it belongs to another configuration's job, moved to a
 // fallback, or has its outcome recorded.
-func (d *delivery) alreadyHandled(prev *attemptRecord) bool {
+func (d *delivery) alreadyHandled(ctx context.Context, prev *attemptRecord) bool {
 	switch {
 	case prev == nil:
 		return false
 	case prev.foreign(d.job.GetProviderId()):
-		d.stale(prev)
+		d.stale(ctx, prev)
 	case prev.State == stateMoved:
-		d.replayMove(prev)
+		d.replayMove(ctx, prev)
 	case prev.State == stateDone:
-		d.replay(prev)
+		d.replay(ctx, prev)
 	default:
 		return false
 	}
@@ -206,11 +205,11 @@ func (d *delivery) alreadyHandled(prev *attemptRecord) bool {
 
 // reportInterrupted adds ATTEMPT_INTERRUPTED for an earlier attempt that
 // never recorded its outcome (found now, or found earlier and not reported).
-func (d *delivery) reportInterrupted(prev *attemptRecord) {
+func (d *delivery) reportInterrupted(ctx context.Context, prev *attemptRecord) {
 	switch {
 	case prev != nil && prev.State == stateStarted:
 		d.unreported = prev.Attempt
-		d.w.metrics.retry(d.ctx, retryInterrupted)
+		d.w.metrics.retry(ctx, retryInterrupted)
 	case prev != nil && prev.State == stateRetry && prev.Unreported > 0:
 		d.unreported = prev.Unreported // found earlier, not reported yet
 	}
@@ -218,7 +217,7 @@ func (d *delivery) reportInterrupted(prev *attemptRecord) {
 		ev := d.events.add(queue.EventInterrupted, lifecycle.Retrying, d.unreported, nil, "")
 		ev.ErrorClass = "interrupted"
 		ev.Detail = fmt.Sprintf("attempt %d was interrupted before its outcome was recorded (worker stopped or lost its connection); the provider may or may not have accepted it", d.unreported)
-		d.log.WarnContext(d.ctx, "previous attempt interrupted", "previous_attempt", d.unreported)
+		d.log.WarnContext(ctx, "previous attempt interrupted", "previous_attempt", d.unreported)
 	}
 }
 
@@ -227,17 +226,17 @@ func (d *delivery) reportInterrupted(prev *attemptRecord) {
 // recipient suppressed, configuration gone) or gives it back (worker
 // trouble, failover) and returns false, or returns the delivery and the
 // recipients its events concern (nil: all).
-func (d *delivery) prepare(prev *attemptRecord) (*provider.Delivery, []string, bool) {
+func (d *delivery) prepare(ctx context.Context, prev *attemptRecord) (*provider.Delivery, []string, bool) {
 	w, job := d.w, d.job
 	if job.GetScheduled() && prev == nil {
-		canceled, err := messageCanceled(d.ctx, w.deps.Pool, job.GetAccountId(), job.GetMessageId())
+		canceled, err := messageCanceled(ctx, w.deps.Pool, job.GetAccountId(), job.GetMessageId())
 		if err != nil {
-			d.trouble("check cancellation", err)
+			d.trouble(ctx, "check cancellation", err)
 			return nil, nil, false
 		}
 		if canceled {
-			d.log.InfoContext(d.ctx, "scheduled message was canceled; not sending")
-			d.final(true)
+			d.log.InfoContext(ctx, "scheduled message was canceled; not sending")
+			d.final(ctx, true)
 			return nil, nil, false
 		}
 	}
@@ -247,7 +246,7 @@ func (d *delivery) prepare(prev *attemptRecord) (*provider.Delivery, []string, b
 		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, nil, "")
 		ev.ErrorClass = "attempts_exhausted"
 		ev.Detail = fmt.Sprintf("gave up after %d attempts or %s since acceptance", d.attempt-1, w.cfg.MaxAge)
-		d.final(false)
+		d.final(ctx, false)
 		return nil, nil, false
 	}
 
@@ -257,7 +256,7 @@ func (d *delivery) prepare(prev *attemptRecord) (*provider.Delivery, []string, b
 		ev.Detail = "recipient is on the account's suppression list; nothing was sent to it"
 	}
 	if len(envelope) == 0 {
-		d.final(true)
+		d.final(ctx, true)
 		return nil, nil, false
 	}
 	var scope []string // empty: the event concerns every recipient
@@ -265,27 +264,27 @@ func (d *delivery) prepare(prev *attemptRecord) (*provider.Delivery, []string, b
 		scope = envelope
 	}
 
-	stored, err := w.configs.load(d.ctx, job.GetAccountId(), job.GetProviderId())
+	stored, err := w.configs.load(ctx, job.GetAccountId(), job.GetProviderId())
 	cfg := stored.Config
 	d.config = stored
 	if errors.Is(err, errConfigNotFound) {
 		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
 		ev.ErrorClass = "permanent"
 		ev.Detail = "the provider configuration of this message no longer exists"
-		d.final(false)
+		d.final(ctx, false)
 		return nil, nil, false
 	}
 	if err != nil {
-		d.release()
-		d.trouble("load provider configuration", err)
+		d.release(ctx)
+		d.trouble(ctx, "load provider configuration", err)
 		return nil, nil, false
 	}
-	if !stored.Healthy && d.failover("unhealthy: "+stored.HealthNote, d.attempt-1, scope) {
+	if !stored.Healthy && d.failover(ctx, "unhealthy: "+stored.HealthNote, d.attempt-1, scope).settled() {
 		return nil, nil, false
 	}
-	if err := d.waitRate(cfg); err != nil {
-		d.release()
-		d.trouble("rate limit", err)
+	if err := d.waitRate(ctx, cfg); err != nil {
+		d.release(ctx)
+		d.trouble(ctx, "rate limit", err)
 		return nil, nil, false
 	}
 
@@ -293,10 +292,10 @@ func (d *delivery) prepare(prev *attemptRecord) (*provider.Delivery, []string, b
 	// The attempt is recorded as started (claim): that is what must precede
 	// the provider call. The timeline's ATTEMPT_STARTED event is not waited
 	// for here; its acknowledgement is checked with the outcome's events.
-	if err := d.publishPreSend(); err != nil {
+	if err := d.publishPreSend(ctx); err != nil {
 		// Nothing was sent: the next delivery may go ahead at once.
-		d.release()
-		d.trouble("publish started event", err)
+		d.release(ctx)
+		d.trouble(ctx, "publish started event", err)
 		return nil, nil, false
 	}
 	d.events.list = d.events.list[:0]
@@ -308,7 +307,7 @@ func (d *delivery) prepare(prev *attemptRecord) (*provider.Delivery, []string, b
 // have taken long enough that the lease would end during the call, or has
 // ended and another delivery owns the message; then the claim is renewed by
 // compare-and-set, or nothing is sent. It returns when the call must end.
-func (d *delivery) fence() (time.Time, bool) {
+func (d *delivery) fence(ctx context.Context) (time.Time, bool) {
 	w, job := d.w, d.job
 	now := w.now()
 	if sendBy := now.Add(w.cfg.SendTimeout); !sendBy.After(d.lease.Add(-w.cfg.AckWait)) {
@@ -318,15 +317,15 @@ func (d *delivery) fence() (time.Time, bool) {
 		return sendBy, true
 	}
 	lease := w.leaseFrom(now)
-	rev, err := w.attempts.renew(d.ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, lease, d.rev)
+	rev, err := w.attempts.renew(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, lease, d.rev)
 	if errors.Is(err, errLeaseLost) {
-		d.log.WarnContext(d.ctx, "attempt lease lost before the provider call; not sending", "lease_until", d.lease)
-		w.metrics.retry(d.ctx, retryLeaseLost)
-		d.settleJob(settlement{kind: leave}) // the job is the other delivery's now
+		d.log.WarnContext(ctx, "attempt lease lost before the provider call; not sending", "lease_until", d.lease)
+		w.metrics.retry(ctx, retryLeaseLost)
+		d.settleJob(ctx, settlement{kind: leave}) // the job is the other delivery's now
 		return time.Time{}, false
 	}
 	if err != nil {
-		d.trouble("renew attempt lease", err)
+		d.trouble(ctx, "renew attempt lease", err)
 		return time.Time{}, false
 	}
 	d.lease, d.rev = lease, rev
@@ -336,8 +335,8 @@ func (d *delivery) fence() (time.Time, bool) {
 // send calls the provider until deadline at the latest (the lease leaves
 // time after it to record the outcome), keeping the job alive with
 // in-progress acks.
-func (d *delivery) send(sender provider.Sender, pd *provider.Delivery, deadline time.Time) provider.Outcome {
-	ctx, cancel := context.WithDeadline(d.ctx, deadline)
+func (d *delivery) send(ctx context.Context, sender provider.Sender, pd *provider.Delivery, deadline time.Time) provider.Outcome {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	ctx, span := d.w.deps.Telemetry.Tracer("emailsender/worker").Start(ctx, "provider.send",
 		trace.WithSpanKind(trace.SpanKindClient),
@@ -354,7 +353,7 @@ func (d *delivery) send(sender provider.Sender, pd *provider.Delivery, deadline 
 			case <-done:
 				return
 			case <-t.C:
-				_ = d.msg.InProgress()
+				d.keepAlive(ctx)
 			}
 		}
 	}()
@@ -368,7 +367,7 @@ func (d *delivery) send(sender provider.Sender, pd *provider.Delivery, deadline 
 }
 
 // settle turns an outcome into events and the JetStream settlement.
-func (d *delivery) settle(out provider.Outcome, scope []string, cfg provider.Config) {
+func (d *delivery) settle(ctx context.Context, out provider.Outcome, scope []string, cfg provider.Config) {
 	w := d.w
 	errText := ""
 	if out.Err != nil {
@@ -376,7 +375,7 @@ func (d *delivery) settle(out provider.Outcome, scope []string, cfg provider.Con
 	}
 	class := out.Class
 	if class == provider.Ambiguous && w.cfg.AmbiguousPolicy == AmbiguousRetry {
-		d.log.WarnContext(d.ctx, "ambiguous outcome retried by policy", "error", errText)
+		d.log.WarnContext(ctx, "ambiguous outcome retried by policy", "error", errText)
 		class = provider.Transient
 	}
 	switch class {
@@ -407,11 +406,11 @@ func (d *delivery) settle(out provider.Outcome, scope []string, cfg provider.Con
 			fev := d.events.add(typ, st, d.attempt, []string{fb.Recipient}, fb.Recipient)
 			fev.Detail = fb.Detail
 		}
-		d.log.InfoContext(d.ctx, "message sent", "response", out.Response)
-		d.final(true)
+		d.log.InfoContext(ctx, "message sent", "response", out.Response)
+		d.final(ctx, true)
 	case provider.Transient:
 		if d.tries >= min(w.cfg.FailoverAfter, w.cfg.MaxAttempts) &&
-			d.failover(fmt.Sprintf("%d transient failures, the last: %s", d.tries, errText), d.attempt, scope) {
+			d.failover(ctx, fmt.Sprintf("%d transient failures, the last: %s", d.tries, errText), d.attempt, scope).settled() {
 			return
 		}
 		if d.tries >= w.cfg.MaxAttempts {
@@ -419,7 +418,7 @@ func (d *delivery) settle(out provider.Outcome, scope []string, cfg provider.Con
 			ev.ErrorClass = "attempts_exhausted"
 			ev.ProviderResponse = out.Response
 			ev.Detail = fmt.Sprintf("attempt %d of %d failed transiently: %s", d.attempt, w.cfg.MaxAttempts, errText)
-			d.final(false)
+			d.final(ctx, false)
 			return
 		}
 		delay := out.RetryAfter
@@ -431,12 +430,12 @@ func (d *delivery) settle(out provider.Outcome, scope []string, cfg provider.Con
 		ev.ProviderResponse = out.Response
 		ev.Detail = errText
 		ev.RetryAt = timestamppb.New(w.now().Add(delay))
-		d.log.InfoContext(d.ctx, "attempt failed transiently; retrying", "error", errText, "retry_in", delay.String())
+		d.log.InfoContext(ctx, "attempt failed transiently; retrying", "error", errText, "retry_in", delay.String())
 		reason := retryTransient
 		if out.Class == provider.Ambiguous {
 			reason = retryAmbiguous
 		}
-		d.retry(delay, reason)
+		d.retry(ctx, delay, reason)
 	default:
 		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
 		ev.ErrorClass = class.String()
@@ -446,67 +445,67 @@ func (d *delivery) settle(out provider.Outcome, scope []string, cfg provider.Con
 			ev.Detail = "the message data was sent but the provider's answer was lost; it may have been accepted. Not retried (WORKER_AMBIGUOUS_POLICY=fail) to avoid a duplicate: " + errText
 		}
 		if class == provider.Credentials {
-			if err := w.configs.markUnhealthy(d.ctx, cfg.AccountID, cfg.ID, "credentials refused: "+errText); err != nil {
-				d.log.ErrorContext(d.ctx, "mark provider unhealthy", "error", err)
+			if err := w.configs.markUnhealthy(ctx, cfg.AccountID, cfg.ID, "credentials refused: "+errText); err != nil {
+				d.log.ErrorContext(ctx, "mark provider unhealthy", "error", err)
 			}
 		}
-		d.log.WarnContext(d.ctx, "message failed", "error_class", ev.ErrorClass, "error", errText)
-		d.final(false)
+		d.log.WarnContext(ctx, "message failed", "error_class", ev.ErrorClass, "error", errText)
+		d.final(ctx, false)
 	}
 }
 
 // final records a final outcome, publishes its events and settles the job:
 // ack when the message reached its end normally, term when it failed.
-func (d *delivery) final(ok bool) {
+func (d *delivery) final(ctx context.Context, ok bool) {
 	data, ids, err := d.events.encode()
 	if err != nil {
-		d.trouble("encode events", err)
+		d.trouble(ctx, "encode events", err)
 		return
 	}
-	if err := d.record(attemptRecord{State: stateDone, Attempt: d.attempt, Events: data}); err != nil {
-		d.trouble("record outcome", err)
+	if err := d.record(ctx, attemptRecord{State: stateDone, Attempt: d.attempt, Events: data}); err != nil {
+		d.trouble(ctx, "record outcome", err)
 		return
 	}
 	preData, preIDs := d.preSend.pending()
-	if err := d.w.events.publish(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...)); err != nil {
+	if err := d.w.events.publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...)); err != nil {
 		// The outcome is recorded: the redelivery re-publishes, never re-sends.
-		d.trouble("publish outcome events", err)
+		d.trouble(ctx, "publish outcome events", err)
 		return
 	}
-	d.w.metrics.final(d.ctx, d.job, d.events.list, ok)
+	d.w.metrics.final(ctx, d.job, d.events.list, ok)
 	if ok {
-		d.settleJob(settlement{kind: ack})
+		d.settleJob(ctx, settlement{kind: ack})
 	} else {
-		d.settleJob(settlement{kind: term})
+		d.settleJob(ctx, settlement{kind: term})
 	}
 }
 
 // retry records a transient end of the attempt and schedules the next one.
-func (d *delivery) retry(delay time.Duration, reason string) {
-	if err := d.record(attemptRecord{State: stateRetry, Attempt: d.attempt}); err != nil {
-		d.trouble("record retry", err)
+func (d *delivery) retry(ctx context.Context, delay time.Duration, reason string) {
+	if err := d.record(ctx, attemptRecord{State: stateRetry, Attempt: d.attempt}); err != nil {
+		d.trouble(ctx, "record retry", err)
 		return
 	}
-	d.w.metrics.retry(d.ctx, reason)
-	if err := d.publish(); err != nil {
-		d.log.WarnContext(d.ctx, "publish retry event", "error", err)
+	d.w.metrics.retry(ctx, reason)
+	if err := d.publish(ctx); err != nil {
+		d.log.WarnContext(ctx, "publish retry event", "error", err)
 	}
-	d.settleJob(settlement{kind: nakLater, delay: delay})
+	d.settleJob(ctx, settlement{kind: nakLater, delay: delay})
 }
 
 // replay handles a job whose outcome was already recorded: re-publish the
 // recorded events (deduplicated by JetStream) and ack without sending.
-func (d *delivery) replay(prev *attemptRecord) {
+func (d *delivery) replay(ctx context.Context, prev *attemptRecord) {
 	ids, err := decodeIDs(prev.Events)
 	if err == nil {
-		err = d.w.events.publish(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), prev.Events, ids)
+		err = d.w.events.publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), prev.Events, ids)
 	}
 	if err != nil {
-		d.trouble("re-publish recorded outcome", err)
+		d.trouble(ctx, "re-publish recorded outcome", err)
 		return
 	}
-	d.log.InfoContext(d.ctx, "job already delivered; not sending again", "recorded_attempt", prev.Attempt)
-	d.settleJob(settlement{kind: ack})
+	d.log.InfoContext(ctx, "job already delivered; not sending again", "recorded_attempt", prev.Attempt)
+	d.settleJob(ctx, settlement{kind: ack})
 }
 
 // record writes the attempt record, retrying for as long as the worker runs:
@@ -515,18 +514,18 @@ func (d *delivery) replay(prev *attemptRecord) {
 // after the provider call's deadline and a grace after that (leaseFrom);
 // in-progress acks keep JetStream from handing the job to another meanwhile,
 // and a worker cut off from NATS records the moment NATS is back.
-func (d *delivery) record(rec attemptRecord) error {
+func (d *delivery) record(ctx context.Context, rec attemptRecord) error {
 	rec.Provider = d.job.GetProviderId()
 	delay := 200 * time.Millisecond
 	for {
-		err := d.w.attempts.finish(d.ctx, d.job.GetMessageId(), rec)
+		err := d.w.attempts.finish(ctx, d.job.GetMessageId(), rec)
 		if err == nil {
 			return nil
 		}
-		d.log.WarnContext(d.ctx, "record attempt; retrying", "state", rec.State, "error", err, "retry_in", delay.String())
-		_ = d.msg.InProgress()
+		d.log.WarnContext(ctx, "record attempt; retrying", "state", rec.State, "error", err, "retry_in", delay.String())
+		d.keepAlive(ctx)
 		select {
-		case <-d.ctx.Done():
+		case <-ctx.Done():
 			return err
 		case <-time.After(delay):
 		}
@@ -536,23 +535,26 @@ func (d *delivery) record(rec attemptRecord) error {
 
 // awaitLease waits while another delivery holds the lease of the message's
 // attempt, keeping this job alive with in-progress acks, until that attempt's
-// record changes or its lease ends (true), or the worker stops (false: the job
-// is given back for when the lease ends).
-func (d *delivery) awaitLease(inFlight *inFlightError) bool {
-	d.log.InfoContext(d.ctx, "attempt in flight elsewhere; waiting for its lease", "leased_attempt", inFlight.Attempt, "lease_until", inFlight.Until)
-	keepAlive := time.NewTicker(d.w.cfg.AckWait / 3)
-	defer keepAlive.Stop()
+// record changes or its lease ends (true), or the worker stops or ctx ends
+// (false: the job is given back for when the lease ends).
+func (d *delivery) awaitLease(ctx context.Context, inFlight *inFlightError) bool {
+	d.log.InfoContext(ctx, "attempt in flight elsewhere; waiting for its lease", "leased_attempt", inFlight.Attempt, "lease_until", inFlight.Until)
+	alive := time.NewTicker(d.w.cfg.AckWait / 3)
+	defer alive.Stop()
 	poll := time.NewTicker(500 * time.Millisecond)
 	defer poll.Stop()
 	for d.w.now().Before(inFlight.Until) {
 		select {
 		case <-d.stop:
-			d.settleJob(settlement{kind: nakLater, delay: inFlight.Until.Sub(d.w.now())})
+			d.settleJob(ctx, settlement{kind: nakLater, delay: inFlight.Until.Sub(d.w.now())})
 			return false
-		case <-keepAlive.C:
-			_ = d.msg.InProgress()
+		case <-ctx.Done():
+			d.settleJob(ctx, settlement{kind: nakLater, delay: inFlight.Until.Sub(d.w.now())})
+			return false
+		case <-alive.C:
+			d.keepAlive(ctx)
 		case <-poll.C:
-			rec, err := d.w.attempts.get(d.ctx, d.job.GetMessageId())
+			rec, err := d.w.attempts.get(ctx, d.job.GetMessageId())
 			if err == nil && (rec.State != stateStarted || !rec.Until.Equal(inFlight.Until)) {
 				return true
 			}
@@ -565,30 +567,30 @@ func (d *delivery) awaitLease(inFlight *inFlightError) bool {
 // so that the job's next delivery goes ahead at once and does not report
 // this attempt as interrupted; an earlier interrupted attempt this delivery
 // could not report is handed on (attemptRecord.Unreported).
-func (d *delivery) release() {
+func (d *delivery) release(ctx context.Context) {
 	rec := attemptRecord{State: stateRetry, Attempt: d.attempt, Provider: d.job.GetProviderId(), Unreported: d.unreported}
-	if err := d.w.attempts.finish(d.ctx, d.job.GetMessageId(), rec); err != nil {
-		d.log.WarnContext(d.ctx, "release attempt", "error", err)
+	if err := d.w.attempts.finish(ctx, d.job.GetMessageId(), rec); err != nil {
+		d.log.WarnContext(ctx, "release attempt", "error", err)
 	}
 }
 
-func (d *delivery) publish() error {
+func (d *delivery) publish(ctx context.Context) error {
 	data, ids, err := d.events.encode()
 	if err != nil {
 		return err
 	}
 	preData, preIDs := d.preSend.pending()
-	return d.w.events.publish(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...))
+	return d.w.events.publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...))
 }
 
 // publishPreSend publishes the events so far without waiting for their
 // acknowledgements (see delivery.preSend).
-func (d *delivery) publishPreSend() error {
+func (d *delivery) publishPreSend(ctx context.Context) error {
 	data, ids, err := d.events.encode()
 	if err != nil {
 		return err
 	}
-	futures, err := d.w.events.publishAsync(d.ctx, d.job.GetAccountId(), d.job.GetMessageId(), data, ids)
+	futures, err := d.w.events.publishAsync(ctx, d.job.GetAccountId(), d.job.GetMessageId(), data, ids)
 	if err != nil {
 		return err
 	}
@@ -598,21 +600,21 @@ func (d *delivery) publishPreSend() error {
 
 // trouble handles a failure of the worker's own dependencies: the job comes
 // back shortly without counting as a provider outcome.
-func (d *delivery) trouble(what string, err error) {
+func (d *delivery) trouble(ctx context.Context, what string, err error) {
 	d.spanErr = fmt.Errorf("%s: %w", what, err)
-	d.log.ErrorContext(d.ctx, "delivery interrupted", "step", what, "error", err)
-	d.w.metrics.retry(d.ctx, retryWorker)
-	d.settleJob(settlement{kind: nakLater, delay: retryAfterTrouble})
+	d.log.ErrorContext(ctx, "delivery interrupted", "step", what, "error", err)
+	d.w.metrics.retry(ctx, retryWorker)
+	d.settleJob(ctx, settlement{kind: nakLater, delay: retryAfterTrouble})
 }
 
-func (d *delivery) waitRate(cfg provider.Config) error {
+func (d *delivery) waitRate(ctx context.Context, cfg provider.Config) error {
 	if l := d.w.limiter(d.w.accLimits, d.job.GetAccountId(), d.w.cfg.AccountRate); l != nil {
-		if err := l.Wait(d.ctx); err != nil {
+		if err := l.Wait(ctx); err != nil {
 			return err
 		}
 	}
 	if l := d.w.limiter(d.w.prvLimits, cfg.ID, d.w.cfg.kindProviderRate(cfg.Kind)); l != nil {
-		if err := l.Wait(d.ctx); err != nil {
+		if err := l.Wait(ctx); err != nil {
 			return err
 		}
 	}
@@ -666,4 +668,7 @@ func feedbackStatus(typ string) (lifecycle.Status, string) {
 }
 
 // settleJob ends the delivery's hold on its job (see settleJob).
-func (d *delivery) settleJob(s settlement) { settleJob(d.ctx, d.log, d.msg, s) }
+func (d *delivery) settleJob(ctx context.Context, s settlement) { settleJob(ctx, d.log, d.msg, s) }
+
+// keepAlive restarts the job's ack wait (see keepAlive).
+func (d *delivery) keepAlive(ctx context.Context) { keepAlive(ctx, d.log, d.msg) }

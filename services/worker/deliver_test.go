@@ -59,7 +59,7 @@ func TestOutcomeToSettlement(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := newDeliveryBundle(t, tt.policy, tt.tries)
-			b.d.settle(tt.out, nil, b.d.config.Config)
+			b.d.settle(t.Context(), tt.out, nil, b.d.config.Config)
 
 			got := b.msg.settled()
 			require.Len(t, got, 1, "exactly one settlement")
@@ -82,7 +82,7 @@ func TestSettlementErrorIsHandled(t *testing.T) {
 	t.Parallel()
 	b := newDeliveryBundle(t, "", 1)
 	b.msg.fail = errors.New("nats: connection closed")
-	b.d.settle(provider.Outcome{Class: provider.Sent}, nil, b.d.config.Config)
+	b.d.settle(t.Context(), provider.Outcome{Class: provider.Sent}, nil, b.d.config.Config)
 	require.Len(t, b.msg.settled(), 1)
 	require.Contains(t, b.logs.String(), "settle send job; JetStream will redeliver it")
 }
@@ -93,13 +93,13 @@ func TestFenceRenewsOnlyWhenNeeded(t *testing.T) {
 	b := newDeliveryBundle(t, "", 1)
 	w := b.d.w
 	b.d.lease = w.leaseFrom(time.Now()) // just claimed
-	sendBy, ok := b.d.fence()
+	sendBy, ok := b.d.fence(t.Context())
 	require.True(t, ok)
 	require.Zero(t, b.attempts.renews, "a fresh claim covers the call")
 	require.False(t, sendBy.After(b.d.lease.Add(-w.cfg.AckWait)))
 
 	b.d.lease = time.Now().Add(w.cfg.SendTimeout) // claimed long ago (a stall)
-	sendBy, ok = b.d.fence()
+	sendBy, ok = b.d.fence(t.Context())
 	require.True(t, ok)
 	require.Equal(t, 1, b.attempts.renews)
 	require.False(t, sendBy.After(b.d.lease.Add(-w.cfg.AckWait)), "the call ends before the renewed claim")
@@ -127,7 +127,7 @@ func newDeliveryBundle(t *testing.T, policy string, tries int) *deliveryBundle {
 	job := &queuev1.SendJob{MessageId: "01a00000-0000-7000-8000-000000000001", AccountId: "acc-1", ProviderId: "cfg-1", ProviderKind: "smtp",
 		AcceptedAt: timestamppb.Now(),
 		Message:    &v1.EmailMessage{From: &v1.Address{Address: "a@example.com"}, To: []*v1.Address{{Address: "a2@example.com"}, {Address: "b@example.com"}}}}
-	b.d = &delivery{w: w, ctx: context.Background(), log: log, msg: b.msg, job: job, attempt: max(tries, 1), tries: max(tries, 1),
+	b.d = &delivery{w: w, log: log, msg: b.msg, job: job, attempt: max(tries, 1), tries: max(tries, 1),
 		events: &eventSet{job: job, now: time.Now}, lease: time.Now().Add(time.Minute),
 		config: storedConfig{Config: provider.Config{ID: "cfg-1", AccountID: "acc-1", Kind: "smtp"}, Healthy: true}}
 	return b
