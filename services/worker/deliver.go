@@ -20,18 +20,19 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/worker/attempt"
 )
 
 // What a delivery needs, declared here where it is used; the worker's
-// JetStream and PostgreSQL implementations are attempts, eventPublisher and
+// JetStream and PostgreSQL implementations are attempt.Store, eventPublisher and
 // configStore, and the state machine's tests (deliver_test.go) use fakes.
 type (
 	// attemptStore keeps each message's attempt record (EMAIL_ATTEMPTS).
 	attemptStore interface {
-		begin(ctx context.Context, messageID, provider string, attempt int, now, until time.Time) (*attemptRecord, uint64, error)
-		renew(ctx context.Context, messageID, provider string, attempt int, until time.Time, rev uint64) (uint64, error)
-		finish(ctx context.Context, messageID string, rec attemptRecord) error
-		get(ctx context.Context, messageID string) (*attemptRecord, error)
+		Begin(ctx context.Context, messageID, providerID string, n int, now, until time.Time) (*attempt.Record, uint64, error)
+		Renew(ctx context.Context, messageID, providerID string, n int, until time.Time, rev uint64) (uint64, error)
+		Finish(ctx context.Context, messageID string, rec attempt.Record) error
+		Get(ctx context.Context, messageID string) (*attempt.Record, error)
 	}
 	// eventSink publishes delivery events (EMAIL_EVENTS).
 	eventSink interface {
@@ -45,6 +46,14 @@ type (
 		markUnhealthy(ctx context.Context, accountID, id, note string) error
 	}
 )
+
+// leaseFrom is the end of an attempt's claim on its message when it starts
+// now: the provider call (SendTimeout), an ack wait to record the outcome,
+// and another as grace for a worker that was cut off from NATS and records
+// the moment NATS is back. Until then no other delivery sends the message.
+func (w *Worker) leaseFrom(now time.Time) time.Time {
+	return now.Add(w.cfg.SendTimeout + 2*w.cfg.AckWait)
+}
 
 // retryAfterTrouble is the delay before a job comes back when the worker itself
 // could not work on it (NATS or PostgreSQL unreachable); it is not an attempt
@@ -123,7 +132,7 @@ type delivery struct {
 	// preSend are the events published, without waiting, before the provider
 	// call; final and retry publish again those not acknowledged by then.
 	preSend *unconfirmed
-	// lease is when this attempt's claim on the message ends (attemptRecord.Until).
+	// lease is when this attempt's claim on the message ends (attempt.Record.Until).
 	lease time.Time
 	// rev is the revision of the attempt's claim in the attempts bucket.
 	rev uint64
@@ -160,12 +169,12 @@ func (d *delivery) run(ctx context.Context, kind string, sender provider.Sender)
 // right now: sending too could send twice). It returns the message's
 // previous record (nil for its first attempt); false when the job was given
 // back or the record could not be written.
-func (d *delivery) claim(ctx context.Context) (*attemptRecord, bool) {
+func (d *delivery) claim(ctx context.Context) (*attempt.Record, bool) {
 	w, job := d.w, d.job
 	now := w.now()
 	d.lease = w.leaseFrom(now)
-	prev, rev, err := w.attempts.begin(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
-	var inFlight *inFlightError
+	prev, rev, err := w.attempts.Begin(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
+	var inFlight *attempt.InFlightError
 	for errors.As(err, &inFlight) {
 		// Wait until its outcome is recorded or its lease ends (then it was
 		// truly interrupted).
@@ -174,7 +183,7 @@ func (d *delivery) claim(ctx context.Context) (*attemptRecord, bool) {
 		}
 		now = w.now()
 		d.lease = w.leaseFrom(now)
-		prev, rev, err = w.attempts.begin(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
+		prev, rev, err = w.attempts.Begin(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
 	}
 	d.rev = rev
 	if err != nil {
@@ -187,15 +196,15 @@ func (d *delivery) claim(ctx context.Context) (*attemptRecord, bool) {
 // alreadyHandled settles a job whose message needs nothing more from this
 // configuration: it belongs to another configuration's job, moved to a
 // fallback, or has its outcome recorded.
-func (d *delivery) alreadyHandled(ctx context.Context, prev *attemptRecord) bool {
+func (d *delivery) alreadyHandled(ctx context.Context, prev *attempt.Record) bool {
 	switch {
 	case prev == nil:
 		return false
-	case prev.foreign(d.job.GetProviderId()):
+	case prev.Foreign(d.job.GetProviderId()):
 		d.stale(ctx, prev)
-	case prev.State == stateMoved:
+	case prev.State == attempt.Moved:
 		d.replayMove(ctx, prev)
-	case prev.State == stateDone:
+	case prev.State == attempt.Done:
 		d.replay(ctx, prev)
 	default:
 		return false
@@ -205,12 +214,12 @@ func (d *delivery) alreadyHandled(ctx context.Context, prev *attemptRecord) bool
 
 // reportInterrupted adds ATTEMPT_INTERRUPTED for an earlier attempt that
 // never recorded its outcome (found now, or found earlier and not reported).
-func (d *delivery) reportInterrupted(ctx context.Context, prev *attemptRecord) {
+func (d *delivery) reportInterrupted(ctx context.Context, prev *attempt.Record) {
 	switch {
-	case prev != nil && prev.State == stateStarted:
+	case prev != nil && prev.State == attempt.Started:
 		d.unreported = prev.Attempt
 		d.w.metrics.retry(ctx, retryInterrupted)
-	case prev != nil && prev.State == stateRetry && prev.Unreported > 0:
+	case prev != nil && prev.State == attempt.Retry && prev.Unreported > 0:
 		d.unreported = prev.Unreported // found earlier, not reported yet
 	}
 	if d.unreported > 0 {
@@ -226,7 +235,7 @@ func (d *delivery) reportInterrupted(ctx context.Context, prev *attemptRecord) {
 // recipient suppressed, configuration gone) or gives it back (worker
 // trouble, failover) and returns false, or returns the delivery and the
 // recipients its events concern (nil: all).
-func (d *delivery) prepare(ctx context.Context, prev *attemptRecord) (*provider.Delivery, []string, bool) {
+func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider.Delivery, []string, bool) {
 	w, job := d.w, d.job
 	if job.GetScheduled() && prev == nil {
 		canceled, err := messageCanceled(ctx, w.deps.Pool, job.GetAccountId(), job.GetMessageId())
@@ -317,8 +326,8 @@ func (d *delivery) fence(ctx context.Context) (time.Time, bool) {
 		return sendBy, true
 	}
 	lease := w.leaseFrom(now)
-	rev, err := w.attempts.renew(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, lease, d.rev)
-	if errors.Is(err, errLeaseLost) {
+	rev, err := w.attempts.Renew(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, lease, d.rev)
+	if errors.Is(err, attempt.ErrLeaseLost) {
 		d.log.WarnContext(ctx, "attempt lease lost before the provider call; not sending", "lease_until", d.lease)
 		w.metrics.retry(ctx, retryLeaseLost)
 		d.settleJob(ctx, settlement{kind: leave}) // the job is the other delivery's now
@@ -462,7 +471,7 @@ func (d *delivery) final(ctx context.Context, ok bool) {
 		d.trouble(ctx, "encode events", err)
 		return
 	}
-	if err := d.record(ctx, attemptRecord{State: stateDone, Attempt: d.attempt, Events: data}); err != nil {
+	if err := d.record(ctx, attempt.Record{State: attempt.Done, Attempt: d.attempt, Events: data}); err != nil {
 		d.trouble(ctx, "record outcome", err)
 		return
 	}
@@ -482,7 +491,7 @@ func (d *delivery) final(ctx context.Context, ok bool) {
 
 // retry records a transient end of the attempt and schedules the next one.
 func (d *delivery) retry(ctx context.Context, delay time.Duration, reason string) {
-	if err := d.record(ctx, attemptRecord{State: stateRetry, Attempt: d.attempt}); err != nil {
+	if err := d.record(ctx, attempt.Record{State: attempt.Retry, Attempt: d.attempt}); err != nil {
 		d.trouble(ctx, "record retry", err)
 		return
 	}
@@ -495,7 +504,7 @@ func (d *delivery) retry(ctx context.Context, delay time.Duration, reason string
 
 // replay handles a job whose outcome was already recorded: re-publish the
 // recorded events (deduplicated by JetStream) and ack without sending.
-func (d *delivery) replay(ctx context.Context, prev *attemptRecord) {
+func (d *delivery) replay(ctx context.Context, prev *attempt.Record) {
 	ids, err := decodeIDs(prev.Events)
 	if err == nil {
 		err = d.w.events.publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), prev.Events, ids)
@@ -514,11 +523,11 @@ func (d *delivery) replay(ctx context.Context, prev *attemptRecord) {
 // after the provider call's deadline and a grace after that (leaseFrom);
 // in-progress acks keep JetStream from handing the job to another meanwhile,
 // and a worker cut off from NATS records the moment NATS is back.
-func (d *delivery) record(ctx context.Context, rec attemptRecord) error {
+func (d *delivery) record(ctx context.Context, rec attempt.Record) error {
 	rec.Provider = d.job.GetProviderId()
 	delay := 200 * time.Millisecond
 	for {
-		err := d.w.attempts.finish(ctx, d.job.GetMessageId(), rec)
+		err := d.w.attempts.Finish(ctx, d.job.GetMessageId(), rec)
 		if err == nil {
 			return nil
 		}
@@ -537,7 +546,7 @@ func (d *delivery) record(ctx context.Context, rec attemptRecord) error {
 // attempt, keeping this job alive with in-progress acks, until that attempt's
 // record changes or its lease ends (true), or the worker stops or ctx ends
 // (false: the job is given back for when the lease ends).
-func (d *delivery) awaitLease(ctx context.Context, inFlight *inFlightError) bool {
+func (d *delivery) awaitLease(ctx context.Context, inFlight *attempt.InFlightError) bool {
 	d.log.InfoContext(ctx, "attempt in flight elsewhere; waiting for its lease", "leased_attempt", inFlight.Attempt, "lease_until", inFlight.Until)
 	alive := time.NewTicker(d.w.cfg.AckWait / 3)
 	defer alive.Stop()
@@ -554,8 +563,8 @@ func (d *delivery) awaitLease(ctx context.Context, inFlight *inFlightError) bool
 		case <-alive.C:
 			d.keepAlive(ctx)
 		case <-poll.C:
-			rec, err := d.w.attempts.get(ctx, d.job.GetMessageId())
-			if err == nil && (rec.State != stateStarted || !rec.Until.Equal(inFlight.Until)) {
+			rec, err := d.w.attempts.Get(ctx, d.job.GetMessageId())
+			if err == nil && (rec.State != attempt.Started || !rec.Until.Equal(inFlight.Until)) {
 				return true
 			}
 		}
@@ -566,10 +575,10 @@ func (d *delivery) awaitLease(ctx context.Context, inFlight *inFlightError) bool
 // release ends the attempt's lease before anything was sent (best effort),
 // so that the job's next delivery goes ahead at once and does not report
 // this attempt as interrupted; an earlier interrupted attempt this delivery
-// could not report is handed on (attemptRecord.Unreported).
+// could not report is handed on (attempt.Record.Unreported).
 func (d *delivery) release(ctx context.Context) {
-	rec := attemptRecord{State: stateRetry, Attempt: d.attempt, Provider: d.job.GetProviderId(), Unreported: d.unreported}
-	if err := d.w.attempts.finish(ctx, d.job.GetMessageId(), rec); err != nil {
+	rec := attempt.Record{State: attempt.Retry, Attempt: d.attempt, Provider: d.job.GetProviderId(), Unreported: d.unreported}
+	if err := d.w.attempts.Finish(ctx, d.job.GetMessageId(), rec); err != nil {
 		d.log.WarnContext(ctx, "release attempt", "error", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/worker/attempt"
 )
 
 // The delivery state machine without a NATS or PostgreSQL server: each
@@ -37,23 +38,23 @@ func TestOutcomeToSettlement(t *testing.T) {
 		markedBy string // a configuration marked unhealthy
 	}{
 		{name: "sent", out: provider.Outcome{Class: provider.Sent, Response: "250 ok"},
-			want: settlement{kind: ack}, events: []string{queue.EventSent}, record: stateDone},
+			want: settlement{kind: ack}, events: []string{queue.EventSent}, record: attempt.Done},
 		{name: "sent, one recipient refused", out: provider.Outcome{Class: provider.Sent, Rejected: map[string]string{"b@example.com": "550 no"}},
-			want: settlement{kind: ack}, events: []string{queue.EventSent, queue.EventFailed}, record: stateDone},
+			want: settlement{kind: ack}, events: []string{queue.EventSent, queue.EventFailed}, record: attempt.Done},
 		{name: "transient, attempts left", out: provider.Outcome{Class: provider.Transient, Err: errors.New("451 try later")}, tries: 1,
-			want: settlement{kind: nakLater, delay: -1}, events: []string{queue.EventRetry}, record: stateRetry},
+			want: settlement{kind: nakLater, delay: -1}, events: []string{queue.EventRetry}, record: attempt.Retry},
 		{name: "transient, provider's retry-after", out: provider.Outcome{Class: provider.Transient, RetryAfter: 7 * time.Second}, tries: 1,
-			want: settlement{kind: nakLater, delay: 7 * time.Second}, events: []string{queue.EventRetry}, record: stateRetry},
+			want: settlement{kind: nakLater, delay: 7 * time.Second}, events: []string{queue.EventRetry}, record: attempt.Retry},
 		{name: "transient, attempts exhausted", out: provider.Outcome{Class: provider.Transient, Err: errors.New("451")}, tries: 5,
-			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: stateDone},
+			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: attempt.Done},
 		{name: "permanent", out: provider.Outcome{Class: provider.Permanent, Err: permanent},
-			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: stateDone},
+			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: attempt.Done},
 		{name: "ambiguous, fail policy", out: provider.Outcome{Class: provider.Ambiguous, Err: errors.New("no reply")}, policy: AmbiguousFail,
-			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: stateDone},
+			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: attempt.Done},
 		{name: "ambiguous, retry policy", out: provider.Outcome{Class: provider.Ambiguous, Err: errors.New("no reply")}, policy: AmbiguousRetry, tries: 1,
-			want: settlement{kind: nakLater, delay: -1}, events: []string{queue.EventRetry}, record: stateRetry},
+			want: settlement{kind: nakLater, delay: -1}, events: []string{queue.EventRetry}, record: attempt.Retry},
 		{name: "credentials refused", out: provider.Outcome{Class: provider.Credentials, Err: errors.New("535 auth")},
-			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: stateDone, markedBy: "cfg-1"},
+			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: attempt.Done, markedBy: "cfg-1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,33 +196,33 @@ func (e *fakeEvents) types(t *testing.T) []string {
 
 type fakeAttempts struct {
 	mu     sync.Mutex
-	recs   []attemptRecord
+	recs   []attempt.Record
 	renews int
 }
 
-func (a *fakeAttempts) begin(context.Context, string, string, int, time.Time, time.Time) (*attemptRecord, uint64, error) {
+func (a *fakeAttempts) Begin(context.Context, string, string, int, time.Time, time.Time) (*attempt.Record, uint64, error) {
 	return nil, 1, nil
 }
-func (a *fakeAttempts) renew(context.Context, string, string, int, time.Time, uint64) (uint64, error) {
+func (a *fakeAttempts) Renew(context.Context, string, string, int, time.Time, uint64) (uint64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.renews++
 	return 2, nil
 }
-func (a *fakeAttempts) finish(_ context.Context, _ string, rec attemptRecord) error {
+func (a *fakeAttempts) Finish(_ context.Context, _ string, rec attempt.Record) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.recs = append(a.recs, rec)
 	return nil
 }
-func (a *fakeAttempts) get(context.Context, string) (*attemptRecord, error) {
+func (a *fakeAttempts) Get(context.Context, string) (*attempt.Record, error) {
 	return nil, errors.New("not kept")
 }
-func (a *fakeAttempts) last() attemptRecord {
+func (a *fakeAttempts) last() attempt.Record {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.recs) == 0 {
-		return attemptRecord{}
+		return attempt.Record{}
 	}
 	return a.recs[len(a.recs)-1]
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/services/worker/attempt"
 )
 
 // Failover reasons (the reason label of emailsender_failovers_total).
@@ -78,7 +79,7 @@ func (d *delivery) failover(ctx context.Context, reason string, made int, scope 
 		d.trouble(ctx, "encode events", err)
 		return givenBack
 	}
-	rec := attemptRecord{State: stateMoved, Attempt: made, Events: data, MovedTo: fb.ID, MovedKind: fb.Kind}
+	rec := attempt.Record{State: attempt.Moved, Attempt: made, Events: data, MovedTo: fb.ID, MovedKind: fb.Kind}
 	if err := d.record(ctx, rec); err != nil {
 		d.trouble(ctx, "record failover", err)
 		return givenBack
@@ -93,7 +94,7 @@ func (d *delivery) failover(ctx context.Context, reason string, made int, scope 
 // JetStream deduplicates it by its Nats-Msg-Id within the duplicate window, and
 // a later copy finds its outcome recorded), re-publishes the recorded events and
 // acks the job without sending.
-func (d *delivery) replayMove(ctx context.Context, rec *attemptRecord) {
+func (d *delivery) replayMove(ctx context.Context, rec *attempt.Record) {
 	if err := d.publishFallbackJob(ctx, rec); err != nil {
 		d.trouble(ctx, "publish fallback job", err)
 		return
@@ -112,7 +113,7 @@ func (d *delivery) replayMove(ctx context.Context, rec *attemptRecord) {
 
 // publishFallbackJob publishes the job moved to rec.MovedTo and waits for
 // JetStream's acknowledgement.
-func (d *delivery) publishFallbackJob(ctx context.Context, rec *attemptRecord) error {
+func (d *delivery) publishFallbackJob(ctx context.Context, rec *attempt.Record) error {
 	next := proto.CloneOf(d.job)
 	next.ProviderId, next.ProviderKind = rec.MovedTo, rec.MovedKind
 	next.FailedOverFrom = d.job.GetProviderId()
@@ -141,7 +142,7 @@ func failoverMsgID(messageID, fallbackID string) string {
 // to its fallback, and this is the primary's job delivered again, or the
 // reverse after the fallback's job began): the message is not this job's to
 // send; it is acked without sending.
-func (d *delivery) stale(ctx context.Context, rec *attemptRecord) {
+func (d *delivery) stale(ctx context.Context, rec *attempt.Record) {
 	d.log.InfoContext(ctx, "message is handled by another provider configuration; not sending", "recorded_provider_id", rec.Provider, "recorded_state", rec.State)
 	d.settleJob(ctx, settlement{kind: ack})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
+	"github.com/namirasoft/email-sender/services/worker/attempt"
 )
 
 // Deps are the worker's collaborators, built once by main.
@@ -83,7 +84,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 	if deps.Telemetry == nil {
 		deps.Telemetry = telemetry.Nop()
 	}
-	att, err := ensureAttempts(ctx, deps.JetStream, cfg.AttemptsTTL, cfg.NATS.StreamReplicas, deps.Logger)
+	att, err := attempt.Ensure(ctx, deps.JetStream, cfg.AttemptsTTL, cfg.NATS.StreamReplicas, deps.Logger)
 	if err != nil {
 		return nil, err
 	}
