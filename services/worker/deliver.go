@@ -21,10 +21,11 @@ import (
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
+	"github.com/namirasoft/email-sender/services/worker/timeline"
 )
 
 // What a delivery needs, declared here where it is used; the worker's
-// JetStream and PostgreSQL implementations are attempt.Store, eventPublisher and
+// JetStream and PostgreSQL implementations are attempt.Store, timeline.Publisher and
 // configStore, and the state machine's tests (deliver_test.go) use fakes.
 type (
 	// attemptStore keeps each message's attempt record (EMAIL_ATTEMPTS).
@@ -36,9 +37,9 @@ type (
 	}
 	// eventSink publishes delivery events (EMAIL_EVENTS).
 	eventSink interface {
-		publish(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) error
-		publishAsync(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) ([]jetstream.PubAckFuture, error)
-		wait(ctx context.Context, futures []jetstream.PubAckFuture) error
+		Publish(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) error
+		PublishAsync(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) ([]jetstream.PubAckFuture, error)
+		Wait(ctx context.Context, futures []jetstream.PubAckFuture) error
 	}
 	// configSource reads provider configurations (PostgreSQL).
 	configSource interface {
@@ -91,7 +92,7 @@ func (w *Worker) deliver(ctx context.Context, stop <-chan struct{}, kind string,
 	attempt := int(job.GetAttemptsBefore()) + int(meta.NumDelivered)
 	log := w.log.With("message_id", job.GetMessageId(), "account_id", job.GetAccountId(), "provider", kind, "attempt", attempt)
 	d := &delivery{w: w, stop: stop, log: log, msg: msg, job: job, attempt: attempt, tries: int(meta.NumDelivered),
-		events: &eventSet{job: job, now: w.now}}
+		events: timeline.NewSet(job, w.now)}
 	d.run(ctx, kind, sender)
 	if d.spanErr != nil {
 		span.RecordError(d.spanErr)
@@ -125,13 +126,13 @@ type delivery struct {
 	// tries counts the attempts of this job (on its configuration); attempt
 	// also counts those made on the configuration it failed over from.
 	tries  int
-	events *eventSet
+	events *timeline.Set
 	// config is the job's provider configuration, once loaded.
 	config  storedConfig
 	spanErr error
 	// preSend are the events published, without waiting, before the provider
 	// call; final and retry publish again those not acknowledged by then.
-	preSend *unconfirmed
+	preSend *timeline.Unconfirmed
 	// lease is when this attempt's claim on the message ends (attempt.Record.Until).
 	lease time.Time
 	// rev is the revision of the attempt's claim in the attempts bucket.
@@ -223,7 +224,7 @@ func (d *delivery) reportInterrupted(ctx context.Context, prev *attempt.Record) 
 		d.unreported = prev.Unreported // found earlier, not reported yet
 	}
 	if d.unreported > 0 {
-		ev := d.events.add(queue.EventInterrupted, lifecycle.Retrying, d.unreported, nil, "")
+		ev := d.events.Add(queue.EventInterrupted, lifecycle.Retrying, d.unreported, nil, "")
 		ev.ErrorClass = "interrupted"
 		ev.Detail = fmt.Sprintf("attempt %d was interrupted before its outcome was recorded (worker stopped or lost its connection); the provider may or may not have accepted it", d.unreported)
 		d.log.WarnContext(ctx, "previous attempt interrupted", "previous_attempt", d.unreported)
@@ -252,7 +253,7 @@ func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider
 
 	accepted := job.GetAcceptedAt().AsTime()
 	if d.tries > w.cfg.MaxAttempts || (!accepted.IsZero() && w.now().Sub(accepted) > w.cfg.MaxAge) {
-		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, nil, "")
+		ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, nil, "")
 		ev.ErrorClass = "attempts_exhausted"
 		ev.Detail = fmt.Sprintf("gave up after %d attempts or %s since acceptance", d.attempt-1, w.cfg.MaxAge)
 		d.final(ctx, false)
@@ -261,7 +262,7 @@ func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider
 
 	envelope, suppressed := recipients(job)
 	for _, r := range suppressed {
-		ev := d.events.add(queue.EventSuppressed, lifecycle.Suppressed, 0, []string{r}, r)
+		ev := d.events.Add(queue.EventSuppressed, lifecycle.Suppressed, 0, []string{r}, r)
 		ev.Detail = "recipient is on the account's suppression list; nothing was sent to it"
 	}
 	if len(envelope) == 0 {
@@ -277,7 +278,7 @@ func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider
 	cfg := stored.Config
 	d.config = stored
 	if errors.Is(err, errConfigNotFound) {
-		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
+		ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
 		ev.ErrorClass = "permanent"
 		ev.Detail = "the provider configuration of this message no longer exists"
 		d.final(ctx, false)
@@ -297,7 +298,7 @@ func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider
 		return nil, nil, false
 	}
 
-	d.events.add(queue.EventStarted, lifecycle.Sending, d.attempt, scope, "")
+	d.events.Add(queue.EventStarted, lifecycle.Sending, d.attempt, scope, "")
 	// The attempt is recorded as started (claim): that is what must precede
 	// the provider call. The timeline's ATTEMPT_STARTED event is not waited
 	// for here; its acknowledgement is checked with the outcome's events.
@@ -307,7 +308,7 @@ func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider
 		d.trouble(ctx, "publish started event", err)
 		return nil, nil, false
 	}
-	d.events.list = d.events.list[:0]
+	d.events.Reset()
 	return &provider.Delivery{Job: job, Attempt: d.attempt, Recipients: envelope, Config: cfg}, scope, true
 }
 
@@ -398,11 +399,11 @@ func (d *delivery) settle(ctx context.Context, out provider.Outcome, scope []str
 				}
 			}
 		}
-		ev := d.events.add(queue.EventSent, lifecycle.Sent, d.attempt, sentScope, "")
+		ev := d.events.Add(queue.EventSent, lifecycle.Sent, d.attempt, sentScope, "")
 		ev.ProviderResponse = out.Response
 		ev.ProviderMessageId = out.MessageID
 		for r, answer := range out.Rejected {
-			rev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, []string{r}, r)
+			rev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, []string{r}, r)
 			rev.ErrorClass = "permanent"
 			rev.ProviderResponse = answer
 			rev.Detail = "the provider refused this recipient"
@@ -412,7 +413,7 @@ func (d *delivery) settle(ctx context.Context, out provider.Outcome, scope []str
 			if typ == "" {
 				continue
 			}
-			fev := d.events.add(typ, st, d.attempt, []string{fb.Recipient}, fb.Recipient)
+			fev := d.events.Add(typ, st, d.attempt, []string{fb.Recipient}, fb.Recipient)
 			fev.Detail = fb.Detail
 		}
 		d.log.InfoContext(ctx, "message sent", "response", out.Response)
@@ -423,7 +424,7 @@ func (d *delivery) settle(ctx context.Context, out provider.Outcome, scope []str
 			return
 		}
 		if d.tries >= w.cfg.MaxAttempts {
-			ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
+			ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
 			ev.ErrorClass = "attempts_exhausted"
 			ev.ProviderResponse = out.Response
 			ev.Detail = fmt.Sprintf("attempt %d of %d failed transiently: %s", d.attempt, w.cfg.MaxAttempts, errText)
@@ -434,7 +435,7 @@ func (d *delivery) settle(ctx context.Context, out provider.Outcome, scope []str
 		if delay <= 0 {
 			delay = backoff(d.tries, w.cfg.BackoffBase, w.cfg.BackoffMax, nil)
 		}
-		ev := d.events.add(queue.EventRetry, lifecycle.Retrying, d.attempt, scope, "")
+		ev := d.events.Add(queue.EventRetry, lifecycle.Retrying, d.attempt, scope, "")
 		ev.ErrorClass = "transient"
 		ev.ProviderResponse = out.Response
 		ev.Detail = errText
@@ -446,7 +447,7 @@ func (d *delivery) settle(ctx context.Context, out provider.Outcome, scope []str
 		}
 		d.retry(ctx, delay, reason)
 	default:
-		ev := d.events.add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
+		ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
 		ev.ErrorClass = class.String()
 		ev.ProviderResponse = out.Response
 		ev.Detail = errText
@@ -466,7 +467,7 @@ func (d *delivery) settle(ctx context.Context, out provider.Outcome, scope []str
 // final records a final outcome, publishes its events and settles the job:
 // ack when the message reached its end normally, term when it failed.
 func (d *delivery) final(ctx context.Context, ok bool) {
-	data, ids, err := d.events.encode()
+	data, ids, err := d.events.Encode()
 	if err != nil {
 		d.trouble(ctx, "encode events", err)
 		return
@@ -475,13 +476,13 @@ func (d *delivery) final(ctx context.Context, ok bool) {
 		d.trouble(ctx, "record outcome", err)
 		return
 	}
-	preData, preIDs := d.preSend.pending()
-	if err := d.w.events.publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...)); err != nil {
+	preData, preIDs := d.preSend.Pending()
+	if err := d.w.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...)); err != nil {
 		// The outcome is recorded: the redelivery re-publishes, never re-sends.
 		d.trouble(ctx, "publish outcome events", err)
 		return
 	}
-	d.w.metrics.final(ctx, d.job, d.events.list, ok)
+	d.w.metrics.final(ctx, d.job, d.events.List(), ok)
 	if ok {
 		d.settleJob(ctx, settlement{kind: ack})
 	} else {
@@ -505,9 +506,9 @@ func (d *delivery) retry(ctx context.Context, delay time.Duration, reason string
 // replay handles a job whose outcome was already recorded: re-publish the
 // recorded events (deduplicated by JetStream) and ack without sending.
 func (d *delivery) replay(ctx context.Context, prev *attempt.Record) {
-	ids, err := decodeIDs(prev.Events)
+	ids, err := timeline.DecodeIDs(prev.Events)
 	if err == nil {
-		err = d.w.events.publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), prev.Events, ids)
+		err = d.w.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), prev.Events, ids)
 	}
 	if err != nil {
 		d.trouble(ctx, "re-publish recorded outcome", err)
@@ -584,26 +585,26 @@ func (d *delivery) release(ctx context.Context) {
 }
 
 func (d *delivery) publish(ctx context.Context) error {
-	data, ids, err := d.events.encode()
+	data, ids, err := d.events.Encode()
 	if err != nil {
 		return err
 	}
-	preData, preIDs := d.preSend.pending()
-	return d.w.events.publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...))
+	preData, preIDs := d.preSend.Pending()
+	return d.w.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...))
 }
 
 // publishPreSend publishes the events so far without waiting for their
 // acknowledgements (see delivery.preSend).
 func (d *delivery) publishPreSend(ctx context.Context) error {
-	data, ids, err := d.events.encode()
+	data, ids, err := d.events.Encode()
 	if err != nil {
 		return err
 	}
-	futures, err := d.w.events.publishAsync(ctx, d.job.GetAccountId(), d.job.GetMessageId(), data, ids)
+	futures, err := d.w.events.PublishAsync(ctx, d.job.GetAccountId(), d.job.GetMessageId(), data, ids)
 	if err != nil {
 		return err
 	}
-	d.preSend = &unconfirmed{data: data, ids: ids, futures: futures}
+	d.preSend = &timeline.Unconfirmed{Data: data, IDs: ids, Futures: futures}
 	return nil
 }
 

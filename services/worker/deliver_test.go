@@ -19,6 +19,7 @@ import (
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
+	"github.com/namirasoft/email-sender/services/worker/timeline"
 )
 
 // The delivery state machine without a NATS or PostgreSQL server: each
@@ -129,7 +130,7 @@ func newDeliveryBundle(t *testing.T, policy string, tries int) *deliveryBundle {
 		AcceptedAt: timestamppb.Now(),
 		Message:    &v1.EmailMessage{From: &v1.Address{Address: "a@example.com"}, To: []*v1.Address{{Address: "a2@example.com"}, {Address: "b@example.com"}}}}
 	b.d = &delivery{w: w, log: log, msg: b.msg, job: job, attempt: max(tries, 1), tries: max(tries, 1),
-		events: &eventSet{job: job, now: time.Now}, lease: time.Now().Add(time.Minute),
+		events: timeline.NewSet(job, time.Now), lease: time.Now().Add(time.Minute),
 		config: storedConfig{Config: provider.Config{ID: "cfg-1", AccountID: "acc-1", Kind: "smtp"}, Healthy: true}}
 	return b
 }
@@ -171,16 +172,16 @@ type fakeEvents struct {
 	data [][]byte
 }
 
-func (e *fakeEvents) publish(_ context.Context, _, _ string, events [][]byte, _ []string) error {
+func (e *fakeEvents) Publish(_ context.Context, _, _ string, events [][]byte, _ []string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.data = append(e.data, events...)
 	return nil
 }
-func (e *fakeEvents) publishAsync(ctx context.Context, a, m string, events [][]byte, ids []string) ([]jetstream.PubAckFuture, error) {
-	return nil, e.publish(ctx, a, m, events, ids)
+func (e *fakeEvents) PublishAsync(ctx context.Context, a, m string, events [][]byte, ids []string) ([]jetstream.PubAckFuture, error) {
+	return nil, e.Publish(ctx, a, m, events, ids)
 }
-func (e *fakeEvents) wait(context.Context, []jetstream.PubAckFuture) error { return nil }
+func (e *fakeEvents) Wait(context.Context, []jetstream.PubAckFuture) error { return nil }
 
 func (e *fakeEvents) types(t *testing.T) []string {
 	e.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
+	"github.com/namirasoft/email-sender/services/worker/timeline"
 )
 
 // Failover reasons (the reason label of emailsender_failovers_total).
@@ -70,11 +71,11 @@ func (d *delivery) failover(ctx context.Context, reason string, made int, scope 
 		// Unhealthy means its credentials were refused: the "auth" class.
 		class, errorClass = failoverUnhealthy, "auth"
 	}
-	ev := d.events.add(queue.EventFailover, lifecycle.Retrying, made, scope, "")
+	ev := d.events.Add(queue.EventFailover, lifecycle.Retrying, made, scope, "")
 	ev.ProviderId = fb.ID
 	ev.ErrorClass = errorClass
 	ev.Detail = fmt.Sprintf("moved from provider %s (%s; %s) to fallback %s (%s)", primary.ID, primary.Kind, reason, fb.ID, fb.Kind)
-	data, _, err := d.events.encode()
+	data, _, err := d.events.Encode()
 	if err != nil {
 		d.trouble(ctx, "encode events", err)
 		return givenBack
@@ -99,10 +100,10 @@ func (d *delivery) replayMove(ctx context.Context, rec *attempt.Record) {
 		d.trouble(ctx, "publish fallback job", err)
 		return
 	}
-	ids, err := decodeIDs(rec.Events)
+	ids, err := timeline.DecodeIDs(rec.Events)
 	if err == nil {
-		preData, preIDs := d.preSend.pending()
-		err = d.w.events.publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, rec.Events...), append(preIDs, ids...))
+		preData, preIDs := d.preSend.Pending()
+		err = d.w.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, rec.Events...), append(preIDs, ids...))
 	}
 	if err != nil {
 		d.trouble(ctx, "publish failover events", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
+	"github.com/namirasoft/email-sender/services/worker/timeline"
 )
 
 // Deps are the worker's collaborators, built once by main.
@@ -94,7 +95,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 		log:       deps.Logger,
 		configs:   &configStore{pool: deps.Pool, keyring: deps.Keyring, ttl: cfg.ConfigCacheTTL, now: time.Now, cache: map[string]cachedConfig{}},
 		attempts:  att,
-		events:    &eventPublisher{js: deps.JetStream, tel: deps.Telemetry},
+		events:    timeline.NewPublisher(deps.JetStream, deps.Telemetry),
 		metrics:   newMetrics(deps.Telemetry),
 		now:       time.Now,
 		accLimits: map[string]*rate.Limiter{},
