@@ -21,12 +21,13 @@ import (
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
+	"github.com/namirasoft/email-sender/services/worker/store"
 	"github.com/namirasoft/email-sender/services/worker/timeline"
 )
 
 // What a delivery needs, declared here where it is used; the worker's
-// JetStream and PostgreSQL implementations are attempt.Store, timeline.Publisher and
-// configStore, and the state machine's tests (deliver_test.go) use fakes.
+// JetStream and PostgreSQL implementations are attempt.Store, timeline.Publisher,
+// store.Configs and store.Messages, and the state machine's tests (deliver_test.go) use fakes.
 type (
 	// attemptStore keeps each message's attempt record (EMAIL_ATTEMPTS).
 	attemptStore interface {
@@ -43,8 +44,12 @@ type (
 	}
 	// configSource reads provider configurations (PostgreSQL).
 	configSource interface {
-		load(ctx context.Context, accountID, id string) (storedConfig, error)
-		markUnhealthy(ctx context.Context, accountID, id, note string) error
+		Load(ctx context.Context, accountID, id string) (store.ProviderConfig, error)
+		MarkUnhealthy(ctx context.Context, accountID, id, note string) error
+	}
+	// cancellations says whether a scheduled message was canceled (PostgreSQL).
+	cancellations interface {
+		Canceled(ctx context.Context, accountID, messageID string) (bool, error)
 	}
 )
 
@@ -128,7 +133,7 @@ type delivery struct {
 	tries  int
 	events *timeline.Set
 	// config is the job's provider configuration, once loaded.
-	config  storedConfig
+	config  store.ProviderConfig
 	spanErr error
 	// preSend are the events published, without waiting, before the provider
 	// call; final and retry publish again those not acknowledged by then.
@@ -239,7 +244,7 @@ func (d *delivery) reportInterrupted(ctx context.Context, prev *attempt.Record) 
 func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider.Delivery, []string, bool) {
 	w, job := d.w, d.job
 	if job.GetScheduled() && prev == nil {
-		canceled, err := messageCanceled(ctx, w.deps.Pool, job.GetAccountId(), job.GetMessageId())
+		canceled, err := w.messages.Canceled(ctx, job.GetAccountId(), job.GetMessageId())
 		if err != nil {
 			d.trouble(ctx, "check cancellation", err)
 			return nil, nil, false
@@ -274,10 +279,10 @@ func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider
 		scope = envelope
 	}
 
-	stored, err := w.configs.load(ctx, job.GetAccountId(), job.GetProviderId())
+	stored, err := w.configs.Load(ctx, job.GetAccountId(), job.GetProviderId())
 	cfg := stored.Config
 	d.config = stored
-	if errors.Is(err, errConfigNotFound) {
+	if errors.Is(err, store.ErrConfigNotFound) {
 		ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
 		ev.ErrorClass = "permanent"
 		ev.Detail = "the provider configuration of this message no longer exists"
@@ -455,7 +460,7 @@ func (d *delivery) settle(ctx context.Context, out provider.Outcome, scope []str
 			ev.Detail = "the message data was sent but the provider's answer was lost; it may have been accepted. Not retried (WORKER_AMBIGUOUS_POLICY=fail) to avoid a duplicate: " + errText
 		}
 		if class == provider.Credentials {
-			if err := w.configs.markUnhealthy(ctx, cfg.AccountID, cfg.ID, "credentials refused: "+errText); err != nil {
+			if err := w.configs.MarkUnhealthy(ctx, cfg.AccountID, cfg.ID, "credentials refused: "+errText); err != nil {
 				d.log.ErrorContext(ctx, "mark provider unhealthy", "error", err)
 			}
 		}

@@ -19,6 +19,7 @@ import (
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
+	"github.com/namirasoft/email-sender/services/worker/store"
 	"github.com/namirasoft/email-sender/services/worker/timeline"
 )
 
@@ -131,7 +132,7 @@ func newDeliveryBundle(t *testing.T, policy string, tries int) *deliveryBundle {
 		Message:    &v1.EmailMessage{From: &v1.Address{Address: "a@example.com"}, To: []*v1.Address{{Address: "a2@example.com"}, {Address: "b@example.com"}}}}
 	b.d = &delivery{w: w, log: log, msg: b.msg, job: job, attempt: max(tries, 1), tries: max(tries, 1),
 		events: timeline.NewSet(job, time.Now), lease: time.Now().Add(time.Minute),
-		config: storedConfig{Config: provider.Config{ID: "cfg-1", AccountID: "acc-1", Kind: "smtp"}, Healthy: true}}
+		config: store.ProviderConfig{Config: provider.Config{ID: "cfg-1", AccountID: "acc-1", Kind: "smtp"}, Healthy: true}}
 	return b
 }
 
@@ -230,10 +231,10 @@ func (a *fakeAttempts) last() attempt.Record {
 
 type fakeConfigs struct{ marked string }
 
-func (c *fakeConfigs) load(context.Context, string, string) (storedConfig, error) {
-	return storedConfig{}, errConfigNotFound
+func (c *fakeConfigs) Load(context.Context, string, string) (store.ProviderConfig, error) {
+	return store.ProviderConfig{}, store.ErrConfigNotFound
 }
-func (c *fakeConfigs) markUnhealthy(_ context.Context, _, id, _ string) error {
+func (c *fakeConfigs) MarkUnhealthy(_ context.Context, _, id, _ string) error {
 	c.marked = id
 	return nil
 }

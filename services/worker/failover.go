@@ -57,7 +57,7 @@ func (d *delivery) failover(ctx context.Context, reason string, made int, scope 
 	if job.GetFailedOverFrom() != "" || primary.FallbackID == "" || primary.FallbackID == primary.ID {
 		return stayed
 	}
-	fb, err := w.configs.load(ctx, job.GetAccountId(), primary.FallbackID)
+	fb, err := w.configs.Load(ctx, job.GetAccountId(), primary.FallbackID)
 	if err != nil {
 		d.log.WarnContext(ctx, "fallback provider configuration not usable; staying on the primary", "fallback_provider_id", primary.FallbackID, "error", err)
 		return stayed

@@ -18,6 +18,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
+	"github.com/namirasoft/email-sender/services/worker/store"
 	"github.com/namirasoft/email-sender/services/worker/timeline"
 )
 
@@ -48,6 +49,7 @@ type Worker struct {
 	deps     Deps
 	log      *slog.Logger
 	configs  configSource
+	messages cancellations
 	attempts attemptStore
 	events   eventSink
 	metrics  *metrics
@@ -93,7 +95,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 		cfg:       cfg,
 		deps:      deps,
 		log:       deps.Logger,
-		configs:   &configStore{pool: deps.Pool, keyring: deps.Keyring, ttl: cfg.ConfigCacheTTL, now: time.Now, cache: map[string]cachedConfig{}},
+		configs:   store.NewConfigs(deps.Pool, deps.Keyring, cfg.ConfigCacheTTL),
+		messages:  store.NewMessages(deps.Pool),
 		attempts:  att,
 		events:    timeline.NewPublisher(deps.JetStream, deps.Telemetry),
 		metrics:   newMetrics(deps.Telemetry),
