@@ -5,22 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
-	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
+	"github.com/namirasoft/email-sender/services/worker/sendjob"
 	"github.com/namirasoft/email-sender/services/worker/store"
 	"github.com/namirasoft/email-sender/services/worker/timeline"
 )
@@ -74,7 +72,7 @@ func (w *Worker) deliver(ctx context.Context, stop <-chan struct{}, kind string,
 		settleJob(ctx, w.log, msg, settlement{kind: term, reason: "send job without metadata"})
 		return
 	}
-	job, err := decodeJob(msg.Data())
+	job, err := sendjob.Decode(msg.Data())
 	if err != nil {
 		// A job nobody can decode cannot be attributed to a message; it is
 		// terminated so it cannot block the consumer.
@@ -103,22 +101,6 @@ func (w *Worker) deliver(ctx context.Context, stop <-chan struct{}, kind string,
 		span.RecordError(d.spanErr)
 		span.SetStatus(codes.Error, d.spanErr.Error())
 	}
-}
-
-// errNoMessageID marks a send job that names no message.
-var errNoMessageID = errors.New("send job without message id")
-
-// decodeJob decodes a send job. A job without a message id cannot be
-// attributed to a message, so it is as undecodable as garbage.
-func decodeJob(data []byte) (*queuev1.SendJob, error) {
-	job := &queuev1.SendJob{}
-	if err := proto.Unmarshal(data, job); err != nil {
-		return nil, fmt.Errorf("decode send job: %w", err)
-	}
-	if job.GetMessageId() == "" {
-		return nil, errNoMessageID
-	}
-	return job, nil
 }
 
 // delivery is the state of one attempt.
@@ -265,7 +247,7 @@ func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider
 		return nil, nil, false
 	}
 
-	envelope, suppressed := recipients(job)
+	envelope, suppressed := sendjob.Recipients(job)
 	for _, r := range suppressed {
 		ev := d.events.Add(queue.EventSuppressed, lifecycle.Suppressed, 0, []string{r}, r)
 		ev.Detail = "recipient is on the account's suppression list; nothing was sent to it"
@@ -636,37 +618,11 @@ func (d *delivery) waitRate(ctx context.Context, cfg provider.Config) error {
 	return nil
 }
 
-// recipients returns the envelope (every to, cc and bcc address, lower-cased,
-// de-duplicated) and the suppressed addresses left out of it.
-func recipients(job *queuev1.SendJob) (envelope, suppressed []string) {
-	sup := map[string]bool{}
-	for _, s := range job.GetSuppressed() {
-		sup[strings.ToLower(s)] = true
-	}
-	seen := map[string]bool{}
-	m := job.GetMessage()
-	for _, list := range [][]*v1.Address{m.GetTo(), m.GetCc(), m.GetBcc()} {
-		for _, a := range list {
-			addr := strings.ToLower(a.GetAddress())
-			if seen[addr] {
-				continue
-			}
-			seen[addr] = true
-			if sup[addr] {
-				suppressed = append(suppressed, addr)
-			} else {
-				envelope = append(envelope, addr)
-			}
-		}
-	}
-	return envelope, suppressed
-}
-
 func envelopeOf(scope []string, job *queuev1.SendJob) []string {
 	if len(scope) > 0 {
 		return scope
 	}
-	env, _ := recipients(job)
+	env, _ := sendjob.Recipients(job)
 	return env
 }
 
