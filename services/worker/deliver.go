@@ -45,6 +45,10 @@ type (
 		Load(ctx context.Context, accountID, id string) (store.ProviderConfig, error)
 		MarkUnhealthy(ctx context.Context, accountID, id, note string) error
 	}
+	// rateLimits paces sends per account and per provider configuration.
+	rateLimits interface {
+		Wait(ctx context.Context, accountID, configID, kind string) error
+	}
 	// cancellations says whether a scheduled message was canceled (PostgreSQL).
 	cancellations interface {
 		Canceled(ctx context.Context, accountID, messageID string) (bool, error)
@@ -279,7 +283,7 @@ func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider
 	if !stored.Healthy && d.failover(ctx, "unhealthy: "+stored.HealthNote, d.attempt-1, scope).settled() {
 		return nil, nil, false
 	}
-	if err := d.waitRate(ctx, cfg); err != nil {
+	if err := w.limits.Wait(ctx, job.GetAccountId(), cfg.ID, cfg.Kind); err != nil {
 		d.release(ctx)
 		d.trouble(ctx, "rate limit", err)
 		return nil, nil, false
@@ -602,20 +606,6 @@ func (d *delivery) trouble(ctx context.Context, what string, err error) {
 	d.log.ErrorContext(ctx, "delivery interrupted", "step", what, "error", err)
 	d.w.metrics.retry(ctx, retryWorker)
 	d.settleJob(ctx, settlement{kind: nakLater, delay: retryAfterTrouble})
-}
-
-func (d *delivery) waitRate(ctx context.Context, cfg provider.Config) error {
-	if l := d.w.limiter(d.w.accLimits, d.job.GetAccountId(), d.w.cfg.AccountRate); l != nil {
-		if err := l.Wait(ctx); err != nil {
-			return err
-		}
-	}
-	if l := d.w.limiter(d.w.prvLimits, cfg.ID, d.w.cfg.kindProviderRate(cfg.Kind)); l != nil {
-		if err := l.Wait(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func envelopeOf(scope []string, job *queuev1.SendJob) []string {

@@ -5,19 +5,18 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
+	"github.com/namirasoft/email-sender/services/worker/ratelimit"
 	"github.com/namirasoft/email-sender/services/worker/store"
 	"github.com/namirasoft/email-sender/services/worker/timeline"
 )
@@ -50,14 +49,11 @@ type Worker struct {
 	log      *slog.Logger
 	configs  configSource
 	messages cancellations
+	limits   rateLimits
 	attempts attemptStore
 	events   eventSink
 	metrics  *metrics
 	now      func() time.Time
-
-	limMu     sync.Mutex
-	accLimits map[string]*rate.Limiter
-	prvLimits map[string]*rate.Limiter
 }
 
 // New validates cfg and prepares the worker; Run starts it.
@@ -92,17 +88,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 		return nil, err
 	}
 	return &Worker{
-		cfg:       cfg,
-		deps:      deps,
-		log:       deps.Logger,
-		configs:   store.NewConfigs(deps.Pool, deps.Keyring, cfg.ConfigCacheTTL),
-		messages:  store.NewMessages(deps.Pool),
-		attempts:  att,
-		events:    timeline.NewPublisher(deps.JetStream, deps.Telemetry),
-		metrics:   newMetrics(deps.Telemetry),
-		now:       time.Now,
-		accLimits: map[string]*rate.Limiter{},
-		prvLimits: map[string]*rate.Limiter{},
+		cfg:      cfg,
+		deps:     deps,
+		log:      deps.Logger,
+		configs:  store.NewConfigs(deps.Pool, deps.Keyring, cfg.ConfigCacheTTL),
+		messages: store.NewMessages(deps.Pool),
+		attempts: att,
+		events:   timeline.NewPublisher(deps.JetStream, deps.Telemetry),
+		metrics:  newMetrics(deps.Telemetry),
+		now:      time.Now,
+		limits:   ratelimit.New(cfg.AccountRate, cfg.kindProviderRate),
 	}, nil
 }
 
@@ -146,21 +141,3 @@ type summedConsumer struct {
 }
 
 func (c summedConsumer) CachedInfo() *jetstream.ConsumerInfo { return c.info }
-
-func (w *Worker) limiter(m map[string]*rate.Limiter, key string, r float64) *rate.Limiter {
-	if r <= 0 {
-		return nil
-	}
-	w.limMu.Lock()
-	defer w.limMu.Unlock()
-	l := m[key]
-	if l == nil {
-		burst := int(r)
-		if burst < 1 {
-			burst = 1
-		}
-		l = rate.NewLimiter(rate.Limit(r), burst)
-		m[key] = l
-	}
-	return l
-}
