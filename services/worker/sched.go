@@ -248,7 +248,7 @@ func (s *scheduler) fetch(ctx context.Context, a *account, n int, inflight *sync
 			defer s.done(a)
 			// Deliveries in flight at shutdown run to completion on their own
 			// context: a send interrupted half way is the one thing we avoid.
-			s.w.deliver(context.WithoutCancel(ctx), ctx.Done(), s.kind, s.sender, msg)
+			s.w.deliveries.Deliver(context.WithoutCancel(ctx), ctx.Done(), s.kind, s.sender, msg)
 		}()
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,6 +15,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
+	"github.com/namirasoft/email-sender/services/worker/delivery"
 	"github.com/namirasoft/email-sender/services/worker/ratelimit"
 	"github.com/namirasoft/email-sender/services/worker/store"
 	"github.com/namirasoft/email-sender/services/worker/timeline"
@@ -44,16 +44,10 @@ type Hooks struct {
 
 // Worker consumes send jobs and delivers them.
 type Worker struct {
-	cfg      Config
-	deps     Deps
-	log      *slog.Logger
-	configs  configSource
-	messages cancellations
-	limits   rateLimits
-	attempts attemptStore
-	events   eventSink
-	metrics  *metrics
-	now      func() time.Time
+	cfg        Config
+	deps       Deps
+	log        *slog.Logger
+	deliveries *delivery.Service
 }
 
 // New validates cfg and prepares the worker; Run starts it.
@@ -87,18 +81,33 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{
-		cfg:      cfg,
-		deps:     deps,
-		log:      deps.Logger,
-		configs:  store.NewConfigs(deps.Pool, deps.Keyring, cfg.ConfigCacheTTL),
-		messages: store.NewMessages(deps.Pool),
-		attempts: att,
-		events:   timeline.NewPublisher(deps.JetStream, deps.Telemetry),
-		metrics:  newMetrics(deps.Telemetry),
-		now:      time.Now,
-		limits:   ratelimit.New(cfg.AccountRate, cfg.kindProviderRate),
-	}, nil
+	var beforeSend func(string, int)
+	if deps.Hooks != nil {
+		beforeSend = deps.Hooks.BeforeSend
+	}
+	deliveries := delivery.New(cfg.deliverySettings(), delivery.Deps{
+		Attempts:   att,
+		Events:     timeline.NewPublisher(deps.JetStream, deps.Telemetry),
+		Configs:    store.NewConfigs(deps.Pool, deps.Keyring, cfg.ConfigCacheTTL),
+		Messages:   store.NewMessages(deps.Pool),
+		Limits:     ratelimit.New(cfg.AccountRate, cfg.kindProviderRate),
+		Jobs:       deps.JetStream,
+		Telemetry:  deps.Telemetry,
+		Logger:     deps.Logger,
+		BeforeSend: beforeSend,
+	})
+	return &Worker{cfg: cfg, deps: deps, log: deps.Logger, deliveries: deliveries}, nil
+}
+
+// deliverySettings are what of c bounds and paces deliveries.
+func (c Config) deliverySettings() delivery.Settings {
+	return delivery.Settings{
+		MaxAttempts: c.MaxAttempts, MaxAge: c.MaxAge,
+		BackoffBase: c.BackoffBase, BackoffMax: c.BackoffMax,
+		AckWait: c.AckWait, SendTimeout: c.SendTimeout,
+		RetryAmbiguous: c.AmbiguousPolicy == AmbiguousRetry,
+		FailoverAfter:  c.FailoverAfter,
+	}
 }
 
 // Run consumes until ctx ends, then stops fetching, lets in-flight deliveries

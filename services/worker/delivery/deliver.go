@@ -1,4 +1,4 @@
-package worker
+package delivery
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -16,6 +17,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/telemetry"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
 	"github.com/namirasoft/email-sender/services/worker/sendjob"
@@ -24,43 +26,117 @@ import (
 )
 
 // What a delivery needs, declared here where it is used; the worker's
-// JetStream and PostgreSQL implementations are attempt.Store, timeline.Publisher,
-// store.Configs and store.Messages, and the state machine's tests (deliver_test.go) use fakes.
+// JetStream and PostgreSQL implementations are attempt.Store,
+// timeline.Publisher, store.Configs, store.Messages, ratelimit.Limits and its
+// JetStream, and the state machine's tests (deliver_test.go) use fakes.
 type (
-	// attemptStore keeps each message's attempt record (EMAIL_ATTEMPTS).
-	attemptStore interface {
+	// AttemptStore keeps each message's attempt record (EMAIL_ATTEMPTS).
+	AttemptStore interface {
 		Begin(ctx context.Context, messageID, providerID string, n int, now, until time.Time) (*attempt.Record, uint64, error)
 		Renew(ctx context.Context, messageID, providerID string, n int, until time.Time, rev uint64) (uint64, error)
 		Finish(ctx context.Context, messageID string, rec attempt.Record) error
 		Get(ctx context.Context, messageID string) (*attempt.Record, error)
 	}
-	// eventSink publishes delivery events (EMAIL_EVENTS).
-	eventSink interface {
+	// EventSink publishes delivery events (EMAIL_EVENTS).
+	EventSink interface {
 		Publish(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) error
 		PublishAsync(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) ([]jetstream.PubAckFuture, error)
 		Wait(ctx context.Context, futures []jetstream.PubAckFuture) error
 	}
-	// configSource reads provider configurations (PostgreSQL).
-	configSource interface {
+	// ConfigSource reads provider configurations (PostgreSQL).
+	ConfigSource interface {
 		Load(ctx context.Context, accountID, id string) (store.ProviderConfig, error)
 		MarkUnhealthy(ctx context.Context, accountID, id, note string) error
 	}
-	// rateLimits paces sends per account and per provider configuration.
-	rateLimits interface {
+	// RateLimits paces sends per account and per provider configuration.
+	RateLimits interface {
 		Wait(ctx context.Context, accountID, configID, kind string) error
 	}
-	// cancellations says whether a scheduled message was canceled (PostgreSQL).
-	cancellations interface {
+	// Cancellations says whether a scheduled message was canceled (PostgreSQL).
+	Cancellations interface {
 		Canceled(ctx context.Context, accountID, messageID string) (bool, error)
 	}
+	// JobPublisher publishes a job moved to a fallback (EMAIL_SEND).
+	JobPublisher interface {
+		PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+	}
 )
+
+// Settings bound and pace deliveries; the worker fills them from its Config.
+type Settings struct {
+	// MaxAttempts bounds the attempts on one provider configuration.
+	MaxAttempts int
+	// MaxAge bounds how long a message is retried after it was accepted.
+	MaxAge time.Duration
+	// BackoffBase and BackoffMax shape the retry delay (backoff).
+	BackoffBase, BackoffMax time.Duration
+	// AckWait is the send consumers' ack wait: in-progress acks come every
+	// AckWait/3, and an attempt's lease leaves two of them after SendTimeout.
+	AckWait time.Duration
+	// SendTimeout bounds one provider call.
+	SendTimeout time.Duration
+	// RetryAmbiguous retries an ambiguous outcome like a transient one
+	// (WORKER_AMBIGUOUS_POLICY=retry) instead of failing the message.
+	RetryAmbiguous bool
+	// FailoverAfter is the number of transient failures on a configuration
+	// after which a message moves to the configuration's fallback, if any.
+	FailoverAfter int
+}
+
+// Deps are a Service's collaborators.
+type Deps struct {
+	Attempts  AttemptStore
+	Events    EventSink
+	Configs   ConfigSource
+	Messages  Cancellations
+	Limits    RateLimits
+	Jobs      JobPublisher
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
+	// BeforeSend, when set, runs after the attempt is recorded as started,
+	// before the provider call (for tests that must wait for that step).
+	BeforeSend func(messageID string, attempt int)
+}
+
+// Service runs deliveries: one attempt of one job each, from its claim to the
+// job's settlement.
+type Service struct {
+	cfg        Settings
+	attempts   AttemptStore
+	events     EventSink
+	configs    ConfigSource
+	messages   Cancellations
+	limits     RateLimits
+	jobs       JobPublisher
+	tel        *telemetry.Telemetry
+	log        *slog.Logger
+	beforeSend func(messageID string, attempt int)
+	metrics    *metrics
+	now        func() time.Time
+}
+
+// New returns a Service with cfg and deps; Telemetry and Logger may be nil.
+func New(cfg Settings, deps Deps) *Service {
+	if deps.Telemetry == nil {
+		deps.Telemetry = telemetry.Nop()
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{
+		cfg: cfg, attempts: deps.Attempts, events: deps.Events, configs: deps.Configs,
+		messages: deps.Messages, limits: deps.Limits, jobs: deps.Jobs,
+		tel: deps.Telemetry, log: deps.Logger, beforeSend: deps.BeforeSend,
+		metrics: newMetrics(deps.Telemetry), now: time.Now,
+	}
+}
 
 // leaseFrom is the end of an attempt's claim on its message when it starts
 // now: the provider call (SendTimeout), an ack wait to record the outcome,
 // and another as grace for a worker that was cut off from NATS and records
 // the moment NATS is back. Until then no other delivery sends the message.
-func (w *Worker) leaseFrom(now time.Time) time.Time {
-	return now.Add(w.cfg.SendTimeout + 2*w.cfg.AckWait)
+func (s Settings) leaseFrom(now time.Time) time.Time {
+	return now.Add(s.SendTimeout + 2*s.AckWait)
 }
 
 // retryAfterTrouble is the delay before a job comes back when the worker itself
@@ -68,24 +144,25 @@ func (w *Worker) leaseFrom(now time.Time) time.Time {
 // outcome and publishes no retry event.
 const retryAfterTrouble = 2 * time.Second
 
-// deliver runs one attempt of one job and settles the JetStream message.
-func (w *Worker) deliver(ctx context.Context, stop <-chan struct{}, kind string, sender provider.Sender, msg jetstream.Msg) {
+// Deliver runs one attempt of one job of kind through sender and settles
+// the JetStream message. stop is closed when the worker stops fetching.
+func (svc *Service) Deliver(ctx context.Context, stop <-chan struct{}, kind string, sender provider.Sender, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
-		w.log.ErrorContext(ctx, "send job without metadata", "provider", kind, "error", err)
-		settleJob(ctx, w.log, msg, settlement{kind: term, reason: "send job without metadata"})
+		svc.log.ErrorContext(ctx, "send job without metadata", "provider", kind, "error", err)
+		settleJob(ctx, svc.log, msg, settlement{kind: term, reason: "send job without metadata"})
 		return
 	}
 	job, err := sendjob.Decode(msg.Data())
 	if err != nil {
 		// A job nobody can decode cannot be attributed to a message; it is
 		// terminated so it cannot block the consumer.
-		w.log.ErrorContext(ctx, "undecodable send job terminated", "provider", kind, "subject", msg.Subject(), "error", err)
-		settleJob(ctx, w.log, msg, settlement{kind: term, reason: "undecodable send job"})
+		svc.log.ErrorContext(ctx, "undecodable send job terminated", "provider", kind, "subject", msg.Subject(), "error", err)
+		settleJob(ctx, svc.log, msg, settlement{kind: term, reason: "undecodable send job"})
 		return
 	}
-	ctx = w.deps.Telemetry.ExtractNATS(ctx, msg.Headers())
-	ctx, span := w.deps.Telemetry.Tracer("emailsender/worker").Start(ctx, "worker.deliver",
+	ctx = svc.tel.ExtractNATS(ctx, msg.Headers())
+	ctx, span := svc.tel.Tracer("emailsender/worker").Start(ctx, "worker.deliver",
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("message.id", job.GetMessageId()),
@@ -97,9 +174,9 @@ func (w *Worker) deliver(ctx context.Context, stop <-chan struct{}, kind string,
 
 	// A job moved to a fallback counts on from the attempts made before it.
 	attempt := int(job.GetAttemptsBefore()) + int(meta.NumDelivered)
-	log := w.log.With("message_id", job.GetMessageId(), "account_id", job.GetAccountId(), "provider", kind, "attempt", attempt)
-	d := &delivery{w: w, stop: stop, log: log, msg: msg, job: job, attempt: attempt, tries: int(meta.NumDelivered),
-		events: timeline.NewSet(job, w.now)}
+	log := svc.log.With("message_id", job.GetMessageId(), "account_id", job.GetAccountId(), "provider", kind, "attempt", attempt)
+	d := &delivery{svc: svc, stop: stop, log: log, msg: msg, job: job, attempt: attempt, tries: int(meta.NumDelivered),
+		events: timeline.NewSet(job, svc.now)}
 	d.run(ctx, kind, sender)
 	if d.spanErr != nil {
 		span.RecordError(d.spanErr)
@@ -109,7 +186,7 @@ func (w *Worker) deliver(ctx context.Context, stop <-chan struct{}, kind string,
 
 // delivery is the state of one attempt.
 type delivery struct {
-	w       *Worker
+	svc     *Service
 	log     *slog.Logger
 	msg     jetstream.Msg
 	job     *queuev1.SendJob
@@ -145,8 +222,8 @@ func (d *delivery) run(ctx context.Context, kind string, sender provider.Sender)
 	if !ok {
 		return
 	}
-	if h := d.w.deps.Hooks; h != nil && h.BeforeSend != nil {
-		h.BeforeSend(d.job.GetMessageId(), d.attempt)
+	if hook := d.svc.beforeSend; hook != nil {
+		hook(d.job.GetMessageId(), d.attempt)
 	}
 	sendBy, ok := d.fence(ctx)
 	if !ok {
@@ -162,10 +239,10 @@ func (d *delivery) run(ctx context.Context, kind string, sender provider.Sender)
 // previous record (nil for its first attempt); false when the job was given
 // back or the record could not be written.
 func (d *delivery) claim(ctx context.Context) (*attempt.Record, bool) {
-	w, job := d.w, d.job
-	now := w.now()
-	d.lease = w.leaseFrom(now)
-	prev, rev, err := w.attempts.Begin(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
+	svc, job := d.svc, d.job
+	now := svc.now()
+	d.lease = svc.cfg.leaseFrom(now)
+	prev, rev, err := svc.attempts.Begin(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
 	var inFlight *attempt.InFlightError
 	for errors.As(err, &inFlight) {
 		// Wait until its outcome is recorded or its lease ends (then it was
@@ -173,9 +250,9 @@ func (d *delivery) claim(ctx context.Context) (*attempt.Record, bool) {
 		if !d.awaitLease(ctx, inFlight) {
 			return nil, false
 		}
-		now = w.now()
-		d.lease = w.leaseFrom(now)
-		prev, rev, err = w.attempts.Begin(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
+		now = svc.now()
+		d.lease = svc.cfg.leaseFrom(now)
+		prev, rev, err = svc.attempts.Begin(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, now, d.lease)
 	}
 	d.rev = rev
 	if err != nil {
@@ -210,7 +287,7 @@ func (d *delivery) reportInterrupted(ctx context.Context, prev *attempt.Record) 
 	switch {
 	case prev != nil && prev.State == attempt.Started:
 		d.unreported = prev.Attempt
-		d.w.metrics.retry(ctx, retryInterrupted)
+		d.svc.metrics.retry(ctx, retryInterrupted)
 	case prev != nil && prev.State == attempt.Retry && prev.Unreported > 0:
 		d.unreported = prev.Unreported // found earlier, not reported yet
 	}
@@ -228,9 +305,9 @@ func (d *delivery) reportInterrupted(ctx context.Context, prev *attempt.Record) 
 // trouble, failover) and returns false, or returns the delivery and the
 // recipients its events concern (nil: all).
 func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider.Delivery, []string, bool) {
-	w, job := d.w, d.job
+	svc, job := d.svc, d.job
 	if job.GetScheduled() && prev == nil {
-		canceled, err := w.messages.Canceled(ctx, job.GetAccountId(), job.GetMessageId())
+		canceled, err := svc.messages.Canceled(ctx, job.GetAccountId(), job.GetMessageId())
 		if err != nil {
 			d.trouble(ctx, "check cancellation", err)
 			return nil, nil, false
@@ -243,10 +320,10 @@ func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider
 	}
 
 	accepted := job.GetAcceptedAt().AsTime()
-	if d.tries > w.cfg.MaxAttempts || (!accepted.IsZero() && w.now().Sub(accepted) > w.cfg.MaxAge) {
+	if d.tries > svc.cfg.MaxAttempts || (!accepted.IsZero() && svc.now().Sub(accepted) > svc.cfg.MaxAge) {
 		ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, nil, "")
 		ev.ErrorClass = "attempts_exhausted"
-		ev.Detail = fmt.Sprintf("gave up after %d attempts or %s since acceptance", d.attempt-1, w.cfg.MaxAge)
+		ev.Detail = fmt.Sprintf("gave up after %d attempts or %s since acceptance", d.attempt-1, svc.cfg.MaxAge)
 		d.final(ctx, false)
 		return nil, nil, false
 	}
@@ -265,7 +342,7 @@ func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider
 		scope = envelope
 	}
 
-	stored, err := w.configs.Load(ctx, job.GetAccountId(), job.GetProviderId())
+	stored, err := svc.configs.Load(ctx, job.GetAccountId(), job.GetProviderId())
 	cfg := stored.Config
 	d.config = stored
 	if errors.Is(err, store.ErrConfigNotFound) {
@@ -283,7 +360,7 @@ func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider
 	if !stored.Healthy && d.failover(ctx, "unhealthy: "+stored.HealthNote, d.attempt-1, scope).settled() {
 		return nil, nil, false
 	}
-	if err := w.limits.Wait(ctx, job.GetAccountId(), cfg.ID, cfg.Kind); err != nil {
+	if err := svc.limits.Wait(ctx, job.GetAccountId(), cfg.ID, cfg.Kind); err != nil {
 		d.release(ctx)
 		d.trouble(ctx, "rate limit", err)
 		return nil, nil, false
@@ -309,19 +386,19 @@ func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider
 // ended and another delivery owns the message; then the claim is renewed by
 // compare-and-set, or nothing is sent. It returns when the call must end.
 func (d *delivery) fence(ctx context.Context) (time.Time, bool) {
-	w, job := d.w, d.job
-	now := w.now()
-	if sendBy := now.Add(w.cfg.SendTimeout); !sendBy.After(d.lease.Add(-w.cfg.AckWait)) {
+	svc, job := d.svc, d.job
+	now := svc.now()
+	if sendBy := now.Add(svc.cfg.SendTimeout); !sendBy.After(d.lease.Add(-svc.cfg.AckWait)) {
 		// The usual case, no round trip: the claim from begin still covers the
 		// whole provider call and an ack wait to record its outcome, and no
 		// other delivery may take the message before the claim ends.
 		return sendBy, true
 	}
-	lease := w.leaseFrom(now)
-	rev, err := w.attempts.Renew(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, lease, d.rev)
+	lease := svc.cfg.leaseFrom(now)
+	rev, err := svc.attempts.Renew(ctx, job.GetMessageId(), job.GetProviderId(), d.attempt, lease, d.rev)
 	if errors.Is(err, attempt.ErrLeaseLost) {
 		d.log.WarnContext(ctx, "attempt lease lost before the provider call; not sending", "lease_until", d.lease)
-		w.metrics.retry(ctx, retryLeaseLost)
+		svc.metrics.retry(ctx, retryLeaseLost)
 		d.settleJob(ctx, settlement{kind: leave}) // the job is the other delivery's now
 		return time.Time{}, false
 	}
@@ -330,7 +407,7 @@ func (d *delivery) fence(ctx context.Context) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	d.lease, d.rev = lease, rev
-	return now.Add(w.cfg.SendTimeout), true
+	return now.Add(svc.cfg.SendTimeout), true
 }
 
 // send calls the provider until deadline at the latest (the lease leaves
@@ -339,7 +416,7 @@ func (d *delivery) fence(ctx context.Context) (time.Time, bool) {
 func (d *delivery) send(ctx context.Context, sender provider.Sender, pd *provider.Delivery, deadline time.Time) provider.Outcome {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	ctx, span := d.w.deps.Telemetry.Tracer("emailsender/worker").Start(ctx, "provider.send",
+	ctx, span := d.svc.tel.Tracer("emailsender/worker").Start(ctx, "provider.send",
 		trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("provider.kind", pd.Config.Kind), attribute.Int("recipients", len(pd.Recipients))))
 	defer span.End()
@@ -347,7 +424,7 @@ func (d *delivery) send(ctx context.Context, sender provider.Sender, pd *provide
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
-		t := time.NewTicker(d.w.cfg.AckWait / 3)
+		t := time.NewTicker(d.svc.cfg.AckWait / 3)
 		defer t.Stop()
 		for {
 			select {
@@ -369,13 +446,13 @@ func (d *delivery) send(ctx context.Context, sender provider.Sender, pd *provide
 
 // settle turns an outcome into events and the JetStream settlement.
 func (d *delivery) settle(ctx context.Context, out provider.Outcome, scope []string, cfg provider.Config) {
-	w := d.w
+	svc := d.svc
 	errText := ""
 	if out.Err != nil {
 		errText = out.Err.Error()
 	}
 	class := out.Class
-	if class == provider.Ambiguous && w.cfg.AmbiguousPolicy == AmbiguousRetry {
+	if class == provider.Ambiguous && svc.cfg.RetryAmbiguous {
 		d.log.WarnContext(ctx, "ambiguous outcome retried by policy", "error", errText)
 		class = provider.Transient
 	}
@@ -410,27 +487,27 @@ func (d *delivery) settle(ctx context.Context, out provider.Outcome, scope []str
 		d.log.InfoContext(ctx, "message sent", "response", out.Response)
 		d.final(ctx, true)
 	case provider.Transient:
-		if d.tries >= min(w.cfg.FailoverAfter, w.cfg.MaxAttempts) &&
+		if d.tries >= min(svc.cfg.FailoverAfter, svc.cfg.MaxAttempts) &&
 			d.failover(ctx, fmt.Sprintf("%d transient failures, the last: %s", d.tries, errText), d.attempt, scope).settled() {
 			return
 		}
-		if d.tries >= w.cfg.MaxAttempts {
+		if d.tries >= svc.cfg.MaxAttempts {
 			ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
 			ev.ErrorClass = "attempts_exhausted"
 			ev.ProviderResponse = out.Response
-			ev.Detail = fmt.Sprintf("attempt %d of %d failed transiently: %s", d.attempt, w.cfg.MaxAttempts, errText)
+			ev.Detail = fmt.Sprintf("attempt %d of %d failed transiently: %s", d.attempt, svc.cfg.MaxAttempts, errText)
 			d.final(ctx, false)
 			return
 		}
 		delay := out.RetryAfter
 		if delay <= 0 {
-			delay = backoff(d.tries, w.cfg.BackoffBase, w.cfg.BackoffMax, nil)
+			delay = backoff(d.tries, svc.cfg.BackoffBase, svc.cfg.BackoffMax, nil)
 		}
 		ev := d.events.Add(queue.EventRetry, lifecycle.Retrying, d.attempt, scope, "")
 		ev.ErrorClass = "transient"
 		ev.ProviderResponse = out.Response
 		ev.Detail = errText
-		ev.RetryAt = timestamppb.New(w.now().Add(delay))
+		ev.RetryAt = timestamppb.New(svc.now().Add(delay))
 		d.log.InfoContext(ctx, "attempt failed transiently; retrying", "error", errText, "retry_in", delay.String())
 		reason := retryTransient
 		if out.Class == provider.Ambiguous {
@@ -446,7 +523,7 @@ func (d *delivery) settle(ctx context.Context, out provider.Outcome, scope []str
 			ev.Detail = "the message data was sent but the provider's answer was lost; it may have been accepted. Not retried (WORKER_AMBIGUOUS_POLICY=fail) to avoid a duplicate: " + errText
 		}
 		if class == provider.Credentials {
-			if err := w.configs.MarkUnhealthy(ctx, cfg.AccountID, cfg.ID, "credentials refused: "+errText); err != nil {
+			if err := svc.configs.MarkUnhealthy(ctx, cfg.AccountID, cfg.ID, "credentials refused: "+errText); err != nil {
 				d.log.ErrorContext(ctx, "mark provider unhealthy", "error", err)
 			}
 		}
@@ -468,12 +545,12 @@ func (d *delivery) final(ctx context.Context, ok bool) {
 		return
 	}
 	preData, preIDs := d.preSend.Pending()
-	if err := d.w.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...)); err != nil {
+	if err := d.svc.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...)); err != nil {
 		// The outcome is recorded: the redelivery re-publishes, never re-sends.
 		d.trouble(ctx, "publish outcome events", err)
 		return
 	}
-	d.w.metrics.final(ctx, d.job, d.events.List(), ok)
+	d.svc.metrics.final(ctx, d.job, d.events.List(), ok)
 	if ok {
 		d.settleJob(ctx, settlement{kind: ack})
 	} else {
@@ -487,7 +564,7 @@ func (d *delivery) retry(ctx context.Context, delay time.Duration, reason string
 		d.trouble(ctx, "record retry", err)
 		return
 	}
-	d.w.metrics.retry(ctx, reason)
+	d.svc.metrics.retry(ctx, reason)
 	if err := d.publish(ctx); err != nil {
 		d.log.WarnContext(ctx, "publish retry event", "error", err)
 	}
@@ -499,7 +576,7 @@ func (d *delivery) retry(ctx context.Context, delay time.Duration, reason string
 func (d *delivery) replay(ctx context.Context, prev *attempt.Record) {
 	ids, err := timeline.DecodeIDs(prev.Events)
 	if err == nil {
-		err = d.w.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), prev.Events, ids)
+		err = d.svc.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), prev.Events, ids)
 	}
 	if err != nil {
 		d.trouble(ctx, "re-publish recorded outcome", err)
@@ -519,7 +596,7 @@ func (d *delivery) record(ctx context.Context, rec attempt.Record) error {
 	rec.Provider = d.job.GetProviderId()
 	delay := 200 * time.Millisecond
 	for {
-		err := d.w.attempts.Finish(ctx, d.job.GetMessageId(), rec)
+		err := d.svc.attempts.Finish(ctx, d.job.GetMessageId(), rec)
 		if err == nil {
 			return nil
 		}
@@ -540,22 +617,22 @@ func (d *delivery) record(ctx context.Context, rec attempt.Record) error {
 // (false: the job is given back for when the lease ends).
 func (d *delivery) awaitLease(ctx context.Context, inFlight *attempt.InFlightError) bool {
 	d.log.InfoContext(ctx, "attempt in flight elsewhere; waiting for its lease", "leased_attempt", inFlight.Attempt, "lease_until", inFlight.Until)
-	alive := time.NewTicker(d.w.cfg.AckWait / 3)
+	alive := time.NewTicker(d.svc.cfg.AckWait / 3)
 	defer alive.Stop()
 	poll := time.NewTicker(500 * time.Millisecond)
 	defer poll.Stop()
-	for d.w.now().Before(inFlight.Until) {
+	for d.svc.now().Before(inFlight.Until) {
 		select {
 		case <-d.stop:
-			d.settleJob(ctx, settlement{kind: nakLater, delay: inFlight.Until.Sub(d.w.now())})
+			d.settleJob(ctx, settlement{kind: nakLater, delay: inFlight.Until.Sub(d.svc.now())})
 			return false
 		case <-ctx.Done():
-			d.settleJob(ctx, settlement{kind: nakLater, delay: inFlight.Until.Sub(d.w.now())})
+			d.settleJob(ctx, settlement{kind: nakLater, delay: inFlight.Until.Sub(d.svc.now())})
 			return false
 		case <-alive.C:
 			d.keepAlive(ctx)
 		case <-poll.C:
-			rec, err := d.w.attempts.Get(ctx, d.job.GetMessageId())
+			rec, err := d.svc.attempts.Get(ctx, d.job.GetMessageId())
 			if err == nil && (rec.State != attempt.Started || !rec.Until.Equal(inFlight.Until)) {
 				return true
 			}
@@ -570,7 +647,7 @@ func (d *delivery) awaitLease(ctx context.Context, inFlight *attempt.InFlightErr
 // could not report is handed on (attempt.Record.Unreported).
 func (d *delivery) release(ctx context.Context) {
 	rec := attempt.Record{State: attempt.Retry, Attempt: d.attempt, Provider: d.job.GetProviderId(), Unreported: d.unreported}
-	if err := d.w.attempts.Finish(ctx, d.job.GetMessageId(), rec); err != nil {
+	if err := d.svc.attempts.Finish(ctx, d.job.GetMessageId(), rec); err != nil {
 		d.log.WarnContext(ctx, "release attempt", "error", err)
 	}
 }
@@ -581,7 +658,7 @@ func (d *delivery) publish(ctx context.Context) error {
 		return err
 	}
 	preData, preIDs := d.preSend.Pending()
-	return d.w.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...))
+	return d.svc.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...))
 }
 
 // publishPreSend publishes the events so far without waiting for their
@@ -591,7 +668,7 @@ func (d *delivery) publishPreSend(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	futures, err := d.w.events.PublishAsync(ctx, d.job.GetAccountId(), d.job.GetMessageId(), data, ids)
+	futures, err := d.svc.events.PublishAsync(ctx, d.job.GetAccountId(), d.job.GetMessageId(), data, ids)
 	if err != nil {
 		return err
 	}
@@ -604,7 +681,7 @@ func (d *delivery) publishPreSend(ctx context.Context) error {
 func (d *delivery) trouble(ctx context.Context, what string, err error) {
 	d.spanErr = fmt.Errorf("%s: %w", what, err)
 	d.log.ErrorContext(ctx, "delivery interrupted", "step", what, "error", err)
-	d.w.metrics.retry(ctx, retryWorker)
+	d.svc.metrics.retry(ctx, retryWorker)
 	d.settleJob(ctx, settlement{kind: nakLater, delay: retryAfterTrouble})
 }
 

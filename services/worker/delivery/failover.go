@@ -1,4 +1,4 @@
-package worker
+package delivery
 
 import (
 	"context"
@@ -53,11 +53,11 @@ func (r failoverResult) settled() bool { return r != stayed }
 // copy by its Nats-Msg-Id) and never sends through this configuration again;
 // before it, nothing has happened.
 func (d *delivery) failover(ctx context.Context, reason string, made int, scope []string) failoverResult {
-	w, job, primary := d.w, d.job, d.config
+	svc, job, primary := d.svc, d.job, d.config
 	if job.GetFailedOverFrom() != "" || primary.FallbackID == "" || primary.FallbackID == primary.ID {
 		return stayed
 	}
-	fb, err := w.configs.Load(ctx, job.GetAccountId(), primary.FallbackID)
+	fb, err := svc.configs.Load(ctx, job.GetAccountId(), primary.FallbackID)
 	if err != nil {
 		d.log.WarnContext(ctx, "fallback provider configuration not usable; staying on the primary", "fallback_provider_id", primary.FallbackID, "error", err)
 		return stayed
@@ -87,7 +87,7 @@ func (d *delivery) failover(ctx context.Context, reason string, made int, scope 
 	}
 	d.log.WarnContext(ctx, "message moves to the fallback provider", "fallback_provider_id", fb.ID, "fallback_kind", fb.Kind, "reason", reason)
 	d.replayMove(ctx, &rec)
-	w.metrics.failover(ctx, class)
+	svc.metrics.failover(ctx, class)
 	return moved
 }
 
@@ -103,7 +103,7 @@ func (d *delivery) replayMove(ctx context.Context, rec *attempt.Record) {
 	ids, err := timeline.DecodeIDs(rec.Events)
 	if err == nil {
 		preData, preIDs := d.preSend.Pending()
-		err = d.w.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, rec.Events...), append(preIDs, ids...))
+		err = d.svc.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, rec.Events...), append(preIDs, ids...))
 	}
 	if err != nil {
 		d.trouble(ctx, "publish failover events", err)
@@ -125,10 +125,10 @@ func (d *delivery) publishFallbackJob(ctx context.Context, rec *attempt.Record) 
 	}
 	msg := &nats.Msg{Subject: queue.SendSubject(rec.MovedKind, d.job.GetAccountId()), Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, failoverMsgID(d.job.GetMessageId(), rec.MovedTo))
-	d.w.deps.Telemetry.InjectNATS(ctx, msg.Header)
+	d.svc.tel.InjectNATS(ctx, msg.Header)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := d.w.deps.JetStream.PublishMsg(ctx, msg); err != nil {
+	if _, err := d.svc.jobs.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("publish fallback job: %w", err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package worker
+package delivery
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/queue"
-	"github.com/namirasoft/email-sender/pkg/telemetry"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
@@ -30,14 +29,14 @@ func TestOutcomeToSettlement(t *testing.T) {
 	t.Parallel()
 	permanent := errors.New("550 5.1.1 no such user")
 	tests := []struct {
-		name     string
-		out      provider.Outcome
-		tries    int
-		policy   string
-		want     settlement
-		events   []string
-		record   string
-		markedBy string // a configuration marked unhealthy
+		name           string
+		out            provider.Outcome
+		tries          int
+		retryAmbiguous bool // WORKER_AMBIGUOUS_POLICY=retry
+		want           settlement
+		events         []string
+		record         string
+		markedBy       string // a configuration marked unhealthy
 	}{
 		{name: "sent", out: provider.Outcome{Class: provider.Sent, Response: "250 ok"},
 			want: settlement{kind: ack}, events: []string{queue.EventSent}, record: attempt.Done},
@@ -51,9 +50,9 @@ func TestOutcomeToSettlement(t *testing.T) {
 			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: attempt.Done},
 		{name: "permanent", out: provider.Outcome{Class: provider.Permanent, Err: permanent},
 			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: attempt.Done},
-		{name: "ambiguous, fail policy", out: provider.Outcome{Class: provider.Ambiguous, Err: errors.New("no reply")}, policy: AmbiguousFail,
+		{name: "ambiguous, fail policy", out: provider.Outcome{Class: provider.Ambiguous, Err: errors.New("no reply")},
 			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: attempt.Done},
-		{name: "ambiguous, retry policy", out: provider.Outcome{Class: provider.Ambiguous, Err: errors.New("no reply")}, policy: AmbiguousRetry, tries: 1,
+		{name: "ambiguous, retry policy", out: provider.Outcome{Class: provider.Ambiguous, Err: errors.New("no reply")}, retryAmbiguous: true, tries: 1,
 			want: settlement{kind: nakLater, delay: -1}, events: []string{queue.EventRetry}, record: attempt.Retry},
 		{name: "credentials refused", out: provider.Outcome{Class: provider.Credentials, Err: errors.New("535 auth")},
 			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: attempt.Done, markedBy: "cfg-1"},
@@ -61,7 +60,7 @@ func TestOutcomeToSettlement(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			b := newDeliveryBundle(t, tt.policy, tt.tries)
+			b := newDeliveryBundle(t, tt.retryAmbiguous, tt.tries)
 			b.d.settle(t.Context(), tt.out, nil, b.d.config.Config)
 
 			got := b.msg.settled()
@@ -83,7 +82,7 @@ func TestOutcomeToSettlement(t *testing.T) {
 // there is still only one.
 func TestSettlementErrorIsHandled(t *testing.T) {
 	t.Parallel()
-	b := newDeliveryBundle(t, "", 1)
+	b := newDeliveryBundle(t, false, 1)
 	b.msg.fail = errors.New("nats: connection closed")
 	b.d.settle(t.Context(), provider.Outcome{Class: provider.Sent}, nil, b.d.config.Config)
 	require.Len(t, b.msg.settled(), 1)
@@ -93,9 +92,9 @@ func TestSettlementErrorIsHandled(t *testing.T) {
 // The claim is renewed (a round trip) only when the call could outlive it.
 func TestFenceRenewsOnlyWhenNeeded(t *testing.T) {
 	t.Parallel()
-	b := newDeliveryBundle(t, "", 1)
-	w := b.d.w
-	b.d.lease = w.leaseFrom(time.Now()) // just claimed
+	b := newDeliveryBundle(t, false, 1)
+	w := b.d.svc
+	b.d.lease = w.cfg.leaseFrom(time.Now()) // just claimed
 	sendBy, ok := b.d.fence(t.Context())
 	require.True(t, ok)
 	require.Zero(t, b.attempts.renews, "a fresh claim covers the call")
@@ -117,23 +116,26 @@ type deliveryBundle struct {
 	logs     *syncBuffer
 }
 
-func newDeliveryBundle(t *testing.T, policy string, tries int) *deliveryBundle {
+func newDeliveryBundle(t *testing.T, retryAmbiguous bool, tries int) *deliveryBundle {
 	t.Helper()
-	cfg, err := Config{AmbiguousPolicy: policy}.WithDefaults()
-	require.NoError(t, err)
-	cfg.MaxAttempts = 5
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	b := &deliveryBundle{msg: &fakeMsg{}, events: &fakeEvents{}, attempts: &fakeAttempts{}, configs: &fakeConfigs{}, logs: logs}
-	w := &Worker{cfg: cfg, log: log, attempts: b.attempts, events: b.events, configs: b.configs,
-		metrics: newMetrics(telemetry.Nop()), now: time.Now, deps: Deps{Telemetry: telemetry.Nop()}}
+	svc := New(testSettings(retryAmbiguous), Deps{Attempts: b.attempts, Events: b.events, Configs: b.configs, Logger: log})
 	job := &queuev1.SendJob{MessageId: "01a00000-0000-7000-8000-000000000001", AccountId: "acc-1", ProviderId: "cfg-1", ProviderKind: "smtp",
 		AcceptedAt: timestamppb.Now(),
 		Message:    &v1.EmailMessage{From: &v1.Address{Address: "a@example.com"}, To: []*v1.Address{{Address: "a2@example.com"}, {Address: "b@example.com"}}}}
-	b.d = &delivery{w: w, log: log, msg: b.msg, job: job, attempt: max(tries, 1), tries: max(tries, 1),
+	b.d = &delivery{svc: svc, log: log, msg: b.msg, job: job, attempt: max(tries, 1), tries: max(tries, 1),
 		events: timeline.NewSet(job, time.Now), lease: time.Now().Add(time.Minute),
 		config: store.ProviderConfig{Config: provider.Config{ID: "cfg-1", AccountID: "acc-1", Kind: "smtp"}, Healthy: true}}
 	return b
+}
+
+// testSettings are the worker's defaults (its Config's env tags), with 5
+// attempts.
+func testSettings(retryAmbiguous bool) Settings {
+	return Settings{MaxAttempts: 5, MaxAge: 24 * time.Hour, BackoffBase: 30 * time.Second, BackoffMax: time.Hour,
+		AckWait: 30 * time.Second, SendTimeout: 2 * time.Minute, RetryAmbiguous: retryAmbiguous, FailoverAfter: 3}
 }
 
 type settled struct {
