@@ -11,12 +11,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/namirasoft/email-sender/pkg/provider"
-	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
 	"github.com/namirasoft/email-sender/services/worker/delivery"
 	"github.com/namirasoft/email-sender/services/worker/ratelimit"
+	"github.com/namirasoft/email-sender/services/worker/schedule"
 	"github.com/namirasoft/email-sender/services/worker/store"
 	"github.com/namirasoft/email-sender/services/worker/timeline"
 )
@@ -114,39 +114,30 @@ func (c Config) deliverySettings() delivery.Settings {
 // finish (bounded by SendTimeout) and returns.
 func (w *Worker) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	src := statsSource{}
-	refs := make([]telemetry.ConsumerRef, 0, len(w.cfg.Providers))
+	gauges := schedule.Gauges{}
 	for _, kind := range w.cfg.Providers {
-		s := newScheduler(w, kind)
-		src[legacyConsumerName(kind)] = s
-		g.Go(func() error { return s.run(ctx) })
-		refs = append(refs, telemetry.ConsumerRef{Stream: queue.SendStream, Consumer: legacyConsumerName(kind)})
+		s := schedule.New(w.scheduleConfig(kind), w.deps.JetStream, w.kindDeliveries(kind), w.log)
+		gauges.Add(s)
+		g.Go(func() error { return s.Run(ctx) })
 	}
-	stats := telemetry.NewConsumerStats(w.deps.Telemetry, src, 0, w.log, refs...)
+	stats := telemetry.NewConsumerStats(w.deps.Telemetry, gauges, 0, w.log, gauges.Refs()...)
 	g.Go(func() error { return stats.Run(ctx) })
 	return g.Wait()
 }
 
-// statsSource answers the consumer gauges' lookups of "worker-<kind>" with
-// the sums over the kind's per-account consumers.
-type statsSource map[string]*scheduler
-
-func (src statsSource) Consumer(ctx context.Context, stream, name string) (jetstream.Consumer, error) {
-	s := src[name]
-	if s == nil || stream != queue.SendStream {
-		return nil, jetstream.ErrConsumerNotFound
+// scheduleConfig is what of w's Config schedules the jobs of kind.
+func (w *Worker) scheduleConfig(kind string) schedule.Config {
+	return schedule.Config{
+		Kind: kind, Concurrency: w.cfg.kindConcurrency(kind),
+		AckWait: w.cfg.AckWait, AccountMaxAckPending: w.cfg.AccountMaxAckPending, AccountIdle: w.cfg.AccountIdle,
+		DiscoveryInterval: w.cfg.DiscoveryInterval,
 	}
-	info, err := s.pending(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return summedConsumer{info: info}, nil
 }
 
-// summedConsumer carries summed consumer info; only CachedInfo is used.
-type summedConsumer struct {
-	jetstream.Consumer
-	info *jetstream.ConsumerInfo
+// kindDeliveries delivers the jobs of kind through its sender.
+func (w *Worker) kindDeliveries(kind string) schedule.DeliverFunc {
+	sender := w.deps.Senders[kind]
+	return func(ctx context.Context, stop <-chan struct{}, msg jetstream.Msg) {
+		w.deliveries.Deliver(ctx, stop, kind, sender, msg)
+	}
 }
-
-func (c summedConsumer) CachedInfo() *jetstream.ConsumerInfo { return c.info }
