@@ -7,142 +7,20 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/queue"
-	"github.com/namirasoft/email-sender/pkg/telemetry"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
 	"github.com/namirasoft/email-sender/services/worker/sendjob"
 	"github.com/namirasoft/email-sender/services/worker/store"
 	"github.com/namirasoft/email-sender/services/worker/timeline"
 )
-
-// What a delivery needs, declared here where it is used; the worker's
-// JetStream and PostgreSQL implementations are attempt.Store,
-// timeline.Publisher, store.Configs, store.Messages, ratelimit.Limits and its
-// JetStream, and the state machine's tests (deliver_test.go) use fakes.
-type (
-	// AttemptStore keeps each message's attempt record (EMAIL_ATTEMPTS).
-	AttemptStore interface {
-		Begin(ctx context.Context, messageID, providerID string, n int, now, until time.Time) (*attempt.Record, uint64, error)
-		Renew(ctx context.Context, messageID, providerID string, n int, until time.Time, rev uint64) (uint64, error)
-		Finish(ctx context.Context, messageID string, rec attempt.Record) error
-		Get(ctx context.Context, messageID string) (*attempt.Record, error)
-	}
-	// EventSink publishes delivery events (EMAIL_EVENTS).
-	EventSink interface {
-		Publish(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) error
-		PublishAsync(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) ([]jetstream.PubAckFuture, error)
-		Wait(ctx context.Context, futures []jetstream.PubAckFuture) error
-	}
-	// ConfigSource reads provider configurations (PostgreSQL).
-	ConfigSource interface {
-		Load(ctx context.Context, accountID, id string) (store.ProviderConfig, error)
-		MarkUnhealthy(ctx context.Context, accountID, id, note string) error
-	}
-	// RateLimits paces sends per account and per provider configuration.
-	RateLimits interface {
-		Wait(ctx context.Context, accountID, configID, kind string) error
-	}
-	// Cancellations says whether a scheduled message was canceled (PostgreSQL).
-	Cancellations interface {
-		Canceled(ctx context.Context, accountID, messageID string) (bool, error)
-	}
-	// JobPublisher publishes a job moved to a fallback (EMAIL_SEND).
-	JobPublisher interface {
-		PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
-	}
-)
-
-// Settings bound and pace deliveries; the worker fills them from its Config.
-type Settings struct {
-	// MaxAttempts bounds the attempts on one provider configuration.
-	MaxAttempts int
-	// MaxAge bounds how long a message is retried after it was accepted.
-	MaxAge time.Duration
-	// BackoffBase and BackoffMax shape the retry delay (backoff).
-	BackoffBase, BackoffMax time.Duration
-	// AckWait is the send consumers' ack wait: in-progress acks come every
-	// AckWait/3, and an attempt's lease leaves two of them after SendTimeout.
-	AckWait time.Duration
-	// SendTimeout bounds one provider call.
-	SendTimeout time.Duration
-	// RetryAmbiguous retries an ambiguous outcome like a transient one
-	// (WORKER_AMBIGUOUS_POLICY=retry) instead of failing the message.
-	RetryAmbiguous bool
-	// FailoverAfter is the number of transient failures on a configuration
-	// after which a message moves to the configuration's fallback, if any.
-	FailoverAfter int
-}
-
-// Deps are a Service's collaborators.
-type Deps struct {
-	Attempts  AttemptStore
-	Events    EventSink
-	Configs   ConfigSource
-	Messages  Cancellations
-	Limits    RateLimits
-	Jobs      JobPublisher
-	Telemetry *telemetry.Telemetry
-	Logger    *slog.Logger
-	// BeforeSend, when set, runs after the attempt is recorded as started,
-	// before the provider call (for tests that must wait for that step).
-	BeforeSend func(messageID string, attempt int)
-}
-
-// Service runs deliveries: one attempt of one job each, from its claim to the
-// job's settlement.
-type Service struct {
-	cfg        Settings
-	attempts   AttemptStore
-	events     EventSink
-	configs    ConfigSource
-	messages   Cancellations
-	limits     RateLimits
-	jobs       JobPublisher
-	tel        *telemetry.Telemetry
-	log        *slog.Logger
-	beforeSend func(messageID string, attempt int)
-	metrics    *metrics
-	now        func() time.Time
-}
-
-// New returns a Service with cfg and deps; Telemetry and Logger may be nil.
-func New(cfg Settings, deps Deps) *Service {
-	if deps.Telemetry == nil {
-		deps.Telemetry = telemetry.Nop()
-	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
-	return &Service{
-		cfg: cfg, attempts: deps.Attempts, events: deps.Events, configs: deps.Configs,
-		messages: deps.Messages, limits: deps.Limits, jobs: deps.Jobs,
-		tel: deps.Telemetry, log: deps.Logger, beforeSend: deps.BeforeSend,
-		metrics: newMetrics(deps.Telemetry), now: time.Now,
-	}
-}
-
-// leaseFrom is the end of an attempt's claim on its message when it starts
-// now: the provider call (SendTimeout), an ack wait to record the outcome,
-// and another as grace for a worker that was cut off from NATS and records
-// the moment NATS is back. Until then no other delivery sends the message.
-func (s Settings) leaseFrom(now time.Time) time.Time {
-	return now.Add(s.SendTimeout + 2*s.AckWait)
-}
-
-// retryAfterTrouble is the delay before a job comes back when the worker itself
-// could not work on it (NATS or PostgreSQL unreachable); it is not an attempt
-// outcome and publishes no retry event.
-const retryAfterTrouble = 2 * time.Second
 
 // Deliver runs one attempt of one job of kind through sender and settles
 // the JetStream message. stop is closed when the worker stops fetching.
@@ -177,7 +55,7 @@ func (svc *Service) Deliver(ctx context.Context, stop <-chan struct{}, kind stri
 	log := svc.log.With("message_id", job.GetMessageId(), "account_id", job.GetAccountId(), "provider", kind, "attempt", attempt)
 	d := &delivery{svc: svc, stop: stop, log: log, msg: msg, job: job, attempt: attempt, tries: int(meta.NumDelivered),
 		events: timeline.NewSet(job, svc.now)}
-	d.run(ctx, kind, sender)
+	d.run(ctx, sender)
 	if d.spanErr != nil {
 		span.RecordError(d.spanErr)
 		span.SetStatus(codes.Error, d.spanErr.Error())
@@ -212,7 +90,7 @@ type delivery struct {
 	stop <-chan struct{}
 }
 
-func (d *delivery) run(ctx context.Context, kind string, sender provider.Sender) {
+func (d *delivery) run(ctx context.Context, sender provider.Sender) {
 	prev, ok := d.claim(ctx)
 	if !ok || d.alreadyHandled(ctx, prev) {
 		return
@@ -230,7 +108,7 @@ func (d *delivery) run(ctx context.Context, kind string, sender provider.Sender)
 		return
 	}
 	out := d.send(ctx, sender, pd, sendBy)
-	d.settle(ctx, out, scope, pd.Config)
+	d.conclude(ctx, out, scope, pd.Config)
 }
 
 // claim records the attempt as started, leased, waiting while another
@@ -299,87 +177,6 @@ func (d *delivery) reportInterrupted(ctx context.Context, prev *attempt.Record) 
 	}
 }
 
-// prepare decides whether the message is to be sent at all and builds what
-// the provider gets: it ends the job (canceled, attempts exhausted, every
-// recipient suppressed, configuration gone) or gives it back (worker
-// trouble, failover) and returns false, or returns the delivery and the
-// recipients its events concern (nil: all).
-func (d *delivery) prepare(ctx context.Context, prev *attempt.Record) (*provider.Delivery, []string, bool) {
-	svc, job := d.svc, d.job
-	if job.GetScheduled() && prev == nil {
-		canceled, err := svc.messages.Canceled(ctx, job.GetAccountId(), job.GetMessageId())
-		if err != nil {
-			d.trouble(ctx, "check cancellation", err)
-			return nil, nil, false
-		}
-		if canceled {
-			d.log.InfoContext(ctx, "scheduled message was canceled; not sending")
-			d.final(ctx, true)
-			return nil, nil, false
-		}
-	}
-
-	accepted := job.GetAcceptedAt().AsTime()
-	if d.tries > svc.cfg.MaxAttempts || (!accepted.IsZero() && svc.now().Sub(accepted) > svc.cfg.MaxAge) {
-		ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, nil, "")
-		ev.ErrorClass = "attempts_exhausted"
-		ev.Detail = fmt.Sprintf("gave up after %d attempts or %s since acceptance", d.attempt-1, svc.cfg.MaxAge)
-		d.final(ctx, false)
-		return nil, nil, false
-	}
-
-	envelope, suppressed := sendjob.Recipients(job)
-	for _, r := range suppressed {
-		ev := d.events.Add(queue.EventSuppressed, lifecycle.Suppressed, 0, []string{r}, r)
-		ev.Detail = "recipient is on the account's suppression list; nothing was sent to it"
-	}
-	if len(envelope) == 0 {
-		d.final(ctx, true)
-		return nil, nil, false
-	}
-	var scope []string // empty: the event concerns every recipient
-	if len(suppressed) > 0 {
-		scope = envelope
-	}
-
-	stored, err := svc.configs.Load(ctx, job.GetAccountId(), job.GetProviderId())
-	cfg := stored.Config
-	d.config = stored
-	if errors.Is(err, store.ErrConfigNotFound) {
-		ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
-		ev.ErrorClass = "permanent"
-		ev.Detail = "the provider configuration of this message no longer exists"
-		d.final(ctx, false)
-		return nil, nil, false
-	}
-	if err != nil {
-		d.release(ctx)
-		d.trouble(ctx, "load provider configuration", err)
-		return nil, nil, false
-	}
-	if !stored.Healthy && d.failover(ctx, "unhealthy: "+stored.HealthNote, d.attempt-1, scope).settled() {
-		return nil, nil, false
-	}
-	if err := svc.limits.Wait(ctx, job.GetAccountId(), cfg.ID, cfg.Kind); err != nil {
-		d.release(ctx)
-		d.trouble(ctx, "rate limit", err)
-		return nil, nil, false
-	}
-
-	d.events.Add(queue.EventStarted, lifecycle.Sending, d.attempt, scope, "")
-	// The attempt is recorded as started (claim): that is what must precede
-	// the provider call. The timeline's ATTEMPT_STARTED event is not waited
-	// for here; its acknowledgement is checked with the outcome's events.
-	if err := d.publishPreSend(ctx); err != nil {
-		// Nothing was sent: the next delivery may go ahead at once.
-		d.release(ctx)
-		d.trouble(ctx, "publish started event", err)
-		return nil, nil, false
-	}
-	d.events.Reset()
-	return &provider.Delivery{Job: job, Attempt: d.attempt, Recipients: envelope, Config: cfg}, scope, true
-}
-
 // fence makes sure the attempt's claim covers the provider call: all since
 // claim (loading the configuration, waiting for the rate, publishing) may
 // have taken long enough that the lease would end during the call, or has
@@ -444,173 +241,6 @@ func (d *delivery) send(ctx context.Context, sender provider.Sender, pd *provide
 	return out
 }
 
-// settle turns an outcome into events and the JetStream settlement.
-func (d *delivery) settle(ctx context.Context, out provider.Outcome, scope []string, cfg provider.Config) {
-	svc := d.svc
-	errText := ""
-	if out.Err != nil {
-		errText = out.Err.Error()
-	}
-	class := out.Class
-	if class == provider.Ambiguous && svc.cfg.RetryAmbiguous {
-		d.log.WarnContext(ctx, "ambiguous outcome retried by policy", "error", errText)
-		class = provider.Transient
-	}
-	switch class {
-	case provider.Sent:
-		sentScope := scope
-		if len(out.Rejected) > 0 {
-			sentScope = nil
-			for _, r := range envelopeOf(scope, d.job) {
-				if _, rejected := out.Rejected[r]; !rejected {
-					sentScope = append(sentScope, r)
-				}
-			}
-		}
-		ev := d.events.Add(queue.EventSent, lifecycle.Sent, d.attempt, sentScope, "")
-		ev.ProviderResponse = out.Response
-		ev.ProviderMessageId = out.MessageID
-		for r, answer := range out.Rejected {
-			rev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, []string{r}, r)
-			rev.ErrorClass = "permanent"
-			rev.ProviderResponse = answer
-			rev.Detail = "the provider refused this recipient"
-		}
-		for _, fb := range out.Feedback {
-			st, typ := feedbackStatus(fb.Type)
-			if typ == "" {
-				continue
-			}
-			fev := d.events.Add(typ, st, d.attempt, []string{fb.Recipient}, fb.Recipient)
-			fev.Detail = fb.Detail
-		}
-		d.log.InfoContext(ctx, "message sent", "response", out.Response)
-		d.final(ctx, true)
-	case provider.Transient:
-		if d.tries >= min(svc.cfg.FailoverAfter, svc.cfg.MaxAttempts) &&
-			d.failover(ctx, fmt.Sprintf("%d transient failures, the last: %s", d.tries, errText), d.attempt, scope).settled() {
-			return
-		}
-		if d.tries >= svc.cfg.MaxAttempts {
-			ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
-			ev.ErrorClass = "attempts_exhausted"
-			ev.ProviderResponse = out.Response
-			ev.Detail = fmt.Sprintf("attempt %d of %d failed transiently: %s", d.attempt, svc.cfg.MaxAttempts, errText)
-			d.final(ctx, false)
-			return
-		}
-		delay := out.RetryAfter
-		if delay <= 0 {
-			delay = backoff(d.tries, svc.cfg.BackoffBase, svc.cfg.BackoffMax, nil)
-		}
-		ev := d.events.Add(queue.EventRetry, lifecycle.Retrying, d.attempt, scope, "")
-		ev.ErrorClass = "transient"
-		ev.ProviderResponse = out.Response
-		ev.Detail = errText
-		ev.RetryAt = timestamppb.New(svc.now().Add(delay))
-		d.log.InfoContext(ctx, "attempt failed transiently; retrying", "error", errText, "retry_in", delay.String())
-		reason := retryTransient
-		if out.Class == provider.Ambiguous {
-			reason = retryAmbiguous
-		}
-		d.retry(ctx, delay, reason)
-	default:
-		ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
-		ev.ErrorClass = class.String()
-		ev.ProviderResponse = out.Response
-		ev.Detail = errText
-		if class == provider.Ambiguous {
-			ev.Detail = "the message data was sent but the provider's answer was lost; it may have been accepted. Not retried (WORKER_AMBIGUOUS_POLICY=fail) to avoid a duplicate: " + errText
-		}
-		if class == provider.Credentials {
-			if err := svc.configs.MarkUnhealthy(ctx, cfg.AccountID, cfg.ID, "credentials refused: "+errText); err != nil {
-				d.log.ErrorContext(ctx, "mark provider unhealthy", "error", err)
-			}
-		}
-		d.log.WarnContext(ctx, "message failed", "error_class", ev.ErrorClass, "error", errText)
-		d.final(ctx, false)
-	}
-}
-
-// final records a final outcome, publishes its events and settles the job:
-// ack when the message reached its end normally, term when it failed.
-func (d *delivery) final(ctx context.Context, ok bool) {
-	data, ids, err := d.events.Encode()
-	if err != nil {
-		d.trouble(ctx, "encode events", err)
-		return
-	}
-	if err := d.record(ctx, attempt.Record{State: attempt.Done, Attempt: d.attempt, Events: data}); err != nil {
-		d.trouble(ctx, "record outcome", err)
-		return
-	}
-	preData, preIDs := d.preSend.Pending()
-	if err := d.svc.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...)); err != nil {
-		// The outcome is recorded: the redelivery re-publishes, never re-sends.
-		d.trouble(ctx, "publish outcome events", err)
-		return
-	}
-	d.svc.metrics.final(ctx, d.job, d.events.List(), ok)
-	if ok {
-		d.settleJob(ctx, settlement{kind: ack})
-	} else {
-		d.settleJob(ctx, settlement{kind: term})
-	}
-}
-
-// retry records a transient end of the attempt and schedules the next one.
-func (d *delivery) retry(ctx context.Context, delay time.Duration, reason string) {
-	if err := d.record(ctx, attempt.Record{State: attempt.Retry, Attempt: d.attempt}); err != nil {
-		d.trouble(ctx, "record retry", err)
-		return
-	}
-	d.svc.metrics.retry(ctx, reason)
-	if err := d.publish(ctx); err != nil {
-		d.log.WarnContext(ctx, "publish retry event", "error", err)
-	}
-	d.settleJob(ctx, settlement{kind: nakLater, delay: delay})
-}
-
-// replay handles a job whose outcome was already recorded: re-publish the
-// recorded events (deduplicated by JetStream) and ack without sending.
-func (d *delivery) replay(ctx context.Context, prev *attempt.Record) {
-	ids, err := timeline.DecodeIDs(prev.Events)
-	if err == nil {
-		err = d.svc.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), prev.Events, ids)
-	}
-	if err != nil {
-		d.trouble(ctx, "re-publish recorded outcome", err)
-		return
-	}
-	d.log.InfoContext(ctx, "job already delivered; not sending again", "recorded_attempt", prev.Attempt)
-	d.settleJob(ctx, settlement{kind: ack})
-}
-
-// record writes the attempt record, retrying for as long as the worker runs:
-// losing a "done" record after a provider accepted the message is what would
-// cause a duplicate. The lease keeps other deliveries off until an ack wait
-// after the provider call's deadline and a grace after that (leaseFrom);
-// in-progress acks keep JetStream from handing the job to another meanwhile,
-// and a worker cut off from NATS records the moment NATS is back.
-func (d *delivery) record(ctx context.Context, rec attempt.Record) error {
-	rec.Provider = d.job.GetProviderId()
-	delay := 200 * time.Millisecond
-	for {
-		err := d.svc.attempts.Finish(ctx, d.job.GetMessageId(), rec)
-		if err == nil {
-			return nil
-		}
-		d.log.WarnContext(ctx, "record attempt; retrying", "state", rec.State, "error", err, "retry_in", delay.String())
-		d.keepAlive(ctx)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 2*time.Second)
-	}
-}
-
 // awaitLease waits while another delivery holds the lease of the message's
 // attempt, keeping this job alive with in-progress acks, until that attempt's
 // record changes or its lease ends (true), or the worker stops or ctx ends
@@ -652,30 +282,6 @@ func (d *delivery) release(ctx context.Context) {
 	}
 }
 
-func (d *delivery) publish(ctx context.Context) error {
-	data, ids, err := d.events.Encode()
-	if err != nil {
-		return err
-	}
-	preData, preIDs := d.preSend.Pending()
-	return d.svc.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...))
-}
-
-// publishPreSend publishes the events so far without waiting for their
-// acknowledgements (see delivery.preSend).
-func (d *delivery) publishPreSend(ctx context.Context) error {
-	data, ids, err := d.events.Encode()
-	if err != nil {
-		return err
-	}
-	futures, err := d.svc.events.PublishAsync(ctx, d.job.GetAccountId(), d.job.GetMessageId(), data, ids)
-	if err != nil {
-		return err
-	}
-	d.preSend = &timeline.Unconfirmed{Data: data, IDs: ids, Futures: futures}
-	return nil
-}
-
 // trouble handles a failure of the worker's own dependencies: the job comes
 // back shortly without counting as a provider outcome.
 func (d *delivery) trouble(ctx context.Context, what string, err error) {
@@ -684,29 +290,3 @@ func (d *delivery) trouble(ctx context.Context, what string, err error) {
 	d.svc.metrics.retry(ctx, retryWorker)
 	d.settleJob(ctx, settlement{kind: nakLater, delay: retryAfterTrouble})
 }
-
-func envelopeOf(scope []string, job *queuev1.SendJob) []string {
-	if len(scope) > 0 {
-		return scope
-	}
-	env, _ := sendjob.Recipients(job)
-	return env
-}
-
-func feedbackStatus(typ string) (lifecycle.Status, string) {
-	switch typ {
-	case queue.EventDelivered:
-		return lifecycle.Delivered, queue.EventDelivered
-	case queue.EventBounced:
-		return lifecycle.Bounced, queue.EventBounced
-	case queue.EventComplained:
-		return lifecycle.Complained, queue.EventComplained
-	}
-	return 0, ""
-}
-
-// settleJob ends the delivery's hold on its job (see settleJob).
-func (d *delivery) settleJob(ctx context.Context, s settlement) { settleJob(ctx, d.log, d.msg, s) }
-
-// keepAlive restarts the job's ack wait (see keepAlive).
-func (d *delivery) keepAlive(ctx context.Context) { keepAlive(ctx, d.log, d.msg) }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
@@ -37,6 +38,7 @@ func TestOutcomeToSettlement(t *testing.T) {
 		events         []string
 		record         string
 		markedBy       string // a configuration marked unhealthy
+		setup          func(b *deliveryBundle)
 	}{
 		{name: "sent", out: provider.Outcome{Class: provider.Sent, Response: "250 ok"},
 			want: settlement{kind: ack}, events: []string{queue.EventSent}, record: attempt.Done},
@@ -54,6 +56,18 @@ func TestOutcomeToSettlement(t *testing.T) {
 			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: attempt.Done},
 		{name: "ambiguous, retry policy", out: provider.Outcome{Class: provider.Ambiguous, Err: errors.New("no reply")}, retryAmbiguous: true, tries: 1,
 			want: settlement{kind: nakLater, delay: -1}, events: []string{queue.EventRetry}, record: attempt.Retry},
+		{name: "transient, failover to the fallback", out: provider.Outcome{Class: provider.Transient, Err: errors.New("451")}, tries: 3,
+			setup: func(b *deliveryBundle) {
+				b.d.config.FallbackID = "cfg-2"
+				b.configs.byID = map[string]store.ProviderConfig{"cfg-2": {Config: provider.Config{ID: "cfg-2", AccountID: "acc-1", Kind: "sandbox"}, Healthy: true}}
+			},
+			want: settlement{kind: ack}, events: []string{queue.EventFailover}, record: attempt.Moved},
+		{name: "transient, fallback unhealthy: retried", out: provider.Outcome{Class: provider.Transient, Err: errors.New("451")}, tries: 3,
+			setup: func(b *deliveryBundle) {
+				b.d.config.FallbackID = "cfg-2"
+				b.configs.byID = map[string]store.ProviderConfig{"cfg-2": {Config: provider.Config{ID: "cfg-2", AccountID: "acc-1", Kind: "sandbox"}}}
+			},
+			want: settlement{kind: nakLater, delay: -1}, events: []string{queue.EventRetry}, record: attempt.Retry},
 		{name: "credentials refused", out: provider.Outcome{Class: provider.Credentials, Err: errors.New("535 auth")},
 			want: settlement{kind: term}, events: []string{queue.EventFailed}, record: attempt.Done, markedBy: "cfg-1"},
 	}
@@ -61,7 +75,10 @@ func TestOutcomeToSettlement(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := newDeliveryBundle(t, tt.retryAmbiguous, tt.tries)
-			b.d.settle(t.Context(), tt.out, nil, b.d.config.Config)
+			if tt.setup != nil {
+				tt.setup(b)
+			}
+			b.d.conclude(t.Context(), tt.out, nil, b.d.config.Config)
 
 			got := b.msg.settled()
 			require.Len(t, got, 1, "exactly one settlement")
@@ -84,7 +101,7 @@ func TestSettlementErrorIsHandled(t *testing.T) {
 	t.Parallel()
 	b := newDeliveryBundle(t, false, 1)
 	b.msg.fail = errors.New("nats: connection closed")
-	b.d.settle(t.Context(), provider.Outcome{Class: provider.Sent}, nil, b.d.config.Config)
+	b.d.conclude(t.Context(), provider.Outcome{Class: provider.Sent}, nil, b.d.config.Config)
 	require.Len(t, b.msg.settled(), 1)
 	require.Contains(t, b.logs.String(), "settle send job; JetStream will redeliver it")
 }
@@ -107,21 +124,97 @@ func TestFenceRenewsOnlyWhenNeeded(t *testing.T) {
 	require.False(t, sendBy.After(b.d.lease.Add(-w.cfg.AckWait)), "the call ends before the renewed claim")
 }
 
+// Before the provider call: each way a delivery can end without sending
+// becomes one settlement (or none: the delivery goes on to send), the events
+// of the timeline, and the attempt record, without a NATS or PostgreSQL
+// server.
+func TestPrepareEndsOrGoesOn(t *testing.T) {
+	t.Parallel()
+	primary := store.ProviderConfig{Config: provider.Config{ID: "cfg-1", AccountID: "acc-1", Kind: "smtp"}, Healthy: true}
+	unhealthy := primary
+	unhealthy.Healthy, unhealthy.HealthNote = false, "535 auth"
+	withFallback := unhealthy
+	withFallback.FallbackID = "cfg-2"
+	fallback := store.ProviderConfig{Config: provider.Config{ID: "cfg-2", AccountID: "acc-1", Kind: "sandbox"}, Healthy: true}
+	tests := []struct {
+		name       string
+		setup      func(b *deliveryBundle)
+		prev       *attempt.Record
+		tries      int
+		goesOn     bool       // prepare returns a delivery to send
+		want       settleKind // when it does not
+		events     []string
+		record     string
+		fallbackTo []string // subjects of jobs moved to a fallback
+	}{
+		{name: "ready to send", goesOn: true, events: []string{queue.EventStarted}},
+		{name: "scheduled, canceled", setup: func(b *deliveryBundle) { b.d.job.Scheduled, b.canceled.canceled = true, true },
+			want: ack, record: attempt.Done},
+		{name: "scheduled, cancellation unknown", setup: func(b *deliveryBundle) { b.d.job.Scheduled, b.canceled.err = true, errors.New("db down") },
+			want: nakLater},
+		{name: "scheduled, already attempted: not looked up", prev: &attempt.Record{State: attempt.Retry, Attempt: 1},
+			setup:  func(b *deliveryBundle) { b.d.job.Scheduled, b.canceled.err = true, errors.New("db down") },
+			goesOn: true, events: []string{queue.EventStarted}},
+		{name: "attempts exhausted", tries: 6, want: term, events: []string{queue.EventFailed}, record: attempt.Done},
+		{name: "every recipient suppressed", setup: func(b *deliveryBundle) { b.d.job.Suppressed = []string{"A2@example.com", "b@example.com"} },
+			want: ack, events: []string{queue.EventSuppressed, queue.EventSuppressed}, record: attempt.Done},
+		{name: "one recipient suppressed", setup: func(b *deliveryBundle) { b.d.job.Suppressed = []string{"b@example.com"} },
+			goesOn: true, events: []string{queue.EventSuppressed, queue.EventStarted}},
+		{name: "configuration gone", setup: func(b *deliveryBundle) { b.configs.byID = nil },
+			want: term, events: []string{queue.EventFailed}, record: attempt.Done},
+		{name: "configuration unreadable", setup: func(b *deliveryBundle) { b.configs.err = errors.New("db down") },
+			want: nakLater, record: attempt.Retry},
+		{name: "unhealthy, no fallback: stays", setup: func(b *deliveryBundle) { b.configs.byID["cfg-1"] = unhealthy },
+			goesOn: true, events: []string{queue.EventStarted}},
+		{name: "unhealthy, fallback: moved", setup: func(b *deliveryBundle) {
+			b.configs.byID["cfg-1"], b.configs.byID["cfg-2"] = withFallback, fallback
+		}, want: ack, events: []string{queue.EventFailover}, record: attempt.Moved, fallbackTo: []string{queue.SendSubject("sandbox", "acc-1")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := newDeliveryBundle(t, false, tt.tries)
+			b.configs.byID = map[string]store.ProviderConfig{"cfg-1": primary}
+			if tt.setup != nil {
+				tt.setup(b)
+			}
+			pd, _, ok := b.d.prepare(t.Context(), tt.prev)
+
+			require.Equal(t, tt.goesOn, ok)
+			if tt.goesOn {
+				require.NotNil(t, pd)
+				require.Empty(t, b.msg.settled(), "a delivery that goes on has not settled its job")
+			} else {
+				got := b.msg.settled()
+				require.Len(t, got, 1, "exactly one settlement")
+				require.Equal(t, tt.want, got[0].kind)
+			}
+			require.Equal(t, tt.events, b.events.types(t))
+			require.Equal(t, tt.record, b.attempts.last().State)
+			require.Equal(t, tt.fallbackTo, b.fallbacks.subjects)
+		})
+	}
+}
+
 type deliveryBundle struct {
-	d        *delivery
-	msg      *fakeMsg
-	events   *fakeEvents
-	attempts *fakeAttempts
-	configs  *fakeConfigs
-	logs     *syncBuffer
+	d         *delivery
+	msg       *fakeMsg
+	events    *fakeEvents
+	attempts  *fakeAttempts
+	configs   *fakeConfigs
+	canceled  *fakeCancellations
+	fallbacks *fakeJobs
+	logs      *syncBuffer
 }
 
 func newDeliveryBundle(t *testing.T, retryAmbiguous bool, tries int) *deliveryBundle {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	b := &deliveryBundle{msg: &fakeMsg{}, events: &fakeEvents{}, attempts: &fakeAttempts{}, configs: &fakeConfigs{}, logs: logs}
-	svc := New(testSettings(retryAmbiguous), Deps{Attempts: b.attempts, Events: b.events, Configs: b.configs, Logger: log})
+	b := &deliveryBundle{msg: &fakeMsg{}, events: &fakeEvents{}, attempts: &fakeAttempts{}, configs: &fakeConfigs{},
+		canceled: &fakeCancellations{}, fallbacks: &fakeJobs{}, logs: logs}
+	svc := New(testSettings(retryAmbiguous), Deps{Attempts: b.attempts, Events: b.events, Configs: b.configs,
+		Messages: b.canceled, Limits: noLimits{}, Jobs: b.fallbacks, Logger: log})
 	job := &queuev1.SendJob{MessageId: "01a00000-0000-7000-8000-000000000001", AccountId: "acc-1", ProviderId: "cfg-1", ProviderKind: "smtp",
 		AcceptedAt: timestamppb.Now(),
 		Message:    &v1.EmailMessage{From: &v1.Address{Address: "a@example.com"}, To: []*v1.Address{{Address: "a2@example.com"}, {Address: "b@example.com"}}}}
@@ -231,14 +324,51 @@ func (a *fakeAttempts) last() attempt.Record {
 	return a.recs[len(a.recs)-1]
 }
 
-type fakeConfigs struct{ marked string }
+// fakeConfigs holds configurations by id; any other is not found, or err.
+type fakeConfigs struct {
+	marked string
+	byID   map[string]store.ProviderConfig
+	err    error
+}
 
-func (c *fakeConfigs) Load(context.Context, string, string) (store.ProviderConfig, error) {
+func (c *fakeConfigs) Load(_ context.Context, _, id string) (store.ProviderConfig, error) {
+	if c.err != nil {
+		return store.ProviderConfig{}, c.err
+	}
+	if cfg, ok := c.byID[id]; ok {
+		return cfg, nil
+	}
 	return store.ProviderConfig{}, store.ErrConfigNotFound
 }
 func (c *fakeConfigs) MarkUnhealthy(_ context.Context, _, id, _ string) error {
 	c.marked = id
 	return nil
+}
+
+type fakeCancellations struct {
+	canceled bool
+	err      error
+}
+
+func (c *fakeCancellations) Canceled(context.Context, string, string) (bool, error) {
+	return c.canceled, c.err
+}
+
+type noLimits struct{}
+
+func (noLimits) Wait(context.Context, string, string, string) error { return nil }
+
+// fakeJobs records the jobs published to a fallback.
+type fakeJobs struct {
+	mu       sync.Mutex
+	subjects []string
+}
+
+func (j *fakeJobs) PublishMsg(_ context.Context, msg *nats.Msg, _ ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.subjects = append(j.subjects, msg.Subject)
+	return &jetstream.PubAck{}, nil
 }
 
 type syncBuffer struct {

@@ -81,3 +81,9 @@ func keepAlive(ctx context.Context, log *slog.Logger, msg jetstream.Msg) {
 		log.WarnContext(ctx, "in-progress ack of send job; JetStream may redeliver it after the ack wait", "error", err)
 	}
 }
+
+// settleJob ends the delivery's hold on its job (see settleJob).
+func (d *delivery) settleJob(ctx context.Context, s settlement) { settleJob(ctx, d.log, d.msg, s) }
+
+// keepAlive restarts the job's ack wait (see keepAlive).
+func (d *delivery) keepAlive(ctx context.Context) { keepAlive(ctx, d.log, d.msg) }
