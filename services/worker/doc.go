@@ -27,62 +27,19 @@
 // error class "ambiguous" and never risks a duplicate; "retry" retries it like a
 // transient failure and may deliver twice.
 //
-// # Fair share between accounts
+// The packages under it each hold one part:
 //
-// Jobs are on EMAIL_SEND under send.<kind>.<account>. One consumer per kind
-// would deliver them in stream order, so an account's burst of 100k jobs
-// would hold back another account's single message until the burst is sent.
-// Instead every account has its own durable pull consumer per kind
-// ("worker-<kind>-<account>", filter send.<kind>.<account>; filters that do
-// not overlap, as the work-queue stream requires), and a kind's scheduler
-// pulls from them round-robin:
+//   - schedule takes a kind's jobs from JetStream, fairly between accounts
+//     (per-account durable consumers, round-robin, a share of the pool each);
+//   - delivery runs one attempt of one job, from its claim to the job's one
+//     settlement (ack, nak with a delay, term), including failover to a
+//     fallback configuration;
+//   - attempt keeps the attempt records (EMAIL_ATTEMPTS: claims, leases,
+//     fencing, outcomes);
+//   - timeline collects, encodes and publishes a delivery's events;
+//   - store is the worker's PostgreSQL (provider configurations, cancellations);
+//   - sendjob decodes a send job and works out its envelope;
+//   - ratelimit paces sends per account and per provider configuration.
 //
-//   - It knows which accounts have jobs from the stream's per-subject counts
-//     (stream info with subject filter send.<kind>.*, every
-//     WORKER_DISCOVERY_INTERVAL) and, at once, from the headers-only copy the
-//     stream republishes of every stored job (notice.send.<kind>.<account>).
-//   - It takes jobs only for free slots (FetchNoWait, never more than it can
-//     start: nothing waits in the worker while its ack wait runs), visiting
-//     the accounts with jobs in turn. While n accounts have jobs waiting, none
-//     may hold more than ceil(concurrency/n) slots; an account alone uses the
-//     whole pool, and an account that arrives gets the next free slot, however
-//     many jobs the others queued. (Slots rather than bytes are the unit: a
-//     slot is what a slow provider call occupies.)
-//   - A consumer is created when an account first has jobs and removed by the
-//     server once nobody pulled from it for WORKER_ACCOUNT_IDLE
-//     (InactiveThreshold), so thousands of accounts cost consumers only while
-//     they send. Replicas of the worker share the same per-account consumers;
-//     each applies the shares to its own slots.
-//   - Retries (NakWithDelay), in-progress acks, attempt records and the
-//     graceful drain work per job as before; a consumer removed while a job of
-//     it waits for its retry leaves the job on the stream for the next one.
-//
-// Workers of earlier versions used one consumer per kind ("worker-<kind>",
-// filter send.<kind>.>); it overlaps the per-account ones, so it is deleted at
-// start (and again if an old worker recreated it during a rolling upgrade).
-// Its name survives as the consumer label of the emailsender_consumer_*
-// gauges, which sum the kind's per-account consumers.
-//
-// # Failover
-//
-// A provider configuration may name a fallback (provider_configs.
-// fallback_provider_id, set with PutProvider). A job moves there when its
-// configuration is unhealthy (its credentials were refused) before anything is
-// sent, or after WORKER_FAILOVER_AFTER transient failures on it: the worker
-// records the move in the attempt record (state "moved"), publishes the job on
-// send.<fallback kind>.<account> with provider_id = the fallback,
-// failed_over_from = the primary and attempts_before = the attempts made
-// (Nats-Msg-Id "<message id>:failover:<fallback id>"), publishes a FAILOVER
-// event (status RETRYING, detail "moved from provider X (kind; reason) to
-// fallback Y (kind)"), and acks the original job. Attempt numbers count on
-// from the primary's, so every attempt of a message has its own number and
-// events; WORKER_MAX_ATTEMPTS bounds the attempts on each configuration (the
-// fallback gets a full budget; WORKER_MAX_AGE still bounds the whole). A job
-// that already is a fallback's never fails over again, nor does a message
-// whose fallback is unhealthy or gone. Attempt records carry the
-// configuration of the job that wrote them: the primary's job delivered again
-// after the move re-publishes the fallback job (deduplicated) or, once the
-// fallback's job began, is acked as stale, so it never sends again. The
-// report moves the message's provider_id and provider_kind to the fallback on
-// the FAILOVER event: GetMessage names the provider that sent it.
+// This package only loads the Config and wires them together (New, Run).
 package worker

@@ -5,18 +5,20 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 
 	"github.com/namirasoft/email-sender/pkg/provider"
-	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
+	"github.com/namirasoft/email-sender/services/worker/attempt"
+	"github.com/namirasoft/email-sender/services/worker/delivery"
+	"github.com/namirasoft/email-sender/services/worker/ratelimit"
+	"github.com/namirasoft/email-sender/services/worker/schedule"
+	"github.com/namirasoft/email-sender/services/worker/store"
+	"github.com/namirasoft/email-sender/services/worker/timeline"
 )
 
 // Deps are the worker's collaborators, built once by main.
@@ -42,18 +44,10 @@ type Hooks struct {
 
 // Worker consumes send jobs and delivers them.
 type Worker struct {
-	cfg      Config
-	deps     Deps
-	log      *slog.Logger
-	configs  configSource
-	attempts attemptStore
-	events   eventSink
-	metrics  *metrics
-	now      func() time.Time
-
-	limMu     sync.Mutex
-	accLimits map[string]*rate.Limiter
-	prvLimits map[string]*rate.Limiter
+	cfg        Config
+	deps       Deps
+	log        *slog.Logger
+	deliveries *delivery.Service
 }
 
 // New validates cfg and prepares the worker; Run starts it.
@@ -83,79 +77,67 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 	if deps.Telemetry == nil {
 		deps.Telemetry = telemetry.Nop()
 	}
-	att, err := ensureAttempts(ctx, deps.JetStream, cfg.AttemptsTTL, cfg.NATS.StreamReplicas, deps.Logger)
+	att, err := attempt.Ensure(ctx, deps.JetStream, cfg.AttemptsTTL, cfg.NATS.StreamReplicas, deps.Logger)
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{
-		cfg:       cfg,
-		deps:      deps,
-		log:       deps.Logger,
-		configs:   &configStore{pool: deps.Pool, keyring: deps.Keyring, ttl: cfg.ConfigCacheTTL, now: time.Now, cache: map[string]cachedConfig{}},
-		attempts:  att,
-		events:    &eventPublisher{js: deps.JetStream, tel: deps.Telemetry},
-		metrics:   newMetrics(deps.Telemetry),
-		now:       time.Now,
-		accLimits: map[string]*rate.Limiter{},
-		prvLimits: map[string]*rate.Limiter{},
-	}, nil
+	var beforeSend func(string, int)
+	if deps.Hooks != nil {
+		beforeSend = deps.Hooks.BeforeSend
+	}
+	deliveries := delivery.New(cfg.deliverySettings(), delivery.Deps{
+		Attempts:   att,
+		Events:     timeline.NewPublisher(deps.JetStream, deps.Telemetry),
+		Configs:    store.NewConfigs(deps.Pool, deps.Keyring, cfg.ConfigCacheTTL),
+		Messages:   store.NewMessages(deps.Pool),
+		Limits:     ratelimit.New(cfg.AccountRate, cfg.kindProviderRate),
+		Jobs:       deps.JetStream,
+		Telemetry:  deps.Telemetry,
+		Logger:     deps.Logger,
+		BeforeSend: beforeSend,
+	})
+	return &Worker{cfg: cfg, deps: deps, log: deps.Logger, deliveries: deliveries}, nil
+}
+
+// deliverySettings are what of c bounds and paces deliveries.
+func (c Config) deliverySettings() delivery.Settings {
+	return delivery.Settings{
+		MaxAttempts: c.MaxAttempts, MaxAge: c.MaxAge,
+		BackoffBase: c.BackoffBase, BackoffMax: c.BackoffMax,
+		AckWait: c.AckWait, SendTimeout: c.SendTimeout,
+		RetryAmbiguous: c.AmbiguousPolicy == AmbiguousRetry,
+		FailoverAfter:  c.FailoverAfter,
+	}
 }
 
 // Run consumes until ctx ends, then stops fetching, lets in-flight deliveries
 // finish (bounded by SendTimeout) and returns.
 func (w *Worker) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	src := statsSource{}
-	refs := make([]telemetry.ConsumerRef, 0, len(w.cfg.Providers))
+	gauges := schedule.Gauges{}
 	for _, kind := range w.cfg.Providers {
-		s := newScheduler(w, kind)
-		src[legacyConsumerName(kind)] = s
-		g.Go(func() error { return s.run(ctx) })
-		refs = append(refs, telemetry.ConsumerRef{Stream: queue.SendStream, Consumer: legacyConsumerName(kind)})
+		s := schedule.New(w.scheduleConfig(kind), w.deps.JetStream, w.kindDeliveries(kind), w.log)
+		gauges.Add(s)
+		g.Go(func() error { return s.Run(ctx) })
 	}
-	stats := telemetry.NewConsumerStats(w.deps.Telemetry, src, 0, w.log, refs...)
+	stats := telemetry.NewConsumerStats(w.deps.Telemetry, gauges, 0, w.log, gauges.Refs()...)
 	g.Go(func() error { return stats.Run(ctx) })
 	return g.Wait()
 }
 
-// statsSource answers the consumer gauges' lookups of "worker-<kind>" with
-// the sums over the kind's per-account consumers.
-type statsSource map[string]*scheduler
-
-func (src statsSource) Consumer(ctx context.Context, stream, name string) (jetstream.Consumer, error) {
-	s := src[name]
-	if s == nil || stream != queue.SendStream {
-		return nil, jetstream.ErrConsumerNotFound
+// scheduleConfig is what of w's Config schedules the jobs of kind.
+func (w *Worker) scheduleConfig(kind string) schedule.Config {
+	return schedule.Config{
+		Kind: kind, Concurrency: w.cfg.kindConcurrency(kind),
+		AckWait: w.cfg.AckWait, AccountMaxAckPending: w.cfg.AccountMaxAckPending, AccountIdle: w.cfg.AccountIdle,
+		DiscoveryInterval: w.cfg.DiscoveryInterval,
 	}
-	info, err := s.pending(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return summedConsumer{info: info}, nil
 }
 
-// summedConsumer carries summed consumer info; only CachedInfo is used.
-type summedConsumer struct {
-	jetstream.Consumer
-	info *jetstream.ConsumerInfo
-}
-
-func (c summedConsumer) CachedInfo() *jetstream.ConsumerInfo { return c.info }
-
-func (w *Worker) limiter(m map[string]*rate.Limiter, key string, r float64) *rate.Limiter {
-	if r <= 0 {
-		return nil
+// kindDeliveries delivers the jobs of kind through its sender.
+func (w *Worker) kindDeliveries(kind string) schedule.DeliverFunc {
+	sender := w.deps.Senders[kind]
+	return func(ctx context.Context, stop <-chan struct{}, msg jetstream.Msg) {
+		w.deliveries.Deliver(ctx, stop, kind, sender, msg)
 	}
-	w.limMu.Lock()
-	defer w.limMu.Unlock()
-	l := m[key]
-	if l == nil {
-		burst := int(r)
-		if burst < 1 {
-			burst = 1
-		}
-		l = rate.NewLimiter(rate.Limit(r), burst)
-		m[key] = l
-	}
-	return l
 }

@@ -1,4 +1,8 @@
-package worker
+// Package timeline holds a delivery's events, the message's timeline: it
+// collects them in order (Set), encodes them, and publishes them on
+// EMAIL_EVENTS (Publisher), each with Nats-Msg-Id = its event id so that
+// publishing them again is harmless.
+package timeline
 
 import (
 	"context"
@@ -17,26 +21,31 @@ import (
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
-// eventPublisher publishes a job's delivery events and waits until JetStream
+// Publisher publishes a job's delivery events and waits until JetStream
 // stored them all.
-type eventPublisher struct {
+type Publisher struct {
 	js  jetstream.JetStream
 	tel *telemetry.Telemetry
 }
 
-// publish sends encoded events of one message. Each carries Nats-Msg-Id = its
+// NewPublisher publishes on js, carrying the trace context of tel.
+func NewPublisher(js jetstream.JetStream, tel *telemetry.Telemetry) *Publisher {
+	return &Publisher{js: js, tel: tel}
+}
+
+// Publish sends encoded events of one message. Each carries Nats-Msg-Id = its
 // event id, so publishing the same events again is harmless.
-func (p *eventPublisher) publish(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) error {
-	futures, err := p.publishAsync(ctx, accountID, messageID, events, ids)
+func (p *Publisher) Publish(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) error {
+	futures, err := p.PublishAsync(ctx, accountID, messageID, events, ids)
 	if err != nil {
 		return err
 	}
-	return p.wait(ctx, futures)
+	return p.Wait(ctx, futures)
 }
 
-// publishAsync sends encoded events of one message without waiting for
-// JetStream's acknowledgements; wait (or pending) checks them later.
-func (p *eventPublisher) publishAsync(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) ([]jetstream.PubAckFuture, error) {
+// PublishAsync sends encoded events of one message without waiting for
+// JetStream's acknowledgements; Wait (or Unconfirmed.Pending) checks them later.
+func (p *Publisher) PublishAsync(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) ([]jetstream.PubAckFuture, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -57,51 +66,56 @@ func (p *eventPublisher) publishAsync(ctx context.Context, accountID, messageID 
 // events.
 const eventAckTimeout = 10 * time.Second
 
-// wait waits until JetStream acknowledged every future.
-func (p *eventPublisher) wait(ctx context.Context, futures []jetstream.PubAckFuture) error {
+// Wait waits until JetStream acknowledged every future.
+func (p *Publisher) Wait(ctx context.Context, futures []jetstream.PubAckFuture) error {
 	if err := errors.Join(queue.Await(ctx, futures, eventAckTimeout)...); err != nil {
 		return fmt.Errorf("publish event: %w", err)
 	}
 	return nil
 }
 
-// unconfirmed are the events published without waiting (before the provider
-// call) whose acknowledgement has not arrived, or failed: they are published
+// Unconfirmed are events published without waiting (before the provider
+// call): those whose acknowledgement has not arrived, or failed, are published
 // again with the next events, and JetStream drops the copies it already has.
-type unconfirmed struct {
-	data    [][]byte
-	ids     []string
-	futures []jetstream.PubAckFuture
+type Unconfirmed struct {
+	Data    [][]byte
+	IDs     []string
+	Futures []jetstream.PubAckFuture
 }
 
-// pending returns the events of u not acknowledged (yet).
-func (u *unconfirmed) pending() (data [][]byte, ids []string) {
+// Pending returns the events of u not acknowledged (yet).
+func (u *Unconfirmed) Pending() (data [][]byte, ids []string) {
 	if u == nil {
 		return nil, nil
 	}
-	for i, f := range u.futures {
+	for i, f := range u.Futures {
 		select {
 		case <-f.Ok():
 			continue
 		default:
 		}
-		data, ids = append(data, u.data[i]), append(ids, u.ids[i])
+		data, ids = append(data, u.Data[i]), append(ids, u.IDs[i])
 	}
 	return data, ids
 }
 
-// eventSet collects a job's events in order.
-type eventSet struct {
+// Set collects a job's events in order.
+type Set struct {
 	job  *queuev1.SendJob
 	now  func() time.Time
 	last time.Time
 	list []*queuev1.DeliveryEvent
 }
 
+// NewSet collects events of job, stamped with now.
+func NewSet(job *queuev1.SendJob, now func() time.Time) *Set {
+	return &Set{job: job, now: now}
+}
+
 // stamp returns the time of the next event, strictly after the previous one at
 // the database's microsecond resolution, so the timeline keeps the order in
 // which the worker saw things happen.
-func (s *eventSet) stamp() time.Time {
+func (s *Set) stamp() time.Time {
 	t := s.now().Truncate(time.Microsecond)
 	if !t.After(s.last) {
 		t = s.last.Add(time.Microsecond)
@@ -110,7 +124,10 @@ func (s *eventSet) stamp() time.Time {
 	return t
 }
 
-func (s *eventSet) add(typ string, status v1.MessageStatus_Value, attempt int, recipients []string, recipientKey string) *queuev1.DeliveryEvent {
+// Add appends an event of typ and returns it for the caller to complete.
+// recipients are those it concerns (nil: all); recipientKey makes the event id
+// of a per-recipient event unique.
+func (s *Set) Add(typ string, status v1.MessageStatus_Value, attempt int, recipients []string, recipientKey string) *queuev1.DeliveryEvent {
 	ev := &queuev1.DeliveryEvent{
 		EventId:    queue.EventID(s.job.GetMessageId(), attempt, typ, recipientKey),
 		MessageId:  s.job.GetMessageId(),
@@ -126,8 +143,15 @@ func (s *eventSet) add(typ string, status v1.MessageStatus_Value, attempt int, r
 	return ev
 }
 
-// encode returns the events as bytes plus their ids.
-func (s *eventSet) encode() ([][]byte, []string, error) {
+// List returns the events collected so far.
+func (s *Set) List() []*queuev1.DeliveryEvent { return s.list }
+
+// Reset forgets the events collected so far (they were published); the
+// stamps of the next ones still come after theirs.
+func (s *Set) Reset() { s.list = s.list[:0] }
+
+// Encode returns the events as bytes plus their ids.
+func (s *Set) Encode() ([][]byte, []string, error) {
 	out := make([][]byte, 0, len(s.list))
 	ids := make([]string, 0, len(s.list))
 	for _, ev := range s.list {
@@ -141,8 +165,8 @@ func (s *eventSet) encode() ([][]byte, []string, error) {
 	return out, ids, nil
 }
 
-// decodeIDs returns the ids of recorded events (for re-publishing).
-func decodeIDs(events [][]byte) ([]string, error) {
+// DecodeIDs returns the ids of recorded events (for re-publishing).
+func DecodeIDs(events [][]byte) ([]string, error) {
 	ids := make([]string, 0, len(events))
 	for _, b := range events {
 		var ev queuev1.DeliveryEvent

@@ -1,4 +1,4 @@
-package worker
+package schedule
 
 import (
 	"context"
@@ -11,12 +11,48 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/queue"
 )
 
 // maxFetch bounds the jobs taken in one pull request.
 const maxFetch = 64
+
+// JetStream is what a scheduler uses of JetStream.
+type JetStream interface {
+	Stream(ctx context.Context, name string) (jetstream.Stream, error)
+	CreateOrUpdateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
+	Consumer(ctx context.Context, stream, name string) (jetstream.Consumer, error)
+	Conn() *nats.Conn
+}
+
+// Deliverer runs the delivery of one job fetched, and settles it. ctx ends
+// only with the delivery; stop is closed when the scheduler stops fetching.
+type Deliverer interface {
+	Deliver(ctx context.Context, stop <-chan struct{}, msg jetstream.Msg)
+}
+
+// DeliverFunc is a Deliverer.
+type DeliverFunc func(ctx context.Context, stop <-chan struct{}, msg jetstream.Msg)
+
+// Deliver calls f.
+func (f DeliverFunc) Deliver(ctx context.Context, stop <-chan struct{}, msg jetstream.Msg) {
+	f(ctx, stop, msg)
+}
+
+// Config configures the scheduler of one provider kind.
+type Config struct {
+	// Kind is the provider kind whose jobs (send.<kind>.<account>) it takes.
+	Kind string
+	// Concurrency is the number of deliveries in flight.
+	Concurrency int
+	// AckWait, AccountMaxAckPending and AccountIdle configure the
+	// per-account consumers (AckWait, MaxAckPending, InactiveThreshold).
+	AckWait              time.Duration
+	AccountMaxAckPending int
+	AccountIdle          time.Duration
+	// DiscoveryInterval is how often the per-account job counts are read.
+	DiscoveryInterval time.Duration
+}
 
 // legacyConsumerName is the kind-wide consumer of workers before per-account
 // scheduling; its filter (send.<kind>.>) overlaps every account's, which a
@@ -29,14 +65,15 @@ func accountConsumerName(kind, accountID string) string {
 	return "worker-" + kind + "-" + accountID
 }
 
-// scheduler delivers the jobs of one provider kind: it pulls from the
+// Scheduler delivers the jobs of one provider kind: it pulls from the
 // per-account consumers round-robin, at most concurrency deliveries in flight,
 // and while several accounts have jobs waiting none takes more than its share
 // of the slots (see the package documentation).
-type scheduler struct {
-	w           *Worker
+type Scheduler struct {
+	cfg         Config
+	js          JetStream
+	deliverer   Deliverer
 	kind        string
-	sender      provider.Sender
 	concurrency int
 	log         *slog.Logger
 	stream      jetstream.Stream
@@ -73,25 +110,26 @@ type account struct {
 	failures int
 }
 
-func newScheduler(w *Worker, kind string) *scheduler {
-	return &scheduler{
-		w: w, kind: kind, sender: w.deps.Senders[kind], concurrency: w.cfg.kindConcurrency(kind),
-		log:      w.log.With("provider", kind),
+// New returns the scheduler of cfg.Kind, which hands the jobs it takes to d.
+func New(cfg Config, js JetStream, d Deliverer, log *slog.Logger) *Scheduler {
+	return &Scheduler{
+		cfg: cfg, js: js, deliverer: d, kind: cfg.Kind, concurrency: cfg.Concurrency,
+		log:      log.With("provider", cfg.Kind),
 		accounts: map[string]*account{},
 		wake:     make(chan struct{}, 1),
 	}
 }
 
-func (s *scheduler) signal() {
+func (s *Scheduler) signal() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 }
 
-// run schedules until ctx ends, then stops fetching and waits for the
+// Run schedules until ctx ends, then stops fetching and waits for the
 // deliveries in flight.
-func (s *scheduler) run(ctx context.Context) error {
+func (s *Scheduler) Run(ctx context.Context) error {
 	if !s.open(ctx) {
 		return nil
 	}
@@ -125,11 +163,11 @@ func (s *scheduler) run(ctx context.Context) error {
 // open looks up the stream and deletes the legacy consumer, retrying while
 // JetStream is unreachable (a worker that starts before NATS waits for it);
 // false when ctx ended first.
-func (s *scheduler) open(ctx context.Context) bool {
+func (s *Scheduler) open(ctx context.Context) bool {
 	delay := 100 * time.Millisecond
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		st, err := s.w.deps.JetStream.Stream(cctx, queue.SendStream)
+		st, err := s.js.Stream(cctx, queue.SendStream)
 		if err == nil {
 			s.stream = st
 			err = s.deleteLegacy(cctx)
@@ -149,7 +187,7 @@ func (s *scheduler) open(ctx context.Context) bool {
 }
 
 // deleteLegacy deletes the kind-wide consumer of older workers, if any.
-func (s *scheduler) deleteLegacy(ctx context.Context) error {
+func (s *Scheduler) deleteLegacy(ctx context.Context) error {
 	err := s.stream.DeleteConsumer(ctx, legacyConsumerName(s.kind))
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("delete legacy consumer %s: %w", legacyConsumerName(s.kind), err)
@@ -167,7 +205,7 @@ func (s *scheduler) deleteLegacy(ctx context.Context) error {
 // accounts have jobs waiting, each may hold ceil(concurrency/w) slots: an
 // account alone gets the whole pool, and a newcomer gets the next free slot
 // however many jobs the others have queued.
-func (s *scheduler) pick() (*account, int) {
+func (s *Scheduler) pick() (*account, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	free := s.concurrency - s.busy
@@ -202,7 +240,7 @@ func (s *scheduler) pick() (*account, int) {
 
 // fetch pulls up to n jobs of a (n slots are reserved for it), starts their
 // deliveries, and gives back the slots it did not use.
-func (s *scheduler) fetch(ctx context.Context, a *account, n int, inflight *sync.WaitGroup) {
+func (s *Scheduler) fetch(ctx context.Context, a *account, n int, inflight *sync.WaitGroup) {
 	var msgs []jetstream.Msg
 	cons, err := s.consumer(ctx, a)
 	if err == nil {
@@ -248,7 +286,7 @@ func (s *scheduler) fetch(ctx context.Context, a *account, n int, inflight *sync
 			defer s.done(a)
 			// Deliveries in flight at shutdown run to completion on their own
 			// context: a send interrupted half way is the one thing we avoid.
-			s.w.deliver(context.WithoutCancel(ctx), ctx.Done(), s.kind, s.sender, msg)
+			s.deliverer.Deliver(context.WithoutCancel(ctx), ctx.Done(), msg)
 		}()
 	}
 }
@@ -267,7 +305,7 @@ func pull(cons jetstream.Consumer, n int) ([]jetstream.Msg, error) {
 }
 
 // done frees the slot of a finished delivery of a.
-func (s *scheduler) done(a *account) {
+func (s *Scheduler) done(a *account) {
 	s.mu.Lock()
 	s.release(a, 1)
 	s.mu.Unlock()
@@ -275,7 +313,7 @@ func (s *scheduler) done(a *account) {
 }
 
 // release gives back n slots of a; s.mu is held.
-func (s *scheduler) release(a *account, n int) {
+func (s *Scheduler) release(a *account, n int) {
 	a.inflight -= n
 	s.busy -= n
 	s.forgetIfIdle(a)
@@ -283,7 +321,7 @@ func (s *scheduler) release(a *account, n int) {
 
 // consumer returns a's durable consumer, creating it (or updating its config)
 // the first time this process fetches from the account.
-func (s *scheduler) consumer(ctx context.Context, a *account) (jetstream.Consumer, error) {
+func (s *Scheduler) consumer(ctx context.Context, a *account) (jetstream.Consumer, error) {
 	s.mu.Lock()
 	cons := a.cons
 	s.mu.Unlock()
@@ -295,22 +333,22 @@ func (s *scheduler) consumer(ctx context.Context, a *account) (jetstream.Consume
 		Description:   "delivers " + s.kind + " send jobs of one account",
 		FilterSubject: queue.SendSubject(s.kind, a.id),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.w.cfg.AckWait,
+		AckWait:       s.cfg.AckWait,
 		// Attempts are bounded by the worker itself (MaxAttempts, MaxAge), which
 		// publishes the final FAILED event; JetStream never drops a job silently.
 		MaxDeliver:        -1,
-		MaxAckPending:     s.w.cfg.AccountMaxAckPending,
-		InactiveThreshold: s.w.cfg.AccountIdle,
+		MaxAckPending:     s.cfg.AccountMaxAckPending,
+		InactiveThreshold: s.cfg.AccountIdle,
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cons, err := s.w.deps.JetStream.CreateOrUpdateConsumer(cctx, queue.SendStream, cfg)
+	cons, err := s.js.CreateOrUpdateConsumer(cctx, queue.SendStream, cfg)
 	if err != nil && isNotUnique(err) {
 		// A worker of the previous version created the kind-wide consumer again.
 		if derr := s.deleteLegacy(cctx); derr != nil {
 			return nil, derr
 		}
-		cons, err = s.w.deps.JetStream.CreateOrUpdateConsumer(cctx, queue.SendStream, cfg)
+		cons, err = s.js.CreateOrUpdateConsumer(cctx, queue.SendStream, cfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s: %w", cfg.Durable, err)
@@ -331,8 +369,8 @@ func isNotUnique(err error) bool {
 // discover reads the number of jobs per account every DiscoveryInterval and
 // marks accounts with jobs ready. It is what finds jobs whose notice was
 // missed and jobs whose retry delay ended.
-func (s *scheduler) discover(ctx context.Context) {
-	t := time.NewTicker(s.w.cfg.DiscoveryInterval)
+func (s *Scheduler) discover(ctx context.Context) {
+	t := time.NewTicker(s.cfg.DiscoveryInterval)
 	defer t.Stop()
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -352,9 +390,9 @@ func (s *scheduler) discover(ctx context.Context) {
 }
 
 // update applies a discovery: stored counts per subject send.<kind>.<account>.
-func (s *scheduler) update(subjects map[string]uint64) {
+func (s *Scheduler) update(subjects map[string]uint64) {
 	now := time.Now()
-	reprobe := 5 * s.w.cfg.DiscoveryInterval
+	reprobe := 5 * s.cfg.DiscoveryInterval
 	s.mu.Lock()
 	for _, a := range s.accounts {
 		a.stored = 0
@@ -379,8 +417,8 @@ func (s *scheduler) update(subjects map[string]uint64) {
 // notices wakes accounts up as their jobs are stored: the stream republishes
 // every job's headers on notice.send.<kind>.<account>. Notices are a shortcut;
 // discovery finds the same jobs a moment later when one is lost.
-func (s *scheduler) notices(ctx context.Context) {
-	nc := s.w.deps.JetStream.Conn()
+func (s *Scheduler) notices(ctx context.Context) {
+	nc := s.js.Conn()
 	sub, err := nc.Subscribe(queue.SendNoticeFilter(s.kind), func(m *nats.Msg) {
 		s.mu.Lock()
 		a := s.account(queue.SubjectAccount(m.Subject))
@@ -396,11 +434,13 @@ func (s *scheduler) notices(ctx context.Context) {
 		return
 	}
 	<-ctx.Done()
-	_ = sub.Unsubscribe()
+	if err := sub.Unsubscribe(); err != nil {
+		s.log.DebugContext(ctx, "unsubscribe from job notices", "error", err)
+	}
 }
 
 // account returns the account id, adding it; s.mu is held.
-func (s *scheduler) account(id string) *account {
+func (s *Scheduler) account(id string) *account {
 	a := s.accounts[id]
 	if a == nil {
 		a = &account{id: id}
@@ -412,7 +452,7 @@ func (s *scheduler) account(id string) *account {
 
 // forgetIfIdle drops an account without jobs, deliveries or fetches (its
 // consumer stays on the server until AccountIdle); s.mu is held.
-func (s *scheduler) forgetIfIdle(a *account) {
+func (s *Scheduler) forgetIfIdle(a *account) {
 	if a.ready || a.fetching || a.inflight > 0 || a.stored > 0 || s.accounts[a.id] != a {
 		return
 	}
@@ -432,7 +472,7 @@ func (s *scheduler) forgetIfIdle(a *account) {
 // the name of the former kind-wide consumer, worker-<kind>): jobs not yet
 // delivered, delivered and not acknowledged, and redelivered. Only accounts
 // with jobs on the stream are asked.
-func (s *scheduler) pending(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+func (s *Scheduler) pending(ctx context.Context) (*jetstream.ConsumerInfo, error) {
 	s.mu.Lock()
 	type known struct {
 		cons   jetstream.Consumer
@@ -450,7 +490,7 @@ func (s *scheduler) pending(ctx context.Context) (*jetstream.ConsumerInfo, error
 	for _, k := range list {
 		cons := k.cons
 		if cons == nil {
-			c, err := s.w.deps.JetStream.Consumer(ctx, queue.SendStream, accountConsumerName(s.kind, k.id))
+			c, err := s.js.Consumer(ctx, queue.SendStream, accountConsumerName(s.kind, k.id))
 			if err != nil {
 				// No consumer yet: every stored job is still to be delivered.
 				sum.NumPending += k.stored

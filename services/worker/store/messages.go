@@ -1,4 +1,4 @@
-package worker
+package store
 
 import (
 	"context"
@@ -11,12 +11,20 @@ import (
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 )
 
-// messageCanceled reports whether the message was canceled (CancelScheduled).
+// Messages reads the status of messages.
+type Messages struct {
+	pool *pgxpool.Pool
+}
+
+// NewMessages reads from pool.
+func NewMessages(pool *pgxpool.Pool) *Messages { return &Messages{pool: pool} }
+
+// Canceled reports whether the message was canceled (CancelScheduled).
 // A message that no longer exists (its account's data was deleted) counts as
 // canceled: there is nobody left to send it for.
-func messageCanceled(ctx context.Context, pool *pgxpool.Pool, accountID, messageID string) (bool, error) {
+func (m *Messages) Canceled(ctx context.Context, accountID, messageID string) (bool, error) {
 	var st int16
-	err := pool.QueryRow(ctx, `SELECT status FROM messages WHERE id = $1 AND account_id = $2`, messageID, accountID).Scan(&st)
+	err := m.pool.QueryRow(ctx, `SELECT status FROM messages WHERE id = $1 AND account_id = $2`, messageID, accountID).Scan(&st)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return true, nil
 	}

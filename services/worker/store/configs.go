@@ -1,4 +1,8 @@
-package worker
+// Package store is the worker's PostgreSQL: it reads provider configurations
+// (cached, their secrets opened) and marks one unhealthy when its credentials
+// are refused, and reads whether a message was canceled. The worker writes
+// nothing else there.
+package store
 
 import (
 	"context"
@@ -14,13 +18,13 @@ import (
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 )
 
-// errConfigNotFound means the job names a provider configuration that no longer
+// ErrConfigNotFound means the job names a provider configuration that no longer
 // exists (deleted, or the account's data was deleted): a permanent failure.
-var errConfigNotFound = errors.New("provider configuration not found")
+var ErrConfigNotFound = errors.New("provider configuration not found")
 
-// configStore loads provider configurations, opening their secrets, with a
+// Configs loads provider configurations, opening their secrets, with a
 // short cache: a configuration change reaches workers within the TTL.
-type configStore struct {
+type Configs struct {
 	pool    *pgxpool.Pool
 	keyring *secretbox.Keyring
 	ttl     time.Duration
@@ -30,14 +34,20 @@ type configStore struct {
 	cache map[string]cachedConfig
 }
 
+// NewConfigs reads configurations from pool, opening their secrets with
+// keyring (nil when no configuration has one), and caches them for ttl.
+func NewConfigs(pool *pgxpool.Pool, keyring *secretbox.Keyring, ttl time.Duration) *Configs {
+	return &Configs{pool: pool, keyring: keyring, ttl: ttl, now: time.Now, cache: map[string]cachedConfig{}}
+}
+
 type cachedConfig struct {
-	cfg     storedConfig
+	cfg     ProviderConfig
 	expires time.Time
 }
 
-// storedConfig is a provider configuration with what the worker needs to
+// ProviderConfig is a provider configuration with what the worker needs to
 // route a message besides the provider's own settings.
-type storedConfig struct {
+type ProviderConfig struct {
 	provider.Config
 	// Healthy is false once the provider refused the configuration's credentials.
 	Healthy    bool
@@ -47,8 +57,8 @@ type storedConfig struct {
 	FallbackID string
 }
 
-// load returns the configuration id of the account, cached for the TTL.
-func (s *configStore) load(ctx context.Context, accountID, id string) (storedConfig, error) {
+// Load returns the configuration id of the account, cached for the TTL.
+func (s *Configs) Load(ctx context.Context, accountID, id string) (ProviderConfig, error) {
 	now := s.now()
 	s.mu.Lock()
 	c, ok := s.cache[id]
@@ -57,7 +67,7 @@ func (s *configStore) load(ctx context.Context, accountID, id string) (storedCon
 		return c.cfg, nil
 	}
 	var (
-		cfg    storedConfig
+		cfg    ProviderConfig
 		secret []byte
 	)
 	err := s.pool.QueryRow(ctx, `
@@ -67,18 +77,18 @@ func (s *configStore) load(ctx context.Context, accountID, id string) (storedCon
 		Scan(&cfg.ID, &cfg.AccountID, &cfg.Kind, &cfg.Settings, &secret, &cfg.Version,
 			&cfg.Healthy, &cfg.HealthNote, &cfg.FallbackID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return storedConfig{}, fmt.Errorf("%w: %s", errConfigNotFound, id)
+		return ProviderConfig{}, fmt.Errorf("%w: %s", ErrConfigNotFound, id)
 	}
 	if err != nil {
-		return storedConfig{}, fmt.Errorf("load provider configuration %s: %w", id, err)
+		return ProviderConfig{}, fmt.Errorf("load provider configuration %s: %w", id, err)
 	}
 	if len(secret) > 0 {
 		if s.keyring == nil {
-			return storedConfig{}, fmt.Errorf("provider configuration %s has a secret but no MASTER_KEYS are configured", id)
+			return ProviderConfig{}, fmt.Errorf("provider configuration %s has a secret but no MASTER_KEYS are configured", id)
 		}
 		pt, err := s.keyring.Open(secret, []byte(cfg.ID))
 		if err != nil {
-			return storedConfig{}, fmt.Errorf("open secret of provider configuration %s: %w", id, err)
+			return ProviderConfig{}, fmt.Errorf("open secret of provider configuration %s: %w", id, err)
 		}
 		cfg.Secret = pt
 	}
@@ -88,8 +98,8 @@ func (s *configStore) load(ctx context.Context, accountID, id string) (storedCon
 	return cfg, nil
 }
 
-// markUnhealthy flags a configuration whose credentials were refused.
-func (s *configStore) markUnhealthy(ctx context.Context, accountID, id, note string) error {
+// MarkUnhealthy flags a configuration whose credentials were refused.
+func (s *Configs) MarkUnhealthy(ctx context.Context, accountID, id, note string) error {
 	_, err := s.pool.Exec(ctx, `
 		UPDATE provider_configs SET healthy = false, health_note = $3, updated_at = now()
 		WHERE id = $1 AND account_id = $2`, id, accountID, note)

@@ -1,4 +1,4 @@
-package worker
+package delivery
 
 import (
 	"context"
@@ -70,3 +70,20 @@ func settleJob(ctx context.Context, log *slog.Logger, msg jetstream.Msg, s settl
 		log.WarnContext(ctx, "settle send job; JetStream will redeliver it", "settlement", s.kind.String(), "error", err)
 	}
 }
+
+// keepAlive tells JetStream that the delivery of msg is still under way (an
+// in-progress ack: the job's ack wait starts again), the only place a send job
+// gets one. A failure is logged: JetStream may then hand the job to another
+// delivery after the ack wait, and the attempt's lease keeps that one from
+// sending beside this one.
+func keepAlive(ctx context.Context, log *slog.Logger, msg jetstream.Msg) {
+	if err := msg.InProgress(); err != nil {
+		log.WarnContext(ctx, "in-progress ack of send job; JetStream may redeliver it after the ack wait", "error", err)
+	}
+}
+
+// settleJob ends the delivery's hold on its job (see settleJob).
+func (d *delivery) settleJob(ctx context.Context, s settlement) { settleJob(ctx, d.log, d.msg, s) }
+
+// keepAlive restarts the job's ack wait (see keepAlive).
+func (d *delivery) keepAlive(ctx context.Context) { keepAlive(ctx, d.log, d.msg) }

@@ -1,4 +1,4 @@
-package worker
+package delivery
 
 import (
 	"math/rand/v2"

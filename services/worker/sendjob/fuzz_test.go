@@ -1,4 +1,4 @@
-package worker
+package sendjob
 
 import (
 	"strings"
@@ -28,7 +28,7 @@ func FuzzSendJob(f *testing.F) {
 	f.Add([]byte{0x0a, 0x00})
 	f.Add([]byte("\xff\xff\xff"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		job, err := decodeJob(data)
+		job, err := Decode(data)
 		if err != nil {
 			return
 		}
@@ -39,12 +39,12 @@ func FuzzSendJob(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encode: %v", err)
 		}
-		again, err := decodeJob(b)
+		again, err := Decode(b)
 		if err != nil || !proto.Equal(job, again) {
 			t.Fatalf("job does not survive a round trip: %v", err)
 		}
 
-		envelope, suppressed := recipients(job)
+		envelope, suppressed := Recipients(job)
 		want := map[string]bool{}
 		m := job.GetMessage()
 		for _, a := range append(append(append([]*v1.Address(nil), m.GetTo()...), m.GetCc()...), m.GetBcc()...) {

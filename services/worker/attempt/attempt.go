@@ -1,4 +1,10 @@
-package worker
+// Package attempt keeps each message's attempt record in the EMAIL_ATTEMPTS
+// key-value bucket: which attempt of which configuration's job is under way,
+// leased until when, or how it ended. The record is what keeps a message from
+// being sent twice: a delivery claims it before calling the provider (Begin),
+// renews the claim by compare-and-set right before the call (Renew: fencing),
+// and records the outcome (Finish) before the job is acked.
+package attempt
 
 import (
 	"context"
@@ -13,16 +19,16 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 )
 
-// Attempt record states.
+// Record states.
 const (
-	stateStarted = "started" // the provider is (or was) being called
-	stateRetry   = "retry"   // the attempt ended transiently; a retry is scheduled
-	stateDone    = "done"    // the outcome is final and its events are recorded
-	stateMoved   = "moved"   // the message moved to a fallback configuration (MovedTo)
+	Started = "started" // the provider is (or was) being called
+	Retry   = "retry"   // the attempt ended transiently; a retry is scheduled
+	Done    = "done"    // the outcome is final and its events are recorded
+	Moved   = "moved"   // the message moved to a fallback configuration (MovedTo)
 )
 
-// attemptRecord is what the bucket holds per message.
-type attemptRecord struct {
+// Record is what the bucket holds per message.
+type Record struct {
 	State   string `json:"state"`
 	Attempt int    `json:"attempt"`
 	// Events are the encoded DeliveryEvents of a done outcome, re-published when
@@ -52,40 +58,32 @@ type attemptRecord struct {
 	Unreported int `json:"unreported,omitempty"`
 }
 
-// foreign reports whether the record belongs to another configuration's job
+// Foreign reports whether the record belongs to another configuration's job
 // than provider's.
-func (r *attemptRecord) foreign(provider string) bool {
+func (r *Record) Foreign(provider string) bool {
 	return r.Provider != "" && r.Provider != provider
 }
 
-// inFlightError is begin's answer when the message's attempt is still leased
+// InFlightError is Begin's answer when the message's attempt is still leased
 // to another delivery.
-type inFlightError struct {
+type InFlightError struct {
 	Attempt int
 	Until   time.Time
 }
 
-func (e *inFlightError) Error() string {
+func (e *InFlightError) Error() string {
 	return fmt.Sprintf("attempt %d is in flight elsewhere until %s", e.Attempt, e.Until.Format(time.RFC3339Nano))
 }
 
-// leaseFrom is the end of an attempt's claim on its message when it starts
-// now: the provider call (SendTimeout), an ack wait to record the outcome,
-// and another as grace for a worker that was cut off from NATS and records
-// the moment NATS is back. Until then no other delivery sends the message.
-func (w *Worker) leaseFrom(now time.Time) time.Time {
-	return now.Add(w.cfg.SendTimeout + 2*w.cfg.AckWait)
-}
-
-// attempts stores attempt records in JetStream KV.
-type attempts struct {
+// Store keeps attempt records in JetStream KV.
+type Store struct {
 	kv jetstream.KeyValue
 }
 
-// ensureAttempts creates (or updates) the bucket, retrying while JetStream
+// Ensure creates (or updates) the bucket, retrying while JetStream
 // cannot do it yet (NATS unreachable, a cluster still electing its leaders):
 // like the consumers, a worker that starts before NATS is ready waits for it.
-func ensureAttempts(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int, log *slog.Logger) (*attempts, error) {
+func Ensure(ctx context.Context, js jetstream.JetStream, ttl time.Duration, replicas int, log *slog.Logger) (*Store, error) {
 	if replicas <= 0 {
 		replicas = 1
 	}
@@ -102,7 +100,7 @@ func ensureAttempts(ctx context.Context, js jetstream.JetStream, ttl time.Durati
 		kv, err := openOrCreateBucket(cctx, js, cfg)
 		cancel()
 		if err == nil {
-			return &attempts{kv: kv}, nil
+			return &Store{kv: kv}, nil
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("ensure attempts bucket: %w", err)
@@ -136,17 +134,17 @@ func openOrCreateBucket(ctx context.Context, js jetstream.JetStream, cfg jetstre
 	return js.CreateOrUpdateKeyValue(ctx, cfg)
 }
 
-// begin records attempt of provider's job as started, leased until until. It
+// Begin records attempt of provider's job as started, leased until until. It
 // returns the previous record when there was one (nil for a message seen for
 // the first time, or handed over to provider by a failover), and an
-// *inFlightError, recording nothing, when the previous attempt is started and
+// *InFlightError, recording nothing, when the previous attempt is started and
 // its lease has not ended at now. A previous record that is done, moved, or
 // another configuration's is returned as it is, recording nothing.
 //
 // rev is the revision of the started record written: the attempt's claim,
-// which renew checks before the provider is called.
-func (a *attempts) begin(ctx context.Context, messageID, provider string, attempt int, now, until time.Time) (prev *attemptRecord, rev uint64, err error) {
-	started, err := json.Marshal(attemptRecord{State: stateStarted, Attempt: attempt, Until: until, Provider: provider})
+// which Renew checks before the provider is called.
+func (a *Store) Begin(ctx context.Context, messageID, provider string, attempt int, now, until time.Time) (prev *Record, rev uint64, err error) {
+	started, err := json.Marshal(Record{State: Started, Attempt: attempt, Until: until, Provider: provider})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -159,16 +157,16 @@ func (a *attempts) begin(ctx context.Context, messageID, provider string, attemp
 	if err != nil {
 		return nil, 0, fmt.Errorf("read attempt record: %w", err)
 	}
-	var p attemptRecord
+	var p Record
 	if err := json.Unmarshal(entry.Value(), &p); err != nil {
 		return nil, 0, fmt.Errorf("decode attempt record: %w", err)
 	}
-	handedOver := p.State == stateMoved && p.MovedTo == provider
-	if !handedOver && (p.State == stateDone || p.State == stateMoved || p.foreign(provider)) {
+	handedOver := p.State == Moved && p.MovedTo == provider
+	if !handedOver && (p.State == Done || p.State == Moved || p.Foreign(provider)) {
 		return &p, 0, nil
 	}
-	if p.State == stateStarted && now.Before(p.Until) {
-		return &p, 0, &inFlightError{Attempt: p.Attempt, Until: p.Until}
+	if p.State == Started && now.Before(p.Until) {
+		return &p, 0, &InFlightError{Attempt: p.Attempt, Until: p.Until}
 	}
 	if rev, err = a.kv.Update(ctx, messageID, started, entry.Revision()); err != nil {
 		return nil, 0, fmt.Errorf("record attempt %d: %w", attempt, err)
@@ -180,23 +178,23 @@ func (a *attempts) begin(ctx context.Context, messageID, provider string, attemp
 	return &p, rev, nil
 }
 
-// errLeaseLost: another delivery took the message over (its record changed
+// ErrLeaseLost: another delivery took the message over (its record changed
 // since this attempt's claim).
-var errLeaseLost = errors.New("attempt lease lost to another delivery")
+var ErrLeaseLost = errors.New("attempt lease lost to another delivery")
 
-// renew extends the claim of revision rev to until, only if the record is
-// still that claim; errLeaseLost when another delivery has taken the message
+// Renew extends the claim of revision rev to until, only if the record is
+// still that claim; ErrLeaseLost when another delivery has taken the message
 // over since. Called right before the provider call, it fences an attempt
 // that stalled past its lease (database or NATS outage) from sending beside
 // the delivery that took over.
-func (a *attempts) renew(ctx context.Context, messageID, provider string, attempt int, until time.Time, rev uint64) (uint64, error) {
-	started, err := json.Marshal(attemptRecord{State: stateStarted, Attempt: attempt, Until: until, Provider: provider})
+func (a *Store) Renew(ctx context.Context, messageID, provider string, attempt int, until time.Time, rev uint64) (uint64, error) {
+	started, err := json.Marshal(Record{State: Started, Attempt: attempt, Until: until, Provider: provider})
 	if err != nil {
 		return 0, err
 	}
 	next, err := a.kv.Update(ctx, messageID, started, rev)
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, errLeaseLost
+		return 0, ErrLeaseLost
 	}
 	if err != nil {
 		return 0, fmt.Errorf("renew attempt %d: %w", attempt, err)
@@ -204,21 +202,21 @@ func (a *attempts) renew(ctx context.Context, messageID, provider string, attemp
 	return next, nil
 }
 
-// get reads the message's attempt record.
-func (a *attempts) get(ctx context.Context, messageID string) (*attemptRecord, error) {
+// Get reads the message's attempt record.
+func (a *Store) Get(ctx context.Context, messageID string) (*Record, error) {
 	entry, err := a.kv.Get(ctx, messageID)
 	if err != nil {
 		return nil, fmt.Errorf("read attempt record: %w", err)
 	}
-	var rec attemptRecord
+	var rec Record
 	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
 		return nil, fmt.Errorf("decode attempt record: %w", err)
 	}
 	return &rec, nil
 }
 
-// finish records the attempt's end.
-func (a *attempts) finish(ctx context.Context, messageID string, rec attemptRecord) error {
+// Finish records the attempt's end.
+func (a *Store) Finish(ctx context.Context, messageID string, rec Record) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err

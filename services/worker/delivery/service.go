@@ -1,0 +1,133 @@
+package delivery
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/namirasoft/email-sender/pkg/telemetry"
+	"github.com/namirasoft/email-sender/services/worker/attempt"
+	"github.com/namirasoft/email-sender/services/worker/store"
+)
+
+// What a delivery needs, declared here where it is used; the worker's
+// JetStream and PostgreSQL implementations are attempt.Store,
+// timeline.Publisher, store.Configs, store.Messages, ratelimit.Limits and its
+// JetStream, and the state machine's tests (deliver_test.go) use fakes.
+type (
+	// AttemptStore keeps each message's attempt record (EMAIL_ATTEMPTS).
+	AttemptStore interface {
+		Begin(ctx context.Context, messageID, providerID string, n int, now, until time.Time) (*attempt.Record, uint64, error)
+		Renew(ctx context.Context, messageID, providerID string, n int, until time.Time, rev uint64) (uint64, error)
+		Finish(ctx context.Context, messageID string, rec attempt.Record) error
+		Get(ctx context.Context, messageID string) (*attempt.Record, error)
+	}
+	// EventSink publishes delivery events (EMAIL_EVENTS).
+	EventSink interface {
+		Publish(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) error
+		PublishAsync(ctx context.Context, accountID, messageID string, events [][]byte, ids []string) ([]jetstream.PubAckFuture, error)
+		Wait(ctx context.Context, futures []jetstream.PubAckFuture) error
+	}
+	// ConfigSource reads provider configurations (PostgreSQL).
+	ConfigSource interface {
+		Load(ctx context.Context, accountID, id string) (store.ProviderConfig, error)
+		MarkUnhealthy(ctx context.Context, accountID, id, note string) error
+	}
+	// RateLimits paces sends per account and per provider configuration.
+	RateLimits interface {
+		Wait(ctx context.Context, accountID, configID, kind string) error
+	}
+	// Cancellations says whether a scheduled message was canceled (PostgreSQL).
+	Cancellations interface {
+		Canceled(ctx context.Context, accountID, messageID string) (bool, error)
+	}
+	// JobPublisher publishes a job moved to a fallback (EMAIL_SEND).
+	JobPublisher interface {
+		PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+	}
+)
+
+// Settings bound and pace deliveries; the worker fills them from its Config.
+type Settings struct {
+	// MaxAttempts bounds the attempts on one provider configuration.
+	MaxAttempts int
+	// MaxAge bounds how long a message is retried after it was accepted.
+	MaxAge time.Duration
+	// BackoffBase and BackoffMax shape the retry delay (backoff).
+	BackoffBase, BackoffMax time.Duration
+	// AckWait is the send consumers' ack wait: in-progress acks come every
+	// AckWait/3, and an attempt's lease leaves two of them after SendTimeout.
+	AckWait time.Duration
+	// SendTimeout bounds one provider call.
+	SendTimeout time.Duration
+	// RetryAmbiguous retries an ambiguous outcome like a transient one
+	// (WORKER_AMBIGUOUS_POLICY=retry) instead of failing the message.
+	RetryAmbiguous bool
+	// FailoverAfter is the number of transient failures on a configuration
+	// after which a message moves to the configuration's fallback, if any.
+	FailoverAfter int
+}
+
+// Deps are a Service's collaborators.
+type Deps struct {
+	Attempts  AttemptStore
+	Events    EventSink
+	Configs   ConfigSource
+	Messages  Cancellations
+	Limits    RateLimits
+	Jobs      JobPublisher
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
+	// BeforeSend, when set, runs after the attempt is recorded as started,
+	// before the provider call (for tests that must wait for that step).
+	BeforeSend func(messageID string, attempt int)
+}
+
+// Service runs deliveries: one attempt of one job each, from its claim to the
+// job's settlement.
+type Service struct {
+	cfg        Settings
+	attempts   AttemptStore
+	events     EventSink
+	configs    ConfigSource
+	messages   Cancellations
+	limits     RateLimits
+	jobs       JobPublisher
+	tel        *telemetry.Telemetry
+	log        *slog.Logger
+	beforeSend func(messageID string, attempt int)
+	metrics    *metrics
+	now        func() time.Time
+}
+
+// New returns a Service with cfg and deps; Telemetry and Logger may be nil.
+func New(cfg Settings, deps Deps) *Service {
+	if deps.Telemetry == nil {
+		deps.Telemetry = telemetry.Nop()
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{
+		cfg: cfg, attempts: deps.Attempts, events: deps.Events, configs: deps.Configs,
+		messages: deps.Messages, limits: deps.Limits, jobs: deps.Jobs,
+		tel: deps.Telemetry, log: deps.Logger, beforeSend: deps.BeforeSend,
+		metrics: newMetrics(deps.Telemetry), now: time.Now,
+	}
+}
+
+// leaseFrom is the end of an attempt's claim on its message when it starts
+// now: the provider call (SendTimeout), an ack wait to record the outcome,
+// and another as grace for a worker that was cut off from NATS and records
+// the moment NATS is back. Until then no other delivery sends the message.
+func (s Settings) leaseFrom(now time.Time) time.Time {
+	return now.Add(s.SendTimeout + 2*s.AckWait)
+}
+
+// retryAfterTrouble is the delay before a job comes back when the worker itself
+// could not work on it (NATS or PostgreSQL unreachable); it is not an attempt
+// outcome and publishes no retry event.
+const retryAfterTrouble = 2 * time.Second
