@@ -22,6 +22,8 @@ package jwtauth
 import (
 	"errors"
 	"time"
+
+	"github.com/namirasoft/email-sender/pkg/envconfig"
 )
 
 // Config configures Namirasoft Account tokens. It is shared by every service
@@ -53,32 +55,12 @@ type Config struct {
 // Enabled reports whether tokens are accepted at all.
 func (c Config) Enabled() bool { return c.JWKSURL != "" }
 
-// WithDefaults fills unset fields with the environment defaults.
+// WithDefaults fills the unset fields of a Config built in code from the
+// default tags above, the one source of the defaults.
 func (c Config) WithDefaults() Config {
-	if c.Audience == "" {
-		c.Audience = "email-sender"
-	}
-	if c.AccountClaim == "" {
-		c.AccountClaim = "account_id"
-	}
-	if c.ScopeClaim == "" {
-		c.ScopeClaim = "scope"
-	}
-	if c.DefaultScopes == nil {
-		c.DefaultScopes = []string{"send", "read"}
-	}
-	if c.Leeway == 0 {
-		c.Leeway = 30 * time.Second
-	}
-	if c.MaxLifetime == 0 {
-		c.MaxLifetime = 24 * time.Hour
-	}
-	if c.JWKSRefresh <= 0 {
-		c.JWKSRefresh = time.Hour
-	}
-	if c.JWKSMinRefresh <= 0 {
-		c.JWKSMinRefresh = 10 * time.Second
-	}
+	// The field names are this package's own: an error here is a typo in
+	// this list, caught by the tests.
+	_ = envconfig.FillDefaults(&c, "Audience", "AccountClaim", "ScopeClaim", "DefaultScopes", "Leeway", "JWKSRefresh", "JWKSMinRefresh", "MaxLifetime")
 	return c
 }
 

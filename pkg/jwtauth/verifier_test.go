@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/jwtauth"
 	"github.com/namirasoft/email-sender/pkg/testkit/jwttest"
 )
@@ -211,4 +212,14 @@ func TestAuthenticatorRoutes(t *testing.T) {
 	// Without a verifier tokens are refused.
 	_, err = jwtauth.NewAuthenticator(keyStub{}, nil, nil).Authenticate(ctx, iss.Sign(t, jwttest.RSAKey, iss.Claims(acct, "read")))
 	require.ErrorIs(t, err, auth.ErrUnauthenticated)
+}
+
+// A Config built in code gets exactly the defaults the environment gets: the
+// default tags are their one source.
+func TestConfigDefaultsAreTheTags(t *testing.T) {
+	var fromEnv jwtauth.Config
+	require.NoError(t, envconfig.LoadFrom(&fromEnv, func(string) (string, bool) { return "", false }))
+	require.True(t, fromEnv.AutoProvision)
+	fromEnv.AutoProvision = false // a bool built in code is never "unset"
+	require.Equal(t, fromEnv, jwtauth.Config{}.WithDefaults())
 }

@@ -29,6 +29,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/namirasoft/email-sender/pkg/envconfig"
 )
 
 const (
@@ -111,35 +113,26 @@ func EventID(messageID string, attempt int, typ, recipient string) string {
 	return uuid.NewSHA1(eventNamespace, []byte(fmt.Sprintf("%s|%d|%s|%s", messageID, attempt, typ, recipient))).String()
 }
 
-// StreamConfig sizes the streams.
+// StreamConfig sizes the streams. Its default tags are the one source of the
+// defaults; NATS_STREAM_REPLICAS sets Replicas in every service.
 type StreamConfig struct {
 	// Replicas is the stream replication factor (1 single node, 3 in a cluster).
-	Replicas int
+	Replicas int `default:"1"`
 	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id values. The
 	// outbox relay's redelivery of an already-published message within this window
 	// is dropped by JetStream.
-	DuplicateWindow time.Duration
+	DuplicateWindow time.Duration `default:"2h"`
 	// MaxMsgSize bounds one job (encoded message with attachments).
-	MaxMsgSize int32
+	MaxMsgSize int32 `default:"16777216"`
 	// EventMaxAge is how long delivery events are kept after being consumed.
-	EventMaxAge time.Duration
+	EventMaxAge time.Duration `default:"168h"`
 	Storage     jetstream.StorageType
 }
 
-// WithDefaults fills unset fields.
+// WithDefaults fills unset fields from the default tags.
 func (c StreamConfig) WithDefaults() StreamConfig {
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
-	if c.DuplicateWindow == 0 {
-		c.DuplicateWindow = 2 * time.Hour
-	}
-	if c.MaxMsgSize == 0 {
-		c.MaxMsgSize = 16 << 20
-	}
-	if c.EventMaxAge == 0 {
-		c.EventMaxAge = 7 * 24 * time.Hour
-	}
+	// The names are this type's own fields (TestStreamConfigDefaults).
+	_ = envconfig.FillDefaults(&c, "Replicas", "DuplicateWindow", "MaxMsgSize", "EventMaxAge")
 	return c
 }
 
