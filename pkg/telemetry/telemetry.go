@@ -38,7 +38,12 @@ type Telemetry struct {
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
 	MeterProvider  metric.MeterProvider
-	registry       *prometheus.Registry
+	// PersonalData allows spans to carry recipient addresses and provider
+	// replies (which quote them): off unless the operator opts in with
+	// OTEL_RECORD_PERSONAL_DATA=true, since traces usually leave the trust
+	// boundary of the message store.
+	PersonalData bool
+	registry     *prometheus.Registry
 	shutdown       func(context.Context) error
 }
 
@@ -51,6 +56,8 @@ type Options struct {
 	OTLPEndpoint string
 	// SpanProcessor, when set, is added as well (tests use an in-memory exporter).
 	SpanProcessor sdktrace.SpanProcessor
+	// PersonalData: see Telemetry.PersonalData.
+	PersonalData bool
 }
 
 // OptionsFromEnv reads the standard OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME.
@@ -58,7 +65,8 @@ func OptionsFromEnv(serviceName string) Options {
 	if n := os.Getenv("OTEL_SERVICE_NAME"); n != "" {
 		serviceName = n
 	}
-	return Options{ServiceName: serviceName, OTLPEndpoint: os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")}
+	return Options{ServiceName: serviceName, OTLPEndpoint: os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
+		PersonalData: os.Getenv("OTEL_RECORD_PERSONAL_DATA") == "true"}
 }
 
 // Setup builds the tracer provider.
@@ -98,6 +106,7 @@ func Setup(ctx context.Context, opts Options) (*Telemetry, error) {
 		TracerProvider: tp,
 		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		MeterProvider:  mp,
+		PersonalData:   opts.PersonalData,
 		registry:       reg,
 		shutdown: func(ctx context.Context) error {
 			return errors.Join(tp.Shutdown(ctx), mp.Shutdown(ctx))

@@ -233,9 +233,16 @@ func (d *delivery) send(ctx context.Context, sender provider.Sender, pd *provide
 		}
 	}()
 	out := sender.Send(ctx, pd)
-	span.SetAttributes(attribute.String("outcome", out.Class.String()), attribute.String("provider.response", out.Response))
+	span.SetAttributes(attribute.String("outcome", out.Class.String()))
+	// Provider replies and errors quote recipient addresses: on spans only
+	// when the operator opted in (OTEL_RECORD_PERSONAL_DATA).
+	if d.svc.tel.PersonalData {
+		span.SetAttributes(attribute.String("provider.response", out.Response))
+	}
 	if out.Err != nil {
-		span.RecordError(out.Err)
+		if d.svc.tel.PersonalData {
+			span.RecordError(out.Err)
+		}
 		span.SetStatus(codes.Error, out.Class.String())
 	}
 	return out
