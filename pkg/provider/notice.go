@@ -11,8 +11,12 @@ type Notice struct {
 	// ProviderMessageID is the provider's id of the message (Outcome.MessageID).
 	ProviderMessageID string
 	// MessageID is our message id as the provider echoes it back (a message
-	// tag), "" when it does not.
+	// tag), "" when it does not. It is public (in the Message-ID header): for
+	// logs only, never to find the message a report is about.
 	MessageID string
+	// SenderAccount is the provider account that sent the message as the
+	// report names it (SES: mail.sendingAccountId), "" when it does not.
+	SenderAccount string
 	// SentAt is when the provider accepted the message; zero when unknown.
 	SentAt time.Time
 	// OccurredAt is when the reported event happened; zero when unknown.

@@ -30,9 +30,17 @@ type Config struct {
 	// SNSCertHostPattern is what the host of an SNS message's SigningCertURL
 	// and SubscribeURL must match (https only).
 	SNSCertHostPattern string `env:"REPORT_SNS_CERT_HOST_PATTERN" default:"^sns[.][a-z0-9-]+[.]amazonaws[.]com([.]cn)?$" help:"regexp the host of SNS signing certificate and subscribe URLs must match"`
-	// SNSTopicARNs, when set, are the only SNS topics whose messages the
-	// feedback endpoint accepts.
-	SNSTopicARNs []string `env:"REPORT_SNS_TOPIC_ARNS" help:"SNS topic ARNs (or patterns with *) the feedback endpoint accepts, comma separated (empty: any)"`
+	// SNSTopicARNs, when set, is an operator's extra filter: the feedback
+	// endpoint accepts only these topics, on top of each SES provider
+	// configuration's own feedback_topic_arns (which are always required).
+	SNSTopicARNs []string `env:"REPORT_SNS_TOPIC_ARNS" help:"SNS topic ARNs (or patterns with *) the feedback endpoint accepts at all, comma separated; empty: no extra filter (each SES provider configuration still accepts only its own feedback_topic_arns)"`
+	// SNSMaxAge is how old an SNS message (its Timestamp, the time SNS
+	// published it; retries keep it) may be. SNS retries an HTTPS delivery for
+	// at most an hour.
+	SNSMaxAge time.Duration `env:"REPORT_SNS_MAX_AGE" default:"2h" help:"oldest SNS message (Timestamp) the feedback endpoint accepts"`
+	// FeedbackMaxMailAge is how old the mail an SES event is about (its
+	// mail.timestamp) may be: bounces come within days, complaints within weeks.
+	FeedbackMaxMailAge time.Duration `env:"REPORT_FEEDBACK_MAX_MAIL_AGE" default:"336h" help:"oldest mail (SES mail.timestamp) whose feedback the endpoint accepts"`
 	// MetricsAddr is where the report command serves /metrics (Prometheus).
 	MetricsAddr string `env:"REPORT_METRICS_ADDR" default:":9082" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
 
@@ -69,7 +77,8 @@ type Config struct {
 // (the one source of defaults).
 func (c Config) WithDefaults() (Config, error) {
 	err := errors.Join(
-		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern"),
+		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern",
+			"SNSMaxAge", "FeedbackMaxMailAge"),
 		envconfig.FillDefaults(&c.NATS, "StreamReplicas"),
 	)
 	if err != nil {
@@ -98,6 +107,9 @@ func (c Config) validate() error {
 	}
 	if _, err := regexp.Compile(c.SNSCertHostPattern); err != nil {
 		errs = append(errs, fmt.Errorf("sns cert host pattern: %w", err))
+	}
+	if c.SNSMaxAge <= 0 || c.FeedbackMaxMailAge <= 0 {
+		errs = append(errs, errors.New("sns max age and feedback max mail age must be positive"))
 	}
 	for _, t := range c.SNSTopicARNs {
 		if _, err := path.Match(t, ""); err != nil {

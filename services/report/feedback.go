@@ -2,6 +2,7 @@ package report
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,10 @@ const (
 	// the SENT event that stores the SES message id may still be on its way
 	// to the report; after it, 200 and dropped.
 	unknownRetryWindow = 10 * time.Minute
+	// clockSkew is how far ahead of the report's clock an SNS Timestamp or
+	// SES mail.timestamp may be (and how much later than the SNS Timestamp
+	// the mail.timestamp).
+	clockSkew = 15 * time.Minute
 )
 
 // feedbackKind is the provider kind whose reports SNS posts to the endpoint
@@ -96,8 +101,10 @@ func (f *feedback) serveHTTP(w http.ResponseWriter, r *http.Request, params map[
 }
 
 // handle verifies an SNS post and acts on it. Nothing changes unless the
-// message is signed by SNS, from an allowed topic, for an existing SES
-// provider configuration.
+// message is signed by SNS, recent, for an existing SES provider
+// configuration, from one of the SNS topics that configuration is bound to
+// (feedback_topic_arns; an unbound configuration accepts none) and allowed by
+// the operator's REPORT_SNS_TOPIC_ARNS when set.
 func (f *feedback) handle(ctx context.Context, span trace.Span, providerID string, body io.Reader) feedbackResult {
 	raw, err := io.ReadAll(io.LimitReader(body, maxSNSBody+1))
 	if err != nil {
@@ -118,7 +125,10 @@ func (f *feedback) handle(ctx context.Context, span trace.Span, providerID strin
 		}
 		return feedbackResult{http.StatusServiceUnavailable, "error", "cannot verify now", err}
 	}
-	accountID, err := f.svc.store.sesProviderAccount(ctx, providerID)
+	if err := f.fresh(parseTime(m.Timestamp), "SNS Timestamp", f.svc.cfg.SNSMaxAge); err != nil {
+		return feedbackResult{http.StatusForbidden, "stale", "stale or undated SNS message", err}
+	}
+	accountID, settings, err := f.svc.store.sesProvider(ctx, providerID)
 	if errors.Is(err, errNotFound) {
 		return feedbackResult{http.StatusNotFound, "unknown_provider", "no SES provider configuration with this id",
 			fmt.Errorf("no ses provider %q (sns topic %s)", providerID, m.TopicArn)}
@@ -128,6 +138,17 @@ func (f *feedback) handle(ctx context.Context, span trace.Span, providerID strin
 	}
 	span.SetAttributes(attribute.String("account.id", accountID))
 	log := f.svc.log.With("account_id", accountID, "provider_id", providerID, "topic_arn", m.TopicArn, "sns_message_id", m.MessageID)
+	// A signature proves only that SNS sent it: from any topic of any AWS
+	// account, whoever knows the provider id could subscribe one. Only the
+	// configuration's own topics are accepted (subscriptions included).
+	if !settings.FeedbackBound() {
+		return feedbackResult{http.StatusForbidden, "unbound", "the SES provider configuration names no aws_account_id and feedback_topic_arns",
+			fmt.Errorf("ses provider %s is not bound to an aws account and sns topics (topic %s)", providerID, m.TopicArn)}
+	}
+	if !settings.FeedbackTopic(m.TopicArn) {
+		return feedbackResult{http.StatusForbidden, "unbound", "topic not bound to this SES provider configuration",
+			fmt.Errorf("sns topic %s is not one of ses provider %s's feedback_topic_arns", m.TopicArn, providerID)}
+	}
 
 	switch m.Type {
 	case sns.TypeSubscriptionConfirmation:
@@ -151,7 +172,22 @@ func (f *feedback) handle(ctx context.Context, span trace.Span, providerID strin
 		log.InfoContext(ctx, "sns subscription ended")
 		return feedbackResult{http.StatusOK, "unsubscribed", "unsubscribe recorded", nil}
 	}
-	return f.notification(ctx, log, accountID, providerID, m)
+	return f.notification(ctx, log, accountID, providerID, settings, m)
+}
+
+// fresh checks that t (what, set) is at most maxAge old and at most
+// clockSkew ahead.
+func (f *feedback) fresh(t time.Time, what string, maxAge time.Duration) error {
+	now := f.now()
+	switch {
+	case t.IsZero():
+		return fmt.Errorf("no %s", what)
+	case t.Before(now.Add(-maxAge)):
+		return fmt.Errorf("%s %s is older than %s", what, t.UTC().Format(time.RFC3339), maxAge)
+	case t.After(now.Add(clockSkew)):
+		return fmt.Errorf("%s %s is in the future", what, t.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // eventStatus is the recipient status of a feedback event type.
@@ -172,7 +208,7 @@ func eventStatus(typ string) (lifecycle.Status, bool) {
 // (published on the events stream with ids derived from the SNS message id,
 // so a notification delivered twice changes nothing), and hard bounces and
 // complaints are suppressed in the account.
-func (f *feedback) notification(ctx context.Context, log *slog.Logger, accountID, providerID string, m *sns.Message) feedbackResult {
+func (f *feedback) notification(ctx context.Context, log *slog.Logger, accountID, providerID string, settings ses.Settings, m *sns.Message) feedbackResult {
 	k, ok := kinds.Lookup(feedbackKind)
 	if !ok || k.Feedback == nil {
 		return feedbackResult{http.StatusServiceUnavailable, "error", "no feedback parser", fmt.Errorf("provider kind %s parses no feedback", feedbackKind)}
@@ -181,6 +217,19 @@ func (f *feedback) notification(ctx context.Context, log *slog.Logger, accountID
 	if err != nil {
 		log.InfoContext(ctx, "ignore sns notification that is not an ses event", "error", err)
 		return feedbackResult{http.StatusOK, "ignored", "not an SES event", nil}
+	}
+	// A topic of the configuration's account could still carry (or be fed)
+	// mail of another AWS account: only mail sent by the bound account counts.
+	if n.SenderAccount != settings.AWSAccountID {
+		return feedbackResult{http.StatusForbidden, "rejected", "mail.sendingAccountId is not this SES provider configuration's aws_account_id",
+			fmt.Errorf("ses event of aws account %q, provider %s is bound to %s", n.SenderAccount, providerID, settings.AWSAccountID)}
+	}
+	if err := f.fresh(n.SentAt, "mail.timestamp", f.svc.cfg.FeedbackMaxMailAge); err != nil {
+		return feedbackResult{http.StatusForbidden, "stale", "stale or undated mail", err}
+	}
+	if published := parseTime(m.Timestamp); n.SentAt.After(published.Add(clockSkew)) {
+		return feedbackResult{http.StatusForbidden, "stale", "mail.timestamp after the SNS Timestamp",
+			fmt.Errorf("mail.timestamp %s is after the sns timestamp %s", n.SentAt.UTC().Format(time.RFC3339), m.Timestamp)}
 	}
 	kind, items := n.Event, n.Recipients
 	if len(items) == 0 {
@@ -192,10 +241,12 @@ func (f *feedback) notification(ctx context.Context, log *slog.Logger, accountID
 		log.InfoContext(ctx, "ignore ses event without mail.messageId", "ses_event", kind)
 		return feedbackResult{http.StatusOK, "ignored", "no mail.messageId", nil}
 	}
-	msg, err := f.svc.store.feedbackMessage(ctx, accountID, sesID, n.MessageID)
+	// Only the provider's own message id, recorded from this configuration's
+	// send: never our message id (public, in the Message-ID header) from the
+	// message tag.
+	msg, err := f.svc.store.feedbackMessage(ctx, accountID, providerID, sesID)
 	if errors.Is(err, errNotFound) {
-		sent := n.SentAt
-		if !sent.IsZero() && f.now().Sub(sent) < unknownRetryWindow {
+		if f.now().Sub(n.SentAt) < unknownRetryWindow {
 			return feedbackResult{http.StatusServiceUnavailable, "unknown_message", "message not known (yet)",
 				fmt.Errorf("no message of account %s with ses message id %q; sns will retry", accountID, sesID)}
 		}
@@ -305,21 +356,29 @@ func parseTime(s string) time.Time {
 	return t
 }
 
-// sesProviderAccount returns the account of the SES provider configuration
-// id; errNotFound when there is none (or id is not a UUID).
-func (s *store) sesProviderAccount(ctx context.Context, id string) (string, error) {
+// sesProvider returns the account and settings of the SES provider
+// configuration id; errNotFound when there is none (or id is not a UUID).
+func (s *store) sesProvider(ctx context.Context, id string) (string, ses.Settings, error) {
+	var (
+		account  string
+		raw      []byte
+		settings ses.Settings
+	)
 	if _, err := uuid.Parse(id); err != nil {
-		return "", errNotFound
+		return "", settings, errNotFound
 	}
-	var account string
-	err := s.pool.QueryRow(ctx, `SELECT account_id::text FROM provider_configs WHERE id = $1 AND kind = $2`, id, feedbackKind).Scan(&account)
+	err := s.pool.QueryRow(ctx, `SELECT account_id::text, settings FROM provider_configs WHERE id = $1 AND kind = $2`,
+		id, feedbackKind).Scan(&account, &raw)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return "", errNotFound
+		return "", settings, errNotFound
 	}
 	if err != nil {
-		return "", fmt.Errorf("look up provider %s: %w", id, err)
+		return "", settings, fmt.Errorf("look up provider %s: %w", id, err)
 	}
-	return account, nil
+	if err := json.Unmarshal(raw, &settings); err != nil {
+		return "", settings, fmt.Errorf("provider %s settings: %w", id, err)
+	}
+	return account, settings, nil
 }
 
 // feedbackMessage is the message an SES event is about.
@@ -329,29 +388,21 @@ type feedbackMessage struct {
 	recipients map[string]bool
 }
 
-// feedbackMessage returns the account's message whose provider message id is
-// providerMessageID, with its recipients, or else the message taggedID (the
-// SES message tag) as long as no other provider message id was recorded for
-// it (its SENT event may not have been applied yet); errNotFound when none.
-func (s *store) feedbackMessage(ctx context.Context, accountID, providerMessageID, taggedID string) (feedbackMessage, error) {
-	const columns = `SELECT m.id::text, m.attempts,
-			ARRAY(SELECT r.address FROM recipients r WHERE r.message_id = m.id AND r.account_id = m.account_id)
-		FROM messages m `
+// feedbackMessage returns the account's message sent through the provider
+// configuration providerID whose provider message id (recorded from the
+// send's SENT event) is providerMessageID, with its recipients; errNotFound
+// when none.
+func (s *store) feedbackMessage(ctx context.Context, accountID, providerID, providerMessageID string) (feedbackMessage, error) {
 	var (
 		m     feedbackMessage
 		addrs []string
 	)
-	err := s.pool.QueryRow(ctx, columns+`
-		WHERE m.account_id = $1 AND m.provider_message_id = $2 AND m.provider_message_id <> ''
-		ORDER BY m.id DESC LIMIT 1`, accountID, providerMessageID).Scan(&m.id, &m.attempts, &addrs)
-	if errors.Is(err, pgx.ErrNoRows) {
-		if _, perr := uuid.Parse(taggedID); perr != nil {
-			return feedbackMessage{}, errNotFound
-		}
-		err = s.pool.QueryRow(ctx, columns+`
-			WHERE m.account_id = $1 AND m.id = $2 AND m.provider_message_id IN ('', $3)`,
-			accountID, taggedID, providerMessageID).Scan(&m.id, &m.attempts, &addrs)
-	}
+	err := s.pool.QueryRow(ctx, `
+		SELECT m.id::text, m.attempts,
+			ARRAY(SELECT r.address FROM recipients r WHERE r.message_id = m.id AND r.account_id = m.account_id)
+		FROM messages m
+		WHERE m.account_id = $1 AND m.provider_id = $2 AND m.provider_message_id = $3 AND m.provider_message_id <> ''
+		ORDER BY m.id DESC LIMIT 1`, accountID, providerID, providerMessageID).Scan(&m.id, &m.attempts, &addrs)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return feedbackMessage{}, errNotFound
 	}

@@ -42,7 +42,12 @@ import (
 	"github.com/namirasoft/email-sender/services/report/sns"
 )
 
-const testTopic = "arn:aws:sns:us-east-1:123456789012:ses-feedback"
+const (
+	testTopic = "arn:aws:sns:us-east-1:123456789012:ses-feedback"
+	// testAWSAccount is the AWS account of the fixture's SES provider
+	// configuration (aws_account_id) and of its mail (mail.sendingAccountId).
+	testAWSAccount = "123456789012"
+)
 
 // snsFixture is a report service serving HTTPS with a certificate of a test
 // CA, and an HTTPS server (same CA, on 127.0.0.1, which the report's
@@ -181,21 +186,52 @@ func selfSigned(t *testing.T, key *rsa.PrivateKey) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
+// newProvider stores a provider configuration of kind; an ses one is bound
+// to testAWSAccount and testTopic.
 func (b *testBundle) newProvider(t *testing.T, a account, kind string) string {
 	t.Helper()
+	settings := `{}`
+	if kind == "ses" {
+		settings = sesSettings(t, testAWSAccount, testTopic)
+	}
 	id := uuid.NewString()
 	_, err := b.db.Pool.Exec(context.Background(),
-		`INSERT INTO provider_configs (id, account_id, name, kind) VALUES ($1, $2, $3, $4)`, id, a.id, kind+"-"+id[:8], kind)
+		`INSERT INTO provider_configs (id, account_id, name, kind, settings) VALUES ($1, $2, $3, $4, $5)`,
+		id, a.id, kind+"-"+id[:8], kind, settings)
 	require.NoError(t, err)
 	return id
 }
 
-// sentMessage stores a message SENT through SES with sesID as its provider
-// message id.
+// sesSettings is the settings JSON of an ses configuration bound to
+// awsAccount and topics (neither when empty).
+func sesSettings(t *testing.T, awsAccount string, topics ...string) string {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"region": "us-east-1", "access_key_id": "AKIAFEEDBACK", "aws_account_id": awsAccount,
+		"feedback_topic_arns": topics})
+	require.NoError(t, err)
+	return string(b)
+}
+
+// bind replaces the feedback binding of the ses configuration id.
+func (b *testBundle) bind(t *testing.T, id, awsAccount string, topics ...string) {
+	t.Helper()
+	_, err := b.db.Pool.Exec(context.Background(), `UPDATE provider_configs SET settings = $2 WHERE id = $1`,
+		id, sesSettings(t, awsAccount, topics...))
+	require.NoError(t, err)
+}
+
+// sentMessage stores a message SENT through the fixture's SES configuration
+// with sesID as its provider message id.
 func (f *snsFixture) sentMessage(t *testing.T, a account, sesID string, to ...string) string {
 	t.Helper()
-	id := f.newMessage(t, a, msgSpec{to: to, status: lifecycle.Sent})
-	_, err := f.db.Pool.Exec(context.Background(), `UPDATE messages SET provider_message_id = $1 WHERE id = $2`, sesID, id)
+	return f.sentVia(t, a, f.providerID, sesID, to...)
+}
+
+// sentVia stores a message SENT through providerID with providerMessageID.
+func (f *snsFixture) sentVia(t *testing.T, a account, providerID, providerMessageID string, to ...string) string {
+	t.Helper()
+	id := f.newMessage(t, a, msgSpec{to: to, status: lifecycle.Sent, providerID: providerID})
+	_, err := f.db.Pool.Exec(context.Background(), `UPDATE messages SET provider_message_id = $1 WHERE id = $2`, providerMessageID, id)
 	require.NoError(t, err)
 	return id
 }
@@ -320,7 +356,7 @@ func sesEvent(t *testing.T, v map[string]any) string {
 func mailOf(sesID string, sentAt time.Time, extra map[string]any) map[string]any {
 	m := map[string]any{
 		"timestamp": sentAt.UTC().Format(time.RFC3339Nano), "messageId": sesID, "source": "news@example.com",
-		"sourceArn": "arn:aws:ses:us-east-1:123456789012:identity/example.com", "sendingAccountId": "123456789012",
+		"sourceArn": "arn:aws:ses:us-east-1:123456789012:identity/example.com", "sendingAccountId": testAWSAccount,
 		"destination": []string{"x@example.com"},
 	}
 	for k, v := range extra {
@@ -604,14 +640,23 @@ func TestFeedbackRefused(t *testing.T) {
 	f.mu.Unlock()
 }
 
+// TestFeedbackTopicAllowList: REPORT_SNS_TOPIC_ARNS filters on top of each
+// configuration's own topics: a topic bound to the configuration but not in
+// the operator's list is refused.
 func TestFeedbackTopicAllowList(t *testing.T) {
 	t.Parallel()
 	f := newSNSFixture(t, "arn:aws:sns:*:123456789012:ses-*")
+	const outside = "arn:aws:sns:us-east-1:123456789012:other-feedback"
+	f.bind(t, f.providerID, testAWSAccount, testTopic, outside)
 	msgID := f.sentMessage(t, f.acct, "ses-topic-1", "t@example.com")
 	other := f.notification(deliveryEvent(t, "ses-topic-1", "t@example.com"))
 	other["TopicArn"] = "arn:aws:sns:us-east-1:999999999999:ses-feedback"
 	code, _ := f.post(t, f.providerID, sign(t, other, f.signer, "2"))
 	require.Equal(t, http.StatusForbidden, code, "a topic of another AWS account")
+	bound := f.notification(deliveryEvent(t, "ses-topic-1", "t@example.com"))
+	bound["TopicArn"] = outside
+	code, _ = f.post(t, f.providerID, sign(t, bound, f.signer, "2"))
+	require.Equal(t, http.StatusForbidden, code, "bound to the configuration, not allowed by the operator")
 
 	n := f.notification(deliveryEvent(t, "ses-topic-1", "t@example.com"))
 	code, text := f.post(t, f.providerID, sign(t, n, f.signer, "2"))
@@ -658,32 +703,186 @@ func TestFeedbackAccountIsolation(t *testing.T) {
 	require.Equal(t, lifecycle.Sent, f.get(t, f.acct, msgID).GetMessage().GetStatus())
 }
 
-func TestFeedbackMessageTag(t *testing.T) {
+// TestFeedbackForgedPublicMessageIDNotApplied: our message id is public (it
+// is in the Message-ID header); a notification that names it (in the SES
+// message tag) but not the SES message id recorded at send, or the SES
+// message id of a send through another configuration, changes nothing.
+func TestFeedbackForgedPublicMessageIDNotApplied(t *testing.T) {
 	t.Parallel()
 	f := newSNSFixture(t)
-	// The SENT event has not been applied yet: no provider message id. SES
-	// event publishing carries our message id in the message tag.
-	msgID := f.newMessage(t, f.acct, msgSpec{to: []string{"early@example.com"}, status: lifecycle.Sending})
-	n := f.notification(sesEvent(t, map[string]any{
-		"eventType": "Delivery",
-		"mail":      mailOf("ses-tag-1", time.Now(), map[string]any{"tags": map[string][]string{"emailsender-message-id": {msgID}}}),
-		"delivery":  map[string]any{"timestamp": time.Now().UTC().Format(time.RFC3339Nano), "recipients": []string{"early@example.com"}},
-	}))
-	code, text := f.post(t, f.providerID, sign(t, n, f.signer, "2"))
-	require.Equal(t, http.StatusOK, code, text)
-	f.waitRecipient(t, f.acct, msgID, "early@example.com", lifecycle.Delivered)
+	before := f.eventsInStream(t)
+	tagged := func(sesID, msgID string, sentAt time.Time) snsMessage {
+		return f.notification(sesEvent(t, map[string]any{
+			"eventType": "Bounce",
+			"mail":      mailOf(sesID, sentAt, map[string]any{"tags": map[string][]string{"emailsender-message-id": {msgID}}}),
+			"bounce": map[string]any{"bounceType": "Permanent", "timestamp": time.Now().UTC().Format(time.RFC3339Nano),
+				"bouncedRecipients": []map[string]string{{"emailAddress": "victim@example.com"}}},
+		}))
+	}
 
-	// A message whose recorded provider message id differs is not taken by tag.
-	other := f.sentMessage(t, f.acct, "ses-tag-real", "late@example.com")
-	n = f.notification(sesEvent(t, map[string]any{
-		"eventType": "Bounce",
-		"mail":      mailOf("ses-tag-forged", time.Now().Add(-time.Hour), map[string]any{"tags": map[string][]string{"emailsender-message-id": {other}}}),
-		"bounce":    map[string]any{"bounceType": "Permanent", "bouncedRecipients": []map[string]string{{"emailAddress": "late@example.com"}}},
-	}))
-	code, text = f.post(t, f.providerID, sign(t, n, f.signer, "2"))
+	// No SES message id recorded yet (the SENT event is on its way): a
+	// recent notification is answered 503 for SNS to retry, never taken by
+	// the tag.
+	early := f.newMessage(t, f.acct, msgSpec{to: []string{"victim@example.com"}, status: lifecycle.Sending, providerID: f.providerID})
+	code, text := f.post(t, f.providerID, sign(t, tagged("ses-forged-1", early, time.Now()), f.signer, "2"))
+	require.Equal(t, http.StatusServiceUnavailable, code, text)
+
+	// A message whose recorded SES message id differs.
+	sent := f.sentMessage(t, f.acct, "ses-real-1", "victim@example.com")
+	code, text = f.post(t, f.providerID, sign(t, tagged("ses-forged-2", sent, time.Now().Add(-time.Hour)), f.signer, "2"))
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "unknown message", text)
+
+	// The provider message id of a send through another configuration of the
+	// account (here the sandbox's) is not this configuration's.
+	sandbox := f.newProvider(t, f.acct, "sandbox")
+	via := f.sentVia(t, f.acct, sandbox, "sandbox-x-1", "victim@example.com")
+	code, text = f.post(t, f.providerID, sign(t, tagged("sandbox-x-1", via, time.Now().Add(-time.Hour)), f.signer, "2"))
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "unknown message", text)
+
+	require.Equal(t, before, f.eventsInStream(t), "no event published")
 	require.Empty(t, f.suppressions(t, f.acct))
+	for _, id := range []string{sent, via} {
+		require.Equal(t, lifecycle.Sent, f.get(t, f.acct, id).GetMessage().GetStatus())
+	}
+
+	// Once the SENT event recorded the SES message id, SNS's retry of a
+	// genuine notification naming it is applied.
+	_, err := f.db.Pool.Exec(context.Background(), `UPDATE messages SET provider_message_id = 'ses-early-1' WHERE id = $1`, early)
+	require.NoError(t, err)
+	n := tagged("ses-early-1", early, time.Now())
+	code, text = f.post(t, f.providerID, sign(t, n, f.signer, "2"))
+	require.Equal(t, http.StatusOK, code, text)
+	f.waitRecipient(t, f.acct, early, "victim@example.com", lifecycle.Bounced)
+}
+
+// TestFeedbackForgedOtherTopicRefused: a notification validly signed by SNS
+// but from a topic the configuration is not bound to (anyone's AWS account
+// can publish one) is refused, with no REPORT_SNS_TOPIC_ARNS set; so is any
+// notification for a configuration bound to no topic.
+func TestFeedbackForgedOtherTopicRefused(t *testing.T) {
+	t.Parallel()
+	f := newSNSFixture(t)
+	msgID := f.sentMessage(t, f.acct, "ses-topic-forged-1", "victim@example.com")
+	unbound := f.newProvider(t, f.acct, "ses")
+	f.bind(t, unbound, "")
+	unboundMsg := f.sentVia(t, f.acct, unbound, "ses-topic-forged-2", "victim2@example.com")
+	before := f.eventsInStream(t)
+	for name, tc := range map[string]struct {
+		provider, topic, sesID string
+	}{
+		"attacker's topic":               {f.providerID, "arn:aws:sns:us-east-1:666666666666:ses-feedback", "ses-topic-forged-1"},
+		"another topic of the account":   {f.providerID, "arn:aws:sns:us-east-1:123456789012:other", "ses-topic-forged-1"},
+		"configuration bound to nothing": {unbound, testTopic, "ses-topic-forged-2"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			n := f.notification(bounceNotification(t, tc.sesID, "Permanent", "victim@example.com", "victim2@example.com"))
+			n["TopicArn"] = tc.topic
+			code, text := f.post(t, tc.provider, sign(t, n, f.signer, "2"))
+			require.Equal(t, http.StatusForbidden, code, text)
+		})
+	}
+	require.Equal(t, before, f.eventsInStream(t), "no event published")
+	require.Empty(t, f.suppressions(t, f.acct), "nothing suppressed")
+	require.Equal(t, lifecycle.Sent, f.get(t, f.acct, msgID).GetMessage().GetStatus())
+	require.Equal(t, lifecycle.Sent, f.get(t, f.acct, unboundMsg).GetMessage().GetStatus())
+}
+
+// TestFeedbackForgedOtherAWSAccountRefused: from the bound topic, but about
+// mail another AWS account sent (mail.sendingAccountId), or naming none: refused.
+func TestFeedbackForgedOtherAWSAccountRefused(t *testing.T) {
+	t.Parallel()
+	f := newSNSFixture(t)
+	msgID := f.sentMessage(t, f.acct, "ses-acct-forged-1", "victim@example.com")
+	before := f.eventsInStream(t)
+	for name, sender := range map[string]any{"another account": "666666666666", "none": nil} {
+		t.Run(name, func(t *testing.T) {
+			n := f.notification(sesEvent(t, map[string]any{
+				"eventType": "Complaint",
+				"mail":      mailOf("ses-acct-forged-1", time.Now(), map[string]any{"sendingAccountId": sender}),
+				"complaint": map[string]any{"complainedRecipients": []map[string]string{{"emailAddress": "victim@example.com"}},
+					"timestamp": time.Now().UTC().Format(time.RFC3339Nano)},
+			}))
+			code, text := f.post(t, f.providerID, sign(t, n, f.signer, "2"))
+			require.Equal(t, http.StatusForbidden, code, text)
+		})
+	}
+	require.Equal(t, before, f.eventsInStream(t), "no event published")
+	require.Empty(t, f.suppressions(t, f.acct))
+	require.Equal(t, lifecycle.Sent, f.get(t, f.acct, msgID).GetMessage().GetStatus())
+}
+
+// TestFeedbackStaleRefused: an SNS message published longer ago than
+// REPORT_SNS_MAX_AGE (2h) or in the future, or about mail older than
+// REPORT_FEEDBACK_MAX_MAIL_AGE (14 days) or sent after SNS published the
+// event, is refused: a captured genuine notification cannot be replayed later.
+func TestFeedbackStaleRefused(t *testing.T) {
+	t.Parallel()
+	f := newSNSFixture(t)
+	msgID := f.sentMessage(t, f.acct, "ses-stale-1", "victim@example.com")
+	before := f.eventsInStream(t)
+	bounce := func(mailAt time.Time) snsMessage {
+		return f.notification(sesEvent(t, map[string]any{
+			"eventType": "Bounce",
+			"mail":      mailOf("ses-stale-1", mailAt, nil),
+			"bounce": map[string]any{"bounceType": "Permanent", "timestamp": mailAt.UTC().Format(time.RFC3339Nano),
+				"bouncedRecipients": []map[string]string{{"emailAddress": "victim@example.com"}}},
+		}))
+	}
+	at := func(m snsMessage, ts time.Time) snsMessage {
+		m["Timestamp"] = ts.UTC().Format("2006-01-02T15:04:05.000Z")
+		return m
+	}
+	for name, m := range map[string]snsMessage{
+		"sns timestamp 3h old":         at(bounce(time.Now().Add(-4*time.Hour)), time.Now().Add(-3*time.Hour)),
+		"sns timestamp in the future":  at(bounce(time.Now()), time.Now().Add(time.Hour)),
+		"sns timestamp not a time":     func() snsMessage { m := bounce(time.Now()); m["Timestamp"] = "yesterday"; return m }(),
+		"mail 15 days old":             bounce(time.Now().Add(-15 * 24 * time.Hour)),
+		"mail after the sns timestamp": at(bounce(time.Now()), time.Now().Add(-time.Hour)),
+		"mail timestamp in the future": bounce(time.Now().Add(time.Hour)),
+		"mail without timestamp": f.notification(sesEvent(t, map[string]any{
+			"eventType": "Complaint",
+			"mail":      mailOf("ses-stale-1", time.Now(), map[string]any{"timestamp": nil}),
+			"complaint": map[string]any{"complainedRecipients": []map[string]string{{"emailAddress": "victim@example.com"}}},
+		})),
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, text := f.post(t, f.providerID, sign(t, m, f.signer, "2"))
+			require.Equal(t, http.StatusForbidden, code, text)
+		})
+	}
+	require.Equal(t, before, f.eventsInStream(t), "no event published")
+	require.Empty(t, f.suppressions(t, f.acct))
+	require.Equal(t, lifecycle.Sent, f.get(t, f.acct, msgID).GetMessage().GetStatus())
+}
+
+// TestFeedbackForgedSubscriptionNotConfirmed: a validly signed subscription
+// confirmation from a topic the configuration is not bound to is not
+// confirmed (its SubscribeURL is never called) nor recorded; nor is an
+// unsubscribe recorded.
+func TestFeedbackForgedSubscriptionNotConfirmed(t *testing.T) {
+	t.Parallel()
+	f := newSNSFixture(t)
+	const forged = "arn:aws:sns:us-east-1:666666666666:ses-feedback"
+	snsHost := strings.TrimPrefix(f.snsURL, "https://")
+	for _, typ := range []string{"SubscriptionConfirmation", "UnsubscribeConfirmation"} {
+		m := snsMessage{
+			"Type": typ, "MessageId": uuid.NewString(), "Token": "tok-forged", "TopicArn": forged,
+			"Message":      "You have chosen to subscribe to the topic " + forged + ".",
+			"SubscribeURL": "https://" + snsHost + "/?Action=ConfirmSubscription&TopicArn=" + url.QueryEscape(forged) + "&Token=tok-forged",
+			"Timestamp":    time.Now().UTC().Format(time.RFC3339), "SigningCertURL": f.snsURL + "/SimpleNotificationService-test.pem",
+		}
+		code, text := f.post(t, f.providerID, sign(t, m, f.signer, "2"))
+		require.Equal(t, http.StatusForbidden, code, "%s: %s", typ, text)
+	}
+	f.mu.Lock()
+	require.Empty(t, f.confirms, "the SubscribeURL was not called")
+	f.mu.Unlock()
+	var n int
+	require.NoError(t, f.db.Pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM feedback_subscriptions WHERE provider_id = $1`, f.providerID).Scan(&n))
+	require.Zero(t, n)
 }
 
 func TestFeedbackHTTPS(t *testing.T) {

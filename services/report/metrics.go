@@ -21,7 +21,7 @@ func newMetrics(tel *telemetry.Telemetry) *metrics {
 		metric.WithDescription("Delivery events the report consumer handled, by outcome (applied, duplicate, unknown, malformed, retried)."),
 		metric.WithUnit("{event}"))
 	feedback, _ := tel.Meter("github.com/namirasoft/email-sender/services/report").Int64Counter("emailsender_feedback_notifications",
-		metric.WithDescription("SNS messages the SES feedback endpoint handled, by outcome (applied, ignored, unknown_message, confirmed, unsubscribed, rejected, unknown_provider, error)."),
+		metric.WithDescription("SNS messages the SES feedback endpoint handled, by outcome (applied, ignored, unknown_message, confirmed, unsubscribed, rejected, stale, unbound, unknown_provider, error)."),
 		metric.WithUnit("{message}"))
 	return &metrics{events: events, feedback: feedback, byOutcome: telemetry.NewLabel("outcome")}
 }

@@ -23,9 +23,10 @@ type event struct {
 	EventType        string `json:"eventType"`
 	NotificationType string `json:"notificationType"`
 	Mail             struct {
-		MessageID string              `json:"messageId"`
-		Timestamp string              `json:"timestamp"`
-		Tags      map[string][]string `json:"tags"`
+		MessageID        string              `json:"messageId"`
+		Timestamp        string              `json:"timestamp"`
+		SendingAccountID string              `json:"sendingAccountId"`
+		Tags             map[string][]string `json:"tags"`
 	} `json:"mail"`
 	Delivery *struct {
 		Timestamp    string   `json:"timestamp"`
@@ -64,7 +65,8 @@ func ParseFeedback(payload []byte) (provider.Notice, error) {
 	if err := json.Unmarshal(payload, &e); err != nil {
 		return provider.Notice{}, fmt.Errorf("not an SES event: %w", err)
 	}
-	n := provider.Notice{Event: e.EventType, ProviderMessageID: e.Mail.MessageID, SentAt: parseTime(e.Mail.Timestamp)}
+	n := provider.Notice{Event: e.EventType, ProviderMessageID: e.Mail.MessageID, SentAt: parseTime(e.Mail.Timestamp),
+		SenderAccount: e.Mail.SendingAccountID}
 	if n.Event == "" {
 		n.Event = e.NotificationType
 	}

@@ -52,9 +52,10 @@ func TestParseFeedback(t *testing.T) {
 			}
 		})
 	}
-	n, err := ses.ParseFeedback([]byte(`{"eventType":"Delivery","mail":{"messageId":"x","timestamp":"` + at + `","tags":{"emailsender-message-id":["m-1"]}}}`))
+	n, err := ses.ParseFeedback([]byte(`{"eventType":"Delivery","mail":{"messageId":"x","timestamp":"` + at + `","sendingAccountId":"123456789012","tags":{"emailsender-message-id":["m-1"]}}}`))
 	require.NoError(t, err)
 	require.Equal(t, "m-1", n.MessageID)
+	require.Equal(t, "123456789012", n.SenderAccount)
 	require.False(t, n.SentAt.IsZero())
 	_, err = ses.ParseFeedback([]byte(`not json`))
 	require.Error(t, err)

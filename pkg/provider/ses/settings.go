@@ -2,6 +2,7 @@ package ses
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/namirasoft/email-sender/pkg/provider"
@@ -20,6 +21,29 @@ type Settings struct {
 	ConfigurationSet string `json:"configuration_set,omitempty"`
 	// Endpoint overrides the regional endpoint (e.g. a local emulator).
 	Endpoint string `json:"endpoint,omitempty"`
+	// AWSAccountID is the 12-digit AWS account the configuration sends from
+	// (SES's mail.sendingAccountId). SES feedback is accepted only when it
+	// and FeedbackTopicARNs are set (FeedbackBound), and only for mail of
+	// this account.
+	AWSAccountID string `json:"aws_account_id,omitempty"`
+	// FeedbackTopicARNs are the SNS topics SES publishes this configuration's
+	// events to: the only topics whose notifications (and subscription
+	// confirmations) the feedback endpoint accepts for it.
+	FeedbackTopicARNs []string `json:"feedback_topic_arns,omitempty"`
+}
+
+// MaxFeedbackTopics bounds Settings.FeedbackTopicARNs.
+const MaxFeedbackTopics = 10
+
+// FeedbackBound reports whether feedback can be accepted for s: it names its
+// AWS account and at least one SNS topic.
+func (s Settings) FeedbackBound() bool {
+	return s.AWSAccountID != "" && len(s.FeedbackTopicARNs) > 0
+}
+
+// FeedbackTopic reports whether arn is one of s's feedback topics (exactly).
+func (s Settings) FeedbackTopic(arn string) bool {
+	return slices.Contains(s.FeedbackTopicARNs, arn)
 }
 
 // Secret is the secret settings of an ses configuration (sealed by ingest,
@@ -36,7 +60,13 @@ func (s Secret) Fields() []string {
 	return []string{"secret_access_key"}
 }
 
-var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+var (
+	regionRE    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	accountIDRE = regexp.MustCompile(`^[0-9]{12}$`)
+	// topicARNRE is an SNS topic ARN: partition, region, account, name
+	// (letters, digits, - and _, up to 256 with a FIFO topic's .fifo).
+	topicARNRE = regexp.MustCompile(`^arn:aws(-cn|-us-gov)?:sns:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:([A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}[.]fifo)$`)
+)
 
 // Normalize validates s with its secret. Errors are *provider.FieldError
 // naming the API field and never quote the secret.
@@ -63,6 +93,33 @@ func (s *Settings) Normalize(sec Secret) error {
 	if err := provider.CheckHTTPURL(s.Endpoint); err != nil {
 		return provider.Invalid("endpoint", "%s", err)
 	}
+	return s.normalizeFeedback()
+}
+
+// normalizeFeedback validates the feedback binding: the account id and the
+// topic ARNs (trimmed, duplicates dropped).
+func (s *Settings) normalizeFeedback() error {
+	s.AWSAccountID = strings.TrimSpace(s.AWSAccountID)
+	if s.AWSAccountID != "" && !accountIDRE.MatchString(s.AWSAccountID) {
+		return provider.Invalid("aws_account_id", "%q is not a 12-digit AWS account id", s.AWSAccountID)
+	}
+	var topics []string
+	for _, t := range s.FeedbackTopicARNs {
+		t = strings.TrimSpace(t)
+		if !topicARNRE.MatchString(t) {
+			return provider.Invalid("feedback_topic_arns", "%q is not an SNS topic ARN such as arn:aws:sns:eu-west-1:123456789012:ses-events", t)
+		}
+		if !slices.Contains(topics, t) {
+			topics = append(topics, t)
+		}
+	}
+	if len(topics) > MaxFeedbackTopics {
+		return provider.Invalid("feedback_topic_arns", "has %d topics: at most %d", len(topics), MaxFeedbackTopics)
+	}
+	if len(topics) > 0 && s.AWSAccountID == "" {
+		return provider.Invalid("aws_account_id", "is required with feedback_topic_arns: feedback is accepted only for mail of this AWS account")
+	}
+	s.FeedbackTopicARNs = topics
 	return nil
 }
 
@@ -70,7 +127,8 @@ func (s *Settings) Normalize(sec Secret) error {
 // not yet normalized; an empty secret_access_key keeps stored's.
 func FromAPI(in *emailsenderv1.SesSettings, stored Secret) (Settings, Secret) {
 	s := Settings{Region: in.GetRegion(), AccessKeyID: in.GetAccessKeyId(),
-		ConfigurationSet: in.GetConfigurationSet(), Endpoint: in.GetEndpoint()}
+		ConfigurationSet: in.GetConfigurationSet(), Endpoint: in.GetEndpoint(),
+		AWSAccountID: in.GetAwsAccountId(), FeedbackTopicARNs: slices.Clone(in.GetFeedbackTopicArns())}
 	sec := stored
 	if k := in.GetSecretAccessKey(); k != "" {
 		sec.SecretAccessKey = k
@@ -81,5 +139,6 @@ func FromAPI(in *emailsenderv1.SesSettings, stored Secret) (Settings, Secret) {
 // API is s as the API shows it: no secret.
 func (s Settings) API() *emailsenderv1.SesSettings {
 	return &emailsenderv1.SesSettings{Region: s.Region, AccessKeyId: s.AccessKeyID,
-		ConfigurationSet: s.ConfigurationSet, Endpoint: s.Endpoint}
+		ConfigurationSet: s.ConfigurationSet, Endpoint: s.Endpoint,
+		AwsAccountId: s.AWSAccountID, FeedbackTopicArns: slices.Clone(s.FeedbackTopicARNs)}
 }

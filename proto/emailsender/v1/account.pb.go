@@ -515,9 +515,18 @@ type SesSettings struct {
 	SecretAccessKey  string `protobuf:"bytes,3,opt,name=secret_access_key,json=secretAccessKey,proto3" json:"secret_access_key,omitempty"`
 	ConfigurationSet string `protobuf:"bytes,4,opt,name=configuration_set,json=configurationSet,proto3" json:"configuration_set,omitempty"`
 	// Optional endpoint override (e.g. a local emulator).
-	Endpoint      string `protobuf:"bytes,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Endpoint string `protobuf:"bytes,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// The 12-digit id of the AWS account that sends (SES mail.sendingAccountId).
+	// The report's SES feedback endpoint accepts events of this configuration
+	// only when this and feedback_topic_arns are set, and only events whose
+	// mail.sendingAccountId is this account.
+	AwsAccountId string `protobuf:"bytes,6,opt,name=aws_account_id,json=awsAccountId,proto3" json:"aws_account_id,omitempty"`
+	// The SNS topics (arn:aws:sns:<region>:<account>:<name>) SES publishes this
+	// configuration's events to; the feedback endpoint refuses, and does not
+	// confirm subscriptions of, any other topic. At most 10.
+	FeedbackTopicArns []string `protobuf:"bytes,7,rep,name=feedback_topic_arns,json=feedbackTopicArns,proto3" json:"feedback_topic_arns,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SesSettings) Reset() {
@@ -583,6 +592,20 @@ func (x *SesSettings) GetEndpoint() string {
 		return x.Endpoint
 	}
 	return ""
+}
+
+func (x *SesSettings) GetAwsAccountId() string {
+	if x != nil {
+		return x.AwsAccountId
+	}
+	return ""
+}
+
+func (x *SesSettings) GetFeedbackTopicArns() []string {
+	if x != nil {
+		return x.FeedbackTopicArns
+	}
+	return nil
 }
 
 // GmailSettings configure a Gmail API provider (OAuth2 refresh-token flow).
@@ -2701,13 +2724,15 @@ const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\busername\x18\x04 \x01(\tR\busername\x12\x1a\n" +
 	"\bpassword\x18\x05 \x01(\tR\bpassword\x12\x1b\n" +
 	"\tpool_size\x18\x06 \x01(\x05R\bpoolSize\x12\x12\n" +
-	"\x04helo\x18\a \x01(\tR\x04helo\"\xbe\x01\n" +
+	"\x04helo\x18\a \x01(\tR\x04helo\"\x94\x02\n" +
 	"\vSesSettings\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\"\n" +
 	"\raccess_key_id\x18\x02 \x01(\tR\vaccessKeyId\x12*\n" +
 	"\x11secret_access_key\x18\x03 \x01(\tR\x0fsecretAccessKey\x12+\n" +
 	"\x11configuration_set\x18\x04 \x01(\tR\x10configurationSet\x12\x1a\n" +
-	"\bendpoint\x18\x05 \x01(\tR\bendpoint\"\xd7\x01\n" +
+	"\bendpoint\x18\x05 \x01(\tR\bendpoint\x12$\n" +
+	"\x0eaws_account_id\x18\x06 \x01(\tR\fawsAccountId\x12.\n" +
+	"\x13feedback_topic_arns\x18\a \x03(\tR\x11feedbackTopicArns\"\xd7\x01\n" +
 	"\rGmailSettings\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12#\n" +
 	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\x12#\n" +

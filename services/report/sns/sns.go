@@ -11,8 +11,9 @@
 // default sns.<region>.amazonaws.com). Certificates are cached by URL.
 //
 // A signature proves that SNS sent the message, not that it came from a topic
-// the receiver wants: Verifier also checks TopicArn against an allow-list when
-// one is configured.
+// the receiver wants (anyone can create a topic in their own AWS account and
+// subscribe any URL): the receiver must check TopicArn against the topics it
+// expects. Verifier also checks it against an optional global allow-list.
 package sns
 
 import (
@@ -126,7 +127,8 @@ type Config struct {
 	// match. Default DefaultCertHostPattern.
 	CertHostPattern string
 	// TopicARNs, when not empty, are the only topics accepted; each is an ARN
-	// or a path.Match pattern ("arn:aws:sns:*:123456789012:*").
+	// or a path.Match pattern ("arn:aws:sns:*:123456789012:*"). Empty accepts
+	// every topic: the caller then checks TopicArn itself.
 	TopicARNs []string
 	// RootCAs verify the TLS certificates of the certificate and subscription
 	// hosts; nil uses the system's roots.
