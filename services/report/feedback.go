@@ -117,14 +117,16 @@ func (f *feedback) handle(ctx context.Context, span trace.Span, providerID strin
 	if err != nil {
 		return feedbackResult{http.StatusForbidden, "rejected", "not a valid SNS message", err}
 	}
-	span.SetAttributes(attribute.String("sns.message_id", m.MessageID), attribute.String("sns.type", m.Type),
-		attribute.String("sns.topic_arn", m.TopicArn))
 	if err := f.verifier.Verify(ctx, m); err != nil {
 		if errors.Is(err, sns.ErrInvalid) {
 			return feedbackResult{http.StatusForbidden, "rejected", "signature verification failed", err}
 		}
 		return feedbackResult{http.StatusServiceUnavailable, "error", "cannot verify now", err}
 	}
+	// Only what Amazon signed goes on the span: before the signature is
+	// checked, these fields are whatever the caller wrote.
+	span.SetAttributes(attribute.String("sns.message_id", m.MessageID), attribute.String("sns.type", m.Type),
+		attribute.String("sns.topic_arn", m.TopicArn))
 	if err := f.fresh(parseTime(m.Timestamp), "SNS Timestamp", f.svc.cfg.SNSMaxAge); err != nil {
 		return feedbackResult{http.StatusForbidden, "stale", "stale or undated SNS message", err}
 	}

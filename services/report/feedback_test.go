@@ -638,6 +638,13 @@ func TestFeedbackRefused(t *testing.T) {
 	f.mu.Lock()
 	require.Empty(t, f.confirms)
 	f.mu.Unlock()
+	// What a forger wrote never reaches a span: the tampered topic failed
+	// verification, so it was not recorded.
+	for _, sp := range f.spans.GetSpans() {
+		for _, a := range sp.Attributes {
+			require.NotContains(t, a.Value.Emit(), "999999999999", "span %s attribute %s", sp.Name, a.Key)
+		}
+	}
 }
 
 // TestFeedbackTopicAllowList: REPORT_SNS_TOPIC_ARNS filters on top of each
