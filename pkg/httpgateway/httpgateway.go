@@ -3,7 +3,8 @@
 // google.api.http annotations of proto/emailsender/v1.
 //
 // The gateway does not call the service implementation directly: it calls the
-// service's own gRPC server over a loopback client connection, so every HTTP
+// service's own gRPC server over a client connection (in process, see
+// Config.Dialer), so every HTTP
 // request passes the same interceptors (authentication, scopes, rate limits,
 // usage records, tracing) as a gRPC call. What crosses from HTTP to gRPC:
 //
