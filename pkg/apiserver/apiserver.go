@@ -1,7 +1,9 @@
 // Package apiserver is the skeleton every service that serves the public API
 // (ingest, report) runs: the gRPC server (pkg/grpcserver: telemetry,
 // recovery, health, reflection), the HTTP/JSON gateway beside it
-// (pkg/httpgateway, HTTPS when configured), the gate every call passes, unary
+// (pkg/httpgateway, calling gRPC in process), TLS on both when configured
+// (mutual TLS with a client CA), the checks made before a request is read
+// (credentials on metadata or headers, bounded bytes in flight), the gate every call passes, unary
 // and streaming alike (pkg/apigate: authentication, usage records, scopes,
 // limits), the usage flush, the API-key revocation watch, and one shutdown
 // order.
@@ -31,7 +33,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -55,6 +56,14 @@ type Config struct {
 	GRPCAddr string
 	// MaxRecvMsgSize bounds a gRPC request (0: gRPC's 4 MiB).
 	MaxRecvMsgSize int
+	// MaxConcurrentStreams bounds the gRPC calls in flight on one connection
+	// (0: unbounded).
+	MaxConcurrentStreams uint32
+	// UnverifiedInflightBytes bounds the gRPC request bytes of calls whose
+	// credentials are not verified yet (each counted at MaxRecvMsgSize) that
+	// may be read at once; 0: no bound. Calls without well-formed
+	// credentials are refused before their request is read either way.
+	UnverifiedInflightBytes int64
 	// ShutdownGrace is how long in-flight calls (gRPC and HTTP) get to finish.
 	ShutdownGrace time.Duration
 	// HTTPAddr is where the HTTP/JSON gateway is served unless
@@ -64,9 +73,9 @@ type Config struct {
 	// and the gRPC answers it relays.
 	MaxHTTPBodyBytes     int64
 	MaxHTTPResponseBytes int
-	// TLSCertFile and TLSKeyFile, when set, make the gateway serve HTTPS; the
-	// certificate is read once, at start.
-	TLSCertFile, TLSKeyFile string
+	// TLS, when its files are set, makes gRPC and the gateway serve TLS
+	// (mutual TLS with a client CA); the files are read once, at start.
+	TLS TLSFiles
 	// API configures the gate (JWT, limits, usage records).
 	API apigate.Config
 }
@@ -102,6 +111,11 @@ type API struct {
 	Gateway []httpgateway.Register
 	// Scopes is the scope each method needs (unlisted: admin).
 	Scopes map[string]string
+	// PublicPaths are HTTP path prefixes served without an Authorization
+	// header (handlers with their own authentication, such as signed
+	// webhooks); every other HTTP request is authenticated before its body
+	// is read.
+	PublicPaths []string
 	// Sends names the calls that use the daily send quota (zero: none).
 	Sends limits.Sends
 }
@@ -124,6 +138,7 @@ type Server struct {
 	gate *apigate.Gate
 	grpc *grpcserver.Server
 	api  API
+	tls  *tls.Config
 }
 
 // New builds the server; it listens on nothing until Run.
@@ -134,8 +149,9 @@ func New(cfg Config, deps Deps, api API) (*Server, error) {
 	if cfg.ShutdownGrace <= 0 {
 		return nil, fmt.Errorf("apiserver: shutdown grace %s: want a positive duration", cfg.ShutdownGrace)
 	}
-	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
-		return nil, errors.New("apiserver: tls: set both the certificate and the key file, or neither")
+	tlsCfg, err := cfg.TLS.serverTLS()
+	if err != nil {
+		return nil, fmt.Errorf("apiserver: %w", err)
 	}
 	if deps.Telemetry == nil {
 		deps.Telemetry = telemetry.Nop()
@@ -143,19 +159,22 @@ func New(cfg Config, deps Deps, api API) (*Server, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	if HTTPEnabled(cfg.HTTPAddr, deps.HTTPListener) {
-		// The gateway calls gRPC over loopback with the client's address in
-		// x-forwarded-for: usage records believe it from there.
-		cfg.API.Usage.TrustedProxies = append(slices.Clip(cfg.API.Usage.TrustedProxies), httpgateway.LoopbackCIDRs()...)
-	}
+	// The gateway calls gRPC over an in-process connection, which the usage
+	// recorder knows (grpcserver.InProcess): loopback is trusted for nothing.
 	gate, err := apigate.New(cfg.API, deps.Pool, deps.Keys, deps.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("apiserver: %w", err)
 	}
-	gs := grpcserver.New(grpcserver.Config{MaxRecvMsgSize: cfg.MaxRecvMsgSize, ShutdownGrace: cfg.ShutdownGrace},
-		deps.Telemetry, deps.Logger, gate.Interceptors(api.Scopes, api.Sends)...)
+	adm := newAdmission(deps.KeyStore, cfg.UnverifiedInflightBytes, cfg.MaxRecvMsgSize, gate.Recorder.NoteUnauthenticated)
+	gs := grpcserver.New(grpcserver.Config{
+		MaxRecvMsgSize:       cfg.MaxRecvMsgSize,
+		ShutdownGrace:        cfg.ShutdownGrace,
+		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+		TLS:                  tlsCfg,
+		Admit:                adm.tap,
+	}, deps.Telemetry, deps.Logger, append([]grpc.UnaryServerInterceptor{adm.readInterceptor()}, gate.Interceptors(api.Scopes, api.Sends)...)...)
 	api.Register(gs.GRPC)
-	return &Server{cfg: cfg, deps: deps, log: deps.Logger, gate: gate, grpc: gs, api: api}, nil
+	return &Server{cfg: cfg, deps: deps, log: deps.Logger, gate: gate, grpc: gs, api: api, tls: tlsCfg}, nil
 }
 
 // Run serves until ctx ends or a task fails, then shuts down in the order the
@@ -165,7 +184,7 @@ func (s *Server) Run(ctx context.Context, h Hooks) error {
 	if err != nil {
 		return err
 	}
-	gw, httpLis, err := s.gateway(lis.Addr())
+	gw, httpLis, err := s.gateway()
 	if err != nil {
 		_ = lis.Close()
 		return err
@@ -202,9 +221,9 @@ func (s *Server) Run(ctx context.Context, h Hooks) error {
 	return err
 }
 
-// gateway builds the HTTP/JSON gateway calling the gRPC server on grpcAddr,
+// gateway builds the HTTP/JSON gateway calling the gRPC server in process,
 // and its listener; nil when HTTP is off.
-func (s *Server) gateway(grpcAddr net.Addr) (*httpgateway.Gateway, net.Listener, error) {
+func (s *Server) gateway() (*httpgateway.Gateway, net.Listener, error) {
 	if !HTTPEnabled(s.cfg.HTTPAddr, s.deps.HTTPListener) {
 		return nil, nil, nil
 	}
@@ -212,23 +231,19 @@ func (s *Server) gateway(grpcAddr net.Addr) (*httpgateway.Gateway, net.Listener,
 	if err != nil {
 		return nil, nil, err
 	}
-	if s.cfg.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
-		if err != nil {
-			_ = lis.Close()
-			return nil, nil, fmt.Errorf("tls certificate: %w", err)
-		}
-		lis = tls.NewListener(lis, &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			MinVersion:   tls.VersionTLS12,
-			NextProtos:   []string{"http/1.1"},
-		})
+	if s.tls != nil {
+		c := s.tls.Clone()
+		c.NextProtos = []string{"http/1.1"}
+		lis = tls.NewListener(lis, c)
 	}
 	gw, err := httpgateway.New(httpgateway.Config{
 		MaxBodyBytes:     s.cfg.MaxHTTPBodyBytes,
 		MaxResponseBytes: s.cfg.MaxHTTPResponseBytes,
 		ShutdownGrace:    s.cfg.ShutdownGrace,
-	}, httpgateway.LoopbackTarget(grpcAddr), s.log, s.api.Gateway...)
+		Dialer:           s.grpc.DialInProcess,
+		PreAuth:          httpPreAuth(s.gate.Auth),
+		PublicPaths:      s.api.PublicPaths,
+	}, httpgateway.InProcessTarget, s.log, s.api.Gateway...)
 	if err != nil {
 		_ = lis.Close()
 		return nil, nil, err

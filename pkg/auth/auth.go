@@ -234,7 +234,7 @@ func Interceptor(a Authenticator, scopes map[string]string) grpc.UnaryServerInte
 // when it cannot) and puts the Principal in the handler's context.
 func Authenticate(a Authenticator) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if isPublic(info.FullMethod) {
+		if IsPublic(info.FullMethod) {
 			return handler(ctx, req)
 		}
 		p, err := principal(ctx, a)
@@ -250,7 +250,7 @@ func Authenticate(a Authenticator) grpc.UnaryServerInterceptor {
 // ScopeAdmin, so a method added without a scope is closed by default.
 func Authorize(scopes map[string]string) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if isPublic(info.FullMethod) {
+		if IsPublic(info.FullMethod) {
 			return handler(ctx, req)
 		}
 		p, ok := FromContext(ctx)
@@ -276,15 +276,11 @@ func RequiredScope(scopes map[string]string, method string) string {
 
 func principal(ctx context.Context, a Authenticator) (Principal, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
-	if len(vals) == 0 {
-		return Principal{}, status.Error(codes.Unauthenticated, "missing authorization metadata: send \"authorization: Bearer <api key or token>\"")
+	token, err := BearerToken(md.Get("authorization"))
+	if err != nil {
+		return Principal{}, err
 	}
-	scheme, token, ok := strings.Cut(vals[0], " ")
-	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" {
-		return Principal{}, status.Error(codes.Unauthenticated, "authorization must be \"Bearer <api key or token>\"")
-	}
-	p, err := a.Authenticate(ctx, strings.TrimSpace(token))
+	p, err := a.Authenticate(ctx, token)
 	if errors.Is(err, ErrUnauthenticated) {
 		return Principal{}, status.Error(codes.Unauthenticated, "invalid, revoked or expired API key or token")
 	}
@@ -297,6 +293,8 @@ func principal(ctx context.Context, a Authenticator) (Principal, error) {
 	return p, nil
 }
 
-func isPublic(method string) bool {
+// IsPublic reports whether method is served without credentials: the health
+// and reflection services.
+func IsPublic(method string) bool {
 	return strings.HasPrefix(method, "/grpc.health.v1.") || strings.HasPrefix(method, "/grpc.reflection.")
 }

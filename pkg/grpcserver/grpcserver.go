@@ -1,10 +1,16 @@
 // Package grpcserver builds the gRPC server every service runs: tracing and
 // metrics stats handler, authentication, the standard health service and reflection, and the
 // shutdown order (health NOT_SERVING, GracefulStop, then a timed hard Stop).
+//
+// Besides the network listener it serves in-process connections
+// (DialInProcess), which the process's own HTTP gateway uses: calls on them
+// are known as the gateway's (InProcess) without trusting any address, and
+// they skip TLS.
 package grpcserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +24,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 )
@@ -33,6 +41,16 @@ type Config struct {
 	// stops at once (a server with nothing to drain, such as a worker's
 	// health service).
 	ShutdownGrace time.Duration
+	// MaxConcurrentStreams bounds the calls in flight on one connection (0:
+	// gRPC's default, unbounded).
+	MaxConcurrentStreams uint32
+	// TLS, when set, is the TLS configuration of network connections
+	// (ClientAuth and ClientCAs included); nil serves plaintext.
+	TLS *tls.Config
+	// Admit, when set, runs on every call's metadata before its request is
+	// read (grpc.InTapHandle): refusing there costs no request bytes. It runs
+	// in the connection's reader and must not block.
+	Admit tap.ServerInHandle
 }
 
 // Server is a gRPC server with health and reflection.
@@ -41,6 +59,7 @@ type Server struct {
 	health *health.Server
 	cfg    Config
 	log    *slog.Logger
+	inproc *bufconn.Listener
 }
 
 // New builds the server. Every call, unary or streaming, passes the same
@@ -61,15 +80,29 @@ func New(cfg Config, tel *telemetry.Telemetry, log *slog.Logger, interceptors ..
 		)),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
+		grpc.Creds(newServerCreds(cfg.TLS)),
 	}
 	if cfg.MaxRecvMsgSize > 0 {
 		opts = append(opts, grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize))
+	}
+	if cfg.MaxConcurrentStreams > 0 {
+		opts = append(opts, grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams))
+	}
+	if cfg.Admit != nil {
+		opts = append(opts, grpc.InTapHandle(cfg.Admit))
 	}
 	s := grpc.NewServer(opts...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)
-	return &Server{GRPC: s, health: hs, cfg: cfg, log: log}
+	return &Server{GRPC: s, health: hs, cfg: cfg, log: log, inproc: bufconn.Listen(inProcessBuffer)}
+}
+
+// DialInProcess connects to the server from within the process (a
+// grpc.WithContextDialer dialer; the address is ignored). Such calls skip TLS
+// and are known by InProcess. Serve serves them.
+func (s *Server) DialInProcess(ctx context.Context, _ string) (net.Conn, error) {
+	return s.inproc.DialContext(ctx)
 }
 
 // Serve serves on lis until ctx ends, then shuts down gracefully.
@@ -80,6 +113,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	errc := make(chan error, 1)
 	go func() { errc <- s.GRPC.Serve(lis) }()
+	inprocDone := make(chan struct{})
+	go func() {
+		defer close(inprocDone)
+		// It ends when the server stops; its error is the network listener's too.
+		_ = s.GRPC.Serve(inProcessListener{s.inproc})
+	}()
+	defer func() { s.GRPC.Stop(); <-inprocDone }()
 	s.log.InfoContext(ctx, "grpc serving", "addr", lis.Addr().String())
 	select {
 	case err := <-errc:

@@ -3,7 +3,8 @@
 // google.api.http annotations of proto/emailsender/v1.
 //
 // The gateway does not call the service implementation directly: it calls the
-// service's own gRPC server over a loopback client connection, so every HTTP
+// service's own gRPC server over a client connection (in process, see
+// Config.Dialer), so every HTTP
 // request passes the same interceptors (authentication, scopes, rate limits,
 // usage records, tracing) as a gRPC call. What crosses from HTTP to gRPC:
 //
@@ -16,9 +17,16 @@
 //   - traceparent and tracestate, so a W3C trace started by the client goes on.
 //
 // The usage recorder (pkg/usage) believes x-forwarded-for and
-// grpcgateway-user-agent only from a trusted proxy (TRUSTED_PROXIES); a
-// service that runs the gateway trusts its loopback connection
-// (LoopbackCIDRs), so usage records name the HTTP client, not the gateway.
+// grpcgateway-user-agent only from a trusted proxy (TRUSTED_PROXIES) or from
+// the gateway itself: a service's gateway calls its gRPC server over an
+// in-process connection (Config.Dialer, grpcserver.DialInProcess), which no
+// network peer can pose as, so usage records name the HTTP client, not the
+// gateway, and loopback is trusted for nothing.
+//
+// Before a request's body is read, Config.PreAuth checks its Authorization
+// header (every path but /healthz and Config.PublicPaths): a request with
+// bad credentials costs its headers only. Bodies are bounded
+// (MaxBodyBytes), and so is the time to read them (ReadTimeout).
 //
 // Errors are the standard google.rpc.Status JSON body ({"code", "message",
 // "details"} with BadRequest field violations) under the HTTP status of the gRPC
@@ -36,6 +44,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -73,6 +82,23 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes idle keep-alive connections. Default 2m.
 	IdleTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included. Default 1m.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its headers to the end of
+	// its answer. Default 2m.
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers. Default 64 KiB.
+	MaxHeaderBytes int
+	// Dialer, when set, connects to the gRPC server instead of dialing the
+	// target (grpcserver.Server.DialInProcess).
+	Dialer func(context.Context, string) (net.Conn, error)
+	// PreAuth, when set, checks a request's credentials (its Authorization
+	// header) before its body is read; its error, a gRPC status, is the
+	// answer. Paths under /healthz and PublicPaths skip it.
+	PreAuth func(*http.Request) error
+	// PublicPaths are path prefixes served without PreAuth (endpoints with
+	// their own authentication, such as signed webhooks).
+	PublicPaths []string
 }
 
 func (c Config) withDefaults() Config {
@@ -90,6 +116,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 2 * time.Minute
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = time.Minute
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 2 * time.Minute
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 64 << 10
 	}
 	return c
 }
@@ -114,10 +149,14 @@ func New(cfg Config, grpcTarget string, log *slog.Logger, register ...Register) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	conn, err := grpc.NewClient(grpcTarget,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.MaxResponseBytes)),
-	)
+	}
+	if cfg.Dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(cfg.Dialer))
+	}
+	conn, err := grpc.NewClient(grpcTarget, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("httpgateway: grpc client for %s: %w", grpcTarget, err)
 	}
@@ -138,7 +177,7 @@ func New(cfg Config, grpcTarget string, log *slog.Logger, register ...Register) 
 			return nil, fmt.Errorf("httpgateway: register handlers: %w", err)
 		}
 	}
-	return &Gateway{cfg: cfg, log: log, conn: conn, handler: limitBody(cfg.MaxBodyBytes, mux)}, nil
+	return &Gateway{cfg: cfg, log: log, conn: conn, handler: preAuth(cfg, limitBody(cfg.MaxBodyBytes, mux))}, nil
 }
 
 // Handler is the gateway's HTTP handler (Serve serves it).
@@ -152,7 +191,10 @@ func (g *Gateway) Serve(ctx context.Context, lis net.Listener) error {
 	srv := &http.Server{
 		Handler:           g.handler,
 		ReadHeaderTimeout: g.cfg.ReadHeaderTimeout,
+		ReadTimeout:       g.cfg.ReadTimeout,
+		WriteTimeout:      g.cfg.WriteTimeout,
 		IdleTimeout:       g.cfg.IdleTimeout,
+		MaxHeaderBytes:    g.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
@@ -177,6 +219,9 @@ func (g *Gateway) Serve(ctx context.Context, lis net.Listener) error {
 	return nil
 }
 
+// InProcessTarget is the gRPC target to use with a Config.Dialer.
+const InProcessTarget = "passthrough:///in-process"
+
 // LoopbackTarget is the gRPC target for a server listening on addr, reached
 // over loopback: an unspecified host (":8081", "0.0.0.0", "::") becomes
 // 127.0.0.1.
@@ -190,10 +235,6 @@ func LoopbackTarget(addr net.Addr) string {
 	}
 	return "passthrough:///" + net.JoinHostPort(host, port)
 }
-
-// LoopbackCIDRs are the addresses the in-process gateway calls gRPC from; a
-// service serving the gateway adds them to the usage recorder's trusted proxies.
-func LoopbackCIDRs() []string { return []string{"127.0.0.0/8", "::1/128"} }
 
 // incomingHeader picks the HTTP headers that become gRPC metadata. Only these:
 // the rest (cookies, arbitrary Grpc-Metadata-* headers) could otherwise set
@@ -209,6 +250,39 @@ func incomingHeader(key string) (string, bool) {
 		return "tracestate", true
 	}
 	return "", false
+}
+
+// preAuth answers a request whose credentials cfg.PreAuth refuses before its
+// body is read (and closes the connection, rather than drain the body).
+func preAuth(cfg Config, next http.Handler) http.Handler {
+	if cfg.PreAuth == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if public(cfg.PublicPaths, r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if err := cfg.PreAuth(r); err != nil {
+			st := status.Convert(err)
+			w.Header().Set("Connection", "close")
+			writeStatus(w, runtime.HTTPStatusFromCode(st.Code()), st)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func public(prefixes []string, path string) bool {
+	if path == "/healthz" || strings.HasPrefix(path, "/healthz/") {
+		return true
+	}
+	for _, p := range prefixes {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
 }
 
 type bodyLimitKey struct{}

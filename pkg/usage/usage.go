@@ -32,6 +32,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/namirasoft/email-sender/pkg/grpcserver"
+
 	"github.com/namirasoft/email-sender/pkg/auth"
 )
 
@@ -240,6 +242,13 @@ func (r *Recorder) CountUnauthenticated() grpc.UnaryServerInterceptor {
 	}
 }
 
+// NoteUnauthenticated counts a call refused before it reached the interceptors
+// (on its metadata, before its request was read).
+func (r *Recorder) NoteUnauthenticated(ctx context.Context, method string) {
+	r.unauthenticated.Add(1)
+	r.log.DebugContext(ctx, "unauthenticated call", "method", method, "client_ip", r.ClientIP(ctx))
+}
+
 // deleteAccountData is AccountService.DeleteAccountData, which is not recorded
 // when it succeeds.
 const deleteAccountData = "/emailsender.v1.AccountService/DeleteAccountData"
@@ -309,26 +318,33 @@ func (r *Recorder) UserAgent(ctx context.Context) string {
 }
 
 // ClientIP is the caller's address: the peer's, or, when the peer is a trusted
-// proxy, the right-most address of x-forwarded-for that is not a trusted proxy
-// (addresses left of it could be made up by the client).
+// proxy (TRUSTED_PROXIES) or the process's own HTTP gateway (an in-process
+// connection, grpcserver.InProcess), the right-most address of
+// x-forwarded-for that is not a trusted proxy (addresses left of it could be
+// made up by the client). No address is trusted for being loopback: in a
+// service mesh every peer is.
 func (r *Recorder) ClientIP(ctx context.Context) string {
 	pr, ok := peer.FromContext(ctx)
 	if !ok || pr.Addr == nil {
 		return ""
 	}
-	peerIP, ok := parseIP(pr.Addr.String())
-	if !ok {
-		return pr.Addr.String()
-	}
-	if !r.trusted(peerIP) {
-		return peerIP.String()
+	gateway := grpcserver.InProcess(ctx)
+	var client netip.Addr
+	if !gateway {
+		peerIP, ok := parseIP(pr.Addr.String())
+		if !ok {
+			return pr.Addr.String()
+		}
+		if !r.trusted(peerIP) {
+			return peerIP.String()
+		}
+		client = peerIP
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	var hops []string
 	for _, v := range md.Get("x-forwarded-for") {
 		hops = append(hops, strings.Split(v, ",")...)
 	}
-	client := peerIP
 	for i := len(hops) - 1; i >= 0; i-- {
 		ip, ok := parseIP(strings.TrimSpace(hops[i]))
 		if !ok {
@@ -339,10 +355,18 @@ func (r *Recorder) ClientIP(ctx context.Context) string {
 			break
 		}
 	}
+	if !client.IsValid() {
+		return ""
+	}
 	return client.String()
 }
 
+// viaTrustedProxy reports whether the call was relayed by a trusted proxy or
+// by the process's own HTTP gateway.
 func (r *Recorder) viaTrustedProxy(ctx context.Context) bool {
+	if grpcserver.InProcess(ctx) {
+		return true
+	}
 	pr, ok := peer.FromContext(ctx)
 	if !ok || pr.Addr == nil {
 		return false

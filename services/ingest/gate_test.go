@@ -39,6 +39,7 @@ import (
 type gateBundle struct {
 	db      *pgtest.DB
 	js      jetstream.JetStream
+	natsURL string
 	account ingest.BootstrapResult
 }
 
@@ -54,7 +55,7 @@ func setupGate(t *testing.T) *gateBundle {
 	require.NoError(t, queue.EnsureStreams(t.Context(), js, queue.StreamConfig{}))
 	acct, err := ingest.Bootstrap(t.Context(), db.Pool, nil, ingest.BootstrapParams{AccountName: "acme", ProviderKind: "sandbox", Senders: []string{"example.com"}})
 	require.NoError(t, err)
-	return &gateBundle{db: db, js: js, account: acct}
+	return &gateBundle{db: db, js: js, natsURL: ns.URL(), account: acct}
 }
 
 // instance is one running ingest replica.

@@ -30,9 +30,25 @@ import (
 // Zero values (when built in Go) take the same defaults as the environment.
 type Config struct {
 	GRPCAddr string `env:"INGEST_GRPC_ADDR" default:":8081" help:"gRPC listen address"`
-	// GRPCMaxRecvBytes bounds one request (a SendBatch carries many messages).
-	GRPCMaxRecvBytes int           `env:"INGEST_GRPC_MAX_RECV_BYTES" default:"67108864" help:"largest gRPC request, bytes"`
+	// GRPCMaxRecvBytes bounds one request (a SendBatch carries many
+	// messages); 0 derives it from MAX_MESSAGE_BYTES and MAX_BATCH
+	// (DefaultMaxRecvBytes).
+	GRPCMaxRecvBytes int           `env:"INGEST_GRPC_MAX_RECV_BYTES" help:"largest gRPC request, bytes (0 or unset: MAX_MESSAGE_BYTES + 64 KiB + 1 KiB per MAX_BATCH message)"`
 	ShutdownGrace    time.Duration `env:"INGEST_SHUTDOWN_GRACE" default:"15s" help:"time in-flight calls get to finish on shutdown"`
+	// GRPCMaxConcurrentStreams bounds the calls in flight on one connection.
+	GRPCMaxConcurrentStreams uint32 `env:"INGEST_GRPC_MAX_CONCURRENT_STREAMS" default:"100" help:"gRPC calls in flight per connection"`
+	// UnverifiedInflightBytes, when set, bounds the request bytes being read
+	// of calls whose credentials are not verified yet (an API key the cache
+	// does not know, a token), each counted at the largest request: what
+	// made-up but well-formed keys can make ingest hold. Calls over it are
+	// refused (RESOURCE_EXHAUSTED), so it is off by default: with the key
+	// cache off or many token callers it limits legitimate concurrency too.
+	UnverifiedInflightBytes int64 `env:"INGEST_UNVERIFIED_INFLIGHT_BYTES" help:"when set, request bytes of gRPC calls with not yet verified credentials read at once (each counted at INGEST_GRPC_MAX_RECV_BYTES); more are refused"`
+	// TLS: gRPC and HTTP serve TLS with a certificate; with a client CA every
+	// client must present a certificate it issued (internal callers).
+	TLSCertFile     string `env:"INGEST_TLS_CERT_FILE" help:"PEM certificate chain; with INGEST_TLS_KEY_FILE gRPC and HTTP serve TLS"`
+	TLSKeyFile      string `env:"INGEST_TLS_KEY_FILE" help:"PEM private key of INGEST_TLS_CERT_FILE"`
+	TLSClientCAFile string `env:"INGEST_TLS_CLIENT_CA_FILE" help:"PEM CA certificates; when set, gRPC and HTTP clients must present a certificate they issued (mutual TLS)"`
 	// HTTPAddr is where Run serves the HTTP/JSON API (SendService and
 	// AccountService, pkg/httpgateway); "off" disables it. A Config built in
 	// Go leaves it empty: no HTTP unless Deps.HTTPListener is set.
@@ -92,8 +108,11 @@ type Config struct {
 // WithDefaults fills unset fields with the env tags' defaults (the one
 // source of them).
 func (c Config) WithDefaults() (Config, error) {
-	if err := envconfig.FillDefaults(&c, "GRPCAddr", "GRPCMaxRecvBytes", "ShutdownGrace", "MaxMessageBytes", "MaxAttachmentBytes", "MaxAttachments", "MaxRecipients", "MaxSubjectBytes", "MaxScheduleAhead", "MaxBatch", "PublishTimeout", "ProviderCacheTTL", "AuthCacheTTL", "OutboxInterval", "OutboxBatch", "OutboxPublishTimeout", "OutboxMaxBackoff", "OutboxDeleteInterval", "RequireVerifiedSenders", "SenderCodeTTL", "ProviderVerifyTimeout", "RetentionPeriod", "RetentionInterval"); err != nil {
+	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "MaxMessageBytes", "MaxAttachmentBytes", "MaxAttachments", "MaxRecipients", "MaxSubjectBytes", "MaxScheduleAhead", "MaxBatch", "PublishTimeout", "ProviderCacheTTL", "AuthCacheTTL", "OutboxInterval", "OutboxBatch", "OutboxPublishTimeout", "OutboxMaxBackoff", "OutboxDeleteInterval", "RequireVerifiedSenders", "SenderCodeTTL", "ProviderVerifyTimeout", "RetentionPeriod", "RetentionInterval"); err != nil {
 		return c, err
+	}
+	if c.GRPCMaxRecvBytes == 0 {
+		c.GRPCMaxRecvBytes = c.DefaultMaxRecvBytes()
 	}
 	// A negative grace means none (tests); only the unset zero takes the default.
 	if c.OutboxGrace == 0 {
@@ -119,6 +138,18 @@ func (c Config) Limits() validate.Limits {
 		MaxSubjectBytes:    c.MaxSubjectBytes,
 		MaxScheduleAhead:   c.MaxScheduleAhead,
 	}.WithDefaults()
+}
+
+// batchEntryOverhead is the room DefaultMaxRecvBytes gives each message of a
+// SendBatch besides its content (idempotency key, framing).
+const batchEntryOverhead = 1 << 10
+
+// DefaultMaxRecvBytes is the gRPC request limit when INGEST_GRPC_MAX_RECV_BYTES
+// is unset: the largest message with its envelope, and room for the framing
+// of a full batch. A SendBatch's messages share it: their total is bounded,
+// not only each one's size.
+func (c Config) DefaultMaxRecvBytes() int {
+	return c.MaxMessageBytes + envelopeHeadroom + c.MaxBatch*batchEntryOverhead
 }
 
 // envelopeHeadroom is room for the job's envelope (ids, timestamps) and the
@@ -210,13 +241,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	api, err := apiserver.New(apiserver.Config{
-		GRPCAddr:             cfg.GRPCAddr,
-		MaxRecvMsgSize:       cfg.GRPCMaxRecvBytes,
-		ShutdownGrace:        cfg.ShutdownGrace,
-		HTTPAddr:             cfg.HTTPAddr,
-		MaxHTTPBodyBytes:     cfg.HTTPMaxBodyBytes(),
-		MaxHTTPResponseBytes: cfg.GRPCMaxRecvBytes,
-		API:                  cfg.API,
+		GRPCAddr:                cfg.GRPCAddr,
+		MaxRecvMsgSize:          cfg.GRPCMaxRecvBytes,
+		MaxConcurrentStreams:    cfg.GRPCMaxConcurrentStreams,
+		UnverifiedInflightBytes: cfg.UnverifiedInflightBytes,
+		ShutdownGrace:           cfg.ShutdownGrace,
+		HTTPAddr:                cfg.HTTPAddr,
+		MaxHTTPBodyBytes:        cfg.HTTPMaxBodyBytes(),
+		MaxHTTPResponseBytes:    cfg.GRPCMaxRecvBytes,
+		TLS:                     apiserver.TLSFiles{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, ClientCAFile: cfg.TLSClientCAFile},
+		API:                     cfg.API,
 	}, apiserver.Deps{
 		Pool: deps.Pool, Keys: deps.Auth, KeyStore: acc.keyStore, Revocations: acc.revs,
 		Telemetry: deps.Telemetry, Logger: log, Listener: deps.Listener, HTTPListener: deps.HTTPListener,

@@ -299,7 +299,7 @@ func TestSendEmailInvalid(t *testing.T) {
 		}, codes.ResourceExhausted, "message.attachments"},
 		{"attachment too big", "", func(r *emailsenderv1.SendEmailRequest) { r.Message.Attachments[0].Content = make([]byte, 7<<20+1) }, codes.ResourceExhausted, "message.attachments[0].content"},
 		{"message too big", "", func(r *emailsenderv1.SendEmailRequest) {
-			r.Message.Attachments = []*emailsenderv1.Attachment{{Filename: "a", Content: make([]byte, 6<<20)}, {Filename: "b", Content: make([]byte, 5<<20)}}
+			r.Message.Attachments = []*emailsenderv1.Attachment{{Filename: "a", Content: make([]byte, 6<<20)}, {Filename: "b", Content: make([]byte, 4<<20+1024)}}
 		}, codes.ResourceExhausted, "message"},
 		{"subject too long", "", func(r *emailsenderv1.SendEmailRequest) { r.Message.Subject = strings.Repeat("s", 999) }, codes.ResourceExhausted, "message.subject"},
 		{"unknown provider", "", func(r *emailsenderv1.SendEmailRequest) { r.ProviderId = unknown }, codes.FailedPrecondition, "provider_id"},

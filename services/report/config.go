@@ -22,11 +22,17 @@ type Config struct {
 	// pkg/httpgateway); "off" disables it. WithDefaults leaves it empty: a
 	// Config built in Go serves no HTTP unless Deps.HTTPListener is set.
 	HTTPAddr string `env:"REPORT_HTTP_ADDR" default:":8092" help:"HTTP/JSON listen address (grpc-gateway; off disables)"`
-	// TLSCertFile and TLSKeyFile, when set, make the HTTP server serve HTTPS
-	// (the SES feedback endpoint must be reachable over HTTPS, here or on a
-	// proxy in front).
-	TLSCertFile string `env:"REPORT_TLS_CERT_FILE" help:"PEM certificate chain of the HTTP server; with REPORT_TLS_KEY_FILE it serves HTTPS"`
+	// TLSCertFile and TLSKeyFile, when set, make gRPC and the HTTP server
+	// serve TLS (the SES feedback endpoint must be reachable over HTTPS, here
+	// or on a proxy in front).
+	TLSCertFile string `env:"REPORT_TLS_CERT_FILE" help:"PEM certificate chain; with REPORT_TLS_KEY_FILE gRPC and HTTP serve TLS"`
 	TLSKeyFile  string `env:"REPORT_TLS_KEY_FILE" help:"PEM private key of REPORT_TLS_CERT_FILE"`
+	// TLSClientCAFile, when set, makes every client present a certificate it
+	// issued. SNS presents none: the feedback endpoint then needs a proxy in
+	// front that does.
+	TLSClientCAFile string `env:"REPORT_TLS_CLIENT_CA_FILE" help:"PEM CA certificates; when set, gRPC and HTTP clients must present a certificate they issued (mutual TLS; SNS cannot, see README)"`
+	// GRPCMaxConcurrentStreams bounds the calls in flight on one connection.
+	GRPCMaxConcurrentStreams uint32 `env:"REPORT_GRPC_MAX_CONCURRENT_STREAMS" default:"100" help:"gRPC calls in flight per connection"`
 	// SNSCertHostPattern is what the host of an SNS message's SigningCertURL
 	// and SubscribeURL must match (https only).
 	SNSCertHostPattern string `env:"REPORT_SNS_CERT_HOST_PATTERN" default:"^sns[.][a-z0-9-]+[.]amazonaws[.]com([.]cn)?$" help:"regexp the host of SNS signing certificate and subscribe URLs must match"`
@@ -77,7 +83,7 @@ type Config struct {
 // (the one source of defaults).
 func (c Config) WithDefaults() (Config, error) {
 	err := errors.Join(
-		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern",
+		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern",
 			"SNSMaxAge", "FeedbackMaxMailAge"),
 		envconfig.FillDefaults(&c.NATS, "StreamReplicas"),
 	)
@@ -104,6 +110,9 @@ func (c Config) validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls: set both REPORT_TLS_CERT_FILE and REPORT_TLS_KEY_FILE, or neither"))
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		errs = append(errs, errors.New("tls: REPORT_TLS_CLIENT_CA_FILE needs REPORT_TLS_CERT_FILE and REPORT_TLS_KEY_FILE"))
 	}
 	if _, err := regexp.Compile(c.SNSCertHostPattern); err != nil {
 		errs = append(errs, fmt.Errorf("sns cert host pattern: %w", err))

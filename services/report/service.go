@@ -139,12 +139,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.api, err = apiserver.New(apiserver.Config{
 		GRPCAddr:             cfg.GRPCAddr,
+		MaxConcurrentStreams: cfg.GRPCMaxConcurrentStreams,
 		ShutdownGrace:        cfg.ShutdownGrace,
 		HTTPAddr:             cfg.HTTPAddr,
 		MaxHTTPBodyBytes:     httpMaxBodyBytes,
 		MaxHTTPResponseBytes: httpMaxResponseBytes,
-		TLSCertFile:          cfg.TLSCertFile,
-		TLSKeyFile:           cfg.TLSKeyFile,
+		TLS:                  apiserver.TLSFiles{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, ClientCAFile: cfg.TLSClientCAFile},
 		API:                  cfg.API,
 	}, apiserver.Deps{
 		Pool: deps.Pool, Keys: deps.Authenticator, KeyStore: deps.KeyStore, Revocations: revs,
@@ -152,7 +152,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}, apiserver.API{
 		Register: s.Register,
 		Gateway:  []httpgateway.Register{emailsenderv1.RegisterReportServiceHandler, s.feedback.register},
-		Scopes:   MethodScopes(),
+		// SNS signs its posts; it sends no Authorization header.
+		PublicPaths: []string{FeedbackPathPrefix},
+		Scopes:      MethodScopes(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("report: %w", err)
