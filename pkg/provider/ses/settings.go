@@ -18,7 +18,11 @@ type Settings struct {
 	Region           string `json:"region"`
 	AccessKeyID      string `json:"access_key_id"`
 	ConfigurationSet string `json:"configuration_set,omitempty"`
-	// Endpoint overrides the regional endpoint (e.g. a local emulator).
+	// Endpoint is no longer a tenant setting: the SES endpoint is the
+	// operator's (SES_ENDPOINT, Options.Endpoint), or a tenant could point
+	// ingest and the workers at internal addresses and have a fake endpoint
+	// vouch for sender identities. Normalize refuses it; a value stored by an
+	// earlier version is ignored.
 	Endpoint string `json:"endpoint,omitempty"`
 }
 
@@ -60,8 +64,8 @@ func (s *Settings) Normalize(sec Secret) error {
 	if err := provider.CheckPlain(s.ConfigurationSet); err != nil {
 		return provider.Invalid("configuration_set", "%s", err)
 	}
-	if err := provider.CheckHTTPURL(s.Endpoint); err != nil {
-		return provider.Invalid("endpoint", "%s", err)
+	if s.Endpoint != "" {
+		return provider.Invalid("endpoint", "is an operator setting (SES_ENDPOINT of ingest and the worker), not a provider setting; leave it empty")
 	}
 	return nil
 }
@@ -81,5 +85,5 @@ func FromAPI(in *emailsenderv1.SesSettings, stored Secret) (Settings, Secret) {
 // API is s as the API shows it: no secret.
 func (s Settings) API() *emailsenderv1.SesSettings {
 	return &emailsenderv1.SesSettings{Region: s.Region, AccessKeyId: s.AccessKeyID,
-		ConfigurationSet: s.ConfigurationSet, Endpoint: s.Endpoint}
+		ConfigurationSet: s.ConfigurationSet}
 }
