@@ -46,7 +46,8 @@ func runMemory(ctx context.Context, e *env, o options, res *Results) error {
 	}
 	base := append(os.Environ(), "DATABASE_URL="+e.dbURL, "NATS_URL="+e.natsURL, "LOG_LEVEL=warn",
 		"INGEST_METRICS_ADDR=127.0.0.1:0", "WORKER_METRICS_ADDR=127.0.0.1:0", "REPORT_METRICS_ADDR=127.0.0.1:0",
-		"INGEST_HTTP_ADDR=off", "REPORT_HTTP_ADDR=off")
+		"INGEST_HTTP_ADDR=off", "REPORT_HTTP_ADDR=off",
+		"OUTBOUND_ALLOW_NETS=127.0.0.0/8,::1") // the SMTP sink runs on this machine
 	var procs []*proc
 	defer func() {
 		for _, p := range procs {

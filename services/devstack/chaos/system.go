@@ -223,6 +223,9 @@ func (s *system) startServices(replicas int) {
 		"INGEST_METRICS_ADDR=127.0.0.1:0",
 		"REPORT_METRICS_ADDR=127.0.0.1:0",
 		"WORKER_METRICS_ADDR=127.0.0.1:0",
+		// The SMTP sink runs on this machine; providers' hosts are public
+		// only otherwise.
+		"OUTBOUND_ALLOW_NETS=127.0.0.0/8,::1",
 	)
 	newProc := func(name, bin string, port int, env ...string) *proc {
 		p := &proc{name: name, bin: bin, env: append(append([]string(nil), base...), env...), supervise: true,

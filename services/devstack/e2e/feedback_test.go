@@ -52,7 +52,7 @@ func TestSESFeedbackSuppresses(t *testing.T) {
 	}})
 	ctx := s.ctx("sandbox")
 	put, err := s.account.PutProvider(ctx, &v1.PutProviderRequest{Name: "ses", Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{
-		Region: "us-east-1", AccessKeyId: "AKIAFEEDBACKTEST", SecretAccessKey: "secret", Endpoint: "http://127.0.0.1:1"}}})
+		Region: "us-east-1", AccessKeyId: "AKIAFEEDBACKTEST", SecretAccessKey: "secret"}}})
 	require.NoError(t, err)
 	sesProvider := put.GetProvider().GetId()
 
