@@ -36,5 +36,8 @@ if [[ -n "${NATS_URL:-}" ]]; then
 	echo "run: using NATS at $NATS_URL" >&2
 	export NATS_URL
 fi
-echo "run: DATABASE_URL=$DATABASE_URL" >&2
+# The dev stack's SMTP sinks and emulators run on this machine: open loopback
+# to providers' hosts (the services allow only the public internet otherwise).
+export OUTBOUND_ALLOW_NETS="${OUTBOUND_ALLOW_NETS-127.0.0.0/8,::1}"
+echo "run: DATABASE_URL=$DATABASE_URL OUTBOUND_ALLOW_NETS=$OUTBOUND_ALLOW_NETS" >&2
 exec go run ./services/devstack "$@"

@@ -44,7 +44,7 @@ type Telemetry struct {
 	// boundary of the message store.
 	PersonalData bool
 	registry     *prometheus.Registry
-	shutdown       func(context.Context) error
+	shutdown     func(context.Context) error
 }
 
 // Options configures Setup.

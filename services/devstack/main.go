@@ -85,6 +85,11 @@ func run() error {
 			return err
 		}
 	}
+	if _, set := os.LookupEnv("OUTBOUND_ALLOW_NETS"); !set {
+		// The dev stack's SMTP sinks and emulators run on this machine; a
+		// deployment's services allow only the public internet unless told.
+		ic.Outbound.AllowNets, wc.Outbound.AllowNets = devAllowNets, devAllowNets
+	}
 	log, err := connect.Logger(os.Stderr, ic.Log, "devstack")
 	if err != nil {
 		return err
@@ -140,7 +145,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	senders, closeSenders := kinds.Senders(kinds.Options{Logger: log.With("component", "worker")})
+	opts, err := wc.Outbound.Options(log.With("component", "worker"))
+	if err != nil {
+		return err
+	}
+	senders, closeSenders := kinds.Senders(opts)
 	defer func() { _ = closeSenders() }()
 	workerSvc, err := worker.New(ctx, wc, worker.Deps{
 		Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("component", "worker"), Keyring: keyring, Senders: senders,
@@ -216,6 +225,9 @@ func masterKeys(dir, configured string) (string, error) {
 	}
 	return spec, nil
 }
+
+// devAllowNets is OUTBOUND_ALLOW_NETS of the dev stack when unset: loopback.
+var devAllowNets = []string{"127.0.0.0/8", "::1/128"}
 
 // devSenderDomain is the dev account's verified sender: the whole example.com
 // domain, so the printed first send (from dev@example.com) works at once.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
@@ -56,6 +57,11 @@ type accBundle struct {
 
 type accOptions struct {
 	instances int
+	// outbound is the operator's side of the senders (SES_ENDPOINT,
+	// GMAIL_*); its AllowNets default to loopback, where the test servers
+	// listen, unless publicOnly.
+	outbound   kinds.Config
+	publicOnly bool
 	// cacheTTL is the API key cache of each instance (0: none).
 	cacheTTL time.Duration
 	now      func() time.Time
@@ -65,6 +71,9 @@ func setupAccounts(t *testing.T, o accOptions) *accBundle {
 	t.Helper()
 	if o.instances == 0 {
 		o.instances = 1
+	}
+	if o.outbound.AllowNets == nil && !o.publicOnly {
+		o.outbound.AllowNets = []string{"127.0.0.0/8", "::1/128"}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &accBundle{db: pgtest.New(t), nats: natstest.Start(t)}
@@ -94,6 +103,7 @@ func setupAccounts(t *testing.T, o accOptions) *accBundle {
 		svc, err := ingest.New(ingest.Config{
 			OutboxInterval: 100 * time.Millisecond, OutboxGrace: 500 * time.Millisecond, PublishTimeout: time.Second,
 			ProviderCacheTTL: -1, MasterKeys: b.keys, HTTPAddr: "off", RetentionInterval: 100 * time.Millisecond,
+			Outbound: o.outbound,
 		}, ingest.Deps{
 			Pool: b.db.Pool, JetStream: ijs, Telemetry: telemetry.Nop(), Logger: log, Listener: lis,
 			Auth: auth.NewKeyStore(b.db.Pool, o.cacheTTL), Now: o.now,
@@ -340,6 +350,9 @@ func TestProviders(t *testing.T) {
 		{"ses aws account id", &v1.PutProviderRequest{Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{Region: "us-east-1", AccessKeyId: "a", SecretAccessKey: "s", AwsAccountId: "1234"}}}, codes.InvalidArgument, "ses.aws_account_id"},
 		{"ses feedback topic", &v1.PutProviderRequest{Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{Region: "us-east-1", AccessKeyId: "a", SecretAccessKey: "s", AwsAccountId: "123456789012", FeedbackTopicArns: []string{"arn:aws:sns:*:123456789012:*"}}}}, codes.InvalidArgument, "ses.feedback_topic_arns"},
 		{"ses feedback topic without account", &v1.PutProviderRequest{Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{Region: "us-east-1", AccessKeyId: "a", SecretAccessKey: "s", FeedbackTopicArns: []string{"arn:aws:sns:us-east-1:123456789012:t"}}}}, codes.InvalidArgument, "ses.aws_account_id"},
+		{"ses endpoint is the operator's", &v1.PutProviderRequest{Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{Region: "us-east-1", AccessKeyId: "a", SecretAccessKey: "s", Endpoint: "https://email.us-east-1.amazonaws.com"}}}, codes.InvalidArgument, "ses.endpoint"},
+		{"gmail token_url is the operator's", &v1.PutProviderRequest{Settings: &v1.PutProviderRequest_Gmail{Gmail: &v1.GmailSettings{ClientId: "c", ClientSecret: "s", RefreshToken: "r", TokenUrl: "https://oauth2.googleapis.com/token"}}}, codes.InvalidArgument, "gmail.token_url"},
+		{"gmail api_endpoint is the operator's", &v1.PutProviderRequest{Settings: &v1.PutProviderRequest_Gmail{Gmail: &v1.GmailSettings{ClientId: "c", ClientSecret: "s", RefreshToken: "r", ApiEndpoint: "http://169.254.169.254/"}}}, codes.InvalidArgument, "gmail.api_endpoint"},
 		{"gmail token", &v1.PutProviderRequest{Settings: &v1.PutProviderRequest_Gmail{Gmail: &v1.GmailSettings{ClientId: "c", ClientSecret: "s"}}}, codes.InvalidArgument, "gmail.refresh_token"},
 		{"name taken", &v1.PutProviderRequest{Name: "relay", Settings: &v1.PutProviderRequest_Sandbox{Sandbox: &v1.SandboxSettings{}}}, codes.AlreadyExists, "name"},
 		{"unknown id", &v1.PutProviderRequest{Id: "0190d1d6-0000-7000-8000-000000000000", Settings: &v1.PutProviderRequest_Sandbox{Sandbox: &v1.SandboxSettings{}}}, codes.NotFound, "id"},
@@ -411,7 +424,8 @@ func TestRotateMasterKey(t *testing.T) {
 
 func TestVerifyProvider(t *testing.T) {
 	t.Parallel()
-	b := setupAccounts(t, accOptions{})
+	sesFake := sestest.NewFake(t)
+	b := setupAccounts(t, accOptions{outbound: kinds.Config{SESEndpoint: sesFake.URL}})
 	ctx, acc := b.admin(t), b.acc[0]
 	sink := smtpsink.StartTest(t, smtpsink.Options{Username: "acme", Password: "right"})
 
@@ -450,9 +464,8 @@ func TestVerifyProvider(t *testing.T) {
 	require.True(t, res.GetResult().GetOk(), "sandbox")
 
 	// SES: GetAccount against a local fake (TestVerifyProviderSES has the rest).
-	sesFake := sestest.NewFake(t)
 	ses, err := acc.PutProvider(ctx, &v1.PutProviderRequest{Name: "ses", Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{
-		Region: "eu-west-1", AccessKeyId: "AKIA", SecretAccessKey: "x", Endpoint: sesFake.URL,
+		Region: "eu-west-1", AccessKeyId: "AKIA", SecretAccessKey: "x",
 	}}})
 	require.NoError(t, err)
 	res, err = acc.VerifyProvider(ctx, &v1.VerifyProviderRequest{Id: ses.GetProvider().GetId()})
@@ -485,13 +498,12 @@ func TestVerifyProvider(t *testing.T) {
 // configuration unhealthy.
 func TestVerifyProviderGmail(t *testing.T) {
 	t.Parallel()
-	b := setupAccounts(t, accOptions{})
-	ctx, acc := b.admin(t), b.acc[0]
 	fake := gmailtest.StartTest(t)
+	b := setupAccounts(t, accOptions{outbound: kinds.Config{GmailTokenURL: fake.TokenURL(), GmailAPIEndpoint: fake.APIEndpoint()}})
+	ctx, acc := b.admin(t), b.acc[0]
 	put := func(name, refreshToken string) string {
 		r, err := acc.PutProvider(ctx, &v1.PutProviderRequest{Name: name, Settings: &v1.PutProviderRequest_Gmail{Gmail: &v1.GmailSettings{
 			ClientId: gmailtest.DefaultClientID, ClientSecret: gmailtest.DefaultClientSecret, RefreshToken: refreshToken,
-			TokenUrl: fake.TokenURL(), ApiEndpoint: fake.APIEndpoint(),
 		}}})
 		require.NoError(t, err)
 		return r.GetProvider().GetId()

@@ -53,7 +53,11 @@ func newAccounts(cfg Config, deps Deps, mailer *send.Server) (*accounts, error) 
 	if ks == nil {
 		ks, _ = deps.Auth.(*auth.KeyStore)
 	}
-	verifiers, closeVerifiers := kinds.Verifiers(kinds.Options{Logger: deps.Logger})
+	opts, err := cfg.Outbound.Options(deps.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	verifiers, closeVerifiers := kinds.Verifiers(opts)
 	a := &accounts{
 		closeVerifiers: closeVerifiers,
 		keyStore:       ks,

@@ -17,6 +17,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -103,6 +104,10 @@ type Config struct {
 	// API is what every call passes: API keys and Namirasoft Account tokens,
 	// per-account limits, usage records (shared with report).
 	API apigate.Config
+	// Outbound is where VerifyProvider and AddSender may connect on a
+	// tenant's behalf (OUTBOUND_ALLOW_NETS; unset: the public internet only)
+	// and the operator's SES and Gmail endpoints (shared with the worker).
+	Outbound kinds.Config
 }
 
 // WithDefaults fills unset fields with the env tags' defaults (the one

@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/testkit/sestest"
 	"github.com/namirasoft/email-sender/pkg/testkit/statustest"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -17,14 +18,14 @@ import (
 // 5xx says nothing about it.
 func TestVerifyProviderSES(t *testing.T) {
 	t.Parallel()
-	b := setupAccounts(t, accOptions{})
-	ctx, acc := b.admin(t), b.acc[0]
 	fake := sestest.NewFake(t)
+	b := setupAccounts(t, accOptions{outbound: kinds.Config{SESEndpoint: fake.URL}})
+	ctx, acc := b.admin(t), b.acc[0]
 	fake.SetAccount(sestest.Account{Max24HourSend: 200, MaxSendRate: 1, SentLast24Hours: 7, SendingEnabled: true, EnforcementStatus: "HEALTHY"})
 	fake.FailAccessKey("AKIABAD", sestest.ErrUnrecognizedKey)
 	put := func(name, key string) string {
 		r, err := acc.PutProvider(ctx, &v1.PutProviderRequest{Name: name, Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{
-			Region: "eu-west-1", AccessKeyId: key, SecretAccessKey: "very-secret-key", Endpoint: fake.URL,
+			Region: "eu-west-1", AccessKeyId: key, SecretAccessKey: "very-secret-key",
 		}}})
 		require.NoError(t, err)
 		return r.GetProvider().GetId()
@@ -85,14 +86,14 @@ func TestVerifyProviderSES(t *testing.T) {
 // ses_identity, nothing mailed); otherwise it stays pending.
 func TestSenderSESIdentity(t *testing.T) {
 	t.Parallel()
-	b := setupAccounts(t, accOptions{})
-	ctx, acc := b.admin(t), b.acc[0]
 	fake := sestest.NewFake(t)
+	b := setupAccounts(t, accOptions{outbound: kinds.Config{SESEndpoint: fake.URL}})
+	ctx, acc := b.admin(t), b.acc[0]
 	fake.SetIdentity("verified.example", true)
 	fake.SetIdentity("solo@other.example", true)
 	fake.SetIdentity("pending.example", false)
 	prov, err := acc.PutProvider(ctx, &v1.PutProviderRequest{Name: "ses", Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{
-		Region: "eu-west-1", AccessKeyId: "AKIAGOOD", SecretAccessKey: "very-secret-key", Endpoint: fake.URL,
+		Region: "eu-west-1", AccessKeyId: "AKIAGOOD", SecretAccessKey: "very-secret-key",
 	}}})
 	require.NoError(t, err)
 	pid := prov.GetProvider().GetId()

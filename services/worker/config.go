@@ -75,6 +75,11 @@ type Config struct {
 	// MetricsAddr is where the worker command serves /metrics (Prometheus).
 	MetricsAddr string `env:"WORKER_METRICS_ADDR" default:":9083" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
 
+	// Outbound is where the senders may connect on a tenant's behalf
+	// (OUTBOUND_ALLOW_NETS; unset: the public internet only) and the
+	// operator's SES and Gmail endpoints (shared with ingest).
+	Outbound kinds.Config
+
 	Postgres envconfig.Postgres
 	NATS     envconfig.NATS
 	Log      envconfig.Log

@@ -7,10 +7,13 @@
 //
 // The settings and secret JSON are this package's Settings and Secret:
 // client_id, sender_user ("me" by default: the mailbox that granted the
-// refresh token, or an address it may send as), token_url (default Google's
-// https://oauth2.googleapis.com/token) and api_endpoint (default the library's
-// https://gmail.googleapis.com/; both are set only for tests and proxies);
-// secret client_secret and refresh_token.
+// refresh token, or an address it may send as); secret client_secret and
+// refresh_token. The token endpoint (default Google's
+// https://oauth2.googleapis.com/token) and the API endpoint (default the
+// library's https://gmail.googleapis.com/) are the operator's, Options.TokenURL
+// and Options.APIEndpoint (GMAIL_TOKEN_URL, GMAIL_API_ENDPOINT: emulators and
+// tests), not a configuration's; every request dials through the guard
+// (pkg/netguard).
 //
 // # Access tokens
 //

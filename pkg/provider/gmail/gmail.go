@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -35,8 +36,18 @@ type Options struct {
 	// MessageIDDomain is the right-hand side of Message-ID headers; empty means
 	// the From address's domain.
 	MessageIDDomain string
-	// Transport carries the API and token requests; default a clone of
-	// http.DefaultTransport that keeps more idle connections per host.
+	// TokenURL is the OAuth 2.0 token endpoint for every configuration; an
+	// operator setting (GMAIL_TOKEN_URL, an emulator in tests), never a
+	// tenant's. Empty: DefaultTokenURL.
+	TokenURL string
+	// APIEndpoint is the Gmail API's base URL for every configuration; an
+	// operator setting (GMAIL_API_ENDPOINT). Empty: Google's.
+	APIEndpoint string
+	// Guard vets every address the default transport dials (after DNS
+	// resolution); nil allows public addresses only. Unused with Transport.
+	Guard *netguard.Guard
+	// Transport carries the API and token requests; default the guard's
+	// transport (pkg/netguard) keeping more idle connections per host.
 	Transport http.RoundTripper
 	// TokenTimeout bounds one token request; default 30s.
 	TokenTimeout time.Duration
@@ -90,9 +101,16 @@ func New(opts Options) *Sender {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.TokenURL == "" {
+		opts.TokenURL = DefaultTokenURL
+	}
+	if opts.APIEndpoint != "" && !strings.HasSuffix(opts.APIEndpoint, "/") {
+		// The client resolves "gmail/v1/users/..." against it.
+		opts.APIEndpoint += "/"
+	}
 	tr := opts.Transport
 	if tr == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
+		t := opts.Guard.Transport()
 		t.MaxIdleConnsPerHost = 64
 		tr = t
 	}
@@ -125,13 +143,13 @@ func (s *Sender) newClient(cfg provider.Config, c config) (*client, error) {
 		ClientID:     c.ClientID,
 		ClientSecret: c.secret.ClientSecret,
 		// Google's endpoint takes the client credentials in the form.
-		Endpoint: oauth2.Endpoint{TokenURL: c.TokenURL, AuthStyle: oauth2.AuthStyleInParams},
+		Endpoint: oauth2.Endpoint{TokenURL: s.opts.TokenURL, AuthStyle: oauth2.AuthStyleInParams},
 	}
 	tokens := newTokenCache(conf, &http.Client{Transport: s.transport, Timeout: s.opts.TokenTimeout}, c.secret.RefreshToken, s.opts.EarlyExpiry)
 	hc := &http.Client{Transport: &oauth2.Transport{Source: tokens, Base: &invalidating{cache: tokens, base: s.transport}}}
 	opts := []option.ClientOption{option.WithHTTPClient(hc)}
-	if c.APIEndpoint != "" {
-		opts = append(opts, option.WithEndpoint(c.APIEndpoint))
+	if s.opts.APIEndpoint != "" {
+		opts = append(opts, option.WithEndpoint(s.opts.APIEndpoint))
 	}
 	svc, err := gmailapi.NewService(context.Background(), opts...)
 	if err != nil {
@@ -256,6 +274,11 @@ func (s *Sender) classify(ctx context.Context, err error, wrote bool) provider.O
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		return tokenOutcome(re)
+	}
+	if errors.Is(err, netguard.ErrRefused) {
+		// The endpoint is not a public address and not in
+		// OUTBOUND_ALLOW_NETS: nothing was sent, and retrying cannot help.
+		return permanent(fmt.Errorf("gmail: %w", netguard.ErrRefused))
 	}
 	if cerr := ctx.Err(); cerr != nil && !wrote {
 		return transient(fmt.Errorf("gmail: %w", cerr))

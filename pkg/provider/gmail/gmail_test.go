@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/gmail"
 	"github.com/namirasoft/email-sender/pkg/provider/providertest"
@@ -49,6 +50,16 @@ func setup(t testing.TB, o ...setupOpts) *testBundle {
 		so = o[0]
 	}
 	fake := gmailtest.StartTest(t, so.fake)
+	// The endpoints are the operator's: the fake's, on loopback.
+	if so.sender.TokenURL == "" {
+		so.sender.TokenURL = fake.TokenURL()
+	}
+	if so.sender.APIEndpoint == "" {
+		so.sender.APIEndpoint = fake.APIEndpoint()
+	}
+	if so.sender.Guard == nil {
+		so.sender.Guard = netguard.AllowAll()
+	}
 	if so.sender.Logger == nil {
 		so.sender.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -62,7 +73,6 @@ func config(t testing.TB, fake *gmailtest.Server, refreshToken string) provider.
 	t.Helper()
 	st, err := json.Marshal(map[string]string{
 		"client_id": fake.Options().ClientID, "sender_user": "me",
-		"token_url": fake.TokenURL(), "api_endpoint": fake.APIEndpoint(),
 	})
 	require.NoError(t, err)
 	sec, err := json.Marshal(map[string]string{"client_secret": fake.Options().ClientSecret, "refresh_token": refreshToken})
@@ -323,25 +333,21 @@ func TestSend_NetworkErrors(t *testing.T) {
 	t.Parallel()
 	t.Run("api unreachable", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		addr := lis.Addr().String()
 		require.NoError(t, lis.Close())
-		b.cfg.Settings = []byte(strings.Replace(string(b.cfg.Settings), strings.TrimPrefix(b.fake.URL(), "http://")+`/"`, addr+`/"`, 1))
-		require.Contains(t, string(b.cfg.Settings), addr)
+		b := setup(t, setupOpts{sender: gmail.Options{APIEndpoint: "http://" + addr + "/"}})
 		out := b.sender.Send(ctx(t), b.delivery("01JNET", "someone@example.org"))
 		require.Equal(t, provider.Transient, out.Class, "err: %v", out.Err)
 	})
 	t.Run("token endpoint answers 404", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
 		// Not the fake: it refuses and reports every path outside the Gmail
 		// API's discovery document.
 		nf := httptest.NewServer(http.NotFoundHandler())
 		t.Cleanup(nf.Close)
-		b.cfg.Settings = []byte(strings.Replace(string(b.cfg.Settings), b.fake.TokenURL(), nf.URL+"/token", 1))
-		require.Contains(t, string(b.cfg.Settings), nf.URL)
+		b := setup(t, setupOpts{sender: gmail.Options{TokenURL: nf.URL + "/token"}})
 		out := b.sender.Send(ctx(t), b.delivery("01JNET", "someone@example.org"))
 		// 404 at the token endpoint: the token URL is wrong, which is the
 		// configuration's fault.

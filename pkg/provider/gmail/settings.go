@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/namirasoft/email-sender/pkg/provider"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -26,8 +25,11 @@ type Settings struct {
 	ClientID string `json:"client_id"`
 	// SenderUser is the mailbox that sends: "me" (default) or an address.
 	SenderUser string `json:"sender_user"`
-	// TokenURL defaults to DefaultTokenURL (applied when the sender reads the
-	// settings, not stored).
+	// TokenURL and APIEndpoint are no longer tenant settings: the endpoints
+	// are the operator's (GMAIL_TOKEN_URL, GMAIL_API_ENDPOINT; Options), or a
+	// tenant could point ingest and the workers at internal addresses.
+	// Normalize refuses them; values stored by an earlier version are
+	// ignored.
 	TokenURL    string `json:"token_url,omitempty"`
 	APIEndpoint string `json:"api_endpoint,omitempty"`
 }
@@ -72,11 +74,11 @@ func (g *Settings) Normalize(sec Secret) error {
 	if err := provider.CheckPlain(g.SenderUser); err != nil {
 		return provider.Invalid("sender_user", "%s", err)
 	}
-	if err := provider.CheckHTTPURL(g.TokenURL); err != nil {
-		return provider.Invalid("token_url", "%s", err)
+	if g.TokenURL != "" {
+		return provider.Invalid("token_url", "is an operator setting (GMAIL_TOKEN_URL of ingest and the worker), not a provider setting; leave it empty")
 	}
-	if err := provider.CheckHTTPURL(g.APIEndpoint); err != nil {
-		return provider.Invalid("api_endpoint", "%s", err)
+	if g.APIEndpoint != "" {
+		return provider.Invalid("api_endpoint", "is an operator setting (GMAIL_API_ENDPOINT of ingest and the worker), not a provider setting; leave it empty")
 	}
 	return nil
 }
@@ -98,7 +100,7 @@ func FromAPI(in *emailsenderv1.GmailSettings, stored Secret) (Settings, Secret) 
 
 // API is g as the API shows it: no secret.
 func (g Settings) API() *emailsenderv1.GmailSettings {
-	return &emailsenderv1.GmailSettings{ClientId: g.ClientID, SenderUser: g.SenderUser, TokenUrl: g.TokenURL, ApiEndpoint: g.APIEndpoint}
+	return &emailsenderv1.GmailSettings{ClientId: g.ClientID, SenderUser: g.SenderUser}
 }
 
 // config is a parsed provider.Config.
@@ -121,16 +123,12 @@ func parseConfig(cfg provider.Config) (config, error) {
 			return c, fmt.Errorf("%w: secret is not a JSON object with client_secret and refresh_token", ErrSettings)
 		}
 	}
+	// Endpoints stored by an earlier version, when tenants could set them,
+	// are not used: the operator's (Options) are.
+	c.TokenURL, c.APIEndpoint = "", ""
 	if err := c.Normalize(c.secret); err != nil {
 		// FieldError texts name the field, never its value.
 		return c, fmt.Errorf("%w: %v", ErrSettings, err)
-	}
-	if c.TokenURL == "" {
-		c.TokenURL = DefaultTokenURL
-	}
-	if c.APIEndpoint != "" && !strings.HasSuffix(c.APIEndpoint, "/") {
-		// The client resolves "gmail/v1/users/..." against it.
-		c.APIEndpoint += "/"
 	}
 	return c, nil
 }

@@ -42,6 +42,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/gmail"
 	"github.com/namirasoft/email-sender/pkg/provider/sandbox"
@@ -49,10 +50,49 @@ import (
 	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 )
 
+// Config is the operator's side of the senders, one definition embedded in
+// the configuration of every service that builds them (ingest for
+// VerifyProvider and AddSender, the worker): the outbound network policy and
+// the endpoints of the API-based kinds. These are not tenant settings: a
+// tenant's provider configuration cannot choose where ingest and the workers
+// connect beyond its SMTP host, which the guard vets.
+type Config struct {
+	// Config is OUTBOUND_ALLOW_NETS: the non-public networks tenants' hosts
+	// may reach (unset: the public internet only).
+	netguard.Config
+	// SESEndpoint replaces the regional SES endpoint (an emulator).
+	SESEndpoint string `env:"SES_ENDPOINT" help:"SES API endpoint for every ses provider, instead of the regional one (an emulator in tests and the dev stack); operator setting, not a provider setting"`
+	// GmailTokenURL replaces Google's OAuth 2.0 token endpoint.
+	GmailTokenURL string `env:"GMAIL_TOKEN_URL" help:"OAuth 2.0 token endpoint for every gmail provider (default Google's; an emulator in tests)"`
+	// GmailAPIEndpoint replaces the Gmail API's base URL.
+	GmailAPIEndpoint string `env:"GMAIL_API_ENDPOINT" help:"Gmail API base URL for every gmail provider (default Google's; an emulator in tests)"`
+}
+
+// Options are c as the senders take it, with logger; an error names the
+// variable that is wrong.
+func (c Config) Options(logger *slog.Logger) (Options, error) {
+	g, err := netguard.New(c.Config)
+	if err != nil {
+		return Options{}, err
+	}
+	for name, u := range map[string]string{"SES_ENDPOINT": c.SESEndpoint, "GMAIL_TOKEN_URL": c.GmailTokenURL, "GMAIL_API_ENDPOINT": c.GmailAPIEndpoint} {
+		if err := provider.CheckHTTPURL(u); err != nil {
+			return Options{}, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return Options{Logger: logger, Guard: g, SESEndpoint: c.SESEndpoint, GmailTokenURL: c.GmailTokenURL, GmailAPIEndpoint: c.GmailAPIEndpoint}, nil
+}
+
 // Options are what every kind's sender is built with.
 type Options struct {
 	// Logger for connection events; never given secrets or content.
 	Logger *slog.Logger
+	// Guard vets every address a sender connects to on a tenant's behalf
+	// (pkg/netguard). Nil allows public addresses only.
+	Guard *netguard.Guard
+	// SESEndpoint, GmailTokenURL and GmailAPIEndpoint are the operator's
+	// endpoint overrides (Config); empty: the providers' own.
+	SESEndpoint, GmailTokenURL, GmailAPIEndpoint string
 }
 
 // Kind is one provider kind.
@@ -69,10 +109,12 @@ type Kind struct {
 	// built), sending nothing: ingest's VerifyProvider.
 	Verify func(ctx context.Context, s provider.Sender, cfg provider.Config) provider.Verification
 	// SenderVerified, when the provider keeps verified sender identities of
-	// its own (SES), reports whether one covers a sender address (or, when
-	// isDomain, a whole domain): ingest's AddSender then needs no mailed code,
-	// and only such kinds can add whole domains. Nil for the others.
-	SenderVerified func(ctx context.Context, cfg provider.Config, sender string, isDomain bool) (bool, error)
+	// its own (SES), reports with s (a sender New built) whether one covers a
+	// sender address (or, when isDomain, a whole domain): ingest's AddSender
+	// then needs no mailed code, and only such kinds can add whole domains.
+	// Such a sender is verified for sends through that configuration only.
+	// Nil for the others.
+	SenderVerified func(ctx context.Context, s provider.Sender, cfg provider.Config, sender string, isDomain bool) (bool, error)
 	// Worker are the worker's defaults for the kind.
 	Worker Worker
 	// Feedback parses the provider's asynchronous reports (SES events
@@ -124,21 +166,25 @@ func All() []Kind {
 		{
 			Name:   smtp.Kind,
 			Schema: schema(smtp.FromAPI, smtp.Settings.API),
-			New:    func(o Options) provider.Sender { return smtp.New(smtp.Options{Logger: o.Logger}) },
+			New:    func(o Options) provider.Sender { return smtp.New(smtp.Options{Logger: o.Logger, Guard: o.Guard}) },
 			Verify: check((*smtp.Sender).Check),
 		},
 		{
-			Name:           ses.Kind,
-			Schema:         schema(ses.FromAPI, ses.Settings.API),
-			New:            func(o Options) provider.Sender { return ses.New(ses.Options{Logger: o.Logger}) },
+			Name:   ses.Kind,
+			Schema: schema(ses.FromAPI, ses.Settings.API),
+			New: func(o Options) provider.Sender {
+				return ses.New(ses.Options{Logger: o.Logger, Guard: o.Guard, Endpoint: o.SESEndpoint})
+			},
 			Verify:         check((*ses.Sender).Check),
-			SenderVerified: ses.SenderVerified,
+			SenderVerified: senderVerified((*ses.Sender).SenderVerified),
 			Feedback:       ses.ParseFeedback,
 		},
 		{
 			Name:   gmail.Kind,
 			Schema: schema(gmail.FromAPI, gmail.Settings.API),
-			New:    func(o Options) provider.Sender { return gmail.New(gmail.Options{Logger: o.Logger}) },
+			New: func(o Options) provider.Sender {
+				return gmail.New(gmail.Options{Logger: o.Logger, Guard: o.Guard, TokenURL: o.GmailTokenURL, APIEndpoint: o.GmailAPIEndpoint})
+			},
 			Verify: check((*gmail.Sender).Check),
 		},
 		{
@@ -203,18 +249,47 @@ func Senders(o Options) (senders map[string]provider.Sender, close func() error)
 // sender).
 type VerifyFunc func(ctx context.Context, cfg provider.Config) provider.Verification
 
-// Verifiers builds every kind's check of credentials, each with a sender of
-// its own; close closes those senders.
-func Verifiers(o Options) (verifiers map[string]VerifyFunc, close func() error) {
+// SenderVerifiedFunc is Kind.SenderVerified with its sender.
+type SenderVerifiedFunc func(ctx context.Context, cfg provider.Config, sender string, isDomain bool) (bool, error)
+
+// Checks are a kind's checks that send nothing, bound to a sender.
+type Checks struct {
+	Verify VerifyFunc
+	// SenderVerified is nil for kinds that keep no identities.
+	SenderVerified SenderVerifiedFunc
+}
+
+// Verifiers builds every kind's checks (of credentials, of sender
+// identities), each kind with a sender of its own; close closes those
+// senders.
+func Verifiers(o Options) (verifiers map[string]Checks, close func() error) {
 	senders, close := Senders(o)
-	verifiers = map[string]VerifyFunc{}
+	verifiers = map[string]Checks{}
 	for _, k := range All() {
-		s, verify := senders[k.Name], k.Verify
-		verifiers[k.Name] = func(ctx context.Context, cfg provider.Config) provider.Verification {
+		s, verify, identity := senders[k.Name], k.Verify, k.SenderVerified
+		c := Checks{Verify: func(ctx context.Context, cfg provider.Config) provider.Verification {
 			return verify(ctx, s, cfg)
+		}}
+		if identity != nil {
+			c.SenderVerified = func(ctx context.Context, cfg provider.Config, sender string, isDomain bool) (bool, error) {
+				return identity(ctx, s, cfg, sender, isDomain)
+			}
 		}
+		verifiers[k.Name] = c
 	}
 	return verifiers, close
+}
+
+// senderVerified adapts a sender's SenderVerified method to
+// Kind.SenderVerified.
+func senderVerified[S provider.Sender](f func(S, context.Context, provider.Config, string, bool) (bool, error)) func(context.Context, provider.Sender, provider.Config, string, bool) (bool, error) {
+	return func(ctx context.Context, s provider.Sender, cfg provider.Config, sender string, isDomain bool) (bool, error) {
+		typed, ok := s.(S)
+		if !ok {
+			return false, fmt.Errorf("cannot check sender identities with a %T", s)
+		}
+		return f(typed, ctx, cfg, sender, isDomain)
+	}
 }
 
 // check adapts a sender's Check method (a method expression) to Kind.Verify.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -13,6 +14,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/gmail"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
@@ -150,4 +153,24 @@ func TestSchema(t *testing.T) {
 	require.Nil(t, st.Secret)
 
 	require.Equal(t, "smtp, ses, gmail or sandbox", kinds.OneOf())
+}
+
+// TestConfig: the operator's settings load from the environment (one
+// OUTBOUND_ALLOW_NETS, the endpoints) and are checked.
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"OUTBOUND_ALLOW_NETS": "127.0.0.0/8, ::1", "SES_ENDPOINT": "http://127.0.0.1:4566", "GMAIL_TOKEN_URL": "http://127.0.0.1:9/token"}
+	var c kinds.Config
+	require.NoError(t, envconfig.LoadFrom(&c, func(k string) (string, bool) { v, ok := env[k]; return v, ok }))
+	require.Equal(t, []string{"127.0.0.0/8", "::1"}, c.AllowNets)
+	o, err := c.Options(nil)
+	require.NoError(t, err)
+	require.NoError(t, o.Guard.Check(netip.MustParseAddr("127.0.0.1")))
+	require.ErrorIs(t, o.Guard.Check(netip.MustParseAddr("10.0.0.1")), netguard.ErrRefused)
+	require.Equal(t, "http://127.0.0.1:4566", o.SESEndpoint)
+
+	_, err = kinds.Config{SESEndpoint: "ftp://x"}.Options(nil)
+	require.ErrorContains(t, err, "SES_ENDPOINT")
+	_, err = kinds.Config{Config: netguard.Config{AllowNets: []string{"nope"}}}.Options(nil)
+	require.ErrorContains(t, err, "OUTBOUND_ALLOW_NETS")
 }

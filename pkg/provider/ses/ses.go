@@ -21,9 +21,11 @@
 // # Clients and rate
 //
 // One sesv2 client per configuration (ID, Version), with the configuration's
-// region, static credentials (access_key_id, secret_access_key) and endpoint
-// override, and the SDK's own retries off: the worker's backoff governs. The
-// clients share one HTTP transport (connections are reused).
+// region and static credentials (access_key_id, secret_access_key), the
+// operator's endpoint override (Options.Endpoint, SES_ENDPOINT) and the SDK's
+// own retries off: the worker's backoff governs. The clients share one HTTP
+// transport (connections are reused) that dials through the guard
+// (pkg/netguard).
 //
 // Each configuration's sends go through a token bucket at the account's SES
 // maximum send rate (GetAccount's SendQuota.MaxSendRate, burst of one
@@ -77,6 +79,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
 )
 
@@ -96,7 +99,15 @@ type Options struct {
 	// AccountRefresh is how often each configuration's GetAccount (the send
 	// rate) is read again; default 5 minutes.
 	AccountRefresh time.Duration
-	// HTTPClient overrides the shared HTTP client (tests).
+	// Endpoint overrides the regional SES endpoint for every configuration
+	// (an emulator in tests and the dev stack): an operator setting
+	// (SES_ENDPOINT), never a tenant's. Empty: AWS's regional endpoint.
+	Endpoint string
+	// Guard vets every address the HTTP client dials (after DNS
+	// resolution); nil allows public addresses only. Unused with HTTPClient.
+	Guard *netguard.Guard
+	// HTTPClient overrides the shared HTTP client (tests); its transport
+	// should dial through a guard.
 	HTTPClient *http.Client
 }
 
@@ -137,13 +148,13 @@ func New(opts Options) *Sender {
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = newHTTPClient()
+		hc = newHTTPClient(opts.Guard)
 	}
 	return &Sender{opts: opts, log: opts.Logger.With("provider", "ses"), http: hc, clients: map[string]*client{}}
 }
 
-func newHTTPClient() *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+func newHTTPClient(g *netguard.Guard) *http.Client {
+	tr := g.Transport()
 	tr.MaxIdleConns = 512
 	tr.MaxIdleConnsPerHost = 256
 	tr.IdleConnTimeout = 90 * time.Second
@@ -182,6 +193,9 @@ func parseConfig(cfg provider.Config) (config, error) {
 			return c, fmt.Errorf("%w: secret is not a JSON object with a secret_access_key", ErrSettings)
 		}
 	}
+	// An endpoint stored by an earlier version, when tenants could set one,
+	// is not used: the operator's (Options.Endpoint) is.
+	c.Endpoint = ""
 	if err := c.Normalize(sec); err != nil {
 		return c, fmt.Errorf("%w: %v", ErrSettings, err)
 	}
@@ -189,7 +203,7 @@ func parseConfig(cfg provider.Config) (config, error) {
 	return c, nil
 }
 
-func newAPI(c config, hc *http.Client) *sesv2.Client {
+func newAPI(c config, hc *http.Client, endpoint string) *sesv2.Client {
 	o := sesv2.Options{
 		Region:      c.Region,
 		Credentials: aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.secret, "")),
@@ -198,8 +212,8 @@ func newAPI(c config, hc *http.Client) *sesv2.Client {
 	if hc != nil {
 		o.HTTPClient = hc
 	}
-	if c.Endpoint != "" {
-		o.BaseEndpoint = aws.String(c.Endpoint)
+	if endpoint != "" {
+		o.BaseEndpoint = aws.String(endpoint)
 	}
 	return sesv2.New(o)
 }
@@ -232,7 +246,7 @@ func (s *Sender) client(cfg provider.Config) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &client{version: cfg.Version, cfg: pc, api: newAPI(pc, s.http)}
+	c := &client{version: cfg.Version, cfg: pc, api: newAPI(pc, s.http, s.opts.Endpoint)}
 	s.clients[cfg.ID] = c
 	return c, nil
 }
@@ -481,6 +495,11 @@ func classify(ctx context.Context, err error, wrote bool) provider.Outcome {
 	}
 	if status == 0 && code == "" {
 		// No answer from SES.
+		if errors.Is(err, netguard.ErrRefused) {
+			// The endpoint is not a public address and not in
+			// OUTBOUND_ALLOW_NETS: nothing was sent, and retrying cannot help.
+			return provider.Outcome{Class: provider.Permanent, Err: fmt.Errorf("ses: %w", netguard.ErrRefused)}
+		}
 		if wrote {
 			// The whole request reached the network: SES may have accepted it.
 			return provider.Outcome{Class: provider.Ambiguous, Err: fmt.Errorf("ses: no answer after the request was sent: %w", ctxOr(ctx, err))}

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/providertest"
 	"github.com/namirasoft/email-sender/pkg/provider/ses"
@@ -30,9 +31,9 @@ const (
 	secretKey = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYsecretKEY"
 )
 
-func config(t *testing.T, endpoint, key string, extra map[string]any) provider.Config {
+func config(t *testing.T, key string, extra map[string]any) provider.Config {
 	t.Helper()
-	settings := map[string]any{"region": "eu-west-1", "access_key_id": key, "endpoint": endpoint}
+	settings := map[string]any{"region": "eu-west-1", "access_key_id": key}
 	for k, v := range extra {
 		settings[k] = v
 	}
@@ -46,11 +47,17 @@ func config(t *testing.T, endpoint, key string, extra map[string]any) provider.C
 	}
 }
 
-func newSender(t *testing.T, o ...ses.Options) *ses.Sender {
+// newSender is a sender whose SES endpoint (the operator's setting) is
+// endpoint, a fake or the emulator on loopback, which its guard allows.
+func newSender(t *testing.T, endpoint string, o ...ses.Options) *ses.Sender {
 	t.Helper()
 	var opts ses.Options
 	if len(o) > 0 {
 		opts = o[0]
+	}
+	opts.Endpoint = endpoint
+	if opts.Guard == nil {
+		opts.Guard = netguard.AllowAll()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -94,10 +101,10 @@ func TestConformance(t *testing.T) {
 		fake.FailRecipient("rejected@conformance.test", sestest.ErrMessageRejected)
 		fake.FailRecipient("busy@conformance.test", sestest.ErrTooManyRequests)
 		fake.FailAccessKey(badKeyID, sestest.ErrUnrecognizedKey)
-		bad := config(t, fake.URL, badKeyID, nil)
+		bad := config(t, badKeyID, nil)
 		return &providertest.Env{
-			Sender:  newSender(t),
-			Config:  config(t, fake.URL, keyID, nil),
+			Sender:  newSender(t, fake.URL),
+			Config:  config(t, keyID, nil),
 			Secrets: []string{secretKey},
 			Recipient: func(b providertest.Behavior) string {
 				switch b {
@@ -121,8 +128,8 @@ func TestConformance(t *testing.T) {
 func TestEmulator_RawMessageWithAttachments(t *testing.T) {
 	t.Parallel()
 	emu := sestest.StartEmulator(t)
-	s := newSender(t)
-	cfg := config(t, emu.URL, keyID, map[string]any{"configuration_set": "tracking"})
+	s := newSender(t, emu.URL)
+	cfg := config(t, keyID, map[string]any{"configuration_set": "tracking"})
 	d := delivery(cfg, "01JSESRAW0000000000000001", "to@example.org", "cc@example.org", "hidden@example.org")
 	m := d.Job.Message
 	m.Subject = "SES raw Grüße 01JSESRAW0000000000000001"
@@ -183,8 +190,8 @@ func normalizeBoundaries(b []byte) string {
 func TestSend_Request(t *testing.T) {
 	t.Parallel()
 	fake := sestest.NewFake(t)
-	s := newSender(t)
-	cfg := config(t, fake.URL, keyID, map[string]any{"configuration_set": "cs-main", "region": "us-east-2"})
+	s := newSender(t, fake.URL)
+	cfg := config(t, keyID, map[string]any{"configuration_set": "cs-main", "region": "us-east-2"})
 	d := delivery(cfg, "01JSESREQ0000000000000001", "to@example.org", "hidden@example.org", "bad@@example.org")
 	m := d.Job.Message
 	m.To = m.To[:1]
@@ -220,8 +227,8 @@ func TestSend_Request(t *testing.T) {
 func TestSend_MessageIDDomain(t *testing.T) {
 	t.Parallel()
 	fake := sestest.NewFake(t)
-	s := newSender(t, ses.Options{MessageIDDomain: "mail.namirasoft.test"})
-	out := s.Send(ctx(t), delivery(config(t, fake.URL, keyID, nil), "01JSESMID", "a@example.org"))
+	s := newSender(t, fake.URL, ses.Options{MessageIDDomain: "mail.namirasoft.test"})
+	out := s.Send(ctx(t), delivery(config(t, keyID, nil), "01JSESMID", "a@example.org"))
 	require.Equal(t, provider.Sent, out.Class, "err: %v", out.Err)
 	require.Contains(t, string(fake.Sends()[0].Raw), "Message-ID: <01JSESMID@mail.namirasoft.test>")
 }
@@ -229,12 +236,12 @@ func TestSend_MessageIDDomain(t *testing.T) {
 func TestSend_TooManyRecipients(t *testing.T) {
 	t.Parallel()
 	fake := sestest.NewFake(t)
-	s := newSender(t)
+	s := newSender(t, fake.URL)
 	rcpts := make([]string, ses.MaxRecipients+1)
 	for i := range rcpts {
 		rcpts[i] = fmt.Sprintf("r%d@example.org", i)
 	}
-	out := s.Send(ctx(t), delivery(config(t, fake.URL, keyID, nil), "01JSESMANY", rcpts...))
+	out := s.Send(ctx(t), delivery(config(t, keyID, nil), "01JSESMANY", rcpts...))
 	require.Equal(t, provider.Permanent, out.Class)
 	require.Zero(t, fake.Calls(sestest.OpSendEmail))
 }
@@ -279,8 +286,8 @@ func TestClassification(t *testing.T) {
 			t.Parallel()
 			fake := sestest.NewFake(t)
 			fake.FailNext(sestest.OpSendEmail, 1, tt.err)
-			s := newSender(t)
-			cfg := config(t, fake.URL, keyID, nil)
+			s := newSender(t, fake.URL)
+			cfg := config(t, keyID, nil)
 			out := s.Send(ctx(t), delivery(cfg, "01JSESCLASS", "a@example.org"))
 			require.Equal(t, tt.class, out.Class, "err: %v", out.Err)
 			require.Error(t, out.Err)
@@ -312,14 +319,14 @@ func TestClassification_Network(t *testing.T) {
 		fake := sestest.NewFake(t)
 		url := fake.URL
 		fake.Close()
-		out := newSender(t).Send(ctx(t), delivery(config(t, url, keyID, nil), "01JSESREFUSED", "a@example.org"))
+		out := newSender(t, url).Send(ctx(t), delivery(config(t, keyID, nil), "01JSESREFUSED", "a@example.org"))
 		require.Equal(t, provider.Transient, out.Class, "err: %v", out.Err)
 	})
 	t.Run("no answer after the request", func(t *testing.T) {
 		t.Parallel()
 		fake := sestest.NewFake(t)
-		s := newSender(t)
-		cfg := config(t, fake.URL, keyID, nil)
+		s := newSender(t, fake.URL)
+		cfg := config(t, keyID, nil)
 		require.Equal(t, provider.Sent, s.Send(ctx(t), delivery(cfg, "01JSESWARM", "a@example.org")).Class)
 		fake.Hang()
 		c, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -330,8 +337,8 @@ func TestClassification_Network(t *testing.T) {
 	})
 	t.Run("invalid settings", func(t *testing.T) {
 		t.Parallel()
-		cfg := config(t, "http://127.0.0.1:1", keyID, map[string]any{"region": "moon"})
-		out := newSender(t).Send(ctx(t), delivery(cfg, "01JSESSETTINGS", "a@example.org"))
+		cfg := config(t, keyID, map[string]any{"region": "moon"})
+		out := newSender(t, "http://127.0.0.1:1").Send(ctx(t), delivery(cfg, "01JSESSETTINGS", "a@example.org"))
 		require.Equal(t, provider.Credentials, out.Class)
 		require.ErrorIs(t, out.Err, ses.ErrSettings)
 	})
@@ -343,8 +350,8 @@ func TestRate_FollowsAccount(t *testing.T) {
 	t.Parallel()
 	fake := sestest.NewFake(t)
 	fake.SetAccount(sestest.Account{MaxSendRate: 5, Max24HourSend: 200, ProductionAccess: true, SendingEnabled: true})
-	s := newSender(t, ses.Options{AccountRefresh: 100 * time.Millisecond})
-	cfg := config(t, fake.URL, keyID, nil)
+	s := newSender(t, fake.URL, ses.Options{AccountRefresh: 100 * time.Millisecond})
+	cfg := config(t, keyID, nil)
 	_, ok := s.SendRate(cfg)
 	require.False(t, ok, "no rate before the first send")
 
@@ -377,8 +384,8 @@ func TestRate_GetAccountFails(t *testing.T) {
 	t.Parallel()
 	fake := sestest.NewFake(t)
 	fake.FailNext(sestest.OpGetAccount, 1, sestest.Error{Status: 403, Code: "AccessDeniedException", Message: "not authorized to perform ses:GetAccount"})
-	s := newSender(t)
-	cfg := config(t, fake.URL, keyID, nil)
+	s := newSender(t, fake.URL)
+	cfg := config(t, keyID, nil)
 	out := s.Send(ctx(t), delivery(cfg, "01JSESNOACCOUNT", "a@example.org"))
 	require.Equal(t, provider.Sent, out.Class, "err: %v", out.Err)
 	_, ok := s.SendRate(cfg)
@@ -390,10 +397,10 @@ func TestRate_GetAccountFails(t *testing.T) {
 func TestClients_PerVersion(t *testing.T) {
 	t.Parallel()
 	fake := sestest.NewFake(t)
-	s := newSender(t)
-	cfg := config(t, fake.URL, keyID, nil)
+	s := newSender(t, fake.URL)
+	cfg := config(t, keyID, nil)
 	require.Equal(t, provider.Sent, s.Send(ctx(t), delivery(cfg, "01JSESV1", "a@example.org")).Class)
-	cfg2 := config(t, fake.URL, "AKIAEMAILSENDERNEW01", nil)
+	cfg2 := config(t, "AKIAEMAILSENDERNEW01", nil)
 	cfg2.ID, cfg2.Version = cfg.ID, cfg.Version.Add(time.Minute)
 	require.Equal(t, provider.Sent, s.Send(ctx(t), delivery(cfg2, "01JSESV2", "a@example.org")).Class)
 	sends := fake.Sends()
@@ -406,32 +413,33 @@ func TestVerify(t *testing.T) {
 	fake := sestest.NewFake(t)
 	fake.SetAccount(sestest.Account{Max24HourSend: 200, MaxSendRate: 1, SentLast24Hours: 3, ProductionAccess: false, SendingEnabled: true, EnforcementStatus: "HEALTHY"})
 	fake.FailAccessKey(badKeyID, sestest.ErrUnrecognizedKey)
-	cfg := config(t, fake.URL, keyID, nil)
+	cfg := config(t, keyID, nil)
+	s := newSender(t, fake.URL)
 
-	info, err := ses.Verify(ctx(t), cfg)
+	info, err := s.Account(ctx(t), cfg)
 	require.NoError(t, err)
 	require.Equal(t, ses.AccountInfo{Max24HourSend: 200, MaxSendRate: 1, SentLast24Hours: 3, SendingEnabled: true, EnforcementStatus: "HEALTHY"}, info)
 	require.Contains(t, info.String(), "sandbox account")
-	require.NoError(t, newSender(t).Verify(ctx(t), cfg))
+	require.NoError(t, s.Verify(ctx(t), cfg))
 
-	_, err = ses.Verify(ctx(t), config(t, fake.URL, badKeyID, nil))
+	_, err = s.Account(ctx(t), config(t, badKeyID, nil))
 	require.ErrorIs(t, err, ses.ErrCredentials)
 	require.NotContains(t, err.Error(), secretKey)
 	require.Contains(t, err.Error(), "UnrecognizedClientException")
 
 	fake.FailNext(sestest.OpGetAccount, 1, sestest.Error{Status: 503})
-	_, err = ses.Verify(ctx(t), cfg)
+	_, err = s.Account(ctx(t), cfg)
 	require.Error(t, err)
 	require.NotErrorIs(t, err, ses.ErrCredentials)
 
 	fake.SetIdentity("example.org", true)
 	fake.SetIdentity("pending@example.net", false)
 	for id, want := range map[string]bool{"example.org": true, "pending@example.net": false, "unknown.example": false} {
-		got, err := ses.IdentityVerified(ctx(t), cfg, id)
+		got, err := s.IdentityVerified(ctx(t), cfg, id)
 		require.NoError(t, err, id)
 		require.Equal(t, want, got, id)
 	}
-	_, err = ses.IdentityVerified(ctx(t), config(t, fake.URL, badKeyID, nil), "example.org")
+	_, err = s.IdentityVerified(ctx(t), config(t, badKeyID, nil), "example.org")
 	require.ErrorIs(t, err, ses.ErrCredentials)
 }
 
@@ -439,7 +447,7 @@ func TestVerify(t *testing.T) {
 func TestEmulator_GetAccount(t *testing.T) {
 	t.Parallel()
 	emu := sestest.StartEmulator(t)
-	info, err := ses.Verify(ctx(t), config(t, emu.URL, keyID, nil))
+	info, err := newSender(t, emu.URL).Account(ctx(t), config(t, keyID, nil))
 	require.NoError(t, err)
 	require.Equal(t, 5000.0, info.MaxSendRate)
 	require.True(t, info.ProductionAccess)
@@ -450,10 +458,10 @@ func TestEmulator_GetAccount(t *testing.T) {
 // 5,000/s, so the rate limiter stays out of the way).
 func BenchmarkSend(b *testing.B) {
 	emu := sestest.StartEmulator(b)
-	s := ses.New(ses.Options{})
+	s := ses.New(ses.Options{Endpoint: emu.URL, Guard: netguard.AllowAll()})
 	defer s.Close()
 	cfg := provider.Config{ID: "bench", Kind: "ses",
-		Settings: json.RawMessage(`{"region":"eu-west-1","access_key_id":"` + keyID + `","endpoint":"` + emu.URL + `"}`),
+		Settings: json.RawMessage(`{"region":"eu-west-1","access_key_id":"` + keyID + `"}`),
 		Secret:   json.RawMessage(`{"secret_access_key":"` + secretKey + `"}`)}
 	body := strings.Repeat("x", 1024)
 	var seq atomic.Int64
@@ -478,8 +486,8 @@ func BenchmarkSend(b *testing.B) {
 func TestSend_InternationalisedLocalPart(t *testing.T) {
 	t.Parallel()
 	fake := sestest.NewFake(t)
-	s := newSender(t)
-	cfg := config(t, fake.URL, keyID, nil)
+	s := newSender(t, fake.URL)
+	cfg := config(t, keyID, nil)
 
 	out := s.Send(ctx(t), delivery(cfg, "01JSESEAI1", "jörg@example.org"))
 	require.Equal(t, provider.Permanent, out.Class, "err: %v", out.Err)

@@ -19,7 +19,11 @@ type Settings struct {
 	Region           string `json:"region"`
 	AccessKeyID      string `json:"access_key_id"`
 	ConfigurationSet string `json:"configuration_set,omitempty"`
-	// Endpoint overrides the regional endpoint (e.g. a local emulator).
+	// Endpoint is no longer a tenant setting: the SES endpoint is the
+	// operator's (SES_ENDPOINT, Options.Endpoint), or a tenant could point
+	// ingest and the workers at internal addresses and have a fake endpoint
+	// vouch for sender identities. Normalize refuses it; a value stored by an
+	// earlier version is ignored.
 	Endpoint string `json:"endpoint,omitempty"`
 	// AWSAccountID is the 12-digit AWS account the configuration sends from
 	// (SES's mail.sendingAccountId). SES feedback is accepted only when it
@@ -90,8 +94,8 @@ func (s *Settings) Normalize(sec Secret) error {
 	if err := provider.CheckPlain(s.ConfigurationSet); err != nil {
 		return provider.Invalid("configuration_set", "%s", err)
 	}
-	if err := provider.CheckHTTPURL(s.Endpoint); err != nil {
-		return provider.Invalid("endpoint", "%s", err)
+	if s.Endpoint != "" {
+		return provider.Invalid("endpoint", "is an operator setting (SES_ENDPOINT of ingest and the worker), not a provider setting; leave it empty")
 	}
 	return s.normalizeFeedback()
 }
@@ -139,6 +143,6 @@ func FromAPI(in *emailsenderv1.SesSettings, stored Secret) (Settings, Secret) {
 // API is s as the API shows it: no secret.
 func (s Settings) API() *emailsenderv1.SesSettings {
 	return &emailsenderv1.SesSettings{Region: s.Region, AccessKeyId: s.AccessKeyID,
-		ConfigurationSet: s.ConfigurationSet, Endpoint: s.Endpoint,
-		AwsAccountId: s.AWSAccountID, FeedbackTopicArns: slices.Clone(s.FeedbackTopicARNs)}
+		ConfigurationSet: s.ConfigurationSet,
+		AwsAccountId:     s.AWSAccountID, FeedbackTopicArns: slices.Clone(s.FeedbackTopicARNs)}
 }

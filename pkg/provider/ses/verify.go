@@ -44,19 +44,19 @@ func (a AccountInfo) String() string {
 // Verify calls GetAccount with cfg, sending nothing. Refused credentials (or a
 // suspended account) match ErrCredentials.
 func (s *Sender) Verify(ctx context.Context, cfg provider.Config) error {
-	_, err := Verify(ctx, cfg)
+	_, err := s.Account(ctx, cfg)
 	return err
 }
 
-// Verify calls GetAccount with cfg and returns the account's sending quota and
-// status. Errors of refused credentials match ErrCredentials; invalid
+// Account calls GetAccount with cfg and returns the account's sending quota
+// and status. Errors of refused credentials match ErrCredentials; invalid
 // settings ErrSettings. Secrets never appear in the error.
-func Verify(ctx context.Context, cfg provider.Config) (AccountInfo, error) {
+func (s *Sender) Account(ctx context.Context, cfg provider.Config) (AccountInfo, error) {
 	c, err := parseConfig(cfg)
 	if err != nil {
 		return AccountInfo{}, err
 	}
-	info, err := getAccount(ctx, newAPI(c, nil))
+	info, err := getAccount(ctx, newAPI(c, s.http, s.opts.Endpoint))
 	return info, redactSecret(err, c.secret)
 }
 
@@ -80,12 +80,12 @@ func getAccount(ctx context.Context, api *sesv2.Client) (AccountInfo, error) {
 // SES identity of cfg's account verified for sending (GetEmailIdentity's
 // VerifiedForSendingStatus). An identity SES does not know is not verified
 // (false, nil).
-func IdentityVerified(ctx context.Context, cfg provider.Config, identity string) (bool, error) {
+func (s *Sender) IdentityVerified(ctx context.Context, cfg provider.Config, identity string) (bool, error) {
 	c, err := parseConfig(cfg)
 	if err != nil {
 		return false, err
 	}
-	out, err := newAPI(c, nil).GetEmailIdentity(ctx, &sesv2.GetEmailIdentityInput{EmailIdentity: aws.String(identity)})
+	out, err := newAPI(c, s.http, s.opts.Endpoint).GetEmailIdentity(ctx, &sesv2.GetEmailIdentityInput{EmailIdentity: aws.String(identity)})
 	if err != nil {
 		var api *APIError
 		cerr := callError(ctx, "GetEmailIdentity", err)
@@ -105,14 +105,24 @@ func callError(ctx context.Context, op string, err error) error {
 	if errors.As(out.Err, &api) {
 		return fmt.Errorf("%s: %w", op, api)
 	}
-	return fmt.Errorf("%s: %s", op, strings.TrimPrefix(out.Err.Error(), "ses: "))
+	return &opError{msg: op + ": " + strings.TrimPrefix(out.Err.Error(), "ses: "), err: out.Err}
 }
+
+// opError is a failed call's error named after the operation; errors.Is
+// still reaches its cause (netguard.ErrRefused, context errors).
+type opError struct {
+	msg string
+	err error
+}
+
+func (e *opError) Error() string { return e.msg }
+func (e *opError) Unwrap() error { return e.err }
 
 // Check is Verify as ingest's VerifyProvider records it: GetAccount's sending
 // quota and status. Refused credentials, a suspended account or paused
 // sending make the configuration unhealthy.
 func (s *Sender) Check(ctx context.Context, cfg provider.Config) provider.Verification {
-	info, err := Verify(ctx, cfg)
+	info, err := s.Account(ctx, cfg)
 	if err != nil {
 		if errors.Is(err, ErrCredentials) {
 			return provider.Verification{Detail: err.Error(), Healthy: provider.Unhealthy()}
@@ -134,7 +144,7 @@ func (s *Sender) Check(ctx context.Context, cfg provider.Config) provider.Verifi
 // for sending that covers a sender: the address itself or its domain (sender
 // is an address, or a domain when isDomain). An error (SES unreachable,
 // refused credentials) names the identity asked about and means "not known".
-func SenderVerified(ctx context.Context, cfg provider.Config, sender string, isDomain bool) (bool, error) {
+func (s *Sender) SenderVerified(ctx context.Context, cfg provider.Config, sender string, isDomain bool) (bool, error) {
 	addr := sender
 	if isDomain {
 		addr = "postmaster@" + sender
@@ -149,7 +159,7 @@ func SenderVerified(ctx context.Context, cfg provider.Config, sender string, isD
 		identities = []string{ascii, domain}
 	}
 	for _, id := range identities {
-		ok, err := IdentityVerified(ctx, cfg, id)
+		ok, err := s.IdentityVerified(ctx, cfg, id)
 		if err != nil {
 			return false, fmt.Errorf("identity %s: %w", id, err)
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	gosmtp "github.com/wneessen/go-mail/smtp"
+
+	"github.com/namirasoft/email-sender/pkg/netguard"
 )
 
 var errNoStartTLS = errors.New("smtp server does not offer STARTTLS")
@@ -112,16 +114,26 @@ type conn struct {
 	lastUsed time.Time
 }
 
-// dial connects, says EHLO, secures the connection as configured and
-// authenticates.
+// dial connects through the guard, says EHLO, secures the connection as
+// configured and authenticates. Its errors are *stepError: they keep their
+// text and tell Check at which step the connection failed.
 func dial(ctx context.Context, c config, o Options) (*conn, error) {
+	cn, step, err := dialSteps(ctx, c, o)
+	if err != nil {
+		return nil, &stepError{step: step, err: err}
+	}
+	return cn, nil
+}
+
+func dialSteps(ctx context.Context, c config, o Options) (_ *conn, step string, _ error) {
 	dctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	addr := net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
-	var d net.Dialer
-	raw, err := d.DialContext(dctx, "tcp", addr)
+	// The guard checks the address actually connected to, after resolution,
+	// so a name that resolves (or rebinds) to an internal address is refused.
+	raw, err := o.Guard.Dialer(c.timeout).DialContext(dctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("smtp dial %s: %w", addr, ctxOr(ctx, err))
+		return nil, stepConnect, fmt.Errorf("smtp dial %s: %w", addr, ctxOr(ctx, err))
 	}
 	tc := &trackConn{Conn: raw}
 	cn := &conn{tc: tc, timeout: c.timeout}
@@ -140,13 +152,13 @@ func dial(ctx context.Context, c config, o Options) (*conn, error) {
 	if c.TLS == TLSImplicit {
 		t := tls.Client(tc, tlsConfig)
 		if err := t.HandshakeContext(dctx); err != nil {
-			return nil, fmt.Errorf("smtp tls handshake with %s: %w", addr, ctxOr(ctx, err))
+			return nil, stepTLS, fmt.Errorf("smtp tls handshake with %s: %w", addr, ctxOr(ctx, err))
 		}
 		nc = t
 	}
 	cl, err := gosmtp.NewClient(nc, c.Host)
 	if err != nil {
-		return nil, dialErr(ctx, "greeting", err)
+		return nil, stepGreeting, dialErr(ctx, "greeting", err)
 	}
 	cn.c = cl
 	helo := c.HELO
@@ -157,34 +169,137 @@ func dial(ctx context.Context, c config, o Options) (*conn, error) {
 		helo = addressLiteral(raw.LocalAddr())
 	}
 	if err := cl.Hello(helo); err != nil {
-		return nil, dialErr(ctx, "ehlo", err)
+		return nil, stepEHLO, dialErr(ctx, "ehlo", err)
 	}
 	if c.TLS == TLSStartTLS || c.TLS == TLSStartTLSOpportunistic {
 		has, _ := cl.Extension("STARTTLS")
 		switch {
 		case has:
 			if err := cl.StartTLS(tlsConfig); err != nil {
-				return nil, dialErr(ctx, "starttls", err)
+				return nil, stepStartTLS, dialErr(ctx, "starttls", err)
 			}
 		case c.TLS == TLSStartTLS:
-			return nil, fmt.Errorf("%w (tls is starttls)", errNoStartTLS)
+			return nil, stepStartTLS, fmt.Errorf("%w (tls is starttls)", errNoStartTLS)
 		}
 	}
 	if c.Username != "" {
 		if err := authenticate(cl, c); err != nil {
-			return nil, dialErr(ctx, "auth", err)
+			return nil, stepAuth, dialErr(ctx, "auth", err)
 		}
 	}
 	ok = true
-	return cn, nil
+	return cn, "", nil
 }
+
+// Steps of dial, for Check's detail.
+const (
+	stepConnect  = "connect"
+	stepTLS      = "tls"
+	stepGreeting = "greeting"
+	stepEHLO     = "ehlo"
+	stepStartTLS = "starttls"
+	stepAuth     = "auth"
+)
+
+// stepError is an error of dial with the step it happened at. Its text is
+// the cause's: Outcome errors and logs read as before.
+type stepError struct {
+	step string
+	err  error
+}
+
+func (e *stepError) Error() string { return e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
+
+// checkDetail is what VerifyProvider shows of a failed Verify: our words and
+// at most an SMTP reply code, never the text the peer sent (its greeting, a
+// reply's message, a non-SMTP banner): the peer is whatever listens where a
+// tenant pointed us.
+func checkDetail(err error, st Settings) string {
+	where := net.JoinHostPort(st.Host, strconv.Itoa(st.Port))
+	var se *stepError
+	if !errors.As(err, &se) {
+		// Not a connection error: the settings (FieldError texts name the
+		// field, never a value of the peer).
+		return err.Error()
+	}
+	var re *ReplyError
+	reply := errors.As(err, &re)
+	var cv *tls.CertificateVerificationError
+	certFailed := errors.As(err, &cv)
+	timedOut := errors.Is(err, context.DeadlineExceeded) || isTimeout(err)
+	switch se.step {
+	case stepConnect:
+		switch {
+		case errors.Is(err, netguard.ErrRefused):
+			return fmt.Sprintf("connection to %s refused by policy: the host is not a public internet address", where)
+		case timedOut:
+			return fmt.Sprintf("could not connect to %s: timed out", where)
+		}
+		return fmt.Sprintf("could not connect to %s", where)
+	case stepTLS, stepStartTLS:
+		name := "TLS handshake"
+		if se.step == stepStartTLS {
+			name = "STARTTLS"
+		}
+		switch {
+		case errors.Is(err, errNoStartTLS):
+			return fmt.Sprintf("connected to %s, but the server does not offer STARTTLS (tls is starttls)", where)
+		case reply:
+			return fmt.Sprintf("connected to %s, %s refused (SMTP %d)", where, name, re.Code)
+		case certFailed:
+			return fmt.Sprintf("connected to %s, %s failed: the server's certificate is not valid for %s", where, name, st.Host)
+		case timedOut:
+			return fmt.Sprintf("connected to %s, %s failed: timed out", where, name)
+		}
+		return fmt.Sprintf("connected to %s, %s failed", where, name)
+	case stepGreeting:
+		switch {
+		case reply:
+			return fmt.Sprintf("connected to %s, the server refused the session (SMTP %d)", where, re.Code)
+		case timedOut:
+			return fmt.Sprintf("connected to %s, no SMTP greeting: timed out", where)
+		}
+		return fmt.Sprintf("connected to %s, but it did not answer as an SMTP server", where)
+	case stepEHLO:
+		if reply {
+			return fmt.Sprintf("connected to %s, EHLO refused (SMTP %d)", where, re.Code)
+		}
+		return fmt.Sprintf("connected to %s, the connection failed during EHLO", where)
+	case stepAuth:
+		switch {
+		case reply:
+			return fmt.Sprintf("connected to %s, authentication as %s refused (SMTP %d)", where, st.Username, re.Code)
+		case errors.Is(err, errNoAuth):
+			return fmt.Sprintf("connected to %s, but the server does not offer AUTH", where)
+		case errors.Is(err, errNoMechanism):
+			return fmt.Sprintf("connected to %s, but the server offers neither AUTH PLAIN nor LOGIN", where)
+		case errors.Is(err, gosmtp.ErrUnencrypted):
+			return fmt.Sprintf("connected to %s, authentication not attempted: the connection is not encrypted (set tls_mode)", where)
+		case errors.Is(err, ErrAuth):
+			return fmt.Sprintf("connected to %s, authentication as %s failed", where, st.Username)
+		}
+		return fmt.Sprintf("connected to %s, the connection failed during authentication", where)
+	}
+	return fmt.Sprintf("could not log in to %s", where)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+var (
+	errNoAuth      = errors.New("server does not offer AUTH")
+	errNoMechanism = errors.New("server offers neither PLAIN nor LOGIN")
+)
 
 // authenticate uses PLAIN, or LOGIN when the server offers only that. Both
 // refuse to send the password unencrypted except to localhost.
 func authenticate(cl *gosmtp.Client, c config) error {
 	has, mechs := cl.Extension("AUTH")
 	if !has {
-		return fmt.Errorf("%w: server does not offer AUTH", ErrAuth)
+		return fmt.Errorf("%w: %w", ErrAuth, errNoAuth)
 	}
 	var a gosmtp.Auth
 	switch offered := " " + mechs + " "; {
@@ -193,7 +308,7 @@ func authenticate(cl *gosmtp.Client, c config) error {
 	case containsWord(offered, "LOGIN"):
 		a = gosmtp.LoginAuth(c.Username, c.password, c.Host, false)
 	default:
-		return fmt.Errorf("%w: server offers neither PLAIN nor LOGIN", ErrAuth)
+		return fmt.Errorf("%w: %w", ErrAuth, errNoMechanism)
 	}
 	if err := cl.Auth(a); err != nil {
 		var te *textproto.Error

@@ -28,6 +28,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/testkit/mailservers"
@@ -348,7 +349,7 @@ func (s interopSettings) config(t *testing.T) provider.Config {
 }
 
 func (e interopEnv) sender(t *testing.T) *smtp.Sender {
-	s := smtp.New(smtp.Options{RootCAs: e.ca.Pool})
+	s := smtp.New(smtp.Options{RootCAs: e.ca.Pool, Guard: netguard.AllowAll()})
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
@@ -556,7 +557,7 @@ func BenchmarkInterop(b *testing.B) {
 			secret, err := json.Marshal(map[string]string{"password": interopPassword})
 			require.NoError(b, err)
 			pc := provider.Config{ID: "bench-" + is.name, AccountID: "acc-bench", Kind: "smtp", Settings: set, Secret: secret, Version: time.Unix(1, 0)}
-			sender := smtp.New(smtp.Options{RootCAs: ca.Pool})
+			sender := smtp.New(smtp.Options{RootCAs: ca.Pool, Guard: netguard.AllowAll()})
 			b.Cleanup(func() { _ = sender.Close() })
 			m := baseMessage()
 			m.TextBody = strings.Repeat("Lorem ipsum dolor sit amet, consectetur adipiscing. ", 20) // ~1 KB

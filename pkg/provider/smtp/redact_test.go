@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 )
@@ -74,7 +75,7 @@ func TestServerEchoingCredentialsIsRedacted(t *testing.T) {
 			require.NotContains(t, s, secret)
 		}
 	}
-	sender := smtp.New(smtp.Options{})
+	sender := smtp.New(smtp.Options{Guard: netguard.AllowAll()})
 	t.Cleanup(func() { _ = sender.Close() })
 
 	b := &testBundle{cfg: cfg}

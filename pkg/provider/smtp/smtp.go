@@ -92,6 +92,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
 )
 
@@ -107,6 +108,10 @@ type Options struct {
 	MessageIDDomain string
 	// RootCAs verifies servers' certificates; nil means the system pool.
 	RootCAs *x509.CertPool
+	// Guard vets every address dialled (after DNS resolution): a tenant's
+	// host on loopback, a private network or the metadata service is refused.
+	// Nil allows public addresses only.
+	Guard *netguard.Guard
 	// HELO is the name said in EHLO when a configuration names none. Empty
 	// means this host's fully qualified name, or, when it has none, the
 	// connection's own address as an address literal ("[192.0.2.1]", RFC 5321
@@ -353,14 +358,18 @@ func (s *Sender) Verify(ctx context.Context, cfg provider.Config) error {
 
 // Check is Verify as ingest's VerifyProvider records it: what was logged in
 // to, or what failed; refused credentials (ErrAuth) make the configuration
-// unhealthy.
+// unhealthy. The detail is in our words (checkDetail): never the server's
+// greeting or reply text, which is whatever answered on the host and port a
+// tenant chose.
 func (s *Sender) Check(ctx context.Context, cfg provider.Config) provider.Verification {
 	start := time.Now()
 	if err := s.Verify(ctx, cfg); err != nil {
+		st, _ := ParseSettings(cfg)
+		v := provider.Verification{Detail: checkDetail(err, st)}
 		if errors.Is(err, ErrAuth) {
-			return provider.Verification{Detail: err.Error(), Healthy: provider.Unhealthy()}
+			v.Healthy = provider.Unhealthy()
 		}
-		return provider.Verification{Detail: err.Error()}
+		return v
 	}
 	took := time.Since(start).Round(time.Millisecond)
 	st, _ := ParseSettings(cfg)
@@ -632,6 +641,11 @@ func dialOutcome(err error) provider.Outcome {
 	}
 	if errors.Is(err, ErrAuth) {
 		return provider.Outcome{Class: provider.Credentials, Err: err}
+	}
+	if errors.Is(err, netguard.ErrRefused) {
+		// The host is not a public address and not in OUTBOUND_ALLOW_NETS:
+		// retrying cannot help, the configuration has to change.
+		return permanent(err)
 	}
 	var cv *tls.CertificateVerificationError
 	if errors.As(err, &cv) || errors.Is(err, errNoStartTLS) {

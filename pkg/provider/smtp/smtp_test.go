@@ -27,6 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/providertest"
 	"github.com/namirasoft/email-sender/pkg/provider/smtp"
@@ -67,6 +68,10 @@ func setup(t *testing.T, o ...setupOpts) *testBundle {
 	}
 	for k, v := range so.settings {
 		settings[k] = v
+	}
+	if so.sender.Guard == nil {
+		// The sink listens on loopback, which the default guard refuses.
+		so.sender.Guard = netguard.AllowAll()
 	}
 	sender := smtp.New(so.sender)
 	t.Cleanup(func() { require.NoError(t, sender.Close()) })

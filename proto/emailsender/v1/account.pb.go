@@ -514,7 +514,11 @@ type SesSettings struct {
 	// Write-only.
 	SecretAccessKey  string `protobuf:"bytes,3,opt,name=secret_access_key,json=secretAccessKey,proto3" json:"secret_access_key,omitempty"`
 	ConfigurationSet string `protobuf:"bytes,4,opt,name=configuration_set,json=configurationSet,proto3" json:"configuration_set,omitempty"`
-	// Optional endpoint override (e.g. a local emulator).
+	// Deprecated: no longer a provider setting. The SES endpoint is the
+	// operator's (SES_ENDPOINT of ingest and the worker); PutProvider refuses a
+	// non-empty value with INVALID_ARGUMENT and Provider never returns one.
+	//
+	// Deprecated: Marked as deprecated in emailsender/v1/account.proto.
 	Endpoint string `protobuf:"bytes,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// The 12-digit id of the AWS account that sends (SES mail.sendingAccountId).
 	// The report's SES feedback endpoint accepts events of this configuration
@@ -587,6 +591,7 @@ func (x *SesSettings) GetConfigurationSet() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in emailsender/v1/account.proto.
 func (x *SesSettings) GetEndpoint() string {
 	if x != nil {
 		return x.Endpoint
@@ -618,8 +623,14 @@ type GmailSettings struct {
 	RefreshToken string `protobuf:"bytes,3,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
 	// The mailbox that sends ("me" or an address).
 	SenderUser string `protobuf:"bytes,4,opt,name=sender_user,json=senderUser,proto3" json:"sender_user,omitempty"`
-	// Optional endpoint overrides (tests).
-	TokenUrl      string `protobuf:"bytes,5,opt,name=token_url,json=tokenUrl,proto3" json:"token_url,omitempty"`
+	// Deprecated: no longer provider settings. The token and API endpoints are
+	// the operator's (GMAIL_TOKEN_URL, GMAIL_API_ENDPOINT of ingest and the
+	// worker); PutProvider refuses non-empty values with INVALID_ARGUMENT and
+	// Provider never returns them.
+	//
+	// Deprecated: Marked as deprecated in emailsender/v1/account.proto.
+	TokenUrl string `protobuf:"bytes,5,opt,name=token_url,json=tokenUrl,proto3" json:"token_url,omitempty"`
+	// Deprecated: Marked as deprecated in emailsender/v1/account.proto.
 	ApiEndpoint   string `protobuf:"bytes,6,opt,name=api_endpoint,json=apiEndpoint,proto3" json:"api_endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -683,6 +694,7 @@ func (x *GmailSettings) GetSenderUser() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in emailsender/v1/account.proto.
 func (x *GmailSettings) GetTokenUrl() string {
 	if x != nil {
 		return x.TokenUrl
@@ -690,6 +702,7 @@ func (x *GmailSettings) GetTokenUrl() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in emailsender/v1/account.proto.
 func (x *GmailSettings) GetApiEndpoint() string {
 	if x != nil {
 		return x.ApiEndpoint
@@ -2724,23 +2737,23 @@ const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\busername\x18\x04 \x01(\tR\busername\x12\x1a\n" +
 	"\bpassword\x18\x05 \x01(\tR\bpassword\x12\x1b\n" +
 	"\tpool_size\x18\x06 \x01(\x05R\bpoolSize\x12\x12\n" +
-	"\x04helo\x18\a \x01(\tR\x04helo\"\x94\x02\n" +
+	"\x04helo\x18\a \x01(\tR\x04helo\"\x98\x02\n" +
 	"\vSesSettings\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\"\n" +
 	"\raccess_key_id\x18\x02 \x01(\tR\vaccessKeyId\x12*\n" +
 	"\x11secret_access_key\x18\x03 \x01(\tR\x0fsecretAccessKey\x12+\n" +
-	"\x11configuration_set\x18\x04 \x01(\tR\x10configurationSet\x12\x1a\n" +
-	"\bendpoint\x18\x05 \x01(\tR\bendpoint\x12$\n" +
+	"\x11configuration_set\x18\x04 \x01(\tR\x10configurationSet\x12\x1e\n" +
+	"\bendpoint\x18\x05 \x01(\tB\x02\x18\x01R\bendpoint\x12$\n" +
 	"\x0eaws_account_id\x18\x06 \x01(\tR\fawsAccountId\x12.\n" +
-	"\x13feedback_topic_arns\x18\a \x03(\tR\x11feedbackTopicArns\"\xd7\x01\n" +
+	"\x13feedback_topic_arns\x18\a \x03(\tR\x11feedbackTopicArns\"\xdf\x01\n" +
 	"\rGmailSettings\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12#\n" +
 	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\x12#\n" +
 	"\rrefresh_token\x18\x03 \x01(\tR\frefreshToken\x12\x1f\n" +
 	"\vsender_user\x18\x04 \x01(\tR\n" +
-	"senderUser\x12\x1b\n" +
-	"\ttoken_url\x18\x05 \x01(\tR\btokenUrl\x12!\n" +
-	"\fapi_endpoint\x18\x06 \x01(\tR\vapiEndpoint\"\x11\n" +
+	"senderUser\x12\x1f\n" +
+	"\ttoken_url\x18\x05 \x01(\tB\x02\x18\x01R\btokenUrl\x12%\n" +
+	"\fapi_endpoint\x18\x06 \x01(\tB\x02\x18\x01R\vapiEndpoint\"\x11\n" +
 	"\x0fSandboxSettings\"\x89\x05\n" +
 	"\bProvider\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +

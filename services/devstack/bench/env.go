@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/queue"
@@ -326,7 +327,12 @@ func (e *env) startServices() error {
 		if err != nil {
 			return nil, err
 		}
-		sender := smtp.New(smtp.Options{Logger: log})
+		// The SMTP sink runs on this machine (OUTBOUND_ALLOW_NETS of a bench).
+		guard, err := netguard.New(netguard.Config{AllowNets: []string{"127.0.0.0/8", "::1"}})
+		if err != nil {
+			return nil, err
+		}
+		sender := smtp.New(smtp.Options{Logger: log, Guard: guard})
 		e.closers = append(e.closers, func() { _ = sender.Close() })
 		w, err := worker.New(ctx, worker.Config{Providers: []string{"smtp"}, Concurrency: workerConcurrency},
 			worker.Deps{Pool: pool, JetStream: js, Telemetry: tel, Logger: log,

@@ -48,7 +48,8 @@ func runMemory(ctx context.Context, e *env, o options, res *Results) error {
 		"INGEST_METRICS_ADDR=127.0.0.1:0", "WORKER_METRICS_ADDR=127.0.0.1:0", "REPORT_METRICS_ADDR=127.0.0.1:0",
 		"INGEST_HTTP_ADDR=off", "REPORT_HTTP_ADDR=off",
 		// Throughput of one account: no per-account limits.
-		"RATE_LIMIT_DEFAULT=0", "DAILY_QUOTA_DEFAULT=0", "WORKER_ACCOUNT_RATE=0")
+		"RATE_LIMIT_DEFAULT=0", "DAILY_QUOTA_DEFAULT=0", "WORKER_ACCOUNT_RATE=0",
+		"OUTBOUND_ALLOW_NETS=127.0.0.0/8,::1") // the SMTP sink runs on this machine
 	var procs []*proc
 	defer func() {
 		for _, p := range procs {

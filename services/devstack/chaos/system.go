@@ -228,6 +228,9 @@ func (s *system) startServices(replicas int) {
 		"RATE_LIMIT_DEFAULT=0",
 		"DAILY_QUOTA_DEFAULT=0",
 		"WORKER_ACCOUNT_RATE=0",
+		// The SMTP sink runs on this machine; providers' hosts are public
+		// only otherwise.
+		"OUTBOUND_ALLOW_NETS=127.0.0.0/8,::1",
 	)
 	newProc := func(name, bin string, port int, env ...string) *proc {
 		p := &proc{name: name, bin: bin, env: append(append([]string(nil), base...), env...), supervise: true,

@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/testkit/sestest"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/report"
@@ -51,7 +52,7 @@ func TestSESFeedbackSuppresses(t *testing.T) {
 	roots.AddCert(snsSrv.Certificate())
 	emu := sestest.StartEmulator(t)
 
-	s := newStack(t, stackOptions{http: true, report: func(c *report.Config, d *report.Deps) {
+	s := newStack(t, stackOptions{http: true, outbound: kinds.Config{SESEndpoint: emu.URL}, report: func(c *report.Config, d *report.Deps) {
 		c.SNSCertHostPattern = `^127\.0\.0\.1$`
 		d.SNSRootCAs = roots
 	}})
@@ -61,7 +62,7 @@ func TestSESFeedbackSuppresses(t *testing.T) {
 	)
 	ctx := s.ctx("a")
 	put, err := s.account.PutProvider(ctx, &v1.PutProviderRequest{Name: "ses", Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{
-		Region: "eu-west-1", AccessKeyId: "AKIAE2EFEEDBACK00001", SecretAccessKey: sesSecret, Endpoint: emu.URL,
+		Region: "eu-west-1", AccessKeyId: "AKIAE2EFEEDBACK00001", SecretAccessKey: sesSecret,
 		AwsAccountId: awsAccount, FeedbackTopicArns: []string{topic}}}})
 	require.NoError(t, err)
 	sesProvider := put.GetProvider().GetId()

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/queue"
@@ -54,7 +55,9 @@ func TestStalledAttemptThatLostItsLeaseDoesNotSend(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 2 {
-		sender := smtp.New(smtp.Options{Logger: log})
+		guard, err := netguard.New(netguard.Config{AllowNets: loopbackNets})
+		require.NoError(t, err)
+		sender := smtp.New(smtp.Options{Logger: log, Guard: guard})
 		t.Cleanup(func() { _ = sender.Close() })
 		cfg := s.workerConfig()
 		cfg.Providers = []string{"smtp"}

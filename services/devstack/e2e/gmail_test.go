@@ -12,20 +12,27 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/testkit/gmailtest"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
-// putGmail adds a gmail provider pointed at fake to account name.
-func (s *stack) putGmail(name, provider, refreshToken string, fake *gmailtest.Server) string {
+// putGmail adds a gmail provider to account name; the stack's operator
+// endpoints point at the fake (gmailStack).
+func (s *stack) putGmail(name, provider, refreshToken string) string {
 	s.t.Helper()
 	resp, err := s.account.PutProvider(s.ctx(name), &v1.PutProviderRequest{Name: provider, Settings: &v1.PutProviderRequest_Gmail{Gmail: &v1.GmailSettings{
 		ClientId: gmailtest.DefaultClientID, ClientSecret: gmailtest.DefaultClientSecret, RefreshToken: refreshToken,
-		TokenUrl: fake.TokenURL(), ApiEndpoint: fake.APIEndpoint(),
 	}}})
 	require.NoError(s.t, err)
 	return resp.GetProvider().GetId()
+}
+
+// gmailStack is the options of a stack whose Gmail endpoints (the
+// operator's GMAIL_TOKEN_URL and GMAIL_API_ENDPOINT) are fake's.
+func gmailStack(fake *gmailtest.Server) stackOptions {
+	return stackOptions{outbound: kinds.Config{GmailTokenURL: fake.TokenURL(), GmailAPIEndpoint: fake.APIEndpoint()}}
 }
 
 // TestGmailSendIsSentWithGmailID: a message through an account's Gmail
@@ -35,9 +42,9 @@ func (s *stack) putGmail(name, provider, refreshToken string, fake *gmailtest.Se
 // does not show. VerifyProvider reads the profile and the result is listed.
 func TestGmailSendIsSentWithGmailID(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, stackOptions{})
 	fake := gmailtest.StartTest(t)
-	prov := s.putGmail("a", "gmail", gmailtest.DefaultRefreshToken, fake)
+	s := newStack(t, gmailStack(fake))
+	prov := s.putGmail("a", "gmail", gmailtest.DefaultRefreshToken)
 
 	pdf := bytes.Repeat([]byte{0x25, 0x50, 0x44, 0x46, 0x00, 0xff, 0x10}, 3000)
 	req := simple("jane@example.com")
@@ -97,9 +104,9 @@ func TestGmailSendIsSentWithGmailID(t *testing.T) {
 // TestGmailThrottlingIsRetried: a 429 with Retry-After is retried, then SENT.
 func TestGmailThrottlingIsRetried(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, stackOptions{})
 	fake := gmailtest.StartTest(t)
-	prov := s.putGmail("a", "gmail", gmailtest.DefaultRefreshToken, fake)
+	s := newStack(t, gmailStack(fake))
+	prov := s.putGmail("a", "gmail", gmailtest.DefaultRefreshToken)
 	fake.FailNext(1, gmailtest.Failure{Status: 429, Reason: "rateLimitExceeded", Message: "User-rate limit exceeded", RetryAfter: "1"})
 	req := simple("jane@example.com")
 	req.ProviderId = prov
@@ -118,9 +125,9 @@ func TestGmailThrottlingIsRetried(t *testing.T) {
 // and marks the configuration unhealthy.
 func TestGmailRevokedRefreshTokenFails(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, stackOptions{})
 	fake := gmailtest.StartTest(t)
-	prov := s.putGmail("a", "gmail-revoked", "1//revoked-refresh-token", fake)
+	s := newStack(t, gmailStack(fake))
+	prov := s.putGmail("a", "gmail-revoked", "1//revoked-refresh-token")
 	req := simple("jane@example.com")
 	req.ProviderId = prov
 	id := s.sendOK("a", req)

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/testkit/smtpsink"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -91,7 +92,9 @@ func (l *answerLog) http(what string, code int, body []byte) {
 func TestSecretHygiene(t *testing.T) {
 	t.Parallel()
 	logs := &logBuffer{}
-	s := newStack(t, stackOptions{http: true, logs: logs})
+	// SES and Gmail endpoints where nothing answers (the operator's).
+	s := newStack(t, stackOptions{http: true, logs: logs, outbound: kinds.Config{
+		SESEndpoint: "http://127.0.0.1:1", GmailTokenURL: "http://127.0.0.1:1/token", GmailAPIEndpoint: "http://127.0.0.1:1/"}})
 	tag := randHex(t, 6)
 	var (
 		smtpUser     = "acme-" + tag
@@ -141,10 +144,10 @@ func TestSecretHygiene(t *testing.T) {
 	echoed := put("smtp to a server echoing credentials", &v1.PutProviderRequest{Name: "smtp-echo", Settings: &v1.PutProviderRequest_Smtp{Smtp: &v1.SmtpSettings{
 		Host: "127.0.0.1", Port: int32(echo.Addr().(*net.TCPAddr).Port), TlsMode: "none", Username: smtpUser, Password: echoPass}}})
 	ses := put("ses", &v1.PutProviderRequest{Name: "ses", Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{
-		Region: "eu-west-1", AccessKeyId: "AKIA" + strings.ToUpper(tag), SecretAccessKey: sesSecret, Endpoint: "http://127.0.0.1:1"}}})
+		Region: "eu-west-1", AccessKeyId: "AKIA" + strings.ToUpper(tag), SecretAccessKey: sesSecret}}})
 	gmail := put("gmail", &v1.PutProviderRequest{Name: "gmail", Settings: &v1.PutProviderRequest_Gmail{Gmail: &v1.GmailSettings{
 		ClientId: "client-" + tag + ".apps.googleusercontent.com", ClientSecret: gmailSecret, RefreshToken: gmailRefresh,
-		SenderUser: "me@example.com", TokenUrl: "http://127.0.0.1:1/token", ApiEndpoint: "http://127.0.0.1:1/"}}})
+		SenderUser: "me@example.com"}}})
 	resp, err := s.account.PutProvider(ctx, &v1.PutProviderRequest{Name: "ses-bad", Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{
 		Region: "nowhere", AccessKeyId: "AKIA" + strings.ToUpper(tag), SecretAccessKey: sesSecret}}})
 	got.grpc("PutProvider ses with a bad region", resp, err)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/testkit/sestest"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -13,14 +14,21 @@ import (
 
 const sesSecret = "e2e/SES+secret+access+key+0123456789abcd"
 
-// putSES adds an ses provider with the SES endpoint url to account name.
-func (s *stack) putSES(name, provider, accessKeyID, url string) string {
+// putSES adds an ses provider to account name; the stack's operator endpoint
+// (sesStack) is the emulator or a fake.
+func (s *stack) putSES(name, provider, accessKeyID string) string {
 	s.t.Helper()
 	resp, err := s.account.PutProvider(s.ctx(name), &v1.PutProviderRequest{Name: provider, Settings: &v1.PutProviderRequest_Ses{Ses: &v1.SesSettings{
-		Region: "eu-west-1", AccessKeyId: accessKeyID, SecretAccessKey: sesSecret, ConfigurationSet: "e2e-events", Endpoint: url,
+		Region: "eu-west-1", AccessKeyId: accessKeyID, SecretAccessKey: sesSecret, ConfigurationSet: "e2e-events",
 	}}})
 	require.NoError(s.t, err)
 	return resp.GetProvider().GetId()
+}
+
+// sesStack is the options of a stack whose SES endpoint (the operator's
+// SES_ENDPOINT) is url.
+func sesStack(url string) stackOptions {
+	return stackOptions{outbound: kinds.Config{SESEndpoint: url}}
 }
 
 // TestSESSendIsSentWithSESMessageID: a message with an attachment through an
@@ -30,8 +38,8 @@ func (s *stack) putSES(name, provider, accessKeyID, url string) string {
 func TestSESSendIsSentWithSESMessageID(t *testing.T) {
 	t.Parallel()
 	emu := sestest.StartEmulator(t)
-	s := newStack(t, stackOptions{})
-	prov := s.putSES("a", "ses", "AKIAE2EEMULATOR00001", emu.URL)
+	s := newStack(t, sesStack(emu.URL))
+	prov := s.putSES("a", "ses", "AKIAE2EEMULATOR00001")
 
 	pdf := bytes.Repeat([]byte{0x25, 0x50, 0x44, 0x46, 0x00, 0xff, 0x10}, 3000)
 	req := simple("jane@example.com")
@@ -71,12 +79,12 @@ func TestSESSendIsSentWithSESMessageID(t *testing.T) {
 func TestSESOutcomes(t *testing.T) {
 	t.Parallel()
 	emu := sestest.StartEmulator(t)
-	s := newStack(t, stackOptions{})
 	fake := sestest.NewFake(t)
+	s := newStack(t, sesStack(fake.URL))
 	fake.ForwardTo(emu.URL)
 	fake.FailRecipient("rejected@example.org", sestest.ErrMessageRejected)
 	fake.FailAccessKey("AKIAE2ESUSPENDED0001", sestest.ErrAccountSuspended)
-	prov := s.putSES("a", "ses-fake", "AKIAE2EFAKE000000001", fake.URL)
+	prov := s.putSES("a", "ses-fake", "AKIAE2EFAKE000000001")
 
 	t.Run("throttled then sent", func(t *testing.T) {
 		fake.FailNext(sestest.OpSendEmail, 2, sestest.ErrTooManyRequests)
@@ -104,7 +112,7 @@ func TestSESOutcomes(t *testing.T) {
 	})
 
 	t.Run("account suspended", func(t *testing.T) {
-		suspended := s.putSES("a", "ses-suspended", "AKIAE2ESUSPENDED0001", fake.URL)
+		suspended := s.putSES("a", "ses-suspended", "AKIAE2ESUSPENDED0001")
 		req := simple("jane@example.com")
 		req.ProviderId = suspended
 		id := s.sendOK("a", req)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,11 +25,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
-	"github.com/namirasoft/email-sender/pkg/provider"
-	"github.com/namirasoft/email-sender/pkg/provider/gmail"
-	"github.com/namirasoft/email-sender/pkg/provider/sandbox"
-	"github.com/namirasoft/email-sender/pkg/provider/ses"
-	"github.com/namirasoft/email-sender/pkg/provider/smtp"
+	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
@@ -59,6 +56,12 @@ type stackOptions struct {
 	logs *logBuffer
 	// report, when set, adjusts the report service's config and dependencies.
 	report func(*report.Config, *report.Deps)
+	// outbound is the operator's side of the senders, ingest's and the
+	// worker's: the SES and Gmail endpoints (emulators and fakes) and
+	// OUTBOUND_ALLOW_NETS, which withDefaults sets to loopback (the SMTP
+	// sink and the emulators run there) unless outboundPublicOnly.
+	outbound           kinds.Config
+	outboundPublicOnly bool
 }
 
 func (o stackOptions) tel(service string) *telemetry.Telemetry {
@@ -100,6 +103,9 @@ func (o stackOptions) withDefaults() stackOptions {
 	}
 	if o.ackWait == 0 {
 		o.ackWait = 5 * time.Second
+	}
+	if o.outbound.AllowNets == nil && !o.outboundPublicOnly {
+		o.outbound.AllowNets = loopbackNets
 	}
 	return o
 }
@@ -149,7 +155,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		s.ingestURL, s.reportURL = "http://"+ingestHTTP.Addr().String(), "http://"+reportHTTP.Addr().String()
 	}
 
-	ic := ingest.Config{OutboxInterval: 200 * time.Millisecond, OutboxGrace: time.Second, MasterKeys: s.keys}
+	ic := ingest.Config{OutboxInterval: 200 * time.Millisecond, OutboxGrace: time.Second, MasterKeys: s.keys, Outbound: opts.outbound}
 	ingestSvc, err := ingest.New(ic, ingest.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("ingest"), Logger: log, Auth: keyStore, Listener: ingestLis, HTTPListener: ingestHTTP})
 	require.NoError(t, err)
 	rc, rd := report.Config{}, report.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("report"), Logger: log, Authenticator: keyStore, Listener: reportLis, HTTPListener: reportHTTP}
@@ -172,15 +178,14 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	run("ingest", ingestSvc.Run)
 	run("report", reportSvc.Run)
 	if !opts.noWorker {
-		smtpSender := smtp.New(smtp.Options{Logger: log})
-		t.Cleanup(func() { _ = smtpSender.Close() })
-		gmailSender := gmail.New(gmail.Options{Logger: log})
-		t.Cleanup(func() { _ = gmailSender.Close() })
-		sesSender := ses.New(ses.Options{Logger: log})
-		t.Cleanup(func() { _ = sesSender.Close() })
+		// The worker's senders, as cmd/worker builds them (kinds.Senders).
+		so, err := opts.outbound.Options(log)
+		require.NoError(t, err)
+		senders, closeSenders := kinds.Senders(so)
+		t.Cleanup(func() { _ = closeSenders() })
 		w, err := worker.New(ctx, s.workerConfig(), worker.Deps{
 			Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("worker"), Logger: log, Keyring: s.keyring,
-			Senders: map[string]provider.Sender{"smtp": smtpSender, "gmail": gmailSender, "ses": sesSender, "sandbox": sandbox.New()},
+			Senders: senders,
 		})
 		require.NoError(t, err)
 		run("worker", w.Run)
@@ -209,8 +214,12 @@ func (s *stack) workerConfig() worker.Config {
 		SendTimeout:     s.opts.sendTimeout,
 		AmbiguousPolicy: s.opts.ambiguousPolicy,
 		MasterKeys:      s.keys,
+		Outbound:        s.opts.outbound,
 	}
 }
+
+// loopbackNets is OUTBOUND_ALLOW_NETS of the test stacks, as of `make run`.
+var loopbackNets = []string{"127.0.0.0/8", "::1/128"}
 
 // workerEnv is the environment of a worker process for this stack.
 func (s *stack) workerEnv() []string {
@@ -227,6 +236,7 @@ func (s *stack) workerEnv() []string {
 		"WORKER_BACKOFF_MAX="+c.BackoffMax.String(),
 		"WORKER_ACK_WAIT="+c.AckWait.String(),
 		"WORKER_SEND_TIMEOUT="+c.SendTimeout.String(),
+		"OUTBOUND_ALLOW_NETS="+strings.Join(c.Outbound.AllowNets, ","),
 		"LOG_LEVEL=warn",
 	)
 }

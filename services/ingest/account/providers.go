@@ -228,12 +228,12 @@ func (s *Server) VerifyProvider(ctx context.Context, req *emailsenderv1.VerifyPr
 // (network trouble).
 func (s *Server) verify(ctx context.Context, pc provider.Config) (verifyRecord, *bool) {
 	v, ok := s.d.Verifiers[pc.Kind]
-	if !ok {
+	if !ok || v.Verify == nil {
 		return verifyRecord{Detail: fmt.Sprintf("no verifier for %s providers in this ingest", pc.Kind)}, nil
 	}
 	vctx, cancel := context.WithTimeout(ctx, s.cfg.VerifyTimeout)
 	defer cancel()
-	res := v(vctx, pc)
+	res := v.Verify(vctx, pc)
 	rec := verifyRecord{OK: res.OK, Detail: res.Detail}
 	if q := res.Quota; q != nil {
 		rec.SES = &sesInfo{Max24HourSend: q.Max24HourSend, MaxSendRate: q.MaxSendRate, SentLast24Hours: q.SentLast24Hours,

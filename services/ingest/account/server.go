@@ -80,8 +80,9 @@ type Deps struct {
 	Keyring *secretbox.Keyring
 	Mailer  Mailer
 	Revoker Revoker
-	// Verifiers check credentials by kind (kinds.Verifiers).
-	Verifiers map[string]kinds.VerifyFunc
+	// Verifiers check credentials and sender identities by kind
+	// (kinds.Verifiers).
+	Verifiers map[string]kinds.Checks
 	Logger    *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time

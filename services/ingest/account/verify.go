@@ -55,7 +55,8 @@ func (s *Server) providerConfig(ctx context.Context, accountID, id string) (prov
 // isDomain). False when the kind keeps no identities; errors (the provider
 // unreachable, refused credentials) count as not verified and are logged.
 func (s *Server) senderVerified(ctx context.Context, k kinds.Kind, accountID, providerID, key string, isDomain bool) bool {
-	if k.SenderVerified == nil {
+	check := s.d.Verifiers[k.Name].SenderVerified
+	if check == nil {
 		return false
 	}
 	pc, err := s.providerConfig(ctx, accountID, providerID)
@@ -65,7 +66,7 @@ func (s *Server) senderVerified(ctx context.Context, k kinds.Kind, accountID, pr
 	}
 	vctx, cancel := context.WithTimeout(ctx, s.cfg.VerifyTimeout)
 	defer cancel()
-	ok, err := k.SenderVerified(vctx, pc, key, isDomain)
+	ok, err := check(vctx, pc, key, isDomain)
 	if err != nil {
 		s.log.WarnContext(ctx, "sender identity check", "provider_id", providerID, "provider", k.Name, "error", err)
 		return false

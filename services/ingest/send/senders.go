@@ -3,6 +3,7 @@ package send
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 
@@ -17,7 +18,7 @@ import (
 // suppresses.
 type lookups struct {
 	checkSenders bool
-	verified     map[string]bool
+	verified     map[string]store.SenderGrant
 	suppressed   map[string]bool
 }
 
@@ -73,11 +74,26 @@ func (s *Server) lookup(ctx context.Context, accountID string, valid []*validate
 
 // checkSender refuses an unverified from address.
 func (l *lookups) checkSender(v *validate.Request) error {
-	if !l.checkSenders || l.verified[v.From] {
+	if !l.checkSenders || l.verified[v.From].Verified() {
 		return nil
 	}
 	return &validate.Error{Field: "message.from.address", Code: codes.FailedPrecondition,
 		Description: fmt.Sprintf("%q is not a verified sender of this account (AccountService.AddSender, then VerifySender)", v.Message.GetFrom().GetAddress())}
+}
+
+// checkSenderProvider refuses a from address verified only by other
+// providers' identity checks (an SES identity of provider P vouches for sends
+// through P, not through the account's other providers).
+func (l *lookups) checkSenderProvider(v *validate.Request, providerID string) error {
+	g := l.verified[v.From]
+	if !l.checkSenders || g.Allows(providerID) {
+		return nil
+	}
+	return &validate.Error{Field: "message.from.address", Code: codes.FailedPrecondition,
+		Description: fmt.Sprintf("%q is verified only as an identity of provider %s, for sends through that provider; "+
+			"send through it (provider_id), or verify the address for every provider with a mailed code "+
+			"(AccountService.RemoveSender, then AddSender with provider_id %s and VerifySender)",
+			v.Message.GetFrom().GetAddress(), strings.Join(g.Providers, ", "), providerID)}
 }
 
 // suppressedOf lists the suppressed recipients of v (lower-cased), which the

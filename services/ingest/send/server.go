@@ -345,6 +345,9 @@ func (s *Server) prepare(ctx context.Context, accountID string, req *emailsender
 	if err != nil {
 		return nil, err
 	}
+	if err := look.checkSenderProvider(v, prov.ID); err != nil {
+		return nil, err
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return nil, fmt.Errorf("message id: %w", err)

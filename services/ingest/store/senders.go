@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -246,7 +247,7 @@ func RemoveSender(ctx context.Context, db DBTX, accountID, id string) error {
 // or its domain is verified) and which of rcpts the account suppresses. froms
 // and rcpts are lower-cased canonical addresses; froms may be empty when
 // senders are not checked.
-func SendLookups(ctx context.Context, db DBTX, accountID string, froms, rcpts []string) (verified, suppressed map[string]bool, err error) {
+func SendLookups(ctx context.Context, db DBTX, accountID string, froms, rcpts []string) (verified map[string]SenderGrant, suppressed map[string]bool, err error) {
 	keys := make([]string, 0, 2*len(froms))
 	for _, f := range froms {
 		keys = append(keys, f)
@@ -255,25 +256,25 @@ func SendLookups(ctx context.Context, db DBTX, accountID string, froms, rcpts []
 		}
 	}
 	rows, err := db.Query(ctx, `
-		SELECT true, address FROM senders
+		SELECT true, address, method, COALESCE(provider_id::text, '') FROM senders
 		WHERE account_id = $1 AND status = 'verified' AND address = ANY($2)
 		UNION ALL
-		SELECT false, address FROM suppressions WHERE account_id = $1 AND address = ANY($3)`,
+		SELECT false, address, '', '' FROM suppressions WHERE account_id = $1 AND address = ANY($3)`,
 		accountID, keys, rcpts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("look up senders and suppressions: %w", err)
 	}
 	defer rows.Close()
-	found := map[string]bool{}
+	found := map[string]SenderGrant{}
 	suppressed = map[string]bool{}
 	for rows.Next() {
 		var isSender bool
-		var a string
-		if err := rows.Scan(&isSender, &a); err != nil {
+		var a, method, providerID string
+		if err := rows.Scan(&isSender, &a, &method, &providerID); err != nil {
 			return nil, nil, fmt.Errorf("look up senders and suppressions: %w", err)
 		}
 		if isSender {
-			found[a] = true
+			found[a] = found[a].add(method, providerID)
 		} else {
 			suppressed[a] = true
 		}
@@ -281,10 +282,55 @@ func SendLookups(ctx context.Context, db DBTX, accountID string, froms, rcpts []
 	if err := rows.Err(); err != nil {
 		return nil, nil, fmt.Errorf("look up senders and suppressions: %w", err)
 	}
-	verified = make(map[string]bool, len(froms))
+	verified = make(map[string]SenderGrant, len(froms))
 	for _, f := range froms {
-		at := strings.LastIndexByte(f, '@')
-		verified[f] = found[f] || (at >= 0 && found[f[at+1:]])
+		g := found[f]
+		if at := strings.LastIndexByte(f, '@'); at >= 0 {
+			g = g.merge(found[f[at+1:]])
+		}
+		verified[f] = g
 	}
 	return verified, suppressed, nil
+}
+
+// SenderGrant is what makes a from address a verified sender: a sender (the
+// address, or its domain) verified for every provider of the account (a
+// mailed code, the operator's bootstrap), or only for the providers whose own
+// identity check verified it (ses_identity: SES vouches for its AWS account,
+// not for the account's other providers).
+type SenderGrant struct {
+	// Any: verified for sends through any provider of the account.
+	Any bool
+	// Providers are the provider ids it is verified for when not Any.
+	Providers []string
+}
+
+// Verified reports whether the address is a verified sender through some
+// provider.
+func (g SenderGrant) Verified() bool { return g.Any || len(g.Providers) > 0 }
+
+// Allows reports whether the address may be sent from through providerID.
+func (g SenderGrant) Allows(providerID string) bool {
+	return g.Any || slices.Contains(g.Providers, providerID)
+}
+
+func (g SenderGrant) add(method, providerID string) SenderGrant {
+	if method == MethodSESIdentity {
+		if providerID != "" && !slices.Contains(g.Providers, providerID) {
+			g.Providers = append(g.Providers, providerID)
+		}
+		return g
+	}
+	g.Any = true
+	return g
+}
+
+func (g SenderGrant) merge(o SenderGrant) SenderGrant {
+	g.Any = g.Any || o.Any
+	for _, p := range o.Providers {
+		if !slices.Contains(g.Providers, p) {
+			g.Providers = append(g.Providers, p)
+		}
+	}
+	return g
 }

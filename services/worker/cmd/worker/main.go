@@ -64,7 +64,11 @@ func run() error {
 			return err
 		}
 	}
-	senders, closeSenders := kinds.Senders(kinds.Options{Logger: log})
+	opts, err := cfg.Outbound.Options(log)
+	if err != nil {
+		return err
+	}
+	senders, closeSenders := kinds.Senders(opts)
 	defer func() { _ = closeSenders() }()
 
 	w, err := worker.New(ctx, cfg, worker.Deps{
