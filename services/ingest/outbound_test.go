@@ -8,10 +8,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/testkit/sestest"
 	"github.com/namirasoft/email-sender/pkg/testkit/statustest"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -151,9 +153,11 @@ func TestSenderSESIdentityBoundToProvider(t *testing.T) {
 		m.From = &v1.Address{Address: from}
 		return m
 	}
-	// Through the provider that verified it: accepted.
-	_, err = send.SendEmail(ctx, &v1.SendEmailRequest{ProviderId: sesID, Message: msg("billing@paypal.example")})
+	// Through the provider that verified it: accepted, and its job may not
+	// fail over to another configuration.
+	bound, err := send.SendEmail(ctx, &v1.SendEmailRequest{ProviderId: sesID, Message: msg("billing@paypal.example")})
 	require.NoError(t, err)
+	require.True(t, storedJob(t, b, bound.GetMessageId()).GetProviderBound(), "the job of an identity-bound sender is pinned to its provider")
 	// Through the sandbox provider (explicitly, or as the default): refused.
 	for _, pid := range []string{sandboxID, ""} {
 		_, err = send.SendEmail(ctx, &v1.SendEmailRequest{ProviderId: pid, Message: msg("billing@paypal.example")})
@@ -170,9 +174,20 @@ func TestSenderSESIdentityBoundToProvider(t *testing.T) {
 	require.Contains(t, batch.GetResults()[0].GetErrorMessage(), "messages[0].message.from.address")
 	require.NotNil(t, batch.GetResults()[1].GetAccepted())
 
-	// A sender verified for every provider goes through both.
+	// A sender verified for every provider goes through both, and may fail over.
 	for _, pid := range []string{sandboxID, sesID} {
-		_, err = send.SendEmail(ctx, &v1.SendEmailRequest{ProviderId: pid, Message: msg("sender@example.com")})
+		free, err := send.SendEmail(ctx, &v1.SendEmailRequest{ProviderId: pid, Message: msg("sender@example.com")})
 		require.NoError(t, err, pid)
+		require.False(t, storedJob(t, b, free.GetMessageId()).GetProviderBound())
 	}
+}
+
+// storedJob is the send job stored with message id.
+func storedJob(t *testing.T, b *accBundle, id string) *queuev1.SendJob {
+	t.Helper()
+	var content []byte
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT content FROM messages WHERE id = $1`, id).Scan(&content))
+	job := &queuev1.SendJob{}
+	require.NoError(t, proto.Unmarshal(content, job))
+	return job
 }

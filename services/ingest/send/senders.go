@@ -96,6 +96,13 @@ func (l *lookups) checkSenderProvider(v *validate.Request, providerID string) er
 			v.Message.GetFrom().GetAddress(), strings.Join(g.Providers, ", "), providerID)}
 }
 
+// providerBound reports whether v's from address is usable only through
+// specific providers (so its message must not fail over to another one).
+func (l *lookups) providerBound(v *validate.Request) bool {
+	g := l.verified[v.From]
+	return l.checkSenders && !g.Any && len(g.Providers) > 0
+}
+
 // suppressedOf lists the suppressed recipients of v (lower-cased), which the
 // worker marks SUPPRESSED and sends nothing to.
 func (l *lookups) suppressedOf(v *validate.Request) []string {

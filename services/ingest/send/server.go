@@ -359,7 +359,7 @@ func (s *Server) prepare(ctx context.Context, accountID string, req *emailsender
 	content, err := proto.Marshal(&queuev1.SendJob{
 		MessageId: id.String(), AccountId: accountID, ProviderId: prov.ID, ProviderKind: prov.Kind,
 		Message: v.Message, AcceptedAt: timestamppb.New(now), Suppressed: look.suppressedOf(v),
-		Scheduled: st == lifecycle.Scheduled,
+		Scheduled: st == lifecycle.Scheduled, ProviderBound: look.providerBound(v),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode job: %w", err)

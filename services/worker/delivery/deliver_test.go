@@ -62,6 +62,13 @@ func TestOutcomeToSettlement(t *testing.T) {
 				b.configs.byID = map[string]store.ProviderConfig{"cfg-2": {Config: provider.Config{ID: "cfg-2", AccountID: "acc-1", Kind: "sandbox"}, Healthy: true}}
 			},
 			want: settlement{kind: ack}, events: []string{queue.EventFailover}, record: attempt.Moved},
+		{name: "transient, sender bound to this provider: no failover", out: provider.Outcome{Class: provider.Transient, Err: errors.New("451")}, tries: 3,
+			setup: func(b *deliveryBundle) {
+				b.d.job.ProviderBound = true
+				b.d.config.FallbackID = "cfg-2"
+				b.configs.byID = map[string]store.ProviderConfig{"cfg-2": {Config: provider.Config{ID: "cfg-2", AccountID: "acc-1", Kind: "sandbox"}, Healthy: true}}
+			},
+			want: settlement{kind: nakLater, delay: -1}, events: []string{queue.EventRetry}, record: attempt.Retry},
 		{name: "transient, fallback unhealthy: retried", out: provider.Outcome{Class: provider.Transient, Err: errors.New("451")}, tries: 3,
 			setup: func(b *deliveryBundle) {
 				b.d.config.FallbackID = "cfg-2"

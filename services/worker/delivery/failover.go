@@ -57,6 +57,11 @@ func (d *delivery) failover(ctx context.Context, reason string, made int, scope 
 	if job.GetFailedOverFrom() != "" || primary.FallbackID == "" || primary.FallbackID == primary.ID {
 		return stayed
 	}
+	if job.GetProviderBound() {
+		// The sender is verified only as this configuration's identity.
+		d.log.WarnContext(ctx, "not failing over: the from address is verified only for this provider configuration", "fallback_provider_id", primary.FallbackID)
+		return stayed
+	}
 	fb, err := svc.configs.Load(ctx, job.GetAccountId(), primary.FallbackID)
 	if err != nil {
 		d.log.WarnContext(ctx, "fallback provider configuration not usable; staying on the primary", "fallback_provider_id", primary.FallbackID, "error", err)

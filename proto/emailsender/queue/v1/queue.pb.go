@@ -49,7 +49,11 @@ type SendJob struct {
 	// canceled: the worker checks before its first attempt. (CancelScheduled
 	// deletes the outbox row with the cancel, but a relay whose commit failed
 	// after its publish can leave a job of a canceled message on the stream.)
-	Scheduled     bool `protobuf:"varint,10,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
+	Scheduled bool `protobuf:"varint,10,opt,name=scheduled,proto3" json:"scheduled,omitempty"`
+	// The from address is verified only as an identity of this job's provider
+	// configuration (an SES identity), so the message must not fail over to
+	// another configuration: it would send as an address nobody verified there.
+	ProviderBound bool `protobuf:"varint,11,opt,name=provider_bound,json=providerBound,proto3" json:"provider_bound,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -150,6 +154,13 @@ func (x *SendJob) GetAttemptsBefore() int32 {
 func (x *SendJob) GetScheduled() bool {
 	if x != nil {
 		return x.Scheduled
+	}
+	return false
+}
+
+func (x *SendJob) GetProviderBound() bool {
+	if x != nil {
+		return x.ProviderBound
 	}
 	return false
 }
@@ -311,7 +322,7 @@ var File_emailsender_queue_v1_queue_proto protoreflect.FileDescriptor
 
 const file_emailsender_queue_v1_queue_proto_rawDesc = "" +
 	"\n" +
-	" emailsender/queue/v1/queue.proto\x12\x14emailsender.queue.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x03\n" +
+	" emailsender/queue/v1/queue.proto\x12\x14emailsender.queue.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x03\n" +
 	"\aSendJob\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1d\n" +
@@ -329,7 +340,8 @@ const file_emailsender_queue_v1_queue_proto_rawDesc = "" +
 	"\x10failed_over_from\x18\b \x01(\tR\x0efailedOverFrom\x12'\n" +
 	"\x0fattempts_before\x18\t \x01(\x05R\x0eattemptsBefore\x12\x1c\n" +
 	"\tscheduled\x18\n" +
-	" \x01(\bR\tscheduled\"\x9e\x04\n" +
+	" \x01(\bR\tscheduled\x12%\n" +
+	"\x0eprovider_bound\x18\v \x01(\bR\rproviderBound\"\x9e\x04\n" +
 	"\rDeliveryEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +
