@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // The three service binaries link no test server (pkg/testkit, nats-server,
@@ -42,5 +45,42 @@ func TestServiceBinariesLinkNoTestServer(t *testing.T) {
 		if n < 50 {
 			t.Fatalf("%s: go list -deps listed only %d packages", bin.dir, n)
 		}
+	}
+}
+
+// docker-compose publishes nothing that has no authentication beyond
+// loopback: Mailpit, Jaeger and every /metrics port bind 127.0.0.1.
+func TestComposePublishesUnauthenticatedPortsOnLoopbackOnly(t *testing.T) {
+	t.Parallel()
+	_, file, _, _ := runtime.Caller(0)
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "..", "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Ports []string `yaml:"ports"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &compose); err != nil {
+		t.Fatal(err)
+	}
+	unauthenticated := map[string]bool{"9081": true, "9082": true, "9083": true, "8025": true, "16686": true}
+	seen := 0
+	for name, svc := range compose.Services {
+		for _, p := range svc.Ports {
+			parts := strings.Split(p, ":")
+			container := parts[len(parts)-1]
+			if !unauthenticated[container] {
+				continue
+			}
+			seen++
+			if len(parts) != 3 || parts[0] != "127.0.0.1" {
+				t.Errorf("service %s publishes %q beyond loopback", name, p)
+			}
+		}
+	}
+	if seen != len(unauthenticated) {
+		t.Fatalf("found %d of the %d unauthenticated ports in docker-compose.yml", seen, len(unauthenticated))
 	}
 }
