@@ -104,6 +104,8 @@ type API struct {
 	Scopes map[string]string
 	// Sends names the calls that use the daily send quota (zero: none).
 	Sends limits.Sends
+	// Interceptors run after the gate (the caller is authenticated).
+	Interceptors []grpc.UnaryServerInterceptor
 }
 
 // Hooks are a service's own work around the server.
@@ -153,7 +155,7 @@ func New(cfg Config, deps Deps, api API) (*Server, error) {
 		return nil, fmt.Errorf("apiserver: %w", err)
 	}
 	gs := grpcserver.New(grpcserver.Config{MaxRecvMsgSize: cfg.MaxRecvMsgSize, ShutdownGrace: cfg.ShutdownGrace},
-		deps.Telemetry, deps.Logger, gate.Interceptors(api.Scopes, api.Sends)...)
+		deps.Telemetry, deps.Logger, append(gate.Interceptors(api.Scopes, api.Sends), api.Interceptors...)...)
 	api.Register(gs.GRPC)
 	return &Server{cfg: cfg, deps: deps, log: deps.Logger, gate: gate, grpc: gs, api: api}, nil
 }

@@ -47,3 +47,7 @@ CREATE TABLE operator_audit (
 );
 CREATE INDEX operator_audit_account ON operator_audit (account, at DESC);
 CREATE INDEX operator_audit_at ON operator_audit (at DESC);
+
+-- What the final sweep of a deletion found (late jobs, events, attempt
+-- records, consumers, rows), and when it ran.
+ALTER TABLE account_deletions ADD COLUMN final_sweep jsonb, ADD COLUMN swept_at timestamptz;
