@@ -118,6 +118,8 @@ type API struct {
 	PublicPaths []string
 	// Sends names the calls that use the daily send quota (zero: none).
 	Sends limits.Sends
+	// Interceptors run after the gate (the caller is authenticated).
+	Interceptors []grpc.UnaryServerInterceptor
 }
 
 // Hooks are a service's own work around the server.
@@ -172,7 +174,7 @@ func New(cfg Config, deps Deps, api API) (*Server, error) {
 		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
 		TLS:                  tlsCfg,
 		Admit:                adm.tap,
-	}, deps.Telemetry, deps.Logger, append([]grpc.UnaryServerInterceptor{adm.readInterceptor()}, gate.Interceptors(api.Scopes, api.Sends)...)...)
+	}, deps.Telemetry, deps.Logger, append([]grpc.UnaryServerInterceptor{adm.readInterceptor()}, append(gate.Interceptors(api.Scopes, api.Sends), api.Interceptors...)...)...)
 	api.Register(gs.GRPC)
 	return &Server{cfg: cfg, deps: deps, log: deps.Logger, gate: gate, grpc: gs, api: api, tls: tlsCfg}, nil
 }

@@ -70,8 +70,10 @@ func NewAccounts(pool *pgxpool.Pool, provision bool) *Accounts {
 	return &Accounts{pool: pool, provision: provision, ttl: time.Minute, now: time.Now, known: map[string]time.Time{}}
 }
 
-// ErrUnknownAccount means the token's account has no row and provisioning is off.
-var ErrUnknownAccount = errors.New("account not registered with the email sender")
+// ErrUnknownAccount means the token's account has no row and provisioning is
+// off, or the account was terminated (or is being deleted) and is not
+// provisioned again.
+var ErrUnknownAccount = errors.New("account not registered with the email sender (or terminated)")
 
 // Ensure checks (or creates) the accounts row of id.
 func (a *Accounts) Ensure(ctx context.Context, id string) error {
@@ -84,19 +86,23 @@ func (a *Accounts) Ensure(ctx context.Context, id string) error {
 	}
 	var err error
 	if a.provision {
-		_, err = a.pool.Exec(ctx, `INSERT INTO accounts (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`,
+		// A terminated account (pkg/accountstate), or one whose deletion's
+		// final sweep has not run yet, is not provisioned again.
+		_, err = a.pool.Exec(ctx, `
+			INSERT INTO accounts (id, name) SELECT $1, $2
+			WHERE NOT EXISTS (SELECT 1 FROM account_states WHERE account = $1::uuid AND state IN ('terminated', 'deleted'))
+			ON CONFLICT (id) DO NOTHING`,
 			id, "namirasoft:"+id)
 		if err != nil {
 			return fmt.Errorf("provision account %s: %w", id, err)
 		}
-	} else {
-		var exists bool
-		if err = a.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1)`, id).Scan(&exists); err != nil {
-			return fmt.Errorf("look up account %s: %w", id, err)
-		}
-		if !exists {
-			return fmt.Errorf("%w: %w", auth.ErrUnauthenticated, ErrUnknownAccount)
-		}
+	}
+	var exists bool
+	if err = a.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1)`, id).Scan(&exists); err != nil {
+		return fmt.Errorf("look up account %s: %w", id, err)
+	}
+	if !exists {
+		return fmt.Errorf("%w: %w", auth.ErrUnauthenticated, ErrUnknownAccount)
 	}
 	a.mu.Lock()
 	if len(a.known) > 100_000 {

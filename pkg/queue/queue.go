@@ -39,6 +39,10 @@ const (
 	// AttemptsBucket is the key-value bucket of the workers' attempt records,
 	// keyed by message id (DeleteAccountData purges an account's).
 	AttemptsBucket = "EMAIL_ATTEMPTS"
+	// AccountStatesBucket mirrors the account_states table (suspended,
+	// terminated, deleted accounts), keyed by account id; workers, report and
+	// ingest watch it (pkg/accountstate).
+	AccountStatesBucket = "EMAIL_ACCOUNT_STATES"
 
 	sendPrefix   = "send."
 	eventPrefix  = "events."

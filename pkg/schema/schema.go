@@ -50,6 +50,12 @@ func Migrations() ([]Migration, error) {
 		out = append(out, Migration{Version: v, Name: name, SQL: string(body)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	for i := 1; i < len(out); i++ {
+		if out[i].Version == out[i-1].Version {
+			// Two branches each added "the next" migration: renumber one.
+			return nil, fmt.Errorf("migrations %s and %s have the same version", out[i-1].Name, out[i].Name)
+		}
+	}
 	return out, nil
 }
 

@@ -9,10 +9,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/services/ingest/account"
+	"github.com/namirasoft/email-sender/services/ingest/erase"
+	"github.com/namirasoft/email-sender/services/ingest/operator"
 	"github.com/namirasoft/email-sender/services/ingest/send"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )
@@ -25,6 +28,13 @@ type accounts struct {
 	closeVerifiers func() error
 	keyStore       *auth.KeyStore
 	revs           *auth.Revocations
+	// states follows the account states (stateGate); eraser deletes
+	// accounts' data and runs the final sweeps; operator is the operator's
+	// controls (OperatorService, `ingest operator`).
+	states   *accountstate.View
+	eraser   *erase.Eraser
+	operator *operator.Controls
+	tokens   []operator.Token
 }
 
 // revoker revokes keys on this replica's cache at once and announces them to
@@ -58,19 +68,28 @@ func newAccounts(cfg Config, deps Deps, mailer *send.Server) (*accounts, error) 
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	verifiers, closeVerifiers := kinds.Verifiers(opts)
+	tokens, err := operator.ParseTokens(cfg.OperatorTokens)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	a := &accounts{
 		closeVerifiers: closeVerifiers,
 		keyStore:       ks,
 		revs:           auth.NewRevocations(deps.JetStream, cfg.NATS.StreamReplicas),
+		states:         accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, deps.Logger),
+		tokens:         tokens,
 	}
+	rev := revoker{ks: ks, revs: a.revs}
+	a.eraser = newEraser(cfg, deps, rev)
+	a.operator = operator.New(deps.Pool, accountstate.NewStore(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas), a.eraser)
 	a.server = account.New(account.Config{
 		VerificationFrom: cfg.VerificationFrom,
 		CodeTTL:          cfg.SenderCodeTTL,
 		VerifyTimeout:    cfg.ProviderVerifyTimeout,
-		PurgeSettle:      cfg.PublishTimeout + 500*time.Millisecond,
 	}, account.Deps{
 		DB: deps.Pool, JetStream: deps.JetStream, Keyring: keyring, Mailer: mailer,
-		Revoker:   revoker{ks: ks, revs: a.revs},
+		Revoker:   rev,
+		Eraser:    a.eraser,
 		Verifiers: verifiers,
 		Logger:    deps.Logger, Now: deps.Now,
 	})

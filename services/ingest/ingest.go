@@ -97,6 +97,14 @@ type Config struct {
 	RetentionPeriod   time.Duration `env:"RETENTION_PERIOD" default:"720h" help:"message bodies and attachments are purged after this"`
 	RetentionInterval time.Duration `env:"RETENTION_INTERVAL" default:"10m" help:"how often the retention janitor runs"`
 
+	// FinalSweepAfter is when a deleted or terminated account's final sweep
+	// runs: after the longest send (WORKER_SEND_TIMEOUT) and some.
+	FinalSweepAfter time.Duration `env:"INGEST_FINAL_SWEEP_AFTER" default:"3m" help:"final sweep of a deleted account after this (longer than WORKER_SEND_TIMEOUT)"`
+	// OperatorAddr serves the OperatorService (operator tokens only); it is
+	// off while OperatorTokens is empty.
+	OperatorAddr   string `env:"INGEST_OPERATOR_ADDR" default:"127.0.0.1:8093" help:"OperatorService listen address (off disables; needs OPERATOR_TOKEN_SHA256)"`
+	OperatorTokens string `env:"OPERATOR_TOKEN_SHA256" help:"operator tokens: name:sha256hex, comma separated (the name is the audited actor)"`
+
 	Postgres envconfig.Postgres
 	NATS     envconfig.NATS
 	Log      envconfig.Log
@@ -113,7 +121,7 @@ type Config struct {
 // WithDefaults fills unset fields with the env tags' defaults (the one
 // source of them).
 func (c Config) WithDefaults() (Config, error) {
-	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "MaxMessageBytes", "MaxAttachmentBytes", "MaxAttachments", "MaxRecipients", "MaxSubjectBytes", "MaxScheduleAhead", "MaxBatch", "PublishTimeout", "ProviderCacheTTL", "AuthCacheTTL", "OutboxInterval", "OutboxBatch", "OutboxPublishTimeout", "OutboxMaxBackoff", "OutboxDeleteInterval", "RequireVerifiedSenders", "SenderCodeTTL", "ProviderVerifyTimeout", "RetentionPeriod", "RetentionInterval"); err != nil {
+	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "MaxMessageBytes", "MaxAttachmentBytes", "MaxAttachments", "MaxRecipients", "MaxSubjectBytes", "MaxScheduleAhead", "MaxBatch", "PublishTimeout", "ProviderCacheTTL", "AuthCacheTTL", "OutboxInterval", "OutboxBatch", "OutboxPublishTimeout", "OutboxMaxBackoff", "OutboxDeleteInterval", "RequireVerifiedSenders", "SenderCodeTTL", "ProviderVerifyTimeout", "RetentionPeriod", "RetentionInterval", "FinalSweepAfter"); err != nil {
 		return c, err
 	}
 	if c.GRPCMaxRecvBytes == 0 {
@@ -189,6 +197,9 @@ type Deps struct {
 	// HTTPListener, when set, is where Run serves the HTTP/JSON API instead of
 	// Config.HTTPAddr.
 	HTTPListener net.Listener
+	// OperatorListener, when set, is where Run serves the OperatorService
+	// instead of Config.OperatorAddr.
+	OperatorListener net.Listener
 	// KeyStore, when Auth is not itself an *auth.KeyStore, is the API key
 	// cache to keep in step with revocations (optional).
 	KeyStore *auth.KeyStore
@@ -267,6 +278,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		Gateway: []httpgateway.Register{emailsenderv1.RegisterSendServiceHandler, emailsenderv1.RegisterAccountServiceHandler},
 		Scopes:  MethodScopes(),
 		Sends:   quotaSends,
+		// Suspended and terminated accounts (pkg/accountstate).
+		Interceptors: []grpc.UnaryServerInterceptor{acc.stateGate()},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
@@ -322,7 +335,7 @@ func (s *Service) prepareNATS(ctx context.Context) error {
 // Run serves the API (pkg/apiserver) with the outbox relay, the idempotency
 // key expiry and the retention janitor beside it until ctx ends, then shuts
 // down in apiserver's order; after in-flight calls have finished, the
-// deletions' settle passes run, the provider clients close, and the queued
+// provider clients close, and the queued
 // outbox deletions are flushed, before the usage records.
 func (s *Service) Run(ctx context.Context) error {
 	// The deleter outlives the gRPC server: calls finishing during the
@@ -336,9 +349,11 @@ func (s *Service) Run(ctx context.Context) error {
 			s.relay.Run,
 			func(ctx context.Context) error { s.expireIdempotencyKeys(ctx); return nil },
 			func(ctx context.Context) error { s.purgeContent(ctx); return nil },
+			s.acc.states.Watch,
+			s.acc.eraser.RunSweeps,
+			s.serveOperator,
 		},
 		Drains: []func(context.Context) error{
-			s.acc.server.Drain,
 			func(context.Context) error { return s.acc.closeVerifiers() },
 			func(context.Context) error { stopDeleter(); return <-delDone },
 		},

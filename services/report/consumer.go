@@ -138,6 +138,11 @@ func (s *Service) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 			continue
 		}
 		seen[ev.id] = true
+		if s.tombstoned(ctx, ev.accountID) {
+			s.ack(ctx, m)
+			rep.Tombstoned = append(rep.Tombstoned, ev.id)
+			continue
+		}
 		// The event's span joins the message's trace (the worker's publish),
 		// so the report's write shows in it; the batch span links them all.
 		parent := s.tel.ExtractNATS(ctx, m.Headers())
@@ -161,6 +166,21 @@ func (s *Service) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 	if s.deps.Hooks.BatchDone != nil {
 		s.deps.Hooks.BatchDone(rep)
 	}
+}
+
+// tombstoned reports whether the account was deleted or terminated: its
+// late events are dropped, not applied. When the state cannot be read the
+// event is applied (an unknown message's events are dropped anyway).
+func (s *Service) tombstoned(ctx context.Context, accountID string) bool {
+	if s.states == nil {
+		return false
+	}
+	e, err := s.states.State(ctx, accountID)
+	if err != nil {
+		s.log.WarnContext(ctx, "read account state of an event", "account_id", accountID, "error", err)
+		return false
+	}
+	return e.State.Tombstone()
 }
 
 // applyAll applies evs in one transaction; if that fails it retries them one

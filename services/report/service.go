@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
+	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/apiserver"
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
@@ -69,6 +70,9 @@ type BatchReport struct {
 	Malformed []string
 	// Retried: event ids nak'ed for redelivery because the database failed.
 	Retried []string
+	// Tombstoned: event ids of deleted or terminated accounts; acked and
+	// dropped (a send under way when the account was deleted reports late).
+	Tombstoned []string
 }
 
 // Service is the report service.
@@ -82,6 +86,8 @@ type Service struct {
 	metrics  *metrics
 	feedback *feedback
 	api      *apiserver.Server
+	// states follows the account states: events of tombstoned accounts are dropped.
+	states *accountstate.View
 	// unacked holds the events of the batch being handled whose ack could
 	// not be sent (NATS reconnecting); the consumer goroutine alone uses it.
 	unacked []jetstream.Msg
@@ -131,6 +137,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		tracer:  deps.Telemetry.Tracer("github.com/namirasoft/email-sender/services/report"),
 		store:   &store{pool: deps.Pool},
 		metrics: newMetrics(deps.Telemetry),
+		states:  accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, deps.Logger),
 	}
 	s.feedback = &feedback{svc: s, verifier: verifier, now: time.Now}
 	var revs *auth.Revocations
@@ -186,5 +193,5 @@ func MethodScopes() map[string]string {
 func (s *Service) Run(ctx context.Context) error {
 	stats := telemetry.NewConsumerStats(s.tel, s.deps.JetStream, 0, s.log,
 		telemetry.ConsumerRef{Stream: queue.EventStream, Consumer: s.cfg.Consumer})
-	return s.api.Run(ctx, apiserver.Hooks{Background: []func(context.Context) error{s.Consume, stats.Run}})
+	return s.api.Run(ctx, apiserver.Hooks{Background: []func(context.Context) error{s.Consume, stats.Run, s.states.Watch}})
 }

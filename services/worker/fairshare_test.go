@@ -97,8 +97,18 @@ func (b *fairBundle) publish(t *testing.T, name string, n int) {
 	t.Helper()
 	acc := b.accounts[name]
 	subject := queue.SendSubject("sandbox", acc)
+	// Workers act only on jobs whose message is stored (under the job's
+	// account, with a configuration of that account), as ingest stores them.
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+	}
+	_, err := b.db.Pool.Exec(context.Background(), `
+		INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, recipient_count, size_bytes, created_at, updated_at)
+		SELECT id, $2, $3, 'sandbox', 1, 'news@example.com', 1, 5, now(), now() FROM unnest($1::uuid[]) AS id`, ids, acc, b.configs[name])
+	require.NoError(t, err)
 	for i := 0; i < n; i++ {
-		id := uuid.NewString()
+		id := ids[i]
 		data, err := proto.Marshal(&queuev1.SendJob{
 			MessageId: id, AccountId: acc, ProviderId: b.configs[name], ProviderKind: "sandbox",
 			AcceptedAt: timestamppb.Now(),

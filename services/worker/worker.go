@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
@@ -48,6 +49,9 @@ type Worker struct {
 	deps       Deps
 	log        *slog.Logger
 	deliveries *delivery.Service
+	// states follows the account states: suspended accounts are not
+	// fetched, tombstoned ones have their deliveries aborted.
+	states *accountstate.View
 }
 
 // New validates cfg and prepares the worker; Run starts it.
@@ -85,6 +89,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 	if deps.Hooks != nil {
 		beforeSend = deps.Hooks.BeforeSend
 	}
+	states := accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, deps.Logger)
 	deliveries := delivery.New(cfg.deliverySettings(), delivery.Deps{
 		Attempts:   att,
 		Events:     timeline.NewPublisher(deps.JetStream, deps.Telemetry),
@@ -92,11 +97,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 		Messages:   store.NewMessages(deps.Pool),
 		Limits:     ratelimit.New(cfg.AccountRate, cfg.kindProviderRate),
 		Jobs:       deps.JetStream,
+		States:     states,
 		Telemetry:  deps.Telemetry,
 		Logger:     deps.Logger,
 		BeforeSend: beforeSend,
 	})
-	return &Worker{cfg: cfg, deps: deps, log: deps.Logger, deliveries: deliveries}, nil
+	states.OnChange(deliveries.OnAccountState)
+	return &Worker{cfg: cfg, deps: deps, log: deps.Logger, deliveries: deliveries, states: states}, nil
 }
 
 // deliverySettings are what of c bounds and paces deliveries.
@@ -115,11 +122,20 @@ func (c Config) deliverySettings() delivery.Settings {
 func (w *Worker) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	gauges := schedule.Gauges{}
+	var schedulers []*schedule.Scheduler
 	for _, kind := range w.cfg.Providers {
 		s := schedule.New(w.scheduleConfig(kind), w.deps.JetStream, w.kindDeliveries(kind), w.log)
 		gauges.Add(s)
+		schedulers = append(schedulers, s)
 		g.Go(func() error { return s.Run(ctx) })
 	}
+	// A resumed account's held jobs are fetched at once.
+	w.states.OnChange(func(accountstate.Entry) {
+		for _, s := range schedulers {
+			s.Wake()
+		}
+	})
+	g.Go(func() error { return w.states.Watch(ctx) })
 	stats := telemetry.NewConsumerStats(w.deps.Telemetry, gauges, 0, w.log, gauges.Refs()...)
 	g.Go(func() error { return stats.Run(ctx) })
 	return g.Wait()
@@ -131,6 +147,10 @@ func (w *Worker) scheduleConfig(kind string) schedule.Config {
 		Kind: kind, Concurrency: w.cfg.kindConcurrency(kind),
 		AckWait: w.cfg.AckWait, AccountMaxAckPending: w.cfg.AccountMaxAckPending, AccountIdle: w.cfg.AccountIdle,
 		DiscoveryInterval: w.cfg.DiscoveryInterval,
+		Held: func(accountID string) bool {
+			st, _ := w.states.Cached(accountID)
+			return st.Held()
+		},
 	}
 }
 

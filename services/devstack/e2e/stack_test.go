@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,9 +31,11 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
+	"github.com/namirasoft/email-sender/pkg/testkit/jwttest"
 	"github.com/namirasoft/email-sender/pkg/testkit/natstest"
 	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
 	"github.com/namirasoft/email-sender/pkg/testkit/smtpsink"
+	operatorv1 "github.com/namirasoft/email-sender/proto/emailsender/operator/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest"
 	"github.com/namirasoft/email-sender/services/report"
@@ -62,7 +66,14 @@ type stackOptions struct {
 	// sink and the emulators run there) unless outboundPublicOnly.
 	outbound           kinds.Config
 	outboundPublicOnly bool
+	// finalSweepAfter is ingest's INGEST_FINAL_SWEEP_AFTER (0: its default).
+	finalSweepAfter time.Duration
+	// jwt, when set, makes ingest accept its tokens (auto-provisioning).
+	jwt *jwttest.Issuer
 }
+
+// operatorToken is the stack's operator token (actor "operator:e2e").
+const operatorToken = "op_e2e-operator-token"
 
 func (o stackOptions) tel(service string) *telemetry.Telemetry {
 	if t := o.telemetry[service]; t != nil {
@@ -85,6 +96,8 @@ type stack struct {
 	send    v1.SendServiceClient
 	report  v1.ReportServiceClient
 	account v1.AccountServiceClient
+	// operator is the OperatorService on ingest's operator listener.
+	operator operatorv1.OperatorServiceClient
 	// ingestURL and reportURL are the HTTP/JSON API's base URLs (opts.http).
 	ingestURL, reportURL string
 	// accounts by name: "a" uses the SMTP sink, "b" too, "sandbox" the sandbox.
@@ -155,8 +168,15 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		s.ingestURL, s.reportURL = "http://"+ingestHTTP.Addr().String(), "http://"+reportHTTP.Addr().String()
 	}
 
-	ic := ingest.Config{OutboxInterval: 200 * time.Millisecond, OutboxGrace: time.Second, MasterKeys: s.keys, Outbound: opts.outbound}
-	ingestSvc, err := ingest.New(ic, ingest.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("ingest"), Logger: log, Auth: keyStore, Listener: ingestLis, HTTPListener: ingestHTTP})
+	opHash := sha256.Sum256([]byte(operatorToken))
+	operatorLis := listen(t)
+	ic := ingest.Config{OutboxInterval: 200 * time.Millisecond, OutboxGrace: time.Second, MasterKeys: s.keys, Outbound: opts.outbound,
+		FinalSweepAfter: opts.finalSweepAfter, OperatorTokens: "e2e:" + hex.EncodeToString(opHash[:])}
+	if opts.jwt != nil {
+		ic.API.JWT = opts.jwt.Config()
+	}
+	ingestSvc, err := ingest.New(ic, ingest.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("ingest"), Logger: log, Auth: keyStore, Listener: ingestLis, HTTPListener: ingestHTTP,
+		OperatorListener: operatorLis})
 	require.NoError(t, err)
 	rc, rd := report.Config{}, report.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("report"), Logger: log, Authenticator: keyStore, Listener: reportLis, HTTPListener: reportHTTP}
 	if opts.report != nil {
@@ -200,6 +220,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	s.send = v1.NewSendServiceClient(ingestConn)
 	s.account = v1.NewAccountServiceClient(ingestConn)
 	s.report = v1.NewReportServiceClient(dial(t, reportLis.Addr().String()))
+	s.operator = operatorv1.NewOperatorServiceClient(dial(t, operatorLis.Addr().String()))
 	return s
 }
 

@@ -31,11 +31,6 @@ type Config struct {
 	MaxCodeAttempts int
 	// VerifyTimeout bounds one VerifyProvider login (default 30s).
 	VerifyTimeout time.Duration
-	// PurgeSettle is how long after DeleteAccountData the streams are purged
-	// a second time (in the background), to catch jobs and events published by
-	// calls and deliveries that were under way (default 2.5s: a call's publish
-	// timeout and some).
-	PurgeSettle time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -47,11 +42,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.VerifyTimeout <= 0 {
 		c.VerifyTimeout = 30 * time.Second
-	}
-	if c.PurgeSettle < 0 {
-		c.PurgeSettle = 0
-	} else if c.PurgeSettle == 0 {
-		c.PurgeSettle = 2500 * time.Millisecond
 	}
 	return c
 }
@@ -80,6 +70,8 @@ type Deps struct {
 	Keyring *secretbox.Keyring
 	Mailer  Mailer
 	Revoker Revoker
+	// Eraser deletes the account's data (DeleteAccountData).
+	Eraser Eraser
 	// Verifiers check credentials and sender identities by kind
 	// (kinds.Verifiers).
 	Verifiers map[string]kinds.Checks
@@ -96,8 +88,6 @@ type Server struct {
 	d   Deps
 	log *slog.Logger
 	now func() time.Time
-	// settle runs the second passes of DeleteAccountData.
-	settle settler
 }
 
 // New returns the service.

@@ -55,6 +55,9 @@ func (svc *Service) Deliver(ctx context.Context, stop <-chan struct{}, kind stri
 	log := svc.log.With("message_id", job.GetMessageId(), "account_id", job.GetAccountId(), "provider", kind, "attempt", attempt)
 	d := &delivery{svc: svc, stop: stop, log: log, msg: msg, job: job, attempt: attempt, tries: int(meta.NumDelivered),
 		events: timeline.NewSet(job, svc.now)}
+	// Canceled when the account gets a tombstone (Abort).
+	ctx = svc.track(ctx, d)
+	defer svc.untrack(d)
 	d.run(ctx, sender)
 	if d.spanErr != nil {
 		span.RecordError(d.spanErr)
@@ -91,6 +94,9 @@ type delivery struct {
 }
 
 func (d *delivery) run(ctx context.Context, sender provider.Sender) {
+	if !d.admit(ctx) {
+		return
+	}
 	prev, ok := d.claim(ctx)
 	if !ok || d.alreadyHandled(ctx, prev) {
 		return
@@ -104,10 +110,13 @@ func (d *delivery) run(ctx context.Context, sender provider.Sender) {
 		hook(d.job.GetMessageId(), d.attempt)
 	}
 	sendBy, ok := d.fence(ctx)
-	if !ok {
+	if !ok || d.aborted(ctx) {
 		return
 	}
 	out := d.send(ctx, sender, pd, sendBy)
+	if d.aborted(ctx) {
+		return // the account got a tombstone: nothing more is recorded or published
+	}
 	d.conclude(ctx, out, scope, pd.Config)
 }
 

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
@@ -203,6 +204,71 @@ func TestPrepareEndsOrGoesOn(t *testing.T) {
 	}
 }
 
+// Before anything is recorded: a job is acted on only when its account is
+// neither tombstoned nor suspended and it agrees with its stored message (the
+// message exists under the job's account, and the job's provider
+// configuration belongs to that account); otherwise it ends unsent, without
+// events or an attempt record, or (suspended) is held on the stream without
+// counting an attempt.
+func TestJobAdmission(t *testing.T) {
+	t.Parallel()
+	primary := store.ProviderConfig{Config: provider.Config{ID: "cfg-1", AccountID: "acc-1", Kind: "smtp"}, Healthy: true}
+	tests := []struct {
+		name   string
+		setup  func(b *deliveryBundle)
+		sent   int
+		want   settleKind
+		events []string
+		held   bool // put back on the stream, its attempt not counted
+	}{
+		{name: "active account, job agrees with its message: sent", sent: 1, want: ack,
+			events: []string{queue.EventStarted, queue.EventSent}},
+		{name: "job's account_id disagrees with the stored message", setup: func(b *deliveryBundle) { b.canceled.stored = store.StoredOtherAccount },
+			want: term},
+		{name: "job's message is not stored", setup: func(b *deliveryBundle) { b.canceled.stored = store.StoredMissing },
+			want: term},
+		{name: "job's provider configuration belongs to another account", setup: func(b *deliveryBundle) { b.canceled.stored = store.StoredForeignConfig },
+			want: term},
+		{name: "message unreadable: given back", setup: func(b *deliveryBundle) { b.canceled.checkErr = errors.New("db down") },
+			want: nakLater},
+		{name: "account suspended: held", setup: func(b *deliveryBundle) { b.states.state = accountstate.Suspended },
+			want: ack, held: true},
+		{name: "account deleted: ended unsent", setup: func(b *deliveryBundle) { b.states.state = accountstate.Deleted },
+			want: term},
+		{name: "account terminated: ended unsent", setup: func(b *deliveryBundle) { b.states.state = accountstate.Terminated },
+			want: term},
+		{name: "account state unreadable: given back", setup: func(b *deliveryBundle) { b.states.err = errors.New("db down") },
+			want: nakLater},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := newDeliveryBundle(t, false, 3)
+			b.configs.byID = map[string]store.ProviderConfig{"cfg-1": primary}
+			if tt.setup != nil {
+				tt.setup(b)
+			}
+			sender := &fakeSender{}
+			b.d.run(t.Context(), sender)
+
+			require.Equal(t, tt.sent, sender.sent)
+			got := b.msg.settled()
+			require.Len(t, got, 1, "exactly one settlement")
+			require.Equal(t, tt.want, got[0].kind)
+			require.Equal(t, tt.events, b.events.types(t))
+			if tt.sent == 0 {
+				require.Empty(t, b.attempts.recs, "no attempt record for a job not acted on")
+			}
+			if tt.held {
+				require.Equal(t, []string{queue.SendSubject("smtp", "acc-1")}, b.fallbacks.subjects)
+				require.EqualValues(t, b.d.attempt-1, b.fallbacks.jobs[0].GetAttemptsBefore(), "the hold costs no attempt")
+			} else {
+				require.Empty(t, b.fallbacks.subjects)
+			}
+		})
+	}
+}
+
 type deliveryBundle struct {
 	d         *delivery
 	msg       *fakeMsg
@@ -210,6 +276,7 @@ type deliveryBundle struct {
 	attempts  *fakeAttempts
 	configs   *fakeConfigs
 	canceled  *fakeCancellations
+	states    *fakeStates
 	fallbacks *fakeJobs
 	logs      *syncBuffer
 }
@@ -219,9 +286,9 @@ func newDeliveryBundle(t *testing.T, retryAmbiguous bool, tries int) *deliveryBu
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	b := &deliveryBundle{msg: &fakeMsg{}, events: &fakeEvents{}, attempts: &fakeAttempts{}, configs: &fakeConfigs{},
-		canceled: &fakeCancellations{}, fallbacks: &fakeJobs{}, logs: logs}
+		canceled: &fakeCancellations{}, states: &fakeStates{}, fallbacks: &fakeJobs{}, logs: logs}
 	svc := New(testSettings(retryAmbiguous), Deps{Attempts: b.attempts, Events: b.events, Configs: b.configs,
-		Messages: b.canceled, Limits: noLimits{}, Jobs: b.fallbacks, Logger: log})
+		Messages: b.canceled, Limits: noLimits{}, Jobs: b.fallbacks, States: b.states, Logger: log})
 	job := &queuev1.SendJob{MessageId: "01a00000-0000-7000-8000-000000000001", AccountId: "acc-1", ProviderId: "cfg-1", ProviderKind: "smtp",
 		AcceptedAt: timestamppb.Now(),
 		Message:    &v1.EmailMessage{From: &v1.Address{Address: "a@example.com"}, To: []*v1.Address{{Address: "a2@example.com"}, {Address: "b@example.com"}}}}
@@ -355,10 +422,46 @@ func (c *fakeConfigs) MarkUnhealthy(_ context.Context, _, id, _ string) error {
 type fakeCancellations struct {
 	canceled bool
 	err      error
+	// stored and checkErr answer Check (StoredOK by default).
+	stored   store.Stored
+	checkErr error
 }
 
 func (c *fakeCancellations) Canceled(context.Context, string, string) (bool, error) {
 	return c.canceled, c.err
+}
+func (c *fakeCancellations) Check(context.Context, string, string, string) (store.Stored, error) {
+	return c.stored, c.checkErr
+}
+
+// fakeStates answers every account's state with state, or err.
+type fakeStates struct {
+	state accountstate.State
+	err   error
+}
+
+func (s *fakeStates) State(_ context.Context, account string) (accountstate.Entry, error) {
+	if s.err != nil {
+		return accountstate.Entry{}, s.err
+	}
+	st := s.state
+	if st == "" {
+		st = accountstate.Active
+	}
+	return accountstate.Entry{Account: account, State: st}, nil
+}
+
+// fakeSender records the deliveries it was given.
+type fakeSender struct {
+	mu   sync.Mutex
+	sent int
+}
+
+func (f *fakeSender) Send(context.Context, *provider.Delivery) provider.Outcome {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent++
+	return provider.Outcome{Class: provider.Sent, Response: "250 ok"}
 }
 
 type noLimits struct{}
@@ -369,12 +472,18 @@ func (noLimits) Wait(context.Context, string, string, string) error { return nil
 type fakeJobs struct {
 	mu       sync.Mutex
 	subjects []string
+	jobs     []*queuev1.SendJob
 }
 
 func (j *fakeJobs) PublishMsg(_ context.Context, msg *nats.Msg, _ ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.subjects = append(j.subjects, msg.Subject)
+	job := &queuev1.SendJob{}
+	if err := proto.Unmarshal(msg.Data, job); err != nil {
+		return nil, err
+	}
+	j.jobs = append(j.jobs, job)
 	return &jetstream.PubAck{}, nil
 }
 

@@ -3,11 +3,13 @@ package delivery
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
 	"github.com/namirasoft/email-sender/services/worker/store"
@@ -40,9 +42,17 @@ type (
 	RateLimits interface {
 		Wait(ctx context.Context, accountID, configID, kind string) error
 	}
-	// Cancellations says whether a scheduled message was canceled (PostgreSQL).
+	// Cancellations says whether a scheduled message was canceled, and
+	// whether a job agrees with its stored message (PostgreSQL).
 	Cancellations interface {
 		Canceled(ctx context.Context, accountID, messageID string) (bool, error)
+		Check(ctx context.Context, accountID, messageID, providerID string) (store.Stored, error)
+	}
+	// AccountStates says whether an account is active, suspended (its mail
+	// is held) or tombstoned (nothing more is sent for it): an
+	// *accountstate.View.
+	AccountStates interface {
+		State(ctx context.Context, accountID string) (accountstate.Entry, error)
 	}
 	// JobPublisher publishes a job moved to a fallback (EMAIL_SEND).
 	JobPublisher interface {
@@ -79,6 +89,7 @@ type Deps struct {
 	Messages  Cancellations
 	Limits    RateLimits
 	Jobs      JobPublisher
+	States    AccountStates
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger
 	// BeforeSend, when set, runs after the attempt is recorded as started,
@@ -96,11 +107,16 @@ type Service struct {
 	messages   Cancellations
 	limits     RateLimits
 	jobs       JobPublisher
+	states     AccountStates
 	tel        *telemetry.Telemetry
 	log        *slog.Logger
 	beforeSend func(messageID string, attempt int)
 	metrics    *metrics
 	now        func() time.Time
+	// running are the deliveries in flight by account, to cancel when the
+	// account gets a tombstone (Abort).
+	runMu   sync.Mutex
+	running map[string]map[*delivery]context.CancelCauseFunc
 }
 
 // New returns a Service with cfg and deps; Telemetry and Logger may be nil.
@@ -113,8 +129,9 @@ func New(cfg Settings, deps Deps) *Service {
 	}
 	return &Service{
 		cfg: cfg, attempts: deps.Attempts, events: deps.Events, configs: deps.Configs,
-		messages: deps.Messages, limits: deps.Limits, jobs: deps.Jobs,
-		tel: deps.Telemetry, log: deps.Logger, beforeSend: deps.BeforeSend,
+		messages: deps.Messages, limits: deps.Limits, jobs: deps.Jobs, states: deps.States,
+		running: map[string]map[*delivery]context.CancelCauseFunc{},
+		tel:     deps.Telemetry, log: deps.Logger, beforeSend: deps.BeforeSend,
 		metrics: newMetrics(deps.Telemetry), now: time.Now,
 	}
 }

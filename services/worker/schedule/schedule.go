@@ -52,6 +52,10 @@ type Config struct {
 	AccountIdle          time.Duration
 	// DiscoveryInterval is how often the per-account job counts are read.
 	DiscoveryInterval time.Duration
+	// Held, when set, names the accounts whose jobs are not fetched (a
+	// suspended account's mail stays on the stream: held, not lost). It must
+	// not block; call Wake when its answer changes.
+	Held func(accountID string) bool
 }
 
 // legacyConsumerName is the kind-wide consumer of workers before per-account
@@ -126,6 +130,10 @@ func (s *Scheduler) signal() {
 	default:
 	}
 }
+
+// Wake makes the scheduler look at its accounts again (an account's hold
+// ended).
+func (s *Scheduler) Wake() { s.signal() }
 
 // Run schedules until ctx ends, then stops fetching and waits for the
 // deliveries in flight.
@@ -212,9 +220,10 @@ func (s *Scheduler) pick() (*account, int) {
 	if free <= 0 || len(s.ring) == 0 {
 		return nil, 0
 	}
+	held := func(a *account) bool { return s.cfg.Held != nil && s.cfg.Held(a.id) }
 	waiting := 0
 	for _, a := range s.ring {
-		if a.ready {
+		if a.ready && !held(a) {
 			waiting++
 		}
 	}
@@ -225,7 +234,7 @@ func (s *Scheduler) pick() (*account, int) {
 	for i := range s.ring {
 		idx := (s.next + i) % len(s.ring)
 		a := s.ring[idx]
-		if !a.ready || a.fetching || a.inflight >= share {
+		if !a.ready || a.fetching || a.inflight >= share || held(a) {
 			continue
 		}
 		s.next = idx + 1

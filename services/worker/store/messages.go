@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -32,4 +33,60 @@ func (m *Messages) Canceled(ctx context.Context, accountID, messageID string) (b
 		return false, fmt.Errorf("read status of message %s: %w", messageID, err)
 	}
 	return lifecycle.Status(st) == lifecycle.Canceled, nil
+}
+
+// Stored is what the database says of a job's message, for Check.
+type Stored int
+
+const (
+	// StoredOK: the message exists, belongs to the job's account, and the
+	// job's provider configuration belongs to that account too.
+	StoredOK Stored = iota
+	// StoredMissing: no such message (its account's data was deleted, or the
+	// job names a message that never was stored).
+	StoredMissing
+	// StoredOtherAccount: the message belongs to another account than the job says.
+	StoredOtherAccount
+	// StoredForeignConfig: the job's provider configuration does not belong
+	// to the message's account (or no longer exists).
+	StoredForeignConfig
+)
+
+func (s Stored) String() string {
+	switch s {
+	case StoredOK:
+		return "ok"
+	case StoredMissing:
+		return "message not stored"
+	case StoredOtherAccount:
+		return "message belongs to another account"
+	case StoredForeignConfig:
+		return "provider configuration does not belong to the message's account"
+	}
+	return "unknown"
+}
+
+// Check compares a job with its stored message in one query: the message
+// must exist under the job's account, and the job's provider configuration
+// must belong to that account.
+func (m *Messages) Check(ctx context.Context, accountID, messageID, providerID string) (Stored, error) {
+	if _, err := uuid.Parse(messageID); err != nil {
+		return StoredMissing, nil // never a stored message's id
+	}
+	var sameAccount, configOK bool
+	err := m.pool.QueryRow(ctx, `
+		SELECT m.account_id::text = $2,
+			EXISTS (SELECT 1 FROM provider_configs pc WHERE pc.account_id = m.account_id AND pc.id::text = $3)
+		FROM messages m WHERE m.id = $1::uuid`, messageID, accountID, providerID).Scan(&sameAccount, &configOK)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return StoredMissing, nil
+	case err != nil:
+		return 0, fmt.Errorf("check message %s against its job: %w", messageID, err)
+	case !sameAccount:
+		return StoredOtherAccount, nil
+	case !configOK:
+		return StoredForeignConfig, nil
+	}
+	return StoredOK, nil
 }

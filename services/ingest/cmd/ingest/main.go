@@ -14,6 +14,11 @@
 //	ingest admin set-limits --account ID [--rate N|default] [--daily-quota N|default]
 //	                     override an account's request rate and daily send
 //	                     quota (0 = unlimited)
+//	ingest operator suspend|resume|terminate --account ID --reason TEXT
+//	ingest operator state --account ID
+//	ingest operator audit [--account ID] [--limit N]
+//	                     the operator's controls over an account, audited
+//	                     with actor "cli:$USER" (as the OperatorService)
 //
 // Configuration comes from the environment; see ingest.Config.
 package main
@@ -81,8 +86,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New("usage: ingest admin bootstrap --account NAME --provider-kind sandbox|smtp [smtp flags] [--sender ADDR_OR_DOMAIN]...\n" +
 			"       ingest admin rotate-master-key [--batch N]   (MASTER_KEYS with the new key added, MASTER_KEY_ID = its id)\n" +
 			"       " + setLimitsUsage)
+	case "operator":
+		return operatorCmd(ctx, cfg, args, stdout)
 	default:
-		return fmt.Errorf("unknown command %q: want serve, migrate or admin bootstrap", cmd)
+		return fmt.Errorf("unknown command %q: want serve, migrate, admin or operator", cmd)
 	}
 }
 
