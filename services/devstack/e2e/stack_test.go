@@ -84,6 +84,8 @@ type stack struct {
 	account v1.AccountServiceClient
 	// ingestURL and reportURL are the HTTP/JSON API's base URLs (opts.http).
 	ingestURL, reportURL string
+	// ingestAddr and reportAddr are the gRPC addresses (host:port).
+	ingestAddr, reportAddr string
 	// accounts by name: "a" uses the SMTP sink, "b" too, "sandbox" the sandbox.
 	accounts map[string]ingest.BootstrapResult
 }
@@ -143,6 +145,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	keyStore := auth.NewKeyStore(s.db.Pool, 0)
 	ingestLis := listen(t)
 	reportLis := listen(t)
+	s.ingestAddr, s.reportAddr = ingestLis.Addr().String(), reportLis.Addr().String()
 	var ingestHTTP, reportHTTP net.Listener
 	if opts.http {
 		ingestHTTP, reportHTTP = listen(t), listen(t)
