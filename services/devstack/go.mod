@@ -6,6 +6,7 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/namirasoft/email-sender/pkg v0.0.0-00010101000000-000000000000
+	github.com/namirasoft/email-sender/pkg/client v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/pkg/provider v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/pkg/testkit v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/proto v0.0.0-00010101000000-000000000000
@@ -88,6 +89,7 @@ require (
 
 replace (
 	github.com/namirasoft/email-sender/pkg => ../../pkg
+	github.com/namirasoft/email-sender/pkg/client => ../../pkg/client
 	github.com/namirasoft/email-sender/pkg/provider => ../../pkg/provider
 	github.com/namirasoft/email-sender/pkg/testkit => ../../pkg/testkit
 	github.com/namirasoft/email-sender/proto => ../../proto

@@ -100,6 +100,8 @@ type stack struct {
 	operator operatorv1.OperatorServiceClient
 	// ingestURL and reportURL are the HTTP/JSON API's base URLs (opts.http).
 	ingestURL, reportURL string
+	// ingestAddr and reportAddr are the gRPC addresses (host:port).
+	ingestAddr, reportAddr string
 	// accounts by name: "a" uses the SMTP sink, "b" too, "sandbox" the sandbox.
 	accounts map[string]ingest.BootstrapResult
 }
@@ -162,6 +164,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	keyStore := auth.NewKeyStore(s.db.Pool, 0)
 	ingestLis := listen(t)
 	reportLis := listen(t)
+	s.ingestAddr, s.reportAddr = ingestLis.Addr().String(), reportLis.Addr().String()
 	var ingestHTTP, reportHTTP net.Listener
 	if opts.http {
 		ingestHTTP, reportHTTP = listen(t), listen(t)

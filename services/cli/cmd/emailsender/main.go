@@ -1,0 +1,22 @@
+// Command emailsender is the command line client of Namirasoft Email Sender:
+// send messages (from flags, a JSON request or an .eml file), follow their
+// status, list and count them, and manage API keys, providers, senders and
+// suppressions. `emailsender help` lists the commands, the configuration and
+// the exit codes.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/namirasoft/email-sender/services/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Run(ctx, os.Args[1:], cli.Env{Getenv: os.Getenv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	stop()
+	os.Exit(code)
+}
