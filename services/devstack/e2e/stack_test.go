@@ -82,6 +82,9 @@ type stack struct {
 	send    v1.SendServiceClient
 	report  v1.ReportServiceClient
 	account v1.AccountServiceClient
+	// webhooks is served by the report service (reportAddr).
+	webhooks   v1.WebhookServiceClient
+	reportAddr string
 	// ingestURL and reportURL are the HTTP/JSON API's base URLs (opts.http).
 	ingestURL, reportURL string
 	// accounts by name: "a" uses the SMTP sink, "b" too, "sandbox" the sandbox.
@@ -152,7 +155,10 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	ic := ingest.Config{OutboxInterval: 200 * time.Millisecond, OutboxGrace: time.Second, MasterKeys: s.keys}
 	ingestSvc, err := ingest.New(ic, ingest.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("ingest"), Logger: log, Auth: keyStore, Listener: ingestLis, HTTPListener: ingestHTTP})
 	require.NoError(t, err)
-	rc, rd := report.Config{}, report.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("report"), Logger: log, Authenticator: keyStore, Listener: reportLis, HTTPListener: reportHTTP}
+	rc, rd := report.Config{MasterKeys: s.keys}, report.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("report"), Logger: log, Authenticator: keyStore, Listener: reportLis, HTTPListener: reportHTTP}
+	// Webhook receivers of the tests listen on loopback.
+	rc.Webhooks.Outbound.AllowNets = []string{"127.0.0.0/8", "::1/128"}
+	rc.Webhooks.Poll = 50 * time.Millisecond
 	if opts.report != nil {
 		opts.report(&rc, &rd)
 	}
@@ -194,7 +200,10 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	ingestConn := dial(t, ingestLis.Addr().String())
 	s.send = v1.NewSendServiceClient(ingestConn)
 	s.account = v1.NewAccountServiceClient(ingestConn)
-	s.report = v1.NewReportServiceClient(dial(t, reportLis.Addr().String()))
+	reportConn := dial(t, reportLis.Addr().String())
+	s.report = v1.NewReportServiceClient(reportConn)
+	s.webhooks = v1.NewWebhookServiceClient(reportConn)
+	s.reportAddr = reportLis.Addr().String()
 	return s
 }
 

@@ -480,8 +480,21 @@ type loggedDelivery struct {
 
 // deliveries lists an endpoint's deliveries, newest first, after the page
 // position (createdAt, id) when given.
+//
+// Both reads (deliveries, then their attempts) see one snapshot, so a
+// delivery's state always matches its attempts.
 func (s *store) deliveries(ctx context.Context, account, endpointID, state string, limit int, afterAt *time.Time, afterID string) ([]loggedDelivery, error) {
-	rows, err := s.pool.Query(ctx, `
+	var out []loggedDelivery
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		out, err = readDeliveries(ctx, tx, account, endpointID, state, limit, afterAt, afterID)
+		return err
+	})
+	return out, err
+}
+
+func readDeliveries(ctx context.Context, tx pgx.Tx, account, endpointID, state string, limit int, afterAt *time.Time, afterID string) ([]loggedDelivery, error) {
+	rows, err := tx.Query(ctx, `
 		SELECT d.id::text, d.endpoint_id::text, d.event_type, COALESCE(d.message_id::text, ''), d.recipient, d.state, d.attempts,
 			d.created_at, d.next_attempt_at
 		FROM webhook_deliveries d
@@ -509,7 +522,7 @@ func (s *store) deliveries(ctx context.Context, account, endpointID, state strin
 		ids[i] = d.ID
 		idx[d.ID] = i
 	}
-	rows, err = s.pool.Query(ctx, `
+	rows, err = tx.Query(ctx, `
 		SELECT delivery_id::text, at, status_code, latency_ms, response_snippet, error
 		FROM webhook_attempts WHERE account_id = $1 AND delivery_id = ANY($2::uuid[]) ORDER BY at`, account, ids)
 	if err != nil {
