@@ -305,7 +305,7 @@ func (s *store) claim(ctx context.Context, now time.Time, lease time.Duration, l
 				SELECT 1 FROM webhook_deliveries p
 				WHERE p.endpoint_id = d.endpoint_id AND p.message_id = d.message_id AND p.recipient = d.recipient
 				  AND p.state = 'pending' AND p.seq < d.seq)
-			ORDER BY d.next_attempt_at, d.seq
+			ORDER BY d.next_attempt_at
 			LIMIT $3
 			FOR UPDATE OF d SKIP LOCKED)
 		UPDATE webhook_deliveries w SET next_attempt_at = $2

@@ -90,7 +90,12 @@ func New(cfg Config, d Deps) (*Service, error) {
 		if err != nil {
 			return nil, err
 		}
-		rt = g.Transport()
+		tr := g.Transport()
+		// One replica posts up to Concurrency requests at once, often to one
+		// host: keep that many connections for reuse.
+		tr.MaxIdleConnsPerHost = cfg.Concurrency
+		tr.MaxIdleConns = max(tr.MaxIdleConns, 4*cfg.Concurrency)
+		rt = tr
 	}
 	return &Service{
 		cfg: cfg, js: d.JetStream, keyring: d.Keyring, log: d.Logger, store: &store{pool: d.Pool},
