@@ -66,6 +66,10 @@ const (
 	// EventFailover: the message moved to its provider configuration's
 	// fallback (status RETRYING; provider_id names the fallback).
 	EventFailover = "FAILOVER"
+	// EventWebhookDisabled: an account's webhook endpoint was disabled (the
+	// detail says why). Account-level: its subject and message_id carry the
+	// endpoint id, and webhook_id is set.
+	EventWebhookDisabled = "WEBHOOK_DISABLED"
 )
 
 // SendSubject is the subject of a send job.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/services/report/webhook"
 )
 
 // Config configures the report service. Load it with envconfig.Load; the zero
@@ -70,6 +71,17 @@ type Config struct {
 	// KeyCacheTTL is how long main's API key store caches a key lookup.
 	KeyCacheTTL time.Duration `env:"REPORT_KEY_CACHE_TTL" default:"30s" help:"API key cache TTL (0 disables)"`
 
+	// MasterKeys seal and open webhook signing secrets (pkg/secretbox; the
+	// same keys as ingest and worker). Without them webhook endpoints cannot be
+	// created.
+	MasterKeys  string `env:"MASTER_KEYS" help:"secretbox master keys, kid:base64 comma separated (webhook signing secrets)"`
+	MasterKeyID string `env:"MASTER_KEY_ID" help:"master key that seals new secrets (default: first)"`
+	// Webhooks configures the webhook fan-out and dispatcher.
+	Webhooks webhook.Config
+	// Watch tunes WatchEvents.
+	WatchHeartbeat time.Duration `env:"REPORT_WATCH_HEARTBEAT" default:"15s" help:"how often an idle WatchEvents stream gets a heartbeat"`
+	WatchBuffer    int           `env:"REPORT_WATCH_BUFFER" default:"256" help:"events a WatchEvents stream pulls ahead of what the client took"`
+
 	Postgres envconfig.Postgres
 	NATS     envconfig.NATS
 	Log      envconfig.Log
@@ -84,10 +96,13 @@ type Config struct {
 func (c Config) WithDefaults() (Config, error) {
 	err := errors.Join(
 		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern",
-			"SNSMaxAge", "FeedbackMaxMailAge"),
+			"SNSMaxAge", "FeedbackMaxMailAge", "WatchHeartbeat", "WatchBuffer"),
 		envconfig.FillDefaults(&c.NATS, "StreamReplicas"),
 	)
 	if err != nil {
+		return c, err
+	}
+	if c.Webhooks, err = c.Webhooks.WithDefaults(); err != nil {
 		return c, err
 	}
 	c.API, err = c.API.WithDefaults()
@@ -124,6 +139,9 @@ func (c Config) validate() error {
 		if _, err := path.Match(t, ""); err != nil {
 			errs = append(errs, fmt.Errorf("sns topic arn %q: %w", t, err))
 		}
+	}
+	if err := c.Webhooks.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.API.Validate(); err != nil {
 		errs = append(errs, err)

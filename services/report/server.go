@@ -13,6 +13,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/auth"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/report/watch"
 )
 
 // Request limits.
@@ -28,9 +29,23 @@ const (
 // reportServer implements emailsenderv1.ReportServiceServer.
 type reportServer struct {
 	emailsenderv1.UnimplementedReportServiceServer
-	store *store
-	log   *slog.Logger
-	now   func() time.Time
+	store   *store
+	log     *slog.Logger
+	now     func() time.Time
+	watcher *watch.Watcher
+}
+
+// WatchEvents streams the caller's events (package watch).
+func (s *reportServer) WatchEvents(req *emailsenderv1.WatchEventsRequest, stream emailsenderv1.ReportService_WatchEventsServer) error {
+	ctx := stream.Context()
+	account, err := accountOf(ctx)
+	if err == nil {
+		err = s.watcher.Watch(ctx, account, req, stream.Send)
+	}
+	if err != nil && ctx.Err() != nil {
+		return nil // the client went away
+	}
+	return grpcError(ctx, s.log, "WatchEvents", err)
 }
 
 func (s *reportServer) clock() time.Time {

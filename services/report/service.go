@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -19,9 +21,12 @@ import (
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
 	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/report/sns"
+	"github.com/namirasoft/email-sender/services/report/watch"
+	"github.com/namirasoft/email-sender/services/report/webhook"
 )
 
 // Deps are the clients the service uses; they are built once by the process and
@@ -47,6 +52,16 @@ type Deps struct {
 	// SNSRootCAs, when set, are the only roots trusted for the TLS of SNS
 	// signing certificate and subscription URLs (tests); nil: the system's.
 	SNSRootCAs *x509.CertPool
+	// Webhooks: the webhook dispatcher's clock, jitter source and transport
+	// (tests); zero: the real ones (transport: netguard's).
+	Webhooks WebhookDeps
+}
+
+// WebhookDeps are webhook.Deps a test may set.
+type WebhookDeps struct {
+	Now       func() time.Time
+	Rand      func() float64
+	Transport http.RoundTripper
 }
 
 // Hooks let tests observe the consumer deterministically. They run on the
@@ -87,7 +102,9 @@ type Service struct {
 	feedback *feedback
 	api      *apiserver.Server
 	// states follows the account states: events of tombstoned accounts are dropped.
-	states *accountstate.View
+	states   *accountstate.View
+	webhooks *webhook.Service
+	watcher  *watch.Watcher
 	// unacked holds the events of the batch being handled whose ack could
 	// not be sent (NATS reconnecting); the consumer goroutine alone uses it.
 	unacked []jetstream.Msg
@@ -140,6 +157,20 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		states:  accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, deps.Logger),
 	}
 	s.feedback = &feedback{svc: s, verifier: verifier, now: time.Now}
+	var keyring *secretbox.Keyring
+	if cfg.MasterKeys != "" {
+		if keyring, err = secretbox.ParseKeyring(cfg.MasterKeys, cfg.MasterKeyID); err != nil {
+			return nil, fmt.Errorf("report: MASTER_KEYS: %w", err)
+		}
+	}
+	s.webhooks, err = webhook.New(cfg.Webhooks, webhook.Deps{
+		Pool: deps.Pool, JetStream: deps.JetStream, Keyring: keyring, Logger: deps.Logger,
+		Now: deps.Webhooks.Now, Rand: deps.Webhooks.Rand, Transport: deps.Webhooks.Transport,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	s.watcher = watch.New(deps.JetStream, s.webhooks, deps.Logger, watch.Config{Heartbeat: cfg.WatchHeartbeat, Buffer: cfg.WatchBuffer})
 	var revs *auth.Revocations
 	if deps.KeyStore != nil {
 		revs = auth.NewRevocations(deps.JetStream, cfg.NATS.StreamReplicas)
@@ -158,7 +189,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		Telemetry: deps.Telemetry, Logger: deps.Logger, Listener: deps.Listener, HTTPListener: deps.HTTPListener,
 	}, apiserver.API{
 		Register: s.Register,
-		Gateway:  []httpgateway.Register{emailsenderv1.RegisterReportServiceHandler, s.feedback.register},
+		Gateway: []httpgateway.Register{emailsenderv1.RegisterReportServiceHandler, emailsenderv1.RegisterWebhookServiceHandler,
+			s.feedback.register, watch.RegisterSSE},
 		// SNS signs its posts; it sends no Authorization header.
 		PublicPaths: []string{FeedbackPathPrefix},
 		Scopes:      MethodScopes(),
@@ -172,17 +204,21 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // Register registers the ReportService on a gRPC server. The server must
 // authenticate calls with auth.Interceptor (or apigate) and MethodScopes.
 func (s *Service) Register(r grpc.ServiceRegistrar) {
-	emailsenderv1.RegisterReportServiceServer(r, &reportServer{store: s.store, log: s.log})
+	emailsenderv1.RegisterReportServiceServer(r, &reportServer{store: s.store, log: s.log, watcher: s.watcher})
+	s.webhooks.Register(r)
 }
 
-// MethodScopes maps each ReportService method to the scope it needs, for
-// auth.Interceptor.
+// MethodScopes maps each ReportService and WebhookService method to the
+// scope it needs, for auth.Interceptor.
 func MethodScopes() map[string]string {
-	return map[string]string{
+	out := map[string]string{
 		emailsenderv1.ReportService_GetMessage_FullMethodName:   auth.ScopeRead,
 		emailsenderv1.ReportService_ListMessages_FullMethodName: auth.ScopeRead,
 		emailsenderv1.ReportService_GetStats_FullMethodName:     auth.ScopeRead,
+		emailsenderv1.ReportService_WatchEvents_FullMethodName:  auth.ScopeRead,
 	}
+	maps.Copy(out, webhook.MethodScopes())
+	return out
 }
 
 // Run serves the API (pkg/apiserver: gRPC with health, reflection and
@@ -193,5 +229,5 @@ func MethodScopes() map[string]string {
 func (s *Service) Run(ctx context.Context) error {
 	stats := telemetry.NewConsumerStats(s.tel, s.deps.JetStream, 0, s.log,
 		telemetry.ConsumerRef{Stream: queue.EventStream, Consumer: s.cfg.Consumer})
-	return s.api.Run(ctx, apiserver.Hooks{Background: []func(context.Context) error{s.Consume, stats.Run, s.states.Watch}})
+	return s.api.Run(ctx, apiserver.Hooks{Background: []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run}})
 }

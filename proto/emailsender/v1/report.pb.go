@@ -24,6 +24,172 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type WatchEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resume after this cursor (a previous response's cursor). Empty: start with
+	// events that happen from now on (or, with from_start, the oldest retained).
+	Cursor string `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// Only events of these messages (at most 100); empty: every message.
+	MessageIds []string `protobuf:"bytes,2,rep,name=message_ids,json=messageIds,proto3" json:"message_ids,omitempty"`
+	// Only events of messages that have every one of these tags.
+	Tags map[string]string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Only events of these types (MessageEvent.type, e.g. "DELIVERED", and
+	// "WEBHOOK_DISABLED"); empty: every type.
+	Types []string `protobuf:"bytes,4,rep,name=types,proto3" json:"types,omitempty"`
+	// Without a cursor, start with the oldest retained event instead of now.
+	FromStart     bool `protobuf:"varint,5,opt,name=from_start,json=fromStart,proto3" json:"from_start,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEventsRequest) Reset() {
+	*x = WatchEventsRequest{}
+	mi := &file_emailsender_v1_report_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEventsRequest) ProtoMessage() {}
+
+func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_report_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
+func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *WatchEventsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *WatchEventsRequest) GetMessageIds() []string {
+	if x != nil {
+		return x.MessageIds
+	}
+	return nil
+}
+
+func (x *WatchEventsRequest) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *WatchEventsRequest) GetTypes() []string {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+func (x *WatchEventsRequest) GetFromStart() bool {
+	if x != nil {
+		return x.FromStart
+	}
+	return false
+}
+
+type WatchEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The position of this response in the account's event stream: pass it as
+	// WatchEventsRequest.cursor to resume after it. Opaque.
+	Cursor string `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The event; unset on heartbeats.
+	Event *MessageEvent `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	// The message the event is about (empty for WEBHOOK_DISABLED).
+	MessageId string `protobuf:"bytes,3,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// The message's tags.
+	Tags map[string]string `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// For WEBHOOK_DISABLED: the webhook endpoint that was disabled (the event's
+	// detail says why).
+	WebhookId     string `protobuf:"bytes,5,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEventsResponse) Reset() {
+	*x = WatchEventsResponse{}
+	mi := &file_emailsender_v1_report_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEventsResponse) ProtoMessage() {}
+
+func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_report_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
+func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WatchEventsResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *WatchEventsResponse) GetEvent() *MessageEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchEventsResponse) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *WatchEventsResponse) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *WatchEventsResponse) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
 type GetMessageRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MessageId     string                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
@@ -33,7 +199,7 @@ type GetMessageRequest struct {
 
 func (x *GetMessageRequest) Reset() {
 	*x = GetMessageRequest{}
-	mi := &file_emailsender_v1_report_proto_msgTypes[0]
+	mi := &file_emailsender_v1_report_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +211,7 @@ func (x *GetMessageRequest) String() string {
 func (*GetMessageRequest) ProtoMessage() {}
 
 func (x *GetMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_report_proto_msgTypes[0]
+	mi := &file_emailsender_v1_report_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +224,7 @@ func (x *GetMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMessageRequest.ProtoReflect.Descriptor instead.
 func (*GetMessageRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{0}
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GetMessageRequest) GetMessageId() string {
@@ -80,7 +246,7 @@ type GetMessageResponse struct {
 
 func (x *GetMessageResponse) Reset() {
 	*x = GetMessageResponse{}
-	mi := &file_emailsender_v1_report_proto_msgTypes[1]
+	mi := &file_emailsender_v1_report_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -92,7 +258,7 @@ func (x *GetMessageResponse) String() string {
 func (*GetMessageResponse) ProtoMessage() {}
 
 func (x *GetMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_report_proto_msgTypes[1]
+	mi := &file_emailsender_v1_report_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -105,7 +271,7 @@ func (x *GetMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMessageResponse.ProtoReflect.Descriptor instead.
 func (*GetMessageResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{1}
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetMessageResponse) GetMessage() *MessageSummary {
@@ -159,7 +325,7 @@ type MessageSummary struct {
 
 func (x *MessageSummary) Reset() {
 	*x = MessageSummary{}
-	mi := &file_emailsender_v1_report_proto_msgTypes[2]
+	mi := &file_emailsender_v1_report_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -171,7 +337,7 @@ func (x *MessageSummary) String() string {
 func (*MessageSummary) ProtoMessage() {}
 
 func (x *MessageSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_report_proto_msgTypes[2]
+	mi := &file_emailsender_v1_report_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -184,7 +350,7 @@ func (x *MessageSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageSummary.ProtoReflect.Descriptor instead.
 func (*MessageSummary) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{2}
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MessageSummary) GetMessageId() string {
@@ -300,7 +466,7 @@ type RecipientStatus struct {
 
 func (x *RecipientStatus) Reset() {
 	*x = RecipientStatus{}
-	mi := &file_emailsender_v1_report_proto_msgTypes[3]
+	mi := &file_emailsender_v1_report_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -312,7 +478,7 @@ func (x *RecipientStatus) String() string {
 func (*RecipientStatus) ProtoMessage() {}
 
 func (x *RecipientStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_report_proto_msgTypes[3]
+	mi := &file_emailsender_v1_report_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -325,7 +491,7 @@ func (x *RecipientStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecipientStatus.ProtoReflect.Descriptor instead.
 func (*RecipientStatus) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{3}
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RecipientStatus) GetAddress() *Address {
@@ -394,7 +560,7 @@ type MessageEvent struct {
 
 func (x *MessageEvent) Reset() {
 	*x = MessageEvent{}
-	mi := &file_emailsender_v1_report_proto_msgTypes[4]
+	mi := &file_emailsender_v1_report_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +572,7 @@ func (x *MessageEvent) String() string {
 func (*MessageEvent) ProtoMessage() {}
 
 func (x *MessageEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_report_proto_msgTypes[4]
+	mi := &file_emailsender_v1_report_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +585,7 @@ func (x *MessageEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageEvent.ProtoReflect.Descriptor instead.
 func (*MessageEvent) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{4}
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MessageEvent) GetEventId() string {
@@ -515,7 +681,7 @@ type ListMessagesRequest struct {
 
 func (x *ListMessagesRequest) Reset() {
 	*x = ListMessagesRequest{}
-	mi := &file_emailsender_v1_report_proto_msgTypes[5]
+	mi := &file_emailsender_v1_report_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +693,7 @@ func (x *ListMessagesRequest) String() string {
 func (*ListMessagesRequest) ProtoMessage() {}
 
 func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_report_proto_msgTypes[5]
+	mi := &file_emailsender_v1_report_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +706,7 @@ func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ListMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{5}
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListMessagesRequest) GetStatuses() []MessageStatus_Value {
@@ -610,7 +776,7 @@ type ListMessagesResponse struct {
 
 func (x *ListMessagesResponse) Reset() {
 	*x = ListMessagesResponse{}
-	mi := &file_emailsender_v1_report_proto_msgTypes[6]
+	mi := &file_emailsender_v1_report_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +788,7 @@ func (x *ListMessagesResponse) String() string {
 func (*ListMessagesResponse) ProtoMessage() {}
 
 func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_report_proto_msgTypes[6]
+	mi := &file_emailsender_v1_report_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +801,7 @@ func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ListMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{6}
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListMessagesResponse) GetMessages() []*MessageSummary {
@@ -667,7 +833,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_emailsender_v1_report_proto_msgTypes[7]
+	mi := &file_emailsender_v1_report_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +845,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_report_proto_msgTypes[7]
+	mi := &file_emailsender_v1_report_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +858,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{7}
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetStatsRequest) GetStart() *timestamppb.Timestamp {
@@ -735,7 +901,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_emailsender_v1_report_proto_msgTypes[8]
+	mi := &file_emailsender_v1_report_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +913,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_report_proto_msgTypes[8]
+	mi := &file_emailsender_v1_report_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +926,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{8}
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetStatsResponse) GetBuckets() []*StatsBucket {
@@ -789,7 +955,7 @@ type StatsBucket struct {
 
 func (x *StatsBucket) Reset() {
 	*x = StatsBucket{}
-	mi := &file_emailsender_v1_report_proto_msgTypes[9]
+	mi := &file_emailsender_v1_report_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +967,7 @@ func (x *StatsBucket) String() string {
 func (*StatsBucket) ProtoMessage() {}
 
 func (x *StatsBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_report_proto_msgTypes[9]
+	mi := &file_emailsender_v1_report_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +980,7 @@ func (x *StatsBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsBucket.ProtoReflect.Descriptor instead.
 func (*StatsBucket) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{9}
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatsBucket) GetStart() *timestamppb.Timestamp {
@@ -842,7 +1008,29 @@ var File_emailsender_v1_report_proto protoreflect.FileDescriptor
 
 const file_emailsender_v1_report_proto_rawDesc = "" +
 	"\n" +
-	"\x1bemailsender/v1/report.proto\x12\x0eemailsender.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"2\n" +
+	"\x1bemailsender/v1/report.proto\x12\x0eemailsender.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x01\n" +
+	"\x12WatchEventsRequest\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12\x1f\n" +
+	"\vmessage_ids\x18\x02 \x03(\tR\n" +
+	"messageIds\x12@\n" +
+	"\x04tags\x18\x03 \x03(\v2,.emailsender.v1.WatchEventsRequest.TagsEntryR\x04tags\x12\x14\n" +
+	"\x05types\x18\x04 \x03(\tR\x05types\x12\x1d\n" +
+	"\n" +
+	"from_start\x18\x05 \x01(\bR\tfromStart\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9b\x02\n" +
+	"\x13WatchEventsResponse\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x122\n" +
+	"\x05event\x18\x02 \x01(\v2\x1c.emailsender.v1.MessageEventR\x05event\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x03 \x01(\tR\tmessageId\x12A\n" +
+	"\x04tags\x18\x04 \x03(\v2-.emailsender.v1.WatchEventsResponse.TagsEntryR\x04tags\x12\x1d\n" +
+	"\n" +
+	"webhook_id\x18\x05 \x01(\tR\twebhookId\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
 	"\x11GetMessageRequest\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\"\xc5\x01\n" +
@@ -935,12 +1123,13 @@ const file_emailsender_v1_report_proto_rawDesc = "" +
 	"\x06counts\x18\x03 \x03(\v2'.emailsender.v1.StatsBucket.CountsEntryR\x06counts\x1a9\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xda\x02\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xce\x03\n" +
 	"\rReportService\x12v\n" +
 	"\n" +
 	"GetMessage\x12!.emailsender.v1.GetMessageRequest\x1a\".emailsender.v1.GetMessageResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/messages/{message_id}\x12o\n" +
 	"\fListMessages\x12#.emailsender.v1.ListMessagesRequest\x1a$.emailsender.v1.ListMessagesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/messages\x12`\n" +
-	"\bGetStats\x12\x1f.emailsender.v1.GetStatsRequest\x1a .emailsender.v1.GetStatsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/statsBGZEgithub.com/namirasoft/email-sender/proto/emailsender/v1;emailsenderv1b\x06proto3"
+	"\bGetStats\x12\x1f.emailsender.v1.GetStatsRequest\x1a .emailsender.v1.GetStatsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/stats\x12r\n" +
+	"\vWatchEvents\x12\".emailsender.v1.WatchEventsRequest\x1a#.emailsender.v1.WatchEventsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/events:watch0\x01BGZEgithub.com/namirasoft/email-sender/proto/emailsender/v1;emailsenderv1b\x06proto3"
 
 var (
 	file_emailsender_v1_report_proto_rawDescOnce sync.Once
@@ -954,66 +1143,75 @@ func file_emailsender_v1_report_proto_rawDescGZIP() []byte {
 	return file_emailsender_v1_report_proto_rawDescData
 }
 
-var file_emailsender_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_emailsender_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_emailsender_v1_report_proto_goTypes = []any{
-	(*GetMessageRequest)(nil),     // 0: emailsender.v1.GetMessageRequest
-	(*GetMessageResponse)(nil),    // 1: emailsender.v1.GetMessageResponse
-	(*MessageSummary)(nil),        // 2: emailsender.v1.MessageSummary
-	(*RecipientStatus)(nil),       // 3: emailsender.v1.RecipientStatus
-	(*MessageEvent)(nil),          // 4: emailsender.v1.MessageEvent
-	(*ListMessagesRequest)(nil),   // 5: emailsender.v1.ListMessagesRequest
-	(*ListMessagesResponse)(nil),  // 6: emailsender.v1.ListMessagesResponse
-	(*GetStatsRequest)(nil),       // 7: emailsender.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),      // 8: emailsender.v1.GetStatsResponse
-	(*StatsBucket)(nil),           // 9: emailsender.v1.StatsBucket
-	nil,                           // 10: emailsender.v1.MessageSummary.TagsEntry
-	nil,                           // 11: emailsender.v1.ListMessagesRequest.TagsEntry
-	nil,                           // 12: emailsender.v1.GetStatsResponse.TotalsEntry
-	nil,                           // 13: emailsender.v1.StatsBucket.CountsEntry
-	(MessageStatus_Value)(0),      // 14: emailsender.v1.MessageStatus.Value
-	(*Address)(nil),               // 15: emailsender.v1.Address
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(*WatchEventsRequest)(nil),    // 0: emailsender.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),   // 1: emailsender.v1.WatchEventsResponse
+	(*GetMessageRequest)(nil),     // 2: emailsender.v1.GetMessageRequest
+	(*GetMessageResponse)(nil),    // 3: emailsender.v1.GetMessageResponse
+	(*MessageSummary)(nil),        // 4: emailsender.v1.MessageSummary
+	(*RecipientStatus)(nil),       // 5: emailsender.v1.RecipientStatus
+	(*MessageEvent)(nil),          // 6: emailsender.v1.MessageEvent
+	(*ListMessagesRequest)(nil),   // 7: emailsender.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),  // 8: emailsender.v1.ListMessagesResponse
+	(*GetStatsRequest)(nil),       // 9: emailsender.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),      // 10: emailsender.v1.GetStatsResponse
+	(*StatsBucket)(nil),           // 11: emailsender.v1.StatsBucket
+	nil,                           // 12: emailsender.v1.WatchEventsRequest.TagsEntry
+	nil,                           // 13: emailsender.v1.WatchEventsResponse.TagsEntry
+	nil,                           // 14: emailsender.v1.MessageSummary.TagsEntry
+	nil,                           // 15: emailsender.v1.ListMessagesRequest.TagsEntry
+	nil,                           // 16: emailsender.v1.GetStatsResponse.TotalsEntry
+	nil,                           // 17: emailsender.v1.StatsBucket.CountsEntry
+	(MessageStatus_Value)(0),      // 18: emailsender.v1.MessageStatus.Value
+	(*Address)(nil),               // 19: emailsender.v1.Address
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
 }
 var file_emailsender_v1_report_proto_depIdxs = []int32{
-	2,  // 0: emailsender.v1.GetMessageResponse.message:type_name -> emailsender.v1.MessageSummary
-	3,  // 1: emailsender.v1.GetMessageResponse.recipients:type_name -> emailsender.v1.RecipientStatus
-	4,  // 2: emailsender.v1.GetMessageResponse.events:type_name -> emailsender.v1.MessageEvent
-	14, // 3: emailsender.v1.MessageSummary.status:type_name -> emailsender.v1.MessageStatus.Value
-	15, // 4: emailsender.v1.MessageSummary.from:type_name -> emailsender.v1.Address
-	10, // 5: emailsender.v1.MessageSummary.tags:type_name -> emailsender.v1.MessageSummary.TagsEntry
-	16, // 6: emailsender.v1.MessageSummary.created_at:type_name -> google.protobuf.Timestamp
-	16, // 7: emailsender.v1.MessageSummary.updated_at:type_name -> google.protobuf.Timestamp
-	16, // 8: emailsender.v1.MessageSummary.send_at:type_name -> google.protobuf.Timestamp
-	15, // 9: emailsender.v1.RecipientStatus.address:type_name -> emailsender.v1.Address
-	14, // 10: emailsender.v1.RecipientStatus.status:type_name -> emailsender.v1.MessageStatus.Value
-	16, // 11: emailsender.v1.RecipientStatus.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 12: emailsender.v1.MessageEvent.status:type_name -> emailsender.v1.MessageStatus.Value
-	16, // 13: emailsender.v1.MessageEvent.occurred_at:type_name -> google.protobuf.Timestamp
-	16, // 14: emailsender.v1.MessageEvent.retry_at:type_name -> google.protobuf.Timestamp
-	14, // 15: emailsender.v1.ListMessagesRequest.statuses:type_name -> emailsender.v1.MessageStatus.Value
-	11, // 16: emailsender.v1.ListMessagesRequest.tags:type_name -> emailsender.v1.ListMessagesRequest.TagsEntry
-	16, // 17: emailsender.v1.ListMessagesRequest.created_after:type_name -> google.protobuf.Timestamp
-	16, // 18: emailsender.v1.ListMessagesRequest.created_before:type_name -> google.protobuf.Timestamp
-	2,  // 19: emailsender.v1.ListMessagesResponse.messages:type_name -> emailsender.v1.MessageSummary
-	16, // 20: emailsender.v1.GetStatsRequest.start:type_name -> google.protobuf.Timestamp
-	16, // 21: emailsender.v1.GetStatsRequest.end:type_name -> google.protobuf.Timestamp
-	17, // 22: emailsender.v1.GetStatsRequest.bucket:type_name -> google.protobuf.Duration
-	9,  // 23: emailsender.v1.GetStatsResponse.buckets:type_name -> emailsender.v1.StatsBucket
-	12, // 24: emailsender.v1.GetStatsResponse.totals:type_name -> emailsender.v1.GetStatsResponse.TotalsEntry
-	16, // 25: emailsender.v1.StatsBucket.start:type_name -> google.protobuf.Timestamp
-	13, // 26: emailsender.v1.StatsBucket.counts:type_name -> emailsender.v1.StatsBucket.CountsEntry
-	0,  // 27: emailsender.v1.ReportService.GetMessage:input_type -> emailsender.v1.GetMessageRequest
-	5,  // 28: emailsender.v1.ReportService.ListMessages:input_type -> emailsender.v1.ListMessagesRequest
-	7,  // 29: emailsender.v1.ReportService.GetStats:input_type -> emailsender.v1.GetStatsRequest
-	1,  // 30: emailsender.v1.ReportService.GetMessage:output_type -> emailsender.v1.GetMessageResponse
-	6,  // 31: emailsender.v1.ReportService.ListMessages:output_type -> emailsender.v1.ListMessagesResponse
-	8,  // 32: emailsender.v1.ReportService.GetStats:output_type -> emailsender.v1.GetStatsResponse
-	30, // [30:33] is the sub-list for method output_type
-	27, // [27:30] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	12, // 0: emailsender.v1.WatchEventsRequest.tags:type_name -> emailsender.v1.WatchEventsRequest.TagsEntry
+	6,  // 1: emailsender.v1.WatchEventsResponse.event:type_name -> emailsender.v1.MessageEvent
+	13, // 2: emailsender.v1.WatchEventsResponse.tags:type_name -> emailsender.v1.WatchEventsResponse.TagsEntry
+	4,  // 3: emailsender.v1.GetMessageResponse.message:type_name -> emailsender.v1.MessageSummary
+	5,  // 4: emailsender.v1.GetMessageResponse.recipients:type_name -> emailsender.v1.RecipientStatus
+	6,  // 5: emailsender.v1.GetMessageResponse.events:type_name -> emailsender.v1.MessageEvent
+	18, // 6: emailsender.v1.MessageSummary.status:type_name -> emailsender.v1.MessageStatus.Value
+	19, // 7: emailsender.v1.MessageSummary.from:type_name -> emailsender.v1.Address
+	14, // 8: emailsender.v1.MessageSummary.tags:type_name -> emailsender.v1.MessageSummary.TagsEntry
+	20, // 9: emailsender.v1.MessageSummary.created_at:type_name -> google.protobuf.Timestamp
+	20, // 10: emailsender.v1.MessageSummary.updated_at:type_name -> google.protobuf.Timestamp
+	20, // 11: emailsender.v1.MessageSummary.send_at:type_name -> google.protobuf.Timestamp
+	19, // 12: emailsender.v1.RecipientStatus.address:type_name -> emailsender.v1.Address
+	18, // 13: emailsender.v1.RecipientStatus.status:type_name -> emailsender.v1.MessageStatus.Value
+	20, // 14: emailsender.v1.RecipientStatus.updated_at:type_name -> google.protobuf.Timestamp
+	18, // 15: emailsender.v1.MessageEvent.status:type_name -> emailsender.v1.MessageStatus.Value
+	20, // 16: emailsender.v1.MessageEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	20, // 17: emailsender.v1.MessageEvent.retry_at:type_name -> google.protobuf.Timestamp
+	18, // 18: emailsender.v1.ListMessagesRequest.statuses:type_name -> emailsender.v1.MessageStatus.Value
+	15, // 19: emailsender.v1.ListMessagesRequest.tags:type_name -> emailsender.v1.ListMessagesRequest.TagsEntry
+	20, // 20: emailsender.v1.ListMessagesRequest.created_after:type_name -> google.protobuf.Timestamp
+	20, // 21: emailsender.v1.ListMessagesRequest.created_before:type_name -> google.protobuf.Timestamp
+	4,  // 22: emailsender.v1.ListMessagesResponse.messages:type_name -> emailsender.v1.MessageSummary
+	20, // 23: emailsender.v1.GetStatsRequest.start:type_name -> google.protobuf.Timestamp
+	20, // 24: emailsender.v1.GetStatsRequest.end:type_name -> google.protobuf.Timestamp
+	21, // 25: emailsender.v1.GetStatsRequest.bucket:type_name -> google.protobuf.Duration
+	11, // 26: emailsender.v1.GetStatsResponse.buckets:type_name -> emailsender.v1.StatsBucket
+	16, // 27: emailsender.v1.GetStatsResponse.totals:type_name -> emailsender.v1.GetStatsResponse.TotalsEntry
+	20, // 28: emailsender.v1.StatsBucket.start:type_name -> google.protobuf.Timestamp
+	17, // 29: emailsender.v1.StatsBucket.counts:type_name -> emailsender.v1.StatsBucket.CountsEntry
+	2,  // 30: emailsender.v1.ReportService.GetMessage:input_type -> emailsender.v1.GetMessageRequest
+	7,  // 31: emailsender.v1.ReportService.ListMessages:input_type -> emailsender.v1.ListMessagesRequest
+	9,  // 32: emailsender.v1.ReportService.GetStats:input_type -> emailsender.v1.GetStatsRequest
+	0,  // 33: emailsender.v1.ReportService.WatchEvents:input_type -> emailsender.v1.WatchEventsRequest
+	3,  // 34: emailsender.v1.ReportService.GetMessage:output_type -> emailsender.v1.GetMessageResponse
+	8,  // 35: emailsender.v1.ReportService.ListMessages:output_type -> emailsender.v1.ListMessagesResponse
+	10, // 36: emailsender.v1.ReportService.GetStats:output_type -> emailsender.v1.GetStatsResponse
+	1,  // 37: emailsender.v1.ReportService.WatchEvents:output_type -> emailsender.v1.WatchEventsResponse
+	34, // [34:38] is the sub-list for method output_type
+	30, // [30:34] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_emailsender_v1_report_proto_init() }
@@ -1028,7 +1226,7 @@ func file_emailsender_v1_report_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emailsender_v1_report_proto_rawDesc), len(file_emailsender_v1_report_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

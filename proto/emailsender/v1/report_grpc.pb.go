@@ -22,6 +22,7 @@ const (
 	ReportService_GetMessage_FullMethodName   = "/emailsender.v1.ReportService/GetMessage"
 	ReportService_ListMessages_FullMethodName = "/emailsender.v1.ReportService/ListMessages"
 	ReportService_GetStats_FullMethodName     = "/emailsender.v1.ReportService/GetStats"
+	ReportService_WatchEvents_FullMethodName  = "/emailsender.v1.ReportService/WatchEvents"
 )
 
 // ReportServiceClient is the client API for ReportService service.
@@ -38,6 +39,16 @@ type ReportServiceClient interface {
 	ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error)
 	// GetStats counts messages by status in time buckets, per provider.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// WatchEvents streams the account's events as they happen. The first
+	// response is a heartbeat (no event) saying the watch is established; later
+	// heartbeats come while nothing happens. Every response carries a cursor:
+	// calling again with the last one received resumes right after it, with no
+	// gap and no duplicate, for as long as the events are retained (7 days by
+	// default; an older cursor is OUT_OF_RANGE). A slow client slows its own
+	// stream down (flow control); the server buffers a bounded number of events.
+	// Over HTTP: newline-delimited JSON here, Server-Sent Events on
+	// GET /v1/events:sse (same parameters; Last-Event-ID resumes).
+	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error)
 }
 
 type reportServiceClient struct {
@@ -78,6 +89,25 @@ func (c *reportServiceClient) GetStats(ctx context.Context, in *GetStatsRequest,
 	return out, nil
 }
 
+func (c *reportServiceClient) WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEventsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ReportService_ServiceDesc.Streams[0], ReportService_WatchEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchEventsRequest, WatchEventsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportService_WatchEventsClient = grpc.ServerStreamingClient[WatchEventsResponse]
+
 // ReportServiceServer is the server API for ReportService service.
 // All implementations must embed UnimplementedReportServiceServer
 // for forward compatibility.
@@ -92,6 +122,16 @@ type ReportServiceServer interface {
 	ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error)
 	// GetStats counts messages by status in time buckets, per provider.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// WatchEvents streams the account's events as they happen. The first
+	// response is a heartbeat (no event) saying the watch is established; later
+	// heartbeats come while nothing happens. Every response carries a cursor:
+	// calling again with the last one received resumes right after it, with no
+	// gap and no duplicate, for as long as the events are retained (7 days by
+	// default; an older cursor is OUT_OF_RANGE). A slow client slows its own
+	// stream down (flow control); the server buffers a bounded number of events.
+	// Over HTTP: newline-delimited JSON here, Server-Sent Events on
+	// GET /v1/events:sse (same parameters; Last-Event-ID resumes).
+	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error
 	mustEmbedUnimplementedReportServiceServer()
 }
 
@@ -110,6 +150,9 @@ func (UnimplementedReportServiceServer) ListMessages(context.Context, *ListMessa
 }
 func (UnimplementedReportServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedReportServiceServer) WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[WatchEventsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
 }
 func (UnimplementedReportServiceServer) mustEmbedUnimplementedReportServiceServer() {}
 func (UnimplementedReportServiceServer) testEmbeddedByValue()                       {}
@@ -186,6 +229,17 @@ func _ReportService_GetStats_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReportService_WatchEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ReportServiceServer).WatchEvents(m, &grpc.GenericServerStream[WatchEventsRequest, WatchEventsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportService_WatchEventsServer = grpc.ServerStreamingServer[WatchEventsResponse]
+
 // ReportService_ServiceDesc is the grpc.ServiceDesc for ReportService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -206,6 +260,12 @@ var ReportService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ReportService_GetStats_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchEvents",
+			Handler:       _ReportService_WatchEvents_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "emailsender/v1/report.proto",
 }

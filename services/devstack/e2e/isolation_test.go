@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/mail"
 	"regexp"
 	"slices"
@@ -118,6 +119,7 @@ type isoFixture struct {
 	pendingCode                           string // the mailed code of the pending sender
 	suppressed                            string
 	msgToken, suppressionToken, usageTok  string
+	webhookID, webhookURL                 string
 	keyIDs, messageIDs, senderIDs, prefix []string
 
 	// markers are strings of A's that no answer to B may contain.
@@ -222,6 +224,14 @@ func setupIsolation(t *testing.T, s *stack) *isoFixture {
 		return fx.usageTok != ""
 	}, 10*time.Second, 50*time.Millisecond)
 
+	// A's webhook, whose deliveries of A's events succeed.
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(recv.Close)
+	fx.webhookURL = recv.URL + "/hook-of-a-" + tag
+	wh, err := s.webhooks.CreateWebhook(ctx, &v1.CreateWebhookRequest{Url: fx.webhookURL})
+	require.NoError(t, err)
+	fx.webhookID = wh.GetWebhook().GetId()
+
 	keys, err := s.account.ListApiKeys(ctx, &v1.ListApiKeysRequest{})
 	require.NoError(t, err)
 	for _, k := range keys.GetKeys() {
@@ -244,7 +254,8 @@ func setupIsolation(t *testing.T, s *stack) *isoFixture {
 	require.GreaterOrEqual(t, len(fx.messageIDs), 5, "A's messages: 3 verification mails, a sent one, a scheduled one")
 
 	fx.markers = append(fx.markers, fx.a.accountID, fx.a.providerID, fx.sandboxProviderID, fx.subject, fx.rcpt, fx.tagValue,
-		fx.idemKey, fx.providerName, fx.keyName, fx.verifiedSender, fx.pendingSender, fx.suppressed, fx.pendingCode)
+		fx.idemKey, fx.providerName, fx.keyName, fx.verifiedSender, fx.pendingSender, fx.suppressed, fx.pendingCode,
+		fx.webhookID, fx.webhookURL)
 	fx.markers = append(fx.markers, fx.keyIDs...)
 	fx.markers = append(fx.markers, fx.prefix...)
 	fx.markers = append(fx.markers, fx.senderIDs...)
@@ -513,6 +524,53 @@ func isolationCases(t *testing.T, s *stack, fx *isoFixture) map[string][]isoCase
 			{name: "all", want: codes.OK, call: rpc(s.report.GetStats, statsWindow(&v1.GetStatsRequest{})), check: bStats},
 			{name: "default window", want: codes.OK, call: rpc(s.report.GetStats, &v1.GetStatsRequest{}), check: bStats},
 			{name: "A's provider", want: codes.OK, call: rpc(s.report.GetStats, statsWindow(&v1.GetStatsRequest{ProviderId: fx.a.providerID})), check: empty},
+		},
+		v1.ReportService_WatchEvents_FullMethodName: {
+			{name: "everything retained", want: codes.OK, call: watchAll(s, &v1.WatchEventsRequest{FromStart: true})},
+			{name: "A's messages", want: codes.OK, call: watchAll(s, &v1.WatchEventsRequest{FromStart: true, MessageIds: []string{fx.sentID, fx.scheduledID}})},
+			{name: "A's tag", want: codes.OK, call: watchAll(s, &v1.WatchEventsRequest{FromStart: true, Tags: map[string]string{"campaign": fx.tagValue}})},
+		},
+		v1.WebhookService_CreateWebhook_FullMethodName: {
+			{name: "B's new webhook is B's", want: codes.OK,
+				call: rpc(s.webhooks.CreateWebhook, &v1.CreateWebhookRequest{Url: "https://b.example/hook"}),
+				check: func(t *testing.T, resp proto.Message) {
+					require.NotEqual(t, fx.webhookID, resp.(*v1.CreateWebhookResponse).GetWebhook().GetId())
+				}},
+		},
+		v1.WebhookService_ListWebhooks_FullMethodName: {
+			{name: "all", want: codes.OK, call: rpc(s.webhooks.ListWebhooks, &v1.ListWebhooksRequest{}), check: noneOf("A's webhooks", fx.webhookID, fx.webhookURL)},
+		},
+		v1.WebhookService_UpdateWebhook_FullMethodName: {
+			{name: "A's webhook to B's URL", want: codes.NotFound,
+				call: rpc(s.webhooks.UpdateWebhook, &v1.UpdateWebhookRequest{Id: fx.webhookID, Url: proto.String("https://b.example/stolen")}), target: fx.webhookID,
+				controlCall: rpc(s.webhooks.UpdateWebhook, &v1.UpdateWebhookRequest{Id: missingID, Url: proto.String("https://b.example/stolen")}), control: missingID},
+		},
+		v1.WebhookService_DeleteWebhook_FullMethodName: {
+			{name: "A's webhook", want: codes.NotFound,
+				call: rpc(s.webhooks.DeleteWebhook, &v1.DeleteWebhookRequest{Id: fx.webhookID}), target: fx.webhookID,
+				controlCall: rpc(s.webhooks.DeleteWebhook, &v1.DeleteWebhookRequest{Id: missingID}), control: missingID},
+		},
+		v1.WebhookService_RotateWebhookSecret_FullMethodName: {
+			{name: "A's webhook", want: codes.NotFound,
+				call: rpc(s.webhooks.RotateWebhookSecret, &v1.RotateWebhookSecretRequest{Id: fx.webhookID}), target: fx.webhookID,
+				controlCall: rpc(s.webhooks.RotateWebhookSecret, &v1.RotateWebhookSecretRequest{Id: missingID}), control: missingID},
+		},
+		v1.WebhookService_SendTestWebhook_FullMethodName: {
+			{name: "A's webhook", want: codes.NotFound,
+				call: rpc(s.webhooks.SendTestWebhook, &v1.SendTestWebhookRequest{Id: fx.webhookID}), target: fx.webhookID,
+				controlCall: rpc(s.webhooks.SendTestWebhook, &v1.SendTestWebhookRequest{Id: missingID}), control: missingID},
+		},
+		v1.WebhookService_ListWebhookDeliveries_FullMethodName: {
+			{name: "A's webhook", want: codes.NotFound,
+				call: rpc(s.webhooks.ListWebhookDeliveries, &v1.ListWebhookDeliveriesRequest{WebhookId: fx.webhookID}), target: fx.webhookID,
+				controlCall: rpc(s.webhooks.ListWebhookDeliveries, &v1.ListWebhookDeliveriesRequest{WebhookId: missingID}), control: missingID},
+		},
+		v1.WebhookService_ReplayWebhookDeliveries_FullMethodName: {
+			{name: "A's webhook, a time range", want: codes.NotFound,
+				call: rpc(s.webhooks.ReplayWebhookDeliveries, &v1.ReplayWebhookDeliveriesRequest{WebhookId: fx.webhookID,
+					Start: timestamppb.New(time.Now().Add(-time.Hour)), End: timestamppb.New(time.Now().Add(time.Hour))}), target: fx.webhookID,
+				controlCall: rpc(s.webhooks.ReplayWebhookDeliveries, &v1.ReplayWebhookDeliveriesRequest{WebhookId: missingID,
+					Start: timestamppb.New(time.Now().Add(-time.Hour)), End: timestamppb.New(time.Now().Add(time.Hour))}), control: missingID},
 		},
 		v1.AccountService_CreateApiKey_FullMethodName: {
 			{name: "B's new key is B's", want: codes.OK,

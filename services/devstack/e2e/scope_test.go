@@ -37,6 +37,16 @@ func scopeRows(s *stack) map[string]scopeRow {
 		v1.ReportService_GetMessage_FullMethodName:   {read, rpc(s.report.GetMessage, &v1.GetMessageRequest{MessageId: missingV7})},
 		v1.ReportService_ListMessages_FullMethodName: {read, rpc(s.report.ListMessages, &v1.ListMessagesRequest{})},
 		v1.ReportService_GetStats_FullMethodName:     {read, rpc(s.report.GetStats, &v1.GetStatsRequest{})},
+		v1.ReportService_WatchEvents_FullMethodName:  {read, watchFirst(s, &v1.WatchEventsRequest{})},
+
+		v1.WebhookService_CreateWebhook_FullMethodName:           {admin, rpc(s.webhooks.CreateWebhook, &v1.CreateWebhookRequest{Url: "not a url"})},
+		v1.WebhookService_ListWebhooks_FullMethodName:            {admin, rpc(s.webhooks.ListWebhooks, &v1.ListWebhooksRequest{})},
+		v1.WebhookService_UpdateWebhook_FullMethodName:           {admin, rpc(s.webhooks.UpdateWebhook, &v1.UpdateWebhookRequest{Id: missing})},
+		v1.WebhookService_DeleteWebhook_FullMethodName:           {admin, rpc(s.webhooks.DeleteWebhook, &v1.DeleteWebhookRequest{Id: missing})},
+		v1.WebhookService_RotateWebhookSecret_FullMethodName:     {admin, rpc(s.webhooks.RotateWebhookSecret, &v1.RotateWebhookSecretRequest{Id: missing})},
+		v1.WebhookService_SendTestWebhook_FullMethodName:         {admin, rpc(s.webhooks.SendTestWebhook, &v1.SendTestWebhookRequest{Id: missing})},
+		v1.WebhookService_ListWebhookDeliveries_FullMethodName:   {admin, rpc(s.webhooks.ListWebhookDeliveries, &v1.ListWebhookDeliveriesRequest{WebhookId: missing})},
+		v1.WebhookService_ReplayWebhookDeliveries_FullMethodName: {admin, rpc(s.webhooks.ReplayWebhookDeliveries, &v1.ReplayWebhookDeliveriesRequest{WebhookId: missing, DeliveryId: missing})},
 		// Admin: usage records show every key's client addresses and agents.
 		v1.AccountService_ListUsage_FullMethodName: {admin, rpc(s.account.ListUsage, &v1.ListUsageRequest{})},
 

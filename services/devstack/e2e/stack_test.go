@@ -98,6 +98,8 @@ type stack struct {
 	account v1.AccountServiceClient
 	// operator is the OperatorService on ingest's operator listener.
 	operator operatorv1.OperatorServiceClient
+	// webhooks is served by the report service (reportAddr).
+	webhooks v1.WebhookServiceClient
 	// ingestURL and reportURL are the HTTP/JSON API's base URLs (opts.http).
 	ingestURL, reportURL string
 	// ingestAddr and reportAddr are the gRPC addresses (host:port).
@@ -181,7 +183,10 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	ingestSvc, err := ingest.New(ic, ingest.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("ingest"), Logger: log, Auth: keyStore, Listener: ingestLis, HTTPListener: ingestHTTP,
 		OperatorListener: operatorLis})
 	require.NoError(t, err)
-	rc, rd := report.Config{}, report.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("report"), Logger: log, Authenticator: keyStore, Listener: reportLis, HTTPListener: reportHTTP}
+	rc, rd := report.Config{MasterKeys: s.keys}, report.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("report"), Logger: log, Authenticator: keyStore, Listener: reportLis, HTTPListener: reportHTTP}
+	// Webhook receivers of the tests listen on loopback.
+	rc.Webhooks.Outbound.AllowNets = []string{"127.0.0.0/8", "::1/128"}
+	rc.Webhooks.Poll = 50 * time.Millisecond
 	if opts.report != nil {
 		opts.report(&rc, &rd)
 	}
@@ -222,7 +227,9 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	ingestConn := dial(t, ingestLis.Addr().String())
 	s.send = v1.NewSendServiceClient(ingestConn)
 	s.account = v1.NewAccountServiceClient(ingestConn)
-	s.report = v1.NewReportServiceClient(dial(t, reportLis.Addr().String()))
+	reportConn := dial(t, reportLis.Addr().String())
+	s.report = v1.NewReportServiceClient(reportConn)
+	s.webhooks = v1.NewWebhookServiceClient(reportConn)
 	s.operator = operatorv1.NewOperatorServiceClient(dial(t, operatorLis.Addr().String()))
 	return s
 }

@@ -155,6 +155,7 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	}
 	var (
 		msgs      []*nats.Msg
+		events    []*nats.Msg
 		sent      []store.OutboxRow
 		orphans   []store.MessageKey
 		spans     []trace.Span
@@ -171,11 +172,25 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		pctx := r.tel.Propagator.Extract(ctx, propagation.HeaderCarrier(http.Header{"Traceparent": {row.Traceparent}}))
 		pctx, span := r.tel.Tracer("ingest/outbox").Start(pctx, "outbox relay publish", trace.WithSpanKind(trace.SpanKindProducer))
 		r.tel.InjectNATS(pctx, m.Header)
+		// The message's ACCEPTED (SCHEDULED) event goes with it: the row is
+		// done only when both are on their streams (AcceptedEvent).
+		ev, err := AcceptedEvent(row.AccountID, row.MessageID, row.Status, row.CreatedAt)
+		if err != nil {
+			span.End()
+			return 0, err
+		}
 		msgs = append(msgs, m)
+		events = append(events, ev)
 		sent = append(sent, row)
 		spans = append(spans, span)
 	}
+	evErrs := queue.PublishAll(ctx, r.pub, events, r.cfg.PublishTimeout, jetstream.WithExpectStream(queue.EventStream))
 	errs := queue.PublishAll(ctx, r.pub, msgs, r.cfg.PublishTimeout, jetstream.WithExpectStream(queue.SendStream))
+	for i := range errs {
+		if errs[i] == nil && evErrs[i] != nil {
+			errs[i] = fmt.Errorf("accepted event: %w", evErrs[i])
+		}
+	}
 	var firstErr error
 	for i, row := range sent {
 		if errs[i] != nil {

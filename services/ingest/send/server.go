@@ -7,6 +7,7 @@ package send
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -273,6 +274,10 @@ func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsend
 		msgs  []*nats.Msg
 		keys  []store.MessageKey
 		spans []trace.Span
+		// events: the ACCEPTED/SCHEDULED event of every message stored now;
+		// eventOf[i]: the index in events of msgs[i]'s event.
+		events  []*nats.Msg
+		eventOf []int
 	)
 	for j, a := range accepted {
 		i, m := index[j], news[j]
@@ -288,8 +293,21 @@ func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsend
 		s.accepted.Add(ctx, 1, s.byKind.Option(m.ProviderKind))
 		s.log.DebugContext(ctx, "accepted message", "account_id", accountID, "message_id", m.ID,
 			"provider", m.ProviderKind, "recipients", len(m.Recipients), "status", m.Status.String())
+		ev, err := outbox.AcceptedEvent(accountID, m.ID, m.Status, m.CreatedAt)
+		if err != nil {
+			s.log.WarnContext(ctx, "accepted event", "account_id", accountID, "message_id", m.ID, "error", err)
+			ev = nil
+		}
 		if m.Status != lifecycle.Queued {
+			if ev != nil {
+				events = append(events, ev) // the relay publishes it again when due
+			}
 			continue // the relay publishes it when due
+		}
+		eventOf = append(eventOf, -1)
+		if ev != nil {
+			eventOf[len(eventOf)-1] = len(events)
+			events = append(events, ev)
 		}
 		msg := queue.NewMsg(m.NATSSubject, m.ID, m.Content)
 		// One producer span per job: the worker's delivery spans are its
@@ -301,18 +319,39 @@ func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsend
 		keys = append(keys, store.MessageKey{AccountID: accountID, MessageID: m.ID})
 		spans = append(spans, span)
 	}
-	s.publish(ctx, msgs, keys, spans)
+	s.publish(ctx, msgs, keys, spans, events, eventOf)
 	return results, nil
 }
 
 // publish puts freshly stored jobs on the stream. What is acknowledged has its
 // outbox row deleted; the rest stays in the outbox for the relay. The caller's
 // cancellation does not stop it: the messages are already accepted.
-func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, keys []store.MessageKey, spans []trace.Span) {
+//
+// events (the messages' ACCEPTED/SCHEDULED events, outbox.AcceptedEvent) go
+// out at the same time; a job's outbox row is deleted only when its event
+// (events[eventOf[i]]) was acknowledged too, so the relay publishes both again
+// otherwise.
+func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, keys []store.MessageKey, spans []trace.Span, events []*nats.Msg, eventOf []int) {
+	if len(msgs) == 0 && len(events) == 0 {
+		return
+	}
+	wctx := context.WithoutCancel(ctx)
+	// Events and jobs go out together; then both are awaited.
+	evErrs, errs := s.publishBoth(wctx, events, msgs)
 	if len(msgs) == 0 {
 		return
 	}
-	errs := queue.PublishAll(context.WithoutCancel(ctx), s.pub, msgs, s.cfg.PublishTimeout, jetstream.WithExpectStream(queue.SendStream))
+	for i := range errs {
+		if errs[i] != nil {
+			continue
+		}
+		switch {
+		case eventOf[i] < 0:
+			errs[i] = errors.New("accepted event not encoded")
+		case evErrs[eventOf[i]] != nil:
+			errs[i] = fmt.Errorf("accepted event: %w", evErrs[eventOf[i]])
+		}
+	}
 	deferred := 0
 	var firstErr error
 	for i, err := range errs {
@@ -334,6 +373,34 @@ func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, keys []store.Mes
 		s.log.WarnContext(ctx, "publish deferred to outbox relay", "account_id", keys[0].AccountID,
 			"message_id", keys[0].MessageID, "messages", deferred, "error", firstErr)
 	}
+}
+
+// publishBoth publishes events (to the events stream) and jobs (to the send
+// stream) without waiting in between, then waits for both (queue.PublishAll).
+func (s *Server) publishBoth(ctx context.Context, events, jobs []*nats.Msg) (evErrs, jobErrs []error) {
+	if !queue.Connected(s.pub) {
+		down := func(n int) []error {
+			errs := make([]error, n)
+			for i := range errs {
+				errs[i] = queue.ErrDisconnected
+			}
+			return errs
+		}
+		return down(len(events)), down(len(jobs))
+	}
+	ef, evErrs := queue.PublishAsync(s.pub, events, jetstream.WithExpectStream(queue.EventStream))
+	jf, jobErrs := queue.PublishAsync(s.pub, jobs, jetstream.WithExpectStream(queue.SendStream))
+	for i, err := range queue.Await(ctx, ef, s.cfg.PublishTimeout) {
+		if evErrs[i] == nil {
+			evErrs[i] = err
+		}
+	}
+	for i, err := range queue.Await(ctx, jf, s.cfg.PublishTimeout) {
+		if jobErrs[i] == nil {
+			jobErrs[i] = err
+		}
+	}
+	return evErrs, jobErrs
 }
 
 // prepare builds what the store inserts for the valid request v of req.

@@ -25,6 +25,8 @@ type OutboxRow struct {
 	// account's data was deleted), and the row is then simply dropped.
 	Content []byte
 	Status  lifecycle.Status
+	// CreatedAt is the message's acceptance time (its ACCEPTED/SCHEDULED event's).
+	CreatedAt time.Time
 }
 
 // ClaimDue locks up to limit outbox rows that are due (not_before passed) and
@@ -33,7 +35,8 @@ type OutboxRow struct {
 // itself. Rows stay locked until tx ends.
 func ClaimDue(ctx context.Context, tx pgx.Tx, grace time.Duration, limit int) ([]OutboxRow, error) {
 	rows, err := tx.Query(ctx, `
-		SELECT o.message_id::text, o.account_id::text, o.subject, o.traceparent, m.content, COALESCE(m.status, 0)
+		SELECT o.message_id::text, o.account_id::text, o.subject, o.traceparent, m.content, COALESCE(m.status, 0),
+			COALESCE(m.created_at, o.created_at)
 		FROM outbox o
 		LEFT JOIN messages m ON m.id = o.message_id AND m.account_id = o.account_id
 		WHERE o.not_before <= now() AND o.created_at <= now() - $1::interval
@@ -48,7 +51,7 @@ func ClaimDue(ctx context.Context, tx pgx.Tx, grace time.Duration, limit int) ([
 			o      OutboxRow
 			status int16
 		)
-		err := r.Scan(&o.MessageID, &o.AccountID, &o.Subject, &o.Traceparent, &o.Content, &status)
+		err := r.Scan(&o.MessageID, &o.AccountID, &o.Subject, &o.Traceparent, &o.Content, &status, &o.CreatedAt)
 		o.Status = lifecycle.Status(status)
 		return o, err
 	})

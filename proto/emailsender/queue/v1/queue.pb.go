@@ -186,8 +186,12 @@ type DeliveryEvent struct {
 	Detail            string                 `protobuf:"bytes,12,opt,name=detail,proto3" json:"detail,omitempty"`
 	RetryAt           *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
 	ProviderId        string                 `protobuf:"bytes,14,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set on account-level events about a webhook endpoint (WEBHOOK_DISABLED):
+	// the endpoint. Such an event's message_id is the endpoint id too, so that
+	// per-message consumers (the report's) drop it as an unknown message.
+	WebhookId     string `protobuf:"bytes,15,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeliveryEvent) Reset() {
@@ -318,6 +322,13 @@ func (x *DeliveryEvent) GetProviderId() string {
 	return ""
 }
 
+func (x *DeliveryEvent) GetWebhookId() string {
+	if x != nil {
+		return x.WebhookId
+	}
+	return ""
+}
+
 var File_emailsender_queue_v1_queue_proto protoreflect.FileDescriptor
 
 const file_emailsender_queue_v1_queue_proto_rawDesc = "" +
@@ -341,7 +352,7 @@ const file_emailsender_queue_v1_queue_proto_rawDesc = "" +
 	"\x0fattempts_before\x18\t \x01(\x05R\x0eattemptsBefore\x12\x1c\n" +
 	"\tscheduled\x18\n" +
 	" \x01(\bR\tscheduled\x12%\n" +
-	"\x0eprovider_bound\x18\v \x01(\bR\rproviderBound\"\x9e\x04\n" +
+	"\x0eprovider_bound\x18\v \x01(\bR\rproviderBound\"\xbd\x04\n" +
 	"\rDeliveryEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +
@@ -364,7 +375,9 @@ const file_emailsender_queue_v1_queue_proto_rawDesc = "" +
 	"\x06detail\x18\f \x01(\tR\x06detail\x125\n" +
 	"\bretry_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\x12\x1f\n" +
 	"\vprovider_id\x18\x0e \x01(\tR\n" +
-	"providerIdBGZEgithub.com/namirasoft/email-sender/proto/emailsender/queue/v1;queuev1b\x06proto3"
+	"providerId\x12\x1d\n" +
+	"\n" +
+	"webhook_id\x18\x0f \x01(\tR\twebhookIdBGZEgithub.com/namirasoft/email-sender/proto/emailsender/queue/v1;queuev1b\x06proto3"
 
 var (
 	file_emailsender_queue_v1_queue_proto_rawDescOnce sync.Once

@@ -1,0 +1,45 @@
+package outbox
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/queue"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+)
+
+// AcceptedEvent is the ACCEPTED event of a message accepted as QUEUED (or
+// the SCHEDULED event of one accepted as SCHEDULED) as it goes on the events
+// stream, for the report's event stream and webhooks: the same event, with
+// the same id, as the one store.Accept wrote to PostgreSQL.
+//
+// The accepting call publishes it with the job and the outbox row stays until
+// both are acknowledged, so the relay publishes a QUEUED message's event when
+// the call could not. A SCHEDULED message's event is published by the call
+// and again by the relay when the message is due: JetStream drops the second
+// within its duplicate window; later it is a repetition with the same event
+// id (consumers deduplicate by it).
+//
+// status is the message's status: SCHEDULED makes the SCHEDULED event, any
+// other (QUEUED, or later when the relay comes after the worker) the ACCEPTED
+// event, whose status is QUEUED.
+func AcceptedEvent(accountID, messageID string, status lifecycle.Status, at time.Time) (*nats.Msg, error) {
+	typ, accepted := queue.EventAccepted, lifecycle.Queued
+	if status == lifecycle.Scheduled {
+		typ, accepted = queue.EventScheduled, lifecycle.Scheduled
+	}
+	id := queue.EventID(messageID, 0, typ, "")
+	data, err := proto.Marshal(&queuev1.DeliveryEvent{
+		EventId: id, MessageId: messageID, AccountId: accountID, Type: typ,
+		Status: accepted, OccurredAt: timestamppb.New(at),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode %s event: %w", typ, err)
+	}
+	return queue.NewMsg(queue.EventSubject(accountID, messageID), id, data), nil
+}

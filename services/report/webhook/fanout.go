@@ -1,0 +1,249 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/namirasoft/email-sender/pkg/queue"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+)
+
+var deliveryNamespace = uuid.MustParse("0b8e3c52-7a8f-4d8e-9a0f-7c2a51d6e9b4")
+
+// DeliveryID is the deterministic id of the delivery of an event for one
+// recipient to one endpoint (and its webhook-id header).
+func DeliveryID(endpointID, eventID, recipient string) string {
+	return uuid.NewSHA1(deliveryNamespace, []byte(endpointID+"|"+eventID+"|"+recipient)).String()
+}
+
+// fanOut consumes EMAIL_EVENTS with its own durable consumer and records a
+// delivery per (matching endpoint, recipient) of each event, outbox style:
+// an event is acknowledged once its deliveries are committed, so none is
+// lost; an event fanned out twice is the same deliveries (DeliveryID).
+func (s *Service) fanOut(ctx context.Context) error {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       s.cfg.Consumer,
+		Description:   "report: events into webhook deliveries",
+		FilterSubject: queue.EventFilter,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 4 * s.cfg.Batch,
+		MaxDeliver:    -1,
+	}
+	var cons jetstream.Consumer
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := s.js.CreateOrUpdateConsumer(cctx, queue.EventStream, cfg)
+		cancel()
+		if err == nil {
+			cons = c
+			break
+		}
+		s.log.WarnContext(ctx, "create webhook consumer; retrying", "consumer", s.cfg.Consumer, "error", err, "retry_in", delay.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(2 * s.cfg.Batch))
+	if err != nil {
+		return fmt.Errorf("webhook consumer: %w", err)
+	}
+	defer iter.Stop()
+	stop := context.AfterFunc(ctx, iter.Drain)
+	defer stop()
+	work := context.WithoutCancel(ctx)
+	for {
+		batch, err := s.nextBatch(iter)
+		if len(batch) > 0 {
+			s.handle(work, batch)
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("webhook consumer: %w", err)
+		default:
+			s.log.WarnContext(ctx, "fetch events for webhooks", "error", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+func (s *Service) nextBatch(iter jetstream.MessagesContext) ([]jetstream.Msg, error) {
+	first, err := iter.Next()
+	if err != nil {
+		return nil, err
+	}
+	batch := []jetstream.Msg{first}
+	for len(batch) < s.cfg.Batch {
+		m, err := iter.Next(jetstream.NextMaxWait(5 * time.Millisecond))
+		if errors.Is(err, nats.ErrTimeout) {
+			break
+		}
+		if err != nil {
+			return batch, err
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// handle records the deliveries of a batch and settles its messages.
+func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) {
+	ds, err := s.deliveriesOf(ctx, msgs)
+	if err == nil {
+		err = s.store.insert(ctx, ds)
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "webhook fan-out failed; redelivering", "events", len(msgs), "error", err)
+		for _, m := range msgs {
+			_ = m.NakWithDelay(2 * time.Second)
+		}
+		return
+	}
+	for _, m := range msgs {
+		_ = m.Ack()
+	}
+	if len(ds) > 0 {
+		s.wake()
+	}
+}
+
+type streamEvent struct {
+	pb  *queuev1.DeliveryEvent
+	seq uint64
+}
+
+// deliveriesOf are the deliveries the events of msgs make.
+func (s *Service) deliveriesOf(ctx context.Context, msgs []jetstream.Msg) ([]delivery, error) {
+	var evs []streamEvent
+	accounts := map[string]bool{}
+	for _, m := range msgs {
+		var pb queuev1.DeliveryEvent
+		if err := proto.Unmarshal(m.Data(), &pb); err != nil {
+			continue // malformed: the report's consumer terminates it
+		}
+		if _, ok := Types[pb.GetType()]; !ok || pb.GetWebhookId() != "" {
+			continue
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			continue
+		}
+		evs = append(evs, streamEvent{pb: &pb, seq: md.Sequence.Stream})
+		accounts[pb.GetAccountId()] = true
+	}
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	eps, err := s.store.matchers(ctx, validUUIDs(slices.Collect(maps.Keys(accounts))))
+	if err != nil {
+		return nil, err
+	}
+	if len(eps) == 0 {
+		return nil, nil
+	}
+	var mAccts, mIDs []string
+	for _, e := range evs {
+		if len(eps[e.pb.GetAccountId()]) > 0 && isUUID(e.pb.GetMessageId()) && isUUID(e.pb.GetAccountId()) {
+			mAccts = append(mAccts, e.pb.GetAccountId())
+			mIDs = append(mIDs, e.pb.GetMessageId())
+		}
+	}
+	info, err := s.store.messages(ctx, mAccts, mIDs)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var out []delivery
+	for _, e := range evs {
+		mi, ok := info[e.pb.GetMessageId()]
+		if !ok {
+			continue // the message is gone (its account's data deleted)
+		}
+		name := Types[e.pb.GetType()]
+		rcpts := e.pb.GetRecipients()
+		if len(rcpts) == 0 {
+			rcpts = mi.Recipients
+		}
+		for _, ep := range eps[e.pb.GetAccountId()] {
+			if !ep.matches(name, mi.Tags) {
+				continue
+			}
+			for _, r := range rcpts {
+				r = strings.ToLower(r)
+				body, err := payloadOf(e.pb, name, r, mi.Tags).Encode()
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, delivery{
+					ID: DeliveryID(ep.ID, e.pb.GetEventId(), r), EndpointID: ep.ID, AccountID: ep.AccountID,
+					EventID: e.pb.GetEventId(), Seq: int64(e.seq), EventType: typeName(name), MessageID: e.pb.GetMessageId(),
+					Recipient: r, Payload: body, At: now,
+				})
+			}
+		}
+	}
+	return out, nil
+}
+
+func (m matcher) matches(name string, tags map[string]string) bool {
+	if len(m.Types) > 0 && !slices.Contains(m.Types, name) {
+		return false
+	}
+	for k, v := range m.Tags {
+		if got, ok := tags[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func payloadOf(pb *queuev1.DeliveryEvent, name, recipient string, tags map[string]string) Payload {
+	at := pb.GetOccurredAt().AsTime().UTC()
+	p := Payload{
+		Type: typeName(name), Timestamp: at,
+		Data: Data{
+			EventID: pb.GetEventId(), MessageID: pb.GetMessageId(), Recipient: recipient,
+			Status: emailsenderv1.MessageStatus_Value_name[int32(pb.GetStatus())], Event: pb.GetType(),
+			OccurredAt: at, Attempt: pb.GetAttempt(), ProviderResponse: pb.GetProviderResponse(),
+			ErrorClass: pb.GetErrorClass(), Detail: pb.GetDetail(), Tags: tags,
+		},
+	}
+	if pb.GetRetryAt() != nil {
+		t := pb.GetRetryAt().AsTime().UTC()
+		p.Data.RetryAt = &t
+	}
+	return p
+}
+
+func isUUID(s string) bool { _, err := uuid.Parse(s); return err == nil }
+
+func validUUIDs(ss []string) []string {
+	out := ss[:0]
+	for _, s := range ss {
+		if isUUID(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
