@@ -222,12 +222,9 @@ const rssBoundMB = 150
 // their bodies being read: ingest, a process of its own, keeps its peak RSS
 // (VmHWM) under rssBoundMB.
 func TestPreAuthBurstKeepsIngestSmall(t *testing.T) {
-	if os.Getenv(burstChildEnv) != "" {
-		t.Skip("the child runs TestPreAuthBurstChild")
-	}
 	t.Parallel()
 	b := setupGate(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestPreAuthBurstChild$", "-test.count=1")
+	cmd := exec.Command(os.Args[0]) // TestMain runs burstChild
 	cmd.Env = append(os.Environ(), burstChildEnv+"=1", "CHILD_DATABASE_URL="+b.db.URL, "CHILD_NATS_URL="+b.natsURL)
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
@@ -343,36 +340,58 @@ func vmHWM(t *testing.T, pid int) int64 {
 	return 0
 }
 
-// TestPreAuthBurstChild is ingest as TestPreAuthBurstKeepsIngestSmall's
-// child process: default configuration, the parent's PostgreSQL schema and
-// NATS; it prints its addresses and serves until its stdin closes.
-func TestPreAuthBurstChild(t *testing.T) {
-	if os.Getenv(burstChildEnv) == "" {
-		t.Skip("run by TestPreAuthBurstKeepsIngestSmall")
+// TestMain runs the package's tests, or, in TestPreAuthBurstKeepsIngestSmall's
+// child process, ingest alone (burstChild).
+func TestMain(m *testing.M) {
+	if os.Getenv(burstChildEnv) != "" {
+		if err := burstChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "burst child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// burstChild is ingest as TestPreAuthBurstKeepsIngestSmall's child process:
+// default configuration, the parent's PostgreSQL schema and NATS; it prints
+// its addresses and serves until its stdin closes.
+func burstChild() error {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, os.Getenv("CHILD_DATABASE_URL"))
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	defer pool.Close()
 	nc, err := nats.Connect(os.Getenv("CHILD_NATS_URL"))
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	svc, err := ingest.New(ingest.Config{}, ingest.Deps{
 		Pool: pool, JetStream: js, Listener: lis, HTTPListener: httpLis,
 		Auth: auth.NewKeyStore(pool, 10*time.Second),
 	})
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(runCtx) }()
 	fmt.Printf("ADDRS %s %s\n", lis.Addr(), httpLis.Addr())
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	cancel()
-	require.NoError(t, <-done)
+	return <-done
 }
