@@ -71,12 +71,11 @@ type Config struct {
 	ProviderCacheTTL time.Duration `env:"INGEST_PROVIDER_CACHE_TTL" default:"5s" help:"provider lookup cache"`
 	AuthCacheTTL     time.Duration `env:"INGEST_AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocations still apply at once on every replica)"`
 
-	OutboxInterval       time.Duration `env:"OUTBOX_INTERVAL" default:"1s" help:"outbox relay poll interval"`
-	OutboxBatch          int           `env:"OUTBOX_BATCH" default:"200" help:"outbox rows per relay pass"`
-	OutboxGrace          time.Duration `env:"OUTBOX_GRACE" default:"5s" help:"age before the relay takes an immediate row"`
-	OutboxPublishTimeout time.Duration `env:"OUTBOX_PUBLISH_TIMEOUT" default:"5s" help:"relay wait for JetStream acks"`
-	OutboxMaxBackoff     time.Duration `env:"OUTBOX_MAX_BACKOFF" default:"30s" help:"relay backoff cap while NATS is down"`
-	OutboxDeleteInterval time.Duration `env:"OUTBOX_DELETE_INTERVAL" default:"50ms" help:"batching of outbox deletes after publish"`
+	// Relay publishes the outbox rows calls left behind (OUTBOX_*); Deleter
+	// removes the rows calls published themselves (OUTBOX_DELETE_*). A
+	// negative Relay.Grace means none (tests).
+	Relay   outbox.RelayConfig
+	Deleter outbox.DeleterConfig
 
 	// MasterKeys seal provider secrets ("kid:base64,kid2:base64"); needed by
 	// `admin bootstrap` for smtp.
@@ -121,18 +120,14 @@ type Config struct {
 // WithDefaults fills unset fields with the env tags' defaults (the one
 // source of them).
 func (c Config) WithDefaults() (Config, error) {
-	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "MaxMessageBytes", "MaxAttachmentBytes", "MaxAttachments", "MaxRecipients", "MaxSubjectBytes", "MaxScheduleAhead", "MaxBatch", "PublishTimeout", "ProviderCacheTTL", "AuthCacheTTL", "OutboxInterval", "OutboxBatch", "OutboxPublishTimeout", "OutboxMaxBackoff", "OutboxDeleteInterval", "RequireVerifiedSenders", "SenderCodeTTL", "ProviderVerifyTimeout", "RetentionPeriod", "RetentionInterval", "FinalSweepAfter"); err != nil {
+	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "MaxMessageBytes", "MaxAttachmentBytes", "MaxAttachments", "MaxRecipients", "MaxSubjectBytes", "MaxScheduleAhead", "MaxBatch", "PublishTimeout", "ProviderCacheTTL", "AuthCacheTTL", "RequireVerifiedSenders", "SenderCodeTTL", "ProviderVerifyTimeout", "RetentionPeriod", "RetentionInterval", "FinalSweepAfter"); err != nil {
 		return c, err
 	}
 	if c.GRPCMaxRecvBytes == 0 {
 		c.GRPCMaxRecvBytes = c.DefaultMaxRecvBytes()
 	}
-	// A negative grace means none (tests); only the unset zero takes the default.
-	if c.OutboxGrace == 0 {
-		if err := envconfig.FillDefaults(&c, "OutboxGrace"); err != nil {
-			return c, err
-		}
-	}
+	c.Relay = c.Relay.WithDefaults()
+	c.Deleter = c.Deleter.WithDefaults()
 	if err := envconfig.FillDefaults(&c.NATS, "StreamReplicas"); err != nil {
 		return c, err
 	}
@@ -176,10 +171,7 @@ func (c Config) validate() error {
 	if c.GRPCMaxRecvBytes < c.MaxMessageBytes+envelopeHeadroom {
 		return fmt.Errorf("INGEST_GRPC_MAX_RECV_BYTES (%d) must exceed MAX_MESSAGE_BYTES (%d) by at least %d", c.GRPCMaxRecvBytes, c.MaxMessageBytes, envelopeHeadroom)
 	}
-	if err := c.API.Validate(); err != nil {
-		return err
-	}
-	return nil
+	return errors.Join(c.Relay.Validate(), c.Deleter.Validate(), c.API.Validate())
 }
 
 // Deps are the clients the service uses; they are built once by the caller
@@ -242,7 +234,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	log := deps.Logger
-	deleter := outbox.NewDeleter(deps.Pool, outbox.DeleterConfig{Interval: cfg.OutboxDeleteInterval}, log)
+	deleter := outbox.NewDeleter(deps.Pool, cfg.Deleter, log)
 	svc := send.New(send.Config{
 		Limits:           cfg.Limits(),
 		MaxBatch:         cfg.MaxBatch,
@@ -285,13 +277,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 
-	relay := outbox.NewRelay(deps.Pool, deps.JetStream, deps.Telemetry, log, outbox.RelayConfig{
-		Interval:       cfg.OutboxInterval,
-		Batch:          cfg.OutboxBatch,
-		Grace:          cfg.OutboxGrace,
-		PublishTimeout: cfg.OutboxPublishTimeout,
-		MaxBackoff:     cfg.OutboxMaxBackoff,
-	})
+	relay := outbox.NewRelay(deps.Pool, deps.JetStream, deps.Telemetry, log, cfg.Relay)
 	s := &Service{cfg: cfg, deps: deps, log: log, api: api, relay: relay, deleter: deleter, acc: acc}
 	relay.Prepare = s.prepareNATS
 	return s, nil

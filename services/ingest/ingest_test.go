@@ -34,6 +34,7 @@ import (
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest"
+	"github.com/namirasoft/email-sender/services/ingest/outbox"
 )
 
 type testBundle struct {
@@ -72,9 +73,7 @@ func setup(t *testing.T, tune ...func(*ingest.Config)) *testBundle {
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 
 	cfg := ingest.Config{
-		OutboxInterval:   50 * time.Millisecond,
-		OutboxGrace:      300 * time.Millisecond,
-		OutboxMaxBackoff: 300 * time.Millisecond,
+		Relay:            outbox.RelayConfig{Interval: 50 * time.Millisecond, Grace: 300 * time.Millisecond, MaxBackoff: 300 * time.Millisecond},
 		PublishTimeout:   time.Second,
 		ShutdownGrace:    5 * time.Second,
 		ProviderCacheTTL: -1,
