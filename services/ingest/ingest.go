@@ -24,7 +24,6 @@ import (
 	"github.com/namirasoft/email-sender/services/ingest/outbox"
 	"github.com/namirasoft/email-sender/services/ingest/send"
 	"github.com/namirasoft/email-sender/services/ingest/store"
-	"github.com/namirasoft/email-sender/services/ingest/validate"
 )
 
 // Config is the ingest service's configuration, loaded with envconfig.Load.
@@ -57,19 +56,11 @@ type Config struct {
 	// MetricsAddr is where the ingest command serves /metrics (Prometheus).
 	MetricsAddr string `env:"INGEST_METRICS_ADDR" default:":9081" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
 
-	MaxMessageBytes    int           `env:"MAX_MESSAGE_BYTES" default:"10485760" help:"largest encoded message, bytes"`
-	MaxAttachmentBytes int           `env:"MAX_ATTACHMENT_BYTES" default:"7340032" help:"largest attachment, bytes"`
-	MaxAttachments     int           `env:"MAX_ATTACHMENTS" default:"20" help:"attachments per message"`
-	MaxRecipients      int           `env:"MAX_RECIPIENTS" default:"50" help:"to + cc + bcc per message"`
-	MaxSubjectBytes    int           `env:"MAX_SUBJECT_BYTES" default:"998" help:"longest subject, bytes"`
-	MaxScheduleAhead   time.Duration `env:"MAX_SCHEDULE_AHEAD" default:"720h" help:"how far in the future send_at may be"`
-	MaxBatch           int           `env:"MAX_BATCH" default:"100" help:"messages per SendBatch"`
-
-	// PublishTimeout bounds how long a call waits for JetStream before leaving
-	// its jobs to the relay.
-	PublishTimeout   time.Duration `env:"INGEST_PUBLISH_TIMEOUT" default:"2s" help:"wait for JetStream acks in a call"`
-	ProviderCacheTTL time.Duration `env:"INGEST_PROVIDER_CACHE_TTL" default:"5s" help:"provider lookup cache"`
-	AuthCacheTTL     time.Duration `env:"INGEST_AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocations still apply at once on every replica)"`
+	// Send is the SendService's: the validation limits (MAX_MESSAGE_BYTES…
+	// MAX_TAGS), MAX_BATCH, the publish timeout and the provider cache (a
+	// negative INGEST_PROVIDER_CACHE_TTL disables it).
+	Send         send.Config
+	AuthCacheTTL time.Duration `env:"INGEST_AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocations still apply at once on every replica)"`
 
 	// Relay publishes the outbox rows calls left behind (OUTBOX_*); Deleter
 	// removes the rows calls published themselves (OUTBOX_DELETE_*). A
@@ -120,9 +111,10 @@ type Config struct {
 // WithDefaults fills unset fields with the env tags' defaults (the one
 // source of them).
 func (c Config) WithDefaults() (Config, error) {
-	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "MaxMessageBytes", "MaxAttachmentBytes", "MaxAttachments", "MaxRecipients", "MaxSubjectBytes", "MaxScheduleAhead", "MaxBatch", "PublishTimeout", "ProviderCacheTTL", "AuthCacheTTL", "RequireVerifiedSenders", "SenderCodeTTL", "ProviderVerifyTimeout", "RetentionPeriod", "RetentionInterval", "FinalSweepAfter"); err != nil {
+	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "AuthCacheTTL", "RequireVerifiedSenders", "SenderCodeTTL", "ProviderVerifyTimeout", "RetentionPeriod", "RetentionInterval", "FinalSweepAfter"); err != nil {
 		return c, err
 	}
+	c.Send = c.Send.WithDefaults()
 	if c.GRPCMaxRecvBytes == 0 {
 		c.GRPCMaxRecvBytes = c.DefaultMaxRecvBytes()
 	}
@@ -136,18 +128,6 @@ func (c Config) WithDefaults() (Config, error) {
 	return c, err
 }
 
-// Limits are the validation limits of c.
-func (c Config) Limits() validate.Limits {
-	return validate.Limits{
-		MaxMessageBytes:    c.MaxMessageBytes,
-		MaxAttachmentBytes: c.MaxAttachmentBytes,
-		MaxAttachments:     c.MaxAttachments,
-		MaxRecipients:      c.MaxRecipients,
-		MaxSubjectBytes:    c.MaxSubjectBytes,
-		MaxScheduleAhead:   c.MaxScheduleAhead,
-	}.WithDefaults()
-}
-
 // batchEntryOverhead is the room DefaultMaxRecvBytes gives each message of a
 // SendBatch besides its content (idempotency key, framing).
 const batchEntryOverhead = 1 << 10
@@ -157,7 +137,7 @@ const batchEntryOverhead = 1 << 10
 // of a full batch. A SendBatch's messages share it: their total is bounded,
 // not only each one's size.
 func (c Config) DefaultMaxRecvBytes() int {
-	return c.MaxMessageBytes + envelopeHeadroom + c.MaxBatch*batchEntryOverhead
+	return c.Send.Limits.MaxMessageBytes + envelopeHeadroom + c.Send.MaxBatch*batchEntryOverhead
 }
 
 // envelopeHeadroom is room for the job's envelope (ids, timestamps) and the
@@ -165,11 +145,11 @@ func (c Config) DefaultMaxRecvBytes() int {
 const envelopeHeadroom = 64 << 10
 
 func (c Config) validate() error {
-	if c.MaxAttachmentBytes > c.MaxMessageBytes {
-		return fmt.Errorf("MAX_ATTACHMENT_BYTES (%d) exceeds MAX_MESSAGE_BYTES (%d)", c.MaxAttachmentBytes, c.MaxMessageBytes)
+	if err := c.Send.Validate(); err != nil {
+		return err
 	}
-	if c.GRPCMaxRecvBytes < c.MaxMessageBytes+envelopeHeadroom {
-		return fmt.Errorf("INGEST_GRPC_MAX_RECV_BYTES (%d) must exceed MAX_MESSAGE_BYTES (%d) by at least %d", c.GRPCMaxRecvBytes, c.MaxMessageBytes, envelopeHeadroom)
+	if c.GRPCMaxRecvBytes < c.Send.Limits.MaxMessageBytes+envelopeHeadroom {
+		return fmt.Errorf("INGEST_GRPC_MAX_RECV_BYTES (%d) must exceed MAX_MESSAGE_BYTES (%d) by at least %d", c.GRPCMaxRecvBytes, c.Send.Limits.MaxMessageBytes, envelopeHeadroom)
 	}
 	return errors.Join(c.Relay.Validate(), c.Deleter.Validate(), c.API.Validate())
 }
@@ -235,14 +215,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	log := deps.Logger
 	deleter := outbox.NewDeleter(deps.Pool, cfg.Deleter, log)
-	svc := send.New(send.Config{
-		Limits:           cfg.Limits(),
-		MaxBatch:         cfg.MaxBatch,
-		PublishTimeout:   cfg.PublishTimeout,
-		ProviderCacheTTL: cfg.ProviderCacheTTL,
-
-		RequireVerifiedSenders: *cfg.RequireVerifiedSenders,
-	}, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Telemetry: deps.Telemetry, Logger: log})
+	sendCfg := cfg.Send
+	sendCfg.RequireVerifiedSenders = *cfg.RequireVerifiedSenders
+	svc := send.New(sendCfg, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Telemetry: deps.Telemetry, Logger: log})
 
 	acc, err := newAccounts(cfg, deps, svc)
 	if err != nil {
@@ -291,9 +266,9 @@ func checkPayload(cfg Config, js jetstream.JetStream) error {
 	if nc == nil || !nc.IsConnected() {
 		return errPayloadUnknown
 	}
-	if max := nc.MaxPayload(); int64(cfg.MaxMessageBytes)+envelopeHeadroom > max {
+	if max := nc.MaxPayload(); int64(cfg.Send.Limits.MaxMessageBytes)+envelopeHeadroom > max {
 		return fmt.Errorf("ingest config: MAX_MESSAGE_BYTES=%d (+%d bytes of job envelope) does not fit the NATS server's max_payload of %d bytes: raise max_payload on the server or lower MAX_MESSAGE_BYTES",
-			cfg.MaxMessageBytes, envelopeHeadroom, max)
+			cfg.Send.Limits.MaxMessageBytes, envelopeHeadroom, max)
 	}
 	return nil
 }
@@ -309,7 +284,7 @@ func (s *Service) prepareNATS(ctx context.Context) error {
 	}
 	err := queue.EnsureStreams(ctx, s.deps.JetStream, queue.StreamConfig{
 		Replicas:   s.cfg.NATS.StreamReplicas,
-		MaxMsgSize: int32(max(16<<20, s.cfg.MaxMessageBytes+envelopeHeadroom)),
+		MaxMsgSize: int32(max(16<<20, s.cfg.Send.Limits.MaxMessageBytes+envelopeHeadroom)),
 	})
 	if err != nil {
 		return err
