@@ -21,13 +21,17 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/ingest/account"
 	"github.com/namirasoft/email-sender/services/ingest/outbox"
 	"github.com/namirasoft/email-sender/services/ingest/send"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )
 
 // Config is the ingest service's configuration, loaded with envconfig.Load.
-// Zero values (when built in Go) take the same defaults as the environment.
+// Zero values (when built in Go) take the same defaults as the environment
+// (WithDefaults); the sub-packages' configs it holds (Send, Relay, Deleter,
+// Account) carry their variables' tags themselves, so each default is
+// written once.
 type Config struct {
 	GRPCAddr string `env:"INGEST_GRPC_ADDR" default:":8081" help:"gRPC listen address"`
 	// GRPCMaxRecvBytes bounds one request (a SendBatch carries many
@@ -59,7 +63,8 @@ type Config struct {
 	// Send is the SendService's: the validation limits (MAX_MESSAGE_BYTES…
 	// MAX_TAGS), MAX_BATCH, the publish timeout and the provider cache (a
 	// negative INGEST_PROVIDER_CACHE_TTL disables it).
-	Send         send.Config
+	Send send.Config
+
 	AuthCacheTTL time.Duration `env:"INGEST_AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocations still apply at once on every replica)"`
 
 	// Relay publishes the outbox rows calls left behind (OUTBOX_*); Deleter
@@ -76,12 +81,10 @@ type Config struct {
 	// RequireVerifiedSenders refuses a from address that is not a verified
 	// sender of the account; nil (a Config built in Go) means true.
 	RequireVerifiedSenders *bool `env:"REQUIRE_VERIFIED_SENDERS" default:"true" help:"refuse sending from unverified sender addresses"`
-	// VerificationFrom is the From of sender verification mails; empty: the
-	// address being verified (the account's provider must be able to send
-	// from it anyway).
-	VerificationFrom      string        `env:"VERIFICATION_FROM" help:"From of sender verification mails (default: the address being verified)"`
-	SenderCodeTTL         time.Duration `env:"SENDER_CODE_TTL" default:"24h" help:"how long a mailed sender verification code is valid"`
-	ProviderVerifyTimeout time.Duration `env:"PROVIDER_VERIFY_TIMEOUT" default:"30s" help:"timeout of one VerifyProvider login"`
+	// Account is the AccountService's: the From of sender verification mails
+	// (VERIFICATION_FROM), the codes' lifetime and the VerifyProvider timeout.
+	Account account.Config
+
 	// RetentionPeriod is how long message content (bodies, attachments) is
 	// kept; status, recipients and events stay.
 	RetentionPeriod   time.Duration `env:"RETENTION_PERIOD" default:"720h" help:"message bodies and attachments are purged after this"`
@@ -111,10 +114,11 @@ type Config struct {
 // WithDefaults fills unset fields with the env tags' defaults (the one
 // source of them).
 func (c Config) WithDefaults() (Config, error) {
-	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "AuthCacheTTL", "RequireVerifiedSenders", "SenderCodeTTL", "ProviderVerifyTimeout", "RetentionPeriod", "RetentionInterval", "FinalSweepAfter"); err != nil {
+	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "AuthCacheTTL", "RequireVerifiedSenders", "RetentionPeriod", "RetentionInterval", "FinalSweepAfter"); err != nil {
 		return c, err
 	}
 	c.Send = c.Send.WithDefaults()
+	c.Account = c.Account.WithDefaults()
 	if c.GRPCMaxRecvBytes == 0 {
 		c.GRPCMaxRecvBytes = c.DefaultMaxRecvBytes()
 	}
@@ -151,7 +155,7 @@ func (c Config) validate() error {
 	if c.GRPCMaxRecvBytes < c.Send.Limits.MaxMessageBytes+envelopeHeadroom {
 		return fmt.Errorf("INGEST_GRPC_MAX_RECV_BYTES (%d) must exceed MAX_MESSAGE_BYTES (%d) by at least %d", c.GRPCMaxRecvBytes, c.Send.Limits.MaxMessageBytes, envelopeHeadroom)
 	}
-	return errors.Join(c.Relay.Validate(), c.Deleter.Validate(), c.API.Validate())
+	return errors.Join(c.Relay.Validate(), c.Deleter.Validate(), c.Account.Validate(), c.API.Validate())
 }
 
 // Deps are the clients the service uses; they are built once by the caller
