@@ -151,6 +151,9 @@ func New(cfg Config, deps Deps, api API) (*Server, error) {
 	if cfg.ShutdownGrace <= 0 {
 		return nil, fmt.Errorf("apiserver: shutdown grace %s: want a positive duration", cfg.ShutdownGrace)
 	}
+	if HTTPEnabled(cfg.HTTPAddr, deps.HTTPListener) && (cfg.MaxHTTPBodyBytes <= 0 || cfg.MaxHTTPResponseBytes <= 0) {
+		return nil, fmt.Errorf("apiserver: HTTP limits %d/%d: want positive sizes", cfg.MaxHTTPBodyBytes, cfg.MaxHTTPResponseBytes)
+	}
 	tlsCfg, err := cfg.TLS.serverTLS()
 	if err != nil {
 		return nil, fmt.Errorf("apiserver: %w", err)

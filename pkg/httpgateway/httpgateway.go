@@ -68,27 +68,18 @@ const (
 	MDForwardedFor = "x-forwarded-for"
 )
 
-// Config configures a gateway.
+// Config configures a gateway. Its caller (pkg/apiserver) passes the limits
+// and the grace from its service's configuration; New refuses zero values
+// rather than keeping defaults of its own.
 type Config struct {
 	// MaxBodyBytes bounds a request body; a larger one is answered 413 with a
-	// RESOURCE_EXHAUSTED status and never reaches gRPC. Default 1 MiB.
+	// RESOURCE_EXHAUSTED status and never reaches gRPC.
 	MaxBodyBytes int64
-	// MaxResponseBytes bounds a gRPC answer the gateway accepts. Default 64 MiB.
+	// MaxResponseBytes bounds a gRPC answer the gateway accepts.
 	MaxResponseBytes int
 	// ShutdownGrace is how long in-flight requests get to finish on shutdown
-	// before their connections are closed. Default 10s.
+	// before their connections are closed.
 	ShutdownGrace time.Duration
-	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
-	ReadHeaderTimeout time.Duration
-	// IdleTimeout closes idle keep-alive connections. Default 2m.
-	IdleTimeout time.Duration
-	// ReadTimeout bounds reading a whole request, body included. Default 1m.
-	ReadTimeout time.Duration
-	// WriteTimeout bounds a request from the end of its headers to the end of
-	// its answer. Default 2m.
-	WriteTimeout time.Duration
-	// MaxHeaderBytes bounds a request's headers. Default 64 KiB.
-	MaxHeaderBytes int
 	// Dialer, when set, connects to the gRPC server instead of dialing the
 	// target (grpcserver.Server.DialInProcess).
 	Dialer func(context.Context, string) (net.Conn, error)
@@ -101,33 +92,33 @@ type Config struct {
 	PublicPaths []string
 }
 
-func (c Config) withDefaults() Config {
-	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = 1 << 20
+func (c Config) validate() error {
+	switch {
+	case c.MaxBodyBytes <= 0:
+		return fmt.Errorf("httpgateway: MaxBodyBytes %d: want a positive size", c.MaxBodyBytes)
+	case c.MaxResponseBytes <= 0:
+		return fmt.Errorf("httpgateway: MaxResponseBytes %d: want a positive size", c.MaxResponseBytes)
+	case c.ShutdownGrace <= 0:
+		return fmt.Errorf("httpgateway: ShutdownGrace %s: want a positive duration", c.ShutdownGrace)
 	}
-	if c.MaxResponseBytes <= 0 {
-		c.MaxResponseBytes = 64 << 20
-	}
-	if c.ShutdownGrace <= 0 {
-		c.ShutdownGrace = 10 * time.Second
-	}
-	if c.ReadHeaderTimeout <= 0 {
-		c.ReadHeaderTimeout = 10 * time.Second
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = 2 * time.Minute
-	}
-	if c.ReadTimeout <= 0 {
-		c.ReadTimeout = time.Minute
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 2 * time.Minute
-	}
-	if c.MaxHeaderBytes <= 0 {
-		c.MaxHeaderBytes = 64 << 10
-	}
-	return c
+	return nil
 }
+
+// The HTTP server's own bounds: protections against slow or oversized
+// clients, not settings (no service has a variable for them).
+const (
+	// readHeaderTimeout bounds reading a request's headers.
+	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds reading a whole request, body included.
+	readTimeout = time.Minute
+	// writeTimeout bounds a request from the end of its headers to the end
+	// of its answer.
+	writeTimeout = 2 * time.Minute
+	// idleTimeout closes idle keep-alive connections.
+	idleTimeout = 2 * time.Minute
+	// maxHeaderBytes bounds a request's headers.
+	maxHeaderBytes = 64 << 10
+)
 
 // Register adds one service's handlers to the mux; the generated
 // emailsenderv1.Register<Service>Handler functions have this signature.
@@ -143,9 +134,12 @@ type Gateway struct {
 
 // New builds a gateway that calls the gRPC server at grpcTarget (see
 // LoopbackTarget) with the handlers of register. It connects lazily: nothing
-// is dialed before the first request.
+// is dialed before the first request. It fails when a limit or the shutdown
+// grace is not set.
 func New(cfg Config, grpcTarget string, log *slog.Logger, register ...Register) (*Gateway, error) {
-	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -190,11 +184,11 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 func (g *Gateway) Serve(ctx context.Context, lis net.Listener) error {
 	srv := &http.Server{
 		Handler:           g.handler,
-		ReadHeaderTimeout: g.cfg.ReadHeaderTimeout,
-		ReadTimeout:       g.cfg.ReadTimeout,
-		WriteTimeout:      g.cfg.WriteTimeout,
-		IdleTimeout:       g.cfg.IdleTimeout,
-		MaxHeaderBytes:    g.cfg.MaxHeaderBytes,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}

@@ -75,8 +75,19 @@ type bundle struct {
 	done chan error
 }
 
+// setup serves a gateway with cfg; the limits and the grace it leaves zero
+// are the tests' (a service passes its own through pkg/apiserver).
 func setup(t *testing.T, cfg httpgateway.Config) *bundle {
 	t.Helper()
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxResponseBytes == 0 {
+		cfg.MaxResponseBytes = 4 << 20
+	}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 5 * time.Second
+	}
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	gs := grpc.NewServer()
@@ -243,4 +254,25 @@ func TestHealthz(t *testing.T) {
 	defer resp.Body.Close()
 	// The test's gRPC server has no health service: the gateway says so.
 	require.Equal(t, http.StatusNotImplemented, resp.StatusCode)
+}
+
+func TestNewRefusesUnsetLimits(t *testing.T) {
+	t.Parallel()
+	ok := httpgateway.Config{MaxBodyBytes: 1 << 20, MaxResponseBytes: 1 << 20, ShutdownGrace: time.Second}
+	for _, tc := range []struct {
+		field string
+		edit  func(*httpgateway.Config)
+	}{
+		{"MaxBodyBytes", func(c *httpgateway.Config) { c.MaxBodyBytes = 0 }},
+		{"MaxResponseBytes", func(c *httpgateway.Config) { c.MaxResponseBytes = 0 }},
+		{"ShutdownGrace", func(c *httpgateway.Config) { c.ShutdownGrace = -time.Second }},
+	} {
+		cfg := ok
+		tc.edit(&cfg)
+		_, err := httpgateway.New(cfg, "passthrough:///unused", nil, v1.RegisterSendServiceHandler)
+		require.ErrorContains(t, err, tc.field)
+	}
+	gw, err := httpgateway.New(ok, "passthrough:///unused", nil, v1.RegisterSendServiceHandler)
+	require.NoError(t, err)
+	require.NotNil(t, gw)
 }

@@ -39,6 +39,8 @@ import (
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest"
 	"github.com/namirasoft/email-sender/services/ingest/account"
+	"github.com/namirasoft/email-sender/services/ingest/outbox"
+	"github.com/namirasoft/email-sender/services/ingest/send"
 )
 
 // accBundle is an ingest (or two) on one database and one JetStream, with a
@@ -101,8 +103,8 @@ func setupAccounts(t *testing.T, o accOptions) *accBundle {
 		ijs, err := jetstream.New(inc)
 		require.NoError(t, err)
 		svc, err := ingest.New(ingest.Config{
-			OutboxInterval: 100 * time.Millisecond, OutboxGrace: 500 * time.Millisecond, PublishTimeout: time.Second,
-			ProviderCacheTTL: -1, MasterKeys: b.keys, HTTPAddr: "off", RetentionInterval: 100 * time.Millisecond,
+			Relay: outbox.RelayConfig{Interval: 100 * time.Millisecond, Grace: 500 * time.Millisecond},
+			Send:  send.Config{PublishTimeout: time.Second, ProviderCacheTTL: -1}, MasterKeys: b.keys, HTTPAddr: "off", RetentionInterval: 100 * time.Millisecond,
 			Outbound: o.outbound,
 		}, ingest.Deps{
 			Pool: b.db.Pool, JetStream: ijs, Telemetry: telemetry.Nop(), Logger: log, Listener: lis,

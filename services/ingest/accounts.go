@@ -82,11 +82,7 @@ func newAccounts(cfg Config, deps Deps, mailer *send.Server) (*accounts, error) 
 	rev := revoker{ks: ks, revs: a.revs}
 	a.eraser = newEraser(cfg, deps, rev)
 	a.operator = operator.New(deps.Pool, accountstate.NewStore(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas), a.eraser)
-	a.server = account.New(account.Config{
-		VerificationFrom: cfg.VerificationFrom,
-		CodeTTL:          cfg.SenderCodeTTL,
-		VerifyTimeout:    cfg.ProviderVerifyTimeout,
-	}, account.Deps{
+	a.server = account.New(cfg.Account, account.Deps{
 		DB: deps.Pool, JetStream: deps.JetStream, Keyring: keyring, Mailer: mailer,
 		Revoker:   rev,
 		Eraser:    a.eraser,

@@ -21,14 +21,17 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/ingest/account"
 	"github.com/namirasoft/email-sender/services/ingest/outbox"
 	"github.com/namirasoft/email-sender/services/ingest/send"
 	"github.com/namirasoft/email-sender/services/ingest/store"
-	"github.com/namirasoft/email-sender/services/ingest/validate"
 )
 
 // Config is the ingest service's configuration, loaded with envconfig.Load.
-// Zero values (when built in Go) take the same defaults as the environment.
+// Zero values (when built in Go) take the same defaults as the environment
+// (WithDefaults); the sub-packages' configs it holds (Send, Relay, Deleter,
+// Account) carry their variables' tags themselves, so each default is
+// written once.
 type Config struct {
 	GRPCAddr string `env:"INGEST_GRPC_ADDR" default:":8081" help:"gRPC listen address"`
 	// GRPCMaxRecvBytes bounds one request (a SendBatch carries many
@@ -57,26 +60,18 @@ type Config struct {
 	// MetricsAddr is where the ingest command serves /metrics (Prometheus).
 	MetricsAddr string `env:"INGEST_METRICS_ADDR" default:":9081" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
 
-	MaxMessageBytes    int           `env:"MAX_MESSAGE_BYTES" default:"10485760" help:"largest encoded message, bytes"`
-	MaxAttachmentBytes int           `env:"MAX_ATTACHMENT_BYTES" default:"7340032" help:"largest attachment, bytes"`
-	MaxAttachments     int           `env:"MAX_ATTACHMENTS" default:"20" help:"attachments per message"`
-	MaxRecipients      int           `env:"MAX_RECIPIENTS" default:"50" help:"to + cc + bcc per message"`
-	MaxSubjectBytes    int           `env:"MAX_SUBJECT_BYTES" default:"998" help:"longest subject, bytes"`
-	MaxScheduleAhead   time.Duration `env:"MAX_SCHEDULE_AHEAD" default:"720h" help:"how far in the future send_at may be"`
-	MaxBatch           int           `env:"MAX_BATCH" default:"100" help:"messages per SendBatch"`
+	// Send is the SendService's: the validation limits (MAX_MESSAGE_BYTES…
+	// MAX_TAGS), MAX_BATCH, the publish timeout and the provider cache (a
+	// negative INGEST_PROVIDER_CACHE_TTL disables it).
+	Send send.Config
 
-	// PublishTimeout bounds how long a call waits for JetStream before leaving
-	// its jobs to the relay.
-	PublishTimeout   time.Duration `env:"INGEST_PUBLISH_TIMEOUT" default:"2s" help:"wait for JetStream acks in a call"`
-	ProviderCacheTTL time.Duration `env:"INGEST_PROVIDER_CACHE_TTL" default:"5s" help:"provider lookup cache"`
-	AuthCacheTTL     time.Duration `env:"INGEST_AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocations still apply at once on every replica)"`
+	AuthCacheTTL time.Duration `env:"INGEST_AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocations still apply at once on every replica)"`
 
-	OutboxInterval       time.Duration `env:"OUTBOX_INTERVAL" default:"1s" help:"outbox relay poll interval"`
-	OutboxBatch          int           `env:"OUTBOX_BATCH" default:"200" help:"outbox rows per relay pass"`
-	OutboxGrace          time.Duration `env:"OUTBOX_GRACE" default:"5s" help:"age before the relay takes an immediate row"`
-	OutboxPublishTimeout time.Duration `env:"OUTBOX_PUBLISH_TIMEOUT" default:"5s" help:"relay wait for JetStream acks"`
-	OutboxMaxBackoff     time.Duration `env:"OUTBOX_MAX_BACKOFF" default:"30s" help:"relay backoff cap while NATS is down"`
-	OutboxDeleteInterval time.Duration `env:"OUTBOX_DELETE_INTERVAL" default:"50ms" help:"batching of outbox deletes after publish"`
+	// Relay publishes the outbox rows calls left behind (OUTBOX_*); Deleter
+	// removes the rows calls published themselves (OUTBOX_DELETE_*). A
+	// negative Relay.Grace means none (tests).
+	Relay   outbox.RelayConfig
+	Deleter outbox.DeleterConfig
 
 	// MasterKeys seal provider secrets ("kid:base64,kid2:base64"); needed by
 	// `admin bootstrap` for smtp.
@@ -86,12 +81,10 @@ type Config struct {
 	// RequireVerifiedSenders refuses a from address that is not a verified
 	// sender of the account; nil (a Config built in Go) means true.
 	RequireVerifiedSenders *bool `env:"REQUIRE_VERIFIED_SENDERS" default:"true" help:"refuse sending from unverified sender addresses"`
-	// VerificationFrom is the From of sender verification mails; empty: the
-	// address being verified (the account's provider must be able to send
-	// from it anyway).
-	VerificationFrom      string        `env:"VERIFICATION_FROM" help:"From of sender verification mails (default: the address being verified)"`
-	SenderCodeTTL         time.Duration `env:"SENDER_CODE_TTL" default:"24h" help:"how long a mailed sender verification code is valid"`
-	ProviderVerifyTimeout time.Duration `env:"PROVIDER_VERIFY_TIMEOUT" default:"30s" help:"timeout of one VerifyProvider login"`
+	// Account is the AccountService's: the From of sender verification mails
+	// (VERIFICATION_FROM), the codes' lifetime and the VerifyProvider timeout.
+	Account account.Config
+
 	// RetentionPeriod is how long message content (bodies, attachments) is
 	// kept; status, recipients and events stay.
 	RetentionPeriod   time.Duration `env:"RETENTION_PERIOD" default:"720h" help:"message bodies and attachments are purged after this"`
@@ -121,36 +114,22 @@ type Config struct {
 // WithDefaults fills unset fields with the env tags' defaults (the one
 // source of them).
 func (c Config) WithDefaults() (Config, error) {
-	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "MaxMessageBytes", "MaxAttachmentBytes", "MaxAttachments", "MaxRecipients", "MaxSubjectBytes", "MaxScheduleAhead", "MaxBatch", "PublishTimeout", "ProviderCacheTTL", "AuthCacheTTL", "OutboxInterval", "OutboxBatch", "OutboxPublishTimeout", "OutboxMaxBackoff", "OutboxDeleteInterval", "RequireVerifiedSenders", "SenderCodeTTL", "ProviderVerifyTimeout", "RetentionPeriod", "RetentionInterval", "FinalSweepAfter"); err != nil {
+	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "AuthCacheTTL", "RequireVerifiedSenders", "RetentionPeriod", "RetentionInterval", "FinalSweepAfter"); err != nil {
 		return c, err
 	}
+	c.Send = c.Send.WithDefaults()
+	c.Account = c.Account.WithDefaults()
 	if c.GRPCMaxRecvBytes == 0 {
 		c.GRPCMaxRecvBytes = c.DefaultMaxRecvBytes()
 	}
-	// A negative grace means none (tests); only the unset zero takes the default.
-	if c.OutboxGrace == 0 {
-		if err := envconfig.FillDefaults(&c, "OutboxGrace"); err != nil {
-			return c, err
-		}
-	}
+	c.Relay = c.Relay.WithDefaults()
+	c.Deleter = c.Deleter.WithDefaults()
 	if err := envconfig.FillDefaults(&c.NATS, "StreamReplicas"); err != nil {
 		return c, err
 	}
 	var err error
 	c.API, err = c.API.WithDefaults()
 	return c, err
-}
-
-// Limits are the validation limits of c.
-func (c Config) Limits() validate.Limits {
-	return validate.Limits{
-		MaxMessageBytes:    c.MaxMessageBytes,
-		MaxAttachmentBytes: c.MaxAttachmentBytes,
-		MaxAttachments:     c.MaxAttachments,
-		MaxRecipients:      c.MaxRecipients,
-		MaxSubjectBytes:    c.MaxSubjectBytes,
-		MaxScheduleAhead:   c.MaxScheduleAhead,
-	}.WithDefaults()
 }
 
 // batchEntryOverhead is the room DefaultMaxRecvBytes gives each message of a
@@ -162,7 +141,7 @@ const batchEntryOverhead = 1 << 10
 // of a full batch. A SendBatch's messages share it: their total is bounded,
 // not only each one's size.
 func (c Config) DefaultMaxRecvBytes() int {
-	return c.MaxMessageBytes + envelopeHeadroom + c.MaxBatch*batchEntryOverhead
+	return c.Send.Limits.MaxMessageBytes + envelopeHeadroom + c.Send.MaxBatch*batchEntryOverhead
 }
 
 // envelopeHeadroom is room for the job's envelope (ids, timestamps) and the
@@ -170,16 +149,13 @@ func (c Config) DefaultMaxRecvBytes() int {
 const envelopeHeadroom = 64 << 10
 
 func (c Config) validate() error {
-	if c.MaxAttachmentBytes > c.MaxMessageBytes {
-		return fmt.Errorf("MAX_ATTACHMENT_BYTES (%d) exceeds MAX_MESSAGE_BYTES (%d)", c.MaxAttachmentBytes, c.MaxMessageBytes)
-	}
-	if c.GRPCMaxRecvBytes < c.MaxMessageBytes+envelopeHeadroom {
-		return fmt.Errorf("INGEST_GRPC_MAX_RECV_BYTES (%d) must exceed MAX_MESSAGE_BYTES (%d) by at least %d", c.GRPCMaxRecvBytes, c.MaxMessageBytes, envelopeHeadroom)
-	}
-	if err := c.API.Validate(); err != nil {
+	if err := c.Send.Validate(); err != nil {
 		return err
 	}
-	return nil
+	if c.GRPCMaxRecvBytes < c.Send.Limits.MaxMessageBytes+envelopeHeadroom {
+		return fmt.Errorf("INGEST_GRPC_MAX_RECV_BYTES (%d) must exceed MAX_MESSAGE_BYTES (%d) by at least %d", c.GRPCMaxRecvBytes, c.Send.Limits.MaxMessageBytes, envelopeHeadroom)
+	}
+	return errors.Join(c.Relay.Validate(), c.Deleter.Validate(), c.Account.Validate(), c.API.Validate())
 }
 
 // Deps are the clients the service uses; they are built once by the caller
@@ -242,15 +218,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	log := deps.Logger
-	deleter := outbox.NewDeleter(deps.Pool, outbox.DeleterConfig{Interval: cfg.OutboxDeleteInterval}, log)
-	svc := send.New(send.Config{
-		Limits:           cfg.Limits(),
-		MaxBatch:         cfg.MaxBatch,
-		PublishTimeout:   cfg.PublishTimeout,
-		ProviderCacheTTL: cfg.ProviderCacheTTL,
-
-		RequireVerifiedSenders: *cfg.RequireVerifiedSenders,
-	}, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Telemetry: deps.Telemetry, Logger: log})
+	deleter := outbox.NewDeleter(deps.Pool, cfg.Deleter, log)
+	sendCfg := cfg.Send
+	sendCfg.RequireVerifiedSenders = *cfg.RequireVerifiedSenders
+	svc := send.New(sendCfg, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Telemetry: deps.Telemetry, Logger: log})
 
 	acc, err := newAccounts(cfg, deps, svc)
 	if err != nil {
@@ -285,13 +256,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 
-	relay := outbox.NewRelay(deps.Pool, deps.JetStream, deps.Telemetry, log, outbox.RelayConfig{
-		Interval:       cfg.OutboxInterval,
-		Batch:          cfg.OutboxBatch,
-		Grace:          cfg.OutboxGrace,
-		PublishTimeout: cfg.OutboxPublishTimeout,
-		MaxBackoff:     cfg.OutboxMaxBackoff,
-	})
+	relay := outbox.NewRelay(deps.Pool, deps.JetStream, deps.Telemetry, log, cfg.Relay)
 	s := &Service{cfg: cfg, deps: deps, log: log, api: api, relay: relay, deleter: deleter, acc: acc}
 	relay.Prepare = s.prepareNATS
 	return s, nil
@@ -305,9 +270,9 @@ func checkPayload(cfg Config, js jetstream.JetStream) error {
 	if nc == nil || !nc.IsConnected() {
 		return errPayloadUnknown
 	}
-	if max := nc.MaxPayload(); int64(cfg.MaxMessageBytes)+envelopeHeadroom > max {
+	if max := nc.MaxPayload(); int64(cfg.Send.Limits.MaxMessageBytes)+envelopeHeadroom > max {
 		return fmt.Errorf("ingest config: MAX_MESSAGE_BYTES=%d (+%d bytes of job envelope) does not fit the NATS server's max_payload of %d bytes: raise max_payload on the server or lower MAX_MESSAGE_BYTES",
-			cfg.MaxMessageBytes, envelopeHeadroom, max)
+			cfg.Send.Limits.MaxMessageBytes, envelopeHeadroom, max)
 	}
 	return nil
 }
@@ -323,7 +288,7 @@ func (s *Service) prepareNATS(ctx context.Context) error {
 	}
 	err := queue.EnsureStreams(ctx, s.deps.JetStream, queue.StreamConfig{
 		Replicas:   s.cfg.NATS.StreamReplicas,
-		MaxMsgSize: int32(max(16<<20, s.cfg.MaxMessageBytes+envelopeHeadroom)),
+		MaxMsgSize: int32(max(16<<20, s.cfg.Send.Limits.MaxMessageBytes+envelopeHeadroom)),
 	})
 	if err != nil {
 		return err

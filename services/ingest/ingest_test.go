@@ -34,6 +34,9 @@ import (
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest"
+	"github.com/namirasoft/email-sender/services/ingest/outbox"
+	"github.com/namirasoft/email-sender/services/ingest/send"
+	"github.com/namirasoft/email-sender/services/ingest/validate"
 )
 
 type testBundle struct {
@@ -72,12 +75,9 @@ func setup(t *testing.T, tune ...func(*ingest.Config)) *testBundle {
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 
 	cfg := ingest.Config{
-		OutboxInterval:   50 * time.Millisecond,
-		OutboxGrace:      300 * time.Millisecond,
-		OutboxMaxBackoff: 300 * time.Millisecond,
-		PublishTimeout:   time.Second,
-		ShutdownGrace:    5 * time.Second,
-		ProviderCacheTTL: -1,
+		Relay:         outbox.RelayConfig{Interval: 50 * time.Millisecond, Grace: 300 * time.Millisecond, MaxBackoff: 300 * time.Millisecond},
+		Send:          send.Config{PublishTimeout: time.Second, ProviderCacheTTL: -1},
+		ShutdownGrace: 5 * time.Second,
 	}
 	for _, f := range tune {
 		f(&cfg)
@@ -539,7 +539,7 @@ func TestCancelScheduled(t *testing.T) {
 
 func TestSendBatch(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(c *ingest.Config) { c.MaxBatch = 5 })
+	b := setup(t, func(c *ingest.Config) { c.Send.MaxBatch = 5 })
 	bad := validMessage()
 	bad.To[0].Address = "nope"
 	dupKey := &emailsenderv1.SendEmailRequest{Message: validMessage(), IdempotencyKey: "same"}
@@ -627,7 +627,7 @@ func TestNewChecksNATSMaxPayload(t *testing.T) {
 	require.NoError(t, err)
 	deps := ingest.Deps{Pool: db.Pool, JetStream: js, Auth: auth.NewKeyStore(db.Pool, 0)}
 
-	_, err = ingest.New(ingest.Config{MaxMessageBytes: int(nc.MaxPayload()), GRPCMaxRecvBytes: 1 << 30}, deps)
+	_, err = ingest.New(ingest.Config{Send: send.Config{Limits: validate.Limits{MaxMessageBytes: int(nc.MaxPayload())}}, GRPCMaxRecvBytes: 1 << 30}, deps)
 	require.ErrorContains(t, err, "max_payload")
 	_, err = ingest.New(ingest.Config{}, deps)
 	require.NoError(t, err)

@@ -38,6 +38,7 @@ import (
 	operatorv1 "github.com/namirasoft/email-sender/proto/emailsender/operator/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest"
+	"github.com/namirasoft/email-sender/services/ingest/outbox"
 	"github.com/namirasoft/email-sender/services/report"
 	"github.com/namirasoft/email-sender/services/worker"
 )
@@ -175,7 +176,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 
 	opHash := sha256.Sum256([]byte(operatorToken))
 	operatorLis := listen(t)
-	ic := ingest.Config{OutboxInterval: 200 * time.Millisecond, OutboxGrace: time.Second, MasterKeys: s.keys, Outbound: opts.outbound,
+	ic := ingest.Config{Relay: outbox.RelayConfig{Interval: 200 * time.Millisecond, Grace: time.Second}, MasterKeys: s.keys, Outbound: opts.outbound,
 		FinalSweepAfter: opts.finalSweepAfter, OperatorTokens: "e2e:" + hex.EncodeToString(opHash[:])}
 	if opts.jwt != nil {
 		ic.API.JWT = opts.jwt.Config()

@@ -20,7 +20,7 @@ import (
 )
 
 // codeDigits is the length of a mailed sender code: 10^8 values against at
-// most MaxCodeAttempts guesses per code.
+// most maxCodeAttempts guesses per code.
 const codeDigits = 8
 
 func newCode() (string, error) {
@@ -143,7 +143,7 @@ func (s *Server) VerifySender(ctx context.Context, req *emailsenderv1.VerifySend
 	if code == "" {
 		return nil, fieldErr(codes.InvalidArgument, "code", "is required")
 	}
-	sender, err := store.VerifySenderCode(ctx, s.d.DB, p.AccountID, req.GetId(), code, s.now(), s.cfg.MaxCodeAttempts)
+	sender, err := store.VerifySenderCode(ctx, s.d.DB, p.AccountID, req.GetId(), code, s.now(), maxCodeAttempts)
 	var wrong *store.WrongCodeError
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -6,6 +6,7 @@ package account
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -13,37 +14,54 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )
 
-// Config tunes the service.
+// Config tunes the service. The tags are the environment variables (part of
+// the ingest service's Config) and the one source of the defaults.
 type Config struct {
 	// VerificationFrom is the From of sender verification mails; empty means
 	// the address being verified (see AddSender).
-	VerificationFrom string
-	// CodeTTL is how long a mailed sender code is valid (default 24h).
-	CodeTTL time.Duration
-	// MaxCodeAttempts wrong codes kill a code (default 5).
-	MaxCodeAttempts int
-	// VerifyTimeout bounds one VerifyProvider login (default 30s).
-	VerifyTimeout time.Duration
+	VerificationFrom string `env:"VERIFICATION_FROM" help:"From of sender verification mails (default: the address being verified)"`
+	// CodeTTL is how long a mailed sender code is valid.
+	CodeTTL time.Duration `env:"SENDER_CODE_TTL" default:"24h" help:"how long a mailed sender verification code is valid"`
+	// VerifyTimeout bounds one VerifyProvider login.
+	VerifyTimeout time.Duration `env:"PROVIDER_VERIFY_TIMEOUT" default:"30s" help:"timeout of one VerifyProvider login"`
 }
 
-func (c Config) withDefaults() Config {
-	if c.CodeTTL <= 0 {
-		c.CodeTTL = 24 * time.Hour
-	}
-	if c.MaxCodeAttempts <= 0 {
-		c.MaxCodeAttempts = 5
-	}
-	if c.VerifyTimeout <= 0 {
-		c.VerifyTimeout = 30 * time.Second
-	}
+// maxCodeAttempts wrong guesses kill a sender verification code: a guard
+// against guessing, not a setting.
+const maxCodeAttempts = 5
+
+// WithDefaults fills unset fields from the default tags.
+func (c Config) WithDefaults() Config {
+	// The names are this type's own fields: an error here is a typo in this
+	// list, caught by TestConfigDefaultsAreTheTags.
+	_ = envconfig.FillDefaults(&c, "CodeTTL", "VerifyTimeout")
 	return c
+}
+
+// Validate checks a configuration after WithDefaults; each error names its
+// variable.
+func (c Config) Validate() error {
+	switch {
+	case c.CodeTTL <= 0:
+		return fmt.Errorf("SENDER_CODE_TTL=%s: want a positive duration", c.CodeTTL)
+	case c.VerifyTimeout <= 0:
+		return fmt.Errorf("PROVIDER_VERIFY_TIMEOUT=%s: want a positive duration", c.VerifyTimeout)
+	}
+	if c.VerificationFrom != "" {
+		if _, err := address.Parse(c.VerificationFrom); err != nil {
+			return fmt.Errorf("VERIFICATION_FROM=%q: %w", c.VerificationFrom, err)
+		}
+	}
+	return nil
 }
 
 // DB is what the service needs of PostgreSQL (a *pgxpool.Pool).
@@ -99,7 +117,7 @@ func New(cfg Config, d Deps) *Server {
 	if now == nil {
 		now = time.Now
 	}
-	return &Server{cfg: cfg.withDefaults(), d: d, log: d.Logger, now: now}
+	return &Server{cfg: cfg.WithDefaults(), d: d, log: d.Logger, now: now}
 }
 
 // Scopes is the scope each AccountService method needs, for auth.Interceptor:

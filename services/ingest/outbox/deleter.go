@@ -2,39 +2,50 @@ package outbox
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )
 
-// DeleterConfig tunes the Deleter.
+// DeleterConfig tunes the Deleter. Its tags are the environment variables
+// (part of the ingest service's Config) and the one source of the defaults.
 type DeleterConfig struct {
 	// Interval is the longest a published row waits for its deletion.
-	Interval time.Duration
+	Interval time.Duration `env:"OUTBOX_DELETE_INTERVAL" default:"50ms" help:"batching of outbox deletes after publish"`
 	// Batch is the most rows one DELETE removes.
-	Batch int
+	Batch int `env:"OUTBOX_DELETE_BATCH" default:"500" help:"most outbox rows one delete after publish removes"`
 	// Queue is how many rows may wait; beyond it rows are left to the relay
 	// (whose publish JetStream then drops as a duplicate).
-	Queue int
+	Queue int `env:"OUTBOX_DELETE_QUEUE" default:"10000" help:"published outbox rows waiting for their delete; beyond it the relay republishes them (as duplicates) and deletes them"`
 	// FlushTimeout bounds the final flush on shutdown.
-	FlushTimeout time.Duration
+	FlushTimeout time.Duration `env:"OUTBOX_DELETE_FLUSH_TIMEOUT" default:"5s" help:"final flush of queued outbox deletes on shutdown"`
 }
 
-func (c DeleterConfig) withDefaults() DeleterConfig {
-	if c.Interval <= 0 {
-		c.Interval = 50 * time.Millisecond
-	}
-	if c.Batch <= 0 {
-		c.Batch = 500
-	}
-	if c.Queue <= 0 {
-		c.Queue = 10_000
-	}
-	if c.FlushTimeout <= 0 {
-		c.FlushTimeout = 5 * time.Second
-	}
+// WithDefaults fills unset fields from the default tags.
+func (c DeleterConfig) WithDefaults() DeleterConfig {
+	// The names are this type's own fields: an error here is a typo in this
+	// list, caught by TestConfigDefaultsAreTheTags.
+	_ = envconfig.FillDefaults(&c, "Interval", "Batch", "Queue", "FlushTimeout")
 	return c
+}
+
+// Validate checks a configuration after WithDefaults; each error names its
+// variable.
+func (c DeleterConfig) Validate() error {
+	switch {
+	case c.Interval <= 0:
+		return fmt.Errorf("OUTBOX_DELETE_INTERVAL=%s: want a positive duration", c.Interval)
+	case c.Batch <= 0:
+		return fmt.Errorf("OUTBOX_DELETE_BATCH=%d: want 1 or more", c.Batch)
+	case c.Queue <= 0:
+		return fmt.Errorf("OUTBOX_DELETE_QUEUE=%d: want 1 or more", c.Queue)
+	case c.FlushTimeout <= 0:
+		return fmt.Errorf("OUTBOX_DELETE_FLUSH_TIMEOUT=%s: want a positive duration", c.FlushTimeout)
+	}
+	return nil
 }
 
 // Deleter removes the outbox rows of jobs the accepting call published, in
@@ -48,7 +59,7 @@ type Deleter struct {
 
 // NewDeleter returns a deleter; Run must be running for rows to be deleted.
 func NewDeleter(db store.DBTX, cfg DeleterConfig, log *slog.Logger) *Deleter {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	return &Deleter{db: db, cfg: cfg, log: log, ch: make(chan store.MessageKey, cfg.Queue)}
 }
 

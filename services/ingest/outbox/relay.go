@@ -15,44 +15,56 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )
 
-// RelayConfig tunes the Relay.
+// RelayConfig tunes the Relay. Its tags are the environment variables (part
+// of the ingest service's Config) and the one source of the defaults.
 type RelayConfig struct {
 	// Interval is how often the outbox is polled when it has nothing due.
-	Interval time.Duration
+	Interval time.Duration `env:"OUTBOX_INTERVAL" default:"1s" help:"outbox relay poll interval"`
 	// Batch is the most rows one pass claims.
-	Batch int
+	Batch int `env:"OUTBOX_BATCH" default:"200" help:"outbox rows per relay pass"`
 	// Grace is how old an immediate row must be before the relay takes it, so
-	// it does not race the accepting call's own publish.
-	Grace time.Duration
+	// it does not race the accepting call's own publish. Zero takes the
+	// default; a negative value means none (tests).
+	Grace time.Duration `env:"OUTBOX_GRACE" default:"5s" help:"age before the relay takes an immediate row"`
 	// PublishTimeout bounds the wait for one pass's acknowledgements.
-	PublishTimeout time.Duration
+	PublishTimeout time.Duration `env:"OUTBOX_PUBLISH_TIMEOUT" default:"5s" help:"relay wait for JetStream acks"`
 	// MaxBackoff bounds the wait between passes while publishing fails.
-	MaxBackoff time.Duration
+	MaxBackoff time.Duration `env:"OUTBOX_MAX_BACKOFF" default:"30s" help:"relay backoff cap while NATS is down"`
 }
 
-func (c RelayConfig) withDefaults() RelayConfig {
-	if c.Interval <= 0 {
-		c.Interval = time.Second
-	}
-	if c.Batch <= 0 {
-		c.Batch = 200
-	}
-	if c.Grace < 0 {
-		c.Grace = 0
-	}
-	if c.PublishTimeout <= 0 {
-		c.PublishTimeout = 5 * time.Second
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 30 * time.Second
+// WithDefaults fills unset fields from the default tags. Grace is filled only
+// when zero: a negative grace means none.
+func (c RelayConfig) WithDefaults() RelayConfig {
+	// The names are this type's own fields: an error here is a typo in this
+	// list, caught by TestConfigDefaultsAreTheTags.
+	_ = envconfig.FillDefaults(&c, "Interval", "Batch", "PublishTimeout", "MaxBackoff")
+	if c.Grace == 0 {
+		_ = envconfig.FillDefaults(&c, "Grace")
 	}
 	return c
+}
+
+// Validate checks a configuration after WithDefaults; each error names its
+// variable.
+func (c RelayConfig) Validate() error {
+	switch {
+	case c.Interval <= 0:
+		return fmt.Errorf("OUTBOX_INTERVAL=%s: want a positive duration", c.Interval)
+	case c.Batch <= 0:
+		return fmt.Errorf("OUTBOX_BATCH=%d: want 1 or more", c.Batch)
+	case c.PublishTimeout <= 0:
+		return fmt.Errorf("OUTBOX_PUBLISH_TIMEOUT=%s: want a positive duration", c.PublishTimeout)
+	case c.MaxBackoff <= 0:
+		return fmt.Errorf("OUTBOX_MAX_BACKOFF=%s: want a positive duration", c.MaxBackoff)
+	}
+	return nil
 }
 
 // Relay publishes due outbox rows. Any number of relays (one per ingest
@@ -76,7 +88,7 @@ var ErrFatal = errors.New("fatal")
 
 // NewRelay returns a relay.
 func NewRelay(db store.Beginner, pub queue.Publisher, tel *telemetry.Telemetry, log *slog.Logger, cfg RelayConfig) *Relay {
-	return &Relay{db: db, pub: pub, tel: tel, log: log, cfg: cfg.withDefaults()}
+	return &Relay{db: db, pub: pub, tel: tel, log: log, cfg: cfg.WithDefaults()}
 }
 
 // Run relays until ctx ends. A pass that fails (NATS or PostgreSQL down) is
@@ -146,7 +158,7 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	rows, err := store.ClaimDue(ctx, tx, r.cfg.Grace, r.cfg.Batch)
+	rows, err := store.ClaimDue(ctx, tx, max(r.cfg.Grace, 0), r.cfg.Batch)
 	if err != nil {
 		return 0, err
 	}

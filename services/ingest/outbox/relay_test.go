@@ -91,7 +91,7 @@ func TestRelayReplicasPublishEachRowOnce(t *testing.T) {
 	relays := make([]*outbox.Relay, 3)
 	for i := range relays {
 		relays[i] = outbox.NewRelay(b.db.Pool, b.pub, telemetry.Nop(), slog.New(slog.DiscardHandler),
-			outbox.RelayConfig{Batch: 25, Grace: 0, PublishTimeout: 5 * time.Second})
+			outbox.RelayConfig{Batch: 25, Grace: -1, PublishTimeout: 5 * time.Second}) // no grace
 	}
 	var wg sync.WaitGroup
 	for _, r := range relays {

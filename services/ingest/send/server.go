@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
@@ -36,37 +37,48 @@ import (
 	"github.com/namirasoft/email-sender/services/ingest/validate"
 )
 
-// Config tunes the service.
+// Config tunes the service. The tags are the environment variables (part of
+// the ingest service's Config) and the one source of the defaults.
 type Config struct {
 	Limits validate.Limits
-	// MaxBatch bounds the items of one SendBatch (default 100).
-	MaxBatch int
+	// MaxBatch bounds the items of one SendBatch.
+	MaxBatch int `env:"MAX_BATCH" default:"100" help:"messages per SendBatch"`
 	// PublishTimeout bounds how long a call waits for JetStream to acknowledge
-	// its jobs before leaving them to the relay (default 2s).
-	PublishTimeout time.Duration
-	// ProviderCacheTTL is how long a provider lookup is reused (default 5s; a
-	// negative value disables the cache).
-	ProviderCacheTTL time.Duration
+	// its jobs before leaving them to the relay.
+	PublishTimeout time.Duration `env:"INGEST_PUBLISH_TIMEOUT" default:"2s" help:"wait for JetStream acks in a call"`
+	// ProviderCacheTTL is how long a provider lookup is reused. Zero takes the
+	// default; a negative value disables the cache.
+	ProviderCacheTTL time.Duration `env:"INGEST_PROVIDER_CACHE_TTL" default:"5s" help:"provider lookup cache (negative disables it)"`
 	// RequireVerifiedSenders refuses a from address that is not a verified
 	// sender of the account (FAILED_PRECONDITION naming message.from.address).
+	// Its variable, REQUIRE_VERIFIED_SENDERS, is the ingest Config's (true
+	// unless set): the zero value here is false.
 	RequireVerifiedSenders bool
 }
 
-// DefaultMaxBatch is the default SendBatch size limit.
-const DefaultMaxBatch = 100
-
-func (c Config) withDefaults() Config {
+// WithDefaults fills unset fields from the default tags. ProviderCacheTTL is
+// filled only when zero: a negative TTL disables the cache.
+func (c Config) WithDefaults() Config {
 	c.Limits = c.Limits.WithDefaults()
-	if c.MaxBatch <= 0 {
-		c.MaxBatch = DefaultMaxBatch
-	}
-	if c.PublishTimeout <= 0 {
-		c.PublishTimeout = 2 * time.Second
-	}
+	// The names are this type's own fields: an error here is a typo in this
+	// list, caught by TestConfigDefaultsAreTheTags.
+	_ = envconfig.FillDefaults(&c, "MaxBatch", "PublishTimeout")
 	if c.ProviderCacheTTL == 0 {
-		c.ProviderCacheTTL = 5 * time.Second
+		_ = envconfig.FillDefaults(&c, "ProviderCacheTTL")
 	}
 	return c
+}
+
+// Validate checks a configuration after WithDefaults; each error names its
+// variable.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxBatch <= 0:
+		return fmt.Errorf("MAX_BATCH=%d: want 1 or more", c.MaxBatch)
+	case c.PublishTimeout <= 0:
+		return fmt.Errorf("INGEST_PUBLISH_TIMEOUT=%s: want a positive duration", c.PublishTimeout)
+	}
+	return c.Limits.Validate()
 }
 
 // DB is what the service needs of PostgreSQL (a *pgxpool.Pool).
@@ -108,7 +120,7 @@ type Server struct {
 
 // New returns the service.
 func New(cfg Config, d Deps) *Server {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	now := d.Now
 	if now == nil {
 		now = time.Now

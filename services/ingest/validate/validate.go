@@ -20,63 +20,68 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/namirasoft/email-sender/pkg/address"
+	"github.com/namirasoft/email-sender/pkg/envconfig"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
-// Limits bound what one request may carry. Zero fields take the defaults.
+// Limits bound what one request may carry. The tags are the environment
+// variables (part of the ingest service's Config) and the one source of the
+// defaults; zero fields take them (WithDefaults).
 type Limits struct {
 	// MaxMessageBytes bounds the encoded message (bodies, attachments, headers).
-	MaxMessageBytes int
+	MaxMessageBytes int `env:"MAX_MESSAGE_BYTES" default:"10485760" help:"largest encoded message, bytes"`
 	// MaxAttachmentBytes bounds one attachment's content.
-	MaxAttachmentBytes int
-	MaxAttachments     int
+	MaxAttachmentBytes int `env:"MAX_ATTACHMENT_BYTES" default:"7340032" help:"largest attachment, bytes"`
+	MaxAttachments     int `env:"MAX_ATTACHMENTS" default:"20" help:"attachments per message"`
 	// MaxRecipients bounds to + cc + bcc.
-	MaxRecipients   int
-	MaxSubjectBytes int
+	MaxRecipients   int `env:"MAX_RECIPIENTS" default:"50" help:"to + cc + bcc per message"`
+	MaxSubjectBytes int `env:"MAX_SUBJECT_BYTES" default:"998" help:"longest subject, bytes"`
 	// MaxScheduleAhead bounds how far in the future send_at may be.
-	MaxScheduleAhead time.Duration
-	// MaxIdempotencyKey bounds the idempotency key, in characters.
-	MaxIdempotencyKey int
-	MaxTags           int
+	MaxScheduleAhead time.Duration `env:"MAX_SCHEDULE_AHEAD" default:"720h" help:"how far in the future send_at may be"`
+	MaxTags          int           `env:"MAX_TAGS" default:"50" help:"tags per message"`
 }
 
-// Default limits.
-const (
-	DefaultMaxMessageBytes    = 10 << 20
-	DefaultMaxAttachmentBytes = 7 << 20
-	DefaultMaxAttachments     = 20
-	DefaultMaxRecipients      = 50
-	DefaultMaxSubjectBytes    = 998
-	DefaultMaxScheduleAhead   = 30 * 24 * time.Hour
-	DefaultMaxIdempotencyKey  = 255
-	DefaultMaxTags            = 50
+// WithDefaults fills unset limits from the default tags.
+func (l Limits) WithDefaults() Limits {
+	// The names are this type's own fields: an error here is a typo in this
+	// list, caught by TestLimitsDefaultsAreTheTags.
+	_ = envconfig.FillDefaults(&l, "MaxMessageBytes", "MaxAttachmentBytes", "MaxAttachments", "MaxRecipients", "MaxSubjectBytes", "MaxScheduleAhead", "MaxTags")
+	return l
+}
 
+// Validate checks limits after WithDefaults; each error names its variable.
+func (l Limits) Validate() error {
+	for _, v := range []struct {
+		name string
+		n    int
+	}{
+		{"MAX_MESSAGE_BYTES", l.MaxMessageBytes}, {"MAX_ATTACHMENT_BYTES", l.MaxAttachmentBytes}, {"MAX_ATTACHMENTS", l.MaxAttachments},
+		{"MAX_RECIPIENTS", l.MaxRecipients}, {"MAX_SUBJECT_BYTES", l.MaxSubjectBytes}, {"MAX_TAGS", l.MaxTags},
+	} {
+		if v.n <= 0 {
+			return fmt.Errorf("%s=%d: want 1 or more", v.name, v.n)
+		}
+	}
+	if l.MaxScheduleAhead <= 0 {
+		return fmt.Errorf("MAX_SCHEDULE_AHEAD=%s: want a positive duration", l.MaxScheduleAhead)
+	}
+	if l.MaxAttachmentBytes > l.MaxMessageBytes {
+		return fmt.Errorf("MAX_ATTACHMENT_BYTES (%d) exceeds MAX_MESSAGE_BYTES (%d)", l.MaxAttachmentBytes, l.MaxMessageBytes)
+	}
+	return nil
+}
+
+// MaxIdempotencyKeyChars bounds an idempotency key, in characters: the API's
+// contract (send.proto), not a setting.
+const MaxIdempotencyKeyChars = 255
+
+const (
 	maxTagKeyBytes   = 128
 	maxTagValueBytes = 256
 	maxFilenameBytes = 255
 	maxHeaderName    = 76
 	maxContentID     = 250
 )
-
-// WithDefaults fills unset limits.
-func (l Limits) WithDefaults() Limits {
-	def := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&l.MaxMessageBytes, DefaultMaxMessageBytes)
-	def(&l.MaxAttachmentBytes, DefaultMaxAttachmentBytes)
-	def(&l.MaxAttachments, DefaultMaxAttachments)
-	def(&l.MaxRecipients, DefaultMaxRecipients)
-	def(&l.MaxSubjectBytes, DefaultMaxSubjectBytes)
-	def(&l.MaxIdempotencyKey, DefaultMaxIdempotencyKey)
-	def(&l.MaxTags, DefaultMaxTags)
-	if l.MaxScheduleAhead <= 0 {
-		l.MaxScheduleAhead = DefaultMaxScheduleAhead
-	}
-	return l
-}
 
 // Recipient kinds, as stored.
 const (
@@ -182,7 +187,7 @@ func SendEmail(req *emailsenderv1.SendEmailRequest, lim Limits, now time.Time) (
 		return nil, err
 	}
 
-	if err := IdempotencyKey(req.GetIdempotencyKey(), lim.MaxIdempotencyKey); err != nil {
+	if err := IdempotencyKey(req.GetIdempotencyKey(), MaxIdempotencyKeyChars); err != nil {
 		return nil, err
 	}
 	if ts := req.GetSendAt(); ts != nil {

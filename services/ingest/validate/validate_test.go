@@ -69,7 +69,7 @@ func TestSendEmailValid(t *testing.T) {
 
 func TestSendEmailRules(t *testing.T) {
 	t.Parallel()
-	small := Limits{MaxMessageBytes: 4096, MaxAttachmentBytes: 100, MaxAttachments: 2, MaxRecipients: 3, MaxSubjectBytes: 20, MaxScheduleAhead: 24 * time.Hour, MaxIdempotencyKey: 10, MaxTags: 2}
+	small := Limits{MaxMessageBytes: 4096, MaxAttachmentBytes: 100, MaxAttachments: 2, MaxRecipients: 3, MaxSubjectBytes: 20, MaxScheduleAhead: 24 * time.Hour, MaxTags: 2}
 	tests := []struct {
 		name   string
 		mutate func(r *emailsenderv1.SendEmailRequest)
@@ -152,8 +152,7 @@ func TestSendEmailRules(t *testing.T) {
 		}, small, codes.ResourceExhausted, "message.tags"},
 		{"empty tag name", func(r *emailsenderv1.SendEmailRequest) { r.Message.Tags = map[string]string{"": "1"} }, Limits{}, codes.InvalidArgument, "message.tags"},
 		{"tag value with LF", func(r *emailsenderv1.SendEmailRequest) { r.Message.Tags = map[string]string{"k": "a\nb"} }, Limits{}, codes.InvalidArgument, `message.tags["k"]`},
-		{"idempotency key too long", func(r *emailsenderv1.SendEmailRequest) { r.IdempotencyKey = strings.Repeat("k", 11) }, small, codes.InvalidArgument, "idempotency_key"},
-		{"default idempotency key limit", func(r *emailsenderv1.SendEmailRequest) { r.IdempotencyKey = strings.Repeat("k", 256) }, Limits{}, codes.InvalidArgument, "idempotency_key"},
+		{"idempotency key too long", func(r *emailsenderv1.SendEmailRequest) { r.IdempotencyKey = strings.Repeat("k", 256) }, Limits{}, codes.InvalidArgument, "idempotency_key"},
 		{"idempotency key with LF", func(r *emailsenderv1.SendEmailRequest) { r.IdempotencyKey = "a\nb" }, Limits{}, codes.InvalidArgument, "idempotency_key"},
 		{"send_at too far", func(r *emailsenderv1.SendEmailRequest) { r.SendAt = timestamppb.New(now.Add(25 * time.Hour)) }, small, codes.InvalidArgument, "send_at"},
 		{"default send_at limit", func(r *emailsenderv1.SendEmailRequest) { r.SendAt = timestamppb.New(now.Add(31 * 24 * time.Hour)) }, Limits{}, codes.InvalidArgument, "send_at"},
