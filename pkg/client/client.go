@@ -26,6 +26,7 @@ type Client struct {
 	send    v1.SendServiceClient
 	account v1.AccountServiceClient
 	report  v1.ReportServiceClient
+	webhook v1.WebhookServiceClient
 
 	retry   RetryPolicy
 	timeout time.Duration
@@ -130,9 +131,10 @@ func WithRetry(p RetryPolicy) Option {
 	}
 }
 
-// WithReportTarget sends ReportService calls to target (the report service,
-// e.g. "report.example.com:8082"); without it they go to New's target, which
-// must then route all three services (a gateway or load balancer).
+// WithReportTarget sends ReportService and WebhookService calls to target
+// (the report service, e.g. "report.example.com:8082"); without it they go to
+// New's target, which must then route every service (a gateway or load
+// balancer).
 func WithReportTarget(target string) Option {
 	return func(s *settings) error {
 		s.reportTarget = target
@@ -149,8 +151,10 @@ func WithUserAgent(ua string) Option {
 	}
 }
 
-// WithPollInterval sets how SendAndWait polls: first after min, then backing
-// off to max (defaults 100 ms and 2 s).
+// WithPollInterval sets how SendAndWait reads GetMessage while the report
+// catches up with an event it saw on the watch, or polls a server without
+// WatchEvents: first after min, then backing off to max (defaults 100 ms and
+// 2 s).
 func WithPollInterval(min, max time.Duration) Option {
 	return func(s *settings) error {
 		if min <= 0 || max < min {
@@ -224,7 +228,8 @@ func New(ctx context.Context, target string, opts ...Option) (*Client, error) {
 	c.send = v1.NewSendServiceClient(ingest)
 	c.account = v1.NewAccountServiceClient(ingest)
 	c.report = v1.NewReportServiceClient(report)
-	c.waiter = &pollWaiter{get: c.GetMessage, poll: s.poll}
+	c.webhook = v1.NewWebhookServiceClient(report)
+	c.waiter = &watchWaiter{c: c, poll: &pollWaiter{get: c.GetMessage, poll: s.poll}}
 	return c, nil
 }
 

@@ -1,8 +1,8 @@
 // Package client is the Go client of Namirasoft Email Sender.
 //
-// A Client wraps the three gRPC services of the public API (SendService and
-// AccountService on ingest, ReportService on report) and adds what every
-// caller would otherwise write by hand:
+// A Client wraps the four gRPC services of the public API (SendService and
+// AccountService on ingest, ReportService and WebhookService on report) and
+// adds what every caller would otherwise write by hand:
 //
 //   - authentication: an API key (WithAPIKey) or a TokenSource (JWTs) sent as
 //     "authorization: Bearer <token>" on every call;
@@ -17,8 +17,12 @@
 //     so a retry after a lost answer (a crashed ingest replica, a dropped
 //     connection) returns the first answer instead of sending twice. Such an
 //     answer has idempotent_replay set and is a success.
+//   - Watch: the account's events (ReportService.WatchEvents) as an iterator
+//     that reopens a broken stream by itself from the last cursor, with no gap
+//     and no duplicate; OUT_OF_RANGE (an expired cursor) and the other answers
+//     a retry would not change end it.
 //   - SendAndWait: send, then wait until the message reaches a terminal status
-//     (SENT or later). It polls ReportService.GetMessage with backoff today.
+//     (SENT or later), following the message's events on WatchEvents.
 //
 // The requests and responses are the generated types of
 // github.com/namirasoft/email-sender/proto/emailsender/v1. Errors are gRPC

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/signal"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -129,6 +130,68 @@ func ExampleClient_AllMessages() {
 		fmt.Println(m.GetMessageId(), m.GetStatus(), m.GetLastError())
 	}
 }
+
+// Watch follows the account's events and survives broken connections: it
+// reopens the stream from the last cursor, so nothing is missed or repeated.
+// Store the cursor to resume after a restart of your own process.
+func ExampleClient_Watch() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	c, err := client.New(ctx, "localhost:8081", client.WithReportTarget("localhost:8082"),
+		client.WithAPIKey(os.Getenv("EMAILSENDER_API_KEY")), client.WithInsecure())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	req := &v1.WatchEventsRequest{
+		Cursor: os.Getenv("LAST_CURSOR"), // empty: from now on
+		Types:  []string{"DELIVERED", "BOUNCED", "COMPLAINED"},
+		Tags:   map[string]string{"campaign": "spring"},
+	}
+	for ev, err := range c.Watch(ctx, req, client.WatchOnReconnect(func(r client.Reconnect) {
+		log.Printf("watch: %v; resuming in %s", r.Err, r.Delay)
+	})) {
+		switch {
+		case errors.Is(err, context.Canceled):
+			return // interrupted
+		case status.Code(err) == codes.OutOfRange:
+			log.Fatal("the cursor is older than the retained events: catch up with ListMessages")
+		case err != nil:
+			log.Fatal(err)
+		}
+		fmt.Println(ev.GetMessageId(), ev.GetEvent().GetType(), ev.GetEvent().GetRecipients())
+		_ = ev.GetCursor() // store it to resume here
+	}
+}
+
+// A webhook endpoint: its signing secret comes once, with the answer.
+func ExampleClient_CreateWebhook() {
+	ctx := context.Background()
+	c, err := client.New(ctx, "localhost:8081", client.WithReportTarget("localhost:8082"),
+		client.WithAPIKey(os.Getenv("EMAILSENDER_ADMIN_KEY")), client.WithInsecure())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	created, err := c.CreateWebhook(ctx, &v1.CreateWebhookRequest{
+		Url: "https://hooks.example.com/email", EventTypes: []string{"delivered", "bounced"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	storeSecret(created.GetSecret()) // never shown again
+	test, err := c.SendTestWebhook(ctx, created.GetWebhook().GetId())
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, a := range test.GetDelivery().GetAttemptLog() {
+		fmt.Println(a.GetStatusCode(), a.GetLatency().AsDuration(), a.GetError())
+	}
+}
+
+func storeSecret(string) {}
 
 // Which statuses end a message's delivery.
 func ExampleTerminal() {

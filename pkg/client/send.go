@@ -86,7 +86,11 @@ func (c *Client) CancelScheduled(ctx context.Context, messageID string) (*v1.Can
 // the client's default timeout. On error after the send, the returned
 // response still holds the send's answer when there was one.
 //
-// It polls ReportService.GetMessage with backoff (WithPollInterval).
+// It follows the message's events on ReportService.WatchEvents (from the
+// oldest retained one, so nothing that happened before the watch began is
+// missed), reading GetMessage once the watch is established and after an
+// event with a terminal status; a server without WatchEvents is polled
+// (WithPollInterval). A broken watch is resumed as Watch resumes.
 func (c *Client) SendAndWait(ctx context.Context, req *v1.SendEmailRequest) (*v1.GetMessageResponse, *v1.SendEmailResponse, error) {
 	sent, err := c.Send(ctx, req)
 	if err != nil {

@@ -24,7 +24,7 @@ const (
 	ExitAuth        = 3 // UNAUTHENTICATED or PERMISSION_DENIED: the key is wrong, revoked or lacks the scope
 	ExitNotFound    = 4 // NOT_FOUND: no such message, key, provider, sender or suppression in this account
 	ExitUnavailable = 5 // UNAVAILABLE, DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED after the client's retries: try again later
-	ExitNegative    = 6 // the call worked but the outcome is negative: send --wait ended undelivered, providers verify failed
+	ExitNegative    = 6 // the call worked but the outcome is negative: send --wait ended undelivered, providers verify failed, webhooks test got no 2xx
 )
 
 // Env is the process around Run.
@@ -49,6 +49,13 @@ Commands:
   providers list | put --file provider.json | verify ID | delete ID
   senders list | add ADDRESS [--provider ID] | verify ID CODE | remove ID
   suppressions list [--limit N] | add ADDRESS [--reason R] | remove ADDRESS
+  watch [flags]                  print the account's events as they happen (--message, --type, --tag,
+                                 --cursor, --from-start, --limit, --give-up); resumes after disconnects
+  webhooks list | create --url U [--description D] [--event-type T]... [--tag K=V]...
+         | update ID [--url U] [--description D] [--event-type T]... [--tag K=V]... [--clear-filter]
+                     [--enable | --disable]
+         | delete ID | rotate-secret ID [--previous-ttl D] | test ID
+         | deliveries ID [--state S] [--limit N] | replay ID (--delivery DID | --since T [--until T])
   help                           this text
 
 "emailsender COMMAND -h" lists a command's flags. Flags may follow arguments.
@@ -70,6 +77,11 @@ Configuration file:
    "profiles": {"dev": {"addr": "localhost:8081", "report_addr": "localhost:8082",
                         "api_key": "es_...", "tls": false, "output": "table"}}}
 
+watch prints one line per event (-o json: one WatchEventsResponse per line, with its cursor). A
+broken connection is reopened from the last cursor (no gap, no duplicate); on the way out the
+cursor to resume from goes to standard error ("resume with --cursor C"). Ctrl-C ends it with 0. A
+cursor older than the retained events (7 days) is refused (exit 2): start anew and catch up with list.
+
 Times (--send-at, --since, --until, --expires): RFC 3339 ("2030-01-02T15:04:05Z") or a
 duration from now ("10m"; --since and --until count back: "24h" is 24 hours ago).
 
@@ -80,10 +92,11 @@ Exit codes:
   3  unauthenticated or permission denied (wrong, revoked or expired key; missing scope)
   4  not found
   5  unavailable, deadline exceeded or rate limited, after retries: try again later
-  6  negative outcome: send --wait ended undelivered, providers verify failed
+  6  negative outcome: send --wait ended undelivered, providers verify failed,
+     webhooks test got no 2xx answer
 
-API keys are never printed, except the secret of a new key by "keys create".
-The watch and webhooks commands come with the server's WatchEvents and webhook calls.
+API keys are never printed, except the secret of a new key by "keys create"; webhook signing
+secrets only by "webhooks create" and "webhooks rotate-secret".
 `
 
 // Run runs the command line args and returns the exit code.
@@ -175,6 +188,10 @@ func (r *runner) run(ctx context.Context, args []string) error {
 		return r.senders(ctx, args)
 	case "suppressions":
 		return r.suppressions(ctx, args)
+	case "watch":
+		return r.watch(ctx, args)
+	case "webhooks":
+		return r.webhooks(ctx, args)
 	}
 	return fmt.Errorf("unknown command %q: %w", cmd, errShowUsage)
 }

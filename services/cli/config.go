@@ -73,7 +73,7 @@ type globals struct {
 func (g *globals) register(fs *flag.FlagSet) {
 	g.tls.bool = true
 	fs.Var(&g.addr, "addr", "ingest gRPC address host:port (SendService, AccountService) [EMAILSENDER_ADDR]")
-	fs.Var(&g.reportAddr, "report-addr", "report gRPC address (ReportService); default: --addr [EMAILSENDER_REPORT_ADDR]")
+	fs.Var(&g.reportAddr, "report-addr", "report gRPC address (ReportService, WebhookService); default: --addr [EMAILSENDER_REPORT_ADDR]")
 	fs.Var(&g.apiKey, "api-key", "API key; prefer the environment or a profile, a flag shows in the process list [EMAILSENDER_API_KEY]")
 	fs.Var(&g.profile, "profile", "profile name in the configuration file [EMAILSENDER_PROFILE]")
 	fs.Var(&g.config, "config", "configuration file (default ~/.config/emailsender/config.json) [EMAILSENDER_CONFIG]")

@@ -1,6 +1,7 @@
 // Package tcprelay is a TCP relay for tests: it stands in front of a real
 // server to count the connections a client opens, or to make the server
-// appear only later (listen on a port nothing served until then).
+// appear only later (listen on a port nothing served until then), or to cut
+// the connections under a client (Cut).
 package tcprelay
 
 import (
@@ -18,6 +19,17 @@ type Relay struct {
 	// Port is Addr's port.
 	Port  int
 	conns atomic.Int64
+	open  sync.Map // net.Conn -> true, both sides of each relayed connection
+}
+
+// Cut closes every connection relayed so far, both sides, as a network
+// failure would; the relay keeps accepting new ones.
+func (r *Relay) Cut() {
+	r.open.Range(func(c, _ any) bool {
+		_ = c.(net.Conn).Close()
+		r.open.Delete(c)
+		return true
+	})
 }
 
 // Conns is how many connections the relay has accepted.
@@ -33,10 +45,9 @@ func Start(t testing.TB, listen, upstream string) *Relay {
 	}
 	r := &Relay{Addr: l.Addr().String(), Port: l.Addr().(*net.TCPAddr).Port}
 	var wg sync.WaitGroup
-	var open sync.Map
 	t.Cleanup(func() {
 		_ = l.Close()
-		open.Range(func(c, _ any) bool { _ = c.(net.Conn).Close(); return true })
+		r.Cut()
 		wg.Wait()
 	})
 	wg.Add(1)
@@ -53,8 +64,8 @@ func Start(t testing.TB, listen, upstream string) *Relay {
 				_ = c.Close()
 				continue
 			}
-			open.Store(c, true)
-			open.Store(up, true)
+			r.open.Store(c, true)
+			r.open.Store(up, true)
 			wg.Add(2)
 			pipe := func(dst, src net.Conn) {
 				defer wg.Done()
@@ -62,6 +73,8 @@ func Start(t testing.TB, listen, upstream string) *Relay {
 				// Either side ending ends both.
 				_ = dst.Close()
 				_ = src.Close()
+				r.open.Delete(dst)
+				r.open.Delete(src)
 			}
 			go pipe(up, c)
 			go pipe(c, up)

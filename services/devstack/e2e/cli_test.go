@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -9,14 +10,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/namirasoft/email-sender/pkg/testkit/tcprelay"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -265,4 +269,224 @@ func TestCLISendWaitUndelivered(t *testing.T) {
 	require.Contains(t, r.stdout, "FAILED")
 	require.Contains(t, r.stderr, "ended FAILED")
 	require.Equal(t, 0, c.run("send", "--from", "dev@example.com", "--to", "someone@example.com", "--text", "x", "--wait").code)
+}
+
+// cliProcess is a running emailsender whose stdout lines the test reads as
+// they come.
+type cliProcess struct {
+	cmd    *exec.Cmd
+	lines  chan string
+	stderr *bytes.Buffer
+	done   chan struct{}
+}
+
+func (c *cliEnv) start(extra []string, args ...string) *cliProcess {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = append(append([]string{}, c.env...), extra...)
+	out, err := cmd.StdoutPipe()
+	require.NoError(c.t, err)
+	p := &cliProcess{cmd: cmd, lines: make(chan string, 1000), stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd.Stderr = &lockedWriter{w: p.stderr}
+	require.NoError(c.t, cmd.Start())
+	c.t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+		_ = cmd.Wait()
+	}()
+	return p
+}
+
+// line is the next stdout line, within 20 s.
+func (p *cliProcess) line(t *testing.T) string {
+	t.Helper()
+	select {
+	case l, ok := <-p.lines:
+		require.True(t, ok, "emailsender ended; stderr: %s", p.stderr)
+		return l
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no line from emailsender; stderr: %s", p.stderr)
+		return ""
+	}
+}
+
+// exit waits for the process to end and returns its exit code.
+func (p *cliProcess) exit(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("emailsender did not end; stderr: %s", p.stderr)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// emailsender watch as a process: events printed as they come (JSON lines,
+// and table rows), through a relay that cuts the connection mid-watch (the
+// command reconnects and resumes: every SENT event once), the cursor to
+// resume from printed on the way out and honoured by --cursor (no
+// duplicate), and the exit codes of a forged cursor, a wrong key and a
+// report that stays down.
+func TestCLIWatch(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	relay := tcprelay.Start(t, "127.0.0.1:0", s.reportAddr)
+	key := s.accounts["a"].APIKey
+	c := newCLI(t, "EMAILSENDER_ADDR="+s.ingestAddr, "EMAILSENDER_REPORT_ADDR="+relay.Addr,
+		"EMAILSENDER_API_KEY="+key, "EMAILSENDER_TLS=false")
+	tagged := func(to string) *v1.SendEmailRequest {
+		r := simple(to)
+		r.Message.Tags = map[string]string{"campaign": "watch"}
+		return r
+	}
+
+	// --from-start: the message sent after the command started is not missed
+	// however fast it goes.
+	p := c.start(nil, "watch", "-o", "json", "--from-start", "--tag", "campaign=watch", "--type", "SENT", "--limit", "3")
+	ids := []string{s.sendOK("a", tagged("w1@example.com"))}
+	first := unmarshalJSON[*v1.WatchEventsResponse](t, p.line(t))
+	require.Equal(t, ids[0], first.GetMessageId())
+	require.Equal(t, "SENT", first.GetEvent().GetType())
+	require.Equal(t, map[string]string{"campaign": "watch"}, first.GetTags())
+	relay.Cut() // the command's connection fails
+	ids = append(ids, s.sendOK("a", tagged("w2@example.com")), s.sendOK("a", tagged("w3@example.com")))
+	s.sendOK("a", simple("untagged@example.com"))
+	var got []string
+	for range 2 {
+		got = append(got, unmarshalJSON[*v1.WatchEventsResponse](t, p.line(t)).GetMessageId())
+	}
+	require.Equal(t, 0, p.exit(t), "stderr: %s", p.stderr)
+	require.ElementsMatch(t, ids[1:], got, "every SENT event once")
+	require.Contains(t, p.stderr.String(), "reconnecting in")
+	_, cursor, ok := strings.Cut(p.stderr.String(), "resume with --cursor ")
+	require.True(t, ok, "stderr: %s", p.stderr)
+	cursor = strings.TrimSpace(cursor)
+
+	// --cursor resumes after it: the next message's SENT, not the earlier ones
+	// again; a table row this time.
+	p = c.start(nil, "watch", "--cursor", cursor, "--tag", "campaign=watch", "--type", "SENT", "--limit", "1")
+	require.Contains(t, p.line(t), "MESSAGE", "the header")
+	next := s.sendOK("a", tagged("w4@example.com"))
+	row := p.line(t)
+	require.Contains(t, row, next)
+	require.Contains(t, row, "SENT")
+	require.Equal(t, 0, p.exit(t), "stderr: %s", p.stderr)
+
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		err  string
+	}{
+		{"forged cursor", nil, []string{"watch", "--cursor", "not-a-cursor"}, 2, "InvalidArgument"},
+		{"wrong key", []string{"EMAILSENDER_API_KEY=es_wrongwrongwrongwrongwrongwrongwrongwrong"}, []string{"watch"}, 3, "Unauthenticated"},
+		{"report down", []string{"EMAILSENDER_REPORT_ADDR=" + freeAddr(t)}, []string{"watch", "--give-up", "1s"}, 5, "Unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := c.runEnv(tc.env, tc.args...)
+			require.Equal(t, tc.code, r.code, "stderr: %s", r.stderr)
+			require.Contains(t, r.stderr, tc.err)
+		})
+	}
+	require.NotContains(t, c.outputs.String(), key, "the API key was printed")
+}
+
+// emailsender webhooks as a process: create (the secret printed once), list,
+// test (exit 6 when the receiver fails), update (disable, enable, filters),
+// rotate-secret (a new secret, printed once), deliveries, replay, delete.
+// Secrets appear in no other output.
+func TestCLIWebhooks(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{})
+	key := s.accounts["a"].APIKey
+	c := newCLI(t, "EMAILSENDER_ADDR="+s.ingestAddr, "EMAILSENDER_REPORT_ADDR="+s.reportAddr,
+		"EMAILSENDER_API_KEY="+key, "EMAILSENDER_TLS=false")
+	rcv := newReceiver(t, "ok")
+
+	r := c.run("webhooks", "create", "--url", rcv.srv.URL+"/hook", "--description", "cli hook", "--event-type", "sent", "--tag", "campaign=hooks")
+	require.Equal(t, 0, r.code, "stderr: %s", r.stderr)
+	require.Contains(t, r.stderr, "shown only this once")
+	_, secret, ok := strings.Cut(r.stdout, "secret: ")
+	require.True(t, ok, r.stdout)
+	secret = strings.TrimSpace(secret)
+	require.True(t, strings.HasPrefix(secret, "whsec_"), secret)
+	list := unmarshalJSON[*v1.ListWebhooksResponse](t, c.ok("webhooks", "list", "-o", "json"))
+	require.Len(t, list.GetWebhooks(), 1)
+	hook := list.GetWebhooks()[0]
+	require.Equal(t, []string{"sent"}, hook.GetEventTypes())
+	require.Contains(t, c.ok("webhooks", "list"), "cli hook")
+
+	// test: the receiver answers 204; then it fails and the command exits 6.
+	out := c.ok("webhooks", "test", hook.GetId())
+	require.Contains(t, out, "webhook.test")
+	require.Contains(t, out, "204")
+	rcv.set("fail")
+	r = c.run("webhooks", "test", hook.GetId())
+	require.Equal(t, 6, r.code, "stderr: %s", r.stderr)
+	require.Contains(t, r.stdout, "500")
+	rcv.set("ok")
+
+	// update: disable, then enable with new filters.
+	require.Contains(t, c.ok("webhooks", "update", hook.GetId(), "--disable"), "disabled")
+	upd := unmarshalJSON[*v1.UpdateWebhookResponse](t, c.ok("webhooks", "update", hook.GetId(), "--enable", "--clear-filter", "--description", "all events", "-o", "json"))
+	require.True(t, upd.GetWebhook().GetEnabled())
+	require.Empty(t, upd.GetWebhook().GetEventTypes())
+	require.Equal(t, "all events", upd.GetWebhook().GetDescription())
+
+	// A message's events reach the receiver; deliveries lists them with the tests.
+	s.sendOK("a", simple("hooked@example.com"))
+	rcv.waitCount(t, 4) // two tests, then accepted and sent at least
+	deliveries := unmarshalJSON[*v1.ListWebhookDeliveriesResponse](t, c.ok("webhooks", "deliveries", hook.GetId(), "-o", "json"))
+	var accepted string
+	types := map[string]bool{}
+	for _, d := range deliveries.GetDeliveries() {
+		types[d.GetEventType()] = true
+		if d.GetEventType() == "message.accepted" && d.GetState() == "succeeded" {
+			accepted = d.GetId()
+		}
+	}
+	require.True(t, types["webhook.test"], "%v", types)
+	require.NotEmpty(t, accepted, "a delivered message.accepted: %v", deliveries)
+	require.Contains(t, c.ok("webhooks", "deliveries", hook.GetId(), "--state", "succeeded"), "succeeded")
+
+	// replay one delivery (a message's; test posts are not replayed): the
+	// receiver gets it again, with the same webhook-id.
+	before := len(rcv.requests())
+	require.Contains(t, c.ok("webhooks", "replay", hook.GetId(), "--delivery", accepted), "replayed 1 deliveries")
+	require.Eventually(t, func() bool {
+		return slices.ContainsFunc(rcv.requests()[before:], func(x received) bool { return x.ID == accepted })
+	}, 20*time.Second, 20*time.Millisecond, "replayed with its webhook-id")
+
+	// rotate-secret: a new secret, printed once.
+	rot := unmarshalJSON[*v1.RotateWebhookSecretResponse](t, c.ok("webhooks", "rotate-secret", hook.GetId(), "--previous-ttl", "1h", "-o", "json"))
+	require.True(t, strings.HasPrefix(rot.GetSecret(), "whsec_"))
+	require.NotEqual(t, secret, rot.GetSecret())
+	require.NotNil(t, rot.GetWebhook().GetPreviousSecretExpiresAt())
+
+	c.ok("webhooks", "delete", hook.GetId())
+	require.NotContains(t, c.ok("webhooks", "list"), hook.GetId())
+	r = c.run("webhooks", "delete", hook.GetId())
+	require.Equal(t, 4, r.code, "stderr: %s", r.stderr)
+
+	all := c.outputs.String()
+	require.Equal(t, 1, strings.Count(all, secret), "the first secret is printed by create only")
+	require.Equal(t, 1, strings.Count(all, rot.GetSecret()), "the new secret is printed by rotate-secret only")
+	require.NotContains(t, all, key, "the API key was printed")
 }

@@ -1,7 +1,8 @@
 // Command emailsender is the command line client of Namirasoft Email Sender:
 // send messages (from flags, a JSON request or an .eml file), follow their
-// status, list and count them, and manage API keys, providers, senders and
-// suppressions. `emailsender help` lists the commands, the configuration and
+// status, list and count them, watch the account's events as they happen, and
+// manage API keys, providers, senders, suppressions and webhooks.
+// `emailsender help` lists the commands, the configuration and
 // the exit codes.
 package main
 
