@@ -67,6 +67,8 @@ type accOptions struct {
 	// cacheTTL is the API key cache of each instance (0: none).
 	cacheTTL time.Duration
 	now      func() time.Time
+	// finalSweepAfter is INGEST_FINAL_SWEEP_AFTER (0: its default).
+	finalSweepAfter time.Duration
 }
 
 func setupAccounts(t *testing.T, o accOptions) *accBundle {
@@ -105,7 +107,7 @@ func setupAccounts(t *testing.T, o accOptions) *accBundle {
 		svc, err := ingest.New(ingest.Config{
 			Relay: outbox.RelayConfig{Interval: 100 * time.Millisecond, Grace: 500 * time.Millisecond},
 			Send:  send.Config{PublishTimeout: time.Second, ProviderCacheTTL: -1}, MasterKeys: b.keys, HTTPAddr: "off", RetentionInterval: 100 * time.Millisecond,
-			Outbound: o.outbound,
+			Outbound: o.outbound, FinalSweepAfter: o.finalSweepAfter,
 		}, ingest.Deps{
 			Pool: b.db.Pool, JetStream: ijs, Telemetry: telemetry.Nop(), Logger: log, Listener: lis,
 			Auth: auth.NewKeyStore(b.db.Pool, o.cacheTTL), Now: o.now,
