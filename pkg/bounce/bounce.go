@@ -100,7 +100,7 @@ func (c Class) Verdict() string {
 	case Hard, Complaint:
 		return "address suppressed"
 	case Soft:
-		return "not suppressed unless it keeps bouncing"
+		return "not suppressed"
 	case Policy, Message:
 		return "address not suppressed"
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/suppression"
 )
 
 // Config configures the report service. Load it with envconfig.Load; the zero
@@ -70,6 +71,10 @@ type Config struct {
 	// KeyCacheTTL is how long main's API key store caches a key lookup.
 	KeyCacheTTL time.Duration `env:"REPORT_KEY_CACHE_TTL" default:"30s" help:"API key cache TTL (0 disables)"`
 
+	// Suppression is the rule of which feedback suppresses an address
+	// (SUPPRESS_*; shared with the inbound service).
+	Suppression suppression.Config
+
 	Postgres envconfig.Postgres
 	NATS     envconfig.NATS
 	Log      envconfig.Log
@@ -86,6 +91,7 @@ func (c Config) WithDefaults() (Config, error) {
 		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern",
 			"SNSMaxAge", "FeedbackMaxMailAge"),
 		envconfig.FillDefaults(&c.NATS, "StreamReplicas"),
+		envconfig.FillDefaults(&c.Suppression, "SoftBounces", "SoftBounceWindow"),
 	)
 	if err != nil {
 		return c, err

@@ -19,6 +19,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
 	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/report/sns"
@@ -139,7 +140,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		metrics: newMetrics(deps.Telemetry),
 		states:  accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, deps.Logger),
 	}
-	s.feedback = &feedback{svc: s, verifier: verifier, now: time.Now}
+	s.feedback = &feedback{svc: s, verifier: verifier, now: time.Now, rules: suppression.New(deps.Pool, cfg.Suppression)}
 	var revs *auth.Revocations
 	if deps.KeyStore != nil {
 		revs = auth.NewRevocations(deps.JetStream, cfg.NATS.StreamReplicas)
