@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/namirasoft/email-sender/pkg/bounce"
@@ -62,11 +64,17 @@ func (r *Rules) Config() Config { return r.cfg }
 // twice changes nothing more than once.
 func (r *Rules) Apply(ctx context.Context, accountID, messageID string, marks []Mark, at time.Time) (map[string]string, error) {
 	out := map[string]string{}
-	tx, err := r.pool.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("suppression: begin: %w", err)
+	// One report is usually about one recipient: one statement, no
+	// transaction around it. Several marks share one transaction.
+	var db querier = r.pool
+	if len(marks) > 1 {
+		tx, err := r.pool.Begin(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("suppression: begin: %w", err)
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		db = tx
 	}
-	defer func() { _ = tx.Rollback(ctx) }()
 	window := r.cfg.SoftBounceWindow.Seconds()
 	if window <= 0 {
 		window = (100 * 365 * 24 * time.Hour).Seconds() // no window
@@ -75,7 +83,7 @@ func (r *Rules) Apply(ctx context.Context, accountID, messageID string, marks []
 		reason := ""
 		switch {
 		case m.Type == "DELIVERED":
-			if _, err := tx.Exec(ctx, `DELETE FROM bounce_streaks WHERE account_id = $1 AND address = $2`, accountID, m.Address); err != nil {
+			if _, err := db.Exec(ctx, `DELETE FROM bounce_streaks WHERE account_id = $1 AND address = $2`, accountID, m.Address); err != nil {
 				return nil, fmt.Errorf("suppression: reset streak: %w", err)
 			}
 			continue
@@ -83,7 +91,7 @@ func (r *Rules) Apply(ctx context.Context, accountID, messageID string, marks []
 			reason = m.Class.Suppress()
 		case m.Class == bounce.Soft:
 			var n int
-			err := tx.QueryRow(ctx, `
+			err := db.QueryRow(ctx, `
 				INSERT INTO bounce_streaks AS s (account_id, address, soft_bounces, last_message_id, updated_at)
 				VALUES ($1, $2, 1, $3, $4)
 				ON CONFLICT (account_id, address) DO UPDATE SET
@@ -106,7 +114,7 @@ func (r *Rules) Apply(ctx context.Context, accountID, messageID string, marks []
 			continue
 		}
 		var stored string
-		err := tx.QueryRow(ctx, `
+		err := db.QueryRow(ctx, `
 			WITH ins AS (
 				INSERT INTO suppressions (account_id, address, reason, created_at) VALUES ($1, $2, $3, $4)
 				ON CONFLICT (account_id, address) DO NOTHING RETURNING reason)
@@ -118,8 +126,16 @@ func (r *Rules) Apply(ctx context.Context, accountID, messageID string, marks []
 		}
 		out[m.Address] = stored
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("suppression: commit: %w", err)
+	if tx, ok := db.(pgx.Tx); ok {
+		if err := tx.Commit(ctx); err != nil {
+			return nil, fmt.Errorf("suppression: commit: %w", err)
+		}
 	}
 	return out, nil
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
