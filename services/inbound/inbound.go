@@ -167,3 +167,6 @@ func (s *Service) Run(ctx context.Context) error {
 	<-errc
 	return ctx.Err()
 }
+
+// Signer is the service's bounce address signer (BOUNCE_DOMAIN, BOUNCE_KEY).
+func (s *Service) Signer() *verp.Signer { return s.signer }
