@@ -57,7 +57,7 @@ var ErrInvalid = errors.New("not a valid bounce address")
 // signs) and the inbound service (which verifies).
 type Config struct {
 	// Domain is the bounce domain, whose MX is the inbound service.
-	Domain string `env:"BOUNCE_DOMAIN" help:"bounce domain: SMTP sends use b+<token>@BOUNCE_DOMAIN as the envelope sender (VERP) and the inbound service accepts reports for it; unset: SMTP sends keep the From address"`
+	Domain string `env:"BOUNCE_DOMAIN" help:"bounce domain: SMTP sends use b+TOKEN@BOUNCE_DOMAIN as the envelope sender (VERP) and the inbound service accepts reports for it; unset: SMTP sends keep the From address"`
 	// Keys are the HMAC keys, base64, comma separated: the first signs,
 	// every one verifies (rotation).
 	Keys string `env:"BOUNCE_KEY" help:"HMAC keys of the bounce addresses, base64 (at least 32 bytes each), comma separated: the first signs, all verify; required with BOUNCE_DOMAIN; secret"`

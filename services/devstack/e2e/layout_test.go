@@ -68,7 +68,7 @@ func TestComposePublishesUnauthenticatedPortsOnLoopbackOnly(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &compose); err != nil {
 		t.Fatal(err)
 	}
-	unauthenticated := map[string]bool{"9081": true, "9082": true, "9083": true, "8025": true, "16686": true}
+	unauthenticated := map[string]bool{"9081": true, "9082": true, "9083": true, "9084": true, "8025": true, "16686": true}
 	seen := 0
 	for name, svc := range compose.Services {
 		for _, p := range svc.Ports {
