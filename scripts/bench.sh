@@ -3,7 +3,7 @@
 # PostgreSQL (scripts/pg.sh), an in-process NATS server and local SMTP sinks,
 # write results/bench-<date>.json, results/bench-latest.json,
 # results/bench-interop.txt (the SMTP delivery rate to Mailpit, Postfix and
-# aiosmtpd) and
+# aiosmtpd), results/bench-inbound.txt (inbound DSN processing, dsn/s) and
 # results/bench-latest.md (with CPU and allocation profiles in
 # results/profiles/), and put the table into README.md between the BENCH
 # markers of its Performance section.
@@ -34,6 +34,15 @@ if [[ $# -eq 0 ]]; then
 	bash scripts/mail-servers.sh install
 	(cd pkg/provider && go test -run '^$' -bench BenchmarkInterop -benchtime 3s ./smtp/) |
 		tee "$OUT/bench-interop.txt" | grep -E '^Benchmark' >&2
+fi
+
+if [[ $# -eq 0 ]]; then
+	# Inbound DSN processing: DSNs over SMTP (32 connections) into events on
+	# JetStream and suppressions in PostgreSQL (dsn/s), and the parser alone.
+	echo "bench: inbound DSN processing" >&2
+	(cd services/inbound && go test -run '^$' -bench 'BenchmarkInboundDSN' -benchtime 3000x . &&
+		go test -run '^$' -bench 'BenchmarkParseDSN' -benchtime 2s ./mailreport/) |
+		tee "$OUT/bench-inbound.txt" | grep -E '^Benchmark' >&2
 fi
 
 if [[ "${BENCH_README:-1}" != 0 && $# -eq 0 ]]; then

@@ -10,6 +10,7 @@ require (
 	github.com/namirasoft/email-sender/pkg/provider v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/pkg/testkit v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/proto v0.0.0-00010101000000-000000000000
+	github.com/namirasoft/email-sender/services/inbound v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/services/ingest v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/services/report v0.0.0-00010101000000-000000000000
 	github.com/namirasoft/email-sender/services/worker v0.0.0-00010101000000-000000000000
@@ -93,6 +94,7 @@ replace (
 	github.com/namirasoft/email-sender/pkg/provider => ../../pkg/provider
 	github.com/namirasoft/email-sender/pkg/testkit => ../../pkg/testkit
 	github.com/namirasoft/email-sender/proto => ../../proto
+	github.com/namirasoft/email-sender/services/inbound => ../inbound
 	github.com/namirasoft/email-sender/services/ingest => ../ingest
 	github.com/namirasoft/email-sender/services/report => ../report
 	github.com/namirasoft/email-sender/services/worker => ../worker

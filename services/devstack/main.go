@@ -1,6 +1,7 @@
 // Command devstack runs the whole Email Sender in one process for development:
 // an embedded NATS JetStream server (unless NATS_URL is set), the ingest,
-// worker and report services, and a dev account with a sandbox provider whose
+// worker and report services (and the inbound SMTP service when BOUNCE_DOMAIN
+// is set), and a dev account with a sandbox provider whose
 // API key it prints together with the commands that send a first mail.
 //
 // PostgreSQL comes from DATABASE_URL (scripts/pg.sh, run by `make run`, starts a
@@ -9,6 +10,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +36,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/testkit/natsembed"
+	"github.com/namirasoft/email-sender/services/inbound"
 	"github.com/namirasoft/email-sender/services/ingest"
 	"github.com/namirasoft/email-sender/services/report"
 	"github.com/namirasoft/email-sender/services/worker"
@@ -71,16 +75,17 @@ func run() error {
 		ic  ingest.Config
 		wc  worker.Config
 		rc  report.Config
+		bc  inbound.Config
 	)
 	if len(os.Args) > 1 && os.Args[1] == "envdoc" {
 		// The README's configuration tables are this output (make docs).
 		return envDoc(os.Stdout, []envSection{
 			{"Shared by every service", &sharedConfig{}},
 			{"ingest and report: authentication, limits, usage", &apigate.Config{}},
-			{"ingest", &ic}, {"worker", &wc}, {"report", &rc}, {"make run (devstack)", &dev},
+			{"ingest", &ic}, {"worker", &wc}, {"report", &rc}, {"inbound", &bc}, {"make run (devstack)", &dev},
 		})
 	}
-	for _, c := range []any{&dev, &ic, &wc, &rc} {
+	for _, c := range []any{&dev, &ic, &wc, &rc, &bc} {
 		if err := envconfig.Load(c); err != nil {
 			return err
 		}
@@ -119,6 +124,14 @@ func run() error {
 		return err
 	}
 	ic.MasterKeys, wc.MasterKeys = keys, keys
+	if bc.Bounce.Domain != "" && bc.Bounce.Keys == "" {
+		// VERP with a dev key kept in the data dir, shared by the worker
+		// (signs) and the inbound service (verifies).
+		if bc.Bounce.Keys, err = bounceKey(dev.DataDir); err != nil {
+			return err
+		}
+	}
+	ic.Outbound.Bounce, wc.Outbound.Bounce = bc.Bounce, bc.Bounce
 	keyring, err := secretbox.ParseKeyring(keys, ic.MasterKeyID)
 	if err != nil {
 		return err
@@ -169,6 +182,14 @@ func run() error {
 	g.Go(func() error { return workerSvc.Run(gctx) })
 	g.Go(func() error { return grpcserver.New(grpcserver.Config{}, tel, log).Serve(gctx, workerLis) })
 	g.Go(func() error { return serveMetrics(gctx) })
+	if bc.Bounce.Domain != "" {
+		inboundSvc, err := inbound.New(bc, inbound.Deps{Pool: pool, JetStream: js, Telemetry: tel, Logger: log.With("component", "inbound")})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return inboundSvc.Run(gctx) })
+		log.Info("inbound smtp service on", "smtp_addr", bc.SMTPAddr, "bounce_domain", bc.Bounce.Domain)
+	}
 	printWelcome(os.Stdout, account, dev.GRPCurl, ic.GRPCAddr, rc.GRPCAddr, dev.MetricsAddr, ic.HTTPAddr, rc.HTTPAddr)
 	return g.Wait()
 }
@@ -222,6 +243,23 @@ func masterKeys(dir, configured string) (string, error) {
 	spec := "dev1:" + k
 	if err := os.WriteFile(path, []byte(spec), 0o600); err != nil {
 		return "", fmt.Errorf("write dev master key: %w", err)
+	}
+	return spec, nil
+}
+
+// bounceKey returns a dev BOUNCE_KEY generated once and kept in the data dir.
+func bounceKey(dir string) (string, error) {
+	path := filepath.Join(dir, "bounce.key")
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return "", err
+	}
+	spec := base64.StdEncoding.EncodeToString(k)
+	if err := os.WriteFile(path, []byte(spec), 0o600); err != nil {
+		return "", fmt.Errorf("write dev bounce key: %w", err)
 	}
 	return spec, nil
 }

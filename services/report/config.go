@@ -9,6 +9,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/services/report/webhook"
 )
 
@@ -81,6 +82,9 @@ type Config struct {
 	// Watch tunes WatchEvents.
 	WatchHeartbeat time.Duration `env:"REPORT_WATCH_HEARTBEAT" default:"15s" help:"how often an idle WatchEvents stream gets a heartbeat"`
 	WatchBuffer    int           `env:"REPORT_WATCH_BUFFER" default:"256" help:"events a WatchEvents stream pulls ahead of what the client took"`
+	// Suppression is the rule of which feedback suppresses an address
+	// (SUPPRESS_*; shared with the inbound service).
+	Suppression suppression.Config
 
 	Postgres envconfig.Postgres
 	NATS     envconfig.NATS
@@ -98,6 +102,7 @@ func (c Config) WithDefaults() (Config, error) {
 		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern",
 			"SNSMaxAge", "FeedbackMaxMailAge", "WatchHeartbeat", "WatchBuffer"),
 		envconfig.FillDefaults(&c.NATS, "StreamReplicas"),
+		envconfig.FillDefaults(&c.Suppression, "SoftBounces", "SoftBounceWindow"),
 	)
 	if err != nil {
 		return c, err

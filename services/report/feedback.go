@@ -25,10 +25,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/address"
+	"github.com/namirasoft/email-sender/pkg/bounce"
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/provider/ses"
 	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/suppression"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	"github.com/namirasoft/email-sender/services/report/sns"
 )
@@ -63,6 +65,8 @@ type feedback struct {
 	svc      *Service
 	verifier *sns.Verifier
 	now      func() time.Time
+	// rules decide which reports suppress an address (pkg/suppression).
+	rules *suppression.Rules
 }
 
 // register adds the endpoint to the HTTP gateway's mux (an httpgateway.Register).
@@ -267,9 +271,9 @@ func (f *feedback) notification(ctx context.Context, log *slog.Logger, accountID
 	}
 
 	var (
-		events   []*queuev1.DeliveryEvent
-		suppress = map[string][]string{}
-		skipped  int
+		events  []*queuev1.DeliveryEvent
+		marks   []suppression.Mark
+		skipped int
 	)
 	for _, it := range items {
 		addr := canonical(it.Recipient)
@@ -294,26 +298,28 @@ func (f *feedback) notification(ctx context.Context, log *slog.Logger, accountID
 			ErrorClass:       it.Class,
 			Detail:           it.Detail,
 		})
-		if it.Suppress != "" {
-			suppress[it.Suppress] = append(suppress[it.Suppress], addr)
-		}
+		marks = append(marks, suppression.Mark{Address: addr, Type: it.Type, Class: bounce.Class(it.Class)})
 	}
 	if len(events) == 0 {
 		log.InfoContext(ctx, "ignore ses event naming none of the message's recipients", "ses_event", kind, "message_id", msg.id)
 		return feedbackResult{http.StatusOK, "ignored", "no recipient of the message", nil}
 	}
 	// Suppress before publishing: when publishing fails SNS retries, and the
-	// suppression is already there (ON CONFLICT DO NOTHING keeps the first).
-	for reason, addrs := range suppress {
-		if err := f.svc.store.suppress(ctx, accountID, addrs, reason, occurred); err != nil {
-			return feedbackResult{http.StatusServiceUnavailable, "error", "try again", err}
+	// suppression is already there (the rules count a report once).
+	suppressed, err := f.rules.Apply(ctx, accountID, msg.id, marks, occurred)
+	if err != nil {
+		return feedbackResult{http.StatusServiceUnavailable, "error", "try again", err}
+	}
+	for _, ev := range events {
+		if reason := suppressed[ev.GetRecipients()[0]]; reason != "" && ev.GetErrorClass() == string(bounce.Soft) {
+			ev.Detail += "; address suppressed after repeated soft bounces"
 		}
 	}
 	if err := f.publish(ctx, events); err != nil {
 		return feedbackResult{http.StatusServiceUnavailable, "error", "try again", err}
 	}
 	log.InfoContext(ctx, "ses feedback recorded", "ses_event", kind, "message_id", msg.id, "events", len(events),
-		"suppressed", len(suppress["bounce"])+len(suppress["complaint"]), "not_recipients", skipped)
+		"suppressed", len(suppressed), "not_recipients", skipped)
 	return feedbackResult{http.StatusOK, "applied", fmt.Sprintf("recorded %d events", len(events)), nil}
 }
 
@@ -416,18 +422,6 @@ func (s *store) feedbackMessage(ctx context.Context, accountID, providerID, prov
 		m.recipients[a] = true
 	}
 	return m, nil
-}
-
-// suppress adds addresses to the account's suppressions; an address already
-// suppressed keeps its reason and time.
-func (s *store) suppress(ctx context.Context, accountID string, addrs []string, reason string, at time.Time) error {
-	if _, err := s.pool.Exec(ctx, `
-		INSERT INTO suppressions (account_id, address, reason, created_at)
-		SELECT $1, a, $3, $4 FROM unnest($2::text[]) AS a
-		ON CONFLICT (account_id, address) DO NOTHING`, accountID, addrs, reason, at); err != nil {
-		return fmt.Errorf("add %s suppressions: %w", reason, err)
-	}
-	return nil
 }
 
 // recordSubscription notes that SNS topicARN's subscription to the provider's

@@ -22,6 +22,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
+	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/report/sns"
@@ -156,7 +157,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		metrics: newMetrics(deps.Telemetry),
 		states:  accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, deps.Logger),
 	}
-	s.feedback = &feedback{svc: s, verifier: verifier, now: time.Now}
+	s.feedback = &feedback{svc: s, verifier: verifier, now: time.Now, rules: suppression.New(deps.Pool, cfg.Suppression)}
 	var keyring *secretbox.Keyring
 	if cfg.MasterKeys != "" {
 		if keyring, err = secretbox.ParseKeyring(cfg.MasterKeys, cfg.MasterKeyID); err != nil {

@@ -48,6 +48,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/provider/sandbox"
 	"github.com/namirasoft/email-sender/pkg/provider/ses"
 	"github.com/namirasoft/email-sender/pkg/provider/smtp"
+	"github.com/namirasoft/email-sender/pkg/verp"
 )
 
 // Config is the operator's side of the senders, one definition embedded in
@@ -66,6 +67,9 @@ type Config struct {
 	GmailTokenURL string `env:"GMAIL_TOKEN_URL" help:"OAuth 2.0 token endpoint for every gmail provider (default Google's; an emulator in tests)"`
 	// GmailAPIEndpoint replaces the Gmail API's base URL.
 	GmailAPIEndpoint string `env:"GMAIL_API_ENDPOINT" help:"Gmail API base URL for every gmail provider (default Google's; an emulator in tests)"`
+	// Bounce is BOUNCE_DOMAIN and BOUNCE_KEY: the signed envelope senders
+	// (VERP) of SMTP sends, whose reports the inbound service reads.
+	Bounce verp.Config
 }
 
 // Options are c as the senders take it, with logger; an error names the
@@ -80,7 +84,12 @@ func (c Config) Options(logger *slog.Logger) (Options, error) {
 			return Options{}, fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	return Options{Logger: logger, Guard: g, SESEndpoint: c.SESEndpoint, GmailTokenURL: c.GmailTokenURL, GmailAPIEndpoint: c.GmailAPIEndpoint}, nil
+	signer, err := c.Bounce.Signer()
+	if err != nil {
+		return Options{}, err
+	}
+	return Options{Logger: logger, Guard: g, SESEndpoint: c.SESEndpoint, GmailTokenURL: c.GmailTokenURL, GmailAPIEndpoint: c.GmailAPIEndpoint,
+		VERP: signer}, nil
 }
 
 // Options are what every kind's sender is built with.
@@ -93,6 +102,8 @@ type Options struct {
 	// SESEndpoint, GmailTokenURL and GmailAPIEndpoint are the operator's
 	// endpoint overrides (Config); empty: the providers' own.
 	SESEndpoint, GmailTokenURL, GmailAPIEndpoint string
+	// VERP signs the envelope senders of SMTP sends (nil: the From address).
+	VERP *verp.Signer
 }
 
 // Kind is one provider kind.
@@ -166,7 +177,9 @@ func All() []Kind {
 		{
 			Name:   smtp.Kind,
 			Schema: schema(smtp.FromAPI, smtp.Settings.API),
-			New:    func(o Options) provider.Sender { return smtp.New(smtp.Options{Logger: o.Logger, Guard: o.Guard}) },
+			New: func(o Options) provider.Sender {
+				return smtp.New(smtp.Options{Logger: o.Logger, Guard: o.Guard, VERP: o.VERP})
+			},
 			Verify: check((*smtp.Sender).Check),
 		},
 		{

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/namirasoft/email-sender/pkg/bounce"
 	"github.com/namirasoft/email-sender/pkg/provider"
 )
 
@@ -56,10 +57,11 @@ type event struct {
 
 // ParseFeedback reads an SES event (the Message of the SNS notification that
 // delivers it) as a provider.FeedbackParser: a Delivery is DELIVERED; a
-// Bounce is BOUNCED, suppressing the address ("bounce") when it is permanent
-// (hard) and not when it is transient or undetermined (soft); a Complaint is
-// COMPLAINED, suppressing the address ("complaint"). Other events have no
-// recipients.
+// Bounce is BOUNCED with its pkg/bounce class (bounce.FromSES): a hard
+// bounce suppresses the address ("bounce"), a soft one only after a streak
+// (pkg/suppression), a policy block or rejected message never; a Complaint
+// is COMPLAINED (class complaint), suppressing the address ("complaint").
+// Other events have no recipients.
 func ParseFeedback(payload []byte) (provider.Notice, error) {
 	var e event
 	if err := json.Unmarshal(payload, &e); err != nil {
@@ -86,18 +88,13 @@ func ParseFeedback(payload []byte) (provider.Notice, error) {
 		n.OccurredAt = parseTime(e.Delivery.Timestamp)
 	case n.Event == "Bounce" && e.Bounce != nil:
 		b := e.Bounce
-		hard := b.BounceType == "Permanent"
 		for _, r := range b.BouncedRecipients {
-			f := provider.Feedback{Recipient: r.EmailAddress, Type: bounced, Response: r.DiagnosticCode}
-			if hard {
-				f.Class, f.Suppress = "hard_bounce", "bounce"
-				f.Detail = fmt.Sprintf("hard bounce (%s/%s): address suppressed", b.BounceType, b.BounceSubType)
-			} else {
-				// Transient (mailbox full, message too large, ...) or
-				// Undetermined: this message bounced, the address may work later.
-				f.Class = "soft_bounce"
-				f.Detail = fmt.Sprintf("soft bounce (%s/%s): not suppressed", b.BounceType, b.BounceSubType)
-			}
+			// One taxonomy for every provider (pkg/bounce): SES's types where
+			// they are specific, the remote server's code and words otherwise.
+			class := bounce.FromSES(b.BounceType, b.BounceSubType, r.Status, r.DiagnosticCode)
+			f := provider.Feedback{Recipient: r.EmailAddress, Type: bounced, Response: r.DiagnosticCode,
+				Class: string(class), Suppress: class.Suppress(),
+				Detail: fmt.Sprintf("%s (%s/%s): %s", class.Describe(), b.BounceType, b.BounceSubType, class.Verdict())}
 			if f.Response == "" {
 				f.Response = strings.TrimSpace(r.Action + " " + r.Status)
 			}
@@ -112,7 +109,7 @@ func ParseFeedback(payload []byte) (provider.Notice, error) {
 				detail = "complaint (" + c.ComplaintFeedbackType + "): address suppressed"
 			}
 			n.Recipients = append(n.Recipients, provider.Feedback{Recipient: r.EmailAddress, Type: complained,
-				Detail: detail, Suppress: "complaint"})
+				Detail: detail, Class: string(bounce.Complaint), Suppress: bounce.Complaint.Suppress()})
 		}
 		n.OccurredAt = parseTime(c.Timestamp)
 	}

@@ -32,10 +32,23 @@ func TestParseFeedback(t *testing.T) {
 				"bounce":{"bounceType":"Transient","bounceSubType":"MailboxFull","timestamp":"` + at + `","bouncedRecipients":[{"emailAddress":"b@example.com","diagnosticCode":"452 full"}]}}`,
 			want: []provider.Feedback{{Recipient: "b@example.com", Type: "BOUNCED", Response: "452 full", Class: "soft_bounce",
 				Detail: "soft bounce (Transient/MailboxFull): not suppressed"}}},
+		// A permanent bounce the remote server explains as a policy block
+		// (5.7.x) or a rejected message is not the address's fault: the
+		// same taxonomy as DSNs (pkg/bounce), never suppressed.
+		{name: "policy block", event: "Bounce", occurred: at,
+			payload: `{"eventType":"Bounce","mail":{"messageId":"ses-1"},
+				"bounce":{"bounceType":"Permanent","bounceSubType":"General","timestamp":"` + at + `","bouncedRecipients":[{"emailAddress":"b@example.com","status":"5.7.1","diagnosticCode":"smtp; 554 5.7.1 blocked using zen.spamhaus.org"}]}}`,
+			want: []provider.Feedback{{Recipient: "b@example.com", Type: "BOUNCED", Response: "smtp; 554 5.7.1 blocked using zen.spamhaus.org", Class: "policy_block",
+				Detail: "policy or reputation block (Permanent/General): address not suppressed"}}},
+		{name: "message too large", event: "Bounce", occurred: at,
+			payload: `{"eventType":"Bounce","mail":{"messageId":"ses-1"},
+				"bounce":{"bounceType":"Transient","bounceSubType":"MessageTooLarge","timestamp":"` + at + `","bouncedRecipients":[{"emailAddress":"b@example.com","status":"5.3.4"}]}}`,
+			want: []provider.Feedback{{Recipient: "b@example.com", Type: "BOUNCED", Response: "5.3.4", Class: "message_rejected",
+				Detail: "message rejected (Transient/MessageTooLarge): address not suppressed"}}},
 		{name: "complaint", event: "Complaint", occurred: at,
 			payload: `{"eventType":"Complaint","mail":{"messageId":"ses-1"},
 				"complaint":{"timestamp":"` + at + `","complaintFeedbackType":"abuse","complainedRecipients":[{"emailAddress":"c@example.com"}]}}`,
-			want: []provider.Feedback{{Recipient: "c@example.com", Type: "COMPLAINED", Suppress: "complaint", Detail: "complaint (abuse): address suppressed"}}},
+			want: []provider.Feedback{{Recipient: "c@example.com", Type: "COMPLAINED", Class: "complaint", Suppress: "complaint", Detail: "complaint (abuse): address suppressed"}}},
 		{name: "other event", event: "Open", payload: `{"eventType":"Open","mail":{"messageId":"ses-1"}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/verp"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -26,6 +27,17 @@ func reversePath(m *emailsenderv1.EmailMessage) (string, error) {
 		}
 	}
 	return mime.CanonicalAddress(m.GetFrom().GetAddress())
+}
+
+// bounceAddress is the VERP envelope sender of a message: bound to its
+// recipient when the envelope has one, else to the message (the report then
+// names the recipient).
+func bounceAddress(s *verp.Signer, messageID string, rcpts []string) (string, error) {
+	rcpt := ""
+	if len(rcpts) == 1 {
+		rcpt = strings.ToLower(rcpts[0])
+	}
+	return s.Address(messageID, rcpt)
 }
 
 // hostFQDN is this host's fully qualified name, or "" when it has none (the

@@ -47,7 +47,9 @@
 //   - EHLO with the configured name, else Options.HELO: the host's FQDN, else
 //     the connection's address literal; never "localhost".
 //   - MAIL FROM:<path> with the angle brackets (RFC 5321 §4.1.1.2); the null
-//     reverse-path <> for automatic replies (reversePath). SIZE=n when the
+//     reverse-path <> for automatic replies (reversePath); with a bounce
+//     domain (Options.VERP), the message's signed bounce address
+//     b+<token>@<bounce domain>, bound to the recipient when there is one. SIZE=n when the
 //     server offers SIZE, and a message over its limit fails before MAIL.
 //     SMTPUTF8 only when an address needs it (RFC 6531): without it on the
 //     server, internationalised header addresses fail the message and
@@ -94,6 +96,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/mime"
 	"github.com/namirasoft/email-sender/pkg/netguard"
 	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/verp"
 )
 
 // Options configure a Sender.
@@ -117,6 +120,10 @@ type Options struct {
 	// connection's own address as an address literal ("[192.0.2.1]", RFC 5321
 	// §4.1.4); never "localhost", which strict servers refuse.
 	HELO string
+	// VERP, when set, makes the envelope sender of every message (but an
+	// automatic reply's <>) its signed bounce address (pkg/verp), so that
+	// bounces and reports come back to the inbound service.
+	VERP *verp.Signer
 }
 
 // ErrAuth is wrapped by errors of failed authentication.
@@ -306,6 +313,11 @@ func (s *Sender) send(ctx context.Context, d *provider.Delivery) provider.Outcom
 	}
 	if len(d.Recipients) == 0 {
 		return permanent(errors.New("smtp: no recipients"))
+	}
+	if from != "" && s.opts.VERP != nil {
+		if from, err = bounceAddress(s.opts.VERP, job.GetMessageId(), d.Recipients); err != nil {
+			return permanent(fmt.Errorf("envelope sender: %w", err))
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return transient(fmt.Errorf("smtp: %w", err))

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/mime"
@@ -32,6 +33,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/provider/providertest"
 	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/testkit/smtpsink"
+	"github.com/namirasoft/email-sender/pkg/verp"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -721,4 +723,49 @@ func startTap(t *testing.T, upstream int) *tap {
 		}
 	}()
 	return tp
+}
+
+// With a bounce domain (VERP), the envelope sender is the message's signed
+// bounce address: bound to the recipient of a one-recipient envelope, to the
+// message otherwise; an automatic reply keeps <>; the From header stays.
+func TestSend_VERPEnvelopeSender(t *testing.T) {
+	t.Parallel()
+	signer, err := verp.New("bounces.example.net", bytes.Repeat([]byte{7}, 32))
+	require.NoError(t, err)
+	b := setup(t, setupOpts{sender: smtp.Options{VERP: signer}})
+
+	one, two, auto := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	out := b.sender.Send(ctx(t), b.delivery(one, "Jane@Example.org"))
+	require.Equal(t, provider.Sent, out.Class, "err: %v", out.Err)
+	out = b.sender.Send(ctx(t), b.delivery(two, "a@example.org", "b@example.org"))
+	require.Equal(t, provider.Sent, out.Class, "err: %v", out.Err)
+	d := b.delivery(auto, "c@example.org")
+	d.Job.Message.Headers = []*emailsenderv1.Header{{Name: "Auto-Submitted", Value: "auto-replied"}}
+	out = b.sender.Send(ctx(t), d)
+	require.Equal(t, provider.Sent, out.Class, "err: %v", out.Err)
+
+	msgs, err := b.sink.WaitFor(ctx(t), 3)
+	require.NoError(t, err)
+	byID := map[string]smtpsink.Message{}
+	for _, m := range msgs {
+		for _, id := range []string{one, two, auto} {
+			if bytes.Contains(m.Data, []byte(id)) {
+				byID[id] = m
+			}
+		}
+	}
+	require.Len(t, byID, 3)
+
+	tok, err := signer.Parse(byID[one].From)
+	require.NoError(t, err, "envelope sender %q", byID[one].From)
+	require.Equal(t, one, tok.MessageID)
+	require.True(t, tok.For("jane@example.org"))
+	require.Contains(t, string(byID[one].Data), "sender@conformance.test", "From header unchanged")
+
+	tok, err = signer.Parse(byID[two].From)
+	require.NoError(t, err)
+	require.Equal(t, two, tok.MessageID)
+	require.False(t, tok.Bound())
+
+	require.Empty(t, byID[auto].From, "auto-reply: null reverse-path")
 }

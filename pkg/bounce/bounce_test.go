@@ -1,0 +1,96 @@
+package bounce
+
+import "testing"
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		r    Report
+		want Class
+	}{
+		{"user unknown by code", Report{"failed", "5.1.1", "smtp; 550 5.1.1 <a@b>: Recipient address rejected: User unknown"}, Hard},
+		{"generic status, specific diagnostic", Report{"failed", "5.0.0", "smtp; 550 5.1.1 user unknown"}, Hard},
+		{"generic code, hard text", Report{"failed", "5.0.0", "smtp; 550 Requested action not taken: mailbox unavailable"}, Hard},
+		{"null MX", Report{"failed", "5.1.10", "smtp; 556 5.1.10 Recipient address has null MX"}, Hard},
+		{"no such domain", Report{"failed", "5.4.4", "X-Postfix; Host or domain name not found"}, Hard},
+		{"mailbox full permanent", Report{"failed", "5.2.2", "smtp; 552 5.2.2 mailbox full"}, Soft},
+		{"mailbox full by text", Report{"failed", "5.0.0", "smtp; 550 Mailbox is full"}, Soft},
+		{"delayed", Report{"delayed", "4.4.1", "X-Postfix; connect to mx.example.org: Connection timed out"}, Soft},
+		{"delayed by policy", Report{"delayed", "4.7.0", "smtp; 421 4.7.0 rate limited"}, Policy},
+		{"spamhaus", Report{"failed", "5.7.1", "smtp; 554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org"}, Policy},
+		{"blocklisted generic", Report{"failed", "5.0.0", "smtp; 550 IP listed in dnsbl"}, Policy},
+		{"dmarc", Report{"failed", "5.7.26", "smtp; 550-5.7.26 unauthenticated email is not accepted"}, Policy},
+		{"too large", Report{"failed", "5.3.4", "smtp; 552 5.3.4 Message size exceeds fixed limit"}, Message},
+		{"content with policy code", Report{"failed", "5.7.0", "smtp; 552 5.7.0 This message was blocked because its content presents a potential security issue"}, Message},
+		{"media", Report{"failed", "5.6.1", "smtp; 554 5.6.1 unsupported media"}, Message},
+		{"transient code", Report{"failed", "4.2.0", "smtp; 450 4.2.0 try later"}, Soft},
+		{"basic 550 only", Report{"failed", "", "smtp; 550 no"}, Hard},
+		{"basic 552 only", Report{"failed", "", "smtp; 552 no room"}, Soft},
+		{"basic 451 only", Report{"", "", "451 local error"}, Soft},
+		{"nothing known", Report{}, Soft},
+		{"failed, nothing else", Report{Action: "failed"}, Hard},
+	} {
+		if got := Classify(tc.r); got != tc.want {
+			t.Errorf("%s: Classify(%+v) = %s, want %s", tc.name, tc.r, got, tc.want)
+		}
+	}
+}
+
+func TestFromSES(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		typ, sub, status, diag string
+		want                   Class
+	}{
+		{"Permanent", "General", "5.1.1", "smtp; 550 5.1.1 user unknown", Hard},
+		{"Permanent", "General", "", "", Hard},
+		{"Permanent", "NoEmail", "", "", Hard},
+		{"Permanent", "Suppressed", "5.1.1", "Amazon SES has suppressed sending to this address", Hard},
+		{"Permanent", "OnAccountSuppressionList", "", "", Hard},
+		{"Permanent", "General", "5.7.1", "smtp; 550 5.7.1 blocked by policy", Policy},
+		{"Permanent", "General", "5.3.4", "smtp; 552 5.3.4 message too big", Message},
+		{"Transient", "MailboxFull", "5.2.2", "", Soft},
+		{"Transient", "MessageTooLarge", "", "", Message},
+		{"Transient", "ContentRejected", "", "", Message},
+		{"Transient", "AttachmentRejected", "", "", Message},
+		{"Transient", "General", "4.4.7", "", Soft},
+		{"Transient", "General", "4.7.0", "smtp; 421 4.7.0 reputation", Policy},
+		{"Undetermined", "Undetermined", "", "", Soft},
+	} {
+		if got := FromSES(tc.typ, tc.sub, tc.status, tc.diag); got != tc.want {
+			t.Errorf("FromSES(%s/%s, %q, %q) = %s, want %s", tc.typ, tc.sub, tc.status, tc.diag, got, tc.want)
+		}
+	}
+}
+
+func TestClassProperties(t *testing.T) {
+	t.Parallel()
+	for _, c := range Classes() {
+		if !c.Valid() {
+			t.Errorf("%s not valid", c)
+		}
+		switch c {
+		case Hard, Complaint:
+			if c.Suppress() == "" {
+				t.Errorf("%s suppresses nothing", c)
+			}
+		default:
+			if c.Suppress() != "" {
+				t.Errorf("%s suppresses at once", c)
+			}
+		}
+	}
+	if Class("nope").Valid() {
+		t.Error("unknown class valid")
+	}
+	if AutoReply.Event() != "" || Complaint.Event() != "COMPLAINED" || Policy.Event() != "BOUNCED" {
+		t.Error("event types")
+	}
+	if got := ParseCode("5.0.0", "smtp; 550 5.1.1 x").String(); got != "5.1.1" {
+		t.Errorf("ParseCode = %s", got)
+	}
+	if got := ParseCode("5.0.000").String(); got != "5.0.0" {
+		t.Errorf("ParseCode generic = %s", got)
+	}
+}

@@ -1,0 +1,75 @@
+// Command inbound runs the inbound SMTP service: the MX of the bounce domain
+// (BOUNCE_DOMAIN), which turns the DSNs and ARF reports that come back to
+// the SMTP sends' signed envelope senders into BOUNCED and COMPLAINED
+// events and suppressions. Configuration comes from the environment
+// (`inbound -h` lists it).
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/namirasoft/email-sender/pkg/connect"
+	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/services/inbound"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "inbound:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var cfg inbound.Config
+	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help") {
+		fmt.Println("inbound: bounces and complaints by mail (the bounce domain's MX) into delivery events and suppressions.\nEnvironment:")
+		envconfig.PrintUsage(os.Stdout, &cfg)
+		return nil
+	}
+	if err := envconfig.Load(&cfg); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	standbyLog, err := connect.Logger(os.Stderr, cfg.Log, "inbound")
+	if err != nil {
+		return err
+	}
+	stopStandby, err := grpcserver.Standby(cfg.GRPCAddr, standbyLog)
+	if err != nil {
+		return err
+	}
+	in, err := connect.Open(ctx, connect.Config{Service: "inbound", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: connect.AwaitSchema})
+	stopStandby()
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	log, tel := in.Log, in.Telemetry
+
+	svc, err := inbound.New(cfg, inbound.Deps{Pool: in.Pool, JetStream: in.JetStream, Telemetry: tel, Logger: log})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.GRPCAddr, err)
+	}
+	serveMetrics := connect.Metrics(cfg.MetricsAddr, cfg.Metrics, tel, log)
+	health := grpcserver.New(grpcserver.Config{}, tel, log)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return health.Serve(gctx, lis) })
+	g.Go(func() error { return serveMetrics(gctx) })
+	g.Go(func() error { return svc.Run(gctx) })
+	log.Info("inbound starting", "smtp_addr", cfg.SMTPAddr, "bounce_domain", cfg.Bounce.Domain, "grpc_addr", cfg.GRPCAddr, "metrics_addr", cfg.MetricsAddr)
+	return g.Wait()
+}

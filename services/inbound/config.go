@@ -1,0 +1,91 @@
+package inbound
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/suppression"
+	"github.com/namirasoft/email-sender/pkg/verp"
+)
+
+// Config configures the inbound service. Load it with envconfig.Load; the
+// zero value plus WithDefaults works too (Bounce must be set either way).
+type Config struct {
+	// SMTPAddr is where Run accepts mail when no listener is given: the
+	// bounce domain's MX points here (port 25 in front of it).
+	SMTPAddr string `env:"INBOUND_SMTP_ADDR" default:":2525" help:"SMTP listen address for bounces and reports to the bounce domain (its MX; port 25 in front)"`
+	// Hostname is the name the service greets with.
+	Hostname string `env:"INBOUND_HOSTNAME" default:"localhost" help:"host name in the SMTP greeting and EHLO answer"`
+	// MaxMessageBytes is the largest mail accepted (SIZE); a bounce that
+	// returns a large original in full is read up to ParseBytes and the rest
+	// discarded.
+	MaxMessageBytes int64 `env:"INBOUND_MAX_MESSAGE_BYTES" default:"33554432" help:"largest mail accepted (bytes, advertised as SIZE)"`
+	// ParseBytes is how much of a mail is kept and parsed: the report parts
+	// come before the returned original.
+	ParseBytes int64 `env:"INBOUND_PARSE_BYTES" default:"262144" help:"bytes of each mail kept and parsed (the report parts come first; the rest of a returned original is discarded)"`
+	// MaxRecipients bounds RCPT TO per transaction.
+	MaxRecipients int `env:"INBOUND_MAX_RECIPIENTS" default:"10" help:"RCPT TO per transaction"`
+	// MaxConnections bounds concurrent SMTP connections.
+	MaxConnections int `env:"INBOUND_MAX_CONNECTIONS" default:"512" help:"concurrent SMTP connections"`
+	// Timeout bounds each SMTP read and write.
+	Timeout time.Duration `env:"INBOUND_TIMEOUT" default:"60s" help:"SMTP read and write timeout"`
+	// ProcessTimeout bounds handling one mail (database and stream).
+	ProcessTimeout time.Duration `env:"INBOUND_PROCESS_TIMEOUT" default:"20s" help:"time to record one report before the sender is told to retry (451)"`
+	// ShutdownGrace bounds the drain of open SMTP sessions at shutdown.
+	ShutdownGrace time.Duration `env:"INBOUND_SHUTDOWN_GRACE" default:"10s" help:"how long open SMTP sessions may finish at shutdown"`
+	// TLSCertFile and TLSKeyFile, when set, offer STARTTLS.
+	TLSCertFile string `env:"INBOUND_TLS_CERT_FILE" help:"PEM certificate chain; with INBOUND_TLS_KEY_FILE the SMTP server offers STARTTLS"`
+	TLSKeyFile  string `env:"INBOUND_TLS_KEY_FILE" help:"PEM private key of INBOUND_TLS_CERT_FILE"`
+	// GRPCAddr serves the standard gRPC health service.
+	GRPCAddr string `env:"INBOUND_GRPC_ADDR" default:":8084" help:"gRPC health/reflection listen address"`
+	// MetricsAddr is where the command serves /metrics.
+	MetricsAddr string `env:"INBOUND_METRICS_ADDR" default:":9084" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
+
+	// Bounce is BOUNCE_DOMAIN and BOUNCE_KEY, the worker's.
+	Bounce verp.Config
+	// Suppression is the rule the report's SES feedback applies too.
+	Suppression suppression.Config
+
+	Postgres envconfig.Postgres
+	NATS     envconfig.NATS
+	Log      envconfig.Log
+	Metrics  envconfig.Metrics
+}
+
+// WithDefaults fills unset fields with the defaults the env tags name.
+func (c Config) WithDefaults() (Config, error) {
+	err := errors.Join(
+		envconfig.FillDefaults(&c, "SMTPAddr", "Hostname", "MaxMessageBytes", "ParseBytes", "MaxRecipients", "MaxConnections",
+			"Timeout", "ProcessTimeout", "ShutdownGrace"),
+		envconfig.FillDefaults(&c.Suppression, "SoftBounces", "SoftBounceWindow"),
+	)
+	return c, err
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Bounce.Domain == "" {
+		errs = append(errs, errors.New("BOUNCE_DOMAIN is required: the service accepts mail for its addresses only"))
+	}
+	if c.ParseBytes < 4096 || c.ParseBytes > c.MaxMessageBytes {
+		errs = append(errs, fmt.Errorf("parse bytes %d: want 4096..max message bytes (%d)", c.ParseBytes, c.MaxMessageBytes))
+	}
+	if c.MaxRecipients < 1 || c.MaxConnections < 1 {
+		errs = append(errs, errors.New("max recipients and max connections must be positive"))
+	}
+	if c.Timeout <= 0 || c.ProcessTimeout <= 0 {
+		errs = append(errs, errors.New("timeouts must be positive"))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls: set both INBOUND_TLS_CERT_FILE and INBOUND_TLS_KEY_FILE, or neither"))
+	}
+	if c.Suppression.SoftBounces < 0 {
+		errs = append(errs, errors.New("SUPPRESS_SOFT_BOUNCES must not be negative"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("inbound config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+// Package inbound is the inbound SMTP service: the MX of the operator's
+// bounce domain. The SMTP provider sends every message with a signed
+// envelope sender b+<token>@<bounce domain> (pkg/verp); what comes back to
+// it, delivery status notifications (RFC 3464) and abuse reports (ARF, RFC
+// 5965), becomes BOUNCED and COMPLAINED delivery events on the events
+// stream, which the report applies like the workers' events, and
+// suppressions under the same rule as SES feedback (pkg/suppression).
+//
+// # The boundary
+//
+// Anyone on the internet can connect. The service accepts RCPT TO only for
+// addresses of the bounce domain whose HMAC verifies (550 5.1.1 for every
+// other): a report can only be about the message its address was made for,
+// and, when the address was bound to the one recipient of its envelope
+// (the usual case), only about that recipient; a report about a message
+// with several recipients counts only for the ones it names that are the
+// message's. Nothing else of a report is trusted: the message and account
+// come from the address, never from the report's text. Mail is bounded
+// (INBOUND_MAX_MESSAGE_BYTES, of which INBOUND_PARSE_BYTES are kept),
+// connections too (INBOUND_MAX_CONNECTIONS), and auto-replies and other
+// mail to a valid address are accepted and dropped.
+//
+// # Idempotence
+//
+// Event ids derive from the message, the recipient and the SHA-256 of the
+// report's machine-readable part, so a report delivered twice (the sender
+// retries after a 451) records nothing twice; soft bounces count once per
+// message (pkg/suppression). Database or stream trouble answers 451 4.3.0:
+// the sending MTA retries later.
+package inbound
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/netutil"
+
+	"github.com/namirasoft/email-sender/pkg/suppression"
+	"github.com/namirasoft/email-sender/pkg/telemetry"
+	"github.com/namirasoft/email-sender/pkg/verp"
+)
+
+// Deps are the clients the service uses.
+type Deps struct {
+	Pool      *pgxpool.Pool
+	JetStream jetstream.JetStream
+	// Telemetry defaults to telemetry.Nop(); Logger to a logger that discards.
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
+	// Listener, when set, is where Run accepts SMTP instead of Config.SMTPAddr.
+	Listener net.Listener
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Service is the inbound SMTP service.
+type Service struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	tracer  trace.Tracer
+	signer  *verp.Signer
+	rules   *suppression.Rules
+	store   messageStore
+	pub     publisher
+	metrics *metrics
+	tls     *tls.Config
+}
+
+// New returns a service; it starts nothing.
+func New(cfg Config, deps Deps) (*Service, error) {
+	cfg, err := cfg.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	signer, err := cfg.Bounce.Signer()
+	if err != nil {
+		return nil, fmt.Errorf("inbound: %w", err)
+	}
+	if deps.Pool == nil || deps.JetStream == nil {
+		return nil, errors.New("inbound: missing dependencies: pool and jetstream")
+	}
+	if deps.Telemetry == nil {
+		deps.Telemetry = telemetry.Nop()
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	s := &Service{
+		cfg:     cfg,
+		deps:    deps,
+		log:     deps.Logger,
+		tracer:  deps.Telemetry.Tracer("github.com/namirasoft/email-sender/services/inbound"),
+		signer:  signer,
+		rules:   suppression.New(deps.Pool, cfg.Suppression),
+		store:   &pgStore{pool: deps.Pool},
+		pub:     &streamPublisher{js: deps.JetStream, tel: deps.Telemetry},
+		metrics: newMetrics(deps.Telemetry),
+	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("inbound: tls: %w", err)
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return s, nil
+}
+
+// Run accepts mail until ctx ends, then lets open sessions finish for
+// ShutdownGrace and closes the rest.
+func (s *Service) Run(ctx context.Context) error {
+	lis := s.deps.Listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", s.cfg.SMTPAddr); err != nil {
+			return fmt.Errorf("inbound: listen %s: %w", s.cfg.SMTPAddr, err)
+		}
+	}
+	lis = netutil.LimitListener(lis, s.cfg.MaxConnections)
+	// Sessions record reports with a context that shutdown does not cancel:
+	// a report being recorded when the signal comes is finished (within
+	// ProcessTimeout and the grace), not cut off.
+	base := context.WithoutCancel(ctx)
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &session{svc: s, ctx: base, remote: c.Conn().RemoteAddr().String()}, nil
+	}))
+	srv.Domain = s.cfg.Hostname
+	srv.MaxMessageBytes = s.cfg.MaxMessageBytes
+	srv.MaxRecipients = s.cfg.MaxRecipients
+	srv.ReadTimeout, srv.WriteTimeout = s.cfg.Timeout, s.cfg.Timeout
+	srv.EnableSMTPUTF8 = true
+	srv.TLSConfig = s.tls
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	s.log.Info("inbound smtp accepting", "addr", lis.Addr().String(), "bounce_domain", s.signer.Domain())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("inbound: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(base, s.cfg.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+		s.log.Warn("inbound smtp sessions still open at the end of the grace; closing them", "error", err)
+		_ = srv.Close()
+	}
+	<-errc
+	return ctx.Err()
+}
+
+// Signer is the service's bounce address signer (BOUNCE_DOMAIN, BOUNCE_KEY).
+func (s *Service) Signer() *verp.Signer { return s.signer }

@@ -1,0 +1,357 @@
+package inbound_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/smtp"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/suppression"
+	"github.com/namirasoft/email-sender/pkg/testkit/natstest"
+	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
+	"github.com/namirasoft/email-sender/pkg/verp"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+	"github.com/namirasoft/email-sender/services/inbound"
+)
+
+const bounceDomain = "bounces.example.net"
+
+var bounceKey = bytes.Repeat([]byte{42}, 32)
+
+type env struct {
+	t       testing.TB
+	db      *pgtest.DB
+	js      jetstream.JetStream
+	signer  *verp.Signer
+	addr    string
+	account string
+}
+
+func start(t testing.TB, softBounces int) *env {
+	t.Helper()
+	db := pgtest.New(t)
+	_, js := natstest.Start(t).JetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	require.NoError(t, queue.EnsureStreams(ctx, js, queue.StreamConfig{}))
+	signer, err := verp.New(bounceDomain, bounceKey)
+	require.NoError(t, err)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	svc, err := inbound.New(inbound.Config{
+		Hostname:    "mx.bounces.example.net",
+		Bounce:      verp.Config{Domain: bounceDomain, Keys: "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio="},
+		Suppression: suppression.Config{SoftBounces: softBounces, SoftBounceWindow: time.Hour},
+	}, inbound.Deps{Pool: db.Pool, JetStream: js, Listener: lis})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("run: %v", err)
+		}
+	})
+	e := &env{t: t, db: db, js: js, signer: signer, addr: lis.Addr().String(), account: uuid.NewString()}
+	_, err = db.Pool.Exec(ctx, `INSERT INTO accounts (id, name) VALUES ($1, 'a')`, e.account)
+	require.NoError(t, err)
+	return e
+}
+
+// message stores a SENT message of the env's account to rcpts and returns
+// its id.
+func (e *env) message(rcpts ...string) string {
+	e.t.Helper()
+	id := uuid.Must(uuid.NewV7()).String()
+	ctx := context.Background()
+	_, err := e.db.Pool.Exec(ctx, `
+		INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, recipient_count, size_bytes, attempts, created_at, updated_at)
+		VALUES ($1, $2, $3, 'smtp', 5, 'sender@example.com', $4, 100, 1, now(), now())`, id, e.account, uuid.NewString(), len(rcpts))
+	require.NoError(e.t, err)
+	for i, r := range rcpts {
+		_, err := e.db.Pool.Exec(ctx, `INSERT INTO recipients (message_id, idx, account_id, kind, address, status, updated_at)
+			VALUES ($1, $2, $3, 'to', $4, 5, now())`, id, i, e.account, r)
+		require.NoError(e.t, err)
+	}
+	return id
+}
+
+// deliver sends raw to rcpt over SMTP as a bouncing MTA does (MAIL FROM:<>).
+func deliver(addr, rcpt string, raw []byte) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("mx.example.org"); err != nil {
+		return err
+	}
+	if err := c.Mail(""); err != nil {
+		return err
+	}
+	if err := c.Rcpt(rcpt); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(raw); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+func sample(t testing.TB, path, to string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("mailreport", "testdata", "corpus", path))
+	require.NoError(t, err)
+	return bytes.ReplaceAll(raw, []byte("jane@"), []byte(to+"@"))
+}
+
+// events reads the events stream until n events of message id arrived.
+func (e *env) events(id string, n int) []*queuev1.DeliveryEvent {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := e.js.OrderedConsumer(ctx, queue.EventStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{queue.EventSubject(e.account, id)}})
+	require.NoError(e.t, err)
+	var out []*queuev1.DeliveryEvent
+	for len(out) < n {
+		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		require.NoError(e.t, err, "waiting for event %d of %d", len(out)+1, n)
+		var ev queuev1.DeliveryEvent
+		require.NoError(e.t, proto.Unmarshal(m.Data(), &ev))
+		out = append(out, &ev)
+	}
+	return out
+}
+
+func (e *env) suppressions() map[string]string {
+	e.t.Helper()
+	rows, err := e.db.Pool.Query(context.Background(), `SELECT address, reason FROM suppressions WHERE account_id = $1`, e.account)
+	require.NoError(e.t, err)
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var a, r string
+		require.NoError(e.t, rows.Scan(&a, &r))
+		out[a] = r
+	}
+	return out
+}
+
+func (e *env) streamCount() uint64 {
+	info, err := e.js.Stream(context.Background(), queue.EventStream)
+	require.NoError(e.t, err)
+	si, err := info.Info(context.Background())
+	require.NoError(e.t, err)
+	return si.State.Msgs
+}
+
+// A DSN for each class of the taxonomy, sent over SMTP to the message's
+// bounce address: BOUNCED with the class, suppressed only for a hard bounce;
+// an ARF report is COMPLAINED and suppresses; the same DSN again publishes
+// the same event id, which the stream drops as a duplicate.
+func TestReportsBecomeEventsAndSuppressions(t *testing.T) {
+	t.Parallel()
+	e := start(t, 3)
+	for _, tc := range []struct {
+		sample, local, typ, class string
+		suppressed                string
+	}{
+		{"hard_bounce/postfix-user-unknown.eml", "gone", "BOUNCED", "hard_bounce", "bounce"},
+		{"soft_bounce/gmail-over-quota.eml", "full", "BOUNCED", "soft_bounce", ""},
+		{"policy_block/postfix-spamhaus.eml", "blocked", "BOUNCED", "policy_block", ""},
+		{"message_rejected/gmail-too-large.eml", "big", "BOUNCED", "message_rejected", ""},
+		{"complaint/rfc5965-abuse.eml", "angry", "COMPLAINED", "complaint", "complaint"},
+	} {
+		t.Run(tc.class, func(t *testing.T) {
+			rcpt := tc.local + "@example.org"
+			if strings.Contains(tc.sample, "gmail") {
+				rcpt = tc.local + "@gmail.example"
+			}
+			id := e.message(rcpt)
+			addr, err := e.signer.Address(id, rcpt)
+			require.NoError(t, err)
+			raw := sample(t, tc.sample, tc.local)
+			require.NoError(t, deliver(e.addr, addr, raw))
+			evs := e.events(id, 1)
+			ev := evs[0]
+			require.Equal(t, tc.typ, ev.GetType())
+			require.Equal(t, tc.class, ev.GetErrorClass())
+			require.Equal(t, []string{rcpt}, ev.GetRecipients())
+			require.Equal(t, int32(1), ev.GetAttempt())
+			require.Contains(t, ev.GetDetail(), "by mail")
+			require.Equal(t, tc.suppressed, e.suppressions()[rcpt])
+
+			// Delivered again (the MTA retried): the same event id, which
+			// the stream deduplicates (Nats-Msg-Id).
+			before := e.streamCount()
+			require.NoError(t, deliver(e.addr, addr, raw))
+			require.Equal(t, before, e.streamCount())
+		})
+	}
+}
+
+// Forged: addresses not made with the key, of another domain, or garbled
+// are refused at RCPT TO with 550 5.1.1, and nothing is recorded.
+func TestForgedBounceAddressRefused(t *testing.T) {
+	t.Parallel()
+	e := start(t, 3)
+	id := e.message("jane@example.org")
+	forger, err := verp.New(bounceDomain, bytes.Repeat([]byte{1}, 32))
+	require.NoError(t, err)
+	forged, err := forger.Address(id, "jane@example.org")
+	require.NoError(t, err)
+	good, err := e.signer.Address(id, "jane@example.org")
+	require.NoError(t, err)
+	before := e.streamCount()
+	for _, rcpt := range []string{forged, strings.Replace(good, bounceDomain, "example.net", 1), "postmaster@" + bounceDomain,
+		good[:20] + "x" + good[21:]} {
+		err := deliver(e.addr, rcpt, sample(t, "hard_bounce/postfix-user-unknown.eml", "jane"))
+		var pe *textproto.Error
+		require.True(t, errors.As(err, &pe), "rcpt %s: %v", rcpt, err)
+		require.Equal(t, 550, pe.Code)
+		require.Contains(t, pe.Msg, "5.1.1")
+	}
+	require.Empty(t, e.suppressions())
+	require.Equal(t, before, e.streamCount())
+}
+
+// A bound address counts for its recipient only, whatever the report names;
+// an address of a several-recipient message counts only for the recipients
+// of the message the report names.
+func TestRecipientBinding(t *testing.T) {
+	t.Parallel()
+	e := start(t, 3)
+	// Bound: the DSN names an alias (forwarded mail); the bound recipient bounced.
+	id := e.message("jane@example.org")
+	addr, _ := e.signer.Address(id, "jane@example.org")
+	require.NoError(t, deliver(e.addr, addr, sample(t, "hard_bounce/postfix-user-unknown.eml", "jane.doe.forwarded")))
+	require.Equal(t, []string{"jane@example.org"}, e.events(id, 1)[0].GetRecipients())
+
+	// Unbound: the report names one of two recipients, and a stranger.
+	id = e.message("a@example.org", "b@example.org")
+	addr, _ = e.signer.Address(id, "")
+	raw := sample(t, "hard_bounce/postfix-user-unknown.eml", "b")
+	require.NoError(t, deliver(e.addr, addr, raw))
+	require.Equal(t, []string{"b@example.org"}, e.events(id, 1)[0].GetRecipients())
+	before := e.streamCount()
+	require.NoError(t, deliver(e.addr, addr, sample(t, "hard_bounce/postfix-user-unknown.eml", "stranger")))
+	require.Equal(t, before, e.streamCount())
+	sup := e.suppressions()
+	require.Equal(t, "bounce", sup["b@example.org"])
+	require.Empty(t, sup["a@example.org"])
+	require.Empty(t, sup["stranger@example.org"])
+}
+
+// Soft bounces suppress after SUPPRESS_SOFT_BOUNCES in a row (distinct
+// messages); auto-replies change nothing.
+func TestSoftBouncesInARowAndAutoReplies(t *testing.T) {
+	t.Parallel()
+	e := start(t, 2)
+	for i := range 2 {
+		id := e.message("full@example.org")
+		addr, _ := e.signer.Address(id, "full@example.org")
+		require.NoError(t, deliver(e.addr, addr, sample(t, "soft_bounce/exim-mailbox-full.eml", "full")))
+		ev := e.events(id, 1)[0]
+		require.Equal(t, "soft_bounce", ev.GetErrorClass())
+		if i == 0 {
+			require.Empty(t, e.suppressions())
+		} else {
+			require.Equal(t, "bounce", e.suppressions()["full@example.org"])
+			require.Contains(t, ev.GetDetail(), "repeated soft bounces")
+		}
+	}
+	id := e.message("away@example.org")
+	addr, _ := e.signer.Address(id, "away@example.org")
+	before := e.streamCount()
+	for _, s := range []string{"auto_reply/rfc3834-vacation.eml", "auto_reply/exchange-automatic-reply.eml"} {
+		require.NoError(t, deliver(e.addr, addr, sample(t, s, "away")))
+	}
+	require.Equal(t, before, e.streamCount())
+	require.Empty(t, e.suppressions()["away@example.org"])
+}
+
+// BenchmarkInboundDSN: DSNs over SMTP (8 connections, one transaction per
+// DSN) into events on JetStream and suppressions in PostgreSQL, each for a
+// distinct stored message; reports DSNs/s.
+func BenchmarkInboundDSN(b *testing.B) {
+	e := start(b, 3)
+	const conns = 32
+	ids := make([]string, b.N)
+	for i := range ids {
+		ids[i] = e.message(fmt.Sprintf("r%d@example.org", i))
+	}
+	raw, err := os.ReadFile(filepath.Join("mailreport", "testdata", "corpus", "hard_bounce", "postfix-user-unknown.eml"))
+	require.NoError(b, err)
+	clients := make([]*smtp.Client, conns)
+	for i := range clients {
+		c, err := smtp.Dial(e.addr)
+		require.NoError(b, err)
+		require.NoError(b, c.Hello("mx.example.org"))
+		clients[i] = c
+	}
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for w := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := clients[w]
+			for i := w; i < b.N; i += conns {
+				rcpt := fmt.Sprintf("r%d@example.org", i)
+				addr, _ := e.signer.Address(ids[i], rcpt)
+				if err := c.Mail(""); err != nil {
+					errs <- err
+					return
+				}
+				if err := c.Rcpt(addr); err != nil {
+					errs <- err
+					return
+				}
+				wc, err := c.Data()
+				if err != nil {
+					errs <- err
+					return
+				}
+				_, _ = wc.Write(bytes.ReplaceAll(raw, []byte("jane@"), []byte(fmt.Sprintf("r%d@", i))))
+				if err := wc.Close(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "dsn/s")
+	for _, c := range clients {
+		_ = c.Quit()
+	}
+}
