@@ -114,8 +114,9 @@ func TestOneTracePerMessage(t *testing.T) {
 				tr = collect(exp.GetSpans(), m.id)
 				assert.Len(c, tr.named("worker.deliver"), m.attempts)
 				assert.Len(c, tr.named("provider.send"), m.attempts)
-				// ATTEMPT_STARTED per attempt, RETRYING per failed one, SENT, DELIVERED.
-				want := 2*m.attempts - 1 + 1
+				// ACCEPTED (SCHEDULED), ATTEMPT_STARTED per attempt, RETRYING per
+				// failed one, SENT, DELIVERED.
+				want := 1 + 2*m.attempts - 1 + 1
 				if m.want == lifecycle.Delivered {
 					want++
 				}
@@ -167,7 +168,14 @@ func TestOneTracePerMessage(t *testing.T) {
 			byID := index(exp.GetSpans())
 			for _, a := range tr.named("report.apply_event") {
 				require.Equal(t, "report", service(a))
-				requireChild(t, parentIn(t, delivers, a), a)
+				switch attr(a, "event_type") {
+				case "ACCEPTED":
+					requireChild(t, publish, a) // published with the job
+				case "SCHEDULED":
+					requireChild(t, server, a) // published by the call; the job waits
+				default:
+					requireChild(t, parentIn(t, delivers, a), a)
+				}
 				require.Len(t, a.Links, 1, "apply_event links to its batch")
 				batch, ok := byID[a.Links[0].SpanContext.SpanID()]
 				require.True(t, ok, "linked batch span not exported")

@@ -191,6 +191,7 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 			span.End()
 			return 0, err
 		}
+		r.tel.InjectNATS(pctx, ev.Header)
 		msgs = append(msgs, m)
 		events = append(events, ev)
 		sent = append(sent, row)

@@ -312,21 +312,25 @@ func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsend
 		}
 		if m.Status != lifecycle.Queued {
 			if ev != nil {
+				// In the call's trace, like the job the relay publishes when due.
+				s.tel.InjectNATS(ctx, ev.Header)
 				events = append(events, ev) // the relay publishes it again when due
 			}
 			continue // the relay publishes it when due
 		}
-		eventOf = append(eventOf, -1)
-		if ev != nil {
-			eventOf[len(eventOf)-1] = len(events)
-			events = append(events, ev)
-		}
 		msg := queue.NewMsg(m.NATSSubject, m.ID, m.Content)
 		// One producer span per job: the worker's delivery spans are its
-		// children, so each message has its own branch of the call's trace.
+		// children, so each message has its own branch of the call's trace;
+		// its ACCEPTED event is published in that span too.
 		pctx, span := s.tracer.Start(ctx, "ingest.publish", trace.WithSpanKind(trace.SpanKindProducer),
 			trace.WithAttributes(attribute.String("message.id", m.ID), attribute.String("messaging.destination.name", m.NATSSubject)))
 		s.tel.InjectNATS(pctx, msg.Header)
+		eventOf = append(eventOf, -1)
+		if ev != nil {
+			s.tel.InjectNATS(pctx, ev.Header)
+			eventOf[len(eventOf)-1] = len(events)
+			events = append(events, ev)
+		}
 		msgs = append(msgs, msg)
 		keys = append(keys, store.MessageKey{AccountID: accountID, MessageID: m.ID})
 		spans = append(spans, span)
