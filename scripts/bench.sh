@@ -3,7 +3,9 @@
 # PostgreSQL (scripts/pg.sh), an in-process NATS server and local SMTP sinks,
 # write results/bench-<date>.json, results/bench-latest.json,
 # results/bench-interop.txt (the SMTP delivery rate to Mailpit, Postfix and
-# aiosmtpd), results/bench-inbound.txt (inbound DSN processing, dsn/s) and
+# aiosmtpd), results/bench-inbound.txt (inbound DSN processing, dsn/s),
+# results/bench-submission.txt (SMTP submission against gRPC SendEmail,
+# msg/s) and
 # results/bench-latest.md (with CPU and allocation profiles in
 # results/profiles/), and put the table into README.md between the BENCH
 # markers of its Performance section.
@@ -43,6 +45,15 @@ if [[ $# -eq 0 ]]; then
 	(cd services/inbound && go test -run '^$' -bench 'BenchmarkInboundDSN' -benchtime 3000x . &&
 		go test -run '^$' -bench 'BenchmarkParseDSN' -benchtime 2s ./mailreport/) |
 		tee "$OUT/bench-inbound.txt" | grep -E '^Benchmark' >&2
+fi
+
+if [[ $# -eq 0 ]]; then
+	# SMTP submission against gRPC SendEmail: the same 1 KB messages accepted
+	# per second through each path (8 senders, no worker), both numbers.
+	echo "bench: SMTP submission against gRPC SendEmail" >&2
+	(cd services/devstack && E2E_BENCH=1 E2E_BENCH_OUT="$(cd "$OUT" && pwd)/bench-submission.txt" \
+		go test -count=1 -run '^TestSubmissionThroughput$' ./e2e/ >/dev/null)
+	cat "$OUT/bench-submission.txt" >&2
 fi
 
 if [[ "${BENCH_README:-1}" != 0 && $# -eq 0 ]]; then

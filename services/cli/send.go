@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/namirasoft/email-sender/pkg/client"
+	"github.com/namirasoft/email-sender/pkg/client/eml"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -115,7 +116,7 @@ func (r *runner) buildSend(f *sendFlags, now time.Time) (*v1.SendEmailRequest, e
 		if err != nil {
 			return nil, err
 		}
-		m, err := ParseEML(bytes.NewReader(b))
+		m, _, err := eml.Parse(bytes.NewReader(b))
 		if err != nil {
 			return nil, usageErrorf("--eml %s: %v", f.eml, err)
 		}

@@ -37,6 +37,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/testkit/natsembed"
 	"github.com/namirasoft/email-sender/services/inbound"
+	"github.com/namirasoft/email-sender/services/inbound/submission"
 	"github.com/namirasoft/email-sender/services/ingest"
 	"github.com/namirasoft/email-sender/services/report"
 	"github.com/namirasoft/email-sender/services/worker"
@@ -190,8 +191,31 @@ func run() error {
 		g.Go(func() error { return inboundSvc.Run(gctx) })
 		log.Info("inbound smtp service on", "smtp_addr", bc.SMTPAddr, "bounce_domain", bc.Bounce.Domain)
 	}
+	if bc.Submission.Enabled() {
+		// Submission calls this stack's ingest unless told otherwise.
+		if _, set := os.LookupEnv("SUBMISSION_INGEST_TARGET"); !set {
+			bc.Submission.IngestTarget = loopbackTarget(ic.GRPCAddr)
+			bc.Submission.IngestInsecure = ic.TLSCertFile == ""
+		}
+		sub, err := submission.New(bc.Submission, submission.Deps{Telemetry: tel, Logger: log.With("component", "submission")})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return sub.Run(gctx) })
+		log.Info("smtp submission on", "addr", bc.Submission.Addr, "tls_addr", bc.Submission.TLSAddr, "ingest", bc.Submission.IngestTarget)
+	}
 	printWelcome(os.Stdout, account, dev.GRPCurl, ic.GRPCAddr, rc.GRPCAddr, dev.MetricsAddr, ic.HTTPAddr, rc.HTTPAddr)
 	return g.Wait()
+}
+
+// loopbackTarget is the gRPC target of a service listening on addr
+// (":8081" is 127.0.0.1:8081).
+func loopbackTarget(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || host == "0.0.0.0" || host == "::" {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }
 
 type sharedConfig struct {

@@ -8,6 +8,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/verp"
+	"github.com/namirasoft/email-sender/services/inbound/submission"
 )
 
 // Config configures the inbound service. Load it with envconfig.Load; the
@@ -42,6 +43,11 @@ type Config struct {
 	GRPCAddr string `env:"INBOUND_GRPC_ADDR" default:":8084" help:"gRPC health/reflection listen address"`
 	// MetricsAddr is where the command serves /metrics.
 	MetricsAddr string `env:"INBOUND_METRICS_ADDR" default:":9084" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
+
+	// Submission is the SMTP submission listener the command runs alongside
+	// (package submission); off unless SUBMISSION_ADDR or SUBMISSION_TLS_ADDR.
+	// New does not read it.
+	Submission submission.Config
 
 	// Bounce is BOUNCE_DOMAIN and BOUNCE_KEY, the worker's.
 	Bounce verp.Config

@@ -2,7 +2,9 @@
 // (BOUNCE_DOMAIN), which turns the DSNs and ARF reports that come back to
 // the SMTP sends' signed envelope senders into BOUNCED and COMPLAINED
 // events and suppressions. Configuration comes from the environment
-// (`inbound -h` lists it).
+// (`inbound -h` lists it). With SUBMISSION_ADDR (or SUBMISSION_TLS_ADDR) it
+// also serves SMTP submission (package submission): messages from
+// applications that speak only SMTP, accepted through ingest's SendEmail.
 package main
 
 import (
@@ -19,6 +21,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
 	"github.com/namirasoft/email-sender/services/inbound"
+	"github.com/namirasoft/email-sender/services/inbound/submission"
 )
 
 func main() {
@@ -31,7 +34,7 @@ func main() {
 func run() error {
 	var cfg inbound.Config
 	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help") {
-		fmt.Println("inbound: bounces and complaints by mail (the bounce domain's MX) into delivery events and suppressions.\nEnvironment:")
+		fmt.Println("inbound: bounces and complaints by mail (the bounce domain's MX) into delivery events and suppressions; SMTP submission into SendEmail.\nEnvironment:")
 		envconfig.PrintUsage(os.Stdout, &cfg)
 		return nil
 	}
@@ -70,6 +73,13 @@ func run() error {
 	g.Go(func() error { return health.Serve(gctx, lis) })
 	g.Go(func() error { return serveMetrics(gctx) })
 	g.Go(func() error { return svc.Run(gctx) })
+	if cfg.Submission.Enabled() {
+		sub, err := submission.New(cfg.Submission, submission.Deps{Telemetry: tel, Logger: log.With("component", "submission")})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return sub.Run(gctx) })
+	}
 	log.Info("inbound starting", "smtp_addr", cfg.SMTPAddr, "bounce_domain", cfg.Bounce.Domain, "grpc_addr", cfg.GRPCAddr, "metrics_addr", cfg.MetricsAddr)
 	return g.Wait()
 }

@@ -1,4 +1,7 @@
-package cli
+// Package eml reads an RFC 5322 message (an .eml file, or what an SMTP client
+// submits) into an API message: the one parser the CLI's --eml and the SMTP
+// submission listener share.
+package eml
 
 import (
 	"encoding/base64"
@@ -19,18 +22,27 @@ import (
 // maxEMLDepth bounds multipart nesting.
 const maxEMLDepth = 10
 
-// ParseEML reads an RFC 5322 message into an API message: From, To, Cc, Bcc,
+// Parse reads an RFC 5322 message into an API message: From, To, Cc, Bcc,
 // Reply-To, Subject and X-* headers; the first text/plain and text/html parts
 // that are not attachments as the bodies; every other leaf part as an
 // attachment (inline when it has a Content-ID and is not marked attachment).
 // Bodies in UTF-8, US-ASCII and ISO-8859-1 are read; other charsets are
 // refused rather than sent garbled. Date, Message-ID and the MIME structure
-// are the service's to write.
-func ParseEML(r io.Reader) (*v1.EmailMessage, error) {
+// are the service's to write; the header is returned for the caller to read
+// them (SMTP submission takes the Message-ID as the idempotency key).
+func Parse(r io.Reader) (*v1.EmailMessage, mail.Header, error) {
 	msg, err := mail.ReadMessage(r)
 	if err != nil {
-		return nil, fmt.Errorf("read message: %w", err)
+		return nil, nil, fmt.Errorf("read message: %w", err)
 	}
+	m, err := parse(msg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, msg.Header, nil
+}
+
+func parse(msg *mail.Message) (*v1.EmailMessage, error) {
 	h := msg.Header
 	m := &v1.EmailMessage{}
 	from, err := headerAddresses(h, "From")

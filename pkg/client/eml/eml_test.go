@@ -1,4 +1,4 @@
-package cli
+package eml
 
 import (
 	"strings"
@@ -50,8 +50,8 @@ const multipartEML = "From: =?UTF-8?Q?J=C3=B6rg?= <jorg@example.com>\r\n" +
 	"JVBERi0xLjQK\r\n" +
 	"--outer--\r\n"
 
-func TestParseEML(t *testing.T) {
-	m, err := ParseEML(strings.NewReader(multipartEML))
+func TestParse(t *testing.T) {
+	m, h, err := Parse(strings.NewReader(multipartEML))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +61,7 @@ func TestParseEML(t *testing.T) {
 			t.Errorf("%s = %q, want %q", name, got, want)
 		}
 	}
+	check("message-id", h.Get("Message-ID"), "<abc@example.com>")
 	check("from", m.GetFrom().GetAddress(), "jorg@example.com")
 	check("from name", m.GetFrom().GetName(), "Jörg")
 	check("subject", m.GetSubject(), "Hello wörld")
@@ -90,7 +91,7 @@ func TestParseEML(t *testing.T) {
 	check("pdf cid", pdf.GetContentId(), "")
 }
 
-func TestParseEMLRefuses(t *testing.T) {
+func TestParseRefuses(t *testing.T) {
 	for _, tc := range []struct{ name, eml, want string }{
 		{"no from", "To: a@example.org\r\n\r\nhi\r\n", "From"},
 		{"two froms", "From: a@example.com, b@example.com\r\nTo: c@example.org\r\n\r\nhi\r\n", "want one address"},
@@ -98,7 +99,7 @@ func TestParseEMLRefuses(t *testing.T) {
 		{"not a message", "no headers here", "read message"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseEML(strings.NewReader(tc.eml))
+			_, _, err := Parse(strings.NewReader(tc.eml))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tc.want)
 			}
