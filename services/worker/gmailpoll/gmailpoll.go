@@ -70,6 +70,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/namirasoft/email-sender/pkg/bouncereport"
+	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/gmail"
 	"github.com/namirasoft/email-sender/pkg/suppression"
@@ -91,6 +92,12 @@ type Config struct {
 	Discovery time.Duration `env:"GMAIL_POLL_DISCOVERY" default:"1m" help:"how often the worker lists the gmail configurations to poll"`
 	// PageSize is maxResults of users.history.list.
 	PageSize int `env:"GMAIL_POLL_PAGE_SIZE" default:"100" help:"history records per users.history.list page (at most 500)"`
+}
+
+// WithDefaults fills unset fields with the defaults the env tags name.
+func (c Config) WithDefaults() (Config, error) {
+	err := envconfig.FillDefaults(&c, "Interval", "MaxBackoff", "Lease", "Discovery", "PageSize")
+	return c, err
 }
 
 func (c Config) validate() error {

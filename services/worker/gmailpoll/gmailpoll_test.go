@@ -162,7 +162,6 @@ func (e *env) setCursor(v uint64) {
 
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
 
-
 // TestPollMapsGmailBounce: a message sent through the Gmail configuration,
 // then Gmail's bounce notice for one of its two recipients in the mailbox
 // (among other mail): one poll publishes a BOUNCED hard_bounce event for
