@@ -46,6 +46,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/netutil"
 
+	"github.com/namirasoft/email-sender/pkg/bouncereport"
 	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/pkg/verp"
@@ -66,16 +67,15 @@ type Deps struct {
 
 // Service is the inbound SMTP service.
 type Service struct {
-	cfg     Config
-	deps    Deps
-	log     *slog.Logger
-	tracer  trace.Tracer
-	signer  *verp.Signer
-	rules   *suppression.Rules
-	store   messageStore
-	pub     publisher
-	metrics *metrics
-	tls     *tls.Config
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	tracer   trace.Tracer
+	signer   *verp.Signer
+	store    *bouncereport.Store
+	recorder *bouncereport.Recorder
+	metrics  *metrics
+	tls      *tls.Config
 }
 
 // New returns a service; it starts nothing.
@@ -104,15 +104,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		deps.Now = time.Now
 	}
 	s := &Service{
-		cfg:     cfg,
-		deps:    deps,
-		log:     deps.Logger,
-		tracer:  deps.Telemetry.Tracer("github.com/namirasoft/email-sender/services/inbound"),
-		signer:  signer,
-		rules:   suppression.New(deps.Pool, cfg.Suppression),
-		store:   &pgStore{pool: deps.Pool},
-		pub:     &streamPublisher{js: deps.JetStream, tel: deps.Telemetry},
-		metrics: newMetrics(deps.Telemetry),
+		cfg:      cfg,
+		deps:     deps,
+		log:      deps.Logger,
+		tracer:   deps.Telemetry.Tracer("github.com/namirasoft/email-sender/services/inbound"),
+		signer:   signer,
+		store:    bouncereport.NewStore(deps.Pool),
+		recorder: bouncereport.NewRecorder(suppression.New(deps.Pool, cfg.Suppression), bouncereport.NewStreamPublisher(deps.JetStream, deps.Telemetry)),
+		metrics:  newMetrics(deps.Telemetry),
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)

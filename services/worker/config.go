@@ -8,6 +8,8 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
+	"github.com/namirasoft/email-sender/pkg/suppression"
+	"github.com/namirasoft/email-sender/services/worker/gmailpoll"
 )
 
 // Ambiguous outcome policies.
@@ -75,6 +77,13 @@ type Config struct {
 	// MetricsAddr is where the worker command serves /metrics (Prometheus).
 	MetricsAddr string `env:"WORKER_METRICS_ADDR" default:":9083" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
 
+	// GmailPoll paces the bounce pollers of the gmail configurations, which
+	// run in the workers that deliver the gmail kind (services/worker/gmailpoll).
+	GmailPoll gmailpoll.Config
+	// Suppression is the rule the Gmail bounces apply (SUPPRESS_*; shared
+	// with the report and the inbound service).
+	Suppression suppression.Config
+
 	// Outbound is where the senders may connect on a tenant's behalf
 	// (OUTBOUND_ALLOW_NETS; unset: the public internet only) and the
 	// operator's SES and Gmail endpoints (shared with ingest).
@@ -91,6 +100,13 @@ type Config struct {
 // in code, a worker delivers the kinds it is given senders for (New).
 func (c Config) WithDefaults() (Config, error) {
 	err := envconfig.FillDefaults(&c, "Concurrency", "MaxAttempts", "MaxAge", "BackoffBase", "BackoffMax", "AckWait", "SendTimeout", "AmbiguousPolicy", "ConfigCacheTTL", "AttemptsTTL", "DiscoveryInterval", "AccountIdle", "AccountMaxAckPending", "FailoverAfter")
+	if err != nil {
+		return c, err
+	}
+	if c.GmailPoll, err = c.GmailPoll.WithDefaults(); err != nil {
+		return c, err
+	}
+	err = envconfig.FillDefaults(&c.Suppression, "SoftBounces", "SoftBounceWindow")
 	return c, err
 }
 

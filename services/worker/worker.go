@@ -12,10 +12,12 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/provider"
+	"github.com/namirasoft/email-sender/pkg/provider/gmail"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
 	"github.com/namirasoft/email-sender/services/worker/delivery"
+	"github.com/namirasoft/email-sender/services/worker/gmailpoll"
 	"github.com/namirasoft/email-sender/services/worker/ratelimit"
 	"github.com/namirasoft/email-sender/services/worker/schedule"
 	"github.com/namirasoft/email-sender/services/worker/store"
@@ -52,6 +54,9 @@ type Worker struct {
 	// states follows the account states: suspended accounts are not
 	// fetched, tombstoned ones have their deliveries aborted.
 	states *accountstate.View
+	// bounces polls the gmail configurations' mailboxes (nil when this
+	// worker does not deliver the gmail kind).
+	bounces *gmailpoll.Poller
 }
 
 // New validates cfg and prepares the worker; Run starts it.
@@ -103,7 +108,19 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 		BeforeSend: beforeSend,
 	})
 	states.OnChange(deliveries.OnAccountState)
-	return &Worker{cfg: cfg, deps: deps, log: deps.Logger, deliveries: deliveries, states: states}, nil
+	w := &Worker{cfg: cfg, deps: deps, log: deps.Logger, deliveries: deliveries, states: states}
+	if mb, ok := deps.Senders[gmail.Kind].(gmailpoll.Mailbox); ok && slices.Contains(cfg.Providers, gmail.Kind) {
+		w.bounces, err = gmailpoll.New(ctx, cfg.GmailPoll, gmailpoll.Deps{
+			Pool: deps.Pool, JetStream: deps.JetStream, Mailbox: mb,
+			Configs:     store.NewConfigs(deps.Pool, deps.Keyring, cfg.ConfigCacheTTL),
+			Suppression: cfg.Suppression, Replicas: cfg.NATS.StreamReplicas,
+			Telemetry: deps.Telemetry, Logger: deps.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
 }
 
 // deliverySettings are what of c bounds and paces deliveries.
@@ -136,6 +153,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	})
 	g.Go(func() error { return w.states.Watch(ctx) })
+	if w.bounces != nil {
+		g.Go(func() error { return w.bounces.Run(ctx) })
+	}
 	stats := telemetry.NewConsumerStats(w.deps.Telemetry, gauges, 0, w.log, gauges.Refs()...)
 	g.Go(func() error { return stats.Run(ctx) })
 	return g.Wait()

@@ -363,3 +363,85 @@ func TestMIME_ParserFindings(t *testing.T) {
 	sum := sha256.Sum256([]byte("Grüße\r\n"))
 	require.Equal(t, hex.EncodeToString(sum[:]), leaf.SHA256)
 }
+
+// TestContract_MailboxMethods pins what the discovery document says about
+// users.history.list and users.messages.get, checks hand-made requests of
+// both against it (the conforming served, the others refused and reported),
+// and the gmail.metadata scope's limits as Gmail enforces them.
+func TestContract_MailboxMethods(t *testing.T) {
+	t.Parallel()
+	doc, err := gmailtest.LoadContract()
+	require.NoError(t, err)
+	hist, ok := doc.Method("gmail.users.history.list")
+	require.True(t, ok)
+	require.Equal(t, "GET", hist.HTTPMethod)
+	require.Equal(t, "gmail/v1/users/{userId}/history", hist.Path)
+	require.Equal(t, "ListHistoryResponse", hist.Response)
+	require.Contains(t, hist.Scopes, "https://www.googleapis.com/auth/gmail.metadata")
+	get, ok := doc.Method("gmail.users.messages.get")
+	require.True(t, ok)
+	require.Equal(t, "gmail/v1/users/{userId}/messages/{id}", get.Path)
+	require.Equal(t, []string{"id", "userId"}, get.Required)
+	require.Equal(t, "Message", get.Response)
+	require.Contains(t, get.Scopes, "https://www.googleapis.com/auth/gmail.metadata")
+	require.NotContains(t, get.Scopes, "https://www.googleapis.com/auth/gmail.send", "gmail.send cannot read messages")
+
+	c := newClient(t)
+	status, msg := c.do("POST", sendPath, "application/json", jsonRaw(rawMessage), true)
+	require.Equal(t, 200, status, msg)
+	sent := c.fake.Messages()[0]
+	notice := c.fake.Receive(c.fake.BounceOf(sent, gmailtest.Bounce{Failed: []string{"a@example.org"}}))
+
+	for _, path := range []string{
+		"/gmail/v1/users/me/history?startHistoryId=1000&historyTypes=messageAdded&labelId=INBOX&maxResults=10",
+		"/gmail/v1/users/me/history?startHistoryId=1000&historyTypes=messageAdded&historyTypes=labelAdded&pageToken=h1000",
+		"/gmail/v1/users/me/messages/" + notice + "?format=metadata&metadataHeaders=From&metadataHeaders=X-Failed-Recipients",
+		"/gmail/v1/users/me/messages/" + notice + "?format=minimal",
+	} {
+		status, msg := c.do("GET", path, "", nil, true)
+		require.Equal(t, 200, status, "%s: %s", path, msg)
+	}
+	require.Empty(t, c.rec.all())
+
+	// What Gmail refuses that the document allows: not violations.
+	for _, tt := range []struct {
+		path   string
+		status int
+		msg    string
+	}{
+		{"/gmail/v1/users/me/messages/" + notice + "?format=raw", 403, "Metadata scope doesn't allow format RAW"},
+		{"/gmail/v1/users/me/messages/" + notice, 403, "Metadata scope doesn't allow format FULL"},
+		{"/gmail/v1/users/me/messages/1affffffffffffff?format=metadata", 404, "Requested entity was not found."},
+		{"/gmail/v1/users/me/history", 400, "Invalid startHistoryId"},
+	} {
+		status, msg := c.do("GET", tt.path, "", nil, true)
+		require.Equal(t, tt.status, status, tt.path)
+		require.Equal(t, tt.msg, msg, tt.path)
+	}
+	c.fake.ExpireHistory()
+	status, _ = c.do("GET", "/gmail/v1/users/me/history?startHistoryId=1000", "", nil, true)
+	require.Equal(t, 404, status, "history older than Gmail keeps")
+	require.Empty(t, c.rec.all())
+
+	// Violations of the document.
+	for _, tt := range []struct{ path, want string }{
+		{"/gmail/v1/users/me/history?startHistoryId=1000&historyTypes=messageRead", `historyTypes="messageRead": not one of messageAdded, messageDeleted, labelAdded, labelRemoved`},
+		{"/gmail/v1/users/me/history?startHistoryId=x", `startHistoryId="x": not a uint64 in decimal`},
+		{"/gmail/v1/users/me/history?startHistoryId=1000&maxResults=-1", "out of the uint32 range"},
+		{"/gmail/v1/users/me/history?startHistoryId=1000&labelIds=INBOX", `unknown query parameter "labelIds"`},
+		{"/gmail/v1/users/me/messages/" + notice + "?format=headers", `format="headers": not one of minimal, full, raw, metadata`},
+		{"/gmail/v1/users/me/messages/" + notice + "?format=metadata&metadataHeader=From", `unknown query parameter "metadataHeader"`},
+	} {
+		status, msg := c.do("GET", tt.path, "", nil, true)
+		require.Equal(t, 400, status, tt.path)
+		require.Contains(t, msg, tt.want, tt.path)
+	}
+	require.Len(t, c.rec.all(), 6)
+
+	// A broader scope alone reads raw messages and snippets.
+	r := newClient(t, gmailtest.Options{Scopes: []string{"https://www.googleapis.com/auth/gmail.readonly"}})
+	id := r.fake.Receive(r.fake.BounceOf(sent, gmailtest.Bounce{Failed: []string{"a@example.org"}}))
+	status, msg = r.do("GET", "/gmail/v1/users/me/messages/"+id+"?format=raw", "", nil, true)
+	require.Equal(t, 200, status, msg)
+	require.Empty(t, r.rec.all())
+}

@@ -14,6 +14,24 @@
 //	POST /upload/gmail/v1/users/{userId}/messages/send?uploadType=media
 //	                                                the message/* body alone
 //	GET  /gmail/v1/users/{userId}/profile           {emailAddress, messagesTotal, threadsTotal, historyId}
+//	GET  /gmail/v1/users/{userId}/history?startHistoryId=&historyTypes=&labelId=&maxResults=&pageToken=
+//	                                                {history: [{id, messages, messagesAdded}], historyId,
+//	                                                nextPageToken}; 404 for a startHistoryId older than
+//	                                                the history kept (ExpireHistory)
+//	GET  /gmail/v1/users/{userId}/messages/{id}?format=metadata&metadataHeaders=...
+//	                                                {id, threadId, labelIds, historyId, internalDate,
+//	                                                sizeEstimate, payload: {mimeType, headers}}; format
+//	                                                minimal and raw too; 404 for an unknown id
+//
+// The mailbox: every sent message is in it (label SENT) and so is every
+// message Receive puts there (labels INBOX, UNREAD; BounceOf builds Gmail's
+// bounce notice about a sent message), each one messageAdded history record
+// of an increasing historyId. A received message that names a mailbox
+// message in In-Reply-To or References joins its thread, as Gmail threads a
+// bounce with the message that bounced. A token with the gmail.metadata
+// scope reads headers and labels only, as Gmail enforces it: format=full or
+// raw answers 403 "Metadata scope doesn't allow format FULL" and answers
+// carry no snippet.
 //
 // API calls need "Authorization: Bearer <access token>" with a token the
 // server issued, not expired and not revoked, else 401 in Google's error
@@ -190,6 +208,7 @@ type Server struct {
 	tokenFail   []TokenFailure
 	messages    []Message
 	seq         int
+	box         mailbox
 	hang        chan struct{} // non-nil: sends wait until it is closed
 	closed      bool
 	closeOnce   sync.Once
@@ -237,7 +256,7 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("gmailtest: listen: %w", err)
 	}
 	s := &Server{opts: opts, lis: lis, url: "http://" + lis.Addr().String(), tokens: map[string]time.Time{},
-		contract: c, scopes: slices.Clone(scopes)}
+		contract: c, scopes: slices.Clone(scopes), box: newMailbox()}
 	// Not a ServeMux: it would clean paths ("users//messages") before the
 	// contract checker sees them.
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -482,7 +501,7 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.inflight.Done()
 	call := s.contract.Check(r)
-	if len(call.Violations) == 0 && call.Method != sendMethod && call.Method != profileMethod {
+	if len(call.Violations) == 0 && !slices.Contains([]string{sendMethod, profileMethod, historyMethod, getMethod}, call.Method) {
 		call.violate("%s is in the discovery document, but gmailtest does not serve it", call.Method)
 		call.unsupported = true
 	}
@@ -523,6 +542,10 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		s.send(sw, r, call)
 	case profileMethod:
 		s.profile(sw, call)
+	case historyMethod:
+		s.historyList(sw, r, call)
+	case getMethod:
+		s.messageGet(sw, r, call)
 	}
 }
 
@@ -636,16 +659,17 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, call *Call) {
 	m := Message{ID: id, ThreadID: id, User: call.PathParams["userId"], Raw: raw, Recipients: rcpts,
 		Upload: call.Protocol != "", UploadType: call.UploadType, AccessToken: call.AccessToken}
 	s.messages = append(s.messages, m)
+	s.box.add(id, id, raw, "SENT")
 	s.mu.Unlock()
 	s.answer(w, call, map[string]any{"id": m.ID, "threadId": m.ThreadID, "labelIds": []string{"SENT"}})
 }
 
 func (s *Server) profile(w http.ResponseWriter, call *Call) {
 	s.mu.Lock()
-	n := len(s.messages)
+	n, hid := len(s.messages), s.box.historyID
 	s.mu.Unlock()
 	s.answer(w, call, map[string]any{
-		"emailAddress": s.opts.Email, "messagesTotal": n, "threadsTotal": n, "historyId": strconv.Itoa(1000 + n),
+		"emailAddress": s.opts.Email, "messagesTotal": n, "threadsTotal": n, "historyId": strconv.FormatUint(hid, 10),
 	})
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"io"
 	stdmime "mime"
@@ -9,6 +10,7 @@ import (
 	"net/mail"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -142,4 +144,50 @@ func TestGmailRevokedRefreshTokenFails(t *testing.T) {
 			require.False(t, p.GetHealthy(), "marked unhealthy")
 		}
 	}
+}
+
+// TestGmailBounceIsMapped: the worker's poller finds Gmail's bounce notice
+// in the sending mailbox (users.history.list, users.messages.get with
+// format=metadata, both checked against the discovery document) and the
+// message is BOUNCED hard_bounce for its recipient, which is suppressed: the
+// next message to it is SUPPRESSED. Mail from a person and a notice about
+// another recipient change nothing.
+func TestGmailBounceIsMapped(t *testing.T) {
+	t.Parallel()
+	fake := gmailtest.StartTest(t)
+	s := newStack(t, gmailStack(fake))
+	prov := s.putGmail("a", "gmail", gmailtest.DefaultRefreshToken)
+	// The first poll of a configuration starts at the mailbox's current
+	// history: wait for it, so the notice comes after.
+	require.Eventually(t, func() bool {
+		var n int
+		err := s.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM gmail_poll_cursors WHERE provider_id = $1`, prov).Scan(&n)
+		return err == nil && n == 1
+	}, 20*time.Second, 50*time.Millisecond)
+
+	req := simple("jane@example.com")
+	req.ProviderId = prov
+	id := s.sendOK("a", req)
+	s.waitStatus("a", id, v1.MessageStatus_SENT)
+	sent := fake.ByMessageID(id)[0]
+	fake.Receive([]byte("From: Bob <bob@example.org>\r\nTo: " + gmailtest.DefaultEmail + "\r\nSubject: hi\r\n\r\nhello\r\n"))
+	fake.Receive(fake.BounceOf(sent, gmailtest.Bounce{Failed: []string{"someone-else@example.com"}}))
+	fake.Receive(fake.BounceOf(sent, gmailtest.Bounce{Failed: []string{"jane@example.com"}}))
+
+	resp := s.waitStatus("a", id, v1.MessageStatus_BOUNCED)
+	var bounced []*v1.MessageEvent
+	for _, e := range resp.GetEvents() {
+		if e.GetType() == queue.EventBounced {
+			bounced = append(bounced, e)
+		}
+	}
+	require.Len(t, bounced, 1, "timeline: %v", eventTypes(resp))
+	require.Equal(t, "hard_bounce", bounced[0].GetErrorClass())
+	require.Equal(t, "hard bounce (X-Failed-Recipients, Gmail notice): address suppressed", bounced[0].GetDetail())
+	require.Equal(t, []string{"jane@example.com"}, bounced[0].GetRecipients())
+
+	again := s.sendOK("a", req)
+	s.waitStatus("a", again, v1.MessageStatus_SUPPRESSED)
+	require.Len(t, fake.ByMessageID(again), 0, "a suppressed address is not sent to")
+	require.Empty(t, fake.Violations())
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/namirasoft/email-sender/services/ingest/outbox"
 	"github.com/namirasoft/email-sender/services/report"
 	"github.com/namirasoft/email-sender/services/worker"
+	"github.com/namirasoft/email-sender/services/worker/gmailpoll"
 )
 
 // stackOptions tune a test's system.
@@ -247,6 +248,7 @@ func (s *stack) workerConfig() worker.Config {
 		AmbiguousPolicy: s.opts.ambiguousPolicy,
 		MasterKeys:      s.keys,
 		Outbound:        s.opts.outbound,
+		GmailPoll:       gmailpoll.Config{Interval: 100 * time.Millisecond, MaxBackoff: time.Second, Lease: 5 * time.Second, Discovery: 100 * time.Millisecond},
 	}
 }
 

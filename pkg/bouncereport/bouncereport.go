@@ -1,0 +1,274 @@
+// Package bouncereport records what a bounce or complaint report says about
+// a sent message, the same way whichever path brought the report: the
+// inbound service's DSNs and ARF reports (mail to the VERP bounce address)
+// and the worker's Gmail poller (mailer-daemon notices in the sending
+// mailbox). It finds the message (Store), applies the suppression rule
+// (pkg/suppression) first, then publishes one BOUNCED or COMPLAINED event
+// per recipient on EMAIL_EVENTS (Recorder), which the report applies like
+// the workers' events.
+//
+// Event ids derive from the message, the recipient, the report's source and
+// its id, so a report recorded twice (a retried SMTP delivery, a Gmail
+// history page read again after a restart) publishes the same ids:
+// JetStream's duplicate window and the report's event table keep one, and
+// the suppression rule counts a report once.
+package bouncereport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/namirasoft/email-sender/pkg/address"
+	"github.com/namirasoft/email-sender/pkg/bounce"
+	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/suppression"
+	"github.com/namirasoft/email-sender/pkg/telemetry"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+)
+
+// ErrNotFound: no such message.
+var ErrNotFound = errors.New("message not found")
+
+// Message is what a report needs of the message it is about.
+type Message struct {
+	ID, AccountID, ProviderID string
+	Attempts                  int32
+	// Recipients are the message's addresses (canonical, lower case).
+	Recipients []string
+}
+
+// Has reports whether addr (canonical) is one of the message's recipients.
+func (m Message) Has(addr string) bool {
+	for _, r := range m.Recipients {
+		if r == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// Store finds messages in PostgreSQL.
+type Store struct{ pool *pgxpool.Pool }
+
+// NewStore returns a Store on pool.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+const messageColumns = `m.id::text, m.account_id::text, m.provider_id::text, m.attempts,
+	ARRAY(SELECT r.address FROM recipients r WHERE r.message_id = m.id AND r.account_id = m.account_id ORDER BY r.idx)`
+
+// Message is the message id; ErrNotFound when there is none.
+func (s *Store) Message(ctx context.Context, id string) (Message, error) {
+	return s.one(ctx, `SELECT `+messageColumns+` FROM messages m WHERE m.id = $1`, id)
+}
+
+// ByProviderMessageID is the message of accountID sent through the
+// configuration providerID whose provider message id (the id the provider
+// gave it when it accepted it) is pmid; ErrNotFound when there is none.
+func (s *Store) ByProviderMessageID(ctx context.Context, accountID, providerID, pmid string) (Message, error) {
+	if pmid == "" {
+		return Message{}, ErrNotFound
+	}
+	return s.one(ctx, `SELECT `+messageColumns+` FROM messages m
+		WHERE m.account_id = $1 AND m.provider_message_id = $3 AND m.provider_id = $2
+		ORDER BY m.id DESC LIMIT 1`, accountID, providerID, pmid)
+}
+
+func (s *Store) one(ctx context.Context, sql string, args ...any) (Message, error) {
+	var m Message
+	err := s.pool.QueryRow(ctx, sql, args...).Scan(&m.ID, &m.AccountID, &m.ProviderID, &m.Attempts, &m.Recipients)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Message{}, ErrNotFound
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("look up message: %w", err)
+	}
+	return m, nil
+}
+
+// Finding is what a report says about one recipient of the message.
+type Finding struct {
+	// Address is the recipient: one of Message.Recipients.
+	Address string
+	// Class is the bounce class; its Event names the event type.
+	Class bounce.Class
+	// Response is the event's provider response: the remote server's words.
+	Response string
+	// What is the report's own word for it in the detail ("5.1.1", "ARF
+	// abuse"); "" leaves it out.
+	What string
+}
+
+// Report is one report about one message.
+type Report struct {
+	// ID identifies the report within its source (a digest of its
+	// machine-readable part, the Gmail message id of the notice): with the
+	// message and recipient it makes the event ids.
+	ID string
+	// Source names the path: "inbound", "gmail".
+	Source string
+	// Via says how the report came, in the detail: "by mail", "by Gmail".
+	Via string
+	// Findings, one per recipient; findings of classes without an event
+	// (auto-replies) and repeated addresses are skipped.
+	Findings []Finding
+}
+
+// Publisher puts delivery events on the events stream.
+type Publisher interface {
+	Publish(ctx context.Context, events []*queuev1.DeliveryEvent) error
+}
+
+// StreamPublisher publishes events as a worker does (Nats-Msg-Id = event
+// id), waiting for JetStream to store each.
+type StreamPublisher struct {
+	js  jetstream.JetStream
+	tel *telemetry.Telemetry
+}
+
+// NewStreamPublisher publishes on js; tel (nil: none) carries the trace.
+func NewStreamPublisher(js jetstream.JetStream, tel *telemetry.Telemetry) *StreamPublisher {
+	if tel == nil {
+		tel = telemetry.Nop()
+	}
+	return &StreamPublisher{js: js, tel: tel}
+}
+
+// Publish implements Publisher.
+func (p *StreamPublisher) Publish(ctx context.Context, events []*queuev1.DeliveryEvent) error {
+	for _, ev := range events {
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
+		msg := &nats.Msg{Subject: queue.EventSubject(ev.GetAccountId(), ev.GetMessageId()), Data: data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, ev.GetEventId())
+		p.tel.InjectNATS(ctx, msg.Header)
+		if _, err := p.js.PublishMsg(ctx, msg); err != nil {
+			return fmt.Errorf("publish event %s: %w", ev.GetEventId(), err)
+		}
+	}
+	return nil
+}
+
+// Recorder applies reports: suppression first, then the events.
+type Recorder struct {
+	rules *suppression.Rules
+	pub   Publisher
+}
+
+// NewRecorder returns a Recorder applying rules and publishing with pub.
+func NewRecorder(rules *suppression.Rules, pub Publisher) *Recorder {
+	return &Recorder{rules: rules, pub: pub}
+}
+
+// Result is what Record did.
+type Result struct {
+	// Events is the number of events published.
+	Events int
+	// Suppressed is the reason each address is suppressed for now, by
+	// address; addresses the report left alone are absent.
+	Suppressed map[string]string
+}
+
+// Record applies rep about msg, which happened at at. Suppressions come
+// before the events: when publishing fails, the caller retries the whole
+// report and the rule counts it once. A report with no finding that has an
+// event records nothing.
+func (r *Recorder) Record(ctx context.Context, msg Message, rep Report, at time.Time) (Result, error) {
+	var (
+		items []Finding
+		seen  = map[string]bool{}
+	)
+	for _, f := range rep.Findings {
+		if f.Class.Event() == "" || f.Address == "" || seen[f.Address] {
+			continue
+		}
+		seen[f.Address] = true
+		items = append(items, f)
+	}
+	if len(items) == 0 {
+		return Result{}, nil
+	}
+	marks := make([]suppression.Mark, len(items))
+	for i, it := range items {
+		marks[i] = suppression.Mark{Address: it.Address, Type: it.Class.Event(), Class: it.Class}
+	}
+	suppressed, err := r.rules.Apply(ctx, msg.AccountID, msg.ID, marks, at)
+	if err != nil {
+		return Result{}, err
+	}
+	events := make([]*queuev1.DeliveryEvent, len(items))
+	for i, it := range items {
+		typ := it.Class.Event()
+		status := lifecycle.Bounced
+		if typ == queue.EventComplained {
+			status = lifecycle.Complained
+		}
+		events[i] = &queuev1.DeliveryEvent{
+			EventId:          queue.EventID(msg.ID, 0, typ, it.Address+"|"+rep.Source+"|"+rep.ID),
+			MessageId:        msg.ID,
+			AccountId:        msg.AccountID,
+			ProviderId:       msg.ProviderID,
+			Type:             typ,
+			Status:           status,
+			OccurredAt:       timestamppb.New(at),
+			Attempt:          msg.Attempts,
+			Recipients:       []string{it.Address},
+			ProviderResponse: it.Response,
+			ErrorClass:       string(it.Class),
+			Detail:           Detail(it, rep.Via, suppressed[it.Address]),
+		}
+	}
+	if err := r.pub.Publish(ctx, events); err != nil {
+		return Result{}, err
+	}
+	return Result{Events: len(events), Suppressed: suppressed}, nil
+}
+
+// Detail is a recipient's event detail: the class, what the report said and
+// how it came, and whether the address is suppressed now (suppressed is its
+// reason, "" when it is not).
+func Detail(f Finding, via, suppressed string) string {
+	verdict := f.Class.Verdict()
+	if suppressed != "" {
+		verdict = "address suppressed"
+		if f.Class == bounce.Soft {
+			verdict = "address suppressed after repeated soft bounces"
+		}
+	}
+	what := via
+	if f.What != "" {
+		what = f.What + ", " + via
+	}
+	return fmt.Sprintf("%s (%s): %s", f.Class.Describe(), what, verdict)
+}
+
+// Canonical is the key an address is stored by (pkg/address), or the
+// address lower-cased when it does not parse; a display name is dropped.
+func Canonical(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return ""
+	}
+	if strings.ContainsAny(s, "<>") {
+		if a, err := mail.ParseAddress(s); err == nil {
+			s = a.Address
+		}
+	}
+	if a, err := address.Parse(s); err == nil {
+		return a.Lower()
+	}
+	return strings.ToLower(s)
+}
