@@ -18,9 +18,13 @@ CREATE TABLE provider_pauses (
 -- reputation_counts: recipients sent to, bounced and complained about per
 -- account, provider configuration and time bucket (when the report applied
 -- the event); the rolling rates are sums over the buckets of the window.
+-- Written in the report's apply transaction, hence without foreign keys (a
+-- provider configuration deleted meanwhile must not fail a batch); deleting
+-- the account's data removes its rows (account_id column); the guard removes
+-- buckets older than the window.
 CREATE TABLE reputation_counts (
-    account_id  uuid NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    provider_id uuid NOT NULL REFERENCES provider_configs (id) ON DELETE CASCADE,
+    account_id  uuid NOT NULL,
+    provider_id uuid NOT NULL,
     bucket      timestamptz NOT NULL,
     sends       bigint NOT NULL DEFAULT 0,
     bounces     bigint NOT NULL DEFAULT 0,
@@ -30,17 +34,16 @@ CREATE TABLE reputation_counts (
 CREATE INDEX reputation_counts_bucket ON reputation_counts (bucket);
 
 -- reputation: the level each account's provider configuration was last
--- assessed at (ok, warning, paused) and the rates then; a change of level is
--- a crossing, announced with an event. since: counts before it are ignored
--- (set when the owner resumes, so the window starts afresh).
+-- assessed at (ok, warning, paused) and the counts then; a change of level
+-- is a crossing, announced with an event. Resuming sets it back to ok and
+-- removes the pair's counts: the window starts afresh.
 CREATE TABLE reputation (
-    account_id     uuid NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    provider_id    uuid NOT NULL REFERENCES provider_configs (id) ON DELETE CASCADE,
+    account_id     uuid NOT NULL,
+    provider_id    uuid NOT NULL,
     level          text NOT NULL CHECK (level IN ('ok', 'warning', 'paused')),
     sends          bigint NOT NULL DEFAULT 0,
     bounces        bigint NOT NULL DEFAULT 0,
     complaints     bigint NOT NULL DEFAULT 0,
-    since          timestamptz,
     changed_at     timestamptz NOT NULL,
     assessed_at    timestamptz NOT NULL,
     PRIMARY KEY (account_id, provider_id)
