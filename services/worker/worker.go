@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,6 +17,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
 	"github.com/namirasoft/email-sender/services/worker/delivery"
+	"github.com/namirasoft/email-sender/services/worker/parked"
 	"github.com/namirasoft/email-sender/services/worker/ratelimit"
 	"github.com/namirasoft/email-sender/services/worker/schedule"
 	"github.com/namirasoft/email-sender/services/worker/store"
@@ -50,8 +52,10 @@ type Worker struct {
 	log        *slog.Logger
 	deliveries *delivery.Service
 	// states follows the account states: suspended accounts are not
-	// fetched, tombstoned ones have their deliveries aborted.
+	// fetched, tombstoned ones have their deliveries aborted; and the
+	// provider pauses: parked jobs are released when one is lifted.
 	states *accountstate.View
+	parked *parked.Mover
 }
 
 // New validates cfg and prepares the worker; Run starts it.
@@ -90,6 +94,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 		beforeSend = deps.Hooks.BeforeSend
 	}
 	states := accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, deps.Logger)
+	mover := parked.New(deps.JetStream, states, parkedSweep, deps.Logger)
 	deliveries := delivery.New(cfg.deliverySettings(), delivery.Deps{
 		Attempts:   att,
 		Events:     timeline.NewPublisher(deps.JetStream, deps.Telemetry),
@@ -101,10 +106,17 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 		Telemetry:  deps.Telemetry,
 		Logger:     deps.Logger,
 		BeforeSend: beforeSend,
+		// A pause lifted while the job was being parked: released at once.
+		Parked: func(accountID, providerID string) { mover.Notify(parked.Key{Account: accountID, Provider: providerID}) },
 	})
 	states.OnChange(deliveries.OnAccountState)
-	return &Worker{cfg: cfg, deps: deps, log: deps.Logger, deliveries: deliveries, states: states}, nil
+	states.OnPause(mover.OnPause)
+	return &Worker{cfg: cfg, deps: deps, log: deps.Logger, deliveries: deliveries, states: states, parked: mover}, nil
 }
+
+// parkedSweep is how often the worker looks for parked jobs of provider
+// configurations no longer paused (a lift it missed).
+const parkedSweep = 30 * time.Second
 
 // deliverySettings are what of c bounds and paces deliveries.
 func (c Config) deliverySettings() delivery.Settings {
@@ -136,6 +148,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	})
 	g.Go(func() error { return w.states.Watch(ctx) })
+	g.Go(func() error { return w.parked.Run(ctx) })
 	stats := telemetry.NewConsumerStats(w.deps.Telemetry, gauges, 0, w.log, gauges.Refs()...)
 	g.Go(func() error { return stats.Run(ctx) })
 	return g.Wait()
