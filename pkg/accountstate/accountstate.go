@@ -10,6 +10,11 @@
 // when an operator action or DeleteAccountData answers, no worker, report or
 // ingest replica still acts on the old state. A View whose watch is not
 // established reads PostgreSQL on every lookup.
+//
+// The same mechanism carries provider pauses (Pause): one provider
+// configuration of an account paused by the reputation guard, its sends
+// refused and its queued mail held until the owner resumes it (table
+// provider_pauses, bucket key "<account>.<provider>").
 package accountstate
 
 import (

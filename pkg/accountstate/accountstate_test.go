@@ -58,3 +58,59 @@ func TestSetIsAppliedByWatchersBeforeItReturns(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, accountstate.Active, e.State)
 }
+
+// A provider pause is kept, announced and confirmed like an account state:
+// applied by every watching View (OnPause first) before SetPause returns,
+// read from PostgreSQL without a watch, and lifted the same way.
+func TestPauseIsAppliedByWatchersBeforeItReturns(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	_, js := natstest.Start(t).JetStream(t)
+	ctx := t.Context()
+	acc, prov := uuid.NewString(), uuid.NewString()
+	_, err := db.Pool.Exec(ctx, `INSERT INTO accounts (id, name) VALUES ($1, 'a')`, acc)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `INSERT INTO provider_configs (id, account_id, name, kind) VALUES ($1, $2, 'p', 'sandbox')`, prov, acc)
+	require.NoError(t, err)
+
+	cold := accountstate.NewView(db.Pool, js, 1, nil)
+	view := accountstate.NewView(db.Pool, js, 1, nil)
+	pauses := make(chan accountstate.Pause, 4)
+	view.OnPause(func(p accountstate.Pause) { pauses <- p })
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = view.Watch(wctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	require.Eventually(t, func() bool { _, ok := view.PausedCached(acc); return ok }, 5*time.Second, 10*time.Millisecond)
+
+	store := accountstate.NewStore(db.Pool, js, 1)
+	_, err = store.SetPause(ctx, accountstate.Pause{Account: acc, Provider: prov, Paused: true, Reason: "bounce rate 12%", Actor: "reputation-guard"})
+	require.NoError(t, err)
+	select {
+	case p := <-pauses:
+		require.True(t, p.Paused)
+	default:
+		t.Fatal("SetPause returned before the watcher applied the pause")
+	}
+	hasPause, _ := view.PausedCached(acc)
+	require.True(t, hasPause)
+	p, err := view.Paused(ctx, acc, prov)
+	require.NoError(t, err)
+	require.True(t, p.Paused)
+	require.Equal(t, "bounce rate 12%", p.Reason)
+	p, err = cold.Paused(ctx, acc, prov)
+	require.NoError(t, err)
+	require.True(t, p.Paused)
+	st, _ := view.Cached(acc)
+	require.Equal(t, accountstate.Active, st, "a pause is not an account state")
+
+	_, err = store.SetPause(ctx, accountstate.Pause{Account: acc, Provider: prov, Actor: "owner"})
+	require.NoError(t, err)
+	require.False(t, (<-pauses).Paused)
+	p, err = view.Paused(ctx, acc, prov)
+	require.NoError(t, err)
+	require.False(t, p.Paused)
+	p, err = accountstate.LookupPause(ctx, db.Pool, acc, prov)
+	require.NoError(t, err)
+	require.False(t, p.Paused)
+}

@@ -27,7 +27,9 @@ type View struct {
 
 	mu       sync.Mutex
 	states   map[string]Entry
+	pauses   map[string]map[string]Pause // account → provider → pause
 	onChange []func(Entry)
+	onPause  []func(Pause)
 
 	ready      atomic.Bool
 	reconnects atomic.Uint64
@@ -39,7 +41,7 @@ func NewView(db DB, js jetstream.JetStream, replicas int, log *slog.Logger) *Vie
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &View{db: db, js: js, replicas: replicas, log: log, states: map[string]Entry{}}
+	return &View{db: db, js: js, replicas: replicas, log: log, states: map[string]Entry{}, pauses: map[string]map[string]Pause{}}
 }
 
 // OnChange registers f, called with every change the watch applies, before
@@ -49,6 +51,40 @@ func (v *View) OnChange(f func(Entry)) {
 	v.mu.Lock()
 	v.onChange = append(v.onChange, f)
 	v.mu.Unlock()
+}
+
+// OnPause registers f, called with every pause (or lift) the watch applies,
+// before it is confirmed to its writer. Call it before Watch.
+func (v *View) OnPause(f func(Pause)) {
+	v.mu.Lock()
+	v.onPause = append(v.onPause, f)
+	v.mu.Unlock()
+}
+
+// Paused returns whether a provider configuration of the account is paused:
+// from memory while the watch is established, else from PostgreSQL.
+func (v *View) Paused(ctx context.Context, account, provider string) (Pause, error) {
+	if v.current() {
+		v.mu.Lock()
+		p, ok := v.pauses[account][provider]
+		v.mu.Unlock()
+		if !ok {
+			p = Pause{Account: account, Provider: provider}
+		}
+		return p, nil
+	}
+	return LookupPause(ctx, v.db, account, provider)
+}
+
+// PausedCached returns, from memory only, whether the account has a paused
+// provider configuration, and whether the watch is established.
+func (v *View) PausedCached(account string) (bool, bool) {
+	if !v.current() {
+		return false, false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.pauses[account]) > 0, true
 }
 
 // State returns the account's state: from memory while the watch is
@@ -154,8 +190,20 @@ func (v *View) watchOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	paused, err := queryPauses(ctx, v.db, "")
+	if err != nil {
+		return err
+	}
+	pauses := map[string]map[string]Pause{}
+	for _, p := range paused {
+		if pauses[p.Account] == nil {
+			pauses[p.Account] = map[string]Pause{}
+		}
+		pauses[p.Account][p.Provider] = p
+	}
 	v.mu.Lock()
 	v.states = snap
+	v.pauses = pauses
 	v.mu.Unlock()
 	v.reconnects.Store(reconnects)
 	v.ready.Store(true)
@@ -170,9 +218,15 @@ func (v *View) watchOnce(ctx context.Context) error {
 	}
 }
 
-// apply applies one bucket message and tells the OnChange functions.
+// apply applies one bucket message and tells the OnChange (or OnPause)
+// functions.
 func (v *View) apply(msg jetstream.Msg) {
-	account := msg.Subject()[strings.LastIndexByte(msg.Subject(), '.')+1:]
+	key := strings.TrimPrefix(msg.Subject(), "$KV."+queue.AccountStatesBucket+".")
+	if account, provider, ok := strings.Cut(key, "."); ok {
+		v.applyPause(msg, account, provider)
+		return
+	}
+	account := key
 	e := Entry{Account: account, State: Active}
 	switch msg.Headers().Get("KV-Operation") {
 	case "DEL", "PURGE":
@@ -192,9 +246,47 @@ func (v *View) apply(msg jetstream.Msg) {
 	} else {
 		v.states[account] = e
 	}
+	if e.State.Tombstone() {
+		// A deleted account's pauses went with its data.
+		delete(v.pauses, account)
+	}
 	fs := append([]func(Entry){}, v.onChange...)
 	v.mu.Unlock()
 	for _, f := range fs {
 		f(e)
+	}
+}
+
+// applyPause applies one pause (or lift) of the bucket.
+func (v *View) applyPause(msg jetstream.Msg, account, provider string) {
+	p := Pause{Account: account, Provider: provider}
+	switch msg.Headers().Get("KV-Operation") {
+	case "DEL", "PURGE":
+	default:
+		if err := json.Unmarshal(msg.Data(), &p); err != nil || p.Account != account || p.Provider != provider {
+			v.log.Warn("undecodable provider pause; ignored", "account_id", account, "provider_id", provider, "error", err)
+			return
+		}
+	}
+	v.mu.Lock()
+	if old, ok := v.pauses[account][provider]; ok && p.Version != 0 && old.Version > p.Version {
+		v.mu.Unlock()
+		return // an older change arriving late
+	}
+	if p.Paused {
+		if v.pauses[account] == nil {
+			v.pauses[account] = map[string]Pause{}
+		}
+		v.pauses[account][provider] = p
+	} else {
+		delete(v.pauses[account], provider)
+		if len(v.pauses[account]) == 0 {
+			delete(v.pauses, account)
+		}
+	}
+	fs := append([]func(Pause){}, v.onPause...)
+	v.mu.Unlock()
+	for _, f := range fs {
+		f(p)
 	}
 }

@@ -70,7 +70,21 @@ const (
 	// detail says why). Account-level: its subject and message_id carry the
 	// endpoint id, and webhook_id is set.
 	EventWebhookDisabled = "WEBHOOK_DISABLED"
+	// Reputation guard events (pkg/reputation), about one provider
+	// configuration of an account: its bounce or complaint rate crossed the
+	// warn threshold (WARNING) or the pause threshold (PAUSED: sends refused,
+	// queued mail held), fell back below the warn threshold (RECOVERED), or
+	// the owner resumed it (RESUMED). Account-level: their subject and
+	// message_id carry the provider configuration id, and provider_id is set.
+	EventReputationWarning   = "REPUTATION_WARNING"
+	EventReputationPaused    = "REPUTATION_PAUSED"
+	EventReputationRecovered = "REPUTATION_RECOVERED"
+	EventReputationResumed   = "REPUTATION_RESUMED"
 )
+
+// ProviderEvent reports whether events of type typ are about a provider
+// configuration rather than a message (the reputation guard's).
+func ProviderEvent(typ string) bool { return strings.HasPrefix(typ, "REPUTATION_") }
 
 // SendSubject is the subject of a send job.
 func SendSubject(providerKind, accountID string) string {
@@ -97,6 +111,19 @@ func SubjectAccount(subject string) string {
 	}
 	return subject
 }
+
+// ParkedSubject is where the jobs of a paused provider configuration wait
+// (pkg/reputation, services/worker): send.<provider_id>.<account_id>. No
+// scheduler takes them (their second token is no provider kind); the worker
+// moves them back to send.<kind>.<account_id> once the pause is lifted. An
+// account's parked jobs match SendAccountFilter like its other jobs.
+func ParkedSubject(providerID, accountID string) string {
+	return sendPrefix + providerID + "." + accountID
+}
+
+// SendAccountsFilter matches every job subject, one per (kind or parked
+// provider configuration, account), for stream info's per-subject counts.
+const SendAccountsFilter = sendPrefix + "*.*"
 
 // SendAccountFilter matches every send job of one account.
 func SendAccountFilter(accountID string) string { return sendPrefix + "*." + accountID }

@@ -91,8 +91,11 @@ func (r *runner) printWatch(resp *v1.WatchEventsResponse) error {
 	}
 	e := resp.GetEvent()
 	subject := resp.GetMessageId()
-	if resp.GetWebhookId() != "" {
+	switch {
+	case resp.GetWebhookId() != "":
 		subject = "webhook " + resp.GetWebhookId()
+	case resp.GetProviderId() != "":
+		subject = "provider " + resp.GetProviderId()
 	}
 	rcpts := "all"
 	if len(e.GetRecipients()) > 0 {

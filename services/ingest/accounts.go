@@ -51,7 +51,7 @@ func (r revoker) Revoke(ctx context.Context, keyIDs ...string) error {
 	return r.revs.Publish(ctx, keyIDs...)
 }
 
-func newAccounts(cfg Config, deps Deps, mailer *send.Server) (*accounts, error) {
+func newAccounts(cfg Config, deps Deps, mailer *send.Server, states *accountstate.View) (*accounts, error) {
 	var keyring *secretbox.Keyring
 	if cfg.MasterKeys != "" {
 		var err error
@@ -76,16 +76,18 @@ func newAccounts(cfg Config, deps Deps, mailer *send.Server) (*accounts, error) 
 		closeVerifiers: closeVerifiers,
 		keyStore:       ks,
 		revs:           auth.NewRevocations(deps.JetStream, cfg.NATS.StreamReplicas),
-		states:         accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, deps.Logger),
+		states:         states,
 		tokens:         tokens,
 	}
 	rev := revoker{ks: ks, revs: a.revs}
 	a.eraser = newEraser(cfg, deps, rev)
-	a.operator = operator.New(deps.Pool, accountstate.NewStore(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas), a.eraser)
+	stateStore := accountstate.NewStore(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas)
+	a.operator = operator.New(deps.Pool, stateStore, a.eraser)
 	a.server = account.New(cfg.Account, account.Deps{
 		DB: deps.Pool, JetStream: deps.JetStream, Keyring: keyring, Mailer: mailer,
 		Revoker:   rev,
 		Eraser:    a.eraser,
+		States:    stateStore,
 		Verifiers: verifiers,
 		Logger:    deps.Logger, Now: deps.Now,
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 
+	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/apiserver"
 	"github.com/namirasoft/email-sender/pkg/auth"
@@ -221,9 +222,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	deleter := outbox.NewDeleter(deps.Pool, cfg.Deleter, log)
 	sendCfg := cfg.Send
 	sendCfg.RequireVerifiedSenders = *cfg.RequireVerifiedSenders
-	svc := send.New(sendCfg, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Telemetry: deps.Telemetry, Logger: log})
+	// The account states (and provider pauses) this replica follows: the
+	// state gate and the send path's check of paused providers.
+	states := accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, log)
+	svc := send.New(sendCfg, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Pauses: states, Telemetry: deps.Telemetry, Logger: log})
 
-	acc, err := newAccounts(cfg, deps, svc)
+	acc, err := newAccounts(cfg, deps, svc, states)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/reputation"
 )
 
 // outcome is what applying did with one event.
@@ -24,18 +25,20 @@ const (
 )
 
 // apply stores evs (distinct ids) and applies their status changes in one
-// transaction, and returns the outcome of each, in order.
-func (s *store) apply(ctx context.Context, evs []event) ([]outcome, error) {
+// transaction, and returns the outcome of each, in order, and the provider
+// configurations whose reputation counts it changed (for the guard to
+// assess once committed).
+func (s *store) apply(ctx context.Context, evs []event) ([]outcome, []reputation.Key, error) {
 	out := make([]outcome, len(evs))
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("begin apply: %w", err)
+		return nil, nil, fmt.Errorf("begin apply: %w", err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 
 	known, err := lockMessages(ctx, tx, evs)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var candidates []int
 	for i, e := range evs {
@@ -47,7 +50,7 @@ func (s *store) apply(ctx context.Context, evs []event) ([]outcome, error) {
 	}
 	inserted, err := insertEvents(ctx, tx, evs, candidates)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var fresh []int
 	for _, i := range candidates {
@@ -61,16 +64,27 @@ func (s *store) apply(ctx context.Context, evs []event) ([]outcome, error) {
 	if len(fresh) > 0 {
 		applied, err := updateRecipients(ctx, tx, evs, fresh)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := updateMessages(ctx, tx, evs, fresh, applied); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+	}
+	var keys []reputation.Key
+	if s.reputation != nil && len(fresh) > 0 {
+		obs := make([]reputation.Observation, len(fresh))
+		for j, i := range fresh {
+			e := evs[i]
+			obs[j] = reputation.Observation{Account: e.accountID, Message: e.messageID, Type: e.typ, Class: e.errorClass, Recipients: len(e.recipients)}
+		}
+		if keys, err = s.reputation.Count(ctx, tx, obs, time.Now()); err != nil {
+			return nil, nil, err
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit apply: %w", err)
+		return nil, nil, fmt.Errorf("commit apply: %w", err)
 	}
-	return out, nil
+	return out, keys, nil
 }
 
 // lockMessages locks the batch's messages, in id order so that concurrent

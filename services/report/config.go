@@ -9,6 +9,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/reputation"
 	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/services/report/webhook"
 )
@@ -85,6 +86,9 @@ type Config struct {
 	// Suppression is the rule of which feedback suppresses an address
 	// (SUPPRESS_*; shared with the inbound service).
 	Suppression suppression.Config
+	// Reputation is the reputation guard's window and thresholds
+	// (REPUTATION_*; pkg/reputation).
+	Reputation reputation.Config
 
 	Postgres envconfig.Postgres
 	NATS     envconfig.NATS
@@ -104,6 +108,9 @@ func (c Config) WithDefaults() (Config, error) {
 		envconfig.FillDefaults(&c.NATS, "StreamReplicas"),
 		envconfig.FillDefaults(&c.Suppression, "SoftBounces", "SoftBounceWindow"),
 	)
+	if err == nil {
+		c.Reputation, err = c.Reputation.WithDefaults()
+	}
 	if err != nil {
 		return c, err
 	}
@@ -144,6 +151,9 @@ func (c Config) validate() error {
 		if _, err := path.Match(t, ""); err != nil {
 			errs = append(errs, fmt.Errorf("sns topic arn %q: %w", t, err))
 		}
+	}
+	if err := c.Reputation.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Webhooks.Validate(); err != nil {
 		errs = append(errs, err)

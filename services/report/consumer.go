@@ -220,10 +220,11 @@ func (s *Service) applyGroup(ctx context.Context, evs []pending, rep *BatchRepor
 	}
 	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 	defer cancel()
-	out, err := s.store.apply(actx, list)
+	out, keys, err := s.store.apply(actx, list)
 	if err != nil {
 		return err
 	}
+	s.assessReputation(ctx, keys)
 	for i, p := range evs {
 		switch out[i] {
 		case outcomeApplied:

@@ -13,6 +13,8 @@ type metrics struct {
 	events    metric.Int64Counter
 	feedback  metric.Int64Counter
 	byOutcome *telemetry.Label
+	crossings metric.Int64Counter
+	byEvent   *telemetry.Label
 }
 
 func newMetrics(tel *telemetry.Telemetry) *metrics {
@@ -23,7 +25,16 @@ func newMetrics(tel *telemetry.Telemetry) *metrics {
 	feedback, _ := tel.Meter("github.com/namirasoft/email-sender/services/report").Int64Counter("emailsender_feedback_notifications",
 		metric.WithDescription("SNS messages the SES feedback endpoint handled, by outcome (applied, ignored, unknown_message, confirmed, unsubscribed, rejected, stale, unbound, unknown_provider, error)."),
 		metric.WithUnit("{message}"))
-	return &metrics{events: events, feedback: feedback, byOutcome: telemetry.NewLabel("outcome")}
+	crossings, _ := tel.Meter("github.com/namirasoft/email-sender/services/report").Int64Counter("emailsender_reputation_crossings",
+		metric.WithDescription("Reputation guard crossings, by event (REPUTATION_WARNING, REPUTATION_PAUSED, REPUTATION_RECOVERED)."),
+		metric.WithUnit("{crossing}"))
+	return &metrics{events: events, feedback: feedback, byOutcome: telemetry.NewLabel("outcome"),
+		crossings: crossings, byEvent: telemetry.NewLabel("event")}
+}
+
+// reputationCrossing counts one crossing of the reputation guard.
+func (m *metrics) reputationCrossing(ctx context.Context, event string) {
+	m.crossings.Add(ctx, 1, m.byEvent.Option(event))
 }
 
 // feedbackHandled counts one SNS message of the feedback endpoint.

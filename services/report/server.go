@@ -236,6 +236,9 @@ func (s *reportServer) getStats(ctx context.Context, req *emailsenderv1.GetStats
 		cur.Counts[name] += r.count
 		resp.Totals[name] += r.count
 	}
+	if resp.Reputation, err = s.store.reputationOf(ctx, account, provider, s.clock()); err != nil {
+		return nil, err
+	}
 	return resp, nil
 }
 

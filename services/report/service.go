@@ -21,6 +21,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
 	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/reputation"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
@@ -106,6 +107,9 @@ type Service struct {
 	states   *accountstate.View
 	webhooks *webhook.Service
 	watcher  *watch.Watcher
+	// guard is the reputation guard: it assesses the provider
+	// configurations the consumer counted events for.
+	guard *reputation.Guard
 	// unacked holds the events of the batch being handled whose ack could
 	// not be sent (NATS reconnecting); the consumer goroutine alone uses it.
 	unacked []jetstream.Msg
@@ -153,10 +157,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		log:     deps.Logger,
 		tel:     deps.Telemetry,
 		tracer:  deps.Telemetry.Tracer("github.com/namirasoft/email-sender/services/report"),
-		store:   &store{pool: deps.Pool},
+		store:   &store{pool: deps.Pool, reputation: &cfg.Reputation},
 		metrics: newMetrics(deps.Telemetry),
 		states:  accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, deps.Logger),
 	}
+	s.guard = reputation.NewGuard(cfg.Reputation, deps.Pool,
+		accountstate.NewStore(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas), deps.JetStream, deps.Logger)
 	s.feedback = &feedback{svc: s, verifier: verifier, now: time.Now, rules: suppression.New(deps.Pool, cfg.Suppression)}
 	var keyring *secretbox.Keyring
 	if cfg.MasterKeys != "" {
@@ -230,5 +236,5 @@ func MethodScopes() map[string]string {
 func (s *Service) Run(ctx context.Context) error {
 	stats := telemetry.NewConsumerStats(s.tel, s.deps.JetStream, 0, s.log,
 		telemetry.ConsumerRef{Stream: queue.EventStream, Consumer: s.cfg.Consumer})
-	return s.api.Run(ctx, apiserver.Hooks{Background: []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run}})
+	return s.api.Run(ctx, apiserver.Hooks{Background: []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run, s.runReputationGauges}})
 }

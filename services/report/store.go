@@ -9,8 +9,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/namirasoft/email-sender/pkg/reputation"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -18,6 +20,9 @@ import (
 // and filters by it in SQL.
 type store struct {
 	pool *pgxpool.Pool
+	// reputation counts the events that matter to the reputation guard as
+	// they are applied; nil: nothing counted.
+	reputation *reputation.Config
 }
 
 const summaryColumns = `m.id::text, m.status, m.from_address, m.from_name, m.subject,
@@ -229,6 +234,32 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
+	}
+	return out, nil
+}
+
+// reputationOf is the reputation guard's standing of the account's provider
+// configurations (one, when providerID is set).
+func (s *store) reputationOf(ctx context.Context, accountID, providerID string, now time.Time) ([]*emailsenderv1.ProviderReputation, error) {
+	if s.reputation == nil {
+		return nil, nil
+	}
+	sts, err := s.reputation.Statuses(ctx, s.pool, accountID, providerID, now)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*emailsenderv1.ProviderReputation, len(sts))
+	for i, st := range sts {
+		r := &emailsenderv1.ProviderReputation{
+			ProviderId: st.Provider, State: string(st.Level),
+			Sends: st.Counts.Sends, Bounces: st.Counts.Bounces, Complaints: st.Counts.Complaints,
+			BounceRate: st.Counts.BounceRate(), ComplaintRate: st.Counts.ComplaintRate(),
+			Window: durationpb.New(s.reputation.Window),
+		}
+		if st.Paused {
+			r.PauseReason, r.PausedAt = st.Reason, timestamppb.New(st.PausedAt)
+		}
+		out[i] = r
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,6 +19,7 @@ import (
 	"github.com/namirasoft/email-sender/services/worker/attempt"
 	"github.com/namirasoft/email-sender/services/worker/delivery"
 	"github.com/namirasoft/email-sender/services/worker/gmailpoll"
+	"github.com/namirasoft/email-sender/services/worker/parked"
 	"github.com/namirasoft/email-sender/services/worker/ratelimit"
 	"github.com/namirasoft/email-sender/services/worker/schedule"
 	"github.com/namirasoft/email-sender/services/worker/store"
@@ -52,11 +54,13 @@ type Worker struct {
 	log        *slog.Logger
 	deliveries *delivery.Service
 	// states follows the account states: suspended accounts are not
-	// fetched, tombstoned ones have their deliveries aborted.
+	// fetched, tombstoned ones have their deliveries aborted; and the
+	// provider pauses: parked jobs are released when one is lifted.
 	states *accountstate.View
 	// bounces polls the gmail configurations' mailboxes (nil when this
 	// worker does not deliver the gmail kind).
 	bounces *gmailpoll.Poller
+	parked  *parked.Mover
 }
 
 // New validates cfg and prepares the worker; Run starts it.
@@ -95,6 +99,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 		beforeSend = deps.Hooks.BeforeSend
 	}
 	states := accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, deps.Logger)
+	mover := parked.New(deps.JetStream, states, parkedSweep, deps.Logger)
 	deliveries := delivery.New(cfg.deliverySettings(), delivery.Deps{
 		Attempts:   att,
 		Events:     timeline.NewPublisher(deps.JetStream, deps.Telemetry),
@@ -106,9 +111,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 		Telemetry:  deps.Telemetry,
 		Logger:     deps.Logger,
 		BeforeSend: beforeSend,
+		// A pause lifted while the job was being parked: released at once.
+		Parked: func(accountID, providerID string) { mover.Notify(parked.Key{Account: accountID, Provider: providerID}) },
 	})
 	states.OnChange(deliveries.OnAccountState)
-	w := &Worker{cfg: cfg, deps: deps, log: deps.Logger, deliveries: deliveries, states: states}
+	states.OnPause(mover.OnPause)
+	w := &Worker{cfg: cfg, deps: deps, log: deps.Logger, deliveries: deliveries, states: states, parked: mover}
 	if mb, ok := deps.Senders[gmail.Kind].(gmailpoll.Mailbox); ok && slices.Contains(cfg.Providers, gmail.Kind) {
 		w.bounces, err = gmailpoll.New(ctx, cfg.GmailPoll, gmailpoll.Deps{
 			Pool: deps.Pool, JetStream: deps.JetStream, Mailbox: mb,
@@ -122,6 +130,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 	}
 	return w, nil
 }
+
+// parkedSweep is how often the worker looks for parked jobs of provider
+// configurations no longer paused (a lift it missed).
+const parkedSweep = 30 * time.Second
 
 // deliverySettings are what of c bounds and paces deliveries.
 func (c Config) deliverySettings() delivery.Settings {
@@ -156,6 +168,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.bounces != nil {
 		g.Go(func() error { return w.bounces.Run(ctx) })
 	}
+	g.Go(func() error { return w.parked.Run(ctx) })
 	stats := telemetry.NewConsumerStats(w.deps.Telemetry, gauges, 0, w.log, gauges.Refs()...)
 	g.Go(func() error { return stats.Run(ctx) })
 	return g.Wait()

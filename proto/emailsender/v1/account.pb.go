@@ -1351,6 +1351,95 @@ func (x *VerifyProviderRequest) GetId() string {
 	return ""
 }
 
+type ResumeProviderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The provider configuration id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeProviderRequest) Reset() {
+	*x = ResumeProviderRequest{}
+	mi := &file_emailsender_v1_account_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeProviderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeProviderRequest) ProtoMessage() {}
+
+func (x *ResumeProviderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_account_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeProviderRequest.ProtoReflect.Descriptor instead.
+func (*ResumeProviderRequest) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ResumeProviderRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ResumeProviderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ResumedAt     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=resumed_at,json=resumedAt,proto3" json:"resumed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeProviderResponse) Reset() {
+	*x = ResumeProviderResponse{}
+	mi := &file_emailsender_v1_account_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeProviderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeProviderResponse) ProtoMessage() {}
+
+func (x *ResumeProviderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_account_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeProviderResponse.ProtoReflect.Descriptor instead.
+func (*ResumeProviderResponse) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ResumeProviderResponse) GetResumedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResumedAt
+	}
+	return nil
+}
+
 type VerifyResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Ok    bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
@@ -1365,7 +1454,7 @@ type VerifyResult struct {
 
 func (x *VerifyResult) Reset() {
 	*x = VerifyResult{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[19]
+	mi := &file_emailsender_v1_account_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1466,7 @@ func (x *VerifyResult) String() string {
 func (*VerifyResult) ProtoMessage() {}
 
 func (x *VerifyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[19]
+	mi := &file_emailsender_v1_account_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1479,7 @@ func (x *VerifyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyResult.ProtoReflect.Descriptor instead.
 func (*VerifyResult) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{19}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VerifyResult) GetOk() bool {
@@ -1434,7 +1523,7 @@ type SesAccountInfo struct {
 
 func (x *SesAccountInfo) Reset() {
 	*x = SesAccountInfo{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[20]
+	mi := &file_emailsender_v1_account_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1535,7 @@ func (x *SesAccountInfo) String() string {
 func (*SesAccountInfo) ProtoMessage() {}
 
 func (x *SesAccountInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[20]
+	mi := &file_emailsender_v1_account_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1548,7 @@ func (x *SesAccountInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SesAccountInfo.ProtoReflect.Descriptor instead.
 func (*SesAccountInfo) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{20}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SesAccountInfo) GetMax_24HourSend() float64 {
@@ -1506,7 +1595,7 @@ type VerifyProviderResponse struct {
 
 func (x *VerifyProviderResponse) Reset() {
 	*x = VerifyProviderResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[21]
+	mi := &file_emailsender_v1_account_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1607,7 @@ func (x *VerifyProviderResponse) String() string {
 func (*VerifyProviderResponse) ProtoMessage() {}
 
 func (x *VerifyProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[21]
+	mi := &file_emailsender_v1_account_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1620,7 @@ func (x *VerifyProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyProviderResponse.ProtoReflect.Descriptor instead.
 func (*VerifyProviderResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{21}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *VerifyProviderResponse) GetResult() *VerifyResult {
@@ -1561,7 +1650,7 @@ type Sender struct {
 
 func (x *Sender) Reset() {
 	*x = Sender{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[22]
+	mi := &file_emailsender_v1_account_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1662,7 @@ func (x *Sender) String() string {
 func (*Sender) ProtoMessage() {}
 
 func (x *Sender) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[22]
+	mi := &file_emailsender_v1_account_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1675,7 @@ func (x *Sender) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Sender.ProtoReflect.Descriptor instead.
 func (*Sender) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{22}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Sender) GetId() string {
@@ -1656,7 +1745,7 @@ type AddSenderRequest struct {
 
 func (x *AddSenderRequest) Reset() {
 	*x = AddSenderRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[23]
+	mi := &file_emailsender_v1_account_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1757,7 @@ func (x *AddSenderRequest) String() string {
 func (*AddSenderRequest) ProtoMessage() {}
 
 func (x *AddSenderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[23]
+	mi := &file_emailsender_v1_account_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1770,7 @@ func (x *AddSenderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddSenderRequest.ProtoReflect.Descriptor instead.
 func (*AddSenderRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{23}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AddSenderRequest) GetAddress() string {
@@ -1707,7 +1796,7 @@ type AddSenderResponse struct {
 
 func (x *AddSenderResponse) Reset() {
 	*x = AddSenderResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[24]
+	mi := &file_emailsender_v1_account_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1808,7 @@ func (x *AddSenderResponse) String() string {
 func (*AddSenderResponse) ProtoMessage() {}
 
 func (x *AddSenderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[24]
+	mi := &file_emailsender_v1_account_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1821,7 @@ func (x *AddSenderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddSenderResponse.ProtoReflect.Descriptor instead.
 func (*AddSenderResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{24}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AddSenderResponse) GetSender() *Sender {
@@ -1752,7 +1841,7 @@ type VerifySenderRequest struct {
 
 func (x *VerifySenderRequest) Reset() {
 	*x = VerifySenderRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[25]
+	mi := &file_emailsender_v1_account_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1853,7 @@ func (x *VerifySenderRequest) String() string {
 func (*VerifySenderRequest) ProtoMessage() {}
 
 func (x *VerifySenderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[25]
+	mi := &file_emailsender_v1_account_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1866,7 @@ func (x *VerifySenderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySenderRequest.ProtoReflect.Descriptor instead.
 func (*VerifySenderRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{25}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *VerifySenderRequest) GetId() string {
@@ -1803,7 +1892,7 @@ type VerifySenderResponse struct {
 
 func (x *VerifySenderResponse) Reset() {
 	*x = VerifySenderResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[26]
+	mi := &file_emailsender_v1_account_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1815,7 +1904,7 @@ func (x *VerifySenderResponse) String() string {
 func (*VerifySenderResponse) ProtoMessage() {}
 
 func (x *VerifySenderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[26]
+	mi := &file_emailsender_v1_account_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1828,7 +1917,7 @@ func (x *VerifySenderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifySenderResponse.ProtoReflect.Descriptor instead.
 func (*VerifySenderResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{26}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *VerifySenderResponse) GetSender() *Sender {
@@ -1846,7 +1935,7 @@ type ListSendersRequest struct {
 
 func (x *ListSendersRequest) Reset() {
 	*x = ListSendersRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[27]
+	mi := &file_emailsender_v1_account_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +1947,7 @@ func (x *ListSendersRequest) String() string {
 func (*ListSendersRequest) ProtoMessage() {}
 
 func (x *ListSendersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[27]
+	mi := &file_emailsender_v1_account_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +1960,7 @@ func (x *ListSendersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSendersRequest.ProtoReflect.Descriptor instead.
 func (*ListSendersRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{27}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{29}
 }
 
 type ListSendersResponse struct {
@@ -1883,7 +1972,7 @@ type ListSendersResponse struct {
 
 func (x *ListSendersResponse) Reset() {
 	*x = ListSendersResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[28]
+	mi := &file_emailsender_v1_account_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1895,7 +1984,7 @@ func (x *ListSendersResponse) String() string {
 func (*ListSendersResponse) ProtoMessage() {}
 
 func (x *ListSendersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[28]
+	mi := &file_emailsender_v1_account_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1908,7 +1997,7 @@ func (x *ListSendersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSendersResponse.ProtoReflect.Descriptor instead.
 func (*ListSendersResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{28}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListSendersResponse) GetSenders() []*Sender {
@@ -1927,7 +2016,7 @@ type RemoveSenderRequest struct {
 
 func (x *RemoveSenderRequest) Reset() {
 	*x = RemoveSenderRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[29]
+	mi := &file_emailsender_v1_account_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2028,7 @@ func (x *RemoveSenderRequest) String() string {
 func (*RemoveSenderRequest) ProtoMessage() {}
 
 func (x *RemoveSenderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[29]
+	mi := &file_emailsender_v1_account_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2041,7 @@ func (x *RemoveSenderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSenderRequest.ProtoReflect.Descriptor instead.
 func (*RemoveSenderRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{29}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RemoveSenderRequest) GetId() string {
@@ -1970,7 +2059,7 @@ type RemoveSenderResponse struct {
 
 func (x *RemoveSenderResponse) Reset() {
 	*x = RemoveSenderResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[30]
+	mi := &file_emailsender_v1_account_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2071,7 @@ func (x *RemoveSenderResponse) String() string {
 func (*RemoveSenderResponse) ProtoMessage() {}
 
 func (x *RemoveSenderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[30]
+	mi := &file_emailsender_v1_account_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2084,7 @@ func (x *RemoveSenderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSenderResponse.ProtoReflect.Descriptor instead.
 func (*RemoveSenderResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{30}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{32}
 }
 
 type Suppression struct {
@@ -2010,7 +2099,7 @@ type Suppression struct {
 
 func (x *Suppression) Reset() {
 	*x = Suppression{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[31]
+	mi := &file_emailsender_v1_account_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2111,7 @@ func (x *Suppression) String() string {
 func (*Suppression) ProtoMessage() {}
 
 func (x *Suppression) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[31]
+	mi := &file_emailsender_v1_account_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2124,7 @@ func (x *Suppression) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Suppression.ProtoReflect.Descriptor instead.
 func (*Suppression) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{31}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Suppression) GetAddress() string {
@@ -2069,7 +2158,7 @@ type AddSuppressionRequest struct {
 
 func (x *AddSuppressionRequest) Reset() {
 	*x = AddSuppressionRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[32]
+	mi := &file_emailsender_v1_account_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2170,7 @@ func (x *AddSuppressionRequest) String() string {
 func (*AddSuppressionRequest) ProtoMessage() {}
 
 func (x *AddSuppressionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[32]
+	mi := &file_emailsender_v1_account_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2183,7 @@ func (x *AddSuppressionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddSuppressionRequest.ProtoReflect.Descriptor instead.
 func (*AddSuppressionRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{32}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AddSuppressionRequest) GetAddress() string {
@@ -2120,7 +2209,7 @@ type AddSuppressionResponse struct {
 
 func (x *AddSuppressionResponse) Reset() {
 	*x = AddSuppressionResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[33]
+	mi := &file_emailsender_v1_account_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2221,7 @@ func (x *AddSuppressionResponse) String() string {
 func (*AddSuppressionResponse) ProtoMessage() {}
 
 func (x *AddSuppressionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[33]
+	mi := &file_emailsender_v1_account_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2234,7 @@ func (x *AddSuppressionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddSuppressionResponse.ProtoReflect.Descriptor instead.
 func (*AddSuppressionResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{33}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AddSuppressionResponse) GetSuppression() *Suppression {
@@ -2165,7 +2254,7 @@ type ListSuppressionsRequest struct {
 
 func (x *ListSuppressionsRequest) Reset() {
 	*x = ListSuppressionsRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[34]
+	mi := &file_emailsender_v1_account_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2266,7 @@ func (x *ListSuppressionsRequest) String() string {
 func (*ListSuppressionsRequest) ProtoMessage() {}
 
 func (x *ListSuppressionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[34]
+	mi := &file_emailsender_v1_account_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2279,7 @@ func (x *ListSuppressionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSuppressionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSuppressionsRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{34}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListSuppressionsRequest) GetPageSize() int32 {
@@ -2217,7 +2306,7 @@ type ListSuppressionsResponse struct {
 
 func (x *ListSuppressionsResponse) Reset() {
 	*x = ListSuppressionsResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[35]
+	mi := &file_emailsender_v1_account_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2318,7 @@ func (x *ListSuppressionsResponse) String() string {
 func (*ListSuppressionsResponse) ProtoMessage() {}
 
 func (x *ListSuppressionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[35]
+	mi := &file_emailsender_v1_account_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2331,7 @@ func (x *ListSuppressionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSuppressionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSuppressionsResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{35}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListSuppressionsResponse) GetSuppressions() []*Suppression {
@@ -2268,7 +2357,7 @@ type RemoveSuppressionRequest struct {
 
 func (x *RemoveSuppressionRequest) Reset() {
 	*x = RemoveSuppressionRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[36]
+	mi := &file_emailsender_v1_account_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2369,7 @@ func (x *RemoveSuppressionRequest) String() string {
 func (*RemoveSuppressionRequest) ProtoMessage() {}
 
 func (x *RemoveSuppressionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[36]
+	mi := &file_emailsender_v1_account_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2382,7 @@ func (x *RemoveSuppressionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSuppressionRequest.ProtoReflect.Descriptor instead.
 func (*RemoveSuppressionRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{36}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RemoveSuppressionRequest) GetAddress() string {
@@ -2311,7 +2400,7 @@ type RemoveSuppressionResponse struct {
 
 func (x *RemoveSuppressionResponse) Reset() {
 	*x = RemoveSuppressionResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[37]
+	mi := &file_emailsender_v1_account_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2412,7 @@ func (x *RemoveSuppressionResponse) String() string {
 func (*RemoveSuppressionResponse) ProtoMessage() {}
 
 func (x *RemoveSuppressionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[37]
+	mi := &file_emailsender_v1_account_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2425,7 @@ func (x *RemoveSuppressionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSuppressionResponse.ProtoReflect.Descriptor instead.
 func (*RemoveSuppressionResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{37}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{39}
 }
 
 type UsageRecord struct {
@@ -2359,7 +2448,7 @@ type UsageRecord struct {
 
 func (x *UsageRecord) Reset() {
 	*x = UsageRecord{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[38]
+	mi := &file_emailsender_v1_account_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +2460,7 @@ func (x *UsageRecord) String() string {
 func (*UsageRecord) ProtoMessage() {}
 
 func (x *UsageRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[38]
+	mi := &file_emailsender_v1_account_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +2473,7 @@ func (x *UsageRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRecord.ProtoReflect.Descriptor instead.
 func (*UsageRecord) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{38}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UsageRecord) GetTime() *timestamppb.Timestamp {
@@ -2459,7 +2548,7 @@ type ListUsageRequest struct {
 
 func (x *ListUsageRequest) Reset() {
 	*x = ListUsageRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[39]
+	mi := &file_emailsender_v1_account_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2560,7 @@ func (x *ListUsageRequest) String() string {
 func (*ListUsageRequest) ProtoMessage() {}
 
 func (x *ListUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[39]
+	mi := &file_emailsender_v1_account_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2573,7 @@ func (x *ListUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsageRequest.ProtoReflect.Descriptor instead.
 func (*ListUsageRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{39}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListUsageRequest) GetMethod() string {
@@ -2546,7 +2635,7 @@ type ListUsageResponse struct {
 
 func (x *ListUsageResponse) Reset() {
 	*x = ListUsageResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[40]
+	mi := &file_emailsender_v1_account_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2647,7 @@ func (x *ListUsageResponse) String() string {
 func (*ListUsageResponse) ProtoMessage() {}
 
 func (x *ListUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[40]
+	mi := &file_emailsender_v1_account_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2660,7 @@ func (x *ListUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsageResponse.ProtoReflect.Descriptor instead.
 func (*ListUsageResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{40}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListUsageResponse) GetRecords() []*UsageRecord {
@@ -2599,7 +2688,7 @@ type DeleteAccountDataRequest struct {
 
 func (x *DeleteAccountDataRequest) Reset() {
 	*x = DeleteAccountDataRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[41]
+	mi := &file_emailsender_v1_account_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2611,7 +2700,7 @@ func (x *DeleteAccountDataRequest) String() string {
 func (*DeleteAccountDataRequest) ProtoMessage() {}
 
 func (x *DeleteAccountDataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[41]
+	mi := &file_emailsender_v1_account_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2624,7 +2713,7 @@ func (x *DeleteAccountDataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountDataRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccountDataRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{41}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeleteAccountDataRequest) GetConfirmAccountId() string {
@@ -2648,7 +2737,7 @@ type DeleteAccountDataResponse struct {
 
 func (x *DeleteAccountDataResponse) Reset() {
 	*x = DeleteAccountDataResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[42]
+	mi := &file_emailsender_v1_account_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2749,7 @@ func (x *DeleteAccountDataResponse) String() string {
 func (*DeleteAccountDataResponse) ProtoMessage() {}
 
 func (x *DeleteAccountDataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[42]
+	mi := &file_emailsender_v1_account_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +2762,7 @@ func (x *DeleteAccountDataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountDataResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccountDataResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{42}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DeleteAccountDataResponse) GetRowsDeleted() map[string]int64 {
@@ -2800,7 +2889,12 @@ const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x18\n" +
 	"\x16DeleteProviderResponse\"'\n" +
 	"\x15VerifyProviderRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xa3\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"'\n" +
+	"\x15ResumeProviderRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"S\n" +
+	"\x16ResumeProviderResponse\x129\n" +
+	"\n" +
+	"resumed_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tresumedAt\"\xa3\x01\n" +
 	"\fVerifyResult\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x129\n" +
@@ -2898,7 +2992,7 @@ const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1aG\n" +
 	"\x19StreamMessagesPurgedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xc1\x0f\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xc9\x10\n" +
 	"\x0eAccountService\x12q\n" +
 	"\fCreateApiKey\x12#.emailsender.v1.CreateApiKeyRequest\x1a$.emailsender.v1.CreateApiKeyResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/apiKeys\x12k\n" +
 	"\vListApiKeys\x12\".emailsender.v1.ListApiKeysRequest\x1a#.emailsender.v1.ListApiKeysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/apiKeys\x12}\n" +
@@ -2906,7 +3000,8 @@ const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\vPutProvider\x12\".emailsender.v1.PutProviderRequest\x1a#.emailsender.v1.PutProviderResponse\"1\x82\xd3\xe4\x93\x02+:\x01*Z\x17:\x01*\x1a\x12/v1/providers/{id}\"\r/v1/providers\x12s\n" +
 	"\rListProviders\x12$.emailsender.v1.ListProvidersRequest\x1a%.emailsender.v1.ListProvidersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/providers\x12{\n" +
 	"\x0eDeleteProvider\x12%.emailsender.v1.DeleteProviderRequest\x1a&.emailsender.v1.DeleteProviderResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/v1/providers/{id}\x12\x85\x01\n" +
-	"\x0eVerifyProvider\x12%.emailsender.v1.VerifyProviderRequest\x1a&.emailsender.v1.VerifyProviderResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/providers/{id}:verify\x12h\n" +
+	"\x0eVerifyProvider\x12%.emailsender.v1.VerifyProviderRequest\x1a&.emailsender.v1.VerifyProviderResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/providers/{id}:verify\x12\x85\x01\n" +
+	"\x0eResumeProvider\x12%.emailsender.v1.ResumeProviderRequest\x1a&.emailsender.v1.ResumeProviderResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/providers/{id}:resume\x12h\n" +
 	"\tAddSender\x12 .emailsender.v1.AddSenderRequest\x1a!.emailsender.v1.AddSenderResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/senders\x12}\n" +
 	"\fVerifySender\x12#.emailsender.v1.VerifySenderRequest\x1a$.emailsender.v1.VerifySenderResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/senders/{id}:verify\x12k\n" +
 	"\vListSenders\x12\".emailsender.v1.ListSendersRequest\x1a#.emailsender.v1.ListSendersResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/senders\x12s\n" +
@@ -2929,7 +3024,7 @@ func file_emailsender_v1_account_proto_rawDescGZIP() []byte {
 	return file_emailsender_v1_account_proto_rawDescData
 }
 
-var file_emailsender_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_emailsender_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_emailsender_v1_account_proto_goTypes = []any{
 	(*ApiKey)(nil),                    // 0: emailsender.v1.ApiKey
 	(*CreateApiKeyRequest)(nil),       // 1: emailsender.v1.CreateApiKeyRequest
@@ -2950,40 +3045,42 @@ var file_emailsender_v1_account_proto_goTypes = []any{
 	(*DeleteProviderRequest)(nil),     // 16: emailsender.v1.DeleteProviderRequest
 	(*DeleteProviderResponse)(nil),    // 17: emailsender.v1.DeleteProviderResponse
 	(*VerifyProviderRequest)(nil),     // 18: emailsender.v1.VerifyProviderRequest
-	(*VerifyResult)(nil),              // 19: emailsender.v1.VerifyResult
-	(*SesAccountInfo)(nil),            // 20: emailsender.v1.SesAccountInfo
-	(*VerifyProviderResponse)(nil),    // 21: emailsender.v1.VerifyProviderResponse
-	(*Sender)(nil),                    // 22: emailsender.v1.Sender
-	(*AddSenderRequest)(nil),          // 23: emailsender.v1.AddSenderRequest
-	(*AddSenderResponse)(nil),         // 24: emailsender.v1.AddSenderResponse
-	(*VerifySenderRequest)(nil),       // 25: emailsender.v1.VerifySenderRequest
-	(*VerifySenderResponse)(nil),      // 26: emailsender.v1.VerifySenderResponse
-	(*ListSendersRequest)(nil),        // 27: emailsender.v1.ListSendersRequest
-	(*ListSendersResponse)(nil),       // 28: emailsender.v1.ListSendersResponse
-	(*RemoveSenderRequest)(nil),       // 29: emailsender.v1.RemoveSenderRequest
-	(*RemoveSenderResponse)(nil),      // 30: emailsender.v1.RemoveSenderResponse
-	(*Suppression)(nil),               // 31: emailsender.v1.Suppression
-	(*AddSuppressionRequest)(nil),     // 32: emailsender.v1.AddSuppressionRequest
-	(*AddSuppressionResponse)(nil),    // 33: emailsender.v1.AddSuppressionResponse
-	(*ListSuppressionsRequest)(nil),   // 34: emailsender.v1.ListSuppressionsRequest
-	(*ListSuppressionsResponse)(nil),  // 35: emailsender.v1.ListSuppressionsResponse
-	(*RemoveSuppressionRequest)(nil),  // 36: emailsender.v1.RemoveSuppressionRequest
-	(*RemoveSuppressionResponse)(nil), // 37: emailsender.v1.RemoveSuppressionResponse
-	(*UsageRecord)(nil),               // 38: emailsender.v1.UsageRecord
-	(*ListUsageRequest)(nil),          // 39: emailsender.v1.ListUsageRequest
-	(*ListUsageResponse)(nil),         // 40: emailsender.v1.ListUsageResponse
-	(*DeleteAccountDataRequest)(nil),  // 41: emailsender.v1.DeleteAccountDataRequest
-	(*DeleteAccountDataResponse)(nil), // 42: emailsender.v1.DeleteAccountDataResponse
-	nil,                               // 43: emailsender.v1.DeleteAccountDataResponse.RowsDeletedEntry
-	nil,                               // 44: emailsender.v1.DeleteAccountDataResponse.StreamMessagesPurgedEntry
-	(*timestamppb.Timestamp)(nil),     // 45: google.protobuf.Timestamp
+	(*ResumeProviderRequest)(nil),     // 19: emailsender.v1.ResumeProviderRequest
+	(*ResumeProviderResponse)(nil),    // 20: emailsender.v1.ResumeProviderResponse
+	(*VerifyResult)(nil),              // 21: emailsender.v1.VerifyResult
+	(*SesAccountInfo)(nil),            // 22: emailsender.v1.SesAccountInfo
+	(*VerifyProviderResponse)(nil),    // 23: emailsender.v1.VerifyProviderResponse
+	(*Sender)(nil),                    // 24: emailsender.v1.Sender
+	(*AddSenderRequest)(nil),          // 25: emailsender.v1.AddSenderRequest
+	(*AddSenderResponse)(nil),         // 26: emailsender.v1.AddSenderResponse
+	(*VerifySenderRequest)(nil),       // 27: emailsender.v1.VerifySenderRequest
+	(*VerifySenderResponse)(nil),      // 28: emailsender.v1.VerifySenderResponse
+	(*ListSendersRequest)(nil),        // 29: emailsender.v1.ListSendersRequest
+	(*ListSendersResponse)(nil),       // 30: emailsender.v1.ListSendersResponse
+	(*RemoveSenderRequest)(nil),       // 31: emailsender.v1.RemoveSenderRequest
+	(*RemoveSenderResponse)(nil),      // 32: emailsender.v1.RemoveSenderResponse
+	(*Suppression)(nil),               // 33: emailsender.v1.Suppression
+	(*AddSuppressionRequest)(nil),     // 34: emailsender.v1.AddSuppressionRequest
+	(*AddSuppressionResponse)(nil),    // 35: emailsender.v1.AddSuppressionResponse
+	(*ListSuppressionsRequest)(nil),   // 36: emailsender.v1.ListSuppressionsRequest
+	(*ListSuppressionsResponse)(nil),  // 37: emailsender.v1.ListSuppressionsResponse
+	(*RemoveSuppressionRequest)(nil),  // 38: emailsender.v1.RemoveSuppressionRequest
+	(*RemoveSuppressionResponse)(nil), // 39: emailsender.v1.RemoveSuppressionResponse
+	(*UsageRecord)(nil),               // 40: emailsender.v1.UsageRecord
+	(*ListUsageRequest)(nil),          // 41: emailsender.v1.ListUsageRequest
+	(*ListUsageResponse)(nil),         // 42: emailsender.v1.ListUsageResponse
+	(*DeleteAccountDataRequest)(nil),  // 43: emailsender.v1.DeleteAccountDataRequest
+	(*DeleteAccountDataResponse)(nil), // 44: emailsender.v1.DeleteAccountDataResponse
+	nil,                               // 45: emailsender.v1.DeleteAccountDataResponse.RowsDeletedEntry
+	nil,                               // 46: emailsender.v1.DeleteAccountDataResponse.StreamMessagesPurgedEntry
+	(*timestamppb.Timestamp)(nil),     // 47: google.protobuf.Timestamp
 }
 var file_emailsender_v1_account_proto_depIdxs = []int32{
-	45, // 0: emailsender.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	45, // 1: emailsender.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
-	45, // 2: emailsender.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	45, // 3: emailsender.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
-	45, // 4: emailsender.v1.CreateApiKeyRequest.expires_at:type_name -> google.protobuf.Timestamp
+	47, // 0: emailsender.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	47, // 1: emailsender.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
+	47, // 2: emailsender.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	47, // 3: emailsender.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
+	47, // 4: emailsender.v1.CreateApiKeyRequest.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: emailsender.v1.CreateApiKeyResponse.key:type_name -> emailsender.v1.ApiKey
 	0,  // 6: emailsender.v1.ListApiKeysResponse.keys:type_name -> emailsender.v1.ApiKey
 	0,  // 7: emailsender.v1.RevokeApiKeyResponse.key:type_name -> emailsender.v1.ApiKey
@@ -2991,69 +3088,72 @@ var file_emailsender_v1_account_proto_depIdxs = []int32{
 	8,  // 9: emailsender.v1.Provider.ses:type_name -> emailsender.v1.SesSettings
 	9,  // 10: emailsender.v1.Provider.gmail:type_name -> emailsender.v1.GmailSettings
 	10, // 11: emailsender.v1.Provider.sandbox:type_name -> emailsender.v1.SandboxSettings
-	19, // 12: emailsender.v1.Provider.last_verify:type_name -> emailsender.v1.VerifyResult
-	45, // 13: emailsender.v1.Provider.created_at:type_name -> google.protobuf.Timestamp
-	45, // 14: emailsender.v1.Provider.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 12: emailsender.v1.Provider.last_verify:type_name -> emailsender.v1.VerifyResult
+	47, // 13: emailsender.v1.Provider.created_at:type_name -> google.protobuf.Timestamp
+	47, // 14: emailsender.v1.Provider.updated_at:type_name -> google.protobuf.Timestamp
 	7,  // 15: emailsender.v1.PutProviderRequest.smtp:type_name -> emailsender.v1.SmtpSettings
 	8,  // 16: emailsender.v1.PutProviderRequest.ses:type_name -> emailsender.v1.SesSettings
 	9,  // 17: emailsender.v1.PutProviderRequest.gmail:type_name -> emailsender.v1.GmailSettings
 	10, // 18: emailsender.v1.PutProviderRequest.sandbox:type_name -> emailsender.v1.SandboxSettings
 	11, // 19: emailsender.v1.PutProviderResponse.provider:type_name -> emailsender.v1.Provider
 	11, // 20: emailsender.v1.ListProvidersResponse.providers:type_name -> emailsender.v1.Provider
-	45, // 21: emailsender.v1.VerifyResult.checked_at:type_name -> google.protobuf.Timestamp
-	20, // 22: emailsender.v1.VerifyResult.ses:type_name -> emailsender.v1.SesAccountInfo
-	19, // 23: emailsender.v1.VerifyProviderResponse.result:type_name -> emailsender.v1.VerifyResult
-	45, // 24: emailsender.v1.Sender.created_at:type_name -> google.protobuf.Timestamp
-	45, // 25: emailsender.v1.Sender.verified_at:type_name -> google.protobuf.Timestamp
-	22, // 26: emailsender.v1.AddSenderResponse.sender:type_name -> emailsender.v1.Sender
-	22, // 27: emailsender.v1.VerifySenderResponse.sender:type_name -> emailsender.v1.Sender
-	22, // 28: emailsender.v1.ListSendersResponse.senders:type_name -> emailsender.v1.Sender
-	45, // 29: emailsender.v1.Suppression.created_at:type_name -> google.protobuf.Timestamp
-	31, // 30: emailsender.v1.AddSuppressionResponse.suppression:type_name -> emailsender.v1.Suppression
-	31, // 31: emailsender.v1.ListSuppressionsResponse.suppressions:type_name -> emailsender.v1.Suppression
-	45, // 32: emailsender.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
-	45, // 33: emailsender.v1.ListUsageRequest.since:type_name -> google.protobuf.Timestamp
-	45, // 34: emailsender.v1.ListUsageRequest.until:type_name -> google.protobuf.Timestamp
-	38, // 35: emailsender.v1.ListUsageResponse.records:type_name -> emailsender.v1.UsageRecord
-	43, // 36: emailsender.v1.DeleteAccountDataResponse.rows_deleted:type_name -> emailsender.v1.DeleteAccountDataResponse.RowsDeletedEntry
-	44, // 37: emailsender.v1.DeleteAccountDataResponse.stream_messages_purged:type_name -> emailsender.v1.DeleteAccountDataResponse.StreamMessagesPurgedEntry
-	1,  // 38: emailsender.v1.AccountService.CreateApiKey:input_type -> emailsender.v1.CreateApiKeyRequest
-	3,  // 39: emailsender.v1.AccountService.ListApiKeys:input_type -> emailsender.v1.ListApiKeysRequest
-	5,  // 40: emailsender.v1.AccountService.RevokeApiKey:input_type -> emailsender.v1.RevokeApiKeyRequest
-	12, // 41: emailsender.v1.AccountService.PutProvider:input_type -> emailsender.v1.PutProviderRequest
-	14, // 42: emailsender.v1.AccountService.ListProviders:input_type -> emailsender.v1.ListProvidersRequest
-	16, // 43: emailsender.v1.AccountService.DeleteProvider:input_type -> emailsender.v1.DeleteProviderRequest
-	18, // 44: emailsender.v1.AccountService.VerifyProvider:input_type -> emailsender.v1.VerifyProviderRequest
-	23, // 45: emailsender.v1.AccountService.AddSender:input_type -> emailsender.v1.AddSenderRequest
-	25, // 46: emailsender.v1.AccountService.VerifySender:input_type -> emailsender.v1.VerifySenderRequest
-	27, // 47: emailsender.v1.AccountService.ListSenders:input_type -> emailsender.v1.ListSendersRequest
-	29, // 48: emailsender.v1.AccountService.RemoveSender:input_type -> emailsender.v1.RemoveSenderRequest
-	32, // 49: emailsender.v1.AccountService.AddSuppression:input_type -> emailsender.v1.AddSuppressionRequest
-	34, // 50: emailsender.v1.AccountService.ListSuppressions:input_type -> emailsender.v1.ListSuppressionsRequest
-	36, // 51: emailsender.v1.AccountService.RemoveSuppression:input_type -> emailsender.v1.RemoveSuppressionRequest
-	39, // 52: emailsender.v1.AccountService.ListUsage:input_type -> emailsender.v1.ListUsageRequest
-	41, // 53: emailsender.v1.AccountService.DeleteAccountData:input_type -> emailsender.v1.DeleteAccountDataRequest
-	2,  // 54: emailsender.v1.AccountService.CreateApiKey:output_type -> emailsender.v1.CreateApiKeyResponse
-	4,  // 55: emailsender.v1.AccountService.ListApiKeys:output_type -> emailsender.v1.ListApiKeysResponse
-	6,  // 56: emailsender.v1.AccountService.RevokeApiKey:output_type -> emailsender.v1.RevokeApiKeyResponse
-	13, // 57: emailsender.v1.AccountService.PutProvider:output_type -> emailsender.v1.PutProviderResponse
-	15, // 58: emailsender.v1.AccountService.ListProviders:output_type -> emailsender.v1.ListProvidersResponse
-	17, // 59: emailsender.v1.AccountService.DeleteProvider:output_type -> emailsender.v1.DeleteProviderResponse
-	21, // 60: emailsender.v1.AccountService.VerifyProvider:output_type -> emailsender.v1.VerifyProviderResponse
-	24, // 61: emailsender.v1.AccountService.AddSender:output_type -> emailsender.v1.AddSenderResponse
-	26, // 62: emailsender.v1.AccountService.VerifySender:output_type -> emailsender.v1.VerifySenderResponse
-	28, // 63: emailsender.v1.AccountService.ListSenders:output_type -> emailsender.v1.ListSendersResponse
-	30, // 64: emailsender.v1.AccountService.RemoveSender:output_type -> emailsender.v1.RemoveSenderResponse
-	33, // 65: emailsender.v1.AccountService.AddSuppression:output_type -> emailsender.v1.AddSuppressionResponse
-	35, // 66: emailsender.v1.AccountService.ListSuppressions:output_type -> emailsender.v1.ListSuppressionsResponse
-	37, // 67: emailsender.v1.AccountService.RemoveSuppression:output_type -> emailsender.v1.RemoveSuppressionResponse
-	40, // 68: emailsender.v1.AccountService.ListUsage:output_type -> emailsender.v1.ListUsageResponse
-	42, // 69: emailsender.v1.AccountService.DeleteAccountData:output_type -> emailsender.v1.DeleteAccountDataResponse
-	54, // [54:70] is the sub-list for method output_type
-	38, // [38:54] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	47, // 21: emailsender.v1.ResumeProviderResponse.resumed_at:type_name -> google.protobuf.Timestamp
+	47, // 22: emailsender.v1.VerifyResult.checked_at:type_name -> google.protobuf.Timestamp
+	22, // 23: emailsender.v1.VerifyResult.ses:type_name -> emailsender.v1.SesAccountInfo
+	21, // 24: emailsender.v1.VerifyProviderResponse.result:type_name -> emailsender.v1.VerifyResult
+	47, // 25: emailsender.v1.Sender.created_at:type_name -> google.protobuf.Timestamp
+	47, // 26: emailsender.v1.Sender.verified_at:type_name -> google.protobuf.Timestamp
+	24, // 27: emailsender.v1.AddSenderResponse.sender:type_name -> emailsender.v1.Sender
+	24, // 28: emailsender.v1.VerifySenderResponse.sender:type_name -> emailsender.v1.Sender
+	24, // 29: emailsender.v1.ListSendersResponse.senders:type_name -> emailsender.v1.Sender
+	47, // 30: emailsender.v1.Suppression.created_at:type_name -> google.protobuf.Timestamp
+	33, // 31: emailsender.v1.AddSuppressionResponse.suppression:type_name -> emailsender.v1.Suppression
+	33, // 32: emailsender.v1.ListSuppressionsResponse.suppressions:type_name -> emailsender.v1.Suppression
+	47, // 33: emailsender.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
+	47, // 34: emailsender.v1.ListUsageRequest.since:type_name -> google.protobuf.Timestamp
+	47, // 35: emailsender.v1.ListUsageRequest.until:type_name -> google.protobuf.Timestamp
+	40, // 36: emailsender.v1.ListUsageResponse.records:type_name -> emailsender.v1.UsageRecord
+	45, // 37: emailsender.v1.DeleteAccountDataResponse.rows_deleted:type_name -> emailsender.v1.DeleteAccountDataResponse.RowsDeletedEntry
+	46, // 38: emailsender.v1.DeleteAccountDataResponse.stream_messages_purged:type_name -> emailsender.v1.DeleteAccountDataResponse.StreamMessagesPurgedEntry
+	1,  // 39: emailsender.v1.AccountService.CreateApiKey:input_type -> emailsender.v1.CreateApiKeyRequest
+	3,  // 40: emailsender.v1.AccountService.ListApiKeys:input_type -> emailsender.v1.ListApiKeysRequest
+	5,  // 41: emailsender.v1.AccountService.RevokeApiKey:input_type -> emailsender.v1.RevokeApiKeyRequest
+	12, // 42: emailsender.v1.AccountService.PutProvider:input_type -> emailsender.v1.PutProviderRequest
+	14, // 43: emailsender.v1.AccountService.ListProviders:input_type -> emailsender.v1.ListProvidersRequest
+	16, // 44: emailsender.v1.AccountService.DeleteProvider:input_type -> emailsender.v1.DeleteProviderRequest
+	18, // 45: emailsender.v1.AccountService.VerifyProvider:input_type -> emailsender.v1.VerifyProviderRequest
+	19, // 46: emailsender.v1.AccountService.ResumeProvider:input_type -> emailsender.v1.ResumeProviderRequest
+	25, // 47: emailsender.v1.AccountService.AddSender:input_type -> emailsender.v1.AddSenderRequest
+	27, // 48: emailsender.v1.AccountService.VerifySender:input_type -> emailsender.v1.VerifySenderRequest
+	29, // 49: emailsender.v1.AccountService.ListSenders:input_type -> emailsender.v1.ListSendersRequest
+	31, // 50: emailsender.v1.AccountService.RemoveSender:input_type -> emailsender.v1.RemoveSenderRequest
+	34, // 51: emailsender.v1.AccountService.AddSuppression:input_type -> emailsender.v1.AddSuppressionRequest
+	36, // 52: emailsender.v1.AccountService.ListSuppressions:input_type -> emailsender.v1.ListSuppressionsRequest
+	38, // 53: emailsender.v1.AccountService.RemoveSuppression:input_type -> emailsender.v1.RemoveSuppressionRequest
+	41, // 54: emailsender.v1.AccountService.ListUsage:input_type -> emailsender.v1.ListUsageRequest
+	43, // 55: emailsender.v1.AccountService.DeleteAccountData:input_type -> emailsender.v1.DeleteAccountDataRequest
+	2,  // 56: emailsender.v1.AccountService.CreateApiKey:output_type -> emailsender.v1.CreateApiKeyResponse
+	4,  // 57: emailsender.v1.AccountService.ListApiKeys:output_type -> emailsender.v1.ListApiKeysResponse
+	6,  // 58: emailsender.v1.AccountService.RevokeApiKey:output_type -> emailsender.v1.RevokeApiKeyResponse
+	13, // 59: emailsender.v1.AccountService.PutProvider:output_type -> emailsender.v1.PutProviderResponse
+	15, // 60: emailsender.v1.AccountService.ListProviders:output_type -> emailsender.v1.ListProvidersResponse
+	17, // 61: emailsender.v1.AccountService.DeleteProvider:output_type -> emailsender.v1.DeleteProviderResponse
+	23, // 62: emailsender.v1.AccountService.VerifyProvider:output_type -> emailsender.v1.VerifyProviderResponse
+	20, // 63: emailsender.v1.AccountService.ResumeProvider:output_type -> emailsender.v1.ResumeProviderResponse
+	26, // 64: emailsender.v1.AccountService.AddSender:output_type -> emailsender.v1.AddSenderResponse
+	28, // 65: emailsender.v1.AccountService.VerifySender:output_type -> emailsender.v1.VerifySenderResponse
+	30, // 66: emailsender.v1.AccountService.ListSenders:output_type -> emailsender.v1.ListSendersResponse
+	32, // 67: emailsender.v1.AccountService.RemoveSender:output_type -> emailsender.v1.RemoveSenderResponse
+	35, // 68: emailsender.v1.AccountService.AddSuppression:output_type -> emailsender.v1.AddSuppressionResponse
+	37, // 69: emailsender.v1.AccountService.ListSuppressions:output_type -> emailsender.v1.ListSuppressionsResponse
+	39, // 70: emailsender.v1.AccountService.RemoveSuppression:output_type -> emailsender.v1.RemoveSuppressionResponse
+	42, // 71: emailsender.v1.AccountService.ListUsage:output_type -> emailsender.v1.ListUsageResponse
+	44, // 72: emailsender.v1.AccountService.DeleteAccountData:output_type -> emailsender.v1.DeleteAccountDataResponse
+	56, // [56:73] is the sub-list for method output_type
+	39, // [39:56] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_emailsender_v1_account_proto_init() }
@@ -3079,7 +3179,7 @@ func file_emailsender_v1_account_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emailsender_v1_account_proto_rawDesc), len(file_emailsender_v1_account_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	AccountService_ListProviders_FullMethodName     = "/emailsender.v1.AccountService/ListProviders"
 	AccountService_DeleteProvider_FullMethodName    = "/emailsender.v1.AccountService/DeleteProvider"
 	AccountService_VerifyProvider_FullMethodName    = "/emailsender.v1.AccountService/VerifyProvider"
+	AccountService_ResumeProvider_FullMethodName    = "/emailsender.v1.AccountService/ResumeProvider"
 	AccountService_AddSender_FullMethodName         = "/emailsender.v1.AccountService/AddSender"
 	AccountService_VerifySender_FullMethodName      = "/emailsender.v1.AccountService/VerifySender"
 	AccountService_ListSenders_FullMethodName       = "/emailsender.v1.AccountService/ListSenders"
@@ -68,6 +69,11 @@ type AccountServiceClient interface {
 	// TLS, AUTH, QUIT; SES: GetAccount; Gmail: users.getProfile). The result is
 	// stored and returned.
 	VerifyProvider(ctx context.Context, in *VerifyProviderRequest, opts ...grpc.CallOption) (*VerifyProviderResponse, error)
+	// ResumeProvider lifts the reputation guard's pause of a provider
+	// configuration: sends naming it are accepted again and its held mail goes
+	// out. Its rolling rates start afresh. FAILED_PRECONDITION when it is not
+	// paused. Scope admin.
+	ResumeProvider(ctx context.Context, in *ResumeProviderRequest, opts ...grpc.CallOption) (*ResumeProviderResponse, error)
 	// AddSender registers a sender address (or, for SES providers, a whole domain)
 	// and mails a verification code to the address through the account's provider.
 	AddSender(ctx context.Context, in *AddSenderRequest, opts ...grpc.CallOption) (*AddSenderResponse, error)
@@ -161,6 +167,16 @@ func (c *accountServiceClient) VerifyProvider(ctx context.Context, in *VerifyPro
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(VerifyProviderResponse)
 	err := c.cc.Invoke(ctx, AccountService_VerifyProvider_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accountServiceClient) ResumeProvider(ctx context.Context, in *ResumeProviderRequest, opts ...grpc.CallOption) (*ResumeProviderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeProviderResponse)
+	err := c.cc.Invoke(ctx, AccountService_ResumeProvider_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -288,6 +304,11 @@ type AccountServiceServer interface {
 	// TLS, AUTH, QUIT; SES: GetAccount; Gmail: users.getProfile). The result is
 	// stored and returned.
 	VerifyProvider(context.Context, *VerifyProviderRequest) (*VerifyProviderResponse, error)
+	// ResumeProvider lifts the reputation guard's pause of a provider
+	// configuration: sends naming it are accepted again and its held mail goes
+	// out. Its rolling rates start afresh. FAILED_PRECONDITION when it is not
+	// paused. Scope admin.
+	ResumeProvider(context.Context, *ResumeProviderRequest) (*ResumeProviderResponse, error)
 	// AddSender registers a sender address (or, for SES providers, a whole domain)
 	// and mails a verification code to the address through the account's provider.
 	AddSender(context.Context, *AddSenderRequest) (*AddSenderResponse, error)
@@ -337,6 +358,9 @@ func (UnimplementedAccountServiceServer) DeleteProvider(context.Context, *Delete
 }
 func (UnimplementedAccountServiceServer) VerifyProvider(context.Context, *VerifyProviderRequest) (*VerifyProviderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyProvider not implemented")
+}
+func (UnimplementedAccountServiceServer) ResumeProvider(context.Context, *ResumeProviderRequest) (*ResumeProviderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeProvider not implemented")
 }
 func (UnimplementedAccountServiceServer) AddSender(context.Context, *AddSenderRequest) (*AddSenderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AddSender not implemented")
@@ -508,6 +532,24 @@ func _AccountService_VerifyProvider_Handler(srv interface{}, ctx context.Context
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AccountServiceServer).VerifyProvider(ctx, req.(*VerifyProviderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccountService_ResumeProvider_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeProviderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).ResumeProvider(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_ResumeProvider_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).ResumeProvider(ctx, req.(*ResumeProviderRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -708,6 +750,10 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyProvider",
 			Handler:    _AccountService_VerifyProvider_Handler,
+		},
+		{
+			MethodName: "ResumeProvider",
+			Handler:    _AccountService_ResumeProvider_Handler,
 		},
 		{
 			MethodName: "AddSender",

@@ -34,7 +34,7 @@ type WatchEventsRequest struct {
 	// Only events of messages that have every one of these tags.
 	Tags map[string]string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Only events of these types (MessageEvent.type, e.g. "DELIVERED", and
-	// "WEBHOOK_DISABLED"); empty: every type.
+	// "WEBHOOK_DISABLED", "REPUTATION_PAUSED"); empty: every type.
 	Types []string `protobuf:"bytes,4,rep,name=types,proto3" json:"types,omitempty"`
 	// Without a cursor, start with the oldest retained event instead of now.
 	FromStart     bool `protobuf:"varint,5,opt,name=from_start,json=fromStart,proto3" json:"from_start,omitempty"`
@@ -114,13 +114,19 @@ type WatchEventsResponse struct {
 	Cursor string `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// The event; unset on heartbeats.
 	Event *MessageEvent `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
-	// The message the event is about (empty for WEBHOOK_DISABLED).
+	// The message the event is about (empty for WEBHOOK_DISABLED and the
+	// REPUTATION_* events).
 	MessageId string `protobuf:"bytes,3,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	// The message's tags.
 	Tags map[string]string `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// For WEBHOOK_DISABLED: the webhook endpoint that was disabled (the event's
 	// detail says why).
-	WebhookId     string `protobuf:"bytes,5,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	WebhookId string `protobuf:"bytes,5,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// For REPUTATION_WARNING, REPUTATION_PAUSED, REPUTATION_RECOVERED and
+	// REPUTATION_RESUMED: the provider configuration whose bounce or complaint
+	// rate crossed a threshold (the event's detail gives the rates), or that
+	// its owner resumed.
+	ProviderId    string `protobuf:"bytes,6,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,6 +192,13 @@ func (x *WatchEventsResponse) GetTags() map[string]string {
 func (x *WatchEventsResponse) GetWebhookId() string {
 	if x != nil {
 		return x.WebhookId
+	}
+	return ""
+}
+
+func (x *WatchEventsResponse) GetProviderId() string {
+	if x != nil {
+		return x.ProviderId
 	}
 	return ""
 }
@@ -536,7 +549,9 @@ type MessageEvent struct {
 	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	// ACCEPTED, SCHEDULED, ATTEMPT_STARTED, ATTEMPT_INTERRUPTED, SENT, RETRY_SCHEDULED,
 	// FAILED, DELIVERED, BOUNCED, COMPLAINED, CANCELED, SUPPRESSED, FAILOVER (the
-	// message moved to its provider configuration's fallback; the detail names both).
+	// message moved to its provider configuration's fallback; the detail names both);
+	// account-level: WEBHOOK_DISABLED, REPUTATION_WARNING, REPUTATION_PAUSED,
+	// REPUTATION_RECOVERED, REPUTATION_RESUMED.
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	// The status this event moves its recipients to.
 	Status     MessageStatus_Value    `protobuf:"varint,3,opt,name=status,proto3,enum=emailsender.v1.MessageStatus_Value" json:"status,omitempty"`
@@ -894,7 +909,11 @@ type GetStatsResponse struct {
 	// Buckets that have messages, oldest first; one per (bucket start, provider).
 	Buckets []*StatsBucket `protobuf:"bytes,1,rep,name=buckets,proto3" json:"buckets,omitempty"`
 	// Totals over the whole range.
-	Totals        map[string]int64 `protobuf:"bytes,2,rep,name=totals,proto3" json:"totals,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Totals map[string]int64 `protobuf:"bytes,2,rep,name=totals,proto3" json:"totals,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// The reputation guard's standing of each of the account's provider
+	// configurations (the one of provider_id when set), whatever the range:
+	// rolling rates over the guard's window, now.
+	Reputation    []*ProviderReputation `protobuf:"bytes,3,rep,name=reputation,proto3" json:"reputation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -943,6 +962,137 @@ func (x *GetStatsResponse) GetTotals() map[string]int64 {
 	return nil
 }
 
+func (x *GetStatsResponse) GetReputation() []*ProviderReputation {
+	if x != nil {
+		return x.Reputation
+	}
+	return nil
+}
+
+// ProviderReputation is a provider configuration's bounce and complaint
+// rates as the reputation guard sees them.
+type ProviderReputation struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ProviderId string                 `protobuf:"bytes,1,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	// "ok", "warning" or "paused" (sends refused and queued mail held until
+	// AccountService.ResumeProvider), as last assessed.
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// Recipients sent to, bounced (soft bounces excluded) and complained
+	// about within the window.
+	Sends      int64 `protobuf:"varint,3,opt,name=sends,proto3" json:"sends,omitempty"`
+	Bounces    int64 `protobuf:"varint,4,opt,name=bounces,proto3" json:"bounces,omitempty"`
+	Complaints int64 `protobuf:"varint,5,opt,name=complaints,proto3" json:"complaints,omitempty"`
+	// bounces / sends and complaints / sends (0 without sends).
+	BounceRate    float64              `protobuf:"fixed64,6,opt,name=bounce_rate,json=bounceRate,proto3" json:"bounce_rate,omitempty"`
+	ComplaintRate float64              `protobuf:"fixed64,7,opt,name=complaint_rate,json=complaintRate,proto3" json:"complaint_rate,omitempty"`
+	Window        *durationpb.Duration `protobuf:"bytes,8,opt,name=window,proto3" json:"window,omitempty"`
+	// For a paused configuration: why, and since when.
+	PauseReason   string                 `protobuf:"bytes,9,opt,name=pause_reason,json=pauseReason,proto3" json:"pause_reason,omitempty"`
+	PausedAt      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=paused_at,json=pausedAt,proto3" json:"paused_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProviderReputation) Reset() {
+	*x = ProviderReputation{}
+	mi := &file_emailsender_v1_report_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProviderReputation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProviderReputation) ProtoMessage() {}
+
+func (x *ProviderReputation) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_report_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProviderReputation.ProtoReflect.Descriptor instead.
+func (*ProviderReputation) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ProviderReputation) GetProviderId() string {
+	if x != nil {
+		return x.ProviderId
+	}
+	return ""
+}
+
+func (x *ProviderReputation) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ProviderReputation) GetSends() int64 {
+	if x != nil {
+		return x.Sends
+	}
+	return 0
+}
+
+func (x *ProviderReputation) GetBounces() int64 {
+	if x != nil {
+		return x.Bounces
+	}
+	return 0
+}
+
+func (x *ProviderReputation) GetComplaints() int64 {
+	if x != nil {
+		return x.Complaints
+	}
+	return 0
+}
+
+func (x *ProviderReputation) GetBounceRate() float64 {
+	if x != nil {
+		return x.BounceRate
+	}
+	return 0
+}
+
+func (x *ProviderReputation) GetComplaintRate() float64 {
+	if x != nil {
+		return x.ComplaintRate
+	}
+	return 0
+}
+
+func (x *ProviderReputation) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *ProviderReputation) GetPauseReason() string {
+	if x != nil {
+		return x.PauseReason
+	}
+	return ""
+}
+
+func (x *ProviderReputation) GetPausedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PausedAt
+	}
+	return nil
+}
+
 type StatsBucket struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Start      *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
@@ -955,7 +1105,7 @@ type StatsBucket struct {
 
 func (x *StatsBucket) Reset() {
 	*x = StatsBucket{}
-	mi := &file_emailsender_v1_report_proto_msgTypes[11]
+	mi := &file_emailsender_v1_report_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1117,7 @@ func (x *StatsBucket) String() string {
 func (*StatsBucket) ProtoMessage() {}
 
 func (x *StatsBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_report_proto_msgTypes[11]
+	mi := &file_emailsender_v1_report_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1130,7 @@ func (x *StatsBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsBucket.ProtoReflect.Descriptor instead.
 func (*StatsBucket) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{11}
+	return file_emailsender_v1_report_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatsBucket) GetStart() *timestamppb.Timestamp {
@@ -1019,7 +1169,7 @@ const file_emailsender_v1_report_proto_rawDesc = "" +
 	"from_start\x18\x05 \x01(\bR\tfromStart\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9b\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbc\x02\n" +
 	"\x13WatchEventsResponse\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x122\n" +
 	"\x05event\x18\x02 \x01(\v2\x1c.emailsender.v1.MessageEventR\x05event\x12\x1d\n" +
@@ -1027,7 +1177,9 @@ const file_emailsender_v1_report_proto_rawDesc = "" +
 	"message_id\x18\x03 \x01(\tR\tmessageId\x12A\n" +
 	"\x04tags\x18\x04 \x03(\v2-.emailsender.v1.WatchEventsResponse.TagsEntryR\x04tags\x12\x1d\n" +
 	"\n" +
-	"webhook_id\x18\x05 \x01(\tR\twebhookId\x1a7\n" +
+	"webhook_id\x18\x05 \x01(\tR\twebhookId\x12\x1f\n" +
+	"\vprovider_id\x18\x06 \x01(\tR\n" +
+	"providerId\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
@@ -1109,13 +1261,32 @@ const file_emailsender_v1_report_proto_rawDesc = "" +
 	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\x121\n" +
 	"\x06bucket\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06bucket\x12\x1f\n" +
 	"\vprovider_id\x18\x04 \x01(\tR\n" +
-	"providerId\"\xca\x01\n" +
+	"providerId\"\x8e\x02\n" +
 	"\x10GetStatsResponse\x125\n" +
 	"\abuckets\x18\x01 \x03(\v2\x1b.emailsender.v1.StatsBucketR\abuckets\x12D\n" +
-	"\x06totals\x18\x02 \x03(\v2,.emailsender.v1.GetStatsResponse.TotalsEntryR\x06totals\x1a9\n" +
+	"\x06totals\x18\x02 \x03(\v2,.emailsender.v1.GetStatsResponse.TotalsEntryR\x06totals\x12B\n" +
+	"\n" +
+	"reputation\x18\x03 \x03(\v2\".emailsender.v1.ProviderReputationR\n" +
+	"reputation\x1a9\n" +
 	"\vTotalsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xdc\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf2\x02\n" +
+	"\x12ProviderReputation\x12\x1f\n" +
+	"\vprovider_id\x18\x01 \x01(\tR\n" +
+	"providerId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
+	"\x05sends\x18\x03 \x01(\x03R\x05sends\x12\x18\n" +
+	"\abounces\x18\x04 \x01(\x03R\abounces\x12\x1e\n" +
+	"\n" +
+	"complaints\x18\x05 \x01(\x03R\n" +
+	"complaints\x12\x1f\n" +
+	"\vbounce_rate\x18\x06 \x01(\x01R\n" +
+	"bounceRate\x12%\n" +
+	"\x0ecomplaint_rate\x18\a \x01(\x01R\rcomplaintRate\x121\n" +
+	"\x06window\x18\b \x01(\v2\x19.google.protobuf.DurationR\x06window\x12!\n" +
+	"\fpause_reason\x18\t \x01(\tR\vpauseReason\x127\n" +
+	"\tpaused_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\bpausedAt\"\xdc\x01\n" +
 	"\vStatsBucket\x120\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12\x1f\n" +
 	"\vprovider_id\x18\x02 \x01(\tR\n" +
@@ -1143,7 +1314,7 @@ func file_emailsender_v1_report_proto_rawDescGZIP() []byte {
 	return file_emailsender_v1_report_proto_rawDescData
 }
 
-var file_emailsender_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_emailsender_v1_report_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_emailsender_v1_report_proto_goTypes = []any{
 	(*WatchEventsRequest)(nil),    // 0: emailsender.v1.WatchEventsRequest
 	(*WatchEventsResponse)(nil),   // 1: emailsender.v1.WatchEventsResponse
@@ -1156,62 +1327,66 @@ var file_emailsender_v1_report_proto_goTypes = []any{
 	(*ListMessagesResponse)(nil),  // 8: emailsender.v1.ListMessagesResponse
 	(*GetStatsRequest)(nil),       // 9: emailsender.v1.GetStatsRequest
 	(*GetStatsResponse)(nil),      // 10: emailsender.v1.GetStatsResponse
-	(*StatsBucket)(nil),           // 11: emailsender.v1.StatsBucket
-	nil,                           // 12: emailsender.v1.WatchEventsRequest.TagsEntry
-	nil,                           // 13: emailsender.v1.WatchEventsResponse.TagsEntry
-	nil,                           // 14: emailsender.v1.MessageSummary.TagsEntry
-	nil,                           // 15: emailsender.v1.ListMessagesRequest.TagsEntry
-	nil,                           // 16: emailsender.v1.GetStatsResponse.TotalsEntry
-	nil,                           // 17: emailsender.v1.StatsBucket.CountsEntry
-	(MessageStatus_Value)(0),      // 18: emailsender.v1.MessageStatus.Value
-	(*Address)(nil),               // 19: emailsender.v1.Address
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
+	(*ProviderReputation)(nil),    // 11: emailsender.v1.ProviderReputation
+	(*StatsBucket)(nil),           // 12: emailsender.v1.StatsBucket
+	nil,                           // 13: emailsender.v1.WatchEventsRequest.TagsEntry
+	nil,                           // 14: emailsender.v1.WatchEventsResponse.TagsEntry
+	nil,                           // 15: emailsender.v1.MessageSummary.TagsEntry
+	nil,                           // 16: emailsender.v1.ListMessagesRequest.TagsEntry
+	nil,                           // 17: emailsender.v1.GetStatsResponse.TotalsEntry
+	nil,                           // 18: emailsender.v1.StatsBucket.CountsEntry
+	(MessageStatus_Value)(0),      // 19: emailsender.v1.MessageStatus.Value
+	(*Address)(nil),               // 20: emailsender.v1.Address
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
 }
 var file_emailsender_v1_report_proto_depIdxs = []int32{
-	12, // 0: emailsender.v1.WatchEventsRequest.tags:type_name -> emailsender.v1.WatchEventsRequest.TagsEntry
+	13, // 0: emailsender.v1.WatchEventsRequest.tags:type_name -> emailsender.v1.WatchEventsRequest.TagsEntry
 	6,  // 1: emailsender.v1.WatchEventsResponse.event:type_name -> emailsender.v1.MessageEvent
-	13, // 2: emailsender.v1.WatchEventsResponse.tags:type_name -> emailsender.v1.WatchEventsResponse.TagsEntry
+	14, // 2: emailsender.v1.WatchEventsResponse.tags:type_name -> emailsender.v1.WatchEventsResponse.TagsEntry
 	4,  // 3: emailsender.v1.GetMessageResponse.message:type_name -> emailsender.v1.MessageSummary
 	5,  // 4: emailsender.v1.GetMessageResponse.recipients:type_name -> emailsender.v1.RecipientStatus
 	6,  // 5: emailsender.v1.GetMessageResponse.events:type_name -> emailsender.v1.MessageEvent
-	18, // 6: emailsender.v1.MessageSummary.status:type_name -> emailsender.v1.MessageStatus.Value
-	19, // 7: emailsender.v1.MessageSummary.from:type_name -> emailsender.v1.Address
-	14, // 8: emailsender.v1.MessageSummary.tags:type_name -> emailsender.v1.MessageSummary.TagsEntry
-	20, // 9: emailsender.v1.MessageSummary.created_at:type_name -> google.protobuf.Timestamp
-	20, // 10: emailsender.v1.MessageSummary.updated_at:type_name -> google.protobuf.Timestamp
-	20, // 11: emailsender.v1.MessageSummary.send_at:type_name -> google.protobuf.Timestamp
-	19, // 12: emailsender.v1.RecipientStatus.address:type_name -> emailsender.v1.Address
-	18, // 13: emailsender.v1.RecipientStatus.status:type_name -> emailsender.v1.MessageStatus.Value
-	20, // 14: emailsender.v1.RecipientStatus.updated_at:type_name -> google.protobuf.Timestamp
-	18, // 15: emailsender.v1.MessageEvent.status:type_name -> emailsender.v1.MessageStatus.Value
-	20, // 16: emailsender.v1.MessageEvent.occurred_at:type_name -> google.protobuf.Timestamp
-	20, // 17: emailsender.v1.MessageEvent.retry_at:type_name -> google.protobuf.Timestamp
-	18, // 18: emailsender.v1.ListMessagesRequest.statuses:type_name -> emailsender.v1.MessageStatus.Value
-	15, // 19: emailsender.v1.ListMessagesRequest.tags:type_name -> emailsender.v1.ListMessagesRequest.TagsEntry
-	20, // 20: emailsender.v1.ListMessagesRequest.created_after:type_name -> google.protobuf.Timestamp
-	20, // 21: emailsender.v1.ListMessagesRequest.created_before:type_name -> google.protobuf.Timestamp
+	19, // 6: emailsender.v1.MessageSummary.status:type_name -> emailsender.v1.MessageStatus.Value
+	20, // 7: emailsender.v1.MessageSummary.from:type_name -> emailsender.v1.Address
+	15, // 8: emailsender.v1.MessageSummary.tags:type_name -> emailsender.v1.MessageSummary.TagsEntry
+	21, // 9: emailsender.v1.MessageSummary.created_at:type_name -> google.protobuf.Timestamp
+	21, // 10: emailsender.v1.MessageSummary.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 11: emailsender.v1.MessageSummary.send_at:type_name -> google.protobuf.Timestamp
+	20, // 12: emailsender.v1.RecipientStatus.address:type_name -> emailsender.v1.Address
+	19, // 13: emailsender.v1.RecipientStatus.status:type_name -> emailsender.v1.MessageStatus.Value
+	21, // 14: emailsender.v1.RecipientStatus.updated_at:type_name -> google.protobuf.Timestamp
+	19, // 15: emailsender.v1.MessageEvent.status:type_name -> emailsender.v1.MessageStatus.Value
+	21, // 16: emailsender.v1.MessageEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	21, // 17: emailsender.v1.MessageEvent.retry_at:type_name -> google.protobuf.Timestamp
+	19, // 18: emailsender.v1.ListMessagesRequest.statuses:type_name -> emailsender.v1.MessageStatus.Value
+	16, // 19: emailsender.v1.ListMessagesRequest.tags:type_name -> emailsender.v1.ListMessagesRequest.TagsEntry
+	21, // 20: emailsender.v1.ListMessagesRequest.created_after:type_name -> google.protobuf.Timestamp
+	21, // 21: emailsender.v1.ListMessagesRequest.created_before:type_name -> google.protobuf.Timestamp
 	4,  // 22: emailsender.v1.ListMessagesResponse.messages:type_name -> emailsender.v1.MessageSummary
-	20, // 23: emailsender.v1.GetStatsRequest.start:type_name -> google.protobuf.Timestamp
-	20, // 24: emailsender.v1.GetStatsRequest.end:type_name -> google.protobuf.Timestamp
-	21, // 25: emailsender.v1.GetStatsRequest.bucket:type_name -> google.protobuf.Duration
-	11, // 26: emailsender.v1.GetStatsResponse.buckets:type_name -> emailsender.v1.StatsBucket
-	16, // 27: emailsender.v1.GetStatsResponse.totals:type_name -> emailsender.v1.GetStatsResponse.TotalsEntry
-	20, // 28: emailsender.v1.StatsBucket.start:type_name -> google.protobuf.Timestamp
-	17, // 29: emailsender.v1.StatsBucket.counts:type_name -> emailsender.v1.StatsBucket.CountsEntry
-	2,  // 30: emailsender.v1.ReportService.GetMessage:input_type -> emailsender.v1.GetMessageRequest
-	7,  // 31: emailsender.v1.ReportService.ListMessages:input_type -> emailsender.v1.ListMessagesRequest
-	9,  // 32: emailsender.v1.ReportService.GetStats:input_type -> emailsender.v1.GetStatsRequest
-	0,  // 33: emailsender.v1.ReportService.WatchEvents:input_type -> emailsender.v1.WatchEventsRequest
-	3,  // 34: emailsender.v1.ReportService.GetMessage:output_type -> emailsender.v1.GetMessageResponse
-	8,  // 35: emailsender.v1.ReportService.ListMessages:output_type -> emailsender.v1.ListMessagesResponse
-	10, // 36: emailsender.v1.ReportService.GetStats:output_type -> emailsender.v1.GetStatsResponse
-	1,  // 37: emailsender.v1.ReportService.WatchEvents:output_type -> emailsender.v1.WatchEventsResponse
-	34, // [34:38] is the sub-list for method output_type
-	30, // [30:34] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	21, // 23: emailsender.v1.GetStatsRequest.start:type_name -> google.protobuf.Timestamp
+	21, // 24: emailsender.v1.GetStatsRequest.end:type_name -> google.protobuf.Timestamp
+	22, // 25: emailsender.v1.GetStatsRequest.bucket:type_name -> google.protobuf.Duration
+	12, // 26: emailsender.v1.GetStatsResponse.buckets:type_name -> emailsender.v1.StatsBucket
+	17, // 27: emailsender.v1.GetStatsResponse.totals:type_name -> emailsender.v1.GetStatsResponse.TotalsEntry
+	11, // 28: emailsender.v1.GetStatsResponse.reputation:type_name -> emailsender.v1.ProviderReputation
+	22, // 29: emailsender.v1.ProviderReputation.window:type_name -> google.protobuf.Duration
+	21, // 30: emailsender.v1.ProviderReputation.paused_at:type_name -> google.protobuf.Timestamp
+	21, // 31: emailsender.v1.StatsBucket.start:type_name -> google.protobuf.Timestamp
+	18, // 32: emailsender.v1.StatsBucket.counts:type_name -> emailsender.v1.StatsBucket.CountsEntry
+	2,  // 33: emailsender.v1.ReportService.GetMessage:input_type -> emailsender.v1.GetMessageRequest
+	7,  // 34: emailsender.v1.ReportService.ListMessages:input_type -> emailsender.v1.ListMessagesRequest
+	9,  // 35: emailsender.v1.ReportService.GetStats:input_type -> emailsender.v1.GetStatsRequest
+	0,  // 36: emailsender.v1.ReportService.WatchEvents:input_type -> emailsender.v1.WatchEventsRequest
+	3,  // 37: emailsender.v1.ReportService.GetMessage:output_type -> emailsender.v1.GetMessageResponse
+	8,  // 38: emailsender.v1.ReportService.ListMessages:output_type -> emailsender.v1.ListMessagesResponse
+	10, // 39: emailsender.v1.ReportService.GetStats:output_type -> emailsender.v1.GetStatsResponse
+	1,  // 40: emailsender.v1.ReportService.WatchEvents:output_type -> emailsender.v1.WatchEventsResponse
+	37, // [37:41] is the sub-list for method output_type
+	33, // [33:37] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_emailsender_v1_report_proto_init() }
@@ -1226,7 +1401,7 @@ func file_emailsender_v1_report_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emailsender_v1_report_proto_rawDesc), len(file_emailsender_v1_report_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -627,6 +627,11 @@ func isolationCases(t *testing.T, s *stack, fx *isoFixture) map[string][]isoCase
 				call: rpc(s.account.VerifyProvider, &v1.VerifyProviderRequest{Id: fx.a.providerID}), target: fx.a.providerID,
 				controlCall: rpc(s.account.VerifyProvider, &v1.VerifyProviderRequest{Id: missingID}), control: missingID},
 		},
+		v1.AccountService_ResumeProvider_FullMethodName: {
+			{name: "A's smtp provider", want: codes.NotFound,
+				call: rpc(s.account.ResumeProvider, &v1.ResumeProviderRequest{Id: fx.a.providerID}), target: fx.a.providerID,
+				controlCall: rpc(s.account.ResumeProvider, &v1.ResumeProviderRequest{Id: missingID}), control: missingID},
+		},
 		v1.AccountService_AddSender_FullMethodName: {
 			// A reference to a provider: its documented error is FAILED_PRECONDITION.
 			{name: "through A's provider", want: codes.FailedPrecondition,

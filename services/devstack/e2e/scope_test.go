@@ -57,6 +57,7 @@ func scopeRows(s *stack) map[string]scopeRow {
 		v1.AccountService_ListProviders_FullMethodName:     {admin, rpc(s.account.ListProviders, &v1.ListProvidersRequest{})},
 		v1.AccountService_DeleteProvider_FullMethodName:    {admin, rpc(s.account.DeleteProvider, &v1.DeleteProviderRequest{Id: missing})},
 		v1.AccountService_VerifyProvider_FullMethodName:    {admin, rpc(s.account.VerifyProvider, &v1.VerifyProviderRequest{Id: missing})},
+		v1.AccountService_ResumeProvider_FullMethodName:    {admin, rpc(s.account.ResumeProvider, &v1.ResumeProviderRequest{Id: missing})},
 		v1.AccountService_AddSender_FullMethodName:         {admin, rpc(s.account.AddSender, &v1.AddSenderRequest{Address: "not an address"})},
 		v1.AccountService_VerifySender_FullMethodName:      {admin, rpc(s.account.VerifySender, &v1.VerifySenderRequest{Id: missing, Code: "12345678"})},
 		v1.AccountService_ListSenders_FullMethodName:       {admin, rpc(s.account.ListSenders, &v1.ListSendersRequest{})},

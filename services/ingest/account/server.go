@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
@@ -90,6 +91,8 @@ type Deps struct {
 	Revoker Revoker
 	// Eraser deletes the account's data (DeleteAccountData).
 	Eraser Eraser
+	// States lifts provider pauses (ResumeProvider).
+	States *accountstate.Store
 	// Verifiers check credentials and sender identities by kind
 	// (kinds.Verifiers).
 	Verifiers map[string]kinds.Checks

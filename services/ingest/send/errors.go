@@ -22,6 +22,7 @@ func statusOf(ctx context.Context, log *slog.Logger, err error, prefix string) *
 		verr      *validate.Error
 		unknown   *store.UnknownProviderError
 		unhealthy *store.UnhealthyProviderError
+		paused    *store.PausedProviderError
 		notCancel *store.NotCancelableError
 	)
 	switch {
@@ -29,7 +30,7 @@ func statusOf(ctx context.Context, log *slog.Logger, err error, prefix string) *
 		return status.New(codes.OK, "")
 	case errors.As(err, &verr):
 		return verr.WithPrefix(prefix).GRPCStatus()
-	case errors.As(err, &unknown), errors.As(err, &unhealthy), errors.Is(err, store.ErrNoDefaultProvider):
+	case errors.As(err, &unknown), errors.As(err, &unhealthy), errors.As(err, &paused), errors.Is(err, store.ErrNoDefaultProvider):
 		return apierr.Field(codes.FailedPrecondition, prefix+"provider_id", err.Error())
 	case errors.Is(err, store.ErrIdempotencyMismatch):
 		return apierr.Field(codes.AlreadyExists, prefix+"idempotency_key", err.Error())

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/lifecycle"
@@ -92,11 +93,19 @@ type Deps struct {
 	DB        DB
 	Publisher queue.Publisher
 	// Deleter removes the outbox rows of the jobs the service published.
-	Deleter   *outbox.Deleter
+	Deleter *outbox.Deleter
+	// Pauses says which provider configurations the reputation guard paused
+	// (an *accountstate.View); nil: none are.
+	Pauses    Pauses
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+}
+
+// Pauses is what the send path needs of the provider pauses.
+type Pauses interface {
+	Paused(ctx context.Context, account, provider string) (accountstate.Pause, error)
 }
 
 // Server is the SendService.
@@ -111,6 +120,7 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	providers *providers
+	pauses    Pauses
 
 	tracer trace.Tracer
 	// accepted counts newly accepted messages (emailsender_messages_accepted_total).
@@ -134,7 +144,7 @@ func New(cfg Config, d Deps) *Server {
 		metric.WithDescription("Messages accepted (stored and queued or scheduled), by provider kind; idempotent replays are not counted."),
 		metric.WithUnit("{message}"))
 	return &Server{
-		cfg: cfg, db: d.DB, pub: d.Publisher, deleter: d.Deleter, tel: tel, log: d.Logger, now: now,
+		cfg: cfg, db: d.DB, pub: d.Publisher, deleter: d.Deleter, pauses: d.Pauses, tel: tel, log: d.Logger, now: now,
 		providers: &providers{db: d.DB, ttl: cfg.ProviderCacheTTL, now: now, cache: map[providerKey]cachedProvider{}},
 		tracer:    tel.Tracer("github.com/namirasoft/email-sender/services/ingest"),
 		accepted:  accepted,
@@ -427,6 +437,15 @@ func (s *Server) prepare(ctx context.Context, accountID string, req *emailsender
 	prov, err := s.providers.resolve(ctx, accountID, req.GetProviderId())
 	if err != nil {
 		return nil, err
+	}
+	if s.pauses != nil {
+		pause, err := s.pauses.Paused(ctx, accountID, prov.ID)
+		if err != nil {
+			return nil, err
+		}
+		if pause.Paused {
+			return nil, &store.PausedProviderError{ID: prov.ID, Reason: pause.Reason}
+		}
 	}
 	if err := look.checkSenderProvider(v, prov.ID); err != nil {
 		return nil, err

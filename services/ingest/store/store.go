@@ -48,6 +48,15 @@ func (e *UnknownProviderError) Error() string {
 	return fmt.Sprintf("no provider configuration %q in this account", e.ID)
 }
 
+// PausedProviderError means the reputation guard paused the provider
+// configuration (pkg/reputation): its sends are refused until the owner
+// resumes it. Reason gives its rates.
+type PausedProviderError struct{ ID, Reason string }
+
+func (e *PausedProviderError) Error() string {
+	return fmt.Sprintf("provider configuration %s is paused (%s); queued mail is held; resume it with AccountService.ResumeProvider", e.ID, e.Reason)
+}
+
 // UnhealthyProviderError means the provider configuration's credentials were
 // refused; it must be fixed before it is used again.
 type UnhealthyProviderError struct{ ID string }

@@ -285,9 +285,12 @@ func (w *Watcher) convert(ctx context.Context, accountID string, m jetstream.Msg
 		return nil, false, nil
 	}
 	resp := &emailsenderv1.WatchEventsResponse{Event: MessageEvent(&pb)}
-	if pb.GetWebhookId() != "" {
+	switch {
+	case pb.GetWebhookId() != "":
 		resp.WebhookId = pb.GetWebhookId()
-	} else {
+	case queue.ProviderEvent(pb.GetType()):
+		resp.ProviderId = pb.GetProviderId()
+	default:
 		resp.MessageId = pb.GetMessageId()
 		t, err := tags.get(ctx, pb.GetMessageId())
 		if err != nil {

@@ -43,7 +43,16 @@ func (d *delivery) admit(ctx context.Context) bool {
 			d.settleJob(ctx, settlement{kind: term, reason: "account " + string(e.State)})
 			return false
 		case e.State.Held():
-			d.hold(ctx)
+			d.hold(ctx, queue.SendSubject(d.job.GetProviderKind(), d.job.GetAccountId()), "held")
+			return false
+		}
+		p, err := d.svc.states.Paused(ctx, job.GetAccountId(), job.GetProviderId())
+		if err != nil {
+			d.trouble(ctx, "read provider pause", err)
+			return false
+		}
+		if p.Paused {
+			d.park(ctx)
 			return false
 		}
 	}
@@ -65,29 +74,46 @@ func (d *delivery) admit(ctx context.Context) bool {
 	return true
 }
 
-// hold puts a suspended account's job back on the stream unchanged except
-// that the attempts made before count on (AttemptsBefore), so the hold costs
-// no attempt; the scheduler does not fetch the account's jobs while it is
-// suspended. When that fails the job comes back after heldRetry.
-func (d *delivery) hold(ctx context.Context) {
+// park holds a job of a paused provider configuration: it moves to the
+// configuration's parked subject (queue.ParkedSubject), which no scheduler
+// takes from, until the pause is lifted and the worker moves it back
+// (services/worker/parked). The account's other jobs go on.
+func (d *delivery) park(ctx context.Context) {
+	if d.hold(ctx, queue.ParkedSubject(d.job.GetProviderId(), d.job.GetAccountId()), "parked") && d.svc.parked != nil {
+		d.svc.parked(d.job.GetAccountId(), d.job.GetProviderId())
+	}
+}
+
+// hold puts a job on subject (its own for a suspended account's job; the
+// parked one for a paused provider configuration's) unchanged except that
+// the attempts made before count on (AttemptsBefore), so the hold costs no
+// attempt; the scheduler does not fetch a suspended account's jobs. When
+// that fails the job comes back after heldRetry. It reports whether the job
+// was moved.
+func (d *delivery) hold(ctx context.Context, subject, how string) bool {
 	job := proto.CloneOf(d.job)
 	job.AttemptsBefore = int32(d.attempt - 1)
 	data, err := proto.Marshal(job)
 	if err == nil {
-		msg := &nats.Msg{Subject: queue.SendSubject(d.job.GetProviderKind(), d.job.GetAccountId()), Data: data, Header: nats.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, d.job.GetMessageId()+"/held/"+uuid.NewString())
+		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, d.job.GetMessageId()+"/"+how+"/"+uuid.NewString())
 		d.svc.tel.InjectNATS(ctx, msg.Header)
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err = d.svc.jobs.PublishMsg(pctx, msg)
 		cancel()
 	}
 	if err != nil {
-		d.log.WarnContext(ctx, "hold job of a suspended account; it comes back later", "error", err)
+		d.log.WarnContext(ctx, "hold job; it comes back later", "how", how, "error", err)
 		d.settleJob(ctx, settlement{kind: nakLater, delay: heldRetry})
-		return
+		return false
 	}
-	d.log.InfoContext(ctx, "account suspended; job held on the stream")
+	if how == "parked" {
+		d.log.InfoContext(ctx, "provider configuration paused by the reputation guard; job parked until it is resumed", "subject", subject)
+	} else {
+		d.log.InfoContext(ctx, "account suspended; job held on the stream")
+	}
 	d.settleJob(ctx, settlement{kind: ack})
+	return true
 }
 
 // track registers the delivery as running for its account and returns its

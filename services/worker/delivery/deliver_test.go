@@ -220,6 +220,7 @@ func TestJobAdmission(t *testing.T) {
 		want   settleKind
 		events []string
 		held   bool // put back on the stream, its attempt not counted
+		parked bool // moved to its provider configuration's parked subject
 	}{
 		{name: "active account, job agrees with its message: sent", sent: 1, want: ack,
 			events: []string{queue.EventStarted, queue.EventSent}},
@@ -239,6 +240,8 @@ func TestJobAdmission(t *testing.T) {
 			want: term},
 		{name: "account state unreadable: given back", setup: func(b *deliveryBundle) { b.states.err = errors.New("db down") },
 			want: nakLater},
+		{name: "provider configuration paused: parked", setup: func(b *deliveryBundle) { b.states.paused = true },
+			want: ack, parked: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -259,10 +262,14 @@ func TestJobAdmission(t *testing.T) {
 			if tt.sent == 0 {
 				require.Empty(t, b.attempts.recs, "no attempt record for a job not acted on")
 			}
-			if tt.held {
+			switch {
+			case tt.held:
 				require.Equal(t, []string{queue.SendSubject("smtp", "acc-1")}, b.fallbacks.subjects)
 				require.EqualValues(t, b.d.attempt-1, b.fallbacks.jobs[0].GetAttemptsBefore(), "the hold costs no attempt")
-			} else {
+			case tt.parked:
+				require.Equal(t, []string{queue.ParkedSubject("cfg-1", "acc-1")}, b.fallbacks.subjects)
+				require.EqualValues(t, b.d.attempt-1, b.fallbacks.jobs[0].GetAttemptsBefore(), "parking costs no attempt")
+			default:
 				require.Empty(t, b.fallbacks.subjects)
 			}
 		})
@@ -436,8 +443,13 @@ func (c *fakeCancellations) Check(context.Context, string, string, string) (stor
 
 // fakeStates answers every account's state with state, or err.
 type fakeStates struct {
-	state accountstate.State
-	err   error
+	state  accountstate.State
+	err    error
+	paused bool
+}
+
+func (s *fakeStates) Paused(_ context.Context, account, provider string) (accountstate.Pause, error) {
+	return accountstate.Pause{Account: account, Provider: provider, Paused: s.paused}, nil
 }
 
 func (s *fakeStates) State(_ context.Context, account string) (accountstate.Entry, error) {

@@ -53,6 +53,9 @@ type (
 	// *accountstate.View.
 	AccountStates interface {
 		State(ctx context.Context, accountID string) (accountstate.Entry, error)
+		// Paused says whether the reputation guard paused a provider
+		// configuration of the account (its mail is parked).
+		Paused(ctx context.Context, accountID, providerID string) (accountstate.Pause, error)
 	}
 	// JobPublisher publishes a job moved to a fallback (EMAIL_SEND).
 	JobPublisher interface {
@@ -95,6 +98,10 @@ type Deps struct {
 	// BeforeSend, when set, runs after the attempt is recorded as started,
 	// before the provider call (for tests that must wait for that step).
 	BeforeSend func(messageID string, attempt int)
+	// Parked, when set, runs after a job of a paused provider configuration
+	// was parked (the worker releases it at once if the pause was lifted
+	// meanwhile).
+	Parked func(accountID, providerID string)
 }
 
 // Service runs deliveries: one attempt of one job each, from its claim to the
@@ -111,6 +118,7 @@ type Service struct {
 	tel        *telemetry.Telemetry
 	log        *slog.Logger
 	beforeSend func(messageID string, attempt int)
+	parked     func(accountID, providerID string)
 	metrics    *metrics
 	now        func() time.Time
 	// running are the deliveries in flight by account, to cancel when the
@@ -131,7 +139,7 @@ func New(cfg Settings, deps Deps) *Service {
 		cfg: cfg, attempts: deps.Attempts, events: deps.Events, configs: deps.Configs,
 		messages: deps.Messages, limits: deps.Limits, jobs: deps.Jobs, states: deps.States,
 		running: map[string]map[*delivery]context.CancelCauseFunc{},
-		tel:     deps.Telemetry, log: deps.Logger, beforeSend: deps.BeforeSend,
+		tel:     deps.Telemetry, log: deps.Logger, beforeSend: deps.BeforeSend, parked: deps.Parked,
 		metrics: newMetrics(deps.Telemetry), now: time.Now,
 	}
 }

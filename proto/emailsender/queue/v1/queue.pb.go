@@ -185,7 +185,10 @@ type DeliveryEvent struct {
 	ErrorClass        string                 `protobuf:"bytes,11,opt,name=error_class,json=errorClass,proto3" json:"error_class,omitempty"`
 	Detail            string                 `protobuf:"bytes,12,opt,name=detail,proto3" json:"detail,omitempty"`
 	RetryAt           *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
-	ProviderId        string                 `protobuf:"bytes,14,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
+	// The provider configuration: on FAILOVER the fallback; on the
+	// reputation guard's account-level events (REPUTATION_*) the configuration
+	// they are about (their message_id is its id too).
+	ProviderId string `protobuf:"bytes,14,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
 	// Set on account-level events about a webhook endpoint (WEBHOOK_DISABLED):
 	// the endpoint. Such an event's message_id is the endpoint id too, so that
 	// per-message consumers (the report's) drop it as an unknown message.
