@@ -65,11 +65,23 @@ func (s *Service) fanOut(ctx context.Context) error {
 	defer iter.Stop()
 	stop := context.AfterFunc(ctx, iter.Drain)
 	defer stop()
+	// Two stages: while one batch's deliveries are inserted (in stream
+	// order, one batch at a time), the next is fetched and built.
 	work := context.WithoutCancel(ctx)
+	built := make(chan builtBatch, 1)
+	inserted := make(chan struct{})
+	go func() {
+		defer close(inserted)
+		for b := range built {
+			s.settleBatch(work, b)
+		}
+	}()
+	defer func() { close(built); <-inserted }()
 	for {
 		batch, err := s.nextBatch(iter)
 		if len(batch) > 0 {
-			s.handle(work, batch)
+			ds, berr := s.deliveriesOf(work, batch)
+			built <- builtBatch{msgs: batch, ds: ds, err: berr}
 		}
 		switch {
 		case err == nil:
@@ -107,9 +119,18 @@ func (s *Service) nextBatch(iter jetstream.MessagesContext) ([]jetstream.Msg, er
 	return batch, nil
 }
 
-// handle records the deliveries of a batch and settles its messages.
-func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) {
-	ds, err := s.deliveriesOf(ctx, msgs)
+// builtBatch is a batch of events with the deliveries they make (or the
+// error making them).
+type builtBatch struct {
+	msgs []jetstream.Msg
+	ds   []delivery
+	err  error
+}
+
+// settleBatch records the deliveries of a batch and settles its messages:
+// acknowledged once the deliveries are committed, redelivered otherwise.
+func (s *Service) settleBatch(ctx context.Context, b builtBatch) {
+	msgs, ds, err := b.msgs, b.ds, b.err
 	if err == nil {
 		err = s.store.insert(ctx, ds)
 	}
