@@ -27,18 +27,20 @@ import (
 // snippetBytes is how much of an answer the delivery log keeps.
 const snippetBytes = 256
 
-// dispatch posts due deliveries until ctx ends. It is a pipeline: a claimer
-// leases due deliveries (a pass every Poll, at once when woken or when the
-// last pass was full), Concurrency senders post them, and a recorder stores
-// the outcomes in batches of what has come in meanwhile. Claiming, posting
-// and recording overlap; at most 2×Batch deliveries are claimed and not yet
-// recorded.
+// The dispatcher is a pipeline: a claimer leases due deliveries (a pass
+// every Poll, at once when woken or when the last pass was full), the fan-out
+// hands over the new deliveries it stored claimed, Concurrency senders post
+// them, and a recorder stores the outcomes in batches of what has come in
+// meanwhile. Claiming, posting and recording overlap; at most 2×Batch
+// deliveries are claimed and not yet recorded.
 //
-// Order per (endpoint, message, recipient) holds as in one pass: a claim
-// takes only the oldest pending delivery of each, and a claimed one stays
-// pending (leased) until its outcome is recorded.
-func (s *Service) dispatch(ctx context.Context) error {
-	p := &pipeline{
+// Order per (endpoint, message, recipient) holds as in one pass: a delivery
+// is claimed (or stored claimed) only while no earlier one of its endpoint,
+// message and recipient is pending, and a claimed one stays pending (leased)
+// until its outcome is recorded.
+
+func (s *Service) newPipeline() *pipeline {
+	return &pipeline{
 		s:        s,
 		jobs:     make(chan job, s.cfg.Batch),
 		results:  make(chan attempt, s.cfg.Batch),
@@ -46,17 +48,22 @@ func (s *Service) dispatch(ctx context.Context) error {
 		room:     2 * s.cfg.Batch,
 		holds:    newHolds(s.cfg.Lease),
 	}
+}
+
+// start runs the senders and the recorder until stop (after every producer
+// of jobs, the claimer and the fan-out, has returned).
+func (p *pipeline) start(ctx context.Context) (stop func()) {
 	var senders, recorder sync.WaitGroup
-	for range s.cfg.Concurrency {
+	for range p.s.cfg.Concurrency {
 		senders.Go(func() { p.send(ctx) })
 	}
 	recorder.Go(func() { p.record(context.WithoutCancel(ctx)) })
-	p.claim(ctx)
-	close(p.jobs)
-	senders.Wait()
-	close(p.results)
-	recorder.Wait()
-	return nil
+	return func() {
+		close(p.jobs)
+		senders.Wait()
+		close(p.results)
+		recorder.Wait()
+	}
 }
 
 // wake makes the dispatcher claim now.
@@ -132,15 +139,54 @@ func (p *pipeline) claimOnce(ctx context.Context, limit int) (int, error) {
 	p.mu.Lock()
 	p.inFlight += len(cs)
 	p.mu.Unlock()
+	return p.queue(ctx, cs, began), nil
+}
+
+// reserve takes n in-flight places if there is room for them.
+func (p *pipeline) reserve(n int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n == 0 || p.inFlight+n > p.room {
+		return false
+	}
+	p.inFlight += n
+	return true
+}
+
+// enqueue queues the deliveries of ds the fan-out stored claimed (leased,
+// whose places it reserved).
+func (p *pipeline) enqueue(ctx context.Context, ds []delivery, leased []string, began time.Time) {
+	want := make(map[string]bool, len(leased))
+	for _, id := range leased {
+		want[id] = true
+	}
+	cs := make([]claimed, 0, len(leased))
+	for _, d := range ds {
+		if want[d.ID] {
+			delete(want, d.ID) // a delivery is in ds once
+			cs = append(cs, claimed{ID: d.ID, EndpointID: d.EndpointID, AccountID: d.AccountID, EventType: d.EventType, Payload: d.Payload})
+		}
+	}
+	p.release(len(leased) - len(cs)) // none, unless ds had a duplicate
+	p.queue(ctx, cs, began)
+}
+
+// queue hands claimed deliveries (their places taken) to the senders with
+// their endpoints and secrets, and returns how many it queued: those not
+// queued (ctx ended, or the endpoints could not be read) stay leased and are
+// claimed again when the lease ends.
+func (p *pipeline) queue(ctx context.Context, cs []claimed, began time.Time) int {
+	s := p.s
+	now := s.now()
 	ids := map[string]bool{}
 	for _, c := range cs {
 		ids[c.EndpointID] = true
 	}
-	eps, err := s.store.endpointsByID(ctx, slices.Collect(maps.Keys(ids)))
+	eps, err := s.store.endpointsByID(context.WithoutCancel(ctx), slices.Collect(maps.Keys(ids)))
 	if err != nil {
-		// Not posted: the lease runs out and a later pass takes them.
+		s.log.WarnContext(ctx, "webhook endpoints; deliveries wait for their lease", "deliveries", len(cs), "error", err)
 		p.release(len(cs))
-		return 0, err
+		return 0
 	}
 	secrets := map[string][]string{}
 	for id, e := range eps {
@@ -152,12 +198,11 @@ func (p *pipeline) claimOnce(ctx context.Context, limit int) (int, error) {
 		select {
 		case p.jobs <- job{claimed: c, endpoint: eps[c.EndpointID], secrets: secrets[c.EndpointID], claimedAt: began}:
 		case <-ctx.Done():
-			// The rest stay leased and are taken again when the lease ends.
 			p.release(len(cs) - i)
-			return i, nil
+			return i
 		}
 	}
-	return len(cs), nil
+	return len(cs)
 }
 
 // release frees n in-flight places.

@@ -258,10 +258,17 @@ type delivery struct {
 	At                                 time.Time
 }
 
-// insert stores ds (pending, due at their At); ones already there stay as they are.
-func (s *store) insert(ctx context.Context, ds []delivery) error {
+// insert stores ds (pending, due at their At); ones already there stay as
+// they are.
+//
+// With leaseUntil set, a new delivery that may go out at once (its endpoint
+// is enabled and no earlier delivery of its endpoint, message and recipient
+// is pending, in the table or in ds) is stored claimed instead: due at
+// leaseUntil, as claim would leave it. insert returns those, for the caller
+// to post; the lease brings them back if it does not get to record them.
+func (s *store) insert(ctx context.Context, ds []delivery, leaseUntil *time.Time) ([]string, error) {
 	if len(ds) == 0 {
-		return nil
+		return nil, nil
 	}
 	n := len(ds)
 	ids, eps, accts, msgs := make([]pgtype.UUID, n), make([]pgtype.UUID, n), make([]pgtype.UUID, n), make([]pgtype.UUID, n)
@@ -272,19 +279,42 @@ func (s *store) insert(ctx context.Context, ds []delivery) error {
 		evs[i], types[i], rcpts[i] = d.EventID, d.EventType, d.Recipient
 		seqs[i], payloads[i], ats[i] = d.Seq, d.Payload, d.At
 	}
-	_, err := s.pool.Exec(ctx, `
+	rows, err := s.pool.Query(ctx, `
+		WITH d AS (
+			SELECT d.*, row_number() OVER (PARTITION BY d.endpoint_id, d.message_id, d.recipient ORDER BY d.seq) AS rn
+			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], $7::uuid[], $8::text[], $9::bytea[], $10::timestamptz[])
+				AS d(id, endpoint_id, account_id, event_id, seq, event_type, message_id, recipient, payload, at))
 		INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, seq, event_type, message_id, recipient,
 			payload, next_attempt_at, created_at, updated_at)
-		SELECT d.id, d.endpoint_id, d.account_id, d.event_id, d.seq, d.event_type, d.message_id, d.recipient, d.payload, d.at, d.at, d.at
-		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], $7::uuid[], $8::text[], $9::bytea[], $10::timestamptz[])
-			AS d(id, endpoint_id, account_id, event_id, seq, event_type, message_id, recipient, payload, at)
-		JOIN webhook_endpoints e ON e.id = d.endpoint_id
-		ON CONFLICT (id) DO NOTHING`,
-		ids, eps, accts, evs, seqs, types, msgs, rcpts, payloads, ats)
+		SELECT d.id, d.endpoint_id, d.account_id, d.event_id, d.seq, d.event_type, d.message_id, d.recipient, d.payload,
+			CASE WHEN $11::timestamptz IS NOT NULL AND e.enabled AND d.rn = 1 AND NOT EXISTS (
+				SELECT 1 FROM webhook_deliveries p
+				WHERE p.endpoint_id = d.endpoint_id AND p.message_id = d.message_id AND p.recipient = d.recipient
+				  AND p.state = 'pending' AND p.seq < d.seq)
+			THEN $11 ELSE d.at END,
+			d.at, d.at
+		FROM d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+		ON CONFLICT (id) DO NOTHING
+		RETURNING id::text, next_attempt_at <> created_at`,
+		ids, eps, accts, evs, seqs, types, msgs, rcpts, payloads, ats, leaseUntil)
 	if err != nil {
-		return fmt.Errorf("insert webhook deliveries: %w", err)
+		return nil, fmt.Errorf("insert webhook deliveries: %w", err)
 	}
-	return nil
+	var (
+		leased []string
+		id     string
+		lease  bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &lease}, func() error {
+		if lease {
+			leased = append(leased, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert webhook deliveries: %w", err)
+	}
+	return leased, nil
 }
 
 // claimed is a due delivery a dispatcher took.
