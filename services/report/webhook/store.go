@@ -443,12 +443,12 @@ func (s *store) record(ctx context.Context, as []attempt, now time.Time) error {
 		WHERE EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = u.id)`, pgUUIDs(aIDs), pgUUIDs(accts), ats, codes, lat, snippets, errs)
 	b.Queue(`UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ANY($1::uuid[]) AND failing_since IS NOT NULL`, pgUUIDs(okIDs))
 	b.Queue(`UPDATE webhook_endpoints SET failing_since = $2 WHERE id = ANY($1::uuid[]) AND failing_since IS NULL`, pgUUIDs(failedIDs), now)
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("record webhook attempts: %w", err)
-		}
-		return nil
-	})
+	// A batch runs in one implicit transaction: all of it or none, without
+	// the round trips of BEGIN and COMMIT.
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("record webhook attempts: %w", err)
+	}
+	return nil
 }
 
 // disable disables an endpoint (if enabled) with reason; it reports whether
