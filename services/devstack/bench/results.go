@@ -91,6 +91,12 @@ type WebhookResult struct {
 type WebhookRun struct {
 	Seconds   float64 `json:"seconds"`
 	PerSecond float64 `json:"per_second"`
+	// Cores is the CPU this process and PostgreSQL used meanwhile,
+	// OtherCores what other processes on the machine took.
+	Cores      float64 `json:"cores"`
+	OtherCores float64 `json:"other_processes_cores"`
+	// CPUusPerEvent is Cores over the rate: CPU µs per event delivered.
+	CPUusPerEvent float64 `json:"cpu_us_per_event"`
 }
 
 // WatchResult is WatchEvents' event-to-client latency.
@@ -237,12 +243,12 @@ func (r *Results) markdown() string {
 	}
 	if h := r.Webhook; h != nil {
 		w("**Webhooks** (events of one message, each for a recipient of its own, published to EMAIL_EVENTS as fast as JetStream takes them; the report fans them out into PostgreSQL, signs and posts each to a local receiver answering 204; counted from the first publish to the receiver's last request; %d events per run).\n\n", h.Events)
-		w("| webhook deliveries | median events/s | min | max | runs |\n|---|---:|---:|---:|---|\n")
-		var runs []string
-		for _, r := range h.Runs {
-			runs = append(runs, fmt.Sprintf("%.0f", r.PerSecond))
+		w("Median **%.0f events/s** (min %.0f, max %.0f). The machine is shared: next to each run, the CPU this process and PostgreSQL used, what other processes took, and the CPU per event.\n\n", h.MedianPerSecond, h.MinPerSecond, h.MaxPerSecond)
+		w("| run | events/s | this process + postgres | other processes | CPU µs per event |\n|---:|---:|---:|---:|---:|\n")
+		for i, r := range h.Runs {
+			w("| %d | %.0f | %.2f cores | %.2f cores | %.0f |\n", i+1, r.PerSecond, r.Cores, r.OtherCores, r.CPUusPerEvent)
 		}
-		w("| to a local receiver | %.0f | %.0f | %.0f | %s |\n\n", h.MedianPerSecond, h.MinPerSecond, h.MaxPerSecond, strings.Join(runs, ", "))
+		w("\n")
 	}
 	if wa := r.Watch; wa != nil {
 		w("**WatchEvents** (a live gRPC watch while %d events are published to EMAIL_EVENTS one at a time; from just before each publish to the event's arrival at the client).\n\n", wa.Events)

@@ -35,10 +35,12 @@ const hooksAccount = "hooks"
 // to the receiver's last request.
 func runWebhook(ctx context.Context, e *env, o options, res *Results) error {
 	var got atomic.Int64
-	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	rcv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		got.Add(1)
 		w.WriteHeader(http.StatusNoContent)
 	}))
+	// The receiver's goroutines are the load's in the profiles.
+	pprof.Do(ctx, pprof.Labels("part", "load"), func(context.Context) { rcv.Start() })
 	defer rcv.Close()
 	conn, err := grpc.NewClient(e.reportAddr, grpcInsecure())
 	if err != nil {
@@ -113,8 +115,16 @@ func runWebhook(ctx context.Context, e *env, o options, res *Results) error {
 		el := time.Since(start)
 		prof.stop(res)
 		r := float64(o.webhookEvents) / el.Seconds()
-		out.Runs = append(out.Runs, WebhookRun{Seconds: el.Seconds(), PerSecond: r})
-		e.log.Info("webhook delivery", "run", run+1, "per_s", int(r))
+		wr := WebhookRun{Seconds: el.Seconds(), PerSecond: r}
+		// The machine is shared: the CPU this process and PostgreSQL used
+		// tells what the run got of it.
+		if p := res.Profiles[len(res.Profiles)-1]; p.Name == fmt.Sprintf("webhook-%d", run+1) {
+			wr.Cores = p.HarnessCores + p.PostgresCores
+			wr.OtherCores = p.OtherCores
+			wr.CPUusPerEvent = 1e6 * wr.Cores / r
+		}
+		out.Runs = append(out.Runs, wr)
+		e.log.Info("webhook delivery", "run", run+1, "per_s", int(r), "cores", fmt.Sprintf("%.2f", wr.Cores), "other_cores", fmt.Sprintf("%.2f", wr.OtherCores))
 		if err := e.failed(); err != nil {
 			return err
 		}
