@@ -10,7 +10,9 @@
 # results/profiles/), and put the table into README.md between the BENCH
 # markers of its Performance section.
 #
-#   scripts/bench.sh [harness flags]     e.g. -only ingest, -ingest-duration 4s
+#   scripts/bench.sh [harness flags]     e.g. -only ingest, -ingest-duration 4s,
+#                                        -only webhook,watch (webhook delivery
+#                                        events/s, WatchEvents latency)
 #
 # Environment: BENCH_OUT (results) is the results directory; BENCH_README=0
 # leaves README.md alone.

@@ -27,6 +27,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/provider/smtp"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/schema"
+	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/pkg/testkit/natsembed"
 	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
@@ -69,6 +70,8 @@ type env struct {
 	stallSink *smtpsink.Sink
 
 	accounts map[string]ingest.BootstrapResult
+	// hooksMsgID is the hooks account's one message (webhook.go).
+	hooksMsgID string
 
 	ingestAddr string
 	reportAddr string
@@ -113,6 +116,7 @@ func newEnv(ctx context.Context, o options, log *slog.Logger) (*env, error) {
 		{AccountName: "ingest", ProviderKind: "sandbox", Senders: []string{"example.com"}},
 		{AccountName: "e2e", ProviderKind: "smtp", SMTP: ingest.SMTPSettings{Host: e.fastSink.Host(), Port: e.fastSink.Port(), TLS: "none", PoolSize: fastPool}, Senders: []string{"example.com"}},
 		{AccountName: "slow", ProviderKind: "smtp", SMTP: ingest.SMTPSettings{Host: e.slowSink.Host(), Port: e.slowSink.Port(), TLS: "none", PoolSize: slowPool}, Senders: []string{"example.com"}},
+		{AccountName: hooksAccount, ProviderKind: "sandbox", Senders: []string{"example.com"}},
 		{AccountName: "queued", ProviderKind: "smtp", SMTP: ingest.SMTPSettings{Host: e.stallSink.Host(), Port: e.stallSink.Port(), TLS: "none", PoolSize: fastPool}, Senders: []string{"example.com"}},
 	}
 	for _, p := range accounts {
@@ -313,7 +317,14 @@ func (e *env) startServices() error {
 			return nil, err
 		}
 		e.reportAddr = lis.Addr().String()
-		svc, err := report.New(report.Config{HTTPAddr: "off"}, report.Deps{Pool: pool, JetStream: js, Telemetry: tel, Logger: log,
+		mk, err := secretbox.NewMasterKey()
+		if err != nil {
+			return nil, err
+		}
+		cfg := report.Config{HTTPAddr: "off", MasterKeys: "bench:" + mk}
+		// The webhook receiver of the bench listens on loopback.
+		cfg.Webhooks.Outbound.AllowNets = []string{"127.0.0.0/8", "::1/128"}
+		svc, err := report.New(cfg, report.Deps{Pool: pool, JetStream: js, Telemetry: tel, Logger: log,
 			Authenticator: auth.NewKeyStore(pool, 30*time.Second), Listener: lis})
 		if err != nil {
 			return nil, err

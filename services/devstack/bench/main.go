@@ -11,6 +11,9 @@
 //     messages, and the limit: go-mail sending the same messages straight to
 //     the same sink over as many connections as the provider's pool;
 //   - end to end against a sink that takes 200 ms per message;
+//   - webhook delivery: events/s posted, signed, to a local receiver (events
+//     published to EMAIL_EVENTS, fanned out into PostgreSQL by the report);
+//   - WatchEvents: event-to-client latency of a live watch;
 //   - the memory (VmRSS, VmHWM) of each service run as its own process, at rest
 //     and with 100k messages accepted and waiting.
 //
@@ -47,6 +50,10 @@ type options struct {
 	queued     int
 	skipMemory bool
 	only       string
+
+	webhookEvents int
+	webhookRuns   int
+	watchEvents   int
 }
 
 func main() {
@@ -60,7 +67,10 @@ func main() {
 	flag.DurationVar(&o.limitDur, "limit-duration", 5*time.Second, "time of each direct go-mail limit run")
 	flag.IntVar(&o.queued, "queued", 100000, "messages queued for the memory measurement")
 	flag.BoolVar(&o.skipMemory, "skip-memory", false, "skip the per-process memory phase")
-	flag.StringVar(&o.only, "only", "", "run only these phases (comma separated: ingest, e2e, memory)")
+	flag.IntVar(&o.webhookEvents, "webhook-events", 20000, "events of each webhook delivery run")
+	flag.IntVar(&o.webhookRuns, "webhook-runs", 3, "webhook delivery runs (the median is the result)")
+	flag.IntVar(&o.watchEvents, "watch-events", 2000, "events of the WatchEvents latency run")
+	flag.StringVar(&o.only, "only", "", "run only these phases (comma separated: ingest, e2e, webhook, watch, memory)")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -101,6 +111,16 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			return fmt.Errorf("end-to-end phase: %w", err)
 		}
 	}
+	if want["webhook"] {
+		if err := runWebhook(ctx, env, o, res); err != nil {
+			return fmt.Errorf("webhook phase: %w", err)
+		}
+	}
+	if want["watch"] {
+		if err := runWatch(ctx, env, o, res); err != nil {
+			return fmt.Errorf("WatchEvents phase: %w", err)
+		}
+	}
 	env.stopServices()
 	if want["memory"] && !o.skipMemory {
 		if err := runMemory(ctx, env, o, res); err != nil {
@@ -113,7 +133,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 }
 
 func phases(only string) map[string]bool {
-	all := map[string]bool{"ingest": true, "e2e": true, "memory": true}
+	all := map[string]bool{"ingest": true, "e2e": true, "webhook": true, "watch": true, "memory": true}
 	if only == "" {
 		return all
 	}

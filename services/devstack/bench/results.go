@@ -20,6 +20,8 @@ type Results struct {
 	Ingest          []IngestPoint     `json:"ingest"`
 	Batch           BatchResult       `json:"send_batch"`
 	E2E             []E2EResult       `json:"end_to_end"`
+	Webhook         *WebhookResult    `json:"webhook,omitempty"`
+	Watch           *WatchResult      `json:"watch_events,omitempty"`
 	Memory          *MemoryResult     `json:"memory,omitempty"`
 	Targets         Targets           `json:"targets"`
 	Checks          []Check           `json:"checks"`
@@ -77,6 +79,35 @@ type E2EResult struct {
 	Ratio float64    `json:"ratio"`
 }
 
+// WebhookResult is webhook deliveries to a local receiver, a few runs.
+type WebhookResult struct {
+	Events          int          `json:"events_per_run"`
+	Runs            []WebhookRun `json:"runs"`
+	MedianPerSecond float64      `json:"median_per_second"`
+	MinPerSecond    float64      `json:"min_per_second"`
+	MaxPerSecond    float64      `json:"max_per_second"`
+}
+
+type WebhookRun struct {
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"per_second"`
+	// Cores is the CPU this process and PostgreSQL used meanwhile,
+	// OtherCores what other processes on the machine took.
+	Cores      float64 `json:"cores"`
+	OtherCores float64 `json:"other_processes_cores"`
+	// CPUusPerEvent is Cores over the rate: CPU µs per event delivered.
+	CPUusPerEvent float64 `json:"cpu_us_per_event"`
+}
+
+// WatchResult is WatchEvents' event-to-client latency.
+type WatchResult struct {
+	Events int     `json:"events"`
+	P50ms  float64 `json:"p50_ms"`
+	P95ms  float64 `json:"p95_ms"`
+	P99ms  float64 `json:"p99_ms"`
+	MaxMs  float64 `json:"max_ms"`
+}
+
 type Mem struct {
 	RSSMB float64 `json:"rss_mb"`
 	HWMMB float64 `json:"hwm_mb"`
@@ -118,10 +149,14 @@ type Targets struct {
 	E2ERatio      float64 `json:"e2e_ratio_min"`
 	SlowPerSecond float64 `json:"slow_sink_per_second_min"`
 	MemoryMB      float64 `json:"memory_mb_max"`
+	// WebhookPerSecond: webhook deliveries/s to a local receiver (median run).
+	WebhookPerSecond float64 `json:"webhook_per_second_min"`
+	// WatchP99ms: WatchEvents event-to-client latency, p99.
+	WatchP99ms float64 `json:"watch_p99_ms_max"`
 }
 
 func defaultTargets() Targets {
-	return Targets{IngestRatio: 0.70, E2ERatio: 0.60, SlowPerSecond: 1000, MemoryMB: 200}
+	return Targets{IngestRatio: 0.70, E2ERatio: 0.60, SlowPerSecond: 1000, MemoryMB: 200, WebhookPerSecond: 5000, WatchP99ms: 50}
 }
 
 type Check struct {
@@ -145,6 +180,14 @@ func (r *Results) evaluate() {
 		}
 		r.Checks = append(r.Checks, Check{Name: "end to end, " + e.Name + ", vs limit", Value: pct(e.Ratio),
 			Target: "≥ " + pct(t.E2ERatio), Pass: e.Ratio >= t.E2ERatio})
+	}
+	if w := r.Webhook; w != nil {
+		r.Checks = append(r.Checks, Check{Name: "webhook delivery to a local receiver (median run)", Value: fmt.Sprintf("%.0f events/s", w.MedianPerSecond),
+			Target: fmt.Sprintf("≥ %.0f events/s", t.WebhookPerSecond), Pass: w.MedianPerSecond >= t.WebhookPerSecond})
+	}
+	if w := r.Watch; w != nil {
+		r.Checks = append(r.Checks, Check{Name: "WatchEvents event-to-client latency, p99", Value: ms(w.P99ms) + " ms",
+			Target: fmt.Sprintf("< %.0f ms", t.WatchP99ms), Pass: w.P99ms < t.WatchP99ms})
 	}
 	if r.Memory != nil {
 		for _, s := range r.Memory.Services {
@@ -197,6 +240,20 @@ func (r *Results) markdown() string {
 			w("| %s | %d | %.0f | %s | %s | %s | %d | %.0f | %s |\n", e.Name, e.Flood.Messages, e.Flood.PerSecond, p50, p99, rate, e.PoolSize, e.Limit.PerSecond, pct(e.Ratio))
 		}
 		w("\n")
+	}
+	if h := r.Webhook; h != nil {
+		w("**Webhooks** (events of one message, each for a recipient of its own, published to EMAIL_EVENTS as fast as JetStream takes them; the report fans them out into PostgreSQL, signs and posts each to a local receiver answering 204; counted from the first publish to the receiver's last request; %d events per run).\n\n", h.Events)
+		w("Median **%.0f events/s** (min %.0f, max %.0f). The machine is shared: next to each run, the CPU this process and PostgreSQL used, what other processes took, and the CPU per event.\n\n", h.MedianPerSecond, h.MinPerSecond, h.MaxPerSecond)
+		w("| run | events/s | this process + postgres | other processes | CPU µs per event |\n|---:|---:|---:|---:|---:|\n")
+		for i, r := range h.Runs {
+			w("| %d | %.0f | %.2f cores | %.2f cores | %.0f |\n", i+1, r.PerSecond, r.Cores, r.OtherCores, r.CPUusPerEvent)
+		}
+		w("\n")
+	}
+	if wa := r.Watch; wa != nil {
+		w("**WatchEvents** (a live gRPC watch while %d events are published to EMAIL_EVENTS one at a time; from just before each publish to the event's arrival at the client).\n\n", wa.Events)
+		w("| event to client | p50 ms | p95 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|\n")
+		w("| WatchEvents (gRPC) | %s | %s | %s | %s |\n\n", ms(wa.P50ms), ms(wa.P95ms), ms(wa.P99ms), ms(wa.MaxMs))
 	}
 	if m := r.Memory; m != nil {
 		w("**Memory** of each service as its own process (VmRSS; VmHWM is the peak), at rest and with %d messages accepted and waiting (the SMTP server never answers, so the worker holds %d deliveries in flight and the rest wait on the stream; queueing took %.1f s).\n\n", m.Queued, m.WorkerConcurrency, m.QueueSeconds)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,29 +27,46 @@ import (
 // snippetBytes is how much of an answer the delivery log keeps.
 const snippetBytes = 256
 
-// dispatch posts due deliveries until ctx ends; a pass runs every Poll, or
-// at once when the fan-out recorded new deliveries.
-func (s *Service) dispatch(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.Poll)
-	defer t.Stop()
-	for {
-		n, err := s.DispatchOnce(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.log.WarnContext(ctx, "webhook dispatch pass failed", "error", err)
-		}
-		if n >= s.cfg.Batch {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		case <-s.wakeup:
-		}
+// The dispatcher is a pipeline: a claimer leases due deliveries (a pass
+// every Poll, at once when woken or when the last pass was full), the fan-out
+// hands over the new deliveries it stored claimed, Concurrency senders post
+// them, and a recorder stores the outcomes in batches of what has come in
+// meanwhile. Claiming, posting and recording overlap; at most 2×Batch
+// deliveries are claimed and not yet recorded.
+//
+// Order per (endpoint, message, recipient) holds as in one pass: a delivery
+// is claimed (or stored claimed) only while no earlier one of its endpoint,
+// message and recipient is pending, and a claimed one stays pending (leased)
+// until its outcome is recorded.
+
+func (s *Service) newPipeline() *pipeline {
+	return &pipeline{
+		s:        s,
+		jobs:     make(chan job, s.cfg.Batch),
+		results:  make(chan attempt, s.cfg.Batch),
+		released: make(chan struct{}, 1),
+		room:     2 * s.cfg.Batch,
+		holds:    newHolds(s.cfg.Lease),
 	}
 }
 
-// wake makes the dispatcher run a pass now.
+// start runs the senders and the recorder until stop (after every producer
+// of jobs, the claimer and the fan-out, has returned).
+func (p *pipeline) start(ctx context.Context) (stop func()) {
+	var senders, recorder sync.WaitGroup
+	for range p.s.cfg.Concurrency {
+		senders.Go(func() { p.send(ctx) })
+	}
+	recorder.Go(func() { p.record(context.WithoutCancel(ctx)) })
+	return func() {
+		close(p.jobs)
+		senders.Wait()
+		close(p.results)
+		recorder.Wait()
+	}
+}
+
+// wake makes the dispatcher claim now.
 func (s *Service) wake() {
 	select {
 	case s.wakeup <- struct{}{}:
@@ -55,25 +74,119 @@ func (s *Service) wake() {
 	}
 }
 
-// DispatchOnce claims due deliveries, posts them (Concurrency at a time) and
-// records the outcomes. It returns how many it claimed.
-func (s *Service) DispatchOnce(ctx context.Context) (int, error) {
+// job is a claimed delivery with what posting it needs.
+type job struct {
+	claimed
+	endpoint endpoint
+	secrets  []string
+	// claimedAt is when the claim that took it began (holds).
+	claimedAt time.Time
+}
+
+type pipeline struct {
+	s        *Service
+	jobs     chan job
+	results  chan attempt
+	released chan struct{}
+	holds    *holds
+
+	mu       sync.Mutex
+	inFlight int // claimed, not yet recorded
+	room     int // most in flight
+}
+
+// claim leases due deliveries and hands them to the senders until ctx ends.
+func (p *pipeline) claim(ctx context.Context) {
+	s := p.s
+	t := time.NewTicker(s.cfg.Poll)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		p.mu.Lock()
+		limit := min(s.cfg.Batch, p.room-p.inFlight)
+		p.mu.Unlock()
+		if limit < max(s.cfg.Batch/4, 1) {
+			// Full: wait for the recorder.
+			select {
+			case <-ctx.Done():
+			case <-p.released:
+			}
+			continue
+		}
+		n, err := p.claimOnce(ctx, limit)
+		if err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "webhook dispatch pass failed", "error", err)
+		}
+		if err == nil && n == limit {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-s.wakeup:
+		}
+	}
+}
+
+// claimOnce claims up to limit due deliveries and queues them for the senders.
+func (p *pipeline) claimOnce(ctx context.Context, limit int) (int, error) {
+	s := p.s
+	began := time.Now()
 	now := s.now()
-	cs, err := s.store.claim(ctx, now, s.cfg.Lease, s.cfg.Batch)
+	cs, err := s.store.claim(ctx, now, s.cfg.Lease, limit)
 	if err != nil || len(cs) == 0 {
 		return 0, err
 	}
+	p.mu.Lock()
+	p.inFlight += len(cs)
+	p.mu.Unlock()
+	return p.queue(ctx, cs, began), nil
+}
+
+// reserve takes n in-flight places if there is room for them.
+func (p *pipeline) reserve(n int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n == 0 || p.inFlight+n > p.room {
+		return false
+	}
+	p.inFlight += n
+	return true
+}
+
+// enqueue queues the deliveries of ds the fan-out stored claimed (leased,
+// whose places it reserved).
+func (p *pipeline) enqueue(ctx context.Context, ds []delivery, leased []string, began time.Time) {
+	want := make(map[string]bool, len(leased))
+	for _, id := range leased {
+		want[id] = true
+	}
+	cs := make([]claimed, 0, len(leased))
+	for _, d := range ds {
+		if want[d.ID] {
+			delete(want, d.ID) // a delivery is in ds once
+			cs = append(cs, claimed{ID: d.ID, EndpointID: d.EndpointID, AccountID: d.AccountID, EventType: d.EventType, Payload: d.Payload})
+		}
+	}
+	p.release(len(leased) - len(cs)) // none, unless ds had a duplicate
+	p.queue(ctx, cs, began)
+}
+
+// queue hands claimed deliveries (their places taken) to the senders with
+// their endpoints and secrets, and returns how many it queued: those not
+// queued (ctx ended, or the endpoints could not be read) stay leased and are
+// claimed again when the lease ends.
+func (p *pipeline) queue(ctx context.Context, cs []claimed, began time.Time) int {
+	s := p.s
+	now := s.now()
 	ids := map[string]bool{}
 	for _, c := range cs {
 		ids[c.EndpointID] = true
 	}
-	epIDs := make([]string, 0, len(ids))
-	for id := range ids {
-		epIDs = append(epIDs, id)
-	}
-	eps, err := s.store.endpointsByID(ctx, epIDs)
+	eps, err := s.store.endpointsByID(context.WithoutCancel(ctx), slices.Collect(maps.Keys(ids)))
 	if err != nil {
-		return 0, err
+		s.log.WarnContext(ctx, "webhook endpoints; deliveries wait for their lease", "deliveries", len(cs), "error", err)
+		p.release(len(cs))
+		return 0
 	}
 	secrets := map[string][]string{}
 	for id, e := range eps {
@@ -81,28 +194,139 @@ func (s *Service) DispatchOnce(ctx context.Context) (int, error) {
 			s.log.ErrorContext(ctx, "open webhook secret", "webhook_id", id, "account_id", e.AccountID, "error", err)
 		}
 	}
-	results := make([]attempt, len(cs))
-	sem := make(chan struct{}, s.cfg.Concurrency)
-	var wg sync.WaitGroup
 	for i, c := range cs {
-		e := eps[c.EndpointID]
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			results[i] = s.post(ctx, e, secrets[c.EndpointID], c.ID, c.Payload)
-			results[i].DeliveryID, results[i].EndpointID, results[i].AccountID = c.ID, c.EndpointID, c.AccountID
-			s.settle(&results[i], c.Attempts)
-		}()
+		select {
+		case p.jobs <- job{claimed: c, endpoint: eps[c.EndpointID], secrets: secrets[c.EndpointID], claimedAt: began}:
+		case <-ctx.Done():
+			p.release(len(cs) - i)
+			return i
+		}
 	}
-	wg.Wait()
-	// Record with the pass's clock reading after the posts.
-	done := s.now()
-	if err := s.store.record(context.WithoutCancel(ctx), results, done); err != nil {
-		return len(cs), err
+	return len(cs)
+}
+
+// release frees n in-flight places.
+func (p *pipeline) release(n int) {
+	p.mu.Lock()
+	p.inFlight -= n
+	p.mu.Unlock()
+	select {
+	case p.released <- struct{}{}:
+	default:
 	}
-	s.disableFailing(context.WithoutCancel(ctx), results, done)
-	return len(cs), nil
+}
+
+// send posts jobs. Once ctx ends, jobs not yet posted are dropped: they stay
+// leased and are taken again when the lease ends.
+func (p *pipeline) send(ctx context.Context) {
+	s := p.s
+	for j := range p.jobs {
+		if ctx.Err() != nil {
+			p.release(1)
+			continue
+		}
+		var a attempt
+		if p.holds.held(j.EndpointID, j.claimedAt) {
+			// The endpoint is being (or was) disabled since the claim: the
+			// delivery is held like the endpoint's others, not attempted.
+			a = attempt{At: s.now(), State: "pending", Attempts: j.Attempts, Held: true}
+			a.Next = a.At
+		} else {
+			a = s.post(context.WithoutCancel(ctx), j.endpoint, j.secrets, j.ID, j.Payload)
+			s.settle(&a, j.Attempts)
+			if a.StatusCode == http.StatusGone {
+				p.holds.gone(j.EndpointID)
+			}
+		}
+		a.DeliveryID, a.EndpointID, a.AccountID = j.ID, j.EndpointID, j.AccountID
+		p.results <- a
+	}
+}
+
+// record stores outcomes as they come, in batches of up to Batch.
+func (p *pipeline) record(ctx context.Context) {
+	s := p.s
+	batch := make([]attempt, 0, s.cfg.Batch)
+	for a := range p.results {
+		batch = append(batch[:0], a)
+	more:
+		for len(batch) < s.cfg.Batch {
+			select {
+			case a, ok := <-p.results:
+				if !ok {
+					break more
+				}
+				batch = append(batch, a)
+			default:
+				break more
+			}
+		}
+		done := s.now()
+		if err := s.store.record(ctx, batch, done); err != nil {
+			// Not recorded: the lease runs out and the deliveries are
+			// attempted again (at least once).
+			s.log.WarnContext(ctx, "record webhook attempts", "attempts", len(batch), "error", err)
+		} else {
+			for _, id := range s.disableFailing(ctx, batch, done) {
+				p.holds.disabled(id)
+			}
+		}
+		// A 410 is settled either way: disabled now, or (not recorded)
+		// attempted again by a later claim.
+		for _, a := range batch {
+			if !a.Held && a.StatusCode == http.StatusGone {
+				p.holds.disabled(a.EndpointID)
+			}
+		}
+		p.release(len(batch))
+	}
+}
+
+// holds tracks endpoints disabled while their deliveries are in the
+// pipeline: a delivery claimed before its endpoint was disabled is held,
+// not posted.
+type holds struct {
+	mu         sync.Mutex
+	goneSeen   map[string]bool      // answered 410, not yet disabled
+	disabledAt map[string]time.Time // when the recorder disabled it
+	// keep: a claim older than this is past its lease, so entries can go.
+	keep time.Duration
+}
+
+func newHolds(lease time.Duration) *holds {
+	return &holds{goneSeen: map[string]bool{}, disabledAt: map[string]time.Time{}, keep: 2 * lease}
+}
+
+func (h *holds) gone(id string) {
+	h.mu.Lock()
+	h.goneSeen[id] = true
+	h.mu.Unlock()
+}
+
+func (h *holds) disabled(id string) {
+	h.mu.Lock()
+	delete(h.goneSeen, id)
+	h.disabledAt[id] = time.Now()
+	for k, t := range h.disabledAt {
+		if time.Since(t) > h.keep {
+			delete(h.disabledAt, k)
+		}
+	}
+	h.mu.Unlock()
+}
+
+// held reports whether a delivery to endpoint id claimed at claimedAt is to
+// be held: the endpoint answered 410 and is being disabled, or it was
+// disabled after the claim began (a claim that began later saw it disabled,
+// or enabled again).
+func (h *holds) held(id string, claimedAt time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.goneSeen[id] {
+		return true
+	}
+	t, ok := h.disabledAt[id]
+	return ok && claimedAt.Before(t)
 }
 
 // settle sets the delivery's state after attempt number attempts+1.
@@ -219,29 +443,31 @@ func validUTF8(b []byte) string {
 }
 
 // disableFailing disables endpoints that answered 410, and those failing
-// continuously for DisableAfter.
-func (s *Service) disableFailing(ctx context.Context, results []attempt, now time.Time) {
-	var failing []string
+// continuously for DisableAfter; it returns the endpoints it disabled (or
+// tried to). Held deliveries were not attempted and count for neither.
+func (s *Service) disableFailing(ctx context.Context, results []attempt, now time.Time) []string {
+	var failing, out []string
 	seen := map[string]bool{}
 	for _, a := range results {
-		if a.StatusCode == http.StatusGone && !seen[a.EndpointID] {
+		if !a.Held && a.StatusCode == http.StatusGone && !seen[a.EndpointID] {
 			seen[a.EndpointID] = true
 			s.disable(ctx, a.EndpointID, a.AccountID, "the endpoint answered 410 Gone", now)
+			out = append(out, a.EndpointID)
 		}
 	}
 	for _, a := range results {
-		if !seen[a.EndpointID] && (a.StatusCode < 200 || a.StatusCode >= 300) {
+		if !a.Held && !seen[a.EndpointID] && (a.StatusCode < 200 || a.StatusCode >= 300) {
 			seen[a.EndpointID] = true
 			failing = append(failing, a.EndpointID)
 		}
 	}
 	if len(failing) == 0 {
-		return
+		return out
 	}
 	since, err := s.store.failingSince(ctx, failing, now.Add(-s.cfg.DisableAfter))
 	if err != nil {
 		s.log.WarnContext(ctx, "webhook failure runs", "error", err)
-		return
+		return out
 	}
 	accounts := map[string]string{}
 	for _, a := range results {
@@ -249,7 +475,9 @@ func (s *Service) disableFailing(ctx context.Context, results []attempt, now tim
 	}
 	for id, t := range since {
 		s.disable(ctx, id, accounts[id], fmt.Sprintf("deliveries failed continuously since %s", t.UTC().Format(time.RFC3339)), now)
+		out = append(out, id)
 	}
+	return out
 }
 
 // disable disables an endpoint and tells the owner with a WEBHOOK_DISABLED

@@ -31,7 +31,7 @@ func DeliveryID(endpointID, eventID, recipient string) string {
 // delivery per (matching endpoint, recipient) of each event, outbox style:
 // an event is acknowledged once its deliveries are committed, so none is
 // lost; an event fanned out twice is the same deliveries (DeliveryID).
-func (s *Service) fanOut(ctx context.Context) error {
+func (s *Service) fanOut(ctx context.Context, p *pipeline) error {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       s.cfg.Consumer,
 		Description:   "report: events into webhook deliveries",
@@ -65,11 +65,23 @@ func (s *Service) fanOut(ctx context.Context) error {
 	defer iter.Stop()
 	stop := context.AfterFunc(ctx, iter.Drain)
 	defer stop()
+	// Two stages: while one batch's deliveries are inserted (in stream
+	// order, one batch at a time), the next is fetched and built.
 	work := context.WithoutCancel(ctx)
+	built := make(chan builtBatch, 1)
+	inserted := make(chan struct{})
+	go func() {
+		defer close(inserted)
+		for b := range built {
+			s.settleBatch(ctx, p, b)
+		}
+	}()
+	defer func() { close(built); <-inserted }()
 	for {
 		batch, err := s.nextBatch(iter)
 		if len(batch) > 0 {
-			s.handle(work, batch)
+			ds, berr := s.deliveriesOf(work, batch)
+			built <- builtBatch{msgs: batch, ds: ds, err: berr}
 		}
 		switch {
 		case err == nil:
@@ -107,11 +119,38 @@ func (s *Service) nextBatch(iter jetstream.MessagesContext) ([]jetstream.Msg, er
 	return batch, nil
 }
 
-// handle records the deliveries of a batch and settles its messages.
-func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) {
-	ds, err := s.deliveriesOf(ctx, msgs)
+// builtBatch is a batch of events with the deliveries they make (or the
+// error making them).
+type builtBatch struct {
+	msgs []jetstream.Msg
+	ds   []delivery
+	err  error
+}
+
+// settleBatch records the deliveries of a batch and settles its messages:
+// acknowledged once the deliveries are committed, redelivered otherwise.
+//
+// When the dispatch pipeline has room for them, the deliveries that may go
+// out at once are stored claimed and handed to its senders straight away
+// (no claim round trip); the others wait for the dispatcher's claim.
+func (s *Service) settleBatch(ctx context.Context, p *pipeline, b builtBatch) {
+	work := context.WithoutCancel(ctx)
+	msgs, ds, err := b.msgs, b.ds, b.err
+	var leased []string
 	if err == nil {
-		err = s.store.insert(ctx, ds)
+		began, reserved := time.Now(), p.reserve(len(ds))
+		var until *time.Time
+		if reserved {
+			t := s.now().Add(s.cfg.Lease)
+			until = &t
+		}
+		leased, err = s.store.insert(work, ds, until)
+		if reserved {
+			p.release(len(ds) - len(leased))
+		}
+		if err == nil && len(leased) > 0 {
+			defer p.enqueue(ctx, ds, leased, began)
+		}
 	}
 	if err != nil {
 		s.log.WarnContext(ctx, "webhook fan-out failed; redelivering", "events", len(msgs), "error", err)
@@ -123,7 +162,7 @@ func (s *Service) handle(ctx context.Context, msgs []jetstream.Msg) {
 	for _, m := range msgs {
 		_ = m.Ack()
 	}
-	if len(ds) > 0 {
+	if len(ds) > len(leased) {
 		s.wake()
 	}
 }

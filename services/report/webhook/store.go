@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -171,7 +172,7 @@ type matcher struct {
 // endpoint's deliveries are held until it is enabled again).
 func (s *store) matchers(ctx context.Context, accounts []string) (map[string][]matcher, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT id::text, account_id::text, event_types, tags FROM webhook_endpoints WHERE account_id = ANY($1::uuid[])`, accounts)
+		SELECT id::text, account_id::text, event_types, tags FROM webhook_endpoints WHERE account_id = ANY($1::uuid[])`, pgUUIDs(accounts))
 	if err != nil {
 		return nil, fmt.Errorf("webhook endpoints: %w", err)
 	}
@@ -206,7 +207,7 @@ func (s *store) messages(ctx context.Context, accounts, ids []string) (map[strin
 		SELECT m.id::text, m.tags,
 			ARRAY(SELECT r.address FROM recipients r WHERE r.message_id = m.id ORDER BY r.idx)
 		FROM unnest($1::uuid[], $2::uuid[]) AS k(account_id, id)
-		JOIN messages m ON m.id = k.id AND m.account_id = k.account_id`, accounts, ids)
+		JOIN messages m ON m.id = k.id AND m.account_id = k.account_id`, pgUUIDs(accounts), pgUUIDs(ids))
 	if err != nil {
 		return nil, fmt.Errorf("webhook messages: %w", err)
 	}
@@ -257,32 +258,63 @@ type delivery struct {
 	At                                 time.Time
 }
 
-// insert stores ds (pending, due at their At); ones already there stay as they are.
-func (s *store) insert(ctx context.Context, ds []delivery) error {
+// insert stores ds (pending, due at their At); ones already there stay as
+// they are.
+//
+// With leaseUntil set, a new delivery that may go out at once (its endpoint
+// is enabled and no earlier delivery of its endpoint, message and recipient
+// is pending, in the table or in ds) is stored claimed instead: due at
+// leaseUntil, as claim would leave it. insert returns those, for the caller
+// to post; the lease brings them back if it does not get to record them.
+func (s *store) insert(ctx context.Context, ds []delivery, leaseUntil *time.Time) ([]string, error) {
 	if len(ds) == 0 {
-		return nil
+		return nil, nil
 	}
 	n := len(ds)
-	ids, eps, accts, evs, types, msgs, rcpts := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]pgtype.Text, n), make([]string, n)
+	ids, eps, accts, msgs := make([]pgtype.UUID, n), make([]pgtype.UUID, n), make([]pgtype.UUID, n), make([]pgtype.UUID, n)
+	evs, types, rcpts := make([]string, n), make([]string, n), make([]string, n)
 	seqs, payloads, ats := make([]int64, n), make([][]byte, n), make([]time.Time, n)
 	for i, d := range ds {
-		ids[i], eps[i], accts[i], evs[i], types[i], rcpts[i] = d.ID, d.EndpointID, d.AccountID, d.EventID, d.EventType, d.Recipient
-		msgs[i] = pgtype.Text{String: d.MessageID, Valid: d.MessageID != ""}
+		ids[i], eps[i], accts[i], msgs[i] = pgUUID(d.ID), pgUUID(d.EndpointID), pgUUID(d.AccountID), pgUUID(d.MessageID)
+		evs[i], types[i], rcpts[i] = d.EventID, d.EventType, d.Recipient
 		seqs[i], payloads[i], ats[i] = d.Seq, d.Payload, d.At
 	}
-	_, err := s.pool.Exec(ctx, `
+	rows, err := s.pool.Query(ctx, `
+		WITH d AS (
+			SELECT d.*, row_number() OVER (PARTITION BY d.endpoint_id, d.message_id, d.recipient ORDER BY d.seq) AS rn
+			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], $7::uuid[], $8::text[], $9::bytea[], $10::timestamptz[])
+				AS d(id, endpoint_id, account_id, event_id, seq, event_type, message_id, recipient, payload, at))
 		INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, seq, event_type, message_id, recipient,
 			payload, next_attempt_at, created_at, updated_at)
-		SELECT d.id, d.endpoint_id, d.account_id, d.event_id, d.seq, d.event_type, d.message_id, d.recipient, d.payload, d.at, d.at, d.at
-		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::text[], $7::uuid[], $8::text[], $9::bytea[], $10::timestamptz[])
-			AS d(id, endpoint_id, account_id, event_id, seq, event_type, message_id, recipient, payload, at)
-		JOIN webhook_endpoints e ON e.id = d.endpoint_id
-		ON CONFLICT (id) DO NOTHING`,
-		ids, eps, accts, evs, seqs, types, msgs, rcpts, payloads, ats)
+		SELECT d.id, d.endpoint_id, d.account_id, d.event_id, d.seq, d.event_type, d.message_id, d.recipient, d.payload,
+			CASE WHEN $11::timestamptz IS NOT NULL AND e.enabled AND d.rn = 1 AND NOT EXISTS (
+				SELECT 1 FROM webhook_deliveries p
+				WHERE p.endpoint_id = d.endpoint_id AND p.message_id = d.message_id AND p.recipient = d.recipient
+				  AND p.state = 'pending' AND p.seq < d.seq)
+			THEN $11 ELSE d.at END,
+			d.at, d.at
+		FROM d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+		ON CONFLICT (id) DO NOTHING
+		RETURNING id::text, next_attempt_at <> created_at`,
+		ids, eps, accts, evs, seqs, types, msgs, rcpts, payloads, ats, leaseUntil)
 	if err != nil {
-		return fmt.Errorf("insert webhook deliveries: %w", err)
+		return nil, fmt.Errorf("insert webhook deliveries: %w", err)
 	}
-	return nil
+	var (
+		leased []string
+		id     string
+		lease  bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &lease}, func() error {
+		if lease {
+			leased = append(leased, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert webhook deliveries: %w", err)
+	}
+	return leased, nil
 }
 
 // claimed is a due delivery a dispatcher took.
@@ -328,7 +360,7 @@ func (s *store) claim(ctx context.Context, now time.Time, lease time.Duration, l
 
 // endpointsByID loads endpoints for sending.
 func (s *store) endpointsByID(ctx context.Context, ids []string) (map[string]endpoint, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = ANY($1::uuid[])`, ids)
+	rows, err := s.pool.Query(ctx, `SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = ANY($1::uuid[])`, pgUUIDs(ids))
 	if err != nil {
 		return nil, fmt.Errorf("webhook endpoints: %w", err)
 	}
@@ -354,6 +386,9 @@ type attempt struct {
 	State    string
 	Attempts int
 	Next     time.Time
+	// Held: not attempted (its endpoint was disabled meanwhile); only the
+	// delivery's state is recorded, no attempt.
+	Held bool
 }
 
 // record stores attempts and the deliveries' new states in one transaction,
@@ -364,12 +399,22 @@ func (s *store) record(ctx context.Context, as []attempt, now time.Time) error {
 		return nil
 	}
 	n := len(as)
-	ids, accts, states, codes, snippets, errs := make([]string, n), make([]string, n), make([]string, n), make([]int32, n), make([]string, n), make([]string, n)
-	ats, nexts, lat, atts := make([]time.Time, n), make([]time.Time, n), make([]float64, n), make([]int32, n)
+	ids, states, atts, nexts := make([]string, n), make([]string, n), make([]int32, n), make([]time.Time, n)
+	// The attempts made (held deliveries made none).
+	var (
+		aIDs, accts, snippets, errs []string
+		codes                       []int32
+		ats                         []time.Time
+		lat                         []float64
+	)
 	ok, failed := map[string]bool{}, map[string]bool{}
 	for i, a := range as {
-		ids[i], accts[i], states[i], codes[i], snippets[i], errs[i] = a.DeliveryID, a.AccountID, a.State, int32(a.StatusCode), a.Snippet, a.Error
-		ats[i], nexts[i], lat[i], atts[i] = a.At, a.Next, float64(a.Latency)/float64(time.Millisecond), int32(a.Attempts)
+		ids[i], states[i], atts[i], nexts[i] = a.DeliveryID, a.State, int32(a.Attempts), a.Next
+		if a.Held {
+			continue
+		}
+		aIDs, accts, codes, snippets, errs = append(aIDs, a.DeliveryID), append(accts, a.AccountID), append(codes, int32(a.StatusCode)), append(snippets, a.Snippet), append(errs, a.Error)
+		ats, lat = append(ats, a.At), append(lat, float64(a.Latency)/float64(time.Millisecond))
 		if a.StatusCode >= 200 && a.StatusCode < 300 {
 			ok[a.EndpointID] = true
 		} else {
@@ -389,21 +434,21 @@ func (s *store) record(ctx context.Context, as []attempt, now time.Time) error {
 	b.Queue(`
 		UPDATE webhook_deliveries w SET state = u.state, attempts = u.attempts, next_attempt_at = u.next, updated_at = $5
 		FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[]) AS u(id, state, attempts, next)
-		WHERE w.id = u.id`, ids, states, atts, nexts, now)
+		WHERE w.id = u.id`, pgUUIDs(ids), states, atts, nexts, now)
 	b.Queue(`
 		INSERT INTO webhook_attempts (delivery_id, account_id, at, status_code, latency_ms, response_snippet, error)
 		SELECT u.id, u.account_id, u.at, u.code, u.latency, u.snippet, u.error
 		FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::float8[], $6::text[], $7::text[])
 			AS u(id, account_id, at, code, latency, snippet, error)
-		WHERE EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = u.id)`, ids, accts, ats, codes, lat, snippets, errs)
-	b.Queue(`UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ANY($1::uuid[]) AND failing_since IS NOT NULL`, okIDs)
-	b.Queue(`UPDATE webhook_endpoints SET failing_since = $2 WHERE id = ANY($1::uuid[]) AND failing_since IS NULL`, failedIDs, now)
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("record webhook attempts: %w", err)
-		}
-		return nil
-	})
+		WHERE EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.id = u.id)`, pgUUIDs(aIDs), pgUUIDs(accts), ats, codes, lat, snippets, errs)
+	b.Queue(`UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ANY($1::uuid[]) AND failing_since IS NOT NULL`, pgUUIDs(okIDs))
+	b.Queue(`UPDATE webhook_endpoints SET failing_since = $2 WHERE id = ANY($1::uuid[]) AND failing_since IS NULL`, pgUUIDs(failedIDs), now)
+	// A batch runs in one implicit transaction: all of it or none, without
+	// the round trips of BEGIN and COMMIT.
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("record webhook attempts: %w", err)
+	}
+	return nil
 }
 
 // disable disables an endpoint (if enabled) with reason; it reports whether
@@ -544,6 +589,22 @@ func readDeliveries(ctx context.Context, tx pgx.Tx, account, endpointID, state s
 }
 
 func nullUUID(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
+
+// pgUUID is s as a binary-encoded uuid parameter; NULL when s is empty (or
+// not a uuid). Arrays of these encode without pgx's text fallback, which
+// costs a formatted error per element.
+func pgUUID(s string) pgtype.UUID {
+	u, err := uuid.Parse(s)
+	return pgtype.UUID{Bytes: u, Valid: err == nil}
+}
+
+func pgUUIDs(ss []string) []pgtype.UUID {
+	out := make([]pgtype.UUID, len(ss))
+	for i, s := range ss {
+		out[i] = pgUUID(s)
+	}
+	return out
+}
 
 // replay makes deliveries of an endpoint pending again, due at now, with a
 // fresh retry schedule: one (deliveryID) or those created in [start, end).

@@ -112,10 +112,14 @@ func New(cfg Config, d Deps) (*Service, error) {
 // delivery log after Retention, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.fanOut(gctx) })
-	g.Go(func() error { return s.dispatch(gctx) })
+	p := s.newPipeline()
+	stop := p.start(gctx)
+	g.Go(func() error { return s.fanOut(gctx, p) })
+	g.Go(func() error { p.claim(gctx); return nil })
 	g.Go(func() error { return s.janitor(gctx) })
-	return g.Wait()
+	err := g.Wait()
+	stop()
+	return err
 }
 
 func (s *Service) janitor(ctx context.Context) error {
