@@ -23,7 +23,7 @@
 //  3. the service's Drains run, in order (work RPCs left behind: queued
 //     deletions, a deletion's settle pass);
 //  4. usage records are flushed;
-//  5. Run returns, and the caller closes NATS and PostgreSQL (connect.Infra).
+//  5. Run returns, and the caller closes NATS and PostgreSQL (infra.Infra).
 package apiserver
 
 import (
@@ -41,9 +41,9 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
+	"github.com/namirasoft/email-sender/pkg/infra"
 	"github.com/namirasoft/email-sender/pkg/limits"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 )
@@ -185,7 +185,7 @@ func New(cfg Config, deps Deps, api API) (*Server, error) {
 // Run serves until ctx ends or a task fails, then shuts down in the order the
 // package documents.
 func (s *Server) Run(ctx context.Context, h Hooks) error {
-	lis, err := connect.Listener(s.deps.Listener, s.cfg.GRPCAddr)
+	lis, err := infra.Listener(s.deps.Listener, s.cfg.GRPCAddr)
 	if err != nil {
 		return err
 	}
@@ -232,7 +232,7 @@ func (s *Server) gateway() (*httpgateway.Gateway, net.Listener, error) {
 	if !HTTPEnabled(s.cfg.HTTPAddr, s.deps.HTTPListener) {
 		return nil, nil, nil
 	}
-	lis, err := connect.Listener(s.deps.HTTPListener, s.cfg.HTTPAddr)
+	lis, err := infra.Listener(s.deps.HTTPListener, s.cfg.HTTPAddr)
 	if err != nil {
 		return nil, nil, err
 	}

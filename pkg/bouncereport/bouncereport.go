@@ -31,7 +31,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/bounce"
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
@@ -212,9 +212,9 @@ func (r *Recorder) Record(ctx context.Context, msg Message, rep Report, at time.
 	events := make([]*queuev1.DeliveryEvent, len(items))
 	for i, it := range items {
 		typ := it.Class.Event()
-		status := lifecycle.Bounced
+		status := msgstatus.Bounced
 		if typ == queue.EventComplained {
-			status = lifecycle.Complained
+			status = msgstatus.Complained
 		}
 		events[i] = &queuev1.DeliveryEvent{
 			EventId:          queue.EventID(msg.ID, 0, typ, it.Address+"|"+rep.Source+"|"+rep.ID),

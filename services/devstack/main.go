@@ -30,9 +30,9 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/apigate"
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/pkg/infra"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/testkit/natsembed"
@@ -96,7 +96,7 @@ func run() error {
 		// deployment's services allow only the public internet unless told.
 		ic.Outbound.AllowNets, wc.Outbound.AllowNets = devAllowNets, devAllowNets
 	}
-	log, err := connect.Logger(os.Stderr, ic.Log, "devstack")
+	log, err := infra.Logger(os.Stderr, ic.Log, "devstack")
 	if err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func run() error {
 		return err
 	}
 
-	in, err := connect.Open(ctx, connect.Config{Service: "emailsender", Log: ic.Log, Postgres: ic.Postgres, NATS: ic.NATS, Schema: connect.Migrate})
+	in, err := infra.Open(ctx, infra.Config{Service: "emailsender", Log: ic.Log, Postgres: ic.Postgres, NATS: ic.NATS, Schema: infra.Migrate})
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", wc.GRPCAddr, err)
 	}
-	serveMetrics := connect.Metrics(dev.MetricsAddr, ic.Metrics, tel, log)
+	serveMetrics := infra.Metrics(dev.MetricsAddr, ic.Metrics, tel, log)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ingestSvc.Run(gctx) })

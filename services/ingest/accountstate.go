@@ -11,7 +11,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/connect"
+	"github.com/namirasoft/email-sender/pkg/infra"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest/erase"
 	"github.com/namirasoft/email-sender/services/ingest/operator"
@@ -69,7 +69,7 @@ func (s *Service) serveOperator(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	lis, err := connect.Listener(lis, s.cfg.OperatorAddr)
+	lis, err := infra.Listener(lis, s.cfg.OperatorAddr)
 	if err != nil {
 		return err
 	}

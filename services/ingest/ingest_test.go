@@ -24,7 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
@@ -170,22 +170,22 @@ func (b *testBundle) count(t *testing.T, sql string, args ...any) int {
 	return n
 }
 
-func (b *testBundle) messageStatus(t *testing.T, id string) lifecycle.Status {
+func (b *testBundle) messageStatus(t *testing.T, id string) msgstatus.Status {
 	t.Helper()
 	var s int16
 	require.NoError(t, b.db.Pool.QueryRow(context.Background(), `SELECT status FROM messages WHERE id = $1`, id).Scan(&s))
-	return lifecycle.Status(s)
+	return msgstatus.Status(s)
 }
 
-func (b *testBundle) recipientStatuses(t *testing.T, id string) []lifecycle.Status {
+func (b *testBundle) recipientStatuses(t *testing.T, id string) []msgstatus.Status {
 	t.Helper()
 	rows, err := b.db.Pool.Query(context.Background(), `SELECT status FROM recipients WHERE message_id = $1 ORDER BY idx`, id)
 	require.NoError(t, err)
 	ss, err := pgx.CollectRows(rows, pgx.RowTo[int16])
 	require.NoError(t, err)
-	out := make([]lifecycle.Status, len(ss))
+	out := make([]msgstatus.Status, len(ss))
 	for i, s := range ss {
-		out[i] = lifecycle.Status(s)
+		out[i] = msgstatus.Status(s)
 	}
 	return out
 }
@@ -196,7 +196,7 @@ func TestSendEmailAccepted(t *testing.T) {
 	msg := validMessage()
 	resp, err := b.client.SendEmail(b.ctx(t), &emailsenderv1.SendEmailRequest{Message: msg})
 	require.NoError(t, err)
-	require.Equal(t, lifecycle.Queued, resp.GetStatus())
+	require.Equal(t, msgstatus.Queued, resp.GetStatus())
 	require.False(t, resp.GetIdempotentReplay())
 	id := resp.GetMessageId()
 
@@ -223,9 +223,9 @@ func TestSendEmailAccepted(t *testing.T) {
 	}
 	rs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[rcpt])
 	require.NoError(t, err)
-	q := int16(lifecycle.Queued)
+	q := int16(msgstatus.Queued)
 	require.Equal(t, []rcpt{
-		{"to", "jane@example.com", q, lifecycle.Key(lifecycle.Queued, 0)},
+		{"to", "jane@example.com", q, msgstatus.Key(msgstatus.Queued, 0)},
 		{"cc", "cc@xn--bcher-kva.example", q, 0},
 		{"bcc", "hidden@example.org", q, 0},
 	}, rs)
@@ -393,7 +393,7 @@ func TestIdempotencyConcurrent(t *testing.T) {
 	for i := range n {
 		require.NoError(t, errs[i])
 		require.Equal(t, resps[0].GetMessageId(), resps[i].GetMessageId())
-		require.Equal(t, lifecycle.Queued, resps[i].GetStatus())
+		require.Equal(t, msgstatus.Queued, resps[i].GetStatus())
 		if !resps[i].GetIdempotentReplay() {
 			first++
 		}
@@ -462,7 +462,7 @@ func TestNATSDownDuringSend(t *testing.T) {
 	require.Len(t, jobs, 1, "published exactly once")
 	require.Equal(t, id, jobs[0].Header.Get(jetstream.MsgIDHeader))
 	require.NotEmpty(t, jobs[0].Header.Get("Traceparent"), "the relay publishes in the call's trace")
-	require.Equal(t, lifecycle.Queued, b.messageStatus(t, id))
+	require.Equal(t, msgstatus.Queued, b.messageStatus(t, id))
 }
 
 func TestScheduled(t *testing.T) {
@@ -471,10 +471,10 @@ func TestScheduled(t *testing.T) {
 	sendAt := time.Now().Add(2 * time.Second)
 	resp, err := b.client.SendEmail(b.ctx(t), &emailsenderv1.SendEmailRequest{Message: validMessage(), SendAt: timestamppb.New(sendAt)})
 	require.NoError(t, err)
-	require.Equal(t, lifecycle.Scheduled, resp.GetStatus())
+	require.Equal(t, msgstatus.Scheduled, resp.GetStatus())
 	id := resp.GetMessageId()
-	require.Equal(t, lifecycle.Scheduled, b.messageStatus(t, id))
-	require.Equal(t, []lifecycle.Status{lifecycle.Scheduled, lifecycle.Scheduled, lifecycle.Scheduled}, b.recipientStatuses(t, id))
+	require.Equal(t, msgstatus.Scheduled, b.messageStatus(t, id))
+	require.Equal(t, []msgstatus.Status{msgstatus.Scheduled, msgstatus.Scheduled, msgstatus.Scheduled}, b.recipientStatuses(t, id))
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM events WHERE message_id = $1 AND type = $2`, id, queue.EventScheduled))
 
 	time.Sleep(time.Second)
@@ -484,8 +484,8 @@ func TestScheduled(t *testing.T) {
 	require.False(t, time.Now().Before(sendAt), "published at or after send_at")
 	// The relay publishes, then commits the status change and the outbox
 	// delete: the job can be on the stream a moment before the commit.
-	require.Eventually(t, func() bool { return b.messageStatus(t, id) == lifecycle.Queued }, 10*time.Second, 20*time.Millisecond)
-	require.Equal(t, []lifecycle.Status{lifecycle.Queued, lifecycle.Queued, lifecycle.Queued}, b.recipientStatuses(t, id))
+	require.Eventually(t, func() bool { return b.messageStatus(t, id) == msgstatus.Queued }, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, []msgstatus.Status{msgstatus.Queued, msgstatus.Queued, msgstatus.Queued}, b.recipientStatuses(t, id))
 	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM outbox`))
 
 	// Once queued it can no longer be canceled.
@@ -509,15 +509,15 @@ func TestCancelScheduled(t *testing.T) {
 		_, err = b.client.CancelScheduled(b.ctx(t), &emailsenderv1.CancelScheduledRequest{MessageId: bad})
 		require.Equal(t, codes.NotFound, status.Code(err), "cancel %q: %v", bad, err)
 	}
-	require.Equal(t, lifecycle.Scheduled, b.messageStatus(t, id), "another account's cancel changes nothing")
+	require.Equal(t, msgstatus.Scheduled, b.messageStatus(t, id), "another account's cancel changes nothing")
 
 	got, err := b.client.CancelScheduled(b.ctx(t), &emailsenderv1.CancelScheduledRequest{MessageId: id})
 	require.NoError(t, err)
-	require.Equal(t, lifecycle.Canceled, got.GetStatus())
+	require.Equal(t, msgstatus.Canceled, got.GetStatus())
 	require.Equal(t, id, got.GetMessageId())
-	require.Equal(t, lifecycle.Canceled, b.messageStatus(t, id))
-	require.Equal(t, []lifecycle.Status{lifecycle.Canceled, lifecycle.Canceled, lifecycle.Canceled}, b.recipientStatuses(t, id))
-	require.Equal(t, 3, b.count(t, `SELECT count(*) FROM recipients WHERE message_id = $1 AND status_key = $2`, id, lifecycle.Key(lifecycle.Canceled, 0)))
+	require.Equal(t, msgstatus.Canceled, b.messageStatus(t, id))
+	require.Equal(t, []msgstatus.Status{msgstatus.Canceled, msgstatus.Canceled, msgstatus.Canceled}, b.recipientStatuses(t, id))
+	require.Equal(t, 3, b.count(t, `SELECT count(*) FROM recipients WHERE message_id = $1 AND status_key = $2`, id, msgstatus.Key(msgstatus.Canceled, 0)))
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM events WHERE message_id = $1 AND type = $2`, id, queue.EventCanceled))
 	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM outbox`))
 

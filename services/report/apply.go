@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/reputation"
 )
 
@@ -257,7 +257,7 @@ type messageChange struct {
 }
 
 // updateMessages recomputes the status of the messages of evs[idx] from their
-// recipients (lifecycle.Summarise) and maintains attempts, provider_message_id,
+// recipients (msgstatus.Summarise) and maintains attempts, provider_message_id,
 // last_error and updated_at. applied names the events that moved a recipient:
 // only those may set last_error, so a late failure of an old attempt does not
 // overwrite the message's story.
@@ -324,24 +324,24 @@ func updateMessages(ctx context.Context, tx pgx.Tx, evs []event, idx []int, appl
 }
 
 // summarise returns the status each message's recipients summarise to.
-func summarise(ctx context.Context, tx pgx.Tx, ids []string) (map[string]lifecycle.Status, error) {
+func summarise(ctx context.Context, tx pgx.Tx, ids []string) (map[string]msgstatus.Status, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT message_id::text, array_agg(status ORDER BY idx) FROM recipients
 		WHERE message_id = ANY($1::uuid[]) GROUP BY message_id`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("summarise messages: %w", err)
 	}
-	out := map[string]lifecycle.Status{}
+	out := map[string]msgstatus.Status{}
 	var (
 		id       string
 		statuses []int16
 	)
 	if _, err := pgx.ForEachRow(rows, []any{&id, &statuses}, func() error {
-		ss := make([]lifecycle.Status, len(statuses))
+		ss := make([]msgstatus.Status, len(statuses))
 		for i, s := range statuses {
-			ss[i] = lifecycle.Status(s)
+			ss[i] = msgstatus.Status(s)
 		}
-		out[id] = lifecycle.Summarise(ss)
+		out[id] = msgstatus.Summarise(ss)
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("summarise messages: %w", err)

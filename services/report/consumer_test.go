@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 )
@@ -25,23 +25,23 @@ func TestConsumerAppliesLifecycle(t *testing.T) {
 	t0 := time.Now().Add(-time.Minute).UTC()
 	id := b.newMessage(t, a, msgSpec{to: []string{"Ann@Example.com"}, cc: []string{"bob@example.com"}, createdAt: t0})
 
-	started1 := event(a, id, queue.EventStarted, lifecycle.Sending, 1, t0.Add(1*time.Second))
-	retry := event(a, id, queue.EventRetry, lifecycle.Retrying, 1, t0.Add(2*time.Second))
+	started1 := event(a, id, queue.EventStarted, msgstatus.Sending, 1, t0.Add(1*time.Second))
+	retry := event(a, id, queue.EventRetry, msgstatus.Retrying, 1, t0.Add(2*time.Second))
 	retry.ErrorClass, retry.Detail, retry.ProviderResponse = "transient", "connection reset", "421 try later"
 	retry.RetryAt = timestamppb.New(t0.Add(30 * time.Second))
-	started2 := event(a, id, queue.EventStarted, lifecycle.Sending, 2, t0.Add(31*time.Second))
-	sent := event(a, id, queue.EventSent, lifecycle.Sent, 2, t0.Add(32*time.Second))
+	started2 := event(a, id, queue.EventStarted, msgstatus.Sending, 2, t0.Add(31*time.Second))
+	sent := event(a, id, queue.EventSent, msgstatus.Sent, 2, t0.Add(32*time.Second))
 	sent.ProviderResponse, sent.ProviderMessageId = "250 2.0.0 Ok: queued as 4F1C2", "4F1C2"
 
 	steps := []struct {
 		ev       *queuev1.DeliveryEvent
-		want     lifecycle.Status
+		want     msgstatus.Status
 		attempts int32
 	}{
-		{started1, lifecycle.Sending, 1},
-		{retry, lifecycle.Retrying, 1},
-		{started2, lifecycle.Sending, 2},
-		{sent, lifecycle.Sent, 2},
+		{started1, msgstatus.Sending, 1},
+		{retry, msgstatus.Retrying, 1},
+		{started2, msgstatus.Sending, 2},
+		{sent, msgstatus.Sent, 2},
 	}
 	for _, s := range steps {
 		b.publish(t, ctx, s.ev)
@@ -79,7 +79,7 @@ func TestConsumerDuplicateChangesNothing(t *testing.T) {
 	t0 := time.Now().UTC()
 	id := b.newMessage(t, a, msgSpec{createdAt: t0})
 
-	sent := event(a, id, queue.EventSent, lifecycle.Sent, 1, t0.Add(time.Second))
+	sent := event(a, id, queue.EventSent, msgstatus.Sent, 1, t0.Add(time.Second))
 	sent.ProviderMessageId = "first"
 	b.publish(t, ctx, sent)
 	b.wait(t, "applied", sent.GetEventId())
@@ -88,7 +88,7 @@ func TestConsumerDuplicateChangesNothing(t *testing.T) {
 	// The same event id again (a redelivery after JetStream's duplicate window),
 	// even with a different payload, changes nothing.
 	again := proto.Clone(sent).(*queuev1.DeliveryEvent)
-	again.Status, again.Type, again.ProviderMessageId, again.Detail = lifecycle.Failed, queue.EventFailed, "second", "boom"
+	again.Status, again.Type, again.ProviderMessageId, again.Detail = msgstatus.Failed, queue.EventFailed, "second", "boom"
 	b.publish(t, ctx, again, "redelivery-1")
 	b.wait(t, "duplicate", sent.GetEventId())
 	after := b.get(t, a, id)
@@ -110,9 +110,9 @@ func TestConsumerDuplicatesWithinBatch(t *testing.T) {
 		id := b.newMessage(t, a, msgSpec{to: []string{"x@example.com", "y@example.com"}, createdAt: t0})
 		ids = append(ids, id)
 		for n, ev := range []*queuev1.DeliveryEvent{
-			event(a, id, queue.EventStarted, lifecycle.Sending, 1, t0.Add(time.Second)),
-			event(a, id, queue.EventSent, lifecycle.Sent, 1, t0.Add(2*time.Second)),
-			event(a, id, queue.EventDelivered, lifecycle.Delivered, 0, t0.Add(3*time.Second), "x@example.com"),
+			event(a, id, queue.EventStarted, msgstatus.Sending, 1, t0.Add(time.Second)),
+			event(a, id, queue.EventSent, msgstatus.Sent, 1, t0.Add(2*time.Second)),
+			event(a, id, queue.EventDelivered, msgstatus.Delivered, 0, t0.Add(3*time.Second), "x@example.com"),
 		} {
 			b.publish(t, ctx, ev)
 			if n == 1 && i%2 == 0 {
@@ -132,8 +132,8 @@ func TestConsumerDuplicatesWithinBatch(t *testing.T) {
 	require.Greater(t, biggest, 1, "events should be applied in batches")
 	for _, id := range ids {
 		got := b.get(t, a, id)
-		require.Equal(t, lifecycle.Sent, got.GetMessage().GetStatus()) // SENT beats DELIVERED in the summary
-		require.Equal(t, map[string]lifecycle.Status{"x@example.com": lifecycle.Delivered, "y@example.com": lifecycle.Sent}, recipientStatuses(got))
+		require.Equal(t, msgstatus.Sent, got.GetMessage().GetStatus()) // SENT beats DELIVERED in the summary
+		require.Equal(t, map[string]msgstatus.Status{"x@example.com": msgstatus.Delivered, "y@example.com": msgstatus.Sent}, recipientStatuses(got))
 		require.Len(t, got.GetEvents(), 4)
 	}
 }
@@ -146,16 +146,16 @@ func TestConsumerOutOfOrderNeverMovesBackwards(t *testing.T) {
 	t0 := time.Now().UTC()
 	id := b.newMessage(t, a, msgSpec{createdAt: t0})
 
-	sent := event(a, id, queue.EventSent, lifecycle.Sent, 2, t0.Add(10*time.Second))
+	sent := event(a, id, queue.EventSent, msgstatus.Sent, 2, t0.Add(10*time.Second))
 	b.publish(t, ctx, sent)
 	b.wait(t, "applied", sent.GetEventId())
 
-	retry := event(a, id, queue.EventRetry, lifecycle.Retrying, 1, t0.Add(2*time.Second))
+	retry := event(a, id, queue.EventRetry, msgstatus.Retrying, 1, t0.Add(2*time.Second))
 	retry.ErrorClass, retry.Detail = "transient", "timeout"
 	late := []*queuev1.DeliveryEvent{
-		event(a, id, queue.EventStarted, lifecycle.Sending, 2, t0.Add(9*time.Second)),
+		event(a, id, queue.EventStarted, msgstatus.Sending, 2, t0.Add(9*time.Second)),
 		retry,
-		event(a, id, queue.EventStarted, lifecycle.Sending, 1, t0.Add(1*time.Second)),
+		event(a, id, queue.EventStarted, msgstatus.Sending, 1, t0.Add(1*time.Second)),
 	}
 	for _, ev := range late {
 		b.publish(t, ctx, ev)
@@ -163,8 +163,8 @@ func TestConsumerOutOfOrderNeverMovesBackwards(t *testing.T) {
 	b.wait(t, "applied", late[0].GetEventId(), late[1].GetEventId(), late[2].GetEventId())
 
 	got := b.get(t, a, id)
-	require.Equal(t, lifecycle.Sent, got.GetMessage().GetStatus())
-	require.Equal(t, lifecycle.Sent, got.GetRecipients()[0].GetStatus())
+	require.Equal(t, msgstatus.Sent, got.GetMessage().GetStatus())
+	require.Equal(t, msgstatus.Sent, got.GetRecipients()[0].GetStatus())
 	require.Equal(t, int32(2), got.GetMessage().GetAttempts())
 	require.Empty(t, got.GetMessage().GetLastError(), "a late retry must not set last_error")
 	// The timeline still holds every event, in the order they happened.
@@ -180,30 +180,30 @@ func TestConsumerDeliveredAfterSent(t *testing.T) {
 
 	t.Run("in order", func(t *testing.T) {
 		id := b.newMessage(t, a, msgSpec{createdAt: t0})
-		sent := event(a, id, queue.EventSent, lifecycle.Sent, 1, t0.Add(time.Second))
+		sent := event(a, id, queue.EventSent, msgstatus.Sent, 1, t0.Add(time.Second))
 		b.publish(t, ctx, sent)
 		b.wait(t, "applied", sent.GetEventId())
-		require.Equal(t, lifecycle.Sent, b.get(t, a, id).GetMessage().GetStatus())
+		require.Equal(t, msgstatus.Sent, b.get(t, a, id).GetMessage().GetStatus())
 
-		delivered := event(a, id, queue.EventDelivered, lifecycle.Delivered, 0, t0.Add(time.Minute))
+		delivered := event(a, id, queue.EventDelivered, msgstatus.Delivered, 0, t0.Add(time.Minute))
 		delivered.Detail = "delivered to mx.example.com"
 		b.publish(t, ctx, delivered)
 		b.wait(t, "applied", delivered.GetEventId())
 		got := b.get(t, a, id)
-		require.Equal(t, lifecycle.Delivered, got.GetMessage().GetStatus())
+		require.Equal(t, msgstatus.Delivered, got.GetMessage().GetStatus())
 		require.Equal(t, "delivered to mx.example.com", got.GetRecipients()[0].GetDetail())
 	})
 	t.Run("delivered first", func(t *testing.T) {
 		id := b.newMessage(t, a, msgSpec{createdAt: t0})
-		delivered := event(a, id, queue.EventDelivered, lifecycle.Delivered, 0, t0.Add(time.Minute))
+		delivered := event(a, id, queue.EventDelivered, msgstatus.Delivered, 0, t0.Add(time.Minute))
 		b.publish(t, ctx, delivered)
 		b.wait(t, "applied", delivered.GetEventId())
-		sent := event(a, id, queue.EventSent, lifecycle.Sent, 1, t0.Add(time.Second))
+		sent := event(a, id, queue.EventSent, msgstatus.Sent, 1, t0.Add(time.Second))
 		sent.ProviderMessageId = "pm-7"
 		b.publish(t, ctx, sent)
 		b.wait(t, "applied", sent.GetEventId())
 		got := b.get(t, a, id)
-		require.Equal(t, lifecycle.Delivered, got.GetMessage().GetStatus())
+		require.Equal(t, msgstatus.Delivered, got.GetMessage().GetStatus())
 		require.Equal(t, "pm-7", got.GetMessage().GetProviderMessageId(), "a late SENT still records the provider's id")
 	})
 }
@@ -216,30 +216,30 @@ func TestConsumerPerRecipientEvents(t *testing.T) {
 	t0 := time.Now().UTC()
 	id := b.newMessage(t, a, msgSpec{to: []string{"a@example.com"}, cc: []string{"b@example.com"}, bcc: []string{"c@example.com"}, createdAt: t0})
 
-	sent := event(a, id, queue.EventSent, lifecycle.Sent, 1, t0.Add(time.Second))
-	delivered := event(a, id, queue.EventDelivered, lifecycle.Delivered, 0, t0.Add(2*time.Second), "A@Example.com")
-	bounced := event(a, id, queue.EventBounced, lifecycle.Bounced, 0, t0.Add(3*time.Second), "b@example.com")
+	sent := event(a, id, queue.EventSent, msgstatus.Sent, 1, t0.Add(time.Second))
+	delivered := event(a, id, queue.EventDelivered, msgstatus.Delivered, 0, t0.Add(2*time.Second), "A@Example.com")
+	bounced := event(a, id, queue.EventBounced, msgstatus.Bounced, 0, t0.Add(3*time.Second), "b@example.com")
 	bounced.ProviderResponse = "550 5.1.1 no such user"
 	for _, ev := range []*queuev1.DeliveryEvent{sent, delivered, bounced} {
 		b.publish(t, ctx, ev)
 		b.wait(t, "applied", ev.GetEventId())
 	}
 	got := b.get(t, a, id)
-	require.Equal(t, map[string]lifecycle.Status{
-		"a@example.com": lifecycle.Delivered,
-		"b@example.com": lifecycle.Bounced,
-		"c@example.com": lifecycle.Sent,
+	require.Equal(t, map[string]msgstatus.Status{
+		"a@example.com": msgstatus.Delivered,
+		"b@example.com": msgstatus.Bounced,
+		"c@example.com": msgstatus.Sent,
 	}, recipientStatuses(got))
 	require.Equal(t, "550 5.1.1 no such user", got.GetRecipients()[1].GetDetail())
-	require.Equal(t, lifecycle.Summarise([]lifecycle.Status{lifecycle.Delivered, lifecycle.Bounced, lifecycle.Sent}), got.GetMessage().GetStatus())
+	require.Equal(t, msgstatus.Summarise([]msgstatus.Status{msgstatus.Delivered, msgstatus.Bounced, msgstatus.Sent}), got.GetMessage().GetStatus())
 	require.Equal(t, []string{"b@example.com"}, got.GetEvents()[3].GetRecipients())
 
 	// The last recipient bounces too: every recipient is now past SENT.
-	bouncedC := event(a, id, queue.EventBounced, lifecycle.Bounced, 0, t0.Add(4*time.Second), "c@example.com")
+	bouncedC := event(a, id, queue.EventBounced, msgstatus.Bounced, 0, t0.Add(4*time.Second), "c@example.com")
 	b.publish(t, ctx, bouncedC)
 	b.wait(t, "applied", bouncedC.GetEventId())
 	got = b.get(t, a, id)
-	require.Equal(t, lifecycle.Delivered, got.GetMessage().GetStatus())
+	require.Equal(t, msgstatus.Delivered, got.GetMessage().GetStatus())
 }
 
 func TestConsumerUnknownMessageIsDropped(t *testing.T) {
@@ -251,19 +251,19 @@ func TestConsumerUnknownMessageIsDropped(t *testing.T) {
 	t0 := time.Now().UTC()
 	id := b.newMessage(t, a, msgSpec{createdAt: t0})
 
-	unknown := event(a, uuid.NewString(), queue.EventSent, lifecycle.Sent, 1, t0)
+	unknown := event(a, uuid.NewString(), queue.EventSent, msgstatus.Sent, 1, t0)
 	// Another account naming a's message: for the consumer, no such message.
-	foreign := event(other, id, queue.EventFailed, lifecycle.Failed, 1, t0)
+	foreign := event(other, id, queue.EventFailed, msgstatus.Failed, 1, t0)
 	b.publish(t, ctx, unknown)
 	b.publish(t, ctx, foreign)
-	sent := event(a, id, queue.EventSent, lifecycle.Sent, 1, t0.Add(time.Second))
+	sent := event(a, id, queue.EventSent, msgstatus.Sent, 1, t0.Add(time.Second))
 	b.publish(t, ctx, sent)
 
 	b.wait(t, "unknown", unknown.GetEventId(), foreign.GetEventId())
 	b.wait(t, "applied", sent.GetEventId())
 	b.waitDrained(t)
 	got := b.get(t, a, id)
-	require.Equal(t, lifecycle.Sent, got.GetMessage().GetStatus())
+	require.Equal(t, msgstatus.Sent, got.GetMessage().GetStatus())
 	require.Len(t, got.GetEvents(), 2)
 
 	var stored int
@@ -282,7 +282,7 @@ func TestConsumerMalformedDoesNotBlock(t *testing.T) {
 	subject := queue.EventSubject(a.id, id)
 
 	b.publishRaw(t, ctx, subject, []byte("\xff\xfe not a protobuf"), "garbage-1")
-	badID := event(a, id, queue.EventSent, lifecycle.Sent, 1, t0)
+	badID := event(a, id, queue.EventSent, msgstatus.Sent, 1, t0)
 	badID.EventId = "not-a-uuid"
 	data, err := proto.Marshal(badID)
 	require.NoError(t, err)
@@ -292,7 +292,7 @@ func TestConsumerMalformedDoesNotBlock(t *testing.T) {
 	require.NoError(t, err)
 	b.publishRaw(t, ctx, subject, data, "garbage-3")
 
-	sent := event(a, id, queue.EventSent, lifecycle.Sent, 1, t0.Add(time.Second))
+	sent := event(a, id, queue.EventSent, msgstatus.Sent, 1, t0.Add(time.Second))
 	sent.Detail = "nul\x00byte" // stored without the NUL PostgreSQL rejects
 	b.publish(t, ctx, sent)
 
@@ -300,7 +300,7 @@ func TestConsumerMalformedDoesNotBlock(t *testing.T) {
 	b.wait(t, "applied", sent.GetEventId())
 	b.waitDrained(t)
 	got := b.get(t, a, id)
-	require.Equal(t, lifecycle.Sent, got.GetMessage().GetStatus())
+	require.Equal(t, msgstatus.Sent, got.GetMessage().GetStatus())
 	require.Equal(t, "nulbyte", got.GetEvents()[1].GetDetail())
 }
 
@@ -314,7 +314,7 @@ func TestConsumerSpanJoinsMessageTrace(t *testing.T) {
 	// The worker's publish happens inside the message's trace.
 	ctx, span := b.tel.Tracer("worker").Start(context.Background(), "worker.deliver")
 	traceID := span.SpanContext().TraceID()
-	sent := event(a, id, queue.EventSent, lifecycle.Sent, 1, t0)
+	sent := event(a, id, queue.EventSent, msgstatus.Sent, 1, t0)
 	b.publish(t, ctx, sent)
 	span.End()
 	b.wait(t, "applied", sent.GetEventId())

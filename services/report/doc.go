@@ -11,10 +11,10 @@
 //
 //   - an event is stored with ON CONFLICT (id) DO NOTHING, and an event that was
 //     already stored changes nothing else;
-//   - a recipient takes an event's status only when lifecycle.Key(status,
+//   - a recipient takes an event's status only when msgstatus.Key(status,
 //     attempt) is greater than its current status_key, so a redelivered or late
 //     event never moves a recipient backwards;
-//   - the message's status is lifecycle.Summarise of its recipients' statuses.
+//   - the message's status is msgstatus.Summarise of its recipients' statuses.
 //
 // An event for an unknown message (the account was deleted, say) is
 // acknowledged and dropped; a malformed one is terminated. Neither blocks the

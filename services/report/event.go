@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -27,7 +27,7 @@ const maxText = 8 << 10
 type event struct {
 	id, messageID, accountID string
 	typ                      string
-	status                   lifecycle.Status
+	status                   msgstatus.Status
 	attempt                  int32
 	occurredAt               time.Time
 	// recipients are lower-cased addresses; empty means all.
@@ -42,13 +42,13 @@ type event struct {
 	movedTo string
 }
 
-// key orders the event's status change (lifecycle.Key); negative for events that
+// key orders the event's status change (msgstatus.Key); negative for events that
 // change no status.
 func (e event) key() int64 {
 	if e.status == emailsenderv1.MessageStatus_VALUE_UNSPECIFIED {
 		return -1
 	}
-	return lifecycle.Key(e.status, int(e.attempt))
+	return msgstatus.Key(e.status, int(e.attempt))
 }
 
 // recipientDetail is what a recipient keeps as the provider's answer.
@@ -61,7 +61,7 @@ func (e event) recipientDetail() string {
 
 // errorText is the message's last_error when the event reports a failure.
 func (e event) errorText() string {
-	isError := e.errorClass != "" || e.status == lifecycle.Retrying || e.status == lifecycle.Failed || e.status == lifecycle.Bounced
+	isError := e.errorClass != "" || e.status == msgstatus.Retrying || e.status == msgstatus.Failed || e.status == msgstatus.Bounced
 	if !isError {
 		return ""
 	}

@@ -26,7 +26,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/bounce"
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/provider/ses"
 	"github.com/namirasoft/email-sender/pkg/queue"
@@ -197,14 +197,14 @@ func (f *feedback) fresh(t time.Time, what string, maxAge time.Duration) error {
 }
 
 // eventStatus is the recipient status of a feedback event type.
-func eventStatus(typ string) (lifecycle.Status, bool) {
+func eventStatus(typ string) (msgstatus.Status, bool) {
 	switch typ {
 	case queue.EventDelivered:
-		return lifecycle.Delivered, true
+		return msgstatus.Delivered, true
 	case queue.EventBounced:
-		return lifecycle.Bounced, true
+		return msgstatus.Bounced, true
 	case queue.EventComplained:
-		return lifecycle.Complained, true
+		return msgstatus.Complained, true
 	}
 	return 0, false
 }

@@ -35,7 +35,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/envconfig"
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/report"
@@ -230,7 +230,7 @@ func (f *snsFixture) sentMessage(t *testing.T, a account, sesID string, to ...st
 // sentVia stores a message SENT through providerID with providerMessageID.
 func (f *snsFixture) sentVia(t *testing.T, a account, providerID, providerMessageID string, to ...string) string {
 	t.Helper()
-	id := f.newMessage(t, a, msgSpec{to: to, status: lifecycle.Sent, providerID: providerID})
+	id := f.newMessage(t, a, msgSpec{to: to, status: msgstatus.Sent, providerID: providerID})
 	_, err := f.db.Pool.Exec(context.Background(), `UPDATE messages SET provider_message_id = $1 WHERE id = $2`, providerMessageID, id)
 	require.NoError(t, err)
 	return id
@@ -331,7 +331,7 @@ func (f *snsFixture) suppressions(t *testing.T, a account) map[string]string {
 }
 
 // waitRecipient waits until the recipient's status is want.
-func (f *snsFixture) waitRecipient(t *testing.T, a account, msgID, addr string, want lifecycle.Status) {
+func (f *snsFixture) waitRecipient(t *testing.T, a account, msgID, addr string, want msgstatus.Status) {
 	t.Helper()
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		resp, err := f.testBundle.client.GetMessage(authed(a), &emailsenderv1.GetMessageRequest{MessageId: msgID})
@@ -484,8 +484,8 @@ func TestFeedbackDelivery(t *testing.T) {
 			feedbackEventID(msgID, queue.EventDelivered, "b@example.com", n["MessageId"]))
 	}
 	resp := f.get(t, f.acct, msgID)
-	require.Equal(t, lifecycle.Delivered, resp.GetMessage().GetStatus())
-	require.Equal(t, map[string]lifecycle.Status{"a@example.com": lifecycle.Delivered, "b@example.com": lifecycle.Delivered}, recipientStatuses(resp))
+	require.Equal(t, msgstatus.Delivered, resp.GetMessage().GetStatus())
+	require.Equal(t, map[string]msgstatus.Status{"a@example.com": msgstatus.Delivered, "b@example.com": msgstatus.Delivered}, recipientStatuses(resp))
 	for _, r := range resp.GetRecipients() {
 		require.Equal(t, "250 2.6.0 Message received", r.GetDetail())
 	}
@@ -501,7 +501,7 @@ func TestFeedbackHardBounce(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, text)
 	f.wait(t, "applied", feedbackEventID(msgID, queue.EventBounced, "gone@example.com", n["MessageId"]))
 	resp := f.get(t, f.acct, msgID)
-	require.Equal(t, map[string]lifecycle.Status{"gone@example.com": lifecycle.Bounced, "fine@example.com": lifecycle.Sent}, recipientStatuses(resp))
+	require.Equal(t, map[string]msgstatus.Status{"gone@example.com": msgstatus.Bounced, "fine@example.com": msgstatus.Sent}, recipientStatuses(resp))
 	require.Contains(t, resp.GetMessage().GetLastError(), "hard bounce (Permanent/General)")
 	require.Contains(t, eventTypes(resp), queue.EventBounced)
 	// Only the message's own recipient is suppressed, not an address it did
@@ -518,7 +518,7 @@ func TestFeedbackSoftBounce(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, text)
 	f.wait(t, "applied", feedbackEventID(msgID, queue.EventBounced, "full@example.com", n["MessageId"]))
 	resp := f.get(t, f.acct, msgID)
-	require.Equal(t, lifecycle.Bounced, resp.GetMessage().GetStatus())
+	require.Equal(t, msgstatus.Bounced, resp.GetMessage().GetStatus())
 	require.Contains(t, resp.GetMessage().GetLastError(), "soft bounce (Transient/MailboxFull)")
 	require.Empty(t, f.suppressions(t, f.acct), "a soft bounce suppresses nothing")
 }
@@ -535,7 +535,7 @@ func TestFeedbackComplaint(t *testing.T) {
 	code, text := f.post(t, f.providerID, sign(t, n, f.signer, "2"))
 	require.Equal(t, http.StatusOK, code, text)
 	f.wait(t, "applied", feedbackEventID(msgID, queue.EventComplained, "angry@example.com", n["MessageId"]))
-	f.waitRecipient(t, f.acct, msgID, "angry@example.com", lifecycle.Complained)
+	f.waitRecipient(t, f.acct, msgID, "angry@example.com", msgstatus.Complained)
 	require.Equal(t, map[string]string{"angry@example.com": "complaint"}, f.suppressions(t, f.acct))
 }
 
@@ -634,7 +634,7 @@ func TestFeedbackRefused(t *testing.T) {
 		})
 	}
 	resp := f.get(t, f.acct, msgID)
-	require.Equal(t, lifecycle.Sent, resp.GetMessage().GetStatus())
+	require.Equal(t, msgstatus.Sent, resp.GetMessage().GetStatus())
 	f.mu.Lock()
 	require.Empty(t, f.confirms)
 	f.mu.Unlock()
@@ -707,7 +707,7 @@ func TestFeedbackAccountIsolation(t *testing.T) {
 	require.Equal(t, before, f.eventsInStream(t))
 	require.Empty(t, f.suppressions(t, f.acct))
 	require.Empty(t, f.suppressions(t, other))
-	require.Equal(t, lifecycle.Sent, f.get(t, f.acct, msgID).GetMessage().GetStatus())
+	require.Equal(t, msgstatus.Sent, f.get(t, f.acct, msgID).GetMessage().GetStatus())
 }
 
 // TestFeedbackForgedPublicMessageIDNotApplied: our message id is public (it
@@ -730,7 +730,7 @@ func TestFeedbackForgedPublicMessageIDNotApplied(t *testing.T) {
 	// No SES message id recorded yet (the SENT event is on its way): a
 	// recent notification is answered 503 for SNS to retry, never taken by
 	// the tag.
-	early := f.newMessage(t, f.acct, msgSpec{to: []string{"victim@example.com"}, status: lifecycle.Sending, providerID: f.providerID})
+	early := f.newMessage(t, f.acct, msgSpec{to: []string{"victim@example.com"}, status: msgstatus.Sending, providerID: f.providerID})
 	code, text := f.post(t, f.providerID, sign(t, tagged("ses-forged-1", early, time.Now()), f.signer, "2"))
 	require.Equal(t, http.StatusServiceUnavailable, code, text)
 
@@ -751,7 +751,7 @@ func TestFeedbackForgedPublicMessageIDNotApplied(t *testing.T) {
 	require.Equal(t, before, f.eventsInStream(t), "no event published")
 	require.Empty(t, f.suppressions(t, f.acct))
 	for _, id := range []string{sent, via} {
-		require.Equal(t, lifecycle.Sent, f.get(t, f.acct, id).GetMessage().GetStatus())
+		require.Equal(t, msgstatus.Sent, f.get(t, f.acct, id).GetMessage().GetStatus())
 	}
 
 	// Once the SENT event recorded the SES message id, SNS's retry of a
@@ -761,7 +761,7 @@ func TestFeedbackForgedPublicMessageIDNotApplied(t *testing.T) {
 	n := tagged("ses-early-1", early, time.Now())
 	code, text = f.post(t, f.providerID, sign(t, n, f.signer, "2"))
 	require.Equal(t, http.StatusOK, code, text)
-	f.waitRecipient(t, f.acct, early, "victim@example.com", lifecycle.Bounced)
+	f.waitRecipient(t, f.acct, early, "victim@example.com", msgstatus.Bounced)
 }
 
 // TestFeedbackForgedOtherTopicRefused: a notification validly signed by SNS
@@ -792,8 +792,8 @@ func TestFeedbackForgedOtherTopicRefused(t *testing.T) {
 	}
 	require.Equal(t, before, f.eventsInStream(t), "no event published")
 	require.Empty(t, f.suppressions(t, f.acct), "nothing suppressed")
-	require.Equal(t, lifecycle.Sent, f.get(t, f.acct, msgID).GetMessage().GetStatus())
-	require.Equal(t, lifecycle.Sent, f.get(t, f.acct, unboundMsg).GetMessage().GetStatus())
+	require.Equal(t, msgstatus.Sent, f.get(t, f.acct, msgID).GetMessage().GetStatus())
+	require.Equal(t, msgstatus.Sent, f.get(t, f.acct, unboundMsg).GetMessage().GetStatus())
 }
 
 // TestFeedbackForgedOtherAWSAccountRefused: from the bound topic, but about
@@ -817,7 +817,7 @@ func TestFeedbackForgedOtherAWSAccountRefused(t *testing.T) {
 	}
 	require.Equal(t, before, f.eventsInStream(t), "no event published")
 	require.Empty(t, f.suppressions(t, f.acct))
-	require.Equal(t, lifecycle.Sent, f.get(t, f.acct, msgID).GetMessage().GetStatus())
+	require.Equal(t, msgstatus.Sent, f.get(t, f.acct, msgID).GetMessage().GetStatus())
 }
 
 // TestFeedbackStaleRefused: an SNS message published longer ago than
@@ -861,7 +861,7 @@ func TestFeedbackStaleRefused(t *testing.T) {
 	}
 	require.Equal(t, before, f.eventsInStream(t), "no event published")
 	require.Empty(t, f.suppressions(t, f.acct))
-	require.Equal(t, lifecycle.Sent, f.get(t, f.acct, msgID).GetMessage().GetStatus())
+	require.Equal(t, msgstatus.Sent, f.get(t, f.acct, msgID).GetMessage().GetStatus())
 }
 
 // TestFeedbackForgedSubscriptionNotConfirmed: a validly signed subscription

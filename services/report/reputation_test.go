@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/accountstate"
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/reputation"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -38,7 +38,7 @@ func TestConsumerReputationGuardPauses(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	id := b.newMessage(t, a, msgSpec{to: to, providerID: prov, createdAt: now})
-	sent := event(a, id, queue.EventSent, lifecycle.Sent, 1, now)
+	sent := event(a, id, queue.EventSent, msgstatus.Sent, 1, now)
 	b.publish(t, ctx, sent)
 	b.wait(t, "applied", sent.GetEventId())
 
@@ -54,9 +54,9 @@ func TestConsumerReputationGuardPauses(t *testing.T) {
 	require.Equal(t, int64(10), r.GetSends())
 
 	// A soft bounce does not count; a hard one makes 10%: paused.
-	soft := event(a, id, queue.EventBounced, lifecycle.Bounced, 0, now, "r1@example.com")
+	soft := event(a, id, queue.EventBounced, msgstatus.Bounced, 0, now, "r1@example.com")
 	soft.ErrorClass = "soft_bounce"
-	hard := event(a, id, queue.EventBounced, lifecycle.Bounced, 0, now, "r2@example.com")
+	hard := event(a, id, queue.EventBounced, msgstatus.Bounced, 0, now, "r2@example.com")
 	hard.ErrorClass = "hard_bounce"
 	b.publish(t, ctx, soft)
 	b.wait(t, "applied", soft.GetEventId())

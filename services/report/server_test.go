@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -35,7 +35,7 @@ func TestGetMessage(t *testing.T) {
 		to: []string{"to@example.com"}, cc: []string{"cc@example.com"}, bcc: []string{"bcc@example.com"},
 		tags: map[string]string{"campaign": "spring"}, providerID: providerA, createdAt: t0,
 	})
-	sent := event(a, id, queue.EventSent, lifecycle.Sent, 1, t0.Add(time.Second))
+	sent := event(a, id, queue.EventSent, msgstatus.Sent, 1, t0.Add(time.Second))
 	sent.ProviderResponse, sent.ProviderMessageId = "250 2.0.0 Ok: queued as ABC", "ABC"
 	b.publish(t, context.Background(), sent)
 	b.wait(t, "applied", sent.GetEventId())
@@ -43,7 +43,7 @@ func TestGetMessage(t *testing.T) {
 	got := b.get(t, a, id)
 	m := got.GetMessage()
 	require.Equal(t, id, m.GetMessageId())
-	require.Equal(t, lifecycle.Sent, m.GetStatus())
+	require.Equal(t, msgstatus.Sent, m.GetStatus())
 	require.Equal(t, "sender@example.com", m.GetFrom().GetAddress())
 	require.Equal(t, "Sender", m.GetFrom().GetName())
 	require.Equal(t, "Hello", m.GetSubject())
@@ -60,7 +60,7 @@ func TestGetMessage(t *testing.T) {
 	for i, kind := range []string{"to", "cc", "bcc"} {
 		r := got.GetRecipients()[i]
 		require.Equal(t, kind, r.GetKind())
-		require.Equal(t, lifecycle.Sent, r.GetStatus())
+		require.Equal(t, msgstatus.Sent, r.GetStatus())
 		require.Equal(t, "250 2.0.0 Ok: queued as ABC", r.GetDetail())
 	}
 	require.Equal(t, []string{queue.EventAccepted, queue.EventSent}, eventTypes(got))
@@ -161,9 +161,9 @@ func TestListMessagesFilters(t *testing.T) {
 	queued := b.newMessage(t, a, msgSpec{to: []string{"Jane@Example.com"}, providerID: providerA, createdAt: base,
 		tags: map[string]string{"campaign": "spring", "tier": "gold"}})
 	sent := b.newMessage(t, a, msgSpec{cc: []string{"joe@example.com"}, providerID: providerB, createdAt: base.Add(time.Hour),
-		status: lifecycle.Sent, tags: map[string]string{"campaign": "spring"}})
+		status: msgstatus.Sent, tags: map[string]string{"campaign": "spring"}})
 	failed := b.newMessage(t, a, msgSpec{bcc: []string{"jane@example.com"}, providerID: providerA, createdAt: base.Add(2 * time.Hour),
-		status: lifecycle.Failed, tags: map[string]string{"campaign": "fall"}})
+		status: msgstatus.Failed, tags: map[string]string{"campaign": "fall"}})
 	// Another account's message matches every filter; it must never show.
 	b.newMessage(t, other, msgSpec{to: []string{"jane@example.com"}, providerID: providerA, createdAt: base.Add(time.Hour),
 		tags: map[string]string{"campaign": "spring", "tier": "gold"}})
@@ -174,8 +174,8 @@ func TestListMessagesFilters(t *testing.T) {
 		want []string
 	}{
 		{"no filter", &emailsenderv1.ListMessagesRequest{}, []string{failed, sent, queued}},
-		{"one status", &emailsenderv1.ListMessagesRequest{Statuses: []lifecycle.Status{lifecycle.Sent}}, []string{sent}},
-		{"statuses", &emailsenderv1.ListMessagesRequest{Statuses: []lifecycle.Status{lifecycle.Queued, lifecycle.Failed}}, []string{failed, queued}},
+		{"one status", &emailsenderv1.ListMessagesRequest{Statuses: []msgstatus.Status{msgstatus.Sent}}, []string{sent}},
+		{"statuses", &emailsenderv1.ListMessagesRequest{Statuses: []msgstatus.Status{msgstatus.Queued, msgstatus.Failed}}, []string{failed, queued}},
 		{"provider", &emailsenderv1.ListMessagesRequest{ProviderId: providerA}, []string{failed, queued}},
 		{"recipient any kind, any case", &emailsenderv1.ListMessagesRequest{Recipient: "JANE@example.COM"}, []string{failed, queued}},
 		{"recipient cc", &emailsenderv1.ListMessagesRequest{Recipient: "joe@example.com"}, []string{sent}},
@@ -213,7 +213,7 @@ func TestListMessagesInvalid(t *testing.T) {
 		{"garbage token", &emailsenderv1.ListMessagesRequest{PageToken: "%%%"}, "page_token"},
 		{"token of wrong shape", &emailsenderv1.ListMessagesRequest{PageToken: "AAAA"}, "page_token"},
 		{"provider id", &emailsenderv1.ListMessagesRequest{ProviderId: "smtp"}, "provider_id"},
-		{"status", &emailsenderv1.ListMessagesRequest{Statuses: []lifecycle.Status{42}}, "statuses"},
+		{"status", &emailsenderv1.ListMessagesRequest{Statuses: []msgstatus.Status{42}}, "statuses"},
 		{"page size", &emailsenderv1.ListMessagesRequest{PageSize: -1}, "page_size"},
 		{"empty range", &emailsenderv1.ListMessagesRequest{
 			CreatedAfter: timestamppb.New(time.Unix(100, 0)), CreatedBefore: timestamppb.New(time.Unix(100, 0)),
@@ -235,18 +235,18 @@ func TestGetStats(t *testing.T) {
 	for _, m := range []struct {
 		at       time.Duration
 		provider string
-		status   lifecycle.Status
+		status   msgstatus.Status
 	}{
-		{10 * time.Minute, providerA, lifecycle.Sent},
-		{20 * time.Minute, providerA, lifecycle.Sent},
-		{30 * time.Minute, providerA, lifecycle.Failed},
-		{40 * time.Minute, providerB, lifecycle.Delivered},
-		{70 * time.Minute, providerA, lifecycle.Queued},
-		{5 * time.Hour, providerA, lifecycle.Sent}, // outside the range
+		{10 * time.Minute, providerA, msgstatus.Sent},
+		{20 * time.Minute, providerA, msgstatus.Sent},
+		{30 * time.Minute, providerA, msgstatus.Failed},
+		{40 * time.Minute, providerB, msgstatus.Delivered},
+		{70 * time.Minute, providerA, msgstatus.Queued},
+		{5 * time.Hour, providerA, msgstatus.Sent}, // outside the range
 	} {
 		b.newMessage(t, a, msgSpec{createdAt: base.Add(m.at), providerID: m.provider, status: m.status})
 	}
-	b.newMessage(t, other, msgSpec{createdAt: base.Add(10 * time.Minute), providerID: providerA, status: lifecycle.Sent})
+	b.newMessage(t, other, msgSpec{createdAt: base.Add(10 * time.Minute), providerID: providerA, status: msgstatus.Sent})
 
 	req := &emailsenderv1.GetStatsRequest{
 		Start: timestamppb.New(base), End: timestamppb.New(base.Add(2 * time.Hour)), Bucket: durationpb.New(time.Hour),
@@ -280,7 +280,7 @@ func TestGetStats(t *testing.T) {
 	require.Equal(t, map[string]int64{"SENT": 1}, resp.GetTotals(), "another account's messages never count")
 
 	// Defaults: the last 24 hours in 1 hour buckets.
-	recent := b.newMessage(t, a, msgSpec{createdAt: time.Now().Add(-90 * time.Minute), status: lifecycle.Sent})
+	recent := b.newMessage(t, a, msgSpec{createdAt: time.Now().Add(-90 * time.Minute), status: msgstatus.Sent})
 	require.NotEmpty(t, recent)
 	resp, err = b.client.GetStats(authed(a), &emailsenderv1.GetStatsRequest{})
 	require.NoError(t, err)

@@ -26,7 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/pkg/testkit/natstest"
@@ -219,7 +219,7 @@ type msgSpec struct {
 	to, cc, bcc []string
 	tags        map[string]string
 	providerID  string
-	status      lifecycle.Status
+	status      msgstatus.Status
 	createdAt   time.Time
 }
 
@@ -237,7 +237,7 @@ func (b *testBundle) newMessage(t *testing.T, a account, spec msgSpec) string {
 		spec.providerID = "00000000-0000-7000-8000-000000000001"
 	}
 	if spec.status == 0 {
-		spec.status = lifecycle.Queued
+		spec.status = msgstatus.Queued
 	}
 	if spec.createdAt.IsZero() {
 		spec.createdAt = time.Now()
@@ -270,7 +270,7 @@ func (b *testBundle) newMessage(t *testing.T, a account, spec msgSpec) string {
 		_, err = tx.Exec(ctx, `
 			INSERT INTO recipients (message_id, idx, account_id, kind, address, name, status, status_key, updated_at)
 			VALUES ($1, $2, $3, $4, lower($5), '', $6, $7, $8)`,
-			id, i, a.id, r.kind, r.address, int16(spec.status), lifecycle.Key(spec.status, 0), spec.createdAt)
+			id, i, a.id, r.kind, r.address, int16(spec.status), msgstatus.Key(spec.status, 0), spec.createdAt)
 		require.NoError(t, err)
 	}
 	_, err = tx.Exec(ctx, `
@@ -283,7 +283,7 @@ func (b *testBundle) newMessage(t *testing.T, a account, spec msgSpec) string {
 }
 
 // event builds a delivery event as a worker publishes it.
-func event(a account, messageID, typ string, st lifecycle.Status, attempt int32, at time.Time, recipients ...string) *queuev1.DeliveryEvent {
+func event(a account, messageID, typ string, st msgstatus.Status, attempt int32, at time.Time, recipients ...string) *queuev1.DeliveryEvent {
 	rcpt := ""
 	if len(recipients) > 0 {
 		rcpt = recipients[0]
@@ -345,8 +345,8 @@ func requireCode(t *testing.T, err error, code codes.Code, field string) {
 	}
 }
 
-func recipientStatuses(resp *emailsenderv1.GetMessageResponse) map[string]lifecycle.Status {
-	out := map[string]lifecycle.Status{}
+func recipientStatuses(resp *emailsenderv1.GetMessageResponse) map[string]msgstatus.Status {
+	out := map[string]msgstatus.Status{}
 	for _, r := range resp.GetRecipients() {
 		out[r.GetAddress().GetAddress()] = r.GetStatus()
 	}

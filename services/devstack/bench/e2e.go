@@ -13,8 +13,8 @@ import (
 	"github.com/google/uuid"
 	gosmtp "github.com/wneessen/go-mail/smtp"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/testkit/smtpsink"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -232,7 +232,7 @@ func (e *env) waitSent(ctx context.Context, account string, n int, timeout time.
 		var sent, failed int
 		err := e.db.QueryRow(ctx, `
 			SELECT count(*) FILTER (WHERE status = $2), count(*) FILTER (WHERE status = $3)
-			FROM messages WHERE account_id = $1`, acc, int16(lifecycle.Sent), int16(lifecycle.Failed)).Scan(&sent, &failed)
+			FROM messages WHERE account_id = $1`, acc, int16(msgstatus.Sent), int16(msgstatus.Failed)).Scan(&sent, &failed)
 		if err != nil {
 			return err
 		}

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -299,7 +299,7 @@ func (l *ingestLimit) one(ctx context.Context, _ int) error {
 	if err != nil {
 		return err
 	}
-	status := int16(lifecycle.Queued)
+	status := int16(msgstatus.Queued)
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, from_name,
 			subject, tags, recipient_count, size_bytes, content, send_at, created_at, updated_at)
@@ -308,7 +308,7 @@ func (l *ingestLimit) one(ctx context.Context, _ int) error {
 		m.GetSubject(), "{}", 1, len(content), content, pgtype.Timestamptz{}, now)
 	b.Queue(`INSERT INTO recipients (message_id, idx, account_id, kind, address, name, status, status_key, updated_at)
 		VALUES ($1, 0, $2, 'to', $3, $4, $5, $6, $7)`,
-		id, acc.AccountID, m.GetTo()[0].GetAddress(), m.GetTo()[0].GetName(), status, lifecycle.Key(lifecycle.Queued, 0), now)
+		id, acc.AccountID, m.GetTo()[0].GetAddress(), m.GetTo()[0].GetName(), status, msgstatus.Key(msgstatus.Queued, 0), now)
 	b.Queue(`INSERT INTO events (id, message_id, account_id, type, status, occurred_at, attempt)
 		VALUES ($1, $2, $3, $4, $5, $6, 0)`,
 		queue.EventID(id, 0, queue.EventAccepted, ""), id, acc.AccountID, queue.EventAccepted, status, now)

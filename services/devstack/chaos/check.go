@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -20,8 +20,8 @@ import (
 // terminalStatuses end a message's delivery for this harness (SMTP gives no
 // later feedback, so SENT is where a delivered message stays).
 var terminalStatuses = []int16{
-	int16(lifecycle.Sent), int16(lifecycle.Delivered), int16(lifecycle.Bounced), int16(lifecycle.Complained),
-	int16(lifecycle.Failed), int16(lifecycle.Canceled), int16(lifecycle.Suppressed),
+	int16(msgstatus.Sent), int16(msgstatus.Delivered), int16(msgstatus.Bounced), int16(msgstatus.Complained),
+	int16(msgstatus.Failed), int16(msgstatus.Canceled), int16(msgstatus.Suppressed),
 }
 
 // waitQuiescent waits until every accepted message is in a terminal state, the
@@ -204,12 +204,12 @@ func (s *system) check(ctx context.Context, load *loadResult, faults *faultLog, 
 		switch {
 		case !ok:
 			lost = append(lost, id)
-		case st == lifecycle.Sent || st == lifecycle.Delivered:
+		case st == msgstatus.Sent || st == msgstatus.Delivered:
 			c.Sent++
 			if len(copies[id]) == 0 {
 				sentMissing = append(sentMissing, id)
 			}
-		case st == lifecycle.Failed:
+		case st == msgstatus.Failed:
 			c.Failed++
 			cl := failClass[id]
 			if cl == "" {
@@ -219,7 +219,7 @@ func (s *system) check(ctx context.Context, load *loadResult, faults *faultLog, 
 			if len(copies[id]) > 0 {
 				failedAtSink = append(failedAtSink, id)
 			}
-		case lifecycle.Terminal(st):
+		case msgstatus.Terminal(st):
 			c.OtherTerminal++
 		default:
 			notTerminal = append(notTerminal, id+" "+st.String())

@@ -35,7 +35,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -829,7 +829,7 @@ func TestIsolationMatrix(t *testing.T) {
 	got, err := s.report.GetMessage(withKey(t, fx.extraKeySecret), &v1.GetMessageRequest{MessageId: fx.scheduledID})
 	require.NoError(t, err, "A's key still works")
 	require.Equal(t, v1.MessageStatus_SCHEDULED, got.GetMessage().GetStatus())
-	require.False(t, lifecycle.Final(got.GetMessage().GetStatus()))
+	require.False(t, msgstatus.Final(got.GetMessage().GetStatus()))
 	v, err := s.account.VerifySender(s.ctx("a"), &v1.VerifySenderRequest{Id: fx.pendingSenderID, Code: fx.pendingCode})
 	require.NoError(t, err, "A's code still verifies A's sender")
 	require.Equal(t, "verified", v.GetSender().GetStatus())

@@ -26,7 +26,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
@@ -306,7 +306,7 @@ func (s *stack) waitStatus(name, id string, want v1.MessageStatus_Value) *v1.Get
 		if resp.GetMessage().GetStatus() == want {
 			return resp
 		}
-		if lifecycle.Final(resp.GetMessage().GetStatus()) {
+		if msgstatus.Final(resp.GetMessage().GetStatus()) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

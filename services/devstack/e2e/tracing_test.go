@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -86,7 +86,7 @@ func TestOneTracePerMessage(t *testing.T) {
 		}
 		resp, err := s.send.SendEmail(ctx, req)
 		require.NoError(t, err)
-		m := sent{id: resp.GetMessageId(), account: account, to: to, want: lifecycle.Delivered, scheduled: !sendAt.IsZero(), attempts: 1}
+		m := sent{id: resp.GetMessageId(), account: account, to: to, want: msgstatus.Delivered, scheduled: !sendAt.IsZero(), attempts: 1}
 		if span != nil {
 			span.End()
 			m.caller = span.SpanContext()
@@ -101,7 +101,7 @@ func TestOneTracePerMessage(t *testing.T) {
 		send("a", "smtp@example.com", true, time.Time{}),
 	}
 	msgs[2].attempts = 3 // two simulated transient failures, then sent
-	msgs[4].want = lifecycle.Sent
+	msgs[4].want = msgstatus.Sent
 	for _, m := range msgs {
 		s.waitStatus(m.account, m.id, m.want)
 	}
@@ -117,7 +117,7 @@ func TestOneTracePerMessage(t *testing.T) {
 				// ACCEPTED (SCHEDULED), ATTEMPT_STARTED per attempt, RETRYING per
 				// failed one, SENT, DELIVERED.
 				want := 1 + 2*m.attempts - 1 + 1
-				if m.want == lifecycle.Delivered {
+				if m.want == msgstatus.Delivered {
 					want++
 				}
 				assert.Len(c, tr.named("report.apply_event"), want)
@@ -219,10 +219,10 @@ func TestMetricsEndpoints(t *testing.T) {
 	transient := s.sendOK("sandbox", simple("transient@example.com"))
 	reject := s.sendOK("sandbox", simple("reject@example.com"))
 	smtp := s.sendOK("a", simple("someone@example.com"))
-	s.waitStatus("sandbox", ok, lifecycle.Delivered)
-	s.waitStatus("sandbox", transient, lifecycle.Delivered)
-	s.waitStatus("sandbox", reject, lifecycle.Failed)
-	s.waitStatus("a", smtp, lifecycle.Sent)
+	s.waitStatus("sandbox", ok, msgstatus.Delivered)
+	s.waitStatus("sandbox", transient, msgstatus.Delivered)
+	s.waitStatus("sandbox", reject, msgstatus.Failed)
+	s.waitStatus("a", smtp, msgstatus.Sent)
 
 	want := map[string][]string{
 		"ingest": {

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 )
@@ -28,10 +28,10 @@ import (
 // status is the message's status: SCHEDULED makes the SCHEDULED event, any
 // other (QUEUED, or later when the relay comes after the worker) the ACCEPTED
 // event, whose status is QUEUED.
-func AcceptedEvent(accountID, messageID string, status lifecycle.Status, at time.Time) (*nats.Msg, error) {
-	typ, accepted := queue.EventAccepted, lifecycle.Queued
-	if status == lifecycle.Scheduled {
-		typ, accepted = queue.EventScheduled, lifecycle.Scheduled
+func AcceptedEvent(accountID, messageID string, status msgstatus.Status, at time.Time) (*nats.Msg, error) {
+	typ, accepted := queue.EventAccepted, msgstatus.Queued
+	if status == msgstatus.Scheduled {
+		typ, accepted = queue.EventScheduled, msgstatus.Scheduled
 	}
 	id := queue.EventID(messageID, 0, typ, "")
 	data, err := proto.Marshal(&queuev1.DeliveryEvent{

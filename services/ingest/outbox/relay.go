@@ -16,7 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/namirasoft/email-sender/pkg/envconfig"
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/ingest/store"
@@ -214,7 +214,7 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 			}
 		} else {
 			published = append(published, row.MessageKey)
-			if row.Status == lifecycle.Scheduled {
+			if row.Status == msgstatus.Scheduled {
 				scheduled = append(scheduled, row.MessageKey)
 			}
 		}

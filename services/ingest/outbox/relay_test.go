@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/pkg/testkit/natstest"
@@ -56,7 +56,7 @@ func setup(t *testing.T) *testBundle {
 
 // accept stores n messages of one account straight through the store, as if
 // every accepting call had failed to publish.
-func (b *testBundle) accept(t *testing.T, n int, st lifecycle.Status) []string {
+func (b *testBundle) accept(t *testing.T, n int, st msgstatus.Status) []string {
 	t.Helper()
 	account := uuid.NewString()
 	require.NoError(t, store.CreateAccount(t.Context(), b.db.Pool, store.NewAccount{ID: account, Name: "relay"}))
@@ -72,7 +72,7 @@ func (b *testBundle) accept(t *testing.T, n int, st lifecycle.Status) []string {
 			FromAddress: "a@example.com", Recipients: []store.Recipient{{Kind: "to", Address: "b@example.com"}},
 			Content: []byte("job " + id), NATSSubject: queue.SendSubject("sandbox", account), CreatedAt: time.Now(),
 		}
-		if st == lifecycle.Scheduled {
+		if st == msgstatus.Scheduled {
 			m.SendAt = time.Now().Add(-time.Second) // already due
 		}
 		msgs = append(msgs, m)
@@ -85,8 +85,8 @@ func (b *testBundle) accept(t *testing.T, n int, st lifecycle.Status) []string {
 func TestRelayReplicasPublishEachRowOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ids := b.accept(t, 300, lifecycle.Queued)
-	scheduled := b.accept(t, 20, lifecycle.Scheduled)
+	ids := b.accept(t, 300, msgstatus.Queued)
+	scheduled := b.accept(t, 20, msgstatus.Scheduled)
 
 	relays := make([]*outbox.Relay, 3)
 	for i := range relays {
@@ -125,14 +125,14 @@ func TestRelayReplicasPublishEachRowOnce(t *testing.T) {
 	var queued int
 	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `
 		SELECT count(*) FROM messages m JOIN recipients r ON r.message_id = m.id
-		WHERE m.id = ANY($1::uuid[]) AND m.status = $2 AND r.status = $2`, scheduled, int16(lifecycle.Queued)).Scan(&queued))
+		WHERE m.id = ANY($1::uuid[]) AND m.status = $2 AND r.status = $2`, scheduled, int16(msgstatus.Queued)).Scan(&queued))
 	require.Equal(t, len(scheduled), queued, "published scheduled messages are QUEUED")
 }
 
 func TestRelayGraceLeavesFreshRows(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.accept(t, 3, lifecycle.Queued)
+	b.accept(t, 3, msgstatus.Queued)
 	r := outbox.NewRelay(b.db.Pool, b.pub, telemetry.Nop(), slog.New(slog.DiscardHandler), outbox.RelayConfig{Grace: time.Hour})
 	n, err := r.RunOnce(t.Context())
 	require.NoError(t, err)
@@ -142,7 +142,7 @@ func TestRelayGraceLeavesFreshRows(t *testing.T) {
 func TestDeleterFlushesOnShutdown(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ids := b.accept(t, 5, lifecycle.Queued)
+	ids := b.accept(t, 5, msgstatus.Queued)
 	d := outbox.NewDeleter(b.db.Pool, outbox.DeleterConfig{Interval: time.Hour}, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)

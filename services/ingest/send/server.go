@@ -28,7 +28,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
@@ -225,7 +225,7 @@ func (s *Server) CancelScheduled(ctx context.Context, req *emailsenderv1.CancelS
 	}
 	s.log.InfoContext(ctx, "canceled scheduled message", "account_id", p.AccountID, "message_id", id)
 	s.publishCanceled(ctx, p.AccountID, id, now)
-	return &emailsenderv1.CancelScheduledResponse{MessageId: id, Status: lifecycle.Canceled}, nil
+	return &emailsenderv1.CancelScheduledResponse{MessageId: id, Status: msgstatus.Canceled}, nil
 }
 
 // publishCanceled tells the events stream (webhooks, reports) about a cancel.
@@ -235,7 +235,7 @@ func (s *Server) publishCanceled(ctx context.Context, accountID, messageID strin
 	eventID := queue.EventID(messageID, 0, queue.EventCanceled, "")
 	data, err := proto.Marshal(&queuev1.DeliveryEvent{
 		EventId: eventID, MessageId: messageID, AccountId: accountID, Type: queue.EventCanceled,
-		Status: lifecycle.Canceled, OccurredAt: timestamppb.New(now),
+		Status: msgstatus.Canceled, OccurredAt: timestamppb.New(now),
 	})
 	if err != nil {
 		s.log.WarnContext(ctx, "encode cancel event", "account_id", accountID, "message_id", messageID, "error", err)
@@ -320,7 +320,7 @@ func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsend
 			s.log.WarnContext(ctx, "accepted event", "account_id", accountID, "message_id", m.ID, "error", err)
 			ev = nil
 		}
-		if m.Status != lifecycle.Queued {
+		if m.Status != msgstatus.Queued {
 			if ev != nil {
 				// In the call's trace, like the job the relay publishes when due.
 				s.tel.InjectNATS(ctx, ev.Header)
@@ -454,14 +454,14 @@ func (s *Server) prepare(ctx context.Context, accountID string, req *emailsender
 	if err != nil {
 		return nil, fmt.Errorf("message id: %w", err)
 	}
-	st := lifecycle.Queued
+	st := msgstatus.Queued
 	if !v.SendAt.IsZero() {
-		st = lifecycle.Scheduled
+		st = msgstatus.Scheduled
 	}
 	content, err := proto.Marshal(&queuev1.SendJob{
 		MessageId: id.String(), AccountId: accountID, ProviderId: prov.ID, ProviderKind: prov.Kind,
 		Message: v.Message, AcceptedAt: timestamppb.New(now), Suppressed: look.suppressedOf(v),
-		Scheduled: st == lifecycle.Scheduled, ProviderBound: look.providerBound(v),
+		Scheduled: st == msgstatus.Scheduled, ProviderBound: look.providerBound(v),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode job: %w", err)

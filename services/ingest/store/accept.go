@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 )
 
@@ -34,7 +34,7 @@ type NewMessage struct {
 	ProviderID   string
 	ProviderKind string
 	// Status is QUEUED or SCHEDULED.
-	Status      lifecycle.Status
+	Status      msgstatus.Status
 	FromAddress string
 	FromName    string
 	Subject     string
@@ -56,7 +56,7 @@ type NewMessage struct {
 // Accepted is the outcome of one message of Accept.
 type Accepted struct {
 	MessageID string
-	Status    lifecycle.Status
+	Status    msgstatus.Status
 	// Replay is true when an earlier request with the same idempotency key is
 	// answered; nothing was stored.
 	Replay bool
@@ -253,7 +253,7 @@ func claimKeys(ctx context.Context, tx pgx.Tx, msgs []*NewMessage, out []Accepte
 			out[i] = Accepted{Err: ErrIdempotencyMismatch}
 			continue
 		}
-		out[i] = Accepted{MessageID: id, Status: lifecycle.Status(status), Replay: true}
+		out[i] = Accepted{MessageID: id, Status: msgstatus.Status(status), Replay: true}
 	}
 	sort.Ints(fresh)
 	return fresh, nil
@@ -288,10 +288,10 @@ func queueInsert(b *pgx.Batch, m *NewMessage) error {
 		INSERT INTO recipients (message_id, idx, account_id, kind, address, name, status, status_key, updated_at)
 		SELECT $1, r.idx, $2, r.kind, r.address, r.name, $7, $8, $9
 		FROM unnest($3::smallint[], $4::text[], $5::text[], $6::text[]) AS r(idx, kind, address, name)`,
-		m.ID, m.AccountID, idx, kinds, addrs, names, status, lifecycle.Key(m.Status, 0), m.CreatedAt)
+		m.ID, m.AccountID, idx, kinds, addrs, names, status, msgstatus.Key(m.Status, 0), m.CreatedAt)
 
 	typ := queue.EventAccepted
-	if m.Status == lifecycle.Scheduled {
+	if m.Status == msgstatus.Scheduled {
 		typ = queue.EventScheduled
 	}
 	b.Queue(`

@@ -9,7 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 )
 
@@ -40,17 +40,17 @@ func CancelScheduled(ctx context.Context, db Beginner, accountID, messageID stri
 		if err != nil {
 			return fmt.Errorf("read message %s: %w", messageID, err)
 		}
-		if s := lifecycle.Status(status); s != lifecycle.Scheduled || !inOutbox {
+		if s := msgstatus.Status(status); s != msgstatus.Scheduled || !inOutbox {
 			return &NotCancelableError{Status: s}
 		}
-		canceled := int16(lifecycle.Canceled)
+		canceled := int16(msgstatus.Canceled)
 		b := &pgx.Batch{}
 		b.Queue(`DELETE FROM outbox WHERE message_id = $1 AND account_id = $2`, messageID, accountID)
 		b.Queue(`UPDATE messages SET status = $3, updated_at = $4 WHERE id = $1 AND account_id = $2`,
 			messageID, accountID, canceled, now)
 		b.Queue(`UPDATE recipients SET status = $3, status_key = $4, updated_at = $5
 			WHERE message_id = $1 AND account_id = $2`,
-			messageID, accountID, canceled, lifecycle.Key(lifecycle.Canceled, 0), now)
+			messageID, accountID, canceled, msgstatus.Key(msgstatus.Canceled, 0), now)
 		b.Queue(`INSERT INTO events (id, message_id, account_id, type, status, occurred_at, attempt)
 			VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT (id) DO NOTHING`,
 			queue.EventID(messageID, 0, queue.EventCanceled, ""), messageID, accountID, queue.EventCanceled, canceled, now)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -93,7 +93,7 @@ func BeginErase(ctx context.Context, db Beginner, accountID, auditID string, now
 func openStatuses() []int16 {
 	var out []int16
 	for n := range v1.MessageStatus_Value_name {
-		if s := lifecycle.Status(n); n != 0 && !lifecycle.Terminal(s) {
+		if s := msgstatus.Status(n); n != 0 && !msgstatus.Terminal(s) {
 			out = append(out, int16(n))
 		}
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 )
 
 // MessageKey names a message within its account.
@@ -24,7 +24,7 @@ type OutboxRow struct {
 	// Content is the encoded SendJob; nil when the message row is gone (the
 	// account's data was deleted), and the row is then simply dropped.
 	Content []byte
-	Status  lifecycle.Status
+	Status  msgstatus.Status
 	// CreatedAt is the message's acceptance time (its ACCEPTED/SCHEDULED event's).
 	CreatedAt time.Time
 }
@@ -52,7 +52,7 @@ func ClaimDue(ctx context.Context, tx pgx.Tx, grace time.Duration, limit int) ([
 			status int16
 		)
 		err := r.Scan(&o.MessageID, &o.AccountID, &o.Subject, &o.Traceparent, &o.Content, &status, &o.CreatedAt)
-		o.Status = lifecycle.Status(status)
+		o.Status = msgstatus.Status(status)
 		return o, err
 	})
 	if err != nil {
@@ -93,7 +93,7 @@ func MarkQueued(ctx context.Context, db DBTX, keys []MessageKey) error {
 		return nil
 	}
 	accounts, messages := split(keys)
-	queued, scheduled := int16(lifecycle.Queued), int16(lifecycle.Scheduled)
+	queued, scheduled := int16(msgstatus.Queued), int16(msgstatus.Scheduled)
 	b := &pgx.Batch{}
 	b.Queue(`
 		UPDATE messages m SET status = $3, updated_at = now()
@@ -104,7 +104,7 @@ func MarkQueued(ctx context.Context, db DBTX, keys []MessageKey) error {
 		UPDATE recipients r SET status = $3, status_key = $5, updated_at = now()
 		FROM unnest($1::uuid[], $2::uuid[]) AS k(account_id, message_id)
 		WHERE r.account_id = k.account_id AND r.message_id = k.message_id AND r.status = $4`,
-		accounts, messages, queued, scheduled, lifecycle.Key(lifecycle.Queued, 0))
+		accounts, messages, queued, scheduled, msgstatus.Key(msgstatus.Queued, 0))
 	if err := db.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("mark messages queued: %w", err)
 	}

@@ -5,14 +5,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 )
 
 // terminalStatuses are the statuses after which a message's content is no
-// longer needed to deliver it (lifecycle.Terminal).
+// longer needed to deliver it (msgstatus.Terminal).
 var terminalStatuses = []int16{
-	int16(lifecycle.Sent), int16(lifecycle.Delivered), int16(lifecycle.Bounced), int16(lifecycle.Complained),
-	int16(lifecycle.Failed), int16(lifecycle.Canceled), int16(lifecycle.Suppressed),
+	int16(msgstatus.Sent), int16(msgstatus.Delivered), int16(msgstatus.Bounced), int16(msgstatus.Complained),
+	int16(msgstatus.Failed), int16(msgstatus.Canceled), int16(msgstatus.Suppressed),
 }
 
 // VerificationTag marks the sender verification mails ingest sends itself

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 )
 
 // DBTX is what a query needs: a pool, a connection or a transaction.
@@ -66,7 +66,7 @@ func (e *UnhealthyProviderError) Error() string {
 }
 
 // NotCancelableError means the message is no longer SCHEDULED.
-type NotCancelableError struct{ Status lifecycle.Status }
+type NotCancelableError struct{ Status msgstatus.Status }
 
 func (e *NotCancelableError) Error() string {
 	return fmt.Sprintf("message is %s, only a SCHEDULED message can be canceled", e.Status)

@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
@@ -179,7 +179,7 @@ func (d *delivery) reportInterrupted(ctx context.Context, prev *attempt.Record) 
 		d.unreported = prev.Unreported // found earlier, not reported yet
 	}
 	if d.unreported > 0 {
-		ev := d.events.Add(queue.EventInterrupted, lifecycle.Retrying, d.unreported, nil, "")
+		ev := d.events.Add(queue.EventInterrupted, msgstatus.Retrying, d.unreported, nil, "")
 		ev.ErrorClass = "interrupted"
 		ev.Detail = fmt.Sprintf("attempt %d was interrupted before its outcome was recorded (worker stopped or lost its connection); the provider may or may not have accepted it", d.unreported)
 		d.log.WarnContext(ctx, "previous attempt interrupted", "previous_attempt", d.unreported)

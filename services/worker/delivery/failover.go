@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
 	"github.com/namirasoft/email-sender/services/worker/timeline"
@@ -76,7 +76,7 @@ func (d *delivery) failover(ctx context.Context, reason string, made int, scope 
 		// Unhealthy means its credentials were refused: the "auth" class.
 		class, errorClass = failoverUnhealthy, "auth"
 	}
-	ev := d.events.Add(queue.EventFailover, lifecycle.Retrying, made, scope, "")
+	ev := d.events.Add(queue.EventFailover, msgstatus.Retrying, made, scope, "")
 	ev.ProviderId = fb.ID
 	ev.ErrorClass = errorClass
 	ev.Detail = fmt.Sprintf("moved from provider %s (%s; %s) to fallback %s (%s)", primary.ID, primary.Kind, reason, fb.ID, fb.Kind)

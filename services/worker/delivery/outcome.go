@@ -7,7 +7,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
@@ -50,11 +50,11 @@ func (d *delivery) sent(ctx context.Context, out provider.Outcome, scope []strin
 			}
 		}
 	}
-	ev := d.events.Add(queue.EventSent, lifecycle.Sent, d.attempt, sentScope, "")
+	ev := d.events.Add(queue.EventSent, msgstatus.Sent, d.attempt, sentScope, "")
 	ev.ProviderResponse = out.Response
 	ev.ProviderMessageId = out.MessageID
 	for r, answer := range out.Rejected {
-		rev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, []string{r}, r)
+		rev := d.events.Add(queue.EventFailed, msgstatus.Failed, d.attempt, []string{r}, r)
 		rev.ErrorClass = "permanent"
 		rev.ProviderResponse = answer
 		rev.Detail = "the provider refused this recipient"
@@ -80,7 +80,7 @@ func (d *delivery) failedTransiently(ctx context.Context, out provider.Outcome, 
 		return
 	}
 	if d.tries >= svc.cfg.MaxAttempts {
-		ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
+		ev := d.events.Add(queue.EventFailed, msgstatus.Failed, d.attempt, scope, "")
 		ev.ErrorClass = "attempts_exhausted"
 		ev.ProviderResponse = out.Response
 		ev.Detail = fmt.Sprintf("attempt %d of %d failed transiently: %s", d.attempt, svc.cfg.MaxAttempts, errText)
@@ -91,7 +91,7 @@ func (d *delivery) failedTransiently(ctx context.Context, out provider.Outcome, 
 	if delay <= 0 {
 		delay = backoff(d.tries, svc.cfg.BackoffBase, svc.cfg.BackoffMax, nil)
 	}
-	ev := d.events.Add(queue.EventRetry, lifecycle.Retrying, d.attempt, scope, "")
+	ev := d.events.Add(queue.EventRetry, msgstatus.Retrying, d.attempt, scope, "")
 	ev.ErrorClass = "transient"
 	ev.ProviderResponse = out.Response
 	ev.Detail = errText
@@ -108,7 +108,7 @@ func (d *delivery) failedTransiently(ctx context.Context, out provider.Outcome, 
 // credentials refused: the configuration is marked unhealthy, ambiguous under
 // the fail policy).
 func (d *delivery) failed(ctx context.Context, out provider.Outcome, class provider.Class, errText string, scope []string, cfg provider.Config) {
-	ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
+	ev := d.events.Add(queue.EventFailed, msgstatus.Failed, d.attempt, scope, "")
 	ev.ErrorClass = class.String()
 	ev.ProviderResponse = out.Response
 	ev.Detail = errText
@@ -235,14 +235,14 @@ func envelopeOf(scope []string, job *queuev1.SendJob) []string {
 	return env
 }
 
-func feedbackStatus(typ string) (lifecycle.Status, string) {
+func feedbackStatus(typ string) (msgstatus.Status, string) {
 	switch typ {
 	case queue.EventDelivered:
-		return lifecycle.Delivered, queue.EventDelivered
+		return msgstatus.Delivered, queue.EventDelivered
 	case queue.EventBounced:
-		return lifecycle.Bounced, queue.EventBounced
+		return msgstatus.Bounced, queue.EventBounced
 	case queue.EventComplained:
-		return lifecycle.Complained, queue.EventComplained
+		return msgstatus.Complained, queue.EventComplained
 	}
 	return 0, ""
 }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
@@ -61,7 +61,7 @@ func (d *delivery) exhausted(ctx context.Context) bool {
 	if !over {
 		return false
 	}
-	ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, nil, "")
+	ev := d.events.Add(queue.EventFailed, msgstatus.Failed, d.attempt, nil, "")
 	ev.ErrorClass = "attempts_exhausted"
 	ev.Detail = fmt.Sprintf("gave up after %d attempts or %s since acceptance", d.attempt-1, svc.cfg.MaxAge)
 	d.final(ctx, false)
@@ -74,7 +74,7 @@ func (d *delivery) exhausted(ctx context.Context) bool {
 func (d *delivery) envelope() (envelope, scope []string) {
 	envelope, suppressed := sendjob.Recipients(d.job)
 	for _, r := range suppressed {
-		ev := d.events.Add(queue.EventSuppressed, lifecycle.Suppressed, 0, []string{r}, r)
+		ev := d.events.Add(queue.EventSuppressed, msgstatus.Suppressed, 0, []string{r}, r)
 		ev.Detail = "recipient is on the account's suppression list; nothing was sent to it"
 	}
 	if len(suppressed) > 0 {
@@ -91,7 +91,7 @@ func (d *delivery) loadConfig(ctx context.Context, scope []string) bool {
 	stored, err := d.svc.configs.Load(ctx, job.GetAccountId(), job.GetProviderId())
 	d.config = stored
 	if errors.Is(err, store.ErrConfigNotFound) {
-		ev := d.events.Add(queue.EventFailed, lifecycle.Failed, d.attempt, scope, "")
+		ev := d.events.Add(queue.EventFailed, msgstatus.Failed, d.attempt, scope, "")
 		ev.ErrorClass = "permanent"
 		ev.Detail = "the provider configuration of this message no longer exists"
 		d.final(ctx, false)
@@ -123,7 +123,7 @@ func (d *delivery) awaitRate(ctx context.Context) bool {
 // announce publishes ATTEMPT_STARTED (and the events before it); false when
 // the job was given back.
 func (d *delivery) announce(ctx context.Context, scope []string) bool {
-	d.events.Add(queue.EventStarted, lifecycle.Sending, d.attempt, scope, "")
+	d.events.Add(queue.EventStarted, msgstatus.Sending, d.attempt, scope, "")
 	// The attempt is recorded as started (claim): that is what must precede
 	// the provider call. The timeline's ATTEMPT_STARTED event is not waited
 	// for here; its acknowledgement is checked with the outcome's events.

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/namirasoft/email-sender/pkg/lifecycle"
+	"github.com/namirasoft/email-sender/pkg/msgstatus"
 )
 
 // Messages reads the status of messages.
@@ -32,7 +32,7 @@ func (m *Messages) Canceled(ctx context.Context, accountID, messageID string) (b
 	if err != nil {
 		return false, fmt.Errorf("read status of message %s: %w", messageID, err)
 	}
-	return lifecycle.Status(st) == lifecycle.Canceled, nil
+	return msgstatus.Status(st) == msgstatus.Canceled, nil
 }
 
 // Stored is what the database says of a job's message, for Check.

@@ -17,9 +17,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/pkg/infra"
 	"github.com/namirasoft/email-sender/services/inbound"
 	"github.com/namirasoft/email-sender/services/inbound/submission"
 )
@@ -43,7 +43,7 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	standbyLog, err := connect.Logger(os.Stderr, cfg.Log, "inbound")
+	standbyLog, err := infra.Logger(os.Stderr, cfg.Log, "inbound")
 	if err != nil {
 		return err
 	}
@@ -51,7 +51,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	in, err := connect.Open(ctx, connect.Config{Service: "inbound", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: connect.AwaitSchema})
+	in, err := infra.Open(ctx, infra.Config{Service: "inbound", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: infra.AwaitSchema})
 	stopStandby()
 	if err != nil {
 		return err
@@ -67,7 +67,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.GRPCAddr, err)
 	}
-	serveMetrics := connect.Metrics(cfg.MetricsAddr, cfg.Metrics, tel, log)
+	serveMetrics := infra.Metrics(cfg.MetricsAddr, cfg.Metrics, tel, log)
 	health := grpcserver.New(grpcserver.Config{}, tel, log)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return health.Serve(gctx, lis) })

@@ -38,9 +38,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/pkg/infra"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest"
@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func serve(ctx context.Context, cfg ingest.Config) error {
-	log, err := connect.Logger(os.Stderr, cfg.Log, "ingest")
+	log, err := infra.Logger(os.Stderr, cfg.Log, "ingest")
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func serve(ctx context.Context, cfg ingest.Config) error {
 	if err != nil {
 		return err
 	}
-	in, err := connect.Open(ctx, connect.Config{Service: "ingest", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: connect.Migrate})
+	in, err := infra.Open(ctx, infra.Config{Service: "ingest", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: infra.Migrate})
 	stopStandby()
 	if err != nil {
 		return err
@@ -117,7 +117,7 @@ func serve(ctx context.Context, cfg ingest.Config) error {
 	if err != nil {
 		return err
 	}
-	serveMetrics := connect.Metrics(cfg.MetricsAddr, cfg.Metrics, in.Telemetry, in.Log)
+	serveMetrics := infra.Metrics(cfg.MetricsAddr, cfg.Metrics, in.Telemetry, in.Log)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveMetrics(gctx) })
 	g.Go(func() error { return svc.Run(gctx) })
@@ -137,13 +137,13 @@ func migrate(ctx context.Context, cfg ingest.Config, stdout io.Writer) error {
 // adminPool is the pool of a command (migrate, admin ...): ingest owns the
 // schema, so it migrates; it waits for PostgreSQL a minute at most.
 func adminPool(ctx context.Context, cfg ingest.Config) (*pgxpool.Pool, error) {
-	log, err := connect.Logger(os.Stderr, cfg.Log, "ingest")
+	log, err := infra.Logger(os.Stderr, cfg.Log, "ingest")
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return connect.Postgres(ctx, cfg.Postgres, connect.Migrate, log)
+	return infra.Postgres(ctx, cfg.Postgres, infra.Migrate, log)
 }
 
 func bootstrap(ctx context.Context, cfg ingest.Config, args []string, stdout io.Writer) error {

@@ -8,7 +8,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/namirasoft/email-sender/pkg/connect"
+	"github.com/namirasoft/email-sender/pkg/infra"
 	"github.com/namirasoft/email-sender/services/ingest"
 	"github.com/namirasoft/email-sender/services/ingest/operator"
 )
@@ -37,7 +37,7 @@ func operatorCmd(ctx context.Context, cfg ingest.Config, args []string, stdout i
 		user = "unknown"
 	}
 	actor := "cli:" + user
-	in, err := connect.Open(ctx, connect.Config{Service: "ingest-operator", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: connect.Migrate})
+	in, err := infra.Open(ctx, infra.Config{Service: "ingest-operator", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: infra.Migrate})
 	if err != nil {
 		return err
 	}

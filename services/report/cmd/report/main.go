@@ -13,9 +13,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
-	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/pkg/infra"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/report"
 )
@@ -39,7 +39,7 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log, err := connect.Logger(os.Stderr, cfg.Log, "report")
+	log, err := infra.Logger(os.Stderr, cfg.Log, "report")
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	in, err := connect.Open(ctx, connect.Config{Service: "report", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: connect.AwaitSchema})
+	in, err := infra.Open(ctx, infra.Config{Service: "report", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: infra.AwaitSchema})
 	stopStandby()
 	if err != nil {
 		return err
@@ -69,7 +69,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	serveMetrics := connect.Metrics(cfg.MetricsAddr, cfg.Metrics, in.Telemetry, log)
+	serveMetrics := infra.Metrics(cfg.MetricsAddr, cfg.Metrics, in.Telemetry, log)
 	log.Info("report starting", "grpc_addr", cfg.GRPCAddr, "metrics_addr", cfg.MetricsAddr)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveMetrics(gctx) })

@@ -15,9 +15,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
+	"github.com/namirasoft/email-sender/pkg/infra"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/services/worker"
@@ -42,7 +42,7 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	standbyLog, err := connect.Logger(os.Stderr, cfg.Log, "worker")
+	standbyLog, err := infra.Logger(os.Stderr, cfg.Log, "worker")
 	if err != nil {
 		return err
 	}
@@ -50,7 +50,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	in, err := connect.Open(ctx, connect.Config{Service: "worker", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: connect.AwaitSchema})
+	in, err := infra.Open(ctx, infra.Config{Service: "worker", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: infra.AwaitSchema})
 	stopStandby()
 	if err != nil {
 		return err
@@ -81,7 +81,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.GRPCAddr, err)
 	}
-	serveMetrics := connect.Metrics(cfg.MetricsAddr, cfg.Metrics, tel, log)
+	serveMetrics := infra.Metrics(cfg.MetricsAddr, cfg.Metrics, tel, log)
 	health := grpcserver.New(grpcserver.Config{}, tel, log)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return health.Serve(gctx, lis) })

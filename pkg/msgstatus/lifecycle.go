@@ -1,8 +1,8 @@
-// Package lifecycle holds the rules of a message's status: which status changes
+// Package msgstatus holds the rules of a message's status: which status changes
 // apply (events may arrive twice or out of order, and a recipient never moves
 // backwards out of a terminal state) and how recipients' statuses summarise into
 // the message's.
-package lifecycle
+package msgstatus
 
 import (
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"

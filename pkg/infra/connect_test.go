@@ -1,4 +1,4 @@
-package connect_test
+package infra_test
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/infra"
 	"github.com/namirasoft/email-sender/pkg/schema"
 	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
 	"github.com/namirasoft/email-sender/pkg/testkit/tcprelay"
@@ -44,7 +44,7 @@ func TestPostgresWaitsForTheServer(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		p, err := connect.Postgres(ctx, envconfig.Postgres{URL: u.String()}, connect.Migrate, quiet())
+		p, err := infra.Postgres(ctx, envconfig.Postgres{URL: u.String()}, infra.Migrate, quiet())
 		done <- result{p, err}
 	}()
 	select {
@@ -70,7 +70,7 @@ func TestAwaitSchemaWaitsForTheOwner(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		p, err := connect.Postgres(ctx, envconfig.Postgres{URL: schemaURL}, connect.AwaitSchema, quiet())
+		p, err := infra.Postgres(ctx, envconfig.Postgres{URL: schemaURL}, infra.AwaitSchema, quiet())
 		if p != nil {
 			p.Close()
 		}

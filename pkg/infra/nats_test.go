@@ -1,4 +1,4 @@
-package connect_test
+package infra_test
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/require"
 
-	"github.com/namirasoft/email-sender/pkg/connect"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/infra"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/testkit/testca"
 )
@@ -40,7 +40,7 @@ func startSecureNATS(t *testing.T, ca *testca.CA) string {
 	return fmt.Sprintf("nats://127.0.0.1:%d", port)
 }
 
-// Every service reaches NATS through connect.Open: with credentials and TLS
+// Every service reaches NATS through infra.Open: with credentials and TLS
 // (CA and client certificate) it connects and ensures the streams; with a
 // wrong password or without the CA it does not, and says nothing of the
 // password.
@@ -53,7 +53,7 @@ func TestOpenNATSWithCredentialsAndTLS(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	in, err := connect.Open(ctx, connect.Config{Service: "ingest", Log: envconfig.Log{Level: "error"}, Postgres: envconfig.Postgres{URL: emptySchema(t)}, NATS: good, Schema: connect.Migrate})
+	in, err := infra.Open(ctx, infra.Config{Service: "ingest", Log: envconfig.Log{Level: "error"}, Postgres: envconfig.Postgres{URL: emptySchema(t)}, NATS: good, Schema: infra.Migrate})
 	require.NoError(t, err)
 	defer in.Close()
 	_, err = in.JetStream.Stream(ctx, queue.SendStream)
@@ -75,7 +75,7 @@ func TestOpenNATSWithCredentialsAndTLS(t *testing.T) {
 			bad(&c)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			in, err := connect.Open(ctx, connect.Config{Service: "ingest", Log: envconfig.Log{Level: "error"}, Postgres: envconfig.Postgres{URL: emptySchema(t)}, NATS: c, Schema: connect.Migrate})
+			in, err := infra.Open(ctx, infra.Config{Service: "ingest", Log: envconfig.Log{Level: "error"}, Postgres: envconfig.Postgres{URL: emptySchema(t)}, NATS: c, Schema: infra.Migrate})
 			if err == nil {
 				in.Close()
 				t.Fatal("connected")
@@ -94,7 +94,7 @@ func TestNATSOptionsRefusesHalfSettings(t *testing.T) {
 		"missing CA file":       {TLSCAFile: "/nonexistent-ca.pem"},
 		"missing nkey file":     {NKeyFile: "/nonexistent.nk"},
 	} {
-		_, err := connect.NATSOptions(c)
+		_, err := infra.NATSOptions(c)
 		require.Error(t, err, name)
 		require.Contains(t, err.Error(), "NATS_", name)
 	}

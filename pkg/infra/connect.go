@@ -1,9 +1,9 @@
-// Package connect opens the shared infrastructure every service needs, the same
+// Package infra opens the shared infrastructure every service needs, the same
 // way everywhere: a PostgreSQL pool (schema migrated by its owner, awaited by
 // the others) and a JetStream connection (streams ensured), plus the service
 // logger and telemetry. Both wait with backoff while their server is
 // unreachable: services start in any order and survive restarts at start.
-package connect
+package infra
 
 import (
 	"context"
