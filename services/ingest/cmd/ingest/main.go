@@ -35,11 +35,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
-	"github.com/namirasoft/email-sender/pkg/grpcserver"
 	"github.com/namirasoft/email-sender/pkg/infra"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -94,34 +92,22 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func serve(ctx context.Context, cfg ingest.Config) error {
-	log, err := infra.Logger(os.Stderr, cfg.Log, "ingest")
-	if err != nil {
-		return err
+	p := infra.Process{
+		// ingest owns the schema: it migrates.
+		Config:   infra.Config{Service: "ingest", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: infra.Migrate},
+		GRPCAddr: cfg.GRPCAddr, Standby: []string{v1.SendService_ServiceDesc.ServiceName, v1.AccountService_ServiceDesc.ServiceName},
+		MetricsAddr: cfg.MetricsAddr, Metrics: cfg.Metrics,
 	}
-	stopStandby, err := grpcserver.Standby(cfg.GRPCAddr, log,
-		v1.SendService_ServiceDesc.ServiceName, v1.AccountService_ServiceDesc.ServiceName)
-	if err != nil {
-		return err
-	}
-	in, err := infra.Open(ctx, infra.Config{Service: "ingest", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: infra.Migrate})
-	stopStandby()
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-
-	svc, err := ingest.New(cfg, ingest.Deps{
-		Pool: in.Pool, JetStream: in.JetStream, Telemetry: in.Telemetry, Logger: in.Log,
-		Auth: auth.NewKeyStore(in.Pool, cfg.AuthCacheTTL),
+	return p.Run(ctx, func(ctx context.Context, in *infra.Infra) error {
+		svc, err := ingest.New(cfg, ingest.Deps{
+			Pool: in.Pool, JetStream: in.JetStream, Telemetry: in.Telemetry, Logger: in.Log,
+			Auth: auth.NewKeyStore(in.Pool, cfg.AuthCacheTTL),
+		})
+		if err != nil {
+			return err
+		}
+		return svc.Run(ctx)
 	})
-	if err != nil {
-		return err
-	}
-	serveMetrics := infra.Metrics(cfg.MetricsAddr, cfg.Metrics, in.Telemetry, in.Log)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveMetrics(gctx) })
-	g.Go(func() error { return svc.Run(gctx) })
-	return g.Wait()
 }
 
 func migrate(ctx context.Context, cfg ingest.Config, stdout io.Writer) error {

@@ -10,12 +10,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
 	"github.com/namirasoft/email-sender/pkg/infra"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
@@ -32,34 +29,20 @@ func main() {
 
 func run() error {
 	var cfg worker.Config
-	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help") {
-		fmt.Println("worker: delivers send jobs through the account's providers.\nEnvironment:")
-		envconfig.PrintUsage(os.Stdout, &cfg)
-		return nil
-	}
-	if err := envconfig.Load(&cfg); err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	standbyLog, err := infra.Logger(os.Stderr, cfg.Log, "worker")
-	if err != nil {
-		return err
-	}
-	stopStandby, err := grpcserver.Standby(cfg.GRPCAddr, standbyLog)
-	if err != nil {
-		return err
-	}
-	in, err := infra.Open(ctx, infra.Config{Service: "worker", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: infra.AwaitSchema})
-	stopStandby()
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	log, tel := in.Log, in.Telemetry
+	return infra.Main(os.Args[1:], os.Stdout, "worker: delivers send jobs through the account's providers.", &cfg, func(ctx context.Context) error {
+		p := infra.Process{
+			Config:   infra.Config{Service: "worker", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: infra.AwaitSchema},
+			GRPCAddr: cfg.GRPCAddr, MetricsAddr: cfg.MetricsAddr, Metrics: cfg.Metrics,
+		}
+		return p.Run(ctx, func(ctx context.Context, in *infra.Infra) error { return serve(ctx, cfg, in) })
+	})
+}
 
+func serve(ctx context.Context, cfg worker.Config, in *infra.Infra) error {
+	log, tel := in.Log, in.Telemetry
 	var keyring *secretbox.Keyring
 	if cfg.MasterKeys != "" {
+		var err error
 		if keyring, err = secretbox.ParseKeyring(cfg.MasterKeys, cfg.MasterKeyID); err != nil {
 			return err
 		}
@@ -69,7 +52,11 @@ func run() error {
 		return err
 	}
 	senders, closeSenders := kinds.Senders(opts)
-	defer func() { _ = closeSenders() }()
+	defer func() {
+		if err := closeSenders(); err != nil {
+			log.Warn("close provider connections", "error", err)
+		}
+	}()
 
 	w, err := worker.New(ctx, cfg, worker.Deps{
 		Pool: in.Pool, JetStream: in.JetStream, Telemetry: tel, Logger: log, Keyring: keyring, Senders: senders,
@@ -81,11 +68,9 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.GRPCAddr, err)
 	}
-	serveMetrics := infra.Metrics(cfg.MetricsAddr, cfg.Metrics, tel, log)
 	health := grpcserver.New(grpcserver.Config{}, tel, log)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return health.Serve(gctx, lis) })
-	g.Go(func() error { return serveMetrics(gctx) })
 	g.Go(func() error { return w.Run(gctx) })
 	log.Info("worker starting", "providers", cfg.Providers, "grpc_addr", cfg.GRPCAddr, "metrics_addr", cfg.MetricsAddr)
 	return g.Wait()
