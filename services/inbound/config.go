@@ -8,6 +8,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/verp"
+	"github.com/namirasoft/email-sender/services/inbound/imappoll"
 	"github.com/namirasoft/email-sender/services/inbound/submission"
 )
 
@@ -54,6 +55,10 @@ type Config struct {
 	// (package submission); off unless SUBMISSION_ADDR or SUBMISSION_TLS_ADDR.
 	// New does not read it.
 	Submission submission.Config
+	// IMAP is the poller of the SMTP provider configurations' bounce
+	// mailboxes (package imappoll) the command runs alongside; on with
+	// MASTER_KEYS. New does not read it.
+	IMAP imappoll.Config
 
 	// Bounce is BOUNCE_DOMAIN and BOUNCE_KEY, the worker's.
 	Bounce verp.Config

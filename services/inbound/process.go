@@ -20,6 +20,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/verp"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
+	"github.com/namirasoft/email-sender/services/inbound/imappoll"
 	"github.com/namirasoft/email-sender/services/inbound/mailreport"
 )
 
@@ -65,6 +66,15 @@ func (m Mail) messageID() string {
 func (s *Service) Handle(ctx context.Context, tok verp.Token, raw []byte) error {
 	_, err := s.Record(ctx, Mail{Token: &tok, Raw: raw})
 	return err
+}
+
+// IMAPRecorder is what the IMAP poller records the mail of bounce
+// mailboxes with: Record, recorded when events were published.
+func (s *Service) IMAPRecorder() imappoll.Recorder {
+	return imappoll.RecorderFunc(func(ctx context.Context, f imappoll.Found) (bool, error) {
+		out, err := s.Record(ctx, Mail{Token: f.Token, MessageID: f.MessageID, AccountID: f.AccountID, Raw: f.Raw})
+		return out == OutcomeApplied, err
+	})
 }
 
 // Record records one mail about a message, whichever way it came (SMTP to
