@@ -5,7 +5,10 @@
 // mailbox). It finds the message (Store), applies the suppression rule
 // (pkg/suppression) first, then publishes one BOUNCED or COMPLAINED event
 // per recipient on EMAIL_EVENTS (Recorder), which the report applies like
-// the workers' events.
+// the workers' events. Several reports can be recorded together
+// (Store.Messages, Recorder.RecordAll): one message lookup, one suppression
+// round trip (suppression.Rules.ApplyAll), and every event published at
+// once and then awaited together, as the inbound service's batches do.
 //
 // Event ids derive from the message, the recipient, the report's source and
 // its id, so a report recorded twice (a retried SMTP delivery, a Gmail
@@ -85,6 +88,29 @@ func (s *Store) ByProviderMessageID(ctx context.Context, accountID, providerID, 
 		ORDER BY m.id DESC LIMIT 1`, accountID, providerID, pmid)
 }
 
+// Messages are the stored messages of ids, by id, found with one query; the
+// ids with no message are absent. The ids must be UUIDs.
+func (s *Store) Messages(ctx context.Context, ids []string) (map[string]Message, error) {
+	out := make(map[string]Message, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+messageColumns+` FROM messages m WHERE m.id = ANY($1::uuid[])`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up %d messages: %w", len(ids), err)
+	}
+	var m Message
+	_, err = pgx.ForEachRow(rows, []any{&m.ID, &m.AccountID, &m.ProviderID, &m.Attempts, &m.Recipients}, func() error {
+		out[m.ID] = m
+		m.Recipients = nil
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up %d messages: %w", len(ids), err)
+	}
+	return out, nil
+}
+
 func (s *Store) one(ctx context.Context, sql string, args ...any) (Message, error) {
 	var m Message
 	err := s.pool.QueryRow(ctx, sql, args...).Scan(&m.ID, &m.AccountID, &m.ProviderID, &m.Attempts, &m.Recipients)
@@ -130,8 +156,23 @@ type Publisher interface {
 	Publish(ctx context.Context, events []*queuev1.DeliveryEvent) error
 }
 
+// Group is one report's events, with the context whose trace they carry
+// (nil: the publish's).
+type Group struct {
+	Ctx    context.Context
+	Events []*queuev1.DeliveryEvent
+}
+
+// GroupPublisher is a Publisher that puts several reports' events on the
+// stream at once; errs[i] is groups[i]'s error. RecordAll uses it when the
+// Recorder's Publisher is one, and Publish per group otherwise.
+type GroupPublisher interface {
+	Publisher
+	PublishGroups(ctx context.Context, groups []Group) (errs []error)
+}
+
 // StreamPublisher publishes events as a worker does (Nats-Msg-Id = event
-// id), waiting for JetStream to store each.
+// id): all of them at once, then waits until JetStream stored each.
 type StreamPublisher struct {
 	js  jetstream.JetStream
 	tel *telemetry.Telemetry
@@ -147,19 +188,56 @@ func NewStreamPublisher(js jetstream.JetStream, tel *telemetry.Telemetry) *Strea
 
 // Publish implements Publisher.
 func (p *StreamPublisher) Publish(ctx context.Context, events []*queuev1.DeliveryEvent) error {
-	for _, ev := range events {
-		data, err := proto.Marshal(ev)
-		if err != nil {
-			return fmt.Errorf("encode event: %w", err)
+	return p.PublishGroups(ctx, []Group{{Ctx: ctx, Events: events}})[0]
+}
+
+// PublishGroups implements GroupPublisher: every event is published
+// asynchronously, then the acknowledgements are awaited together (until
+// ctx ends).
+func (p *StreamPublisher) PublishGroups(ctx context.Context, groups []Group) []error {
+	errs := make([]error, len(groups))
+	type pending struct {
+		group int
+		id    string
+		ack   jetstream.PubAckFuture
+	}
+	var acks []pending
+	for g, grp := range groups {
+		gctx := grp.Ctx
+		if gctx == nil {
+			gctx = ctx
 		}
-		msg := &nats.Msg{Subject: queue.EventSubject(ev.GetAccountId(), ev.GetMessageId()), Data: data, Header: nats.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, ev.GetEventId())
-		p.tel.InjectNATS(ctx, msg.Header)
-		if _, err := p.js.PublishMsg(ctx, msg); err != nil {
-			return fmt.Errorf("publish event %s: %w", ev.GetEventId(), err)
+		for _, ev := range grp.Events {
+			data, err := proto.Marshal(ev)
+			if err != nil {
+				errs[g] = fmt.Errorf("encode event: %w", err)
+				break
+			}
+			msg := &nats.Msg{Subject: queue.EventSubject(ev.GetAccountId(), ev.GetMessageId()), Data: data, Header: nats.Header{}}
+			msg.Header.Set(jetstream.MsgIDHeader, ev.GetEventId())
+			p.tel.InjectNATS(gctx, msg.Header)
+			ack, err := p.js.PublishMsgAsync(msg)
+			if err != nil {
+				errs[g] = fmt.Errorf("publish event %s: %w", ev.GetEventId(), err)
+				break
+			}
+			acks = append(acks, pending{g, ev.GetEventId(), ack})
 		}
 	}
-	return nil
+	for _, a := range acks {
+		select {
+		case <-a.ack.Ok():
+		case err := <-a.ack.Err():
+			if errs[a.group] == nil {
+				errs[a.group] = fmt.Errorf("publish event %s: %w", a.id, err)
+			}
+		case <-ctx.Done():
+			if errs[a.group] == nil {
+				errs[a.group] = fmt.Errorf("publish event %s: %w", a.id, ctx.Err())
+			}
+		}
+	}
+	return errs
 }
 
 // Recorder applies reports: suppression first, then the events.
@@ -185,8 +263,90 @@ type Result struct {
 // Record applies rep about msg, which happened at at. Suppressions come
 // before the events: when publishing fails, the caller retries the whole
 // report and the rule counts it once. A report with no finding that has an
-// event records nothing.
+// event records nothing. It is RecordAll of one entry.
 func (r *Recorder) Record(ctx context.Context, msg Message, rep Report, at time.Time) (Result, error) {
+	res, errs := r.RecordAll(ctx, []Entry{{Message: msg, Report: rep, At: at}})
+	return res[0], errs[0]
+}
+
+// Entry is one report of a batch (RecordAll).
+type Entry struct {
+	// Ctx, when set, is the context of the report's own request: the
+	// trace its events carry.
+	Ctx     context.Context
+	Message Message
+	Report  Report
+	// At is when the report happened.
+	At time.Time
+}
+
+// RecordAll records several reports as Record does each, together: the
+// suppression rule is applied to all of them in one round trip
+// (suppression.Rules.ApplyAll, all or none), then every event is published
+// at once and the acknowledgements awaited together. res[i] and errs[i] are
+// entries[i]'s; when the suppressions fail, every entry with events has
+// that error.
+func (r *Recorder) RecordAll(ctx context.Context, entries []Entry) (res []Result, errs []error) {
+	res = make([]Result, len(entries))
+	errs = make([]error, len(entries))
+	var (
+		idx     []int // entries with findings
+		items   [][]Finding
+		reports []suppression.Report
+	)
+	for i, e := range entries {
+		its := findings(e.Report)
+		if len(its) == 0 {
+			continue
+		}
+		marks := make([]suppression.Mark, len(its))
+		for j, it := range its {
+			marks[j] = suppression.Mark{Address: it.Address, Type: it.Class.Event(), Class: it.Class}
+		}
+		idx = append(idx, i)
+		items = append(items, its)
+		reports = append(reports, suppression.Report{AccountID: e.Message.AccountID, MessageID: e.Message.ID, Marks: marks, At: e.At})
+	}
+	if len(idx) == 0 {
+		return res, errs
+	}
+	suppressed, err := r.rules.ApplyAll(ctx, reports)
+	if err != nil {
+		for _, i := range idx {
+			errs[i] = err
+		}
+		return res, errs
+	}
+	groups := make([]Group, len(idx))
+	for g, i := range idx {
+		e := entries[i]
+		groups[g] = Group{Ctx: e.Ctx, Events: events(e.Message, e.Report, items[g], suppressed[g], e.At)}
+	}
+	var perr []error
+	if gp, ok := r.pub.(GroupPublisher); ok {
+		perr = gp.PublishGroups(ctx, groups)
+	} else {
+		perr = make([]error, len(groups))
+		for g, grp := range groups {
+			pctx := grp.Ctx
+			if pctx == nil {
+				pctx = ctx
+			}
+			perr[g] = r.pub.Publish(pctx, grp.Events)
+		}
+	}
+	for g, i := range idx {
+		if perr[g] != nil {
+			errs[i] = perr[g]
+			continue
+		}
+		res[i] = Result{Events: len(groups[g].Events), Suppressed: suppressed[g]}
+	}
+	return res, errs
+}
+
+// findings are rep's findings that have an event, once per address.
+func findings(rep Report) []Finding {
 	var (
 		items []Finding
 		seen  = map[string]bool{}
@@ -198,25 +358,19 @@ func (r *Recorder) Record(ctx context.Context, msg Message, rep Report, at time.
 		seen[f.Address] = true
 		items = append(items, f)
 	}
-	if len(items) == 0 {
-		return Result{}, nil
-	}
-	marks := make([]suppression.Mark, len(items))
-	for i, it := range items {
-		marks[i] = suppression.Mark{Address: it.Address, Type: it.Class.Event(), Class: it.Class}
-	}
-	suppressed, err := r.rules.Apply(ctx, msg.AccountID, msg.ID, marks, at)
-	if err != nil {
-		return Result{}, err
-	}
-	events := make([]*queuev1.DeliveryEvent, len(items))
+	return items
+}
+
+// events are the delivery events of a report's findings about msg.
+func events(msg Message, rep Report, items []Finding, suppressed map[string]string, at time.Time) []*queuev1.DeliveryEvent {
+	out := make([]*queuev1.DeliveryEvent, len(items))
 	for i, it := range items {
 		typ := it.Class.Event()
 		status := msgstatus.Bounced
 		if typ == queue.EventComplained {
 			status = msgstatus.Complained
 		}
-		events[i] = &queuev1.DeliveryEvent{
+		out[i] = &queuev1.DeliveryEvent{
 			EventId:          queue.EventID(msg.ID, 0, typ, it.Address+"|"+rep.Source+"|"+rep.ID),
 			MessageId:        msg.ID,
 			AccountId:        msg.AccountID,
@@ -231,10 +385,7 @@ func (r *Recorder) Record(ctx context.Context, msg Message, rep Report, at time.
 			Detail:           Detail(it, rep.Via, suppressed[it.Address]),
 		}
 	}
-	if err := r.pub.Publish(ctx, events); err != nil {
-		return Result{}, err
-	}
-	return Result{Events: len(events), Suppressed: suppressed}, nil
+	return out
 }
 
 // Detail is a recipient's event detail: the class, what the report said and

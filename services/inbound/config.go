@@ -8,6 +8,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/verp"
+	"github.com/namirasoft/email-sender/services/inbound/imappoll"
 	"github.com/namirasoft/email-sender/services/inbound/submission"
 )
 
@@ -34,6 +35,12 @@ type Config struct {
 	Timeout time.Duration `env:"INBOUND_TIMEOUT" default:"60s" help:"SMTP read and write timeout"`
 	// ProcessTimeout bounds handling one mail (database and stream).
 	ProcessTimeout time.Duration `env:"INBOUND_PROCESS_TIMEOUT" default:"20s" help:"time to record one report before the sender is told to retry (451)"`
+	// BatchSize, BatchWindow and BatchWorkers shape the batches reports
+	// are recorded in: a batch is the reports that arrive within the window
+	// of its first, up to the size; that many batches are recorded at once.
+	BatchSize    int           `env:"INBOUND_BATCH_SIZE" default:"128" help:"reports recorded together at most (one message lookup, one suppression transaction, publishes awaited together)"`
+	BatchWindow  time.Duration `env:"INBOUND_BATCH_WINDOW" default:"2ms" help:"how long a batch waits for more reports after its first"`
+	BatchWorkers int           `env:"INBOUND_BATCH_WORKERS" default:"4" help:"batches recorded at the same time"`
 	// ShutdownGrace bounds the drain of open SMTP sessions at shutdown.
 	ShutdownGrace time.Duration `env:"INBOUND_SHUTDOWN_GRACE" default:"10s" help:"how long open SMTP sessions may finish at shutdown"`
 	// TLSCertFile and TLSKeyFile, when set, offer STARTTLS.
@@ -48,6 +55,10 @@ type Config struct {
 	// (package submission); off unless SUBMISSION_ADDR or SUBMISSION_TLS_ADDR.
 	// New does not read it.
 	Submission submission.Config
+	// IMAP is the poller of the SMTP provider configurations' bounce
+	// mailboxes (package imappoll) the command runs alongside; on with
+	// MASTER_KEYS. New does not read it.
+	IMAP imappoll.Config
 
 	// Bounce is BOUNCE_DOMAIN and BOUNCE_KEY, the worker's.
 	Bounce verp.Config
@@ -64,7 +75,7 @@ type Config struct {
 func (c Config) WithDefaults() (Config, error) {
 	err := errors.Join(
 		envconfig.FillDefaults(&c, "SMTPAddr", "Hostname", "MaxMessageBytes", "ParseBytes", "MaxRecipients", "MaxConnections",
-			"Timeout", "ProcessTimeout", "ShutdownGrace"),
+			"Timeout", "ProcessTimeout", "ShutdownGrace", "BatchSize", "BatchWindow", "BatchWorkers"),
 		envconfig.FillDefaults(&c.Suppression, "SoftBounces", "SoftBounceWindow"),
 	)
 	return c, err
@@ -80,6 +91,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxRecipients < 1 || c.MaxConnections < 1 {
 		errs = append(errs, errors.New("max recipients and max connections must be positive"))
+	}
+	if c.BatchSize < 1 || c.BatchWorkers < 1 || c.BatchWindow < 0 {
+		errs = append(errs, errors.New("batch size and workers must be positive, the batch window not negative"))
 	}
 	if c.Timeout <= 0 || c.ProcessTimeout <= 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))

@@ -76,6 +76,7 @@ type Service struct {
 	recorder *bouncereport.Recorder
 	metrics  *metrics
 	tls      *tls.Config
+	batches  *batches
 }
 
 // New returns a service; it starts nothing.
@@ -112,6 +113,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		store:    bouncereport.NewStore(deps.Pool),
 		recorder: bouncereport.NewRecorder(suppression.New(deps.Pool, cfg.Suppression), bouncereport.NewStreamPublisher(deps.JetStream, deps.Telemetry)),
 		metrics:  newMetrics(deps.Telemetry),
+		batches:  newBatches(cfg.BatchSize, cfg.BatchWindow),
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -138,6 +140,9 @@ func (s *Service) Run(ctx context.Context) error {
 	// a report being recorded when the signal comes is finished (within
 	// ProcessTimeout and the grace), not cut off.
 	base := context.WithoutCancel(ctx)
+	s.batches.start(base, s.cfg.BatchWorkers, s.cfg.ProcessTimeout, s.processBatch)
+	// After the sessions: what they queued is recorded first.
+	defer s.batches.stop()
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &session{svc: s, ctx: base, remote: c.Conn().RemoteAddr().String()}, nil
 	}))

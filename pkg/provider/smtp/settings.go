@@ -57,20 +57,44 @@ type Settings struct {
 	// means DefaultTimeoutSeconds, which ParseSettings fills in. The API does
 	// not set it.
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+
+	// The mailbox the configuration's SMTP server drops bounces and
+	// complaint reports into, which the inbound service polls over IMAP;
+	// off when BounceIMAPHost is empty. Use it when the server does not
+	// keep the envelope sender (the signed bounce address) or returns
+	// reports to the From address instead.
+	BounceIMAPHost string `json:"bounce_imap_host,omitempty"`
+	// BounceIMAPPort defaults to 993 with implicit TLS, else 143.
+	BounceIMAPPort int `json:"bounce_imap_port,omitempty"`
+	// BounceIMAPTLS is implicit (default: TLS from the first byte),
+	// starttls (required) or none.
+	BounceIMAPTLS      string `json:"bounce_imap_tls,omitempty"`
+	BounceIMAPUsername string `json:"bounce_imap_username,omitempty"`
+	// BounceIMAPMailbox defaults to INBOX.
+	BounceIMAPMailbox string `json:"bounce_imap_mailbox,omitempty"`
 }
+
+// BounceIMAP reports whether the configuration has a bounce mailbox to poll.
+func (s Settings) BounceIMAP() bool { return s.BounceIMAPHost != "" }
 
 // Secret is the secret settings of an smtp configuration (sealed by ingest,
 // provider.Config.Secret).
 type Secret struct {
 	Password string `json:"password,omitempty"`
+	// BounceIMAPPassword is the bounce mailbox's (Settings.BounceIMAPHost).
+	BounceIMAPPassword string `json:"bounce_imap_password,omitempty"`
 }
 
 // Fields names the secret fields that are set.
 func (s Secret) Fields() []string {
-	if s.Password == "" {
-		return nil
+	var out []string
+	if s.Password != "" {
+		out = append(out, "password")
 	}
-	return []string{"password"}
+	if s.BounceIMAPPassword != "" {
+		out = append(out, "bounce_imap_password")
+	}
+	return out
 }
 
 // Normalize applies the stored defaults (TLS, port by TLS mode, pool size) and
@@ -126,6 +150,64 @@ func (s *Settings) Normalize(sec Secret) error {
 	}
 	if s.Username == "" && sec.Password != "" {
 		return provider.Invalid("username", "is required with a password")
+	}
+	return s.normalizeBounceIMAP(sec)
+}
+
+// IMAP TLS modes of Settings.BounceIMAPTLS.
+const (
+	IMAPTLSImplicit = "implicit"
+	IMAPTLSStartTLS = "starttls"
+	IMAPTLSNone     = "none"
+)
+
+func (s *Settings) normalizeBounceIMAP(sec Secret) error {
+	s.BounceIMAPHost = strings.TrimSpace(s.BounceIMAPHost)
+	if s.BounceIMAPHost == "" {
+		if s.BounceIMAPPort != 0 || s.BounceIMAPTLS != "" || s.BounceIMAPUsername != "" || s.BounceIMAPMailbox != "" || sec.BounceIMAPPassword != "" {
+			return provider.Invalid("bounce_imap_host", "is required with the other bounce_imap settings")
+		}
+		return nil
+	}
+	if err := hostname(s.BounceIMAPHost); err != nil {
+		return provider.Invalid("bounce_imap_host", "%s", err)
+	}
+	switch s.BounceIMAPTLS {
+	case "":
+		s.BounceIMAPTLS = IMAPTLSImplicit
+	case IMAPTLSImplicit, IMAPTLSStartTLS, IMAPTLSNone:
+	default:
+		return provider.Invalid("bounce_imap_tls", "%q is not one of implicit, starttls, none", s.BounceIMAPTLS)
+	}
+	if s.BounceIMAPPort == 0 {
+		s.BounceIMAPPort = 143
+		if s.BounceIMAPTLS == IMAPTLSImplicit {
+			s.BounceIMAPPort = 993
+		}
+	}
+	if s.BounceIMAPPort < 1 || s.BounceIMAPPort > 65535 {
+		return provider.Invalid("bounce_imap_port", "%d is out of range 1..65535", s.BounceIMAPPort)
+	}
+	if s.BounceIMAPUsername == "" {
+		return provider.Invalid("bounce_imap_username", "is required with bounce_imap_host")
+	}
+	if err := provider.CheckPlain(s.BounceIMAPUsername); err != nil {
+		return provider.Invalid("bounce_imap_username", "%s", err)
+	}
+	if sec.BounceIMAPPassword == "" {
+		return provider.Invalid("bounce_imap_password", "is required with bounce_imap_host")
+	}
+	if err := provider.CheckPlain(sec.BounceIMAPPassword); err != nil {
+		return provider.Invalid("bounce_imap_password", "contains a control character or is longer than 1024 bytes")
+	}
+	if s.BounceIMAPMailbox == "" {
+		s.BounceIMAPMailbox = "INBOX"
+	}
+	if len(s.BounceIMAPMailbox) > 255 {
+		return provider.Invalid("bounce_imap_mailbox", "is longer than 255 bytes")
+	}
+	if err := provider.CheckPlain(s.BounceIMAPMailbox); err != nil {
+		return provider.Invalid("bounce_imap_mailbox", "%s", err)
 	}
 	return nil
 }
@@ -205,7 +287,7 @@ func parseConfig(cfg provider.Config) (config, error) {
 	if len(cfg.Secret) > 0 {
 		// The decoder's error could quote the secret; never pass it on.
 		if err := json.Unmarshal(cfg.Secret, &sec); err != nil {
-			return c, fmt.Errorf("%w: secret is not a JSON object with a password", ErrSettings)
+			return c, fmt.Errorf("%w: secret is not a JSON object of passwords", ErrSettings)
 		}
 	}
 	if err := c.Normalize(sec); err != nil {

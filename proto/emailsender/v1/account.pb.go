@@ -422,9 +422,23 @@ type SmtpSettings struct {
 	// Connections per worker (default 4).
 	PoolSize int32 `protobuf:"varint,6,opt,name=pool_size,json=poolSize,proto3" json:"pool_size,omitempty"`
 	// EHLO name (default: the worker's host name).
-	Helo          string `protobuf:"bytes,7,opt,name=helo,proto3" json:"helo,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Helo string `protobuf:"bytes,7,opt,name=helo,proto3" json:"helo,omitempty"`
+	// The mailbox this SMTP server drops bounces and complaint reports into,
+	// polled over IMAP by the inbound service (off when bounce_imap_host is
+	// empty). The host must be a public internet address.
+	BounceImapHost string `protobuf:"bytes,8,opt,name=bounce_imap_host,json=bounceImapHost,proto3" json:"bounce_imap_host,omitempty"`
+	// Default 993 with implicit TLS, else 143.
+	BounceImapPort int32 `protobuf:"varint,9,opt,name=bounce_imap_port,json=bounceImapPort,proto3" json:"bounce_imap_port,omitempty"`
+	// "implicit" (TLS from the first byte, default), "starttls" (required) or
+	// "none".
+	BounceImapTls      string `protobuf:"bytes,10,opt,name=bounce_imap_tls,json=bounceImapTls,proto3" json:"bounce_imap_tls,omitempty"`
+	BounceImapUsername string `protobuf:"bytes,11,opt,name=bounce_imap_username,json=bounceImapUsername,proto3" json:"bounce_imap_username,omitempty"`
+	// Write-only.
+	BounceImapPassword string `protobuf:"bytes,12,opt,name=bounce_imap_password,json=bounceImapPassword,proto3" json:"bounce_imap_password,omitempty"`
+	// Default "INBOX".
+	BounceImapMailbox string `protobuf:"bytes,13,opt,name=bounce_imap_mailbox,json=bounceImapMailbox,proto3" json:"bounce_imap_mailbox,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SmtpSettings) Reset() {
@@ -502,6 +516,48 @@ func (x *SmtpSettings) GetPoolSize() int32 {
 func (x *SmtpSettings) GetHelo() string {
 	if x != nil {
 		return x.Helo
+	}
+	return ""
+}
+
+func (x *SmtpSettings) GetBounceImapHost() string {
+	if x != nil {
+		return x.BounceImapHost
+	}
+	return ""
+}
+
+func (x *SmtpSettings) GetBounceImapPort() int32 {
+	if x != nil {
+		return x.BounceImapPort
+	}
+	return 0
+}
+
+func (x *SmtpSettings) GetBounceImapTls() string {
+	if x != nil {
+		return x.BounceImapTls
+	}
+	return ""
+}
+
+func (x *SmtpSettings) GetBounceImapUsername() string {
+	if x != nil {
+		return x.BounceImapUsername
+	}
+	return ""
+}
+
+func (x *SmtpSettings) GetBounceImapPassword() string {
+	if x != nil {
+		return x.BounceImapPassword
+	}
+	return ""
+}
+
+func (x *SmtpSettings) GetBounceImapMailbox() string {
+	if x != nil {
+		return x.BounceImapMailbox
 	}
 	return ""
 }
@@ -2818,7 +2874,7 @@ const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\x13RevokeApiKeyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"@\n" +
 	"\x14RevokeApiKeyResponse\x12(\n" +
-	"\x03key\x18\x01 \x01(\v2\x16.emailsender.v1.ApiKeyR\x03key\"\xba\x01\n" +
+	"\x03key\x18\x01 \x01(\v2\x16.emailsender.v1.ApiKeyR\x03key\"\xca\x03\n" +
 	"\fSmtpSettings\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\x05R\x04port\x12\x19\n" +
@@ -2826,7 +2882,14 @@ const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\busername\x18\x04 \x01(\tR\busername\x12\x1a\n" +
 	"\bpassword\x18\x05 \x01(\tR\bpassword\x12\x1b\n" +
 	"\tpool_size\x18\x06 \x01(\x05R\bpoolSize\x12\x12\n" +
-	"\x04helo\x18\a \x01(\tR\x04helo\"\x98\x02\n" +
+	"\x04helo\x18\a \x01(\tR\x04helo\x12(\n" +
+	"\x10bounce_imap_host\x18\b \x01(\tR\x0ebounceImapHost\x12(\n" +
+	"\x10bounce_imap_port\x18\t \x01(\x05R\x0ebounceImapPort\x12&\n" +
+	"\x0fbounce_imap_tls\x18\n" +
+	" \x01(\tR\rbounceImapTls\x120\n" +
+	"\x14bounce_imap_username\x18\v \x01(\tR\x12bounceImapUsername\x120\n" +
+	"\x14bounce_imap_password\x18\f \x01(\tR\x12bounceImapPassword\x12.\n" +
+	"\x13bounce_imap_mailbox\x18\r \x01(\tR\x11bounceImapMailbox\"\x98\x02\n" +
 	"\vSesSettings\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\"\n" +
 	"\raccess_key_id\x18\x02 \x01(\tR\vaccessKeyId\x12*\n" +

@@ -12,7 +12,8 @@ import (
 )
 
 // The service binaries link no test server (pkg/testkit, nats-server,
-// go-smtp; inbound alone links go-smtp, as its SMTP server), and ingest,
+// go-smtp; inbound alone links go-smtp, as its SMTP server, and its IMAP
+// poller links go-imap's client, never its server), and ingest,
 // report and inbound do not link the worker: the module layout the
 // architecture section describes, checked on what `go list -deps` says.
 func TestServiceBinariesLinkNoTestServer(t *testing.T) {
@@ -27,7 +28,7 @@ func TestServiceBinariesLinkNoTestServer(t *testing.T) {
 		{"services/ingest", "./cmd/ingest", []string{"email-sender/services/worker"}, ""},
 		{"services/worker", "./cmd/worker", nil, ""},
 		{"services/report", "./cmd/report", []string{"email-sender/services/worker"}, ""},
-		{"services/inbound", "./cmd/inbound", []string{"email-sender/services/worker", "email-sender/services/report"}, "emersion/go-smtp"},
+		{"services/inbound", "./cmd/inbound", []string{"email-sender/services/worker", "email-sender/services/report", "go-imap/v2/imapserver"}, "emersion/go-smtp"},
 	} {
 		cmd := exec.Command("go", "list", "-deps", bin.pkg)
 		cmd.Dir = filepath.Join(root, bin.dir)

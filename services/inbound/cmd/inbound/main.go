@@ -5,6 +5,8 @@
 // (`inbound -h` lists it). With SUBMISSION_ADDR (or SUBMISSION_TLS_ADDR) it
 // also serves SMTP submission (package submission): messages from
 // applications that speak only SMTP, accepted through ingest's SendEmail.
+// With MASTER_KEYS it also polls the bounce mailboxes of SMTP provider
+// configurations over IMAP (package imappoll).
 package main
 
 import (
@@ -21,6 +23,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
 	"github.com/namirasoft/email-sender/pkg/infra"
 	"github.com/namirasoft/email-sender/services/inbound"
+	"github.com/namirasoft/email-sender/services/inbound/imappoll"
 	"github.com/namirasoft/email-sender/services/inbound/submission"
 )
 
@@ -73,6 +76,16 @@ func run() error {
 	g.Go(func() error { return health.Serve(gctx, lis) })
 	g.Go(func() error { return serveMetrics(gctx) })
 	g.Go(func() error { return svc.Run(gctx) })
+	if cfg.IMAP.Enabled() {
+		poller, err := imappoll.New(ctx, cfg.IMAP, imappoll.Deps{Pool: in.Pool, JetStream: in.JetStream, Signer: svc.Signer(),
+			Recorder: svc.IMAPRecorder(), ParseBytes: cfg.ParseBytes, Logger: log.With("component", "imappoll")})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return poller.Run(gctx) })
+	} else {
+		log.Info("imap poller off (MASTER_KEYS unset or IMAP_POLL_INTERVAL=0): bounce mailboxes of SMTP configurations are not read")
+	}
 	if cfg.Submission.Enabled() {
 		sub, err := submission.New(cfg.Submission, submission.Deps{Telemetry: tel, Logger: log.With("component", "submission")})
 		if err != nil {
