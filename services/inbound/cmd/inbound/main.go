@@ -14,12 +14,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/grpcserver"
 	"github.com/namirasoft/email-sender/pkg/infra"
 	"github.com/namirasoft/email-sender/services/inbound"
@@ -36,32 +33,18 @@ func main() {
 
 func run() error {
 	var cfg inbound.Config
-	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help") {
-		fmt.Println("inbound: bounces and complaints by mail (the bounce domain's MX) into delivery events and suppressions; SMTP submission into SendEmail.\nEnvironment:")
-		envconfig.PrintUsage(os.Stdout, &cfg)
-		return nil
-	}
-	if err := envconfig.Load(&cfg); err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	standbyLog, err := infra.Logger(os.Stderr, cfg.Log, "inbound")
-	if err != nil {
-		return err
-	}
-	stopStandby, err := grpcserver.Standby(cfg.GRPCAddr, standbyLog)
-	if err != nil {
-		return err
-	}
-	in, err := infra.Open(ctx, infra.Config{Service: "inbound", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: infra.AwaitSchema})
-	stopStandby()
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	log, tel := in.Log, in.Telemetry
+	about := "inbound: bounces and complaints by mail (the bounce domain's MX) into delivery events and suppressions; SMTP submission into SendEmail."
+	return infra.Main(os.Args[1:], os.Stdout, about, &cfg, func(ctx context.Context) error {
+		p := infra.Process{
+			Config:   infra.Config{Service: "inbound", Log: cfg.Log, Postgres: cfg.Postgres, NATS: cfg.NATS, Schema: infra.AwaitSchema},
+			GRPCAddr: cfg.GRPCAddr, MetricsAddr: cfg.MetricsAddr, Metrics: cfg.Metrics,
+		}
+		return p.Run(ctx, func(ctx context.Context, in *infra.Infra) error { return serve(ctx, cfg, in) })
+	})
+}
 
+func serve(ctx context.Context, cfg inbound.Config, in *infra.Infra) error {
+	log, tel := in.Log, in.Telemetry
 	svc, err := inbound.New(cfg, inbound.Deps{Pool: in.Pool, JetStream: in.JetStream, Telemetry: tel, Logger: log})
 	if err != nil {
 		return err
@@ -70,11 +53,9 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.GRPCAddr, err)
 	}
-	serveMetrics := infra.Metrics(cfg.MetricsAddr, cfg.Metrics, tel, log)
 	health := grpcserver.New(grpcserver.Config{}, tel, log)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return health.Serve(gctx, lis) })
-	g.Go(func() error { return serveMetrics(gctx) })
 	g.Go(func() error { return svc.Run(gctx) })
 	if cfg.IMAP.Enabled() {
 		poller, err := imappoll.New(ctx, cfg.IMAP, imappoll.Deps{Pool: in.Pool, JetStream: in.JetStream, Signer: svc.Signer(),
