@@ -393,16 +393,26 @@ func TestRotateMasterKey(t *testing.T) {
 		require.NoError(t, err)
 		ids[r.GetProvider().GetId()] = "pw-" + name
 	}
+	// A webhook endpoint (the report's) mid secret rotation: two sealed secrets.
+	hookID := uuid.NewString()
+	hookSecret, err := b.keyring.Seal([]byte("whsec_current"), []byte(hookID))
+	require.NoError(t, err)
+	hookPrev, err := b.keyring.Seal([]byte("whsec_previous"), []byte(hookID))
+	require.NoError(t, err)
+	_, err = b.db.Pool.Exec(t.Context(), `INSERT INTO webhook_endpoints (id, account_id, url, secret, previous_secret, created_at, updated_at)
+		VALUES ($1, $2, 'https://hooks.example/in', $3, $4, now(), now())`, hookID, b.acct.AccountID, hookSecret, hookPrev)
+	require.NoError(t, err)
+
 	k2, err := secretbox.NewMasterKey()
 	require.NoError(t, err)
 	rotated, err := secretbox.ParseKeyring(b.keys+",k2:"+k2, "k2")
 	require.NoError(t, err)
 	res, err := ingest.RotateMasterKey(t.Context(), b.db.Pool, rotated, 2)
 	require.NoError(t, err)
-	require.Equal(t, ingest.RotateResult{Rewrapped: 3}, res)
+	require.Equal(t, ingest.RotateResult{Rewrapped: 5}, res)
 	res, err = ingest.RotateMasterKey(t.Context(), b.db.Pool, rotated, 2)
 	require.NoError(t, err)
-	require.Equal(t, ingest.RotateResult{Current: 3}, res, "a second run has nothing to do")
+	require.Equal(t, ingest.RotateResult{Current: 5}, res, "a second run has nothing to do")
 
 	onlyNew, err := secretbox.ParseKeyring("k2:"+k2, "")
 	require.NoError(t, err)
@@ -415,6 +425,14 @@ func TestRotateMasterKey(t *testing.T) {
 		plain, err := onlyNew.Open(secret, []byte(id))
 		require.NoError(t, err, "the worker opens it with the new key alone")
 		require.Contains(t, string(plain), pw)
+	}
+
+	var cur, prev []byte
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT secret, previous_secret FROM webhook_endpoints WHERE id = $1`, hookID).Scan(&cur, &prev))
+	for blob, want := range map[*[]byte]string{&cur: "whsec_current", &prev: "whsec_previous"} {
+		plain, err := onlyNew.Open(*blob, []byte(hookID))
+		require.NoError(t, err, "the report opens webhook secrets with the new key alone")
+		require.Equal(t, want, string(plain))
 	}
 
 	// A key missing from MASTER_KEYS is named.

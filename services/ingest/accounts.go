@@ -185,10 +185,91 @@ func RotateMasterKey(ctx context.Context, pool *pgxpool.Pool, keyring *secretbox
 			break
 		}
 	}
-	err := pool.QueryRow(ctx, `SELECT count(*) FROM provider_configs WHERE secret IS NOT NULL`).Scan(&res.Current)
+	hooks, err := rotateWebhookSecrets(ctx, pool, keyring, batch)
+	res.Rewrapped += hooks.Rewrapped
+	if err != nil {
+		return res, err
+	}
+	err = pool.QueryRow(ctx, `SELECT count(*) FROM provider_configs WHERE secret IS NOT NULL`).Scan(&res.Current)
 	if err != nil {
 		return res, fmt.Errorf("count secrets: %w", err)
 	}
-	res.Current -= res.Rewrapped
+	res.Current -= res.Rewrapped - hooks.Rewrapped
+	res.Current += hooks.Current
 	return res, nil
+}
+
+// rotateWebhookSecrets re-seals the webhook signing secrets (the report's
+// webhook_endpoints: the current one and, during a secret rotation, the
+// previous one; the endpoint id is the additional data) under the current
+// master key, batch endpoints per transaction.
+func rotateWebhookSecrets(ctx context.Context, pool *pgxpool.Pool, keyring *secretbox.Keyring, batch int) (RotateResult, error) {
+	kid := keyring.CurrentKeyID()
+	var res RotateResult
+	after := "00000000-0000-0000-0000-000000000000"
+	for {
+		n := 0
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, `
+				SELECT id::text, secret, previous_secret FROM webhook_endpoints
+				WHERE id > $1::uuid ORDER BY id LIMIT $2 FOR UPDATE`, after, batch)
+			if err != nil {
+				return fmt.Errorf("read webhook secrets: %w", err)
+			}
+			type endpoint struct {
+				id               string
+				secret, previous []byte
+			}
+			var eps []endpoint
+			for rows.Next() {
+				var e endpoint
+				if err := rows.Scan(&e.id, &e.secret, &e.previous); err != nil {
+					rows.Close()
+					return fmt.Errorf("read webhook secrets: %w", err)
+				}
+				eps = append(eps, e)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("read webhook secrets: %w", err)
+			}
+			for _, e := range eps {
+				changed := false
+				for _, blob := range []*[]byte{&e.secret, &e.previous} {
+					if *blob == nil {
+						continue
+					}
+					if old, err := secretbox.KeyID(*blob); err == nil && old == kid {
+						res.Current++
+						continue
+					}
+					out, err := keyring.Rewrap(*blob)
+					if errors.Is(err, secretbox.ErrUnknownKey) {
+						old, _ := secretbox.KeyID(*blob)
+						return fmt.Errorf("webhook endpoint %s is sealed with master key %q, which is not in MASTER_KEYS: add it", e.id, old)
+					}
+					if err != nil {
+						return fmt.Errorf("rewrap secret of webhook endpoint %s: %w", e.id, err)
+					}
+					*blob = out
+					res.Rewrapped++
+					changed = true
+				}
+				if changed {
+					if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET secret = $2, previous_secret = $3 WHERE id = $1::uuid`, e.id, e.secret, e.previous); err != nil {
+						return fmt.Errorf("store webhook secret: %w", err)
+					}
+				}
+				after = e.id
+			}
+			n = len(eps)
+			return nil
+		})
+		if err != nil {
+			return res, err
+		}
+		if n < batch {
+			return res, nil
+		}
+	}
 }

@@ -208,6 +208,6 @@ func rotateMasterKey(ctx context.Context, cfg ingest.Config, args []string, stdo
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "Every secret is sealed under the new key: restart ingest and workers with it first in MASTER_KEYS, then the old keys can be removed.")
+	fmt.Fprintln(stdout, "Every secret (provider and webhook) is sealed under the new key: restart ingest, workers, report and inbound with it first in MASTER_KEYS, then the old keys can be removed.")
 	return nil
 }
