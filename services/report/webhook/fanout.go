@@ -201,11 +201,16 @@ func (s *Service) deliveriesOf(ctx context.Context, msgs []jetstream.Msg) ([]del
 	if len(eps) == 0 {
 		return nil, nil
 	}
+	// Each message once: a batch often holds many events of one message (one
+	// per recipient, one per attempt), and each lookup reads its recipients.
 	var mAccts, mIDs []string
+	seen := map[string]bool{}
 	for _, e := range evs {
-		if len(eps[e.pb.GetAccountId()]) > 0 && isUUID(e.pb.GetMessageId()) && isUUID(e.pb.GetAccountId()) {
+		id := e.pb.GetMessageId()
+		if len(eps[e.pb.GetAccountId()]) > 0 && !seen[id] && isUUID(id) && isUUID(e.pb.GetAccountId()) {
+			seen[id] = true
 			mAccts = append(mAccts, e.pb.GetAccountId())
-			mIDs = append(mIDs, e.pb.GetMessageId())
+			mIDs = append(mIDs, id)
 		}
 	}
 	info, err := s.store.messages(ctx, mAccts, mIDs)
