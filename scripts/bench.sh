@@ -26,6 +26,8 @@ DATABASE_URL="$(bash scripts/pg.sh test)"
 export DATABASE_URL
 
 mkdir -p .bin "$OUT"
+# Absolute: the steps below run in other directories.
+OUT="$(cd "$OUT" && pwd)"
 echo "bench: building the harness" >&2
 go build -o .bin/bench ./services/devstack/bench
 echo "bench: running (about 7 minutes on 2 cores)" >&2
@@ -53,7 +55,7 @@ if [[ $# -eq 0 ]]; then
 	# SMTP submission against gRPC SendEmail: the same 1 KB messages accepted
 	# per second through each path (8 senders, no worker), both numbers.
 	echo "bench: SMTP submission against gRPC SendEmail" >&2
-	(cd services/devstack && E2E_BENCH_OUT="$(cd "$OUT" && pwd)/bench-submission.txt" \
+	(cd services/devstack && E2E_BENCH_OUT="$OUT/bench-submission.txt" \
 		go test -tags e2ebench -count=1 -run '^TestSubmissionThroughput$' ./e2e/ >/dev/null)
 	cat "$OUT/bench-submission.txt" >&2
 fi

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
@@ -65,6 +66,11 @@ func runWebhook(ctx context.Context, e *env, o options, res *Results) error {
 		return err
 	}
 	defer nc.Close()
+	// The earlier phases' events are the report's to apply and fan out
+	// first; measured behind that backlog, this phase would time the backlog.
+	if err := awaitEventsDrained(ctx, e, js); err != nil {
+		return err
+	}
 	account := e.accounts[hooksAccount].AccountID
 	out := &WebhookResult{Events: o.webhookEvents}
 	for run := range o.webhookRuns {
@@ -240,4 +246,44 @@ func (e *env) hooksMessage(ctx context.Context) (string, error) {
 
 func grpcInsecure() grpc.DialOption {
 	return grpc.WithTransportCredentials(insecure.NewCredentials())
+}
+
+// awaitEventsDrained waits until every consumer of EMAIL_EVENTS (the report's
+// and the webhook fan-out's) has taken and acknowledged everything published
+// so far.
+func awaitEventsDrained(ctx context.Context, e *env, js jetstream.JetStream) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	for {
+		stream, err := js.Stream(ctx, queue.EventStream)
+		if err != nil {
+			return fmt.Errorf("events stream: %w", err)
+		}
+		pending := uint64(0)
+		names := stream.ConsumerNames(ctx)
+		for name := range names.Name() {
+			c, err := stream.Consumer(ctx, name)
+			if err != nil {
+				continue // removed meanwhile
+			}
+			info, err := c.Info(ctx)
+			if err != nil {
+				continue
+			}
+			pending += info.NumPending + uint64(info.NumAckPending)
+		}
+		if err := names.Err(); err != nil {
+			return fmt.Errorf("events consumers: %w", err)
+		}
+		if pending == 0 {
+			e.log.Info("events of earlier phases applied", "waited", time.Since(start).Round(time.Millisecond).String())
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("events of earlier phases still pending (%d): %w", pending, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
