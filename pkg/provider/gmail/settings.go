@@ -1,7 +1,6 @@
 package gmail
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -111,17 +110,8 @@ type config struct {
 
 func parseConfig(cfg provider.Config) (config, error) {
 	var c config
-	if len(cfg.Settings) == 0 {
-		return c, fmt.Errorf("%w: settings are empty", ErrSettings)
-	}
-	if err := json.Unmarshal(cfg.Settings, &c.Settings); err != nil {
-		return c, fmt.Errorf("%w: %v", ErrSettings, err)
-	}
-	if len(cfg.Secret) > 0 {
-		// The decoder's error could quote the secret; never pass it on.
-		if err := json.Unmarshal(cfg.Secret, &c.secret); err != nil {
-			return c, fmt.Errorf("%w: secret is not a JSON object with client_secret and refresh_token", ErrSettings)
-		}
+	if err := provider.DecodeConfig(cfg, ErrSettings, &c.Settings, &c.secret); err != nil {
+		return c, err
 	}
 	// Endpoints stored by an earlier version, when tenants could set them,
 	// are not used: the operator's (Options) are.

@@ -54,7 +54,6 @@ package ses
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -180,18 +179,9 @@ type config struct {
 
 func parseConfig(cfg provider.Config) (config, error) {
 	var c config
-	if len(cfg.Settings) == 0 {
-		return c, fmt.Errorf("%w: settings are empty", ErrSettings)
-	}
-	if err := json.Unmarshal(cfg.Settings, &c.Settings); err != nil {
-		return c, fmt.Errorf("%w: %v", ErrSettings, err)
-	}
 	var sec Secret
-	if len(cfg.Secret) > 0 {
-		// The decoder's error could quote the secret; never pass it on.
-		if err := json.Unmarshal(cfg.Secret, &sec); err != nil {
-			return c, fmt.Errorf("%w: secret is not a JSON object with a secret_access_key", ErrSettings)
-		}
+	if err := provider.DecodeConfig(cfg, ErrSettings, &c.Settings, &sec); err != nil {
+		return c, err
 	}
 	// An endpoint stored by an earlier version, when tenants could set one,
 	// is not used: the operator's (Options.Endpoint) is.

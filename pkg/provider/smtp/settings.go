@@ -1,7 +1,6 @@
 package smtp
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -277,18 +276,9 @@ func ParseSettings(cfg provider.Config) (Settings, error) {
 
 func parseConfig(cfg provider.Config) (config, error) {
 	var c config
-	if len(cfg.Settings) == 0 {
-		return c, fmt.Errorf("%w: settings are empty", ErrSettings)
-	}
-	if err := json.Unmarshal(cfg.Settings, &c.Settings); err != nil {
-		return c, fmt.Errorf("%w: %v", ErrSettings, err)
-	}
 	var sec Secret
-	if len(cfg.Secret) > 0 {
-		// The decoder's error could quote the secret; never pass it on.
-		if err := json.Unmarshal(cfg.Secret, &sec); err != nil {
-			return c, fmt.Errorf("%w: secret is not a JSON object of passwords", ErrSettings)
-		}
+	if err := provider.DecodeConfig(cfg, ErrSettings, &c.Settings, &sec); err != nil {
+		return c, err
 	}
 	if err := c.Normalize(sec); err != nil {
 		// FieldError texts name the field, never a secret.
