@@ -46,8 +46,8 @@ if [[ $# -eq 0 ]]; then
 	# Inbound DSN processing: DSNs over SMTP (32 connections) into events on
 	# JetStream and suppressions in PostgreSQL (dsn/s), and the parser alone.
 	echo "bench: inbound DSN processing" >&2
-	(cd services/inbound && go test -run '^$' -bench 'BenchmarkInboundDSN' -benchtime 3000x . &&
-		go test -run '^$' -bench 'BenchmarkParseDSN' -benchtime 2s ./mailreport/) |
+	( (cd services/inbound && go test -run '^$' -bench 'BenchmarkInboundDSN' -benchtime 3000x .) &&
+		(cd pkg && go test -run '^$' -bench 'BenchmarkParseDSN' -benchtime 2s ./mailreport/) ) |
 		tee "$OUT/bench-inbound.txt" | grep -E '^Benchmark' >&2
 fi
 

@@ -121,7 +121,7 @@ func deliver(addr, rcpt string, raw []byte) error {
 
 func sample(t testing.TB, path, to string) []byte {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("mailreport", "testdata", "corpus", path))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "pkg", "mailreport", "testdata", "corpus", path))
 	require.NoError(t, err)
 	return bytes.ReplaceAll(raw, []byte("jane@"), []byte(to+"@"))
 }
@@ -301,7 +301,7 @@ func BenchmarkInboundDSN(b *testing.B) {
 	for i := range ids {
 		ids[i] = e.message(fmt.Sprintf("r%d@example.org", i))
 	}
-	raw, err := os.ReadFile(filepath.Join("mailreport", "testdata", "corpus", "hard_bounce", "postfix-user-unknown.eml"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "pkg", "mailreport", "testdata", "corpus", "hard_bounce", "postfix-user-unknown.eml"))
 	require.NoError(b, err)
 	clients := make([]*smtp.Client, conns)
 	for i := range clients {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/bounce"
 	"github.com/namirasoft/email-sender/pkg/bouncereport"
+	"github.com/namirasoft/email-sender/pkg/mailreport"
 	"github.com/namirasoft/email-sender/pkg/verp"
 	"github.com/namirasoft/email-sender/services/inbound/imappoll"
-	"github.com/namirasoft/email-sender/services/inbound/mailreport"
 )
 
 // Outcomes of Record.

@@ -71,7 +71,7 @@ func TestSMTPBouncesAndComplaintsByMail(t *testing.T) {
 	}
 	corpus := func(path, local string) []byte {
 		_, file, _, _ := runtime.Caller(0)
-		raw, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "inbound", "mailreport", "testdata", "corpus", path))
+		raw, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "..", "pkg", "mailreport", "testdata", "corpus", path))
 		require.NoError(t, err)
 		return bytes.ReplaceAll(raw, []byte("jane@"), []byte(local+"@"))
 	}

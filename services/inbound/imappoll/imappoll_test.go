@@ -122,7 +122,7 @@ func (e *env) poller(allow ...string) *imappoll.Poller {
 // deliveredTo (a Delivered-To header; none when ""), returning the headers
 // of the message with Message-ID <msgID@example.com>.
 func dsn(t *testing.T, rcpt, deliveredTo, msgID string) []byte {
-	raw, err := os.ReadFile(filepath.Join("..", "mailreport", "testdata", "corpus", "hard_bounce", "postfix-user-unknown.eml"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "pkg", "mailreport", "testdata", "corpus", "hard_bounce", "postfix-user-unknown.eml"))
 	require.NoError(t, err)
 	raw = bytes.ReplaceAll(raw, []byte("jane@example.org"), []byte(rcpt))
 	raw = bytes.ReplaceAll(raw, []byte("0192f1c4-7a1e-7b1e-9c1e-1e2f3a4b5c6d"), []byte(msgID))

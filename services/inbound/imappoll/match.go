@@ -7,8 +7,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/namirasoft/email-sender/pkg/mailreport"
 	"github.com/namirasoft/email-sender/pkg/verp"
-	"github.com/namirasoft/email-sender/services/inbound/mailreport"
 )
 
 // envelopeHeaders carry the address a mail was delivered to, as delivery
