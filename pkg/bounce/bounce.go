@@ -112,7 +112,7 @@ var (
 	enhanced = regexp.MustCompile(`\b([245])\.(\d{1,3})\.(\d{1,3})\b`)
 	// basic matches a three-digit SMTP reply code at the start of text or
 	// after "smtp;" and spaces.
-	basic = regexp.MustCompile(`(?:^|[;\s])([245]\d\d)[\s-]`)
+	basic = regexp.MustCompile(`(?:^|[;\s])([245]\d\d)[\s:-]`)
 )
 
 // Code is a parsed enhanced status code: class (2, 4, 5), subject, detail.
@@ -166,14 +166,25 @@ type Report struct {
 	Status string
 	// Diagnostic is the remote server's answer or the reporting MTA's words.
 	Diagnostic string
+	// Context is the human-readable text around it (a plain bounce's
+	// explanation, a DSN's text part): its wording is heard only when the
+	// code and the diagnostic say nothing beyond permanent or temporary.
+	Context string
 }
 
 // Classify is the class of a bounce report. It returns no AutoReply or
 // Complaint: those are kinds of reports (an out-of-office message, an ARF
 // report), not of bounce, and the parser of the report says so itself.
+//
+// The remote server's own code (in the diagnostic) is trusted over the
+// reporting MTA's Status, which MTAs often fill in by guess; a specific code
+// decides unless the diagnostic's words name the cause outright (a
+// blocklist, a full mailbox, an unknown user: see strong), since a code
+// borrowed for the wrong cause is common and suppressing a good address is
+// the costly mistake.
 func Classify(r Report) Class {
 	action := strings.ToLower(strings.TrimSpace(r.Action))
-	code := ParseCode(r.Status, r.Diagnostic)
+	code := ParseCode(r.Diagnostic, r.Status)
 	text := strings.ToLower(r.Diagnostic)
 	if action == "delayed" {
 		// Still being tried: whatever went wrong is not final.
@@ -181,6 +192,11 @@ func Classify(r Report) Class {
 			return Policy
 		}
 		return Soft
+	}
+	if s := byStrong(text); s != "" && (s != Hard || code.Class != "4") {
+		// Named outright; a temporary code keeps an unknown user soft (the
+		// server said to try again).
+		return s
 	}
 	if c, ok := byCode(code); ok {
 		// Text can move a policy code to message-level (content, virus):
@@ -191,6 +207,9 @@ func Classify(r Report) Class {
 		return c
 	}
 	if c := byText(text); c != "" {
+		return c
+	}
+	if c := byText(strings.ToLower(r.Context)); c != "" && code.Subject == "" {
 		return c
 	}
 	switch {
@@ -241,17 +260,70 @@ func byCode(c Code) (Class, bool) {
 		"2.1",  // mailbox disabled
 		"4.4":  // unable to route (no MX, no such domain)
 		return Hard, true
+	case "1.7", // bad sender's mailbox address syntax
+		"1.8": // bad sender's system address
+		// The sender's address was refused, not the recipient's.
+		return Policy, true
 	case "2.2": // mailbox full
 		return Soft, true
 	case "2.3", // message length exceeds administrative limit
 		"3.4": // message too big for system
 		return Message, true
+	case "4.1", // no answer from host
+		"4.2", // bad connection
+		"4.3", // directory server failure
+		"4.5", // mail system congestion
+		"4.6", // routing loop detected
+		"4.7": // delivery time expired
+		// The way there failed, not the address (RFC 3463 §3.5).
+		return Soft, true
 	}
-	if c.Subject == "6" {
+	switch c.Subject {
+	case "3":
+		// Mail system status (RFC 3463 §3.4): the remote system's trouble
+		// (full, not accepting, misconfigured), not the address's.
+		return Soft, true
+	case "5":
+		if c.Detail != "0" {
+			// Protocol status (RFC 3463 §3.6): the sending side's command
+			// or syntax was refused. 5.5.0 is generic in practice (many
+			// servers answer "550 5.5.0 mailbox unavailable"): text decides.
+			return Policy, true
+		}
+	case "6":
 		// Message content or media status (RFC 3463 §3.7).
 		return Message, true
 	}
 	return "", false
+}
+
+// strong are the phrases that name a cause outright; they decide over a
+// specific code (see Classify). Checked in order.
+var strong = []struct {
+	class Class
+	words []string
+}{
+	{Policy, []string{"spamhaus", "blacklisted", "blocklisted", "blacklist", "blocklist", "dnsbl", "blocked using",
+		"sender address rejected", "domain of sender address", "sender rejected", "receiving mail at a rate",
+		"too many recipients this hour", "rate limit"}},
+	{Message, []string{"virus", "malware", "message size exceeds", "message too large", "message is too large",
+		"not rfc 5322 compliant", "duplicate header", "multiple addresses in from"}},
+	{Soft, []string{"mailbox full", "mailbox is full", "over quota", "overquota", "quota exceeded", "exceeded storage"}},
+	{Hard, []string{"user unknown", "unknown user", "no such user", "user not found", "unknown recipient",
+		"recipient not found", "no such mailbox", "mailbox not found", "account disabled", "account has been disabled",
+		"account is disabled", "disabled recipient", "recipient address rejected: access denied"}},
+}
+
+// byStrong is the class the diagnostic names outright, "" when none.
+func byStrong(text string) Class {
+	for _, p := range strong {
+		for _, w := range p.words {
+			if strings.Contains(text, w) {
+				return p.class
+			}
+		}
+	}
+	return ""
 }
 
 // phrase rules, checked in order: the first that matches decides.
@@ -259,22 +331,33 @@ var phrases = []struct {
 	class Class
 	words []string
 }{
+	{Hard, []string{"recipient address rejected: access denied"}},
 	{Policy, []string{"spamhaus", "blacklist", "blocklist", "black list", "block list", "dnsbl", "rbl", "blocked using",
 		"listed at", "listed in", "reputation", "poor reputation", "not authorized", "unauthenticated", "dmarc", "spf",
 		"dkim", "policy", "spam", "rate limit", "too many", "relay access denied", "relaying denied", "access denied",
-		"messages from [", "banned", "refused by recipient"}},
+		"messages from [", "banned", "refused by recipient", "sender address rejected", "domain of sender address",
+		"sender rejected", "unroutable sender", "not verified", "service unavailable", "service not available",
+		"not accepting connections", "service refused", "ptr record", "reverse dns", "open relay", "insecure mail relay",
+		"not permitted", "not allowed", "frequency limited", "rejected for policy", "protocol violation",
+		"improper sequence", "command parameter not implemented"}},
 	{Message, []string{"message size", "too large", "too big", "size limit", "exceeds the maximum", "exceeded google's message size",
 		"message length", "virus", "malware", "attachment", "content rejected", "message content", "content presents",
-		"message rejected due to content"}},
+		"message rejected due to content", "not rfc compliant", "header error"}},
 	{Soft, []string{"mailbox full", "mailbox is full", "over quota", "overquota", "quota exceeded", "exceeded storage",
-		"insufficient storage", "out of storage", "try again later", "temporarily", "timed out", "connection refused",
-		"deferred"}},
+		"exceeds allowed size", "insufficient storage", "out of storage", "try again later", "please try later",
+		"temporarily", "temporary", "timed out", "connection refused", "deferred", "delayed", "warning message only",
+		"retry timeout exceeded", "retry time not reached", "have been failing for", "has been failing for",
+		"could not be delivered for", "could not deliver for", "delivery time expired", "message expired", "expired",
+		"too long in queue", "giving up", "still trying", "will retry", "requests to connect", "socket error",
+		"could not connect", "unable to connect", "host name lookup failure", "too many hops",
+		"system error", "internal error", "mailer error", "service currently unavailable", "transaction failed"}},
 	{Hard, []string{"user unknown", "unknown user", "no such user", "no such mailbox", "no mailbox", "mailbox not found",
 		"mailbox unavailable", "mailbox does not exist", "does not exist", "recipient not found", "recipientnotfound",
 		"unknown recipient", "invalid recipient", "recipient address rejected", "address rejected", "unrouteable address",
-		"host or domain name not found", "domain not found", "host not found", "no mx", "name service error",
-		"account disabled", "account has been disabled", "is disabled", "account is disabled", "inactive",
-		"not our customer", "undeliverable address", "bad destination"}},
+		"host or domain name not found", "domain not found", "host not found", "no mx", "account disabled",
+		"account has been disabled", "is disabled", "account is disabled", "inactive", "not our customer",
+		"undeliverable address", "bad destination", "not listed in", "not a registered", "invalid address",
+		"no such recipient", "user not found", "address not found", "name service error"}},
 }
 
 // byText is the class the diagnostic text's wording says, "" when none.

@@ -92,20 +92,49 @@ func Parse(raw []byte) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	mt, params, _ := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if mt == "multipart/report" && params["boundary"] != "" {
-		rt := strings.ToLower(params["report-type"])
-		r, err := parseReport(m.Body, params["boundary"], rt)
-		if err == nil && r.Kind != "" {
+	ct := m.Header.Get("Content-Type")
+	mt, params, _ := mime.ParseMediaType(ct)
+	rt := ""
+	if mt == "multipart/report" {
+		rt = strings.ToLower(params["report-type"])
+	}
+	var p parts
+	p.walk(ct, m.Header.Get("Content-Transfer-Encoding"), m.Body, 0)
+	base := Report{}
+	if p.original != nil {
+		base.OriginalMessageID = strings.TrimSpace(p.original.Get("Message-Id"))
+	}
+	dsnType := rt == "delivery-status" || rt == "global-delivery-status" || rt == ""
+	switch {
+	case p.status != nil && dsnType:
+		if r, err := parseDSN(base, p.status, p.text); err == nil {
 			return r, nil
 		}
-		// A report we cannot read: treat it as plain text below.
+	case p.feedback != nil && (rt == "feedback-report" || rt == ""):
+		if r, err := parseARF(base, p.feedback, p.original); err == nil {
+			return r, nil
+		}
+	}
+	// A bounce before an auto-reply: MTAs mark their bounces Auto-Submitted
+	// too (Exim: auto-replied), and a bounce is no out-of-office message.
+	if plainBounce(m.Header) || mt == "multipart/report" && rt != "" && dsnType {
+		text := p.text
+		if text == "" && p.broken {
+			b, _ := io.ReadAll(io.LimitReader(m.Body, maxText))
+			text = string(b)
+		}
+		text = explanation(text)
+		// A report whose MIME is broken, or a plain bounce that quotes a
+		// DSN's fields: read them where they are.
+		if st := embeddedStatus(text); st != nil {
+			if r, err := parseDSN(base, st, ""); err == nil && r.failed() {
+				return r, nil
+			}
+		}
+		return parsePlainBounce(base, raw, text), nil
 	}
 	if autoReply(m.Header) {
 		return Report{Kind: AutoReply, ID: digest(raw)}, nil
-	}
-	if plainBounce(m.Header) {
-		return parsePlainBounce(m, raw)
 	}
 	return Report{Kind: Other, ID: digest(raw)}, nil
 }
@@ -115,77 +144,90 @@ func digest(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// parseReport reads the parts of a multipart/report.
-func parseReport(body io.Reader, boundary, reportType string) (Report, error) {
-	mr := multipart.NewReader(body, boundary)
-	var (
-		r        Report
-		status   []byte
-		feedback []byte
-		original textproto.MIMEHeader
-	)
-	for {
-		p, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			// Truncated (the inbound service keeps only the start of large
-			// mail) or broken after the parts that matter: use what we have.
-			if status != nil || feedback != nil {
-				break
-			}
-			return Report{}, err
-		}
-		pt, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		switch pt {
-		case "message/delivery-status", "message/global-delivery-status":
-			status, err = readPart(p)
-		case "message/feedback-report":
-			feedback, err = readPart(p)
-		case "message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers":
-			var b []byte
-			if b, err = readPart(p); err == nil {
-				if h, herr := textproto.NewReader(bufio.NewReader(bytes.NewReader(b))).ReadMIMEHeader(); len(h) > 0 {
-					original = h
-				} else if herr != nil {
-					err = nil // headers only partly there: no original
-				}
-			}
-		default:
-			_, err = io.Copy(io.Discard, io.LimitReader(p, maxPart))
-		}
-		if err != nil && status == nil && feedback == nil {
-			return Report{}, err
-		}
-	}
-	if original != nil {
-		r.OriginalMessageID = strings.TrimSpace(original.Get("Message-Id"))
-	}
-	switch {
-	case status != nil && (reportType == "delivery-status" || reportType == "global-delivery-status" || reportType == ""):
-		return parseDSN(r, status)
-	case feedback != nil && (reportType == "feedback-report" || reportType == ""):
-		return parseARF(r, feedback, original)
-	}
-	return Report{}, nil
+// maxText bounds the human-readable text kept of a mail.
+const maxText = 64 << 10
+
+// parts is what walk finds in a mail's MIME tree.
+type parts struct {
+	// status and feedback are the first message/delivery-status and
+	// message/feedback-report parts, decoded.
+	status, feedback []byte
+	// original is the header of the returned message (message/rfc822 or
+	// its headers alone).
+	original textproto.MIMEHeader
+	// text is the first text/plain part, decoded (its charset is not).
+	text string
+	// broken: a multipart could not be read to its end (truncated mail, a
+	// broken boundary).
+	broken bool
+	n      int // parts seen
 }
 
-// readPart reads a part, decoding base64 (quoted-printable the multipart
-// reader decodes itself).
-func readPart(p *multipart.Part) ([]byte, error) {
-	var rd io.Reader = p
-	switch strings.ToLower(strings.TrimSpace(p.Header.Get("Content-Transfer-Encoding"))) {
+// walk reads a part of type ct with transfer encoding cte: multiparts of
+// any subtype (a DSN may come in multipart/mixed), never into a returned
+// message (it could be a report itself), depth and part count bounded.
+func (p *parts) walk(ct, cte string, body io.Reader, depth int) {
+	p.n++
+	mt, params, err := mime.ParseMediaType(ct)
+	if ct == "" || err != nil && !strings.HasPrefix(strings.ToLower(ct), "multipart/") {
+		mt = "text/plain"
+	}
+	switch {
+	case strings.HasPrefix(mt, "multipart/"):
+		if params["boundary"] == "" || depth >= 4 {
+			p.broken = true
+			return
+		}
+		mr := multipart.NewReader(body, params["boundary"])
+		for p.n < 64 {
+			part, err := mr.NextPart()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				// Truncated (the inbound service keeps only the start of
+				// large mail) or broken after the parts that matter: use
+				// what we have.
+				p.broken = true
+				return
+			}
+			p.walk(part.Header.Get("Content-Type"), part.Header.Get("Content-Transfer-Encoding"), part, depth+1)
+		}
+	case mt == "message/delivery-status" || mt == "message/global-delivery-status":
+		if p.status == nil {
+			p.status = read(body, cte)
+		}
+	case mt == "message/feedback-report":
+		if p.feedback == nil {
+			p.feedback = read(body, cte)
+		}
+	case mt == "message/rfc822" || mt == "text/rfc822-headers" || mt == "message/rfc822-headers" ||
+		mt == "message/global" || mt == "message/global-headers":
+		if p.original == nil {
+			b := read(body, cte)
+			if h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(b))).ReadMIMEHeader(); len(h) > 0 {
+				p.original = h // headers only partly there: what there is
+			}
+		}
+	case mt == "text/plain":
+		if p.text == "" {
+			p.text = string(read(body, cte))
+		}
+	}
+}
+
+// read reads a part (at most maxPart), decoding base64 and quoted-printable
+// (which a multipart.Part has already decoded, dropping the header); a part
+// cut short gives what was read.
+func read(r io.Reader, cte string) []byte {
+	switch strings.ToLower(strings.TrimSpace(cte)) {
 	case "base64":
-		rd = base64.NewDecoder(base64.StdEncoding, newlineStripper{p})
+		r = base64.NewDecoder(base64.StdEncoding, newlineStripper{r})
 	case "quoted-printable":
-		rd = quotedprintable.NewReader(p)
+		r = quotedprintable.NewReader(r)
 	}
-	b, err := io.ReadAll(io.LimitReader(rd, maxPart))
-	if err != nil && len(b) == 0 {
-		return nil, err
-	}
-	return b, nil
+	b, _ := io.ReadAll(io.LimitReader(r, maxPart))
+	return b
 }
 
 // newlineStripper drops CR and LF, for base64.NewDecoder.
@@ -238,13 +280,17 @@ func typedAddress(v string) string {
 	return strings.Trim(strings.TrimSpace(v), "<>")
 }
 
-func parseDSN(r Report, status []byte) (Report, error) {
+// parseDSN reads the field groups of a delivery-status; text is the
+// report's human-readable part, heard for a lone failed recipient whose
+// fields say nothing specific.
+func parseDSN(r Report, status []byte, text string) (Report, error) {
 	r.Kind, r.ID = DSN, digest(status)
 	groups := fieldGroups(status)
 	if len(groups) == 0 {
 		return Report{}, fmt.Errorf("%w: empty delivery-status", ErrMalformed)
 	}
 	r.ReportingMTA = typedAddress(groups[0].Get("Reporting-Mta"))
+	var failing []int
 	for _, g := range groups {
 		final := typedAddress(g.Get("Final-Recipient"))
 		if final == "" {
@@ -257,20 +303,48 @@ func parseDSN(r Report, status []byte) (Report, error) {
 			Status:     strings.TrimSpace(g.Get("Status")),
 			Diagnostic: strings.Join(strings.Fields(g.Get("Diagnostic-Code")), " "),
 		}
-		switch rc.Action {
-		case "delivered", "relayed", "expanded":
-			// Not a failure: nothing to classify.
-		default:
-			rc.Class = bounce.Classify(bounce.Report{Action: rc.Action, Status: rc.Status, Diagnostic: rc.Diagnostic})
+		if !success(rc) {
+			failing = append(failing, len(r.Recipients))
 		}
 		r.Recipients = append(r.Recipients, rc)
+	}
+	context := ""
+	if len(failing) == 1 {
+		context = explanation(text)
+	}
+	for _, i := range failing {
+		rc := &r.Recipients[i]
+		rc.Class = bounce.Classify(bounce.Report{Action: rc.Action, Status: rc.Status, Diagnostic: rc.Diagnostic, Context: context})
 	}
 	return r, nil
 }
 
+// success reports whether a DSN recipient is no failure: delivered,
+// relayed, expanded (RFC 3464 §2.3.3), "deliverable" (Sendmail's answer to
+// a verification) or a 2.x.x status.
+func success(rc Recipient) bool {
+	switch rc.Action {
+	case "delivered", "relayed", "expanded", "deliverable":
+		return true
+	}
+	return bounce.ParseCode(rc.Status).Class == "2"
+}
+
+// failed reports whether the report names a failed recipient.
+func (r Report) failed() bool {
+	for _, rc := range r.Recipients {
+		if rc.Class != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // complaintTypes are the ARF Feedback-Types that are a recipient's complaint
-// (RFC 5965 §7.3); not-spam (RFC 6430) and auth-failure (RFC 6591) are not.
-var complaintTypes = map[string]bool{"abuse": true, "fraud": true, "virus": true, "other": true}
+// (RFC 5965 §7.3), and opt-out (the ARF drafts' unsubscribe request, still
+// sent by some reporters): the recipient asked for no more. not-spam (RFC
+// 6430) and auth-failure (RFC 6591) are not.
+var complaintTypes = map[string]bool{"abuse": true, "fraud": true, "virus": true, "other": true, "opt-out": true}
 
 func parseARF(r Report, feedback []byte, original textproto.MIMEHeader) (Report, error) {
 	r.Kind, r.ID = ARF, digest(feedback)
@@ -336,33 +410,74 @@ func autoReply(h mail.Header) bool {
 
 // bounceFrom and bounceSubject match what plain-text bounces are sent as.
 var (
-	bounceFrom    = regexp.MustCompile(`(?i)(mailer-daemon|postmaster|mail delivery (subsystem|system))`)
-	bounceSubject = regexp.MustCompile(`(?i)(undeliver|delivery (status notification|failure|has failed)|failure notice|returned mail|mail delivery failed|could not be delivered|delivery problem)`)
-	// codeLine finds a line with an SMTP reply or enhanced status code.
-	codeLine = regexp.MustCompile(`(?m)^.*\b([45]\d\d[ -]|[45]\.\d{1,3}\.\d{1,3}\b).*$`)
+	bounceFrom    = regexp.MustCompile(`(?i)(mailer-daemon|post_?master|mail delivery (subsystem|system))`)
+	bounceSubject = regexp.MustCompile(`(?i)(undeliver|delivery (status notification|failure|has failed)|failure notice|returned mail|mail delivery failed|could not be delivered|delivery problem|non[- ]?delivery)`)
+	// codeLine finds a line with an SMTP reply ("550 ", "550-", "550:") or
+	// an enhanced status code.
+	codeLine = regexp.MustCompile(`(?m)^.*\b([45]\d\d[ :-]|[45]\.\d{1,3}\.\d{1,3}\b).*$`)
+	// returned finds where a bounce's explanation ends and the returned
+	// message begins: a separator naming it, or the returned headers.
+	returned = regexp.MustCompile(`(?im)^[ \t]*(?:-{2,}.*(?:original message|copy of|returned message|message follows|headers follow|undelivered message|original text|returned mail).*|original message follows.*|below this line is a copy.*|(?:received|return-path|dkim-signature|x-received|authentication-results)[ \t]*:.*)$`)
+	// dsnField finds the first field of a delivery-status quoted in text.
+	dsnField = regexp.MustCompile(`(?im)^[ \t]*(?:reporting-mta|original-recipient|final-recipient)[ \t]*:`)
+	// boundaryLine ends a delivery-status quoted in text.
+	boundaryLine = regexp.MustCompile(`(?m)^[ \t]*--\S`)
 )
 
+// plainBounce reports whether h is a bounce's: from a mailer-daemon or
+// postmaster, a bounce's subject, or Exim's X-Failed-Recipients.
 func plainBounce(h mail.Header) bool {
-	return bounceFrom.MatchString(h.Get("From")) || bounceSubject.MatchString(h.Get("Subject"))
+	return bounceFrom.MatchString(h.Get("From")) || bounceSubject.MatchString(h.Get("Subject")) ||
+		h.Get("X-Failed-Recipients") != ""
+}
+
+// explanation is a bounce's text up to the returned message.
+func explanation(text string) string {
+	if loc := returned.FindStringIndex(text); loc != nil {
+		text = text[:loc[0]]
+	}
+	return text
+}
+
+// embeddedStatus is the delivery-status fields quoted in a bounce's text
+// (a report whose MIME boundary is broken, an MTA that writes them inline),
+// nil when there are none.
+func embeddedStatus(text string) []byte {
+	loc := dsnField.FindStringIndex(text)
+	if loc == nil {
+		return nil
+	}
+	text = text[loc[0]:]
+	if end := boundaryLine.FindStringIndex(text); end != nil {
+		text = text[:end[0]]
+	}
+	if !strings.Contains(strings.ToLower(text), "final-recipient") {
+		return nil
+	}
+	return []byte(text)
 }
 
 // parsePlainBounce classifies a bounce without a delivery-status part from
-// the first line of its body that carries an SMTP code (or the whole start
-// of the body); its recipient is whoever the bounce address or the text
-// names (the caller decides).
-func parsePlainBounce(m *mail.Message, raw []byte) (Report, error) {
-	body, _ := io.ReadAll(io.LimitReader(m.Body, 64<<10))
-	text := string(body)
+// the first line of its explanation that carries an SMTP code, the rest of
+// the explanation heard when that line says nothing specific (or from the
+// explanation alone when no line has a code); its recipient is whoever the
+// bounce address or the text names (the caller decides).
+func parsePlainBounce(base Report, raw []byte, text string) Report {
 	diag := strings.Join(strings.Fields(codeLine.FindString(text)), " ")
-	cls := bounce.Classify(bounce.Report{Action: "failed", Diagnostic: diag})
+	context := strings.Join(strings.Fields(text), " ")
+	if len(context) > 2000 {
+		context = context[:2000]
+	}
+	cls := bounce.Classify(bounce.Report{Action: "failed", Diagnostic: diag, Context: context})
 	if diag == "" {
 		// No code: the words of the body decide, failed by default.
-		diag = strings.Join(strings.Fields(text), " ")
+		diag = context
 		if len(diag) > 500 {
 			diag = diag[:500]
 		}
-		cls = bounce.Classify(bounce.Report{Action: "failed", Diagnostic: diag})
+		cls = bounce.Classify(bounce.Report{Action: "failed", Diagnostic: context})
 	}
-	return Report{Kind: PlainBounce, ID: digest(raw), Text: text,
-		Recipients: []Recipient{{Action: "failed", Diagnostic: diag, Class: cls}}}, nil
+	base.Kind, base.ID, base.Text = PlainBounce, digest(raw), text
+	base.Recipients = []Recipient{{Action: "failed", Diagnostic: diag, Class: cls}}
+	return base
 }
