@@ -185,7 +185,7 @@ type Report struct {
 func Classify(r Report) Class {
 	action := strings.ToLower(strings.TrimSpace(r.Action))
 	code := ParseCode(r.Diagnostic, r.Status)
-	text := strings.ToLower(r.Diagnostic)
+	text := words(r.Diagnostic)
 	if action == "delayed" {
 		// Still being tried: whatever went wrong is not final.
 		if byText(text) == Policy || code.Subject == "7" {
@@ -206,11 +206,19 @@ func Classify(r Report) Class {
 		}
 		return c
 	}
+	// Words decide from here on; a temporary code keeps them from
+	// suppressing at once.
+	temporary := code.Class == "4" || code.Class == "" && basicClass(r.Diagnostic) == '4'
 	if c := byText(text); c != "" {
-		return c
+		return demote(c, temporary)
 	}
-	if c := byText(strings.ToLower(r.Context)); c != "" && code.Subject == "" {
-		return c
+	if basicClass(r.Diagnostic) == 0 {
+		// The diagnostic has no words of use and not even a reply code:
+		// the text around it may say (a bounce's "mailbox is full: retry
+		// timeout exceeded").
+		if c := byText(words(r.Context)); c != "" {
+			return demote(c, temporary)
+		}
 	}
 	switch {
 	case code.Class == "4":
@@ -236,6 +244,39 @@ func Classify(r Report) Class {
 	}
 	// Nothing says it is permanent: do not suppress on a guess.
 	return Soft
+}
+
+// basicClass is the first digit of the diagnostic's basic reply code, 0
+// for none.
+func basicClass(diagnostic string) byte {
+	if m := basic.FindStringSubmatch(diagnostic); m != nil {
+		return m[1][0]
+	}
+	return 0
+}
+
+// demote turns a hard bounce the words said into a soft one when the code
+// said the failure is temporary.
+func demote(c Class, temporary bool) Class {
+	if c == Hard && temporary {
+		return Soft
+	}
+	return c
+}
+
+// replyPrefix matches the reply code that starts each line of a multi-line
+// SMTP reply ("550-5.7.1 "), which joined lines carry in mid-text.
+var replyPrefix = regexp.MustCompile(`\s[245]\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3}\s)?`)
+
+// words is text lower-cased for phrase matching, white space collapsed and
+// the reply codes of continued lines dropped, so a phrase split over the
+// lines of a reply still matches.
+func words(s string) string {
+	s = " " + strings.Join(strings.Fields(strings.ToLower(s)), " ")
+	if first := basic.FindStringIndex(s); first != nil {
+		s = s[:first[1]] + replyPrefix.ReplaceAllString(s[first[1]:], " ")
+	}
+	return strings.TrimSpace(s)
 }
 
 // byCode is the class a specific enhanced code decides, false for a generic
@@ -308,8 +349,10 @@ var strong = []struct {
 		"too many recipients this hour", "rate limit"}},
 	{Message, []string{"virus", "malware", "message size exceeds", "message too large", "message is too large",
 		"not rfc 5322 compliant", "duplicate header", "multiple addresses in from"}},
-	{Soft, []string{"mailbox full", "mailbox is full", "over quota", "overquota", "quota exceeded", "exceeded storage"}},
-	{Hard, []string{"user unknown", "unknown user", "no such user", "user not found", "unknown recipient",
+	{Soft, []string{"mailbox full", "mailbox is full", "over quota", "overquota", "quota exceeded", "exceeded storage",
+		"mailfolder is full", "inbox is full"}},
+	{Hard, []string{"user unknown", "unknown user", "no such user", "user not found", "unknown recipient", "invalid recipient",
+		"not listed in public name & address book", "not listed in domino directory",
 		"recipient not found", "no such mailbox", "mailbox not found", "account disabled", "account has been disabled",
 		"account is disabled", "disabled recipient", "recipient address rejected: access denied"}},
 }
@@ -339,7 +382,8 @@ var phrases = []struct {
 		"sender rejected", "unroutable sender", "not verified", "service unavailable", "service not available",
 		"not accepting connections", "service refused", "ptr record", "reverse dns", "open relay", "insecure mail relay",
 		"not permitted", "not allowed", "frequency limited", "rejected for policy", "protocol violation",
-		"improper sequence", "command parameter not implemented"}},
+		"improper sequence", "command parameter not implemented", "client host rejected", "rdns", "blocked by",
+		"invalid ip", "starttls", "tls negotiation"}},
 	{Message, []string{"message size", "too large", "too big", "size limit", "exceeds the maximum", "exceeded google's message size",
 		"message length", "virus", "malware", "attachment", "content rejected", "message content", "content presents",
 		"message rejected due to content", "not rfc compliant", "header error"}},
@@ -350,14 +394,16 @@ var phrases = []struct {
 		"could not be delivered for", "could not deliver for", "delivery time expired", "message expired", "expired",
 		"too long in queue", "giving up", "still trying", "will retry", "requests to connect", "socket error",
 		"could not connect", "unable to connect", "host name lookup failure", "too many hops",
-		"system error", "internal error", "mailer error", "service currently unavailable", "transaction failed"}},
+		"system error", "internal error", "mailer error", "service currently unavailable", "transaction failed",
+		"hop count", "routing loop", "not found, try again", "host not reachable", "mailfolder is full", "inbox is full", "x-unix;", "pipe to |"}},
 	{Hard, []string{"user unknown", "unknown user", "no such user", "no such mailbox", "no mailbox", "mailbox not found",
 		"mailbox unavailable", "mailbox does not exist", "does not exist", "recipient not found", "recipientnotfound",
 		"unknown recipient", "invalid recipient", "recipient address rejected", "address rejected", "unrouteable address",
 		"host or domain name not found", "domain not found", "host not found", "no mx", "account disabled",
 		"account has been disabled", "is disabled", "account is disabled", "inactive", "not our customer",
 		"undeliverable address", "bad destination", "not listed in", "not a registered", "invalid address",
-		"no such recipient", "user not found", "address not found", "name service error"}},
+		"no such recipient", "user not found", "address not found", "name service error", "host unknown",
+		"no such domain", "domain name not found"}},
 }
 
 // byText is the class the diagnostic text's wording says, "" when none.

@@ -98,8 +98,12 @@ func Parse(raw []byte) (Report, error) {
 	if mt == "multipart/report" {
 		rt = strings.ToLower(params["report-type"])
 	}
+	body, err := io.ReadAll(m.Body)
+	if err != nil {
+		return Report{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
 	var p parts
-	p.walk(ct, m.Header.Get("Content-Transfer-Encoding"), m.Body, 0)
+	p.walk(ct, m.Header.Get("Content-Transfer-Encoding"), bytes.NewReader(body), 0)
 	base := Report{}
 	if p.original != nil {
 		base.OriginalMessageID = strings.TrimSpace(p.original.Get("Message-Id"))
@@ -120,8 +124,7 @@ func Parse(raw []byte) (Report, error) {
 	if plainBounce(m.Header) || mt == "multipart/report" && rt != "" && dsnType {
 		text := p.text
 		if text == "" && p.broken {
-			b, _ := io.ReadAll(io.LimitReader(m.Body, maxText))
-			text = string(b)
+			text = string(body[:min(len(body), maxText)])
 		}
 		text = explanation(text)
 		// A report whose MIME is broken, or a plain bounce that quotes a
@@ -179,9 +182,11 @@ func (p *parts) walk(ct, cte string, body io.Reader, depth int) {
 			return
 		}
 		mr := multipart.NewReader(body, params["boundary"])
-		for p.n < 64 {
+		for i := 0; p.n < 64; i++ {
 			part, err := mr.NextPart()
 			if errors.Is(err, io.EOF) {
+				// No part at all: the boundary is not the one declared.
+				p.broken = p.broken || i == 0
 				return
 			}
 			if err != nil {
@@ -247,28 +252,55 @@ func (n newlineStripper) Read(p []byte) (int, error) {
 
 // fieldGroups reads the groups of header-style fields of a
 // message/delivery-status or message/feedback-report part, separated by
-// blank lines.
+// blank lines. It forgives what real reports get wrong: blank lines before
+// the first group or between groups, bare LF, and continuation lines of a
+// multi-line reply left unindented (they join the field before).
 func fieldGroups(b []byte) []textproto.MIMEHeader {
-	// Some MTAs put blank lines before the first group, or use bare LF.
-	tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(bytes.TrimLeft(b, "\r\n \t"))))
-	var out []textproto.MIMEHeader
-	for {
-		h, err := tr.ReadMIMEHeader()
-		if len(h) > 0 {
-			out = append(out, h)
-		}
-		if err != nil {
-			return out
-		}
-		// Skip extra blank lines between groups.
-		for {
-			peek, perr := tr.R.Peek(1)
-			if perr != nil || (peek[0] != '\n' && peek[0] != '\r') {
-				break
+	var (
+		out  []textproto.MIMEHeader
+		cur  textproto.MIMEHeader
+		last string
+	)
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" {
+			if cur != nil {
+				out = append(out, cur)
 			}
-			_, _ = tr.R.ReadByte()
+			cur, last = nil, ""
+			continue
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if line[0] != ' ' && line[0] != '\t' && ok && fieldName(name) {
+			if cur == nil {
+				cur = textproto.MIMEHeader{}
+			}
+			last = textproto.CanonicalMIMEHeaderKey(name)
+			cur[last] = append(cur[last], strings.TrimSpace(value))
+			continue
+		}
+		if last != "" {
+			vs := cur[last]
+			vs[len(vs)-1] += " " + strings.TrimSpace(line)
 		}
 	}
+	if cur != nil {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// fieldName reports whether s is a header field name (RFC 5322 §3.6.8).
+func fieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // typedAddress is the address of "rfc822; jane@example.org" (RFC 3464
@@ -292,13 +324,18 @@ func parseDSN(r Report, status []byte, text string) (Report, error) {
 	r.ReportingMTA = typedAddress(groups[0].Get("Reporting-Mta"))
 	var failing []int
 	for _, g := range groups {
-		final := typedAddress(g.Get("Final-Recipient"))
+		final, original := typedAddress(g.Get("Final-Recipient")), typedAddress(g.Get("Original-Recipient"))
 		if final == "" {
-			continue // the per-message group
+			// Final-Recipient is required, yet some MTAs write only the
+			// Original-Recipient; neither: the per-message group.
+			final = original
+		}
+		if final == "" {
+			continue
 		}
 		rc := Recipient{
 			Final:      final,
-			Original:   typedAddress(g.Get("Original-Recipient")),
+			Original:   original,
 			Action:     strings.ToLower(strings.TrimSpace(g.Get("Action"))),
 			Status:     strings.TrimSpace(g.Get("Status")),
 			Diagnostic: strings.Join(strings.Fields(g.Get("Diagnostic-Code")), " "),
@@ -308,15 +345,57 @@ func parseDSN(r Report, status []byte, text string) (Report, error) {
 		}
 		r.Recipients = append(r.Recipients, rc)
 	}
+	text = explanation(text)
 	context := ""
 	if len(failing) == 1 {
-		context = explanation(text)
+		context = text
 	}
 	for _, i := range failing {
 		rc := &r.Recipients[i]
+		if rc.Diagnostic == "" {
+			// No Diagnostic-Code (OpenSMTPD, Exim's local failures): the
+			// line of the text that names the recipient with a code.
+			rc.Diagnostic = lineAbout(text, rc.Final)
+		}
 		rc.Class = bounce.Classify(bounce.Report{Action: rc.Action, Status: rc.Status, Diagnostic: rc.Diagnostic, Context: context})
 	}
 	return r, nil
+}
+
+// lineAbout is the line of text that names addr and carries an SMTP code,
+// with the lines that continue it, "" when there is none.
+func lineAbout(text, addr string) string {
+	if addr == "" {
+		return ""
+	}
+	addr = strings.ToLower(addr)
+	for _, loc := range codeLine.FindAllStringIndex(text, -1) {
+		if strings.Contains(strings.ToLower(text[loc[0]:loc[1]]), addr) {
+			return withContinuation(text, loc)
+		}
+	}
+	return ""
+}
+
+// withContinuation is the line at loc of text and the non-blank lines
+// after it (a reply that goes on), at most four, white space collapsed.
+func withContinuation(text string, loc []int) string {
+	end := loc[1]
+	for n := 0; n < 3 && end < len(text); n++ {
+		next := strings.IndexByte(text[end+1:], '\n')
+		line := text[end+1:]
+		if next >= 0 {
+			line = line[:next]
+		}
+		if strings.TrimSpace(line) == "" || returned.MatchString(line) ||
+			codeLine.MatchString(line) && !replyLine.MatchString(line) {
+			// A blank line, the returned message, or the next recipient's
+			// line (a reply's own next line starts with its code).
+			break
+		}
+		end += 1 + len(line)
+	}
+	return strings.Join(strings.Fields(text[loc[0]:end]), " ")
 }
 
 // success reports whether a DSN recipient is no failure: delivered,
@@ -418,6 +497,8 @@ var (
 	// returned finds where a bounce's explanation ends and the returned
 	// message begins: a separator naming it, or the returned headers.
 	returned = regexp.MustCompile(`(?im)^[ \t]*(?:-{2,}.*(?:original message|copy of|returned message|message follows|headers follow|undelivered message|original text|returned mail).*|original message follows.*|below this line is a copy.*|(?:received|return-path|dkim-signature|x-received|authentication-results)[ \t]*:.*)$`)
+	// replyLine is a line of a multi-line SMTP reply ("550-5.1.1 ...").
+	replyLine = regexp.MustCompile(`^[ \t]*[245]\d\d[ -]`)
 	// dsnField finds the first field of a delivery-status quoted in text.
 	dsnField = regexp.MustCompile(`(?im)^[ \t]*(?:reporting-mta|original-recipient|final-recipient)[ \t]*:`)
 	// boundaryLine ends a delivery-status quoted in text.
@@ -463,7 +544,10 @@ func embeddedStatus(text string) []byte {
 // explanation alone when no line has a code); its recipient is whoever the
 // bounce address or the text names (the caller decides).
 func parsePlainBounce(base Report, raw []byte, text string) Report {
-	diag := strings.Join(strings.Fields(codeLine.FindString(text)), " ")
+	diag := ""
+	if loc := codeLine.FindStringIndex(text); loc != nil {
+		diag = withContinuation(text, loc)
+	}
 	context := strings.Join(strings.Fields(text), " ")
 	if len(context) > 2000 {
 		context = context[:2000]
