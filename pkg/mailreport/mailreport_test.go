@@ -140,6 +140,52 @@ func TestParseARF(t *testing.T) {
 	}
 }
 
+// Formats of real reports the external measurement (see the corpus README)
+// found misread, each in a sample of our own: what the parser must make of
+// them beyond the class (the kind, whom the report names, the diagnostic).
+func TestParseRealFormats(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		path       string
+		kind       Kind
+		final      string // the one recipient named
+		diagnostic string // a part of its diagnostic
+	}{
+		// A multipart/report whose delivery-status boundary is indented: the
+		// fields are read from the text, so only the failed recipient counts
+		// (the text names another one, still being tried).
+		{"hard_bounce/broken-boundary.eml", DSN, "jane@example.org", "550 no such user here"},
+		// No Diagnostic-Code: the text's line naming the recipient.
+		{"policy_block/opensmtpd-no-diagnostic.eml", DSN, "jane@example.org", "550 5.7.26 Unauthenticated mail"},
+		// Only Original-Recipient, in a multipart/mixed.
+		{"hard_bounce/mixed-original-recipient-only.eml", DSN, "jane@example.org", "550 Unknown user"},
+		// A Diagnostic-Code whose reply lines are not indented.
+		{"policy_block/unindented-multiline-diagnostic.eml", DSN, "jane@example.org", "is not permitted to 550 relay for you"},
+		// Exim marks its bounces Auto-Submitted: still a bounce.
+		{"hard_bounce/exim-plain-auto-submitted.eml", PlainBounce, "", "550 5.1.1 <jane@example.org>: no mailbox"},
+		// The reply line, not a number in the returned message.
+		{"hard_bounce/plain-code-with-colon.eml", PlainBounce, "", "550: : User unknown"},
+	} {
+		r := mustParse(t, tc.path)
+		if r.Kind != tc.kind || len(r.Recipients) != 1 {
+			t.Errorf("%s: kind %s, recipients %+v", tc.path, r.Kind, r.Recipients)
+			continue
+		}
+		if rc := r.Recipients[0]; rc.Final != tc.final || !strings.Contains(rc.Diagnostic, tc.diagnostic) {
+			t.Errorf("%s: recipient %+v, want %q with %q", tc.path, rc, tc.final, tc.diagnostic)
+		}
+		if r.Kind == PlainBounce && strings.Contains(r.Text, "Message-ID") {
+			t.Errorf("%s: the text of a plain bounce goes on into the returned message: %q", tc.path, r.Text)
+		}
+	}
+	// Sendmail's answer to a verification is no failure.
+	raw, _ := os.ReadFile(filepath.Join("testdata", "corpus", "hard_bounce", "postfix-user-unknown.eml"))
+	ok := strings.NewReplacer("Action: failed", "Action: deliverable", "Status: 5.1.1", "Status: 2.1.5").Replace(string(raw))
+	if r, err := Parse([]byte(ok)); err != nil || r.Kind != DSN || r.Recipients[0].Class != "" {
+		t.Fatalf("deliverable: %+v %v", r, err)
+	}
+}
+
 func TestParseOther(t *testing.T) {
 	t.Parallel()
 	for name, raw := range map[string]string{
