@@ -5,6 +5,18 @@
 // Auto-Submitted and the usual vendor headers) and, for MTAs that still send
 // them, bounces in plain text (qmail, old Exchange), read heuristically.
 // Every recipient a report names gets its pkg/bounce class.
+//
+// Real reports bend the formats, and the parser bends with them (each case
+// measured on real reports, see testdata/corpus/README.md): a
+// delivery-status part is found in any multipart, not only
+// multipart/report, and read from the text when the MIME boundary is
+// broken; its fields forgive unindented continuation lines and a missing
+// Final-Recipient; a recipient without a Diagnostic-Code gets the text's
+// line that names it; a plain bounce is read up to the returned message
+// only; and a bounce is a bounce even when it says Auto-Submitted.
+//
+// The inbound service (SMTP and IMAP) and the worker's Gmail bounce poller
+// both read reports with it.
 package mailreport
 
 import (
