@@ -1,7 +1,10 @@
 package gmail
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"mime"
@@ -25,6 +28,19 @@ var ErrHistoryExpired = errors.New("gmail: the history id is too old (404)")
 
 // ErrNoMessage: users.messages.get answered 404 (the message was deleted).
 var ErrNoMessage = errors.New("gmail: no such message (404)")
+
+// ErrNoBodyAccess: users.messages.get with format=raw answered 403: the
+// token may read headers only (Gmail holds a token that carries
+// gmail.metadata to it, whatever else it carries).
+var ErrNoBodyAccess = errors.New("gmail: the token may not read message bodies (format=raw refused)")
+
+// The scopes that decide whether the bounce poller may read a notice's body.
+const (
+	ScopeMetadata = "https://www.googleapis.com/auth/gmail.metadata"
+	ScopeReadonly = "https://www.googleapis.com/auth/gmail.readonly"
+	ScopeModify   = "https://www.googleapis.com/auth/gmail.modify"
+	ScopeFull     = "https://mail.google.com/"
+)
 
 // NoticeHeaders are the header fields the bounce poller reads of each new
 // message (format=metadata, metadataHeaders).
@@ -152,6 +168,95 @@ func (s *Sender) Message(ctx context.Context, cfg provider.Config, id string, na
 	return meta, err
 }
 
+// ReadsBodies reports whether cfg's access token may read whole messages
+// (users.messages.get, format=raw): Google's token endpoint says which
+// scopes it granted (the token answer's "scope"), and the token must carry
+// gmail.readonly, gmail.modify or https://mail.google.com/ and not
+// gmail.metadata, which Gmail lets read headers only even beside a broader
+// scope. False when the endpoint does not say.
+func (s *Sender) ReadsBodies(ctx context.Context, cfg provider.Config) (bool, error) {
+	var granted string
+	err := s.call(ctx, cfg, func(cl *client) error {
+		t, err := cl.tokens.tokenCtx(ctx)
+		if err == nil {
+			granted, _ = t.Extra("scope").(string)
+		}
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	return bodyScopes(strings.Fields(granted)), nil
+}
+
+// bodyScopes reports whether a token of the scopes may read bodies.
+func bodyScopes(scopes []string) bool {
+	if slices.Contains(scopes, ScopeMetadata) {
+		return false
+	}
+	return slices.ContainsFunc(scopes, func(s string) bool { return s == ScopeReadonly || s == ScopeModify || s == ScopeFull })
+}
+
+// RawMessage is a message read with format=raw.
+type RawMessage struct {
+	ID, ThreadID string
+	Labels       []string
+	// Raw is the RFC 5322 message (decoded from base64url).
+	Raw []byte
+}
+
+// Meta is the message as format=metadata gives it: its header fields
+// (all of them) and labels.
+func (m RawMessage) Meta() MessageMeta {
+	meta := MessageMeta{ID: m.ID, ThreadID: m.ThreadID, Labels: m.Labels, Header: textproto.MIMEHeader{}}
+	if h, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(m.Raw))).ReadMIMEHeader(); h != nil {
+		meta.Header = h
+	}
+	return meta
+}
+
+// RawMessage reads the whole message id (users.messages.get, format=raw),
+// which needs a token that ReadsBodies. ErrNoMessage when it is gone,
+// ErrNoBodyAccess when Gmail refuses the format to the token.
+func (s *Sender) RawMessage(ctx context.Context, cfg provider.Config, id string) (RawMessage, error) {
+	var (
+		out     RawMessage
+		refused bool
+	)
+	err := s.call(ctx, cfg, func(cl *client) error {
+		m, err := cl.svc.Users.Messages.Get(cl.cfg.SenderUser, id).Format("raw").Context(ctx).Do()
+		var ge *googleapi.Error
+		if errors.As(err, &ge) && ge.Code == http.StatusForbidden && (len(ge.Errors) == 0 || !throttled[ge.Errors[0].Reason]) {
+			refused = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		raw, err := decodeRaw(m.Raw)
+		if err != nil {
+			return fmt.Errorf("gmail: message %s: raw: %w", id, err)
+		}
+		out = RawMessage{ID: m.Id, ThreadID: m.ThreadId, Labels: m.LabelIds, Raw: raw}
+		return nil
+	})
+	switch {
+	case refused:
+		return RawMessage{}, ErrNoBodyAccess
+	case notFound(err):
+		return RawMessage{}, ErrNoMessage
+	}
+	return out, err
+}
+
+// decodeRaw decodes Message.raw, base64url with or without padding.
+func decodeRaw(s string) ([]byte, error) {
+	if strings.HasSuffix(s, "=") {
+		return base64.URLEncoding.DecodeString(s)
+	}
+	return base64.RawURLEncoding.DecodeString(s)
+}
+
 // notFound reports whether err is the API's 404.
 func notFound(err error) bool {
 	var ae *APIError
@@ -230,7 +335,9 @@ func isMailerDaemon(h textproto.MIMEHeader) bool {
 	return err == nil && mt == "multipart/report" && strings.EqualFold(params["report-type"], "delivery-status")
 }
 
-// Class is the bounce class of the notice's failures. The headers say a
+// Class is the bounce class of the notice's failures as its headers (and
+// snippet) tell it; the bounce poller reads the notice's delivery-status
+// instead when the token may read bodies (ReadsBodies). The headers say a
 // recipient failed for good (X-Failed-Recipients is on failures only), not
 // why: without text the class is pkg/bounce's for a failure without a code,
 // a hard bounce. Gmail's snippet, when the scope gives one, starts with its

@@ -141,3 +141,51 @@ func TestNotice_Classes(t *testing.T) {
 		}
 	}
 }
+
+// TestRawMessage_ByScope: whether the token may read bodies comes from the
+// scopes the token endpoint says it granted; format=raw then gives the
+// notice whole (checked against the discovery document by the fake), and
+// is refused (ErrNoBodyAccess) to a token that carries gmail.metadata.
+func TestRawMessage_ByScope(t *testing.T) {
+	t.Parallel()
+	send := "https://www.googleapis.com/auth/gmail.send"
+	for _, tc := range []struct {
+		name   string
+		scopes []string
+		bodies bool
+	}{
+		{"readonly", []string{send, gmail.ScopeReadonly}, true},
+		{"modify", []string{send, gmail.ScopeModify}, true},
+		{"full access", []string{gmail.ScopeFull}, true},
+		{"metadata", []string{send, gmail.ScopeMetadata}, false},
+		{"readonly beside metadata", []string{send, gmail.ScopeReadonly, gmail.ScopeMetadata}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, setupOpts{fake: gmailtest.Options{Scopes: tc.scopes}})
+			bodies, err := b.sender.ReadsBodies(ctx(t), b.cfg)
+			require.NoError(t, err)
+			require.Equal(t, tc.bodies, bodies)
+
+			out := b.sender.Send(ctx(t), b.delivery("01JRAW", "jane@example.com"))
+			require.Equal(t, provider.Sent, out.Class, "%v", out.Err)
+			sent := b.fake.Messages()[0]
+			notice := b.fake.BounceOf(sent, gmailtest.Bounce{Failed: []string{"jane@example.com"}})
+			id := b.fake.Receive(notice)
+			raw, err := b.sender.RawMessage(ctx(t), b.cfg, id)
+			if !tc.bodies {
+				require.ErrorIs(t, err, gmail.ErrNoBodyAccess)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, notice, raw.Raw)
+			require.Equal(t, sent.ThreadID, raw.ThreadID)
+			n, ok := gmail.ParseNotice(raw.Meta())
+			require.True(t, ok)
+			require.Equal(t, []string{"jane@example.com"}, n.Failed)
+			_, err = b.sender.RawMessage(ctx(t), b.cfg, "1affffffffffffff")
+			require.ErrorIs(t, err, gmail.ErrNoMessage)
+			require.Empty(t, b.fake.Violations())
+		})
+	}
+}

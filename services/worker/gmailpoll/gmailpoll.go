@@ -4,11 +4,10 @@
 // status notification from mailer-daemon@googlemail.com. One poller per
 // gmail configuration reads the mailbox's history incrementally
 // (users.history.list from the stored historyId, historyTypes=messageAdded,
-// labelId=INBOX), reads each new message's headers (users.messages.get,
-// format=metadata: the gmail.metadata scope the configuration already needs
-// for VerifyProvider), and records each bounce notice through
-// pkg/bouncereport, the inbound service's path: suppression per
-// pkg/suppression, then BOUNCED events on EMAIL_EVENTS.
+// labelId=INBOX), reads each new message (users.messages.get: format=raw
+// when the token may read bodies, else format=metadata), and records each
+// bounce notice through pkg/bouncereport, the inbound service's path:
+// suppression per pkg/suppression, then BOUNCED events on EMAIL_EVENTS.
 //
 // # Where it runs, and why
 //
@@ -20,25 +19,45 @@
 // no keyring; giving it every tenant's refresh tokens would widen what a
 // compromise of the exposed service yields.
 //
-// # What the headers say
+// # Finding the message
 //
-// The gmail.metadata scope gives headers and labels only (format=full and
-// raw are refused, and there is no snippet). A Gmail bounce notice carries,
-// in its headers, the failed recipients (X-Failed-Recipients, present on
-// permanent failures only; "Delay" notices have none and are skipped), and
-// the bounced message's Message-ID (In-Reply-To, References), and Gmail
-// threads it with that message, whose Gmail id (the provider_message_id
-// recorded on SENT) is the thread's id. So the message is found by the
-// notice's thread id among the configuration's messages, else by the
-// Message-ID <message id@domain>; a notice counts only for a message this
-// configuration sent, and only for that message's recipients. What the
-// headers do not say is why the recipient failed: the class is pkg/bounce's
-// for a failure without a code, a hard bounce (suppressed). A token that
-// also carries gmail.readonly without gmail.metadata gets Gmail's snippet
-// ("** Message blocked ** ... 550 5.7.1 ..."), which refines the class (a
-// policy block is then not suppressed). Telling every policy block from a
-// dead address without it would need the DSN body: format=full and the
-// gmail.readonly scope.
+// A Gmail bounce notice carries, in its headers, the failed recipients
+// (X-Failed-Recipients, present on permanent failures only) and the bounced
+// message's Message-ID (In-Reply-To, References), and Gmail threads it with
+// that message, whose Gmail id (the provider_message_id recorded on SENT)
+// is the thread's id. So the message is found by the notice's thread id
+// among the configuration's messages, else by the Message-ID <message
+// id@domain>; a notice counts only for a message this configuration sent,
+// and only for that message's recipients.
+//
+// # The class: what the token may read
+//
+// Which scopes the token carries is what Google's token endpoint says it
+// granted (the "scope" of the token answer), read at each poll:
+//
+//   - gmail.readonly, gmail.modify or https://mail.google.com/, and not
+//     gmail.metadata: the notice is read whole (format=raw) and parsed by
+//     pkg/mailreport, the inbound service's parser; each failed recipient
+//     gets the class, status and diagnostic of its own delivery-status
+//     entry (a full mailbox is a soft bounce, suppressed only after
+//     SUPPRESS_SOFT_BOUNCES in a row; a 5.7.1 refusal a policy block, never
+//     suppressed; 5.1.1 a hard bounce). Should Gmail refuse format=raw all
+//     the same, the poll goes on with headers, as below, and says so.
+//   - gmail.metadata (alone, or beside a broader scope: Gmail then gives a
+//     token headers and labels only, format=raw and full answer 403, and
+//     no snippet): the headers say that a recipient failed for good, not
+//     why, so the class is pkg/bounce's for a failure without a code, a
+//     hard bounce (suppressed). The snippet ("** Message blocked ** ... 550
+//     5.7.1 ..."), when Gmail gives one, refines it.
+//
+// # Delay notices
+//
+// A "Delivery Status Notification (Delay)" (Gmail still trying) has no
+// X-Failed-Recipients and is not recorded; neither is a recipient whose
+// delivery-status entry says Action: delayed. It suppresses nothing and
+// counts for no soft-bounce streak: Gmail's final Failure notice, or none
+// when the retry succeeds, decides. (Recording it as a bounce would end the
+// recipient's status at BOUNCED, which a later delivery could not undo.)
 //
 // # Cursor, lease, errors
 //
@@ -69,8 +88,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/namirasoft/email-sender/pkg/bounce"
 	"github.com/namirasoft/email-sender/pkg/bouncereport"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/mailreport"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/gmail"
 	"github.com/namirasoft/email-sender/pkg/suppression"
@@ -117,6 +138,10 @@ type Mailbox interface {
 	HistoryID(ctx context.Context, cfg provider.Config) (uint64, error)
 	History(ctx context.Context, cfg provider.Config, startHistoryID uint64, labelID, pageToken string, maxResults int64) (gmail.HistoryPage, error)
 	Message(ctx context.Context, cfg provider.Config, id string, names ...string) (gmail.MessageMeta, error)
+	// ReadsBodies reports whether the configuration's token may read whole
+	// messages; RawMessage reads one.
+	ReadsBodies(ctx context.Context, cfg provider.Config) (bool, error)
+	RawMessage(ctx context.Context, cfg provider.Config, id string) (gmail.RawMessage, error)
 }
 
 // Configs loads a configuration with its secret opened (*store.Configs).
@@ -306,6 +331,10 @@ func (p *Poller) Poll(ctx context.Context, accountID, providerID string) error {
 		log.InfoContext(ctx, "gmail bounce polling starts at the mailbox's current history", "history_id", hid)
 		return nil
 	}
+	bodies, err := p.deps.Mailbox.ReadsBodies(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	var (
 		token string
 		last  uint64
@@ -327,7 +356,7 @@ func (p *Poller) Poll(ctx context.Context, accountID, providerID string) error {
 			return err
 		}
 		for _, id := range page.MessageIDs {
-			n, err := p.notice(ctx, cfg, t, id)
+			n, err := p.notice(ctx, cfg, t, id, &bodies)
 			if err != nil {
 				return err
 			}
@@ -357,9 +386,34 @@ func (p *Poller) Poll(ctx context.Context, accountID, providerID string) error {
 
 // notice reads one new message of the mailbox and records it when it is a
 // bounce notice about one of the configuration's messages; it returns the
-// number of events published.
-func (p *Poller) notice(ctx context.Context, cfg provider.Config, t target, gmailID string) (int, error) {
-	meta, err := p.deps.Mailbox.Message(ctx, cfg, gmailID, gmail.NoticeHeaders...)
+// number of events published. With *bodies it reads the whole message and
+// classifies each recipient from the notice's delivery-status (the inbound
+// service's parser); when Gmail refuses that, *bodies is cleared and the
+// headers are read, for this notice and the rest of the poll.
+func (p *Poller) notice(ctx context.Context, cfg provider.Config, t target, gmailID string, bodies *bool) (int, error) {
+	log := p.log.With("provider_id", t.id, "account_id", t.accountID, "gmail_id", gmailID)
+	var (
+		meta gmail.MessageMeta
+		dsn  *mailreport.Report
+		err  error
+	)
+	if *bodies {
+		var raw gmail.RawMessage
+		raw, err = p.deps.Mailbox.RawMessage(ctx, cfg, gmailID)
+		switch {
+		case errors.Is(err, gmail.ErrNoBodyAccess):
+			log.WarnContext(ctx, "gmail refused to give a notice's body to a token granted gmail.readonly; reading headers only", "error", err)
+			*bodies = false
+		case err == nil:
+			meta = raw.Meta()
+			if rep, perr := mailreport.Parse(raw.Raw); perr == nil {
+				dsn = &rep
+			}
+		}
+	}
+	if !*bodies {
+		meta, err = p.deps.Mailbox.Message(ctx, cfg, gmailID, gmail.NoticeHeaders...)
+	}
 	if errors.Is(err, gmail.ErrNoMessage) {
 		return 0, nil // deleted since
 	}
@@ -370,7 +424,6 @@ func (p *Poller) notice(ctx context.Context, cfg provider.Config, t target, gmai
 	if !ok {
 		return 0, nil
 	}
-	log := p.log.With("provider_id", t.id, "account_id", t.accountID, "gmail_id", gmailID)
 	msg, err := p.message(ctx, t, n)
 	if errors.Is(err, bouncereport.ErrNotFound) {
 		log.InfoContext(ctx, "drop a bounce notice about no message of this configuration", "thread_id", n.ThreadID)
@@ -379,22 +432,18 @@ func (p *Poller) notice(ctx context.Context, cfg provider.Config, t target, gmai
 	if err != nil {
 		return 0, err
 	}
-	class, status := n.Class(), n.Status()
-	response := "Gmail: delivery failed"
-	if n.Text != "" {
-		response = n.Text
-	}
 	rep := bouncereport.Report{ID: gmailID, Source: "gmail", Via: "Gmail notice"}
 	for _, a := range n.Failed {
 		addr := bouncereport.Canonical(a)
 		if !msg.Has(addr) {
 			continue // not this message's recipient: the notice cannot speak for it
 		}
-		what := status
-		if what == "" {
-			what = "X-Failed-Recipients"
+		f, ok := finding(n, dsn, addr)
+		if !ok {
+			log.InfoContext(ctx, "gmail notice: delivery still being tried; not recorded", "message_id", msg.ID)
+			continue
 		}
-		rep.Findings = append(rep.Findings, bouncereport.Finding{Address: addr, Class: class, Response: response, What: what})
+		rep.Findings = append(rep.Findings, f)
 	}
 	res, err := p.recorder.Record(ctx, msg, rep, p.deps.Now())
 	if err != nil {
@@ -404,8 +453,59 @@ func (p *Poller) notice(ctx context.Context, cfg provider.Config, t target, gmai
 		log.InfoContext(ctx, "drop a bounce notice naming no recipient of the message", "message_id", msg.ID)
 		return 0, nil
 	}
-	log.InfoContext(ctx, "gmail bounce recorded", "message_id", msg.ID, "class", string(class), "events", res.Events, "suppressed", len(res.Suppressed))
+	classes := make([]string, 0, len(rep.Findings))
+	for _, f := range rep.Findings {
+		classes = append(classes, string(f.Class))
+	}
+	log.InfoContext(ctx, "gmail bounce recorded", "message_id", msg.ID, "classes", classes, "events", res.Events, "suppressed", len(res.Suppressed))
 	return res.Events, nil
+}
+
+// finding is what the notice says about addr: from its delivery-status
+// when the body was read (the recipient's own class, status and
+// diagnostic), else from the headers (and snippet); false for a recipient
+// the delivery-status says Gmail is still trying (Action: delayed), which
+// is not recorded: it suppresses nothing and counts for no streak.
+func finding(n gmail.Notice, dsn *mailreport.Report, addr string) (bouncereport.Finding, bool) {
+	if dsn != nil {
+		for _, rc := range dsn.Recipients {
+			if bouncereport.Canonical(rc.Final) != addr && bouncereport.Canonical(rc.Original) != addr {
+				continue
+			}
+			if rc.Action == "delayed" {
+				return bouncereport.Finding{}, false
+			}
+			if rc.Class == "" || rc.Class.Event() == "" {
+				break // a recipient the DSN says was delivered: the headers decide
+			}
+			response := rc.Diagnostic
+			if response == "" {
+				response = strings.TrimSpace(rc.Action + " " + rc.Status)
+			}
+			what := rc.Status
+			if what == "" {
+				what = "DSN"
+			}
+			return bouncereport.Finding{Address: addr, Class: rc.Class, Response: response, What: what}, true
+		}
+		if dsn.Kind == mailreport.PlainBounce && len(dsn.Recipients) == 1 {
+			// A notice without a delivery-status: its text's class.
+			rc := dsn.Recipients[0]
+			what := bounce.ParseCode(rc.Diagnostic).String()
+			if what == "" {
+				what = "text"
+			}
+			return bouncereport.Finding{Address: addr, Class: rc.Class, Response: rc.Diagnostic, What: what}, true
+		}
+	}
+	response, what := "Gmail: delivery failed", n.Status()
+	if n.Text != "" {
+		response = n.Text
+	}
+	if what == "" {
+		what = "X-Failed-Recipients"
+	}
+	return bouncereport.Finding{Address: addr, Class: n.Class(), Response: response, What: what}, true
 }
 
 // message is the configuration's message the notice is about: the one whose

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -231,9 +233,10 @@ func TestPollHistoryTooOld(t *testing.T) {
 	require.Len(t, e.events(id), 1, "polling goes on from the new cursor")
 }
 
-// TestPollPolicyBlockNotSuppressed: with a scope that gives Gmail's snippet
+// TestPollPolicyBlockNotSuppressed: with a scope that reads bodies
 // (gmail.readonly without gmail.metadata), a "Message blocked" notice is a
-// policy block: BOUNCED, the address not suppressed.
+// policy block: BOUNCED, the address not suppressed, the detail naming the
+// delivery-status's code.
 func TestPollPolicyBlockNotSuppressed(t *testing.T) {
 	t.Parallel()
 	e := start(t, gmailtest.Options{Scopes: []string{"https://www.googleapis.com/auth/gmail.send", "https://www.googleapis.com/auth/gmail.readonly"}})
@@ -249,6 +252,86 @@ func TestPollPolicyBlockNotSuppressed(t *testing.T) {
 	require.Contains(t, evs[0].GetProviderResponse(), "550 5.7.1")
 	require.Equal(t, "policy or reputation block (5.7.1, Gmail notice): address not suppressed", evs[0].GetDetail())
 	require.Empty(t, e.suppressions())
+}
+
+// TestPollClassifiesByScope: what a configuration's token may read decides
+// how a Gmail notice is classified. A token granted gmail.readonly (without
+// gmail.metadata) reads the notice's body (format=raw) and each recipient
+// gets the class of its delivery-status, as the inbound service gives it;
+// with gmail.metadata (alone, or beside gmail.readonly: Gmail then gives
+// headers only) every failure is a hard bounce, as before. Each notice is
+// about another message to the same address, so soft bounces count in a row.
+func TestPollClassifiesByScope(t *testing.T) {
+	t.Parallel()
+	send := "https://www.googleapis.com/auth/gmail.send"
+	readonly := []string{send, gmail.ScopeReadonly}
+	full := gmailtest.Bounce{Heading: "Message not delivered", Status: "5.2.2",
+		Diagnostic: "552 5.2.2 The recipient's mailbox is full and cannot take more mail right now."}
+	policy := gmailtest.Bounce{Heading: "Message blocked", Status: "5.7.1",
+		Diagnostic: "550 5.7.1 Mail from your sending address is refused by this site's policy."}
+	unknown := gmailtest.Bounce{} // 5.1.1, Gmail's NoSuchUser wording
+	delay := gmailtest.Bounce{Delay: true, Heading: "Delivery incomplete", Status: "4.4.1",
+		Diagnostic: "421 4.4.1 The recipient server did not answer in time."}
+	type step struct {
+		bounce     gmailtest.Bounce
+		class      string // the event's error class, "" for no event
+		suppressed bool   // the address is suppressed after it
+	}
+	for _, tc := range []struct {
+		name   string
+		scopes []string
+		steps  []step
+		raw    bool // the notices were read with format=raw
+	}{
+		{"readonly: mailbox full is soft, suppressed after two in a row", readonly,
+			[]step{{full, "soft_bounce", false}, {full, "soft_bounce", true}}, true},
+		{"readonly: policy block never suppresses", readonly,
+			[]step{{policy, "policy_block", false}, {policy, "policy_block", false}, {policy, "policy_block", false}}, true},
+		{"readonly: no such user is hard", readonly, []step{{unknown, "hard_bounce", true}}, true},
+		{"readonly: a delay notice records nothing", readonly,
+			[]step{{delay, "", false}, {full, "soft_bounce", false}, {delay, "", false}}, true},
+		{"metadata only: every failure is hard", nil, []step{{policy, "hard_bounce", true}}, false},
+		{"readonly beside metadata: headers only, hard", append(readonly, gmail.ScopeMetadata), []step{{full, "hard_bounce", true}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := start(t, gmailtest.Options{Scopes: tc.scopes})
+			p := e.poller(fast, 2)
+			e.poll(p)
+			for i, st := range tc.steps {
+				id, sent := e.send("jane@example.com")
+				st.bounce.Failed = []string{"jane@example.com"}
+				e.fake.Receive(e.fake.BounceOf(sent, st.bounce))
+				e.poll(p)
+				evs := e.events(id)
+				if st.class == "" {
+					require.Empty(t, evs, "step %d", i)
+				} else {
+					require.Len(t, evs, 1, "step %d", i)
+					require.Equal(t, queue.EventBounced, evs[0].GetType())
+					require.Equal(t, st.class, evs[0].GetErrorClass(), "step %d", i)
+					if tc.raw {
+						want := "550 5.1.1" // the fake's default diagnostic
+						if st.bounce.Diagnostic != "" {
+							want = st.bounce.Diagnostic[:9]
+						}
+						require.Contains(t, evs[0].GetProviderResponse(), want, "the recipient's own diagnostic")
+					}
+				}
+				_, got := e.suppressions()["jane@example.com"]
+				require.Equal(t, st.suppressed, got, "step %d: suppressed", i)
+			}
+			raw := 0
+			for _, c := range e.fake.Calls() {
+				require.Empty(t, c.Violations)
+				if strings.Contains(c.Query, "format=raw") {
+					raw++
+					require.Equal(t, http.StatusOK, c.Status)
+				}
+			}
+			require.Equal(t, tc.raw, raw > 0, "format=raw calls: %d", raw)
+		})
+	}
 }
 
 // TestRunPollsEveryConfigurationOnce: two pollers (two worker replicas) run
