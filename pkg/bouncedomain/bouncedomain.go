@@ -13,8 +13,7 @@
 //
 // A domain belongs to at most one account, and only once verified: several
 // accounts may register it, the first to prove it wins (a unique index on
-// verified domains) and the others' verification is refused (ErrTaken), as
-// is a registration of a domain already verified for another account. The
+// verified domains) and the others' verification is refused (ErrTaken). The
 // VERP addresses at an account's domain are bound to that account by their
 // mac, so an address made for one account's message is refused at another
 // account's domain.
@@ -132,17 +131,11 @@ func Get(ctx context.Context, db DB, account string) (Registration, error) {
 
 // Register registers domain (normalized) for account, pending, with a new
 // token; registering the account's own domain again returns it as it is
-// (same token, verified or not). ErrTaken when another account has it
-// verified, ErrOtherDomain when the account has another domain.
+// (same token, verified or not). ErrOtherDomain when the account has another
+// domain. A domain verified for another account registers as well (and says
+// nothing of that account): only its verification is refused (Checked), so
+// that whether a domain is taken is learnt only by whoever controls its DNS.
 func Register(ctx context.Context, db DB, account, domain string, now time.Time) (Registration, error) {
-	var taken bool
-	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM bounce_domains
-		WHERE domain = $1 AND verified_at IS NOT NULL AND account_id <> $2)`, domain, account).Scan(&taken); err != nil {
-		return Registration{}, fmt.Errorf("register bounce domain: %w", err)
-	}
-	if taken {
-		return Registration{}, ErrTaken
-	}
 	token, err := newToken()
 	if err != nil {
 		return Registration{}, fmt.Errorf("register bounce domain: token: %w", err)
@@ -259,20 +252,13 @@ type CheckError struct {
 	Found []string
 }
 
+// Error says what was found, without quoting the records: they may hold
+// another account's registration token.
 func (e *CheckError) Error() string {
 	if len(e.Found) == 0 {
 		return fmt.Sprintf("no TXT record at %s", e.Name)
 	}
-	found := e.Found
-	if len(found) > 3 {
-		found = found[:3]
-	}
-	for i, f := range found {
-		if len(f) > 80 {
-			found[i] = f[:80] + "…"
-		}
-	}
-	return fmt.Sprintf("the %d TXT record(s) at %s do not hold the token (found %q)", len(e.Found), e.Name, found)
+	return fmt.Sprintf("none of the %d TXT record(s) at %s holds this registration's token", len(e.Found), e.Name)
 }
 
 // Check looks up RecordName(domain) and reports whether a TXT record there

@@ -28,19 +28,24 @@ type Server struct {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{txt: map[string][]string{}, mx: map[string][]string{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("dnstest: listen udp: %v", err)
-	}
-	var l net.Listener
-	for range 10 {
+	// UDP and TCP on one port: a UDP port whose TCP twin is taken is
+	// given back and another one tried.
+	var (
+		pc  net.PacketConn
+		l   net.Listener
+		err error
+	)
+	for range 20 {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatalf("dnstest: listen udp: %v", err)
+		}
 		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
 			break
 		}
+		_ = pc.Close()
 	}
 	if err != nil {
-		_ = pc.Close()
-		t.Fatalf("dnstest: listen tcp on the udp port: %v", err)
+		t.Fatalf("dnstest: listen tcp on a udp port: %v", err)
 	}
 	s.addr = pc.LocalAddr().String()
 	udp := &dns.Server{PacketConn: pc, Handler: s}

@@ -48,8 +48,9 @@ const (
 //
 // AccountService manages what belongs to an account: API keys, provider
 // configurations, verified senders, its own bounce domain, suppressions,
-// usage records, and the deletion of all of it. Every method needs the "admin" scope (ListUsage too:
-// it shows every key's client addresses and user agents).
+// usage records, and the deletion of all of it. Every method needs the
+// "admin" scope (ListUsage too: it shows every key's client addresses and
+// user agents).
 //
 // Secrets (API keys, provider passwords and keys) are write-only: an API key is
 // shown once by CreateApiKey; provider secrets are never returned, only whether
@@ -93,7 +94,9 @@ type AccountServiceClient interface {
 	// account holds the domain (VerifyBounceDomain). One domain per account:
 	// setting the same one again returns it as it is; another one while one is
 	// registered is FAILED_PRECONDITION (remove it first). A domain verified
-	// for another account is ALREADY_EXISTS.
+	// for another account registers too, pending: only its verification is
+	// refused, so whether a domain is taken is learnt only by whoever controls
+	// its DNS.
 	SetBounceDomain(ctx context.Context, in *SetBounceDomainRequest, opts ...grpc.CallOption) (*SetBounceDomainResponse, error)
 	// GetBounceDomain returns the account's bounce domain; NOT_FOUND when none.
 	GetBounceDomain(ctx context.Context, in *GetBounceDomainRequest, opts ...grpc.CallOption) (*GetBounceDomainResponse, error)
@@ -345,8 +348,9 @@ func (c *accountServiceClient) DeleteAccountData(ctx context.Context, in *Delete
 //
 // AccountService manages what belongs to an account: API keys, provider
 // configurations, verified senders, its own bounce domain, suppressions,
-// usage records, and the deletion of all of it. Every method needs the "admin" scope (ListUsage too:
-// it shows every key's client addresses and user agents).
+// usage records, and the deletion of all of it. Every method needs the
+// "admin" scope (ListUsage too: it shows every key's client addresses and
+// user agents).
 //
 // Secrets (API keys, provider passwords and keys) are write-only: an API key is
 // shown once by CreateApiKey; provider secrets are never returned, only whether
@@ -390,7 +394,9 @@ type AccountServiceServer interface {
 	// account holds the domain (VerifyBounceDomain). One domain per account:
 	// setting the same one again returns it as it is; another one while one is
 	// registered is FAILED_PRECONDITION (remove it first). A domain verified
-	// for another account is ALREADY_EXISTS.
+	// for another account registers too, pending: only its verification is
+	// refused, so whether a domain is taken is learnt only by whoever controls
+	// its DNS.
 	SetBounceDomain(context.Context, *SetBounceDomainRequest) (*SetBounceDomainResponse, error)
 	// GetBounceDomain returns the account's bounce domain; NOT_FOUND when none.
 	GetBounceDomain(context.Context, *GetBounceDomainRequest) (*GetBounceDomainResponse, error)

@@ -36,8 +36,6 @@ func (s *Server) SetBounceDomain(ctx context.Context, req *emailsenderv1.SetBoun
 	}
 	r, err := bouncedomain.Register(ctx, s.d.DB, p.AccountID, domain, s.now())
 	switch {
-	case errors.Is(err, bouncedomain.ErrTaken):
-		return nil, fieldErr(codes.AlreadyExists, "domain", fmt.Sprintf("%q %s", domain, err))
 	case errors.Is(err, bouncedomain.ErrOtherDomain):
 		return nil, fieldErr(codes.FailedPrecondition, "domain", fmt.Sprintf("%s (%q)", err, r.Domain))
 	case err != nil:
