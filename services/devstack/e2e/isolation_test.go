@@ -108,21 +108,21 @@ type isoFixture struct {
 	a, b isoAccount
 	tag  string
 
-	sentID, scheduledID                   string
-	subject, rcpt, tagValue, idemKey      string
-	extraKeyID, extraKeySecret            string
-	smtpProviderID, sandboxProviderID     string
-	providerName, keyName                 string
-	verifiedSender, pendingSender         string // addresses
-	verifiedSenderID, pendingSenderID     string
-	sharedSender, sharedSuppression       string // values B may use for itself too
-	pendingCode                           string // the mailed code of the pending sender
-	suppressed                            string
-	msgToken, suppressionToken, usageTok  string
-	webhookID, webhookURL                 string
+	sentID, scheduledID                  string
+	subject, rcpt, tagValue, idemKey     string
+	extraKeyID, extraKeySecret           string
+	smtpProviderID, sandboxProviderID    string
+	providerName, keyName                string
+	verifiedSender, pendingSender        string // addresses
+	verifiedSenderID, pendingSenderID    string
+	sharedSender, sharedSuppression      string // values B may use for itself too
+	pendingCode                          string // the mailed code of the pending sender
+	suppressed                           string
+	msgToken, suppressionToken, usageTok string
+	webhookID, webhookURL                string
 	// bounceDomain is A's verified bounce domain; bounceRecord the TXT value
 	// that proved it (A's token).
-	bounceDomain, bounceRecord string
+	bounceDomain, bounceRecord            string
 	keyIDs, messageIDs, senderIDs, prefix []string
 
 	// markers are strings of A's that no answer to B may contain.

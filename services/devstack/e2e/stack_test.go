@@ -90,10 +90,10 @@ func (o stackOptions) tel(service string) *telemetry.Telemetry {
 
 // stack is one test's whole system.
 type stack struct {
-	t       *testing.T
-	db      *pgtest.DB
+	t  *testing.T
+	db *pgtest.DB
 	// dns is the stack's DNS server (stackOptions.dns), nil otherwise.
-	dns *dnstest.Server
+	dns     *dnstest.Server
 	nats    *natstest.Server
 	sink    *smtpsink.Sink
 	js      jetstream.JetStream
