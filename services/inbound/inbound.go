@@ -9,8 +9,12 @@
 // # The boundary
 //
 // Anyone on the internet can connect. The service accepts RCPT TO only for
-// addresses of the bounce domain whose HMAC verifies (550 5.1.1 for every
-// other): a report can only be about the message its address was made for,
+// addresses of the bounce domain, or of an account's verified bounce domain
+// (pkg/bouncedomain: kept in memory, reloaded on ingest's announcement and
+// every INBOUND_BOUNCE_DOMAINS_REFRESH), whose HMAC verifies (550 5.1.1 for
+// every other); at an account's domain the HMAC also binds the account, and
+// the message must be that account's. A report can only be about the
+// message its address was made for,
 // and, when the address was bound to the one recipient of its envelope
 // (the usual case), only about that recipient; a report about a message
 // with several recipients counts only for the ones it names that are the
