@@ -228,6 +228,10 @@ func isDotAtom(s string) bool {
 	return true
 }
 
+// ParseDomain returns the lower-case ASCII (punycode) form of a host name
+// (Unicode welcome), or an error wrapping ErrInvalid.
+func ParseDomain(s string) (string, error) { return parseDomain(s) }
+
 // parseDomain returns the lower-case ASCII form of a host name.
 func parseDomain(s string) (string, error) {
 	if s == "" {

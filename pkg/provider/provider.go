@@ -24,6 +24,10 @@ type Config struct {
 	// Version changes whenever the configuration changes; senders key their
 	// connection pools by (ID, Version).
 	Version time.Time
+	// BounceDomain is the account's own verified bounce domain
+	// (pkg/bouncedomain), "" when it has none: SMTP sends sign their VERP
+	// envelope senders there instead of at the operator's BOUNCE_DOMAIN.
+	BounceDomain string
 }
 
 // Delivery is one attempt to hand a message to a provider.

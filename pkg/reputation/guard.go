@@ -212,7 +212,7 @@ func (g *Guard) assess(ctx context.Context, k Key) (Crossing, bool, error) {
 	// left: a commit that fails is assessed again and publishes the same id,
 	// which JetStream drops.
 	id := uuid.NewSHA1(eventNamespace, fmt.Appendf(nil, "%s|%s|%s|%d", k.Account, k.Provider, ev, changed.UnixNano())).String()
-	if err := Publish(ctx, g.pub, k, id, ev, why, now); err != nil {
+	if err := Publish(ctx, g.pub, k, id, ev, why, g.cfg.Snapshot(next, n), now); err != nil {
 		return Crossing{}, false, err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -230,11 +230,19 @@ func (g *Guard) assess(ctx context.Context, k Key) (Crossing, bool, error) {
 
 var eventNamespace = uuid.MustParse("3b0b7a52-0f55-4f7e-9a1c-6c1f3f0f2d41")
 
-// Publish publishes a reputation event about k on the events stream.
-func Publish(ctx context.Context, pub queue.Publisher, k Key, id, typ, detail string, at time.Time) error {
+// Snapshot is the level reached and the counts of the window, as a
+// reputation event carries them.
+func (c Config) Snapshot(l Level, n Counts) *queuev1.ReputationSnapshot {
+	return &queuev1.ReputationSnapshot{Level: string(l), Sends: n.Sends, Bounces: n.Bounces, Complaints: n.Complaints,
+		WindowSeconds: int64(c.Window / time.Second)}
+}
+
+// Publish publishes a reputation event about k on the events stream: detail
+// in words, snap in numbers.
+func Publish(ctx context.Context, pub queue.Publisher, k Key, id, typ, detail string, snap *queuev1.ReputationSnapshot, at time.Time) error {
 	data, err := proto.Marshal(&queuev1.DeliveryEvent{
 		EventId: id, MessageId: k.Provider, AccountId: k.Account, Type: typ,
-		OccurredAt: timestamppb.New(at), Detail: detail, ProviderId: k.Provider,
+		OccurredAt: timestamppb.New(at), Detail: detail, ProviderId: k.Provider, Reputation: snap,
 	})
 	if err != nil {
 		return fmt.Errorf("encode %s event: %w", typ, err)

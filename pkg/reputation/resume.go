@@ -11,6 +11,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/queue"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 )
 
 // ErrNotPaused: the provider configuration is not paused.
@@ -53,7 +54,10 @@ func Resume(ctx context.Context, db TxBeginner, states *accountstate.Store, pub 
 		return accountstate.Pause{}, fmt.Errorf("resume: %w", err)
 	}
 	id := uuid.NewSHA1(eventNamespace, fmt.Appendf(nil, "%s|%s|resumed|%d", k.Account, k.Provider, lift.Version)).String()
-	if err := Publish(ctx, pub, k, id, queue.EventReputationResumed, "resumed by "+actor+"; the rates start afresh", now); err != nil {
+	// The counts start afresh; the window is the report's setting, not
+	// known here (0).
+	snap := &queuev1.ReputationSnapshot{Level: string(OK)}
+	if err := Publish(ctx, pub, k, id, queue.EventReputationResumed, "resumed by "+actor+"; the rates start afresh", snap, now); err != nil {
 		return accountstate.Pause{}, err
 	}
 	if err := tx.Commit(ctx); err != nil {

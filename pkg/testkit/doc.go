@@ -3,8 +3,8 @@
 // independent SMTP servers (mailservers) and the project's SMTP sink
 // (smtpsink), the SES emulator (sestest), the Gmail fake checked against
 // Google's discovery document (gmailtest), Python's MIME parser (mimecheck),
-// a JWT issuer (jwttest), a TCP fault relay (tcprelay) and gRPC status checks
-// (statustest).
+// a JWT issuer (jwttest), a DNS server (dnstest, miekg/dns), a TCP fault
+// relay (tcprelay) and gRPC status checks (statustest).
 //
 // It is its own module so that the production modules (pkg, pkg/provider and
 // the services) never link a test server: only tests and the dev stack import

@@ -13,6 +13,14 @@
 //
 //	version (1) | message id (16, the UUID) | recipient tag (4) | mac (10)
 //
+// Version 1 addresses are at the operator's bounce domain. Version 2
+// addresses are at an account's own bounce domain (pkg/bouncedomain,
+// AddressAt): their mac also covers that domain and the account, so such an
+// address is good only at its domain, and only while the domain belongs to
+// the account the message was sent for (ParseOwned): an address made for one
+// account's message is refused at another account's domain without a
+// database lookup.
+//
 // The recipient tag is the first 4 bytes of HMAC(key, "rcpt" | message id |
 // recipient) when the envelope has one recipient, zero when it has several
 // (the report then names the recipient, and it must be one of the
@@ -39,10 +47,12 @@ const Prefix = "b+"
 
 const (
 	version = 1
-	idLen   = 16
-	tagLen  = 4
-	macLen  = 10
-	rawLen  = 1 + idLen + tagLen + macLen
+	// versionAccount is an address at an account's own bounce domain.
+	versionAccount = 2
+	idLen          = 16
+	tagLen         = 4
+	macLen         = 10
+	rawLen         = 1 + idLen + tagLen + macLen
 	// MinKeyLen is the shortest BOUNCE_KEY accepted (bytes, decoded).
 	MinKeyLen = 32
 )
@@ -117,26 +127,47 @@ func (s *Signer) Domain() string { return s.domain }
 // recipient is not "" (the envelope has only that one), else for all of its
 // recipients.
 func (s *Signer) Address(messageID, recipient string) (string, error) {
+	return s.AddressAt("", "", messageID, recipient)
+}
+
+// AddressAt is Address at domain, the verified bounce domain of the account
+// the message was sent for (version 2); domain "" (or the operator's bounce
+// domain) is Address.
+func (s *Signer) AddressAt(domain, accountID, messageID, recipient string) (string, error) {
 	id, err := uuid.Parse(messageID)
 	if err != nil {
 		return "", fmt.Errorf("verp: message id %q: %w", messageID, err)
 	}
+	domain = normalizeDomain(domain)
+	v := byte(versionAccount)
+	if domain == "" || domain == s.domain {
+		v, domain, accountID = version, s.domain, ""
+	} else if accountID == "" {
+		return "", errors.New("verp: an address at an account's bounce domain needs the account")
+	}
 	raw := make([]byte, 0, rawLen)
-	raw = append(raw, version)
+	raw = append(raw, v)
 	raw = append(raw, id[:]...)
 	if recipient != "" {
 		raw = append(raw, recipientTag(s.keys[0], id, recipient)...)
 	} else {
 		raw = append(raw, make([]byte, tagLen)...)
 	}
-	raw = append(raw, mac(s.keys[0], raw)...)
-	return Prefix + strings.ToLower(enc.EncodeToString(raw)) + "@" + s.domain, nil
+	raw = append(raw, mac(s.keys[0], raw, domain, accountID)...)
+	return Prefix + strings.ToLower(enc.EncodeToString(raw)) + "@" + domain, nil
 }
 
 // Token is a verified VERP address.
 type Token struct {
 	// MessageID is the message the address was made for.
 	MessageID string
+	// Domain is the address's domain: the operator's bounce domain or an
+	// account's.
+	Domain string
+	// AccountID is, for an address at an account's bounce domain, the
+	// account that owns it (and the message was sent for); "" at the
+	// operator's domain.
+	AccountID string
 	id        uuid.UUID
 	tag       []byte
 	key       []byte
@@ -151,17 +182,32 @@ func (t Token) For(recipient string) bool {
 	return t.Bound() && hmac.Equal(t.tag, recipientTag(t.key, t.id, recipient))
 }
 
-// Parse verifies addr ("b+token@domain", angle brackets allowed) and returns
-// its token; errors wrap ErrInvalid.
-func (s *Signer) Parse(addr string) (Token, error) {
+// Parse verifies addr ("b+token@domain", angle brackets allowed), an
+// address at the operator's bounce domain, and returns its token; errors
+// wrap ErrInvalid.
+func (s *Signer) Parse(addr string) (Token, error) { return s.ParseOwned(addr, nil) }
+
+// ParseOwned verifies addr at the operator's bounce domain (as Parse) or at
+// an account's own bounce domain: owner names the account a domain is
+// verified for (false: none), and the address's mac must verify for that
+// domain and that account. Errors wrap ErrInvalid.
+func (s *Signer) ParseOwned(addr string, owner func(domain string) (accountID string, ok bool)) (Token, error) {
 	addr = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(addr), "<"), ">")
 	at := strings.LastIndexByte(addr, '@')
 	if at < 0 {
 		return Token{}, fmt.Errorf("%w: no domain", ErrInvalid)
 	}
-	local, domain := addr[:at], strings.ToLower(strings.TrimSuffix(addr[at+1:], "."))
+	local, domain := addr[:at], normalizeDomain(addr[at+1:])
+	want, account := byte(version), ""
 	if domain != s.domain {
-		return Token{}, fmt.Errorf("%w: domain %q is not the bounce domain", ErrInvalid, domain)
+		a, ok := "", false
+		if owner != nil && domain != "" {
+			a, ok = owner(domain)
+		}
+		if !ok {
+			return Token{}, fmt.Errorf("%w: domain %q is not a bounce domain", ErrInvalid, domain)
+		}
+		want, account = versionAccount, a
 	}
 	if len(local) <= len(Prefix) || !strings.EqualFold(local[:len(Prefix)], Prefix) {
 		return Token{}, fmt.Errorf("%w: local part is not %s<token>", ErrInvalid, Prefix)
@@ -170,24 +216,39 @@ func (s *Signer) Parse(addr string) (Token, error) {
 	if err != nil || len(raw) != rawLen {
 		return Token{}, fmt.Errorf("%w: malformed token", ErrInvalid)
 	}
-	if raw[0] != version {
-		return Token{}, fmt.Errorf("%w: unknown token version %d", ErrInvalid, raw[0])
+	if raw[0] != want {
+		if raw[0] != version && raw[0] != versionAccount {
+			return Token{}, fmt.Errorf("%w: unknown token version %d", ErrInvalid, raw[0])
+		}
+		return Token{}, fmt.Errorf("%w: token version %d is not for domain %q", ErrInvalid, raw[0], domain)
 	}
 	body, sum := raw[:rawLen-macLen], raw[rawLen-macLen:]
 	for _, k := range s.keys {
-		if hmac.Equal(sum, mac(k, body)) {
+		if hmac.Equal(sum, mac(k, body, domain, account)) {
 			id, _ := uuid.FromBytes(raw[1 : 1+idLen])
-			return Token{MessageID: id.String(), id: id, tag: bytes.Clone(raw[1+idLen : 1+idLen+tagLen]), key: k}, nil
+			return Token{MessageID: id.String(), Domain: domain, AccountID: account, id: id,
+				tag: bytes.Clone(raw[1+idLen : 1+idLen+tagLen]), key: k}, nil
 		}
 	}
 	return Token{}, fmt.Errorf("%w: bad signature", ErrInvalid)
 }
 
-func mac(key, body []byte) []byte {
+// mac is an address's mac: over the body alone for version 1 (as it always
+// was), over the domain and the account too for version 2.
+func mac(key, body []byte, domain, account string) []byte {
 	h := hmac.New(sha256.New, key)
 	h.Write([]byte("verp"))
 	h.Write(body)
+	if body[0] == versionAccount {
+		h.Write([]byte(domain))
+		h.Write([]byte{0})
+		h.Write([]byte(strings.ToLower(account)))
+	}
 	return h.Sum(nil)[:macLen]
+}
+
+func normalizeDomain(d string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
 }
 
 func recipientTag(key []byte, id uuid.UUID, recipient string) []byte {

@@ -144,3 +144,67 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// Addresses at an account's own bounce domain (version 2) verify only at
+// that domain and only for the account that owns it; version 1 addresses
+// only at the operator's domain.
+func TestAccountDomainAddresses(t *testing.T) {
+	t.Parallel()
+	s, _ := New("bounce.example.net", key(1))
+	const (
+		accA, accB = "0b4f8a34-0000-4000-8000-00000000000a", "0b4f8a34-0000-4000-8000-00000000000b"
+		domA, domB = "bounces.a.example", "bounces.b.example"
+	)
+	owners := map[string]string{domA: accA, domB: accB}
+	owner := func(d string) (string, bool) { a, ok := owners[d]; return a, ok }
+	id := uuid.NewString()
+	at := func(domain, account string) string {
+		t.Helper()
+		a, err := s.AddressAt(domain, account, id, "jane@example.org")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	good := at(domA, accA)
+	if !strings.HasSuffix(good, "@"+domA) || len(strings.SplitN(good, "@", 2)[0]) != 52 {
+		t.Fatalf("AddressAt = %q", good)
+	}
+	tok, err := s.ParseOwned(strings.ToUpper(good)+".", owner)
+	if err != nil {
+		t.Fatalf("ParseOwned(%q): %v", good, err)
+	}
+	if tok.MessageID != id || tok.AccountID != accA || tok.Domain != domA || !tok.For("jane@example.org") {
+		t.Fatalf("token %+v", tok)
+	}
+	if op, _ := s.AddressAt("", accA, id, ""); !strings.HasSuffix(op, "@bounce.example.net") {
+		t.Fatalf("no domain: %q, want the operator's", op)
+	}
+	if _, err := s.AddressAt(domA, "", id, ""); err == nil {
+		t.Fatal("an account domain without the account")
+	}
+	local, _, _ := strings.Cut(good, "@")
+	opAddr, _ := s.Address(id, "jane@example.org")
+	opLocal, _, _ := strings.Cut(opAddr, "@")
+	for name, tc := range map[string]struct {
+		addr  string
+		owner func(string) (string, bool)
+	}{
+		"another account's domain":         {local + "@" + domB, owner},
+		"made for B, at A's domain":        {at(domA, accB), owner},
+		"domain now owned by another":      {good, func(d string) (string, bool) { return accB, d == domA }},
+		"domain no longer verified":        {good, func(string) (string, bool) { return "", false }},
+		"no owner lookup (Parse)":          {good, nil},
+		"account address at operator's":    {local + "@bounce.example.net", owner},
+		"operator address at account's":    {opLocal + "@" + domA, owner},
+		"another domain of the same owner": {local + "@mail.a.example", func(string) (string, bool) { return accA, true }},
+	} {
+		if _, err := s.ParseOwned(tc.addr, tc.owner); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: ParseOwned(%q) = %v, want ErrInvalid", name, tc.addr, err)
+		}
+	}
+	// The operator's addresses still verify with an owner lookup.
+	if tok, err := s.ParseOwned(opAddr, owner); err != nil || tok.AccountID != "" || tok.Domain != "bounce.example.net" {
+		t.Fatalf("operator address: %+v, %v", tok, err)
+	}
+}

@@ -42,8 +42,8 @@ func (r *runner) webhooks(ctx context.Context, args []string) error {
 	case "create", "update":
 		fs.Var(&url, "url", "endpoint URL (https; http only for hosts the operator allows)")
 		fs.Var(&description, "description", "description")
-		fs.Var(&eventTypes, "event-type", "deliver only these types: accepted, sent, delivered, bounced, complained, failed, suppressed, canceled, retrying (repeatable or comma separated; default all)")
-		fs.Var(&tags, "tag", "deliver only events of messages with tag KEY=VALUE (repeatable; all must match)")
+		fs.Var(&eventTypes, "event-type", "deliver only these types: accepted, sent, delivered, bounced, complained, failed, suppressed, canceled, retrying, and the account-level reputation_warning, reputation_paused, reputation_recovered, reputation_resumed (repeatable or comma separated; default every message event type)")
+		fs.Var(&tags, "tag", "deliver only events of messages with tag KEY=VALUE (repeatable; all must match; reputation_* events are not filtered by tags)")
 		filterFlags = true
 		if cmd == "create" {
 			want, names = 0, ""

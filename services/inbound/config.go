@@ -41,6 +41,9 @@ type Config struct {
 	BatchSize    int           `env:"INBOUND_BATCH_SIZE" default:"128" help:"reports recorded together at most (one message lookup, one suppression transaction, publishes awaited together)"`
 	BatchWindow  time.Duration `env:"INBOUND_BATCH_WINDOW" default:"2ms" help:"how long a batch waits for more reports after its first"`
 	BatchWorkers int           `env:"INBOUND_BATCH_WORKERS" default:"4" help:"batches recorded at the same time"`
+	// DomainsRefresh is how often the accounts' verified bounce domains are
+	// reloaded (besides at once on ingest's announcement of a change).
+	DomainsRefresh time.Duration `env:"INBOUND_BOUNCE_DOMAINS_REFRESH" default:"1m" help:"how often the accounts' verified bounce domains are reloaded from PostgreSQL (ingest also announces each change over NATS, which reloads them at once)"`
 	// ShutdownGrace bounds the drain of open SMTP sessions at shutdown.
 	ShutdownGrace time.Duration `env:"INBOUND_SHUTDOWN_GRACE" default:"10s" help:"how long open SMTP sessions may finish at shutdown"`
 	// TLSCertFile and TLSKeyFile, when set, offer STARTTLS.
@@ -75,7 +78,7 @@ type Config struct {
 func (c Config) WithDefaults() (Config, error) {
 	err := errors.Join(
 		envconfig.FillDefaults(&c, "SMTPAddr", "Hostname", "MaxMessageBytes", "ParseBytes", "MaxRecipients", "MaxConnections",
-			"Timeout", "ProcessTimeout", "ShutdownGrace", "BatchSize", "BatchWindow", "BatchWorkers"),
+			"Timeout", "ProcessTimeout", "ShutdownGrace", "BatchSize", "BatchWindow", "BatchWorkers", "DomainsRefresh"),
 		envconfig.FillDefaults(&c.Suppression, "SoftBounces", "SoftBounceWindow"),
 	)
 	return c, err
@@ -95,7 +98,7 @@ func (c Config) validate() error {
 	if c.BatchSize < 1 || c.BatchWorkers < 1 || c.BatchWindow < 0 {
 		errs = append(errs, errors.New("batch size and workers must be positive, the batch window not negative"))
 	}
-	if c.Timeout <= 0 || c.ProcessTimeout <= 0 {
+	if c.Timeout <= 0 || c.ProcessTimeout <= 0 || c.DomainsRefresh <= 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {

@@ -9,8 +9,12 @@
 // # The boundary
 //
 // Anyone on the internet can connect. The service accepts RCPT TO only for
-// addresses of the bounce domain whose HMAC verifies (550 5.1.1 for every
-// other): a report can only be about the message its address was made for,
+// addresses of the bounce domain, or of an account's verified bounce domain
+// (pkg/bouncedomain: kept in memory, reloaded on ingest's announcement and
+// every INBOUND_BOUNCE_DOMAINS_REFRESH), whose HMAC verifies (550 5.1.1 for
+// every other); at an account's domain the HMAC also binds the account, and
+// the message must be that account's. A report can only be about the
+// message its address was made for,
 // and, when the address was bound to the one recipient of its envelope
 // (the usual case), only about that recipient; a report about a message
 // with several recipients counts only for the ones it names that are the
@@ -46,6 +50,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/netutil"
 
+	"github.com/namirasoft/email-sender/pkg/bouncedomain"
 	"github.com/namirasoft/email-sender/pkg/bouncereport"
 	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
@@ -72,6 +77,7 @@ type Service struct {
 	log      *slog.Logger
 	tracer   trace.Tracer
 	signer   *verp.Signer
+	domains  *bouncedomain.Directory
 	store    *bouncereport.Store
 	recorder *bouncereport.Recorder
 	metrics  *metrics
@@ -110,6 +116,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		log:      deps.Logger,
 		tracer:   deps.Telemetry.Tracer("github.com/namirasoft/email-sender/services/inbound"),
 		signer:   signer,
+		domains:  bouncedomain.NewDirectory(deps.Pool, deps.Logger),
 		store:    bouncereport.NewStore(deps.Pool),
 		recorder: bouncereport.NewRecorder(suppression.New(deps.Pool, cfg.Suppression), bouncereport.NewStreamPublisher(deps.JetStream, deps.Telemetry)),
 		metrics:  newMetrics(deps.Telemetry),
@@ -136,6 +143,21 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	lis = netutil.LimitListener(lis, s.cfg.MaxConnections)
+	// The accounts' bounce domains are loaded before the first RCPT, and
+	// kept fresh while the service runs.
+	if err := s.domains.Refresh(ctx); err != nil {
+		_ = lis.Close()
+		return fmt.Errorf("inbound: %w", err)
+	}
+	dctx, stopDomains := context.WithCancel(ctx)
+	domainsDone := make(chan error, 1)
+	go func() { domainsDone <- s.domains.Run(dctx, s.deps.JetStream.Conn(), s.cfg.DomainsRefresh) }()
+	defer func() {
+		stopDomains()
+		if err := <-domainsDone; err != nil {
+			s.log.Warn("bounce domain directory", "error", err)
+		}
+	}()
 	// Sessions record reports with a context that shutdown does not cancel:
 	// a report being recorded when the signal comes is finished (within
 	// ProcessTimeout and the grace), not cut off.
@@ -156,7 +178,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
-	s.log.Info("inbound smtp accepting", "addr", lis.Addr().String(), "bounce_domain", s.signer.Domain())
+	s.log.Info("inbound smtp accepting", "addr", lis.Addr().String(), "bounce_domain", s.signer.Domain(), "account_bounce_domains", s.domains.Len())
 	select {
 	case err := <-errc:
 		return fmt.Errorf("inbound: serve: %w", err)
@@ -174,3 +196,10 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Signer is the service's bounce address signer (BOUNCE_DOMAIN, BOUNCE_KEY).
 func (s *Service) Signer() *verp.Signer { return s.signer }
+
+// ParseAddress verifies a bounce address: at the operator's bounce domain,
+// or at an account's verified one (for a message of that account: the
+// address's mac binds it).
+func (s *Service) ParseAddress(addr string) (verp.Token, error) {
+	return s.signer.ParseOwned(addr, s.domains.Owner)
+}

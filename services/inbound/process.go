@@ -56,9 +56,11 @@ func (m Mail) messageID() string {
 }
 
 // Handle records one mail that came over SMTP to the verified bounce
-// address tok (Record).
+// address tok (Record). At an account's bounce domain, the message must be
+// that account's (the owner the address was verified for): one that is not
+// is an unknown message.
 func (s *Service) Handle(ctx context.Context, tok verp.Token, raw []byte) error {
-	_, err := s.Record(ctx, Mail{Token: &tok, Raw: raw})
+	_, err := s.Record(ctx, Mail{Token: &tok, AccountID: tok.AccountID, Raw: raw})
 	return err
 }
 

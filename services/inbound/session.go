@@ -33,7 +33,7 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	tok, err := ss.svc.signer.Parse(to)
+	tok, err := ss.svc.ParseAddress(to)
 	if err != nil {
 		ss.svc.metrics.refused(ss.ctx)
 		ss.svc.log.Info("refused recipient", "remote", ss.remote, "rcpt", to, "reason", err.Error())

@@ -83,13 +83,18 @@ func newAccounts(cfg Config, deps Deps, mailer *send.Server, states *accountstat
 	a.eraser = newEraser(cfg, deps, rev)
 	stateStore := accountstate.NewStore(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas)
 	a.operator = operator.New(deps.Pool, stateStore, a.eraser)
+	resolver, err := cfg.Account.DNS.Resolver()
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	a.server = account.New(cfg.Account, account.Deps{
 		DB: deps.Pool, JetStream: deps.JetStream, Keyring: keyring, Mailer: mailer,
 		Revoker:   rev,
 		Eraser:    a.eraser,
 		States:    stateStore,
 		Verifiers: verifiers,
-		Logger:    deps.Logger, Now: deps.Now,
+		Resolver:  resolver, OperatorBounceDomain: cfg.Outbound.Bounce.Domain,
+		Logger: deps.Logger, Now: deps.Now,
 	})
 	return a, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/verp"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -31,13 +32,14 @@ func reversePath(m *emailsenderv1.EmailMessage) (string, error) {
 
 // bounceAddress is the VERP envelope sender of a message: bound to its
 // recipient when the envelope has one, else to the message (the report then
-// names the recipient).
-func bounceAddress(s *verp.Signer, messageID string, rcpts []string) (string, error) {
+// names the recipient); at the account's verified bounce domain when cfg
+// names one, else at the operator's.
+func bounceAddress(s *verp.Signer, cfg provider.Config, messageID string, rcpts []string) (string, error) {
 	rcpt := ""
 	if len(rcpts) == 1 {
 		rcpt = strings.ToLower(rcpts[0])
 	}
-	return s.Address(messageID, rcpt)
+	return s.AddressAt(cfg.BounceDomain, cfg.AccountID, messageID, rcpt)
 }
 
 // hostFQDN is this host's fully qualified name, or "" when it has none (the

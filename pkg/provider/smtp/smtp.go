@@ -49,7 +49,9 @@
 //   - MAIL FROM:<path> with the angle brackets (RFC 5321 §4.1.1.2); the null
 //     reverse-path <> for automatic replies (reversePath); with a bounce
 //     domain (Options.VERP), the message's signed bounce address
-//     b+<token>@<bounce domain>, bound to the recipient when there is one. SIZE=n when the
+//     b+<token>@<bounce domain>, bound to the recipient when there is one,
+//     at the account's own verified bounce domain when it has one
+//     (provider.Config.BounceDomain), else the operator's. SIZE=n when the
 //     server offers SIZE, and a message over its limit fails before MAIL.
 //     SMTPUTF8 only when an address needs it (RFC 6531): without it on the
 //     server, internationalised header addresses fail the message and
@@ -315,7 +317,7 @@ func (s *Sender) send(ctx context.Context, d *provider.Delivery) provider.Outcom
 		return permanent(errors.New("smtp: no recipients"))
 	}
 	if from != "" && s.opts.VERP != nil {
-		if from, err = bounceAddress(s.opts.VERP, job.GetMessageId(), d.Recipients); err != nil {
+		if from, err = bounceAddress(s.opts.VERP, d.Config, job.GetMessageId(), d.Recipients); err != nil {
 			return permanent(fmt.Errorf("envelope sender: %w", err))
 		}
 	}

@@ -2143,6 +2143,432 @@ func (*RemoveSenderResponse) Descriptor() ([]byte, []int) {
 	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{32}
 }
 
+type BounceDomain struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Lower-case ASCII (punycode) domain name.
+	Domain string `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	// "pending" or "verified".
+	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// The DNS TXT record that proves the account holds the domain: at
+	// verification_record_name, a TXT record whose value is
+	// verification_record_value.
+	VerificationRecordName  string                 `protobuf:"bytes,3,opt,name=verification_record_name,json=verificationRecordName,proto3" json:"verification_record_name,omitempty"`
+	VerificationRecordValue string                 `protobuf:"bytes,4,opt,name=verification_record_value,json=verificationRecordValue,proto3" json:"verification_record_value,omitempty"`
+	CreatedAt               *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	VerifiedAt              *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=verified_at,json=verifiedAt,proto3" json:"verified_at,omitempty"`
+	// The last verification attempt and what it found ("" when it succeeded).
+	CheckedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
+	LastCheck     string                 `protobuf:"bytes,8,opt,name=last_check,json=lastCheck,proto3" json:"last_check,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BounceDomain) Reset() {
+	*x = BounceDomain{}
+	mi := &file_emailsender_v1_account_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BounceDomain) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BounceDomain) ProtoMessage() {}
+
+func (x *BounceDomain) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_account_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BounceDomain.ProtoReflect.Descriptor instead.
+func (*BounceDomain) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *BounceDomain) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *BounceDomain) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *BounceDomain) GetVerificationRecordName() string {
+	if x != nil {
+		return x.VerificationRecordName
+	}
+	return ""
+}
+
+func (x *BounceDomain) GetVerificationRecordValue() string {
+	if x != nil {
+		return x.VerificationRecordValue
+	}
+	return ""
+}
+
+func (x *BounceDomain) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *BounceDomain) GetVerifiedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.VerifiedAt
+	}
+	return nil
+}
+
+func (x *BounceDomain) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
+	}
+	return nil
+}
+
+func (x *BounceDomain) GetLastCheck() string {
+	if x != nil {
+		return x.LastCheck
+	}
+	return ""
+}
+
+type SetBounceDomainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetBounceDomainRequest) Reset() {
+	*x = SetBounceDomainRequest{}
+	mi := &file_emailsender_v1_account_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetBounceDomainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetBounceDomainRequest) ProtoMessage() {}
+
+func (x *SetBounceDomainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_account_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetBounceDomainRequest.ProtoReflect.Descriptor instead.
+func (*SetBounceDomainRequest) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SetBounceDomainRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+type SetBounceDomainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BounceDomain  *BounceDomain          `protobuf:"bytes,1,opt,name=bounce_domain,json=bounceDomain,proto3" json:"bounce_domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetBounceDomainResponse) Reset() {
+	*x = SetBounceDomainResponse{}
+	mi := &file_emailsender_v1_account_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetBounceDomainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetBounceDomainResponse) ProtoMessage() {}
+
+func (x *SetBounceDomainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_account_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetBounceDomainResponse.ProtoReflect.Descriptor instead.
+func (*SetBounceDomainResponse) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SetBounceDomainResponse) GetBounceDomain() *BounceDomain {
+	if x != nil {
+		return x.BounceDomain
+	}
+	return nil
+}
+
+type GetBounceDomainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBounceDomainRequest) Reset() {
+	*x = GetBounceDomainRequest{}
+	mi := &file_emailsender_v1_account_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBounceDomainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBounceDomainRequest) ProtoMessage() {}
+
+func (x *GetBounceDomainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_account_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBounceDomainRequest.ProtoReflect.Descriptor instead.
+func (*GetBounceDomainRequest) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{36}
+}
+
+type GetBounceDomainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BounceDomain  *BounceDomain          `protobuf:"bytes,1,opt,name=bounce_domain,json=bounceDomain,proto3" json:"bounce_domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBounceDomainResponse) Reset() {
+	*x = GetBounceDomainResponse{}
+	mi := &file_emailsender_v1_account_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBounceDomainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBounceDomainResponse) ProtoMessage() {}
+
+func (x *GetBounceDomainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_account_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBounceDomainResponse.ProtoReflect.Descriptor instead.
+func (*GetBounceDomainResponse) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetBounceDomainResponse) GetBounceDomain() *BounceDomain {
+	if x != nil {
+		return x.BounceDomain
+	}
+	return nil
+}
+
+type VerifyBounceDomainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyBounceDomainRequest) Reset() {
+	*x = VerifyBounceDomainRequest{}
+	mi := &file_emailsender_v1_account_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyBounceDomainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyBounceDomainRequest) ProtoMessage() {}
+
+func (x *VerifyBounceDomainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_account_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyBounceDomainRequest.ProtoReflect.Descriptor instead.
+func (*VerifyBounceDomainRequest) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{38}
+}
+
+type VerifyBounceDomainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BounceDomain  *BounceDomain          `protobuf:"bytes,1,opt,name=bounce_domain,json=bounceDomain,proto3" json:"bounce_domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyBounceDomainResponse) Reset() {
+	*x = VerifyBounceDomainResponse{}
+	mi := &file_emailsender_v1_account_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyBounceDomainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyBounceDomainResponse) ProtoMessage() {}
+
+func (x *VerifyBounceDomainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_account_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyBounceDomainResponse.ProtoReflect.Descriptor instead.
+func (*VerifyBounceDomainResponse) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *VerifyBounceDomainResponse) GetBounceDomain() *BounceDomain {
+	if x != nil {
+		return x.BounceDomain
+	}
+	return nil
+}
+
+type RemoveBounceDomainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveBounceDomainRequest) Reset() {
+	*x = RemoveBounceDomainRequest{}
+	mi := &file_emailsender_v1_account_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveBounceDomainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveBounceDomainRequest) ProtoMessage() {}
+
+func (x *RemoveBounceDomainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_account_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveBounceDomainRequest.ProtoReflect.Descriptor instead.
+func (*RemoveBounceDomainRequest) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{40}
+}
+
+type RemoveBounceDomainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveBounceDomainResponse) Reset() {
+	*x = RemoveBounceDomainResponse{}
+	mi := &file_emailsender_v1_account_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveBounceDomainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveBounceDomainResponse) ProtoMessage() {}
+
+func (x *RemoveBounceDomainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_v1_account_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveBounceDomainResponse.ProtoReflect.Descriptor instead.
+func (*RemoveBounceDomainResponse) Descriptor() ([]byte, []int) {
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{41}
+}
+
 type Suppression struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Address string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
@@ -2155,7 +2581,7 @@ type Suppression struct {
 
 func (x *Suppression) Reset() {
 	*x = Suppression{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[33]
+	mi := &file_emailsender_v1_account_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2593,7 @@ func (x *Suppression) String() string {
 func (*Suppression) ProtoMessage() {}
 
 func (x *Suppression) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[33]
+	mi := &file_emailsender_v1_account_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2606,7 @@ func (x *Suppression) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Suppression.ProtoReflect.Descriptor instead.
 func (*Suppression) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{33}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Suppression) GetAddress() string {
@@ -2214,7 +2640,7 @@ type AddSuppressionRequest struct {
 
 func (x *AddSuppressionRequest) Reset() {
 	*x = AddSuppressionRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[34]
+	mi := &file_emailsender_v1_account_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2652,7 @@ func (x *AddSuppressionRequest) String() string {
 func (*AddSuppressionRequest) ProtoMessage() {}
 
 func (x *AddSuppressionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[34]
+	mi := &file_emailsender_v1_account_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2665,7 @@ func (x *AddSuppressionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddSuppressionRequest.ProtoReflect.Descriptor instead.
 func (*AddSuppressionRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{34}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AddSuppressionRequest) GetAddress() string {
@@ -2265,7 +2691,7 @@ type AddSuppressionResponse struct {
 
 func (x *AddSuppressionResponse) Reset() {
 	*x = AddSuppressionResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[35]
+	mi := &file_emailsender_v1_account_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2703,7 @@ func (x *AddSuppressionResponse) String() string {
 func (*AddSuppressionResponse) ProtoMessage() {}
 
 func (x *AddSuppressionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[35]
+	mi := &file_emailsender_v1_account_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2716,7 @@ func (x *AddSuppressionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddSuppressionResponse.ProtoReflect.Descriptor instead.
 func (*AddSuppressionResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{35}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AddSuppressionResponse) GetSuppression() *Suppression {
@@ -2310,7 +2736,7 @@ type ListSuppressionsRequest struct {
 
 func (x *ListSuppressionsRequest) Reset() {
 	*x = ListSuppressionsRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[36]
+	mi := &file_emailsender_v1_account_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2322,7 +2748,7 @@ func (x *ListSuppressionsRequest) String() string {
 func (*ListSuppressionsRequest) ProtoMessage() {}
 
 func (x *ListSuppressionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[36]
+	mi := &file_emailsender_v1_account_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2335,7 +2761,7 @@ func (x *ListSuppressionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSuppressionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSuppressionsRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{36}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListSuppressionsRequest) GetPageSize() int32 {
@@ -2362,7 +2788,7 @@ type ListSuppressionsResponse struct {
 
 func (x *ListSuppressionsResponse) Reset() {
 	*x = ListSuppressionsResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[37]
+	mi := &file_emailsender_v1_account_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2800,7 @@ func (x *ListSuppressionsResponse) String() string {
 func (*ListSuppressionsResponse) ProtoMessage() {}
 
 func (x *ListSuppressionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[37]
+	mi := &file_emailsender_v1_account_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2813,7 @@ func (x *ListSuppressionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSuppressionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSuppressionsResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{37}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListSuppressionsResponse) GetSuppressions() []*Suppression {
@@ -2413,7 +2839,7 @@ type RemoveSuppressionRequest struct {
 
 func (x *RemoveSuppressionRequest) Reset() {
 	*x = RemoveSuppressionRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[38]
+	mi := &file_emailsender_v1_account_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2425,7 +2851,7 @@ func (x *RemoveSuppressionRequest) String() string {
 func (*RemoveSuppressionRequest) ProtoMessage() {}
 
 func (x *RemoveSuppressionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[38]
+	mi := &file_emailsender_v1_account_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2438,7 +2864,7 @@ func (x *RemoveSuppressionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSuppressionRequest.ProtoReflect.Descriptor instead.
 func (*RemoveSuppressionRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{38}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RemoveSuppressionRequest) GetAddress() string {
@@ -2456,7 +2882,7 @@ type RemoveSuppressionResponse struct {
 
 func (x *RemoveSuppressionResponse) Reset() {
 	*x = RemoveSuppressionResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[39]
+	mi := &file_emailsender_v1_account_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2894,7 @@ func (x *RemoveSuppressionResponse) String() string {
 func (*RemoveSuppressionResponse) ProtoMessage() {}
 
 func (x *RemoveSuppressionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[39]
+	mi := &file_emailsender_v1_account_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2907,7 @@ func (x *RemoveSuppressionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSuppressionResponse.ProtoReflect.Descriptor instead.
 func (*RemoveSuppressionResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{39}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{48}
 }
 
 type UsageRecord struct {
@@ -2504,7 +2930,7 @@ type UsageRecord struct {
 
 func (x *UsageRecord) Reset() {
 	*x = UsageRecord{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[40]
+	mi := &file_emailsender_v1_account_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2942,7 @@ func (x *UsageRecord) String() string {
 func (*UsageRecord) ProtoMessage() {}
 
 func (x *UsageRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[40]
+	mi := &file_emailsender_v1_account_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2955,7 @@ func (x *UsageRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRecord.ProtoReflect.Descriptor instead.
 func (*UsageRecord) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{40}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *UsageRecord) GetTime() *timestamppb.Timestamp {
@@ -2604,7 +3030,7 @@ type ListUsageRequest struct {
 
 func (x *ListUsageRequest) Reset() {
 	*x = ListUsageRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[41]
+	mi := &file_emailsender_v1_account_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2616,7 +3042,7 @@ func (x *ListUsageRequest) String() string {
 func (*ListUsageRequest) ProtoMessage() {}
 
 func (x *ListUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[41]
+	mi := &file_emailsender_v1_account_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2629,7 +3055,7 @@ func (x *ListUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsageRequest.ProtoReflect.Descriptor instead.
 func (*ListUsageRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{41}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListUsageRequest) GetMethod() string {
@@ -2691,7 +3117,7 @@ type ListUsageResponse struct {
 
 func (x *ListUsageResponse) Reset() {
 	*x = ListUsageResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[42]
+	mi := &file_emailsender_v1_account_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +3129,7 @@ func (x *ListUsageResponse) String() string {
 func (*ListUsageResponse) ProtoMessage() {}
 
 func (x *ListUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[42]
+	mi := &file_emailsender_v1_account_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +3142,7 @@ func (x *ListUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsageResponse.ProtoReflect.Descriptor instead.
 func (*ListUsageResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{42}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListUsageResponse) GetRecords() []*UsageRecord {
@@ -2744,7 +3170,7 @@ type DeleteAccountDataRequest struct {
 
 func (x *DeleteAccountDataRequest) Reset() {
 	*x = DeleteAccountDataRequest{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[43]
+	mi := &file_emailsender_v1_account_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2756,7 +3182,7 @@ func (x *DeleteAccountDataRequest) String() string {
 func (*DeleteAccountDataRequest) ProtoMessage() {}
 
 func (x *DeleteAccountDataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[43]
+	mi := &file_emailsender_v1_account_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2769,7 +3195,7 @@ func (x *DeleteAccountDataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountDataRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccountDataRequest) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{43}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *DeleteAccountDataRequest) GetConfirmAccountId() string {
@@ -2793,7 +3219,7 @@ type DeleteAccountDataResponse struct {
 
 func (x *DeleteAccountDataResponse) Reset() {
 	*x = DeleteAccountDataResponse{}
-	mi := &file_emailsender_v1_account_proto_msgTypes[44]
+	mi := &file_emailsender_v1_account_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +3231,7 @@ func (x *DeleteAccountDataResponse) String() string {
 func (*DeleteAccountDataResponse) ProtoMessage() {}
 
 func (x *DeleteAccountDataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_emailsender_v1_account_proto_msgTypes[44]
+	mi := &file_emailsender_v1_account_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +3244,7 @@ func (x *DeleteAccountDataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountDataResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccountDataResponse) Descriptor() ([]byte, []int) {
-	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{44}
+	return file_emailsender_v1_account_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *DeleteAccountDataResponse) GetRowsDeleted() map[string]int64 {
@@ -3000,7 +3426,32 @@ const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\asenders\x18\x01 \x03(\v2\x16.emailsender.v1.SenderR\asenders\"%\n" +
 	"\x13RemoveSenderRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
-	"\x14RemoveSenderResponse\"z\n" +
+	"\x14RemoveSenderResponse\"\x86\x03\n" +
+	"\fBounceDomain\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x128\n" +
+	"\x18verification_record_name\x18\x03 \x01(\tR\x16verificationRecordName\x12:\n" +
+	"\x19verification_record_value\x18\x04 \x01(\tR\x17verificationRecordValue\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n" +
+	"\vverified_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"verifiedAt\x129\n" +
+	"\n" +
+	"checked_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\x12\x1d\n" +
+	"\n" +
+	"last_check\x18\b \x01(\tR\tlastCheck\"0\n" +
+	"\x16SetBounceDomainRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\"\\\n" +
+	"\x17SetBounceDomainResponse\x12A\n" +
+	"\rbounce_domain\x18\x01 \x01(\v2\x1c.emailsender.v1.BounceDomainR\fbounceDomain\"\x18\n" +
+	"\x16GetBounceDomainRequest\"\\\n" +
+	"\x17GetBounceDomainResponse\x12A\n" +
+	"\rbounce_domain\x18\x01 \x01(\v2\x1c.emailsender.v1.BounceDomainR\fbounceDomain\"\x1b\n" +
+	"\x19VerifyBounceDomainRequest\"_\n" +
+	"\x1aVerifyBounceDomainResponse\x12A\n" +
+	"\rbounce_domain\x18\x01 \x01(\v2\x1c.emailsender.v1.BounceDomainR\fbounceDomain\"\x1b\n" +
+	"\x19RemoveBounceDomainRequest\"\x1c\n" +
+	"\x1aRemoveBounceDomainResponse\"z\n" +
 	"\vSuppression\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x129\n" +
@@ -3055,7 +3506,7 @@ const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1aG\n" +
 	"\x19StreamMessagesPurgedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xc9\x10\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xe2\x14\n" +
 	"\x0eAccountService\x12q\n" +
 	"\fCreateApiKey\x12#.emailsender.v1.CreateApiKeyRequest\x1a$.emailsender.v1.CreateApiKeyResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/apiKeys\x12k\n" +
 	"\vListApiKeys\x12\".emailsender.v1.ListApiKeysRequest\x1a#.emailsender.v1.ListApiKeysResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/apiKeys\x12}\n" +
@@ -3068,7 +3519,11 @@ const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\tAddSender\x12 .emailsender.v1.AddSenderRequest\x1a!.emailsender.v1.AddSenderResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/v1/senders\x12}\n" +
 	"\fVerifySender\x12#.emailsender.v1.VerifySenderRequest\x1a$.emailsender.v1.VerifySenderResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/senders/{id}:verify\x12k\n" +
 	"\vListSenders\x12\".emailsender.v1.ListSendersRequest\x1a#.emailsender.v1.ListSendersResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/senders\x12s\n" +
-	"\fRemoveSender\x12#.emailsender.v1.RemoveSenderRequest\x1a$.emailsender.v1.RemoveSenderResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/senders/{id}\x12|\n" +
+	"\fRemoveSender\x12#.emailsender.v1.RemoveSenderRequest\x1a$.emailsender.v1.RemoveSenderResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/senders/{id}\x12\x7f\n" +
+	"\x0fSetBounceDomain\x12&.emailsender.v1.SetBounceDomainRequest\x1a'.emailsender.v1.SetBounceDomainResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\x1a\x10/v1/bounceDomain\x12|\n" +
+	"\x0fGetBounceDomain\x12&.emailsender.v1.GetBounceDomainRequest\x1a'.emailsender.v1.GetBounceDomainResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/bounceDomain\x12\x8f\x01\n" +
+	"\x12VerifyBounceDomain\x12).emailsender.v1.VerifyBounceDomainRequest\x1a*.emailsender.v1.VerifyBounceDomainResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/bounceDomain:verify\x12\x85\x01\n" +
+	"\x12RemoveBounceDomain\x12).emailsender.v1.RemoveBounceDomainRequest\x1a*.emailsender.v1.RemoveBounceDomainResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/bounceDomain\x12|\n" +
 	"\x0eAddSuppression\x12%.emailsender.v1.AddSuppressionRequest\x1a&.emailsender.v1.AddSuppressionResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/suppressions\x12\x7f\n" +
 	"\x10ListSuppressions\x12'.emailsender.v1.ListSuppressionsRequest\x1a(.emailsender.v1.ListSuppressionsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/suppressions\x12\x8c\x01\n" +
 	"\x11RemoveSuppression\x12(.emailsender.v1.RemoveSuppressionRequest\x1a).emailsender.v1.RemoveSuppressionResponse\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/suppressions/{address}\x12c\n" +
@@ -3087,63 +3542,72 @@ func file_emailsender_v1_account_proto_rawDescGZIP() []byte {
 	return file_emailsender_v1_account_proto_rawDescData
 }
 
-var file_emailsender_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_emailsender_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_emailsender_v1_account_proto_goTypes = []any{
-	(*ApiKey)(nil),                    // 0: emailsender.v1.ApiKey
-	(*CreateApiKeyRequest)(nil),       // 1: emailsender.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),      // 2: emailsender.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),        // 3: emailsender.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),       // 4: emailsender.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),       // 5: emailsender.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),      // 6: emailsender.v1.RevokeApiKeyResponse
-	(*SmtpSettings)(nil),              // 7: emailsender.v1.SmtpSettings
-	(*SesSettings)(nil),               // 8: emailsender.v1.SesSettings
-	(*GmailSettings)(nil),             // 9: emailsender.v1.GmailSettings
-	(*SandboxSettings)(nil),           // 10: emailsender.v1.SandboxSettings
-	(*Provider)(nil),                  // 11: emailsender.v1.Provider
-	(*PutProviderRequest)(nil),        // 12: emailsender.v1.PutProviderRequest
-	(*PutProviderResponse)(nil),       // 13: emailsender.v1.PutProviderResponse
-	(*ListProvidersRequest)(nil),      // 14: emailsender.v1.ListProvidersRequest
-	(*ListProvidersResponse)(nil),     // 15: emailsender.v1.ListProvidersResponse
-	(*DeleteProviderRequest)(nil),     // 16: emailsender.v1.DeleteProviderRequest
-	(*DeleteProviderResponse)(nil),    // 17: emailsender.v1.DeleteProviderResponse
-	(*VerifyProviderRequest)(nil),     // 18: emailsender.v1.VerifyProviderRequest
-	(*ResumeProviderRequest)(nil),     // 19: emailsender.v1.ResumeProviderRequest
-	(*ResumeProviderResponse)(nil),    // 20: emailsender.v1.ResumeProviderResponse
-	(*VerifyResult)(nil),              // 21: emailsender.v1.VerifyResult
-	(*SesAccountInfo)(nil),            // 22: emailsender.v1.SesAccountInfo
-	(*VerifyProviderResponse)(nil),    // 23: emailsender.v1.VerifyProviderResponse
-	(*Sender)(nil),                    // 24: emailsender.v1.Sender
-	(*AddSenderRequest)(nil),          // 25: emailsender.v1.AddSenderRequest
-	(*AddSenderResponse)(nil),         // 26: emailsender.v1.AddSenderResponse
-	(*VerifySenderRequest)(nil),       // 27: emailsender.v1.VerifySenderRequest
-	(*VerifySenderResponse)(nil),      // 28: emailsender.v1.VerifySenderResponse
-	(*ListSendersRequest)(nil),        // 29: emailsender.v1.ListSendersRequest
-	(*ListSendersResponse)(nil),       // 30: emailsender.v1.ListSendersResponse
-	(*RemoveSenderRequest)(nil),       // 31: emailsender.v1.RemoveSenderRequest
-	(*RemoveSenderResponse)(nil),      // 32: emailsender.v1.RemoveSenderResponse
-	(*Suppression)(nil),               // 33: emailsender.v1.Suppression
-	(*AddSuppressionRequest)(nil),     // 34: emailsender.v1.AddSuppressionRequest
-	(*AddSuppressionResponse)(nil),    // 35: emailsender.v1.AddSuppressionResponse
-	(*ListSuppressionsRequest)(nil),   // 36: emailsender.v1.ListSuppressionsRequest
-	(*ListSuppressionsResponse)(nil),  // 37: emailsender.v1.ListSuppressionsResponse
-	(*RemoveSuppressionRequest)(nil),  // 38: emailsender.v1.RemoveSuppressionRequest
-	(*RemoveSuppressionResponse)(nil), // 39: emailsender.v1.RemoveSuppressionResponse
-	(*UsageRecord)(nil),               // 40: emailsender.v1.UsageRecord
-	(*ListUsageRequest)(nil),          // 41: emailsender.v1.ListUsageRequest
-	(*ListUsageResponse)(nil),         // 42: emailsender.v1.ListUsageResponse
-	(*DeleteAccountDataRequest)(nil),  // 43: emailsender.v1.DeleteAccountDataRequest
-	(*DeleteAccountDataResponse)(nil), // 44: emailsender.v1.DeleteAccountDataResponse
-	nil,                               // 45: emailsender.v1.DeleteAccountDataResponse.RowsDeletedEntry
-	nil,                               // 46: emailsender.v1.DeleteAccountDataResponse.StreamMessagesPurgedEntry
-	(*timestamppb.Timestamp)(nil),     // 47: google.protobuf.Timestamp
+	(*ApiKey)(nil),                     // 0: emailsender.v1.ApiKey
+	(*CreateApiKeyRequest)(nil),        // 1: emailsender.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),       // 2: emailsender.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),         // 3: emailsender.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),        // 4: emailsender.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),        // 5: emailsender.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),       // 6: emailsender.v1.RevokeApiKeyResponse
+	(*SmtpSettings)(nil),               // 7: emailsender.v1.SmtpSettings
+	(*SesSettings)(nil),                // 8: emailsender.v1.SesSettings
+	(*GmailSettings)(nil),              // 9: emailsender.v1.GmailSettings
+	(*SandboxSettings)(nil),            // 10: emailsender.v1.SandboxSettings
+	(*Provider)(nil),                   // 11: emailsender.v1.Provider
+	(*PutProviderRequest)(nil),         // 12: emailsender.v1.PutProviderRequest
+	(*PutProviderResponse)(nil),        // 13: emailsender.v1.PutProviderResponse
+	(*ListProvidersRequest)(nil),       // 14: emailsender.v1.ListProvidersRequest
+	(*ListProvidersResponse)(nil),      // 15: emailsender.v1.ListProvidersResponse
+	(*DeleteProviderRequest)(nil),      // 16: emailsender.v1.DeleteProviderRequest
+	(*DeleteProviderResponse)(nil),     // 17: emailsender.v1.DeleteProviderResponse
+	(*VerifyProviderRequest)(nil),      // 18: emailsender.v1.VerifyProviderRequest
+	(*ResumeProviderRequest)(nil),      // 19: emailsender.v1.ResumeProviderRequest
+	(*ResumeProviderResponse)(nil),     // 20: emailsender.v1.ResumeProviderResponse
+	(*VerifyResult)(nil),               // 21: emailsender.v1.VerifyResult
+	(*SesAccountInfo)(nil),             // 22: emailsender.v1.SesAccountInfo
+	(*VerifyProviderResponse)(nil),     // 23: emailsender.v1.VerifyProviderResponse
+	(*Sender)(nil),                     // 24: emailsender.v1.Sender
+	(*AddSenderRequest)(nil),           // 25: emailsender.v1.AddSenderRequest
+	(*AddSenderResponse)(nil),          // 26: emailsender.v1.AddSenderResponse
+	(*VerifySenderRequest)(nil),        // 27: emailsender.v1.VerifySenderRequest
+	(*VerifySenderResponse)(nil),       // 28: emailsender.v1.VerifySenderResponse
+	(*ListSendersRequest)(nil),         // 29: emailsender.v1.ListSendersRequest
+	(*ListSendersResponse)(nil),        // 30: emailsender.v1.ListSendersResponse
+	(*RemoveSenderRequest)(nil),        // 31: emailsender.v1.RemoveSenderRequest
+	(*RemoveSenderResponse)(nil),       // 32: emailsender.v1.RemoveSenderResponse
+	(*BounceDomain)(nil),               // 33: emailsender.v1.BounceDomain
+	(*SetBounceDomainRequest)(nil),     // 34: emailsender.v1.SetBounceDomainRequest
+	(*SetBounceDomainResponse)(nil),    // 35: emailsender.v1.SetBounceDomainResponse
+	(*GetBounceDomainRequest)(nil),     // 36: emailsender.v1.GetBounceDomainRequest
+	(*GetBounceDomainResponse)(nil),    // 37: emailsender.v1.GetBounceDomainResponse
+	(*VerifyBounceDomainRequest)(nil),  // 38: emailsender.v1.VerifyBounceDomainRequest
+	(*VerifyBounceDomainResponse)(nil), // 39: emailsender.v1.VerifyBounceDomainResponse
+	(*RemoveBounceDomainRequest)(nil),  // 40: emailsender.v1.RemoveBounceDomainRequest
+	(*RemoveBounceDomainResponse)(nil), // 41: emailsender.v1.RemoveBounceDomainResponse
+	(*Suppression)(nil),                // 42: emailsender.v1.Suppression
+	(*AddSuppressionRequest)(nil),      // 43: emailsender.v1.AddSuppressionRequest
+	(*AddSuppressionResponse)(nil),     // 44: emailsender.v1.AddSuppressionResponse
+	(*ListSuppressionsRequest)(nil),    // 45: emailsender.v1.ListSuppressionsRequest
+	(*ListSuppressionsResponse)(nil),   // 46: emailsender.v1.ListSuppressionsResponse
+	(*RemoveSuppressionRequest)(nil),   // 47: emailsender.v1.RemoveSuppressionRequest
+	(*RemoveSuppressionResponse)(nil),  // 48: emailsender.v1.RemoveSuppressionResponse
+	(*UsageRecord)(nil),                // 49: emailsender.v1.UsageRecord
+	(*ListUsageRequest)(nil),           // 50: emailsender.v1.ListUsageRequest
+	(*ListUsageResponse)(nil),          // 51: emailsender.v1.ListUsageResponse
+	(*DeleteAccountDataRequest)(nil),   // 52: emailsender.v1.DeleteAccountDataRequest
+	(*DeleteAccountDataResponse)(nil),  // 53: emailsender.v1.DeleteAccountDataResponse
+	nil,                                // 54: emailsender.v1.DeleteAccountDataResponse.RowsDeletedEntry
+	nil,                                // 55: emailsender.v1.DeleteAccountDataResponse.StreamMessagesPurgedEntry
+	(*timestamppb.Timestamp)(nil),      // 56: google.protobuf.Timestamp
 }
 var file_emailsender_v1_account_proto_depIdxs = []int32{
-	47, // 0: emailsender.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	47, // 1: emailsender.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
-	47, // 2: emailsender.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	47, // 3: emailsender.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
-	47, // 4: emailsender.v1.CreateApiKeyRequest.expires_at:type_name -> google.protobuf.Timestamp
+	56, // 0: emailsender.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	56, // 1: emailsender.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
+	56, // 2: emailsender.v1.ApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	56, // 3: emailsender.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
+	56, // 4: emailsender.v1.CreateApiKeyRequest.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: emailsender.v1.CreateApiKeyResponse.key:type_name -> emailsender.v1.ApiKey
 	0,  // 6: emailsender.v1.ListApiKeysResponse.keys:type_name -> emailsender.v1.ApiKey
 	0,  // 7: emailsender.v1.RevokeApiKeyResponse.key:type_name -> emailsender.v1.ApiKey
@@ -3152,71 +3616,85 @@ var file_emailsender_v1_account_proto_depIdxs = []int32{
 	9,  // 10: emailsender.v1.Provider.gmail:type_name -> emailsender.v1.GmailSettings
 	10, // 11: emailsender.v1.Provider.sandbox:type_name -> emailsender.v1.SandboxSettings
 	21, // 12: emailsender.v1.Provider.last_verify:type_name -> emailsender.v1.VerifyResult
-	47, // 13: emailsender.v1.Provider.created_at:type_name -> google.protobuf.Timestamp
-	47, // 14: emailsender.v1.Provider.updated_at:type_name -> google.protobuf.Timestamp
+	56, // 13: emailsender.v1.Provider.created_at:type_name -> google.protobuf.Timestamp
+	56, // 14: emailsender.v1.Provider.updated_at:type_name -> google.protobuf.Timestamp
 	7,  // 15: emailsender.v1.PutProviderRequest.smtp:type_name -> emailsender.v1.SmtpSettings
 	8,  // 16: emailsender.v1.PutProviderRequest.ses:type_name -> emailsender.v1.SesSettings
 	9,  // 17: emailsender.v1.PutProviderRequest.gmail:type_name -> emailsender.v1.GmailSettings
 	10, // 18: emailsender.v1.PutProviderRequest.sandbox:type_name -> emailsender.v1.SandboxSettings
 	11, // 19: emailsender.v1.PutProviderResponse.provider:type_name -> emailsender.v1.Provider
 	11, // 20: emailsender.v1.ListProvidersResponse.providers:type_name -> emailsender.v1.Provider
-	47, // 21: emailsender.v1.ResumeProviderResponse.resumed_at:type_name -> google.protobuf.Timestamp
-	47, // 22: emailsender.v1.VerifyResult.checked_at:type_name -> google.protobuf.Timestamp
+	56, // 21: emailsender.v1.ResumeProviderResponse.resumed_at:type_name -> google.protobuf.Timestamp
+	56, // 22: emailsender.v1.VerifyResult.checked_at:type_name -> google.protobuf.Timestamp
 	22, // 23: emailsender.v1.VerifyResult.ses:type_name -> emailsender.v1.SesAccountInfo
 	21, // 24: emailsender.v1.VerifyProviderResponse.result:type_name -> emailsender.v1.VerifyResult
-	47, // 25: emailsender.v1.Sender.created_at:type_name -> google.protobuf.Timestamp
-	47, // 26: emailsender.v1.Sender.verified_at:type_name -> google.protobuf.Timestamp
+	56, // 25: emailsender.v1.Sender.created_at:type_name -> google.protobuf.Timestamp
+	56, // 26: emailsender.v1.Sender.verified_at:type_name -> google.protobuf.Timestamp
 	24, // 27: emailsender.v1.AddSenderResponse.sender:type_name -> emailsender.v1.Sender
 	24, // 28: emailsender.v1.VerifySenderResponse.sender:type_name -> emailsender.v1.Sender
 	24, // 29: emailsender.v1.ListSendersResponse.senders:type_name -> emailsender.v1.Sender
-	47, // 30: emailsender.v1.Suppression.created_at:type_name -> google.protobuf.Timestamp
-	33, // 31: emailsender.v1.AddSuppressionResponse.suppression:type_name -> emailsender.v1.Suppression
-	33, // 32: emailsender.v1.ListSuppressionsResponse.suppressions:type_name -> emailsender.v1.Suppression
-	47, // 33: emailsender.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
-	47, // 34: emailsender.v1.ListUsageRequest.since:type_name -> google.protobuf.Timestamp
-	47, // 35: emailsender.v1.ListUsageRequest.until:type_name -> google.protobuf.Timestamp
-	40, // 36: emailsender.v1.ListUsageResponse.records:type_name -> emailsender.v1.UsageRecord
-	45, // 37: emailsender.v1.DeleteAccountDataResponse.rows_deleted:type_name -> emailsender.v1.DeleteAccountDataResponse.RowsDeletedEntry
-	46, // 38: emailsender.v1.DeleteAccountDataResponse.stream_messages_purged:type_name -> emailsender.v1.DeleteAccountDataResponse.StreamMessagesPurgedEntry
-	1,  // 39: emailsender.v1.AccountService.CreateApiKey:input_type -> emailsender.v1.CreateApiKeyRequest
-	3,  // 40: emailsender.v1.AccountService.ListApiKeys:input_type -> emailsender.v1.ListApiKeysRequest
-	5,  // 41: emailsender.v1.AccountService.RevokeApiKey:input_type -> emailsender.v1.RevokeApiKeyRequest
-	12, // 42: emailsender.v1.AccountService.PutProvider:input_type -> emailsender.v1.PutProviderRequest
-	14, // 43: emailsender.v1.AccountService.ListProviders:input_type -> emailsender.v1.ListProvidersRequest
-	16, // 44: emailsender.v1.AccountService.DeleteProvider:input_type -> emailsender.v1.DeleteProviderRequest
-	18, // 45: emailsender.v1.AccountService.VerifyProvider:input_type -> emailsender.v1.VerifyProviderRequest
-	19, // 46: emailsender.v1.AccountService.ResumeProvider:input_type -> emailsender.v1.ResumeProviderRequest
-	25, // 47: emailsender.v1.AccountService.AddSender:input_type -> emailsender.v1.AddSenderRequest
-	27, // 48: emailsender.v1.AccountService.VerifySender:input_type -> emailsender.v1.VerifySenderRequest
-	29, // 49: emailsender.v1.AccountService.ListSenders:input_type -> emailsender.v1.ListSendersRequest
-	31, // 50: emailsender.v1.AccountService.RemoveSender:input_type -> emailsender.v1.RemoveSenderRequest
-	34, // 51: emailsender.v1.AccountService.AddSuppression:input_type -> emailsender.v1.AddSuppressionRequest
-	36, // 52: emailsender.v1.AccountService.ListSuppressions:input_type -> emailsender.v1.ListSuppressionsRequest
-	38, // 53: emailsender.v1.AccountService.RemoveSuppression:input_type -> emailsender.v1.RemoveSuppressionRequest
-	41, // 54: emailsender.v1.AccountService.ListUsage:input_type -> emailsender.v1.ListUsageRequest
-	43, // 55: emailsender.v1.AccountService.DeleteAccountData:input_type -> emailsender.v1.DeleteAccountDataRequest
-	2,  // 56: emailsender.v1.AccountService.CreateApiKey:output_type -> emailsender.v1.CreateApiKeyResponse
-	4,  // 57: emailsender.v1.AccountService.ListApiKeys:output_type -> emailsender.v1.ListApiKeysResponse
-	6,  // 58: emailsender.v1.AccountService.RevokeApiKey:output_type -> emailsender.v1.RevokeApiKeyResponse
-	13, // 59: emailsender.v1.AccountService.PutProvider:output_type -> emailsender.v1.PutProviderResponse
-	15, // 60: emailsender.v1.AccountService.ListProviders:output_type -> emailsender.v1.ListProvidersResponse
-	17, // 61: emailsender.v1.AccountService.DeleteProvider:output_type -> emailsender.v1.DeleteProviderResponse
-	23, // 62: emailsender.v1.AccountService.VerifyProvider:output_type -> emailsender.v1.VerifyProviderResponse
-	20, // 63: emailsender.v1.AccountService.ResumeProvider:output_type -> emailsender.v1.ResumeProviderResponse
-	26, // 64: emailsender.v1.AccountService.AddSender:output_type -> emailsender.v1.AddSenderResponse
-	28, // 65: emailsender.v1.AccountService.VerifySender:output_type -> emailsender.v1.VerifySenderResponse
-	30, // 66: emailsender.v1.AccountService.ListSenders:output_type -> emailsender.v1.ListSendersResponse
-	32, // 67: emailsender.v1.AccountService.RemoveSender:output_type -> emailsender.v1.RemoveSenderResponse
-	35, // 68: emailsender.v1.AccountService.AddSuppression:output_type -> emailsender.v1.AddSuppressionResponse
-	37, // 69: emailsender.v1.AccountService.ListSuppressions:output_type -> emailsender.v1.ListSuppressionsResponse
-	39, // 70: emailsender.v1.AccountService.RemoveSuppression:output_type -> emailsender.v1.RemoveSuppressionResponse
-	42, // 71: emailsender.v1.AccountService.ListUsage:output_type -> emailsender.v1.ListUsageResponse
-	44, // 72: emailsender.v1.AccountService.DeleteAccountData:output_type -> emailsender.v1.DeleteAccountDataResponse
-	56, // [56:73] is the sub-list for method output_type
-	39, // [39:56] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	56, // 30: emailsender.v1.BounceDomain.created_at:type_name -> google.protobuf.Timestamp
+	56, // 31: emailsender.v1.BounceDomain.verified_at:type_name -> google.protobuf.Timestamp
+	56, // 32: emailsender.v1.BounceDomain.checked_at:type_name -> google.protobuf.Timestamp
+	33, // 33: emailsender.v1.SetBounceDomainResponse.bounce_domain:type_name -> emailsender.v1.BounceDomain
+	33, // 34: emailsender.v1.GetBounceDomainResponse.bounce_domain:type_name -> emailsender.v1.BounceDomain
+	33, // 35: emailsender.v1.VerifyBounceDomainResponse.bounce_domain:type_name -> emailsender.v1.BounceDomain
+	56, // 36: emailsender.v1.Suppression.created_at:type_name -> google.protobuf.Timestamp
+	42, // 37: emailsender.v1.AddSuppressionResponse.suppression:type_name -> emailsender.v1.Suppression
+	42, // 38: emailsender.v1.ListSuppressionsResponse.suppressions:type_name -> emailsender.v1.Suppression
+	56, // 39: emailsender.v1.UsageRecord.time:type_name -> google.protobuf.Timestamp
+	56, // 40: emailsender.v1.ListUsageRequest.since:type_name -> google.protobuf.Timestamp
+	56, // 41: emailsender.v1.ListUsageRequest.until:type_name -> google.protobuf.Timestamp
+	49, // 42: emailsender.v1.ListUsageResponse.records:type_name -> emailsender.v1.UsageRecord
+	54, // 43: emailsender.v1.DeleteAccountDataResponse.rows_deleted:type_name -> emailsender.v1.DeleteAccountDataResponse.RowsDeletedEntry
+	55, // 44: emailsender.v1.DeleteAccountDataResponse.stream_messages_purged:type_name -> emailsender.v1.DeleteAccountDataResponse.StreamMessagesPurgedEntry
+	1,  // 45: emailsender.v1.AccountService.CreateApiKey:input_type -> emailsender.v1.CreateApiKeyRequest
+	3,  // 46: emailsender.v1.AccountService.ListApiKeys:input_type -> emailsender.v1.ListApiKeysRequest
+	5,  // 47: emailsender.v1.AccountService.RevokeApiKey:input_type -> emailsender.v1.RevokeApiKeyRequest
+	12, // 48: emailsender.v1.AccountService.PutProvider:input_type -> emailsender.v1.PutProviderRequest
+	14, // 49: emailsender.v1.AccountService.ListProviders:input_type -> emailsender.v1.ListProvidersRequest
+	16, // 50: emailsender.v1.AccountService.DeleteProvider:input_type -> emailsender.v1.DeleteProviderRequest
+	18, // 51: emailsender.v1.AccountService.VerifyProvider:input_type -> emailsender.v1.VerifyProviderRequest
+	19, // 52: emailsender.v1.AccountService.ResumeProvider:input_type -> emailsender.v1.ResumeProviderRequest
+	25, // 53: emailsender.v1.AccountService.AddSender:input_type -> emailsender.v1.AddSenderRequest
+	27, // 54: emailsender.v1.AccountService.VerifySender:input_type -> emailsender.v1.VerifySenderRequest
+	29, // 55: emailsender.v1.AccountService.ListSenders:input_type -> emailsender.v1.ListSendersRequest
+	31, // 56: emailsender.v1.AccountService.RemoveSender:input_type -> emailsender.v1.RemoveSenderRequest
+	34, // 57: emailsender.v1.AccountService.SetBounceDomain:input_type -> emailsender.v1.SetBounceDomainRequest
+	36, // 58: emailsender.v1.AccountService.GetBounceDomain:input_type -> emailsender.v1.GetBounceDomainRequest
+	38, // 59: emailsender.v1.AccountService.VerifyBounceDomain:input_type -> emailsender.v1.VerifyBounceDomainRequest
+	40, // 60: emailsender.v1.AccountService.RemoveBounceDomain:input_type -> emailsender.v1.RemoveBounceDomainRequest
+	43, // 61: emailsender.v1.AccountService.AddSuppression:input_type -> emailsender.v1.AddSuppressionRequest
+	45, // 62: emailsender.v1.AccountService.ListSuppressions:input_type -> emailsender.v1.ListSuppressionsRequest
+	47, // 63: emailsender.v1.AccountService.RemoveSuppression:input_type -> emailsender.v1.RemoveSuppressionRequest
+	50, // 64: emailsender.v1.AccountService.ListUsage:input_type -> emailsender.v1.ListUsageRequest
+	52, // 65: emailsender.v1.AccountService.DeleteAccountData:input_type -> emailsender.v1.DeleteAccountDataRequest
+	2,  // 66: emailsender.v1.AccountService.CreateApiKey:output_type -> emailsender.v1.CreateApiKeyResponse
+	4,  // 67: emailsender.v1.AccountService.ListApiKeys:output_type -> emailsender.v1.ListApiKeysResponse
+	6,  // 68: emailsender.v1.AccountService.RevokeApiKey:output_type -> emailsender.v1.RevokeApiKeyResponse
+	13, // 69: emailsender.v1.AccountService.PutProvider:output_type -> emailsender.v1.PutProviderResponse
+	15, // 70: emailsender.v1.AccountService.ListProviders:output_type -> emailsender.v1.ListProvidersResponse
+	17, // 71: emailsender.v1.AccountService.DeleteProvider:output_type -> emailsender.v1.DeleteProviderResponse
+	23, // 72: emailsender.v1.AccountService.VerifyProvider:output_type -> emailsender.v1.VerifyProviderResponse
+	20, // 73: emailsender.v1.AccountService.ResumeProvider:output_type -> emailsender.v1.ResumeProviderResponse
+	26, // 74: emailsender.v1.AccountService.AddSender:output_type -> emailsender.v1.AddSenderResponse
+	28, // 75: emailsender.v1.AccountService.VerifySender:output_type -> emailsender.v1.VerifySenderResponse
+	30, // 76: emailsender.v1.AccountService.ListSenders:output_type -> emailsender.v1.ListSendersResponse
+	32, // 77: emailsender.v1.AccountService.RemoveSender:output_type -> emailsender.v1.RemoveSenderResponse
+	35, // 78: emailsender.v1.AccountService.SetBounceDomain:output_type -> emailsender.v1.SetBounceDomainResponse
+	37, // 79: emailsender.v1.AccountService.GetBounceDomain:output_type -> emailsender.v1.GetBounceDomainResponse
+	39, // 80: emailsender.v1.AccountService.VerifyBounceDomain:output_type -> emailsender.v1.VerifyBounceDomainResponse
+	41, // 81: emailsender.v1.AccountService.RemoveBounceDomain:output_type -> emailsender.v1.RemoveBounceDomainResponse
+	44, // 82: emailsender.v1.AccountService.AddSuppression:output_type -> emailsender.v1.AddSuppressionResponse
+	46, // 83: emailsender.v1.AccountService.ListSuppressions:output_type -> emailsender.v1.ListSuppressionsResponse
+	48, // 84: emailsender.v1.AccountService.RemoveSuppression:output_type -> emailsender.v1.RemoveSuppressionResponse
+	51, // 85: emailsender.v1.AccountService.ListUsage:output_type -> emailsender.v1.ListUsageResponse
+	53, // 86: emailsender.v1.AccountService.DeleteAccountData:output_type -> emailsender.v1.DeleteAccountDataResponse
+	66, // [66:87] is the sub-list for method output_type
+	45, // [45:66] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_emailsender_v1_account_proto_init() }
@@ -3242,7 +3720,7 @@ func file_emailsender_v1_account_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emailsender_v1_account_proto_rawDesc), len(file_emailsender_v1_account_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

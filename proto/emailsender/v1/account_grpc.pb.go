@@ -19,23 +19,27 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AccountService_CreateApiKey_FullMethodName      = "/emailsender.v1.AccountService/CreateApiKey"
-	AccountService_ListApiKeys_FullMethodName       = "/emailsender.v1.AccountService/ListApiKeys"
-	AccountService_RevokeApiKey_FullMethodName      = "/emailsender.v1.AccountService/RevokeApiKey"
-	AccountService_PutProvider_FullMethodName       = "/emailsender.v1.AccountService/PutProvider"
-	AccountService_ListProviders_FullMethodName     = "/emailsender.v1.AccountService/ListProviders"
-	AccountService_DeleteProvider_FullMethodName    = "/emailsender.v1.AccountService/DeleteProvider"
-	AccountService_VerifyProvider_FullMethodName    = "/emailsender.v1.AccountService/VerifyProvider"
-	AccountService_ResumeProvider_FullMethodName    = "/emailsender.v1.AccountService/ResumeProvider"
-	AccountService_AddSender_FullMethodName         = "/emailsender.v1.AccountService/AddSender"
-	AccountService_VerifySender_FullMethodName      = "/emailsender.v1.AccountService/VerifySender"
-	AccountService_ListSenders_FullMethodName       = "/emailsender.v1.AccountService/ListSenders"
-	AccountService_RemoveSender_FullMethodName      = "/emailsender.v1.AccountService/RemoveSender"
-	AccountService_AddSuppression_FullMethodName    = "/emailsender.v1.AccountService/AddSuppression"
-	AccountService_ListSuppressions_FullMethodName  = "/emailsender.v1.AccountService/ListSuppressions"
-	AccountService_RemoveSuppression_FullMethodName = "/emailsender.v1.AccountService/RemoveSuppression"
-	AccountService_ListUsage_FullMethodName         = "/emailsender.v1.AccountService/ListUsage"
-	AccountService_DeleteAccountData_FullMethodName = "/emailsender.v1.AccountService/DeleteAccountData"
+	AccountService_CreateApiKey_FullMethodName       = "/emailsender.v1.AccountService/CreateApiKey"
+	AccountService_ListApiKeys_FullMethodName        = "/emailsender.v1.AccountService/ListApiKeys"
+	AccountService_RevokeApiKey_FullMethodName       = "/emailsender.v1.AccountService/RevokeApiKey"
+	AccountService_PutProvider_FullMethodName        = "/emailsender.v1.AccountService/PutProvider"
+	AccountService_ListProviders_FullMethodName      = "/emailsender.v1.AccountService/ListProviders"
+	AccountService_DeleteProvider_FullMethodName     = "/emailsender.v1.AccountService/DeleteProvider"
+	AccountService_VerifyProvider_FullMethodName     = "/emailsender.v1.AccountService/VerifyProvider"
+	AccountService_ResumeProvider_FullMethodName     = "/emailsender.v1.AccountService/ResumeProvider"
+	AccountService_AddSender_FullMethodName          = "/emailsender.v1.AccountService/AddSender"
+	AccountService_VerifySender_FullMethodName       = "/emailsender.v1.AccountService/VerifySender"
+	AccountService_ListSenders_FullMethodName        = "/emailsender.v1.AccountService/ListSenders"
+	AccountService_RemoveSender_FullMethodName       = "/emailsender.v1.AccountService/RemoveSender"
+	AccountService_SetBounceDomain_FullMethodName    = "/emailsender.v1.AccountService/SetBounceDomain"
+	AccountService_GetBounceDomain_FullMethodName    = "/emailsender.v1.AccountService/GetBounceDomain"
+	AccountService_VerifyBounceDomain_FullMethodName = "/emailsender.v1.AccountService/VerifyBounceDomain"
+	AccountService_RemoveBounceDomain_FullMethodName = "/emailsender.v1.AccountService/RemoveBounceDomain"
+	AccountService_AddSuppression_FullMethodName     = "/emailsender.v1.AccountService/AddSuppression"
+	AccountService_ListSuppressions_FullMethodName   = "/emailsender.v1.AccountService/ListSuppressions"
+	AccountService_RemoveSuppression_FullMethodName  = "/emailsender.v1.AccountService/RemoveSuppression"
+	AccountService_ListUsage_FullMethodName          = "/emailsender.v1.AccountService/ListUsage"
+	AccountService_DeleteAccountData_FullMethodName  = "/emailsender.v1.AccountService/DeleteAccountData"
 )
 
 // AccountServiceClient is the client API for AccountService service.
@@ -43,9 +47,10 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // AccountService manages what belongs to an account: API keys, provider
-// configurations, verified senders, suppressions, usage records, and the
-// deletion of all of it. Every method needs the "admin" scope (ListUsage too:
-// it shows every key's client addresses and user agents).
+// configurations, verified senders, its own bounce domain, suppressions,
+// usage records, and the deletion of all of it. Every method needs the
+// "admin" scope (ListUsage too: it shows every key's client addresses and
+// user agents).
 //
 // Secrets (API keys, provider passwords and keys) are write-only: an API key is
 // shown once by CreateApiKey; provider secrets are never returned, only whether
@@ -81,6 +86,30 @@ type AccountServiceClient interface {
 	VerifySender(ctx context.Context, in *VerifySenderRequest, opts ...grpc.CallOption) (*VerifySenderResponse, error)
 	ListSenders(ctx context.Context, in *ListSendersRequest, opts ...grpc.CallOption) (*ListSendersResponse, error)
 	RemoveSender(ctx context.Context, in *RemoveSenderRequest, opts ...grpc.CallOption) (*RemoveSenderResponse, error)
+	// SetBounceDomain registers the account's own bounce domain (e.g.
+	// bounces.customer.example, whose MX points at the operator's inbound
+	// service): once verified, the VERP envelope senders of the account's SMTP
+	// sends are b+<token>@<that domain> instead of the operator's
+	// BOUNCE_DOMAIN. The answer names the DNS TXT record that proves the
+	// account holds the domain (VerifyBounceDomain). One domain per account:
+	// setting the same one again returns it as it is; another one while one is
+	// registered is FAILED_PRECONDITION (remove it first). A domain verified
+	// for another account registers too, pending: only its verification is
+	// refused, so whether a domain is taken is learnt only by whoever controls
+	// its DNS.
+	SetBounceDomain(ctx context.Context, in *SetBounceDomainRequest, opts ...grpc.CallOption) (*SetBounceDomainResponse, error)
+	// GetBounceDomain returns the account's bounce domain; NOT_FOUND when none.
+	GetBounceDomain(ctx context.Context, in *GetBounceDomainRequest, opts ...grpc.CallOption) (*GetBounceDomainResponse, error)
+	// VerifyBounceDomain looks up the TXT record (through the operator's
+	// DNS_SERVER) and marks the domain verified when it holds the token.
+	// FAILED_PRECONDITION on domain when it does not (the description says
+	// what was found), ALREADY_EXISTS when another account verified the domain
+	// first, UNAVAILABLE when the DNS lookup failed. A verified domain is
+	// answered as it is.
+	VerifyBounceDomain(ctx context.Context, in *VerifyBounceDomainRequest, opts ...grpc.CallOption) (*VerifyBounceDomainResponse, error)
+	// RemoveBounceDomain removes the account's bounce domain: sends go back to
+	// the operator's, and reports to addresses at it are refused from then on.
+	RemoveBounceDomain(ctx context.Context, in *RemoveBounceDomainRequest, opts ...grpc.CallOption) (*RemoveBounceDomainResponse, error)
 	// Suppressions: addresses nothing is sent to. Sending to a suppressed address
 	// marks that recipient SUPPRESSED.
 	AddSuppression(ctx context.Context, in *AddSuppressionRequest, opts ...grpc.CallOption) (*AddSuppressionResponse, error)
@@ -223,6 +252,46 @@ func (c *accountServiceClient) RemoveSender(ctx context.Context, in *RemoveSende
 	return out, nil
 }
 
+func (c *accountServiceClient) SetBounceDomain(ctx context.Context, in *SetBounceDomainRequest, opts ...grpc.CallOption) (*SetBounceDomainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetBounceDomainResponse)
+	err := c.cc.Invoke(ctx, AccountService_SetBounceDomain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accountServiceClient) GetBounceDomain(ctx context.Context, in *GetBounceDomainRequest, opts ...grpc.CallOption) (*GetBounceDomainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetBounceDomainResponse)
+	err := c.cc.Invoke(ctx, AccountService_GetBounceDomain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accountServiceClient) VerifyBounceDomain(ctx context.Context, in *VerifyBounceDomainRequest, opts ...grpc.CallOption) (*VerifyBounceDomainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyBounceDomainResponse)
+	err := c.cc.Invoke(ctx, AccountService_VerifyBounceDomain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *accountServiceClient) RemoveBounceDomain(ctx context.Context, in *RemoveBounceDomainRequest, opts ...grpc.CallOption) (*RemoveBounceDomainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveBounceDomainResponse)
+	err := c.cc.Invoke(ctx, AccountService_RemoveBounceDomain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *accountServiceClient) AddSuppression(ctx context.Context, in *AddSuppressionRequest, opts ...grpc.CallOption) (*AddSuppressionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AddSuppressionResponse)
@@ -278,9 +347,10 @@ func (c *accountServiceClient) DeleteAccountData(ctx context.Context, in *Delete
 // for forward compatibility.
 //
 // AccountService manages what belongs to an account: API keys, provider
-// configurations, verified senders, suppressions, usage records, and the
-// deletion of all of it. Every method needs the "admin" scope (ListUsage too:
-// it shows every key's client addresses and user agents).
+// configurations, verified senders, its own bounce domain, suppressions,
+// usage records, and the deletion of all of it. Every method needs the
+// "admin" scope (ListUsage too: it shows every key's client addresses and
+// user agents).
 //
 // Secrets (API keys, provider passwords and keys) are write-only: an API key is
 // shown once by CreateApiKey; provider secrets are never returned, only whether
@@ -316,6 +386,30 @@ type AccountServiceServer interface {
 	VerifySender(context.Context, *VerifySenderRequest) (*VerifySenderResponse, error)
 	ListSenders(context.Context, *ListSendersRequest) (*ListSendersResponse, error)
 	RemoveSender(context.Context, *RemoveSenderRequest) (*RemoveSenderResponse, error)
+	// SetBounceDomain registers the account's own bounce domain (e.g.
+	// bounces.customer.example, whose MX points at the operator's inbound
+	// service): once verified, the VERP envelope senders of the account's SMTP
+	// sends are b+<token>@<that domain> instead of the operator's
+	// BOUNCE_DOMAIN. The answer names the DNS TXT record that proves the
+	// account holds the domain (VerifyBounceDomain). One domain per account:
+	// setting the same one again returns it as it is; another one while one is
+	// registered is FAILED_PRECONDITION (remove it first). A domain verified
+	// for another account registers too, pending: only its verification is
+	// refused, so whether a domain is taken is learnt only by whoever controls
+	// its DNS.
+	SetBounceDomain(context.Context, *SetBounceDomainRequest) (*SetBounceDomainResponse, error)
+	// GetBounceDomain returns the account's bounce domain; NOT_FOUND when none.
+	GetBounceDomain(context.Context, *GetBounceDomainRequest) (*GetBounceDomainResponse, error)
+	// VerifyBounceDomain looks up the TXT record (through the operator's
+	// DNS_SERVER) and marks the domain verified when it holds the token.
+	// FAILED_PRECONDITION on domain when it does not (the description says
+	// what was found), ALREADY_EXISTS when another account verified the domain
+	// first, UNAVAILABLE when the DNS lookup failed. A verified domain is
+	// answered as it is.
+	VerifyBounceDomain(context.Context, *VerifyBounceDomainRequest) (*VerifyBounceDomainResponse, error)
+	// RemoveBounceDomain removes the account's bounce domain: sends go back to
+	// the operator's, and reports to addresses at it are refused from then on.
+	RemoveBounceDomain(context.Context, *RemoveBounceDomainRequest) (*RemoveBounceDomainResponse, error)
 	// Suppressions: addresses nothing is sent to. Sending to a suppressed address
 	// marks that recipient SUPPRESSED.
 	AddSuppression(context.Context, *AddSuppressionRequest) (*AddSuppressionResponse, error)
@@ -373,6 +467,18 @@ func (UnimplementedAccountServiceServer) ListSenders(context.Context, *ListSende
 }
 func (UnimplementedAccountServiceServer) RemoveSender(context.Context, *RemoveSenderRequest) (*RemoveSenderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveSender not implemented")
+}
+func (UnimplementedAccountServiceServer) SetBounceDomain(context.Context, *SetBounceDomainRequest) (*SetBounceDomainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetBounceDomain not implemented")
+}
+func (UnimplementedAccountServiceServer) GetBounceDomain(context.Context, *GetBounceDomainRequest) (*GetBounceDomainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBounceDomain not implemented")
+}
+func (UnimplementedAccountServiceServer) VerifyBounceDomain(context.Context, *VerifyBounceDomainRequest) (*VerifyBounceDomainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyBounceDomain not implemented")
+}
+func (UnimplementedAccountServiceServer) RemoveBounceDomain(context.Context, *RemoveBounceDomainRequest) (*RemoveBounceDomainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveBounceDomain not implemented")
 }
 func (UnimplementedAccountServiceServer) AddSuppression(context.Context, *AddSuppressionRequest) (*AddSuppressionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AddSuppression not implemented")
@@ -626,6 +732,78 @@ func _AccountService_RemoveSender_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AccountService_SetBounceDomain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetBounceDomainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).SetBounceDomain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_SetBounceDomain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).SetBounceDomain(ctx, req.(*SetBounceDomainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccountService_GetBounceDomain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBounceDomainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).GetBounceDomain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_GetBounceDomain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).GetBounceDomain(ctx, req.(*GetBounceDomainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccountService_VerifyBounceDomain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyBounceDomainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).VerifyBounceDomain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_VerifyBounceDomain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).VerifyBounceDomain(ctx, req.(*VerifyBounceDomainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AccountService_RemoveBounceDomain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveBounceDomainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AccountServiceServer).RemoveBounceDomain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AccountService_RemoveBounceDomain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AccountServiceServer).RemoveBounceDomain(ctx, req.(*RemoveBounceDomainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AccountService_AddSuppression_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AddSuppressionRequest)
 	if err := dec(in); err != nil {
@@ -770,6 +948,22 @@ var AccountService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveSender",
 			Handler:    _AccountService_RemoveSender_Handler,
+		},
+		{
+			MethodName: "SetBounceDomain",
+			Handler:    _AccountService_SetBounceDomain_Handler,
+		},
+		{
+			MethodName: "GetBounceDomain",
+			Handler:    _AccountService_GetBounceDomain_Handler,
+		},
+		{
+			MethodName: "VerifyBounceDomain",
+			Handler:    _AccountService_VerifyBounceDomain_Handler,
+		},
+		{
+			MethodName: "RemoveBounceDomain",
+			Handler:    _AccountService_RemoveBounceDomain_Handler,
 		},
 		{
 			MethodName: "AddSuppression",

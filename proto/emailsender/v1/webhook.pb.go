@@ -30,8 +30,12 @@ type Webhook struct {
 	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Url         string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
 	Description string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	// Event types delivered: accepted, sent, delivered, bounced, complained,
-	// failed, suppressed, canceled, retrying. Empty: all of them.
+	// Event types delivered: the message events accepted, sent, delivered,
+	// bounced, complained, failed, suppressed, canceled, retrying, and the
+	// account-level events of the reputation guard reputation_warning,
+	// reputation_paused, reputation_recovered, reputation_resumed. Empty: every
+	// message event; account-level events go only to endpoints that name them
+	// (and the tag filter does not apply to them).
 	EventTypes []string `protobuf:"bytes,4,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
 	// Only events of messages that have every one of these tags.
 	Tags    map[string]string `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -822,8 +826,11 @@ type WebhookDelivery struct {
 	// Also the webhook-id header: the same on every attempt and replay.
 	Id        string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	WebhookId string `protobuf:"bytes,2,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
-	// Event type as delivered, e.g. "message.delivered", "webhook.test".
+	// Event type as delivered, e.g. "message.delivered", "webhook.test",
+	// "reputation.paused".
 	EventType string `protobuf:"bytes,3,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// The message; on reputation.* events the provider configuration they are
+	// about (their recipient is empty).
 	MessageId string `protobuf:"bytes,4,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	Recipient string `protobuf:"bytes,5,opt,name=recipient,proto3" json:"recipient,omitempty"`
 	// pending, succeeded or failed (retries exhausted).

@@ -108,18 +108,21 @@ type isoFixture struct {
 	a, b isoAccount
 	tag  string
 
-	sentID, scheduledID                   string
-	subject, rcpt, tagValue, idemKey      string
-	extraKeyID, extraKeySecret            string
-	smtpProviderID, sandboxProviderID     string
-	providerName, keyName                 string
-	verifiedSender, pendingSender         string // addresses
-	verifiedSenderID, pendingSenderID     string
-	sharedSender, sharedSuppression       string // values B may use for itself too
-	pendingCode                           string // the mailed code of the pending sender
-	suppressed                            string
-	msgToken, suppressionToken, usageTok  string
-	webhookID, webhookURL                 string
+	sentID, scheduledID                  string
+	subject, rcpt, tagValue, idemKey     string
+	extraKeyID, extraKeySecret           string
+	smtpProviderID, sandboxProviderID    string
+	providerName, keyName                string
+	verifiedSender, pendingSender        string // addresses
+	verifiedSenderID, pendingSenderID    string
+	sharedSender, sharedSuppression      string // values B may use for itself too
+	pendingCode                          string // the mailed code of the pending sender
+	suppressed                           string
+	msgToken, suppressionToken, usageTok string
+	webhookID, webhookURL                string
+	// bounceDomain is A's verified bounce domain; bounceRecord the TXT value
+	// that proved it (A's token).
+	bounceDomain, bounceRecord            string
 	keyIDs, messageIDs, senderIDs, prefix []string
 
 	// markers are strings of A's that no answer to B may contain.
@@ -232,6 +235,16 @@ func setupIsolation(t *testing.T, s *stack) *isoFixture {
 	require.NoError(t, err)
 	fx.webhookID = wh.GetWebhook().GetId()
 
+	// A's own bounce domain, verified through the stack's DNS server.
+	fx.bounceDomain = "bounces-a-" + tag + ".example"
+	bd, err := s.account.SetBounceDomain(ctx, &v1.SetBounceDomainRequest{Domain: fx.bounceDomain})
+	require.NoError(t, err)
+	fx.bounceRecord = bd.GetBounceDomain().GetVerificationRecordValue()
+	s.dns.SetTXT(bd.GetBounceDomain().GetVerificationRecordName(), fx.bounceRecord)
+	vd, err := s.account.VerifyBounceDomain(ctx, &v1.VerifyBounceDomainRequest{})
+	require.NoError(t, err)
+	require.Equal(t, "verified", vd.GetBounceDomain().GetStatus())
+
 	keys, err := s.account.ListApiKeys(ctx, &v1.ListApiKeysRequest{})
 	require.NoError(t, err)
 	for _, k := range keys.GetKeys() {
@@ -255,7 +268,7 @@ func setupIsolation(t *testing.T, s *stack) *isoFixture {
 
 	fx.markers = append(fx.markers, fx.a.accountID, fx.a.providerID, fx.sandboxProviderID, fx.subject, fx.rcpt, fx.tagValue,
 		fx.idemKey, fx.providerName, fx.keyName, fx.verifiedSender, fx.pendingSender, fx.suppressed, fx.pendingCode,
-		fx.webhookID, fx.webhookURL)
+		fx.webhookID, fx.webhookURL, fx.bounceRecord)
 	fx.markers = append(fx.markers, fx.keyIDs...)
 	fx.markers = append(fx.markers, fx.prefix...)
 	fx.markers = append(fx.markers, fx.senderIDs...)
@@ -660,6 +673,28 @@ func isolationCases(t *testing.T, s *stack, fx *isoFixture) map[string][]isoCase
 				call: rpc(s.account.RemoveSender, &v1.RemoveSenderRequest{Id: fx.verifiedSenderID}), target: fx.verifiedSenderID,
 				controlCall: rpc(s.account.RemoveSender, &v1.RemoveSenderRequest{Id: missingID}), control: missingID},
 		},
+		// A's verified bounce domain: B has none to read or remove, may claim
+		// it (pending, with a token of its own, learning nothing of A), and
+		// cannot verify it: the DNS holds A's record, not B's.
+		v1.AccountService_GetBounceDomain_FullMethodName: {
+			{name: "B has none, whatever A has", want: codes.NotFound, call: rpc(s.account.GetBounceDomain, &v1.GetBounceDomainRequest{})},
+		},
+		v1.AccountService_RemoveBounceDomain_FullMethodName: {
+			{name: "B has none to remove; A's stays", want: codes.NotFound, call: rpc(s.account.RemoveBounceDomain, &v1.RemoveBounceDomainRequest{})},
+		},
+		v1.AccountService_SetBounceDomain_FullMethodName: {
+			{name: "A's verified domain is only B's pending claim", want: codes.OK,
+				call: rpc(s.account.SetBounceDomain, &v1.SetBounceDomainRequest{Domain: fx.bounceDomain}),
+				check: func(t *testing.T, resp proto.Message) {
+					bd := resp.(*v1.SetBounceDomainResponse).GetBounceDomain()
+					require.Equal(t, "pending", bd.GetStatus())
+					require.NotEqual(t, fx.bounceRecord, bd.GetVerificationRecordValue())
+				}},
+		},
+		v1.AccountService_VerifyBounceDomain_FullMethodName: {
+			{name: "B's claim of A's domain, A's record in DNS", want: codes.FailedPrecondition,
+				call: rpc(s.account.VerifyBounceDomain, &v1.VerifyBounceDomainRequest{})},
+		},
 		v1.AccountService_AddSuppression_FullMethodName: {
 			{name: "an address A suppresses too is B's own", want: codes.OK,
 				call: rpc(s.account.AddSuppression, &v1.AddSuppressionRequest{Address: fx.sharedSuppression, Reason: "complaint"})},
@@ -744,7 +779,7 @@ func requireNoMarkers(t *testing.T, txt string, markers []string, own ...string)
 // descriptors: an RPC without a row fails the test.
 func TestIsolationMatrix(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, stackOptions{http: true})
+	s := newStack(t, stackOptions{http: true, dns: true})
 	fx := setupIsolation(t, s)
 	cases := isolationCases(t, s, fx)
 
@@ -814,7 +849,8 @@ func TestIsolationMatrix(t *testing.T) {
 			})
 		}
 		for _, u := range []string{s.reportURL + "/v1/messages?pageSize=1000", s.reportURL + "/v1/stats", s.ingestURL + "/v1/apiKeys",
-			s.ingestURL + "/v1/providers", s.ingestURL + "/v1/senders", s.ingestURL + "/v1/suppressions", s.ingestURL + "/v1/usage"} {
+			s.ingestURL + "/v1/providers", s.ingestURL + "/v1/senders", s.ingestURL + "/v1/suppressions", s.ingestURL + "/v1/usage",
+			s.ingestURL + "/v1/bounceDomain"} {
 			code, body := httpRaw(t, "GET", u, fx.b.key, nil)
 			require.Equal(t, 200, code, "%s: %s", u, body)
 			requireNoMarkers(t, string(body), fx.markers)
@@ -823,7 +859,7 @@ func TestIsolationMatrix(t *testing.T) {
 
 	after := snapshotAccount(t, s, fx.a.accountID, nil)
 	require.Equal(t, before, after, "B's calls changed A's state")
-	t.Logf("isolation matrix: %d RPCs, %d rows over gRPC, 3 over HTTP/JSON plus 7 HTTP lists", len(methods), rows)
+	t.Logf("isolation matrix: %d RPCs, %d rows over gRPC, 3 over HTTP/JSON plus 8 HTTP lists", len(methods), rows)
 
 	// And A still has all of it (checked after the snapshot: A's calls are recorded as usage).
 	got, err := s.report.GetMessage(withKey(t, fx.extraKeySecret), &v1.GetMessageRequest{MessageId: fx.scheduledID})

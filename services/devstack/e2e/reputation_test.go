@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,4 +152,102 @@ func TestReputationGuardPausesAndResumes(t *testing.T) {
 		types = append(types, resp.GetEvent().GetType())
 	}
 	require.Equal(t, []string{queue.EventReputationPaused, queue.EventReputationResumed}, types)
+}
+
+// TestReputationEventsReachWebhooks: the guard pauses a configuration (ten
+// sends, one hard bounce) and its owner resumes it. An endpoint whose filter
+// names reputation_paused and reputation_resumed (with a tag filter, which
+// account-level events ignore) receives reputation.paused and then
+// reputation.resumed, signed (checked by Python) and valid against the
+// published schema, with the configuration, level and window's counts; an
+// endpoint with no type filter (every message event) gets message events but
+// no reputation event, one that names only reputation_warning gets nothing,
+// and another account's endpoint subscribed to reputation_paused gets
+// nothing.
+func TestReputationEventsReachWebhooks(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{report: func(c *report.Config, _ *report.Deps) {
+		c.Reputation.Window, c.Reputation.MinSends = time.Hour, 10
+	}})
+	ctx := t.Context()
+	acc, prov := s.accounts["a"].AccountID, s.accounts["a"].ProviderID
+
+	subscribed, all, warnOnly, other := newReceiver(t, "ok"), newReceiver(t, "ok"), newReceiver(t, "ok"), newReceiver(t, "ok")
+	created, err := s.webhooks.CreateWebhook(s.ctx("a"), &v1.CreateWebhookRequest{Url: subscribed.srv.URL,
+		EventTypes: []string{"reputation_paused", "reputation_resumed"}, Tags: map[string]string{"campaign": "none"}})
+	require.NoError(t, err)
+	secret := created.GetSecret()
+	require.ElementsMatch(t, []string{"reputation_paused", "reputation_resumed"}, created.GetWebhook().GetEventTypes())
+	_, err = s.webhooks.CreateWebhook(s.ctx("a"), &v1.CreateWebhookRequest{Url: all.srv.URL})
+	require.NoError(t, err)
+	_, err = s.webhooks.CreateWebhook(s.ctx("a"), &v1.CreateWebhookRequest{Url: warnOnly.srv.URL, EventTypes: []string{"reputation_warning"}})
+	require.NoError(t, err)
+	_, err = s.webhooks.CreateWebhook(s.ctx("b"), &v1.CreateWebhookRequest{Url: other.srv.URL, EventTypes: []string{"reputation_paused"}})
+	require.NoError(t, err)
+	_, err = s.webhooks.CreateWebhook(s.ctx("a"), &v1.CreateWebhookRequest{Url: all.srv.URL, EventTypes: []string{"reputation.paused"}})
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "the filter takes names, not payload types: %v", err)
+
+	var ids []string
+	for i := range 10 {
+		ids = append(ids, s.sendOK("a", simple(fmt.Sprintf("w%d@example.org", i))))
+	}
+	for _, id := range ids {
+		s.waitStatus("a", id, v1.MessageStatus_SENT)
+	}
+	evID := uuid.NewString()
+	data, err := proto.Marshal(&queuev1.DeliveryEvent{
+		EventId: evID, MessageId: ids[0], AccountId: acc, Type: queue.EventBounced, Status: v1.MessageStatus_BOUNCED,
+		OccurredAt: timestamppb.Now(), Recipients: []string{"w0@example.org"}, ErrorClass: "hard_bounce",
+		ProviderResponse: "550 5.1.1 no such user", Detail: "hard bounce (DSN)",
+	})
+	require.NoError(t, err)
+	_, err = s.js.PublishMsg(ctx, queue.NewMsg(queue.EventSubject(acc, ids[0]), evID, data))
+	require.NoError(t, err)
+
+	got := subscribed.waitCount(t, 1)
+	require.Equal(t, "reputation.paused", got[0].Type)
+	var p struct {
+		Version int
+		Type    string
+		Data    map[string]any
+	}
+	require.NoError(t, json.Unmarshal(got[0].Body, &p))
+	require.Equal(t, 1, p.Version)
+	require.Equal(t, prov, p.Data["provider_id"])
+	require.Equal(t, "REPUTATION_PAUSED", p.Data["event"])
+	require.Equal(t, "paused", p.Data["level"])
+	require.EqualValues(t, 10, p.Data["sends"])
+	require.EqualValues(t, 1, p.Data["bounces"])
+	require.EqualValues(t, 0, p.Data["complaints"])
+	require.InDelta(t, 0.1, p.Data["bounce_rate"], 1e-9)
+	require.EqualValues(t, 3600, p.Data["window_seconds"])
+	require.Contains(t, p.Data["detail"], "bounce rate 10.00%")
+	require.NotContains(t, p.Data, "message_id")
+	require.NotContains(t, p.Data, "recipient")
+
+	_, err = s.account.ResumeProvider(s.ctx("a"), &v1.ResumeProviderRequest{Id: prov})
+	require.NoError(t, err)
+	got = subscribed.waitCount(t, 2)
+	require.Equal(t, "reputation.resumed", got[1].Type)
+	require.NoError(t, verifyPython(t, got, secret), "signed, and valid against the published schema")
+
+	// The delivery log lists them, about the configuration.
+	log, err := s.webhooks.ListWebhookDeliveries(s.ctx("a"), &v1.ListWebhookDeliveriesRequest{WebhookId: created.GetWebhook().GetId()})
+	require.NoError(t, err)
+	require.Len(t, log.GetDeliveries(), 2)
+	for _, d := range log.GetDeliveries() {
+		require.Equal(t, prov, d.GetMessageId())
+		require.Empty(t, d.GetRecipient())
+	}
+
+	// The others: message events only for the unfiltered endpoint, nothing
+	// for the rest (given time to arrive: the events came before the resume).
+	all.waitCount(t, 1)
+	time.Sleep(time.Second)
+	for _, r := range all.requests() {
+		require.True(t, strings.HasPrefix(r.Type, "message."), "an endpoint without a type filter gets message events only: %s", r.Type)
+	}
+	require.Empty(t, warnOnly.requests())
+	require.Empty(t, other.requests(), "another account's endpoint")
+	require.Len(t, subscribed.requests(), 2)
 }

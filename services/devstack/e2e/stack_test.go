@@ -31,6 +31,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
+	"github.com/namirasoft/email-sender/pkg/testkit/dnstest"
 	"github.com/namirasoft/email-sender/pkg/testkit/jwttest"
 	"github.com/namirasoft/email-sender/pkg/testkit/natstest"
 	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
@@ -72,6 +73,9 @@ type stackOptions struct {
 	finalSweepAfter time.Duration
 	// jwt, when set, makes ingest accept its tokens (auto-provisioning).
 	jwt *jwttest.Issuer
+	// dns starts a DNS server (stack.dns) and makes it ingest's DNS_SERVER,
+	// for bounce domain verification.
+	dns bool
 }
 
 // operatorToken is the stack's operator token (actor "operator:e2e").
@@ -86,8 +90,10 @@ func (o stackOptions) tel(service string) *telemetry.Telemetry {
 
 // stack is one test's whole system.
 type stack struct {
-	t       *testing.T
-	db      *pgtest.DB
+	t  *testing.T
+	db *pgtest.DB
+	// dns is the stack's DNS server (stackOptions.dns), nil otherwise.
+	dns     *dnstest.Server
 	nats    *natstest.Server
 	sink    *smtpsink.Sink
 	js      jetstream.JetStream
@@ -181,6 +187,10 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		FinalSweepAfter: opts.finalSweepAfter, OperatorTokens: "e2e:" + hex.EncodeToString(opHash[:])}
 	if opts.jwt != nil {
 		ic.API.JWT = opts.jwt.Config()
+	}
+	if opts.dns {
+		s.dns = dnstest.Start(t)
+		ic.Account.DNS.Server = s.dns.Addr()
 	}
 	ingestSvc, err := ingest.New(ic, ingest.Deps{Pool: s.db.Pool, JetStream: s.js, Telemetry: opts.tel("ingest"), Logger: log, Auth: keyStore, Listener: ingestLis, HTTPListener: ingestHTTP,
 		OperatorListener: operatorLis})

@@ -107,7 +107,7 @@ func (r *receiver) waitCount(t *testing.T, n int) []received {
 // Standard Webhooks scheme: HMAC-SHA256 of "id.timestamp.body", base64, "v1,"
 // prefixed, space separated) and validates the body against the published
 // JSON Schema (a small validator in the script: the jsonschema module is not
-// installed). It returns the script's error.
+// installed; it knows what the schema uses, oneOf and $ref included). It returns the script's error.
 func verifyPython(t *testing.T, reqs []received, secret string) error {
 	t.Helper()
 	dir := t.TempDir()
@@ -124,28 +124,45 @@ func verifyPython(t *testing.T, reqs []received, secret string) error {
 import base64, hashlib, hmac, json, sys
 
 # A small validator for what the schema uses (jsonschema is not installed):
-# type, required, properties, additionalProperties, const, enum.
-TYPES = {"object": dict, "string": str, "integer": int}
-def validate(v, s, path="$"):
+# type, required, properties, additionalProperties, const, enum, minimum,
+# oneOf and $ref (into the document's $defs).
+TYPES = {"object": dict, "string": str, "integer": int, "number": (int, float)}
+class Invalid(Exception):
+    pass
+def validate(v, s, root, path="$"):
+    if "$ref" in s:
+        return validate(v, root["$defs"][s["$ref"].split("/")[-1]], root, path)
+    if "oneOf" in s:
+        errs = []
+        for alt in s["oneOf"]:
+            try:
+                validate(v, alt, root, path)
+            except Invalid as e:
+                errs.append(str(e))
+        if len(errs) != len(s["oneOf"]) - 1:
+            raise Invalid("%s: matches %d of oneOf (%s)" % (path, len(s["oneOf"]) - len(errs), "; ".join(errs)))
+        return
     if "const" in s and v != s["const"]:
-        sys.exit("%s: want %r" % (path, s["const"]))
+        raise Invalid("%s: want %r" % (path, s["const"]))
     if "enum" in s and v not in s["enum"]:
-        sys.exit("%s: %r not in enum" % (path, v))
+        raise Invalid("%s: %r not in enum" % (path, v))
     t = s.get("type")
     if t and not (isinstance(v, TYPES[t]) and not isinstance(v, bool)):
-        sys.exit("%s: want %s" % (path, t))
+        raise Invalid("%s: want %s" % (path, t))
+    if "minimum" in s and v < s["minimum"]:
+        raise Invalid("%s: below %r" % (path, s["minimum"]))
     if t == "object":
         for k in s.get("required", []):
             if k not in v:
-                sys.exit("%s: %s missing" % (path, k))
+                raise Invalid("%s: %s missing" % (path, k))
         props = s.get("properties", {})
         for k, x in v.items():
             if k in props:
-                validate(x, props[k], path + "." + k)
+                validate(x, props[k], root, path + "." + k)
             elif s.get("additionalProperties") is False:
-                sys.exit("%s: unexpected %s" % (path, k))
+                raise Invalid("%s: unexpected %s" % (path, k))
             elif isinstance(s.get("additionalProperties"), dict):
-                validate(x, s["additionalProperties"], path + "." + k)
+                validate(x, s["additionalProperties"], root, path + "." + k)
 reqs = json.load(open(sys.argv[1]))
 schema = json.load(open(sys.argv[2]))
 for r in reqs:
@@ -156,7 +173,10 @@ for r in reqs:
     sigs = [s[3:] for s in r["Sig"].split(" ") if s.startswith("v1,")]
     if not any(hmac.compare_digest(want, s) for s in sigs):
         sys.exit("bad signature on " + r["ID"])
-    validate(json.loads(body), schema)
+    try:
+        validate(json.loads(body), schema, schema)
+    except Invalid as e:
+        sys.exit("%s: %s" % (r["ID"], e))
 print("verified", len(reqs))
 `
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "verify.py"), []byte(script), 0o600))

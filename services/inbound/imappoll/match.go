@@ -16,14 +16,17 @@ import (
 var envelopeHeaders = []string{"Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "X-Rcpt-To", "To"}
 
 // match finds the message a mailbox's mail is about: the verified bounce
-// address it was delivered to, when it names one, else the id in the
-// Message-ID (<id@domain>) of the original it returns. Neither: nil, "".
-func match(signer *verp.Signer, raw []byte) (*verp.Token, string) {
+// address it was delivered to, when it names one (at the operator's bounce
+// domain, or at the mailbox's account's own: such an address's mac binds
+// the account), else the id in the Message-ID (<id@domain>) of the original
+// it returns. Neither: nil, "".
+func match(signer *verp.Signer, account string, raw []byte) (*verp.Token, string) {
+	owner := func(string) (string, bool) { return account, account != "" }
 	if m, err := mail.ReadMessage(bytes.NewReader(raw)); err == nil {
 		for _, h := range envelopeHeaders {
 			for _, v := range m.Header[h] {
 				for _, a := range addresses(v) {
-					if tok, err := signer.Parse(a); err == nil {
+					if tok, err := signer.ParseOwned(a, owner); err == nil {
 						return &tok, ""
 					}
 				}

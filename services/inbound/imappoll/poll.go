@@ -124,7 +124,7 @@ func (p *Poller) handle(ctx context.Context, b mailbox, raw []byte) (bool, error
 	if len(raw) == 0 {
 		return false, nil
 	}
-	tok, messageID := match(p.deps.Signer, raw)
+	tok, messageID := match(p.deps.Signer, b.accountID, raw)
 	if tok == nil && messageID == "" {
 		p.log.InfoContext(ctx, "imap poll: mail names none of our messages", "provider_id", b.providerID)
 		return false, nil

@@ -48,5 +48,7 @@ func (s *Server) DeleteAccountData(ctx context.Context, req *emailsenderv1.Delet
 	if err != nil {
 		return nil, internal(ctx, s.log, "delete account", err)
 	}
+	// Its bounce domain went with its rows.
+	s.announceBounceDomains(ctx)
 	return &emailsenderv1.DeleteAccountDataResponse{RowsDeleted: maps.Clone(res.Rows), StreamMessagesPurged: maps.Clone(res.Purged), AuditId: res.AuditID}, nil
 }

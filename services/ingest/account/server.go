@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,6 +18,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/address"
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/bouncedomain"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
@@ -32,8 +34,11 @@ type Config struct {
 	VerificationFrom string `env:"VERIFICATION_FROM" help:"From of sender verification mails (default: the address being verified)"`
 	// CodeTTL is how long a mailed sender code is valid.
 	CodeTTL time.Duration `env:"SENDER_CODE_TTL" default:"24h" help:"how long a mailed sender verification code is valid"`
-	// VerifyTimeout bounds one VerifyProvider login.
-	VerifyTimeout time.Duration `env:"PROVIDER_VERIFY_TIMEOUT" default:"30s" help:"timeout of one VerifyProvider login"`
+	// VerifyTimeout bounds one VerifyProvider login (and one
+	// VerifyBounceDomain lookup).
+	VerifyTimeout time.Duration `env:"PROVIDER_VERIFY_TIMEOUT" default:"30s" help:"timeout of one VerifyProvider login or VerifyBounceDomain DNS lookup"`
+	// DNS is where VerifyBounceDomain's lookups go (DNS_SERVER).
+	DNS bouncedomain.ResolverConfig
 }
 
 // maxCodeAttempts wrong guesses kill a sender verification code: a guard
@@ -56,6 +61,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("SENDER_CODE_TTL=%s: want a positive duration", c.CodeTTL)
 	case c.VerifyTimeout <= 0:
 		return fmt.Errorf("PROVIDER_VERIFY_TIMEOUT=%s: want a positive duration", c.VerifyTimeout)
+	}
+	if _, err := c.DNS.Resolver(); err != nil {
+		return err
 	}
 	if c.VerificationFrom != "" {
 		if _, err := address.Parse(c.VerificationFrom); err != nil {
@@ -96,7 +104,13 @@ type Deps struct {
 	// Verifiers check credentials and sender identities by kind
 	// (kinds.Verifiers).
 	Verifiers map[string]kinds.Checks
-	Logger    *slog.Logger
+	// Resolver looks up the TXT records of bounce domains (Config.DNS's;
+	// net.DefaultResolver when nil).
+	Resolver bouncedomain.TXTResolver
+	// OperatorBounceDomain is the operator's BOUNCE_DOMAIN, which no account
+	// may register.
+	OperatorBounceDomain string
+	Logger               *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -119,6 +133,9 @@ func New(cfg Config, d Deps) *Server {
 	now := d.Now
 	if now == nil {
 		now = time.Now
+	}
+	if d.Resolver == nil {
+		d.Resolver = net.DefaultResolver
 	}
 	return &Server{cfg: cfg.WithDefaults(), d: d, log: d.Logger, now: now}
 }

@@ -181,7 +181,9 @@ func (s *Service) deliveriesOf(ctx context.Context, msgs []jetstream.Msg) ([]del
 		if err := proto.Unmarshal(m.Data(), &pb); err != nil {
 			continue // malformed: the report's consumer terminates it
 		}
-		if _, ok := Types[pb.GetType()]; !ok || pb.GetWebhookId() != "" {
+		_, msgType := Types[pb.GetType()]
+		_, acctType := AccountTypes[pb.GetType()]
+		if !msgType && !acctType || pb.GetWebhookId() != "" {
 			continue
 		}
 		md, err := m.Metadata()
@@ -206,6 +208,9 @@ func (s *Service) deliveriesOf(ctx context.Context, msgs []jetstream.Msg) ([]del
 	var mAccts, mIDs []string
 	seen := map[string]bool{}
 	for _, e := range evs {
+		if _, ok := AccountTypes[e.pb.GetType()]; ok {
+			continue // no message
+		}
 		id := e.pb.GetMessageId()
 		if len(eps[e.pb.GetAccountId()]) > 0 && !seen[id] && isUUID(id) && isUUID(e.pb.GetAccountId()) {
 			seen[id] = true
@@ -220,6 +225,14 @@ func (s *Service) deliveriesOf(ctx context.Context, msgs []jetstream.Msg) ([]del
 	now := s.now()
 	var out []delivery
 	for _, e := range evs {
+		if name, ok := AccountTypes[e.pb.GetType()]; ok {
+			ds, err := accountDeliveries(e, name, eps[e.pb.GetAccountId()], now)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ds...)
+			continue
+		}
 		mi, ok := info[e.pb.GetMessageId()]
 		if !ok {
 			continue // the message is gone (its account's data deleted)
@@ -250,6 +263,51 @@ func (s *Service) deliveriesOf(ctx context.Context, msgs []jetstream.Msg) ([]del
 	return out, nil
 }
 
+// accountDeliveries are the deliveries of an account-level event (named
+// name, one of AccountTypes): one per endpoint that names it, with no
+// recipient. They are ordered per provider configuration, which stands in
+// for the message (the event's message_id is the configuration's id too).
+func accountDeliveries(e streamEvent, name string, eps []matcher, now time.Time) ([]delivery, error) {
+	var out []delivery
+	for _, ep := range eps {
+		if !slices.Contains(ep.Types, name) {
+			continue
+		}
+		body, err := reputationPayloadOf(e.pb, name).Encode()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, delivery{
+			ID: DeliveryID(ep.ID, e.pb.GetEventId(), ""), EndpointID: ep.ID, AccountID: ep.AccountID,
+			EventID: e.pb.GetEventId(), Seq: int64(e.seq), EventType: typeName(name), MessageID: e.pb.GetProviderId(),
+			Payload: body, At: now,
+		})
+	}
+	return out, nil
+}
+
+func reputationPayloadOf(pb *queuev1.DeliveryEvent, name string) ReputationPayload {
+	at := pb.GetOccurredAt().AsTime().UTC()
+	r := pb.GetReputation()
+	ratio := func(a int64) float64 {
+		if r.GetSends() <= 0 {
+			return 0
+		}
+		return float64(a) / float64(r.GetSends())
+	}
+	return ReputationPayload{
+		Type: typeName(name), Timestamp: at,
+		Data: ReputationData{
+			EventID: pb.GetEventId(), Event: pb.GetType(), OccurredAt: at, ProviderID: pb.GetProviderId(),
+			Level: r.GetLevel(), Sends: r.GetSends(), Bounces: r.GetBounces(), Complaints: r.GetComplaints(),
+			BounceRate: ratio(r.GetBounces()), ComplaintRate: ratio(r.GetComplaints()),
+			WindowSeconds: r.GetWindowSeconds(), Detail: pb.GetDetail(),
+		},
+	}
+}
+
+// matches reports whether the endpoint takes a message event named name of a
+// message with tags: no type filter means every message event type.
 func (m matcher) matches(name string, tags map[string]string) bool {
 	if len(m.Types) > 0 && !slices.Contains(m.Types, name) {
 		return false

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/namirasoft/email-sender/pkg/bouncedomain"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 )
@@ -91,6 +92,11 @@ func (s *Configs) Load(ctx context.Context, accountID, id string) (ProviderConfi
 			return ProviderConfig{}, fmt.Errorf("open secret of provider configuration %s: %w", id, err)
 		}
 		cfg.Secret = pt
+	}
+	// The account's bounce domain rides with the configuration, and its
+	// cache: a change reaches workers within the TTL too.
+	if cfg.BounceDomain, err = bouncedomain.Verified(ctx, s.pool, accountID); err != nil {
+		return ProviderConfig{}, err
 	}
 	s.mu.Lock()
 	s.cache[id] = cachedConfig{cfg: cfg, expires: now.Add(s.ttl)}

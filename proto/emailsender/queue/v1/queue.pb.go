@@ -192,7 +192,10 @@ type DeliveryEvent struct {
 	// Set on account-level events about a webhook endpoint (WEBHOOK_DISABLED):
 	// the endpoint. Such an event's message_id is the endpoint id too, so that
 	// per-message consumers (the report's) drop it as an unknown message.
-	WebhookId     string `protobuf:"bytes,15,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	WebhookId string `protobuf:"bytes,15,opt,name=webhook_id,json=webhookId,proto3" json:"webhook_id,omitempty"`
+	// Set on the reputation guard's events (REPUTATION_*): the counts of the
+	// window the crossing was assessed on, and the level reached.
+	Reputation    *ReputationSnapshot `protobuf:"bytes,16,opt,name=reputation,proto3" json:"reputation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -332,6 +335,95 @@ func (x *DeliveryEvent) GetWebhookId() string {
 	return ""
 }
 
+func (x *DeliveryEvent) GetReputation() *ReputationSnapshot {
+	if x != nil {
+		return x.Reputation
+	}
+	return nil
+}
+
+// ReputationSnapshot is where a provider configuration's rolling rates stood
+// when the reputation guard announced a crossing (or its owner resumed it).
+type ReputationSnapshot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The level reached: "ok", "warning" or "paused".
+	Level string `protobuf:"bytes,1,opt,name=level,proto3" json:"level,omitempty"`
+	// Recipients sent to, bounced (soft bounces aside) and complained about
+	// within the window.
+	Sends      int64 `protobuf:"varint,2,opt,name=sends,proto3" json:"sends,omitempty"`
+	Bounces    int64 `protobuf:"varint,3,opt,name=bounces,proto3" json:"bounces,omitempty"`
+	Complaints int64 `protobuf:"varint,4,opt,name=complaints,proto3" json:"complaints,omitempty"`
+	// The rolling window (REPUTATION_WINDOW) in seconds.
+	WindowSeconds int64 `protobuf:"varint,5,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReputationSnapshot) Reset() {
+	*x = ReputationSnapshot{}
+	mi := &file_emailsender_queue_v1_queue_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReputationSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReputationSnapshot) ProtoMessage() {}
+
+func (x *ReputationSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_emailsender_queue_v1_queue_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReputationSnapshot.ProtoReflect.Descriptor instead.
+func (*ReputationSnapshot) Descriptor() ([]byte, []int) {
+	return file_emailsender_queue_v1_queue_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReputationSnapshot) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *ReputationSnapshot) GetSends() int64 {
+	if x != nil {
+		return x.Sends
+	}
+	return 0
+}
+
+func (x *ReputationSnapshot) GetBounces() int64 {
+	if x != nil {
+		return x.Bounces
+	}
+	return 0
+}
+
+func (x *ReputationSnapshot) GetComplaints() int64 {
+	if x != nil {
+		return x.Complaints
+	}
+	return 0
+}
+
+func (x *ReputationSnapshot) GetWindowSeconds() int64 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
 var File_emailsender_queue_v1_queue_proto protoreflect.FileDescriptor
 
 const file_emailsender_queue_v1_queue_proto_rawDesc = "" +
@@ -355,7 +447,7 @@ const file_emailsender_queue_v1_queue_proto_rawDesc = "" +
 	"\x0fattempts_before\x18\t \x01(\x05R\x0eattemptsBefore\x12\x1c\n" +
 	"\tscheduled\x18\n" +
 	" \x01(\bR\tscheduled\x12%\n" +
-	"\x0eprovider_bound\x18\v \x01(\bR\rproviderBound\"\xbd\x04\n" +
+	"\x0eprovider_bound\x18\v \x01(\bR\rproviderBound\"\x87\x05\n" +
 	"\rDeliveryEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +
@@ -380,7 +472,18 @@ const file_emailsender_queue_v1_queue_proto_rawDesc = "" +
 	"\vprovider_id\x18\x0e \x01(\tR\n" +
 	"providerId\x12\x1d\n" +
 	"\n" +
-	"webhook_id\x18\x0f \x01(\tR\twebhookIdBGZEgithub.com/namirasoft/email-sender/proto/emailsender/queue/v1;queuev1b\x06proto3"
+	"webhook_id\x18\x0f \x01(\tR\twebhookId\x12H\n" +
+	"\n" +
+	"reputation\x18\x10 \x01(\v2(.emailsender.queue.v1.ReputationSnapshotR\n" +
+	"reputation\"\xa1\x01\n" +
+	"\x12ReputationSnapshot\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\tR\x05level\x12\x14\n" +
+	"\x05sends\x18\x02 \x01(\x03R\x05sends\x12\x18\n" +
+	"\abounces\x18\x03 \x01(\x03R\abounces\x12\x1e\n" +
+	"\n" +
+	"complaints\x18\x04 \x01(\x03R\n" +
+	"complaints\x12%\n" +
+	"\x0ewindow_seconds\x18\x05 \x01(\x03R\rwindowSecondsBGZEgithub.com/namirasoft/email-sender/proto/emailsender/queue/v1;queuev1b\x06proto3"
 
 var (
 	file_emailsender_queue_v1_queue_proto_rawDescOnce sync.Once
@@ -394,25 +497,27 @@ func file_emailsender_queue_v1_queue_proto_rawDescGZIP() []byte {
 	return file_emailsender_queue_v1_queue_proto_rawDescData
 }
 
-var file_emailsender_queue_v1_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_emailsender_queue_v1_queue_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_emailsender_queue_v1_queue_proto_goTypes = []any{
 	(*SendJob)(nil),               // 0: emailsender.queue.v1.SendJob
 	(*DeliveryEvent)(nil),         // 1: emailsender.queue.v1.DeliveryEvent
-	(*v1.EmailMessage)(nil),       // 2: emailsender.v1.EmailMessage
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
-	(v1.MessageStatus_Value)(0),   // 4: emailsender.v1.MessageStatus.Value
+	(*ReputationSnapshot)(nil),    // 2: emailsender.queue.v1.ReputationSnapshot
+	(*v1.EmailMessage)(nil),       // 3: emailsender.v1.EmailMessage
+	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(v1.MessageStatus_Value)(0),   // 5: emailsender.v1.MessageStatus.Value
 }
 var file_emailsender_queue_v1_queue_proto_depIdxs = []int32{
-	2, // 0: emailsender.queue.v1.SendJob.message:type_name -> emailsender.v1.EmailMessage
-	3, // 1: emailsender.queue.v1.SendJob.accepted_at:type_name -> google.protobuf.Timestamp
-	4, // 2: emailsender.queue.v1.DeliveryEvent.status:type_name -> emailsender.v1.MessageStatus.Value
-	3, // 3: emailsender.queue.v1.DeliveryEvent.occurred_at:type_name -> google.protobuf.Timestamp
-	3, // 4: emailsender.queue.v1.DeliveryEvent.retry_at:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	3, // 0: emailsender.queue.v1.SendJob.message:type_name -> emailsender.v1.EmailMessage
+	4, // 1: emailsender.queue.v1.SendJob.accepted_at:type_name -> google.protobuf.Timestamp
+	5, // 2: emailsender.queue.v1.DeliveryEvent.status:type_name -> emailsender.v1.MessageStatus.Value
+	4, // 3: emailsender.queue.v1.DeliveryEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	4, // 4: emailsender.queue.v1.DeliveryEvent.retry_at:type_name -> google.protobuf.Timestamp
+	2, // 5: emailsender.queue.v1.DeliveryEvent.reputation:type_name -> emailsender.queue.v1.ReputationSnapshot
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_emailsender_queue_v1_queue_proto_init() }
@@ -426,7 +531,7 @@ func file_emailsender_queue_v1_queue_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_emailsender_queue_v1_queue_proto_rawDesc), len(file_emailsender_queue_v1_queue_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
