@@ -29,10 +29,14 @@ type Hooks struct {
 	Recorded func(n int)
 }
 
+// drainIdle is how long the consumer, once told to stop, waits for more
+// mail before it stops: what the MX stored last reaches it within that.
+const drainIdle = 250 * time.Millisecond
+
 // consume records the mail accepted on EMAIL_INBOUND until ctx ends, then
-// stops fetching, records the batch in flight and what is buffered, and
-// returns nil. While JetStream is unreachable it keeps trying to create
-// its consumer.
+// goes on until no more comes for drainIdle (the sessions have ended by
+// then, Run), at most ShutdownGrace, and returns nil. While JetStream is
+// unreachable it keeps trying to create its consumer.
 func (s *Service) consume(ctx context.Context) error {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       Consumer,
@@ -68,55 +72,75 @@ func (s *Service) consume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", Consumer, err)
 	}
+	// Mail fetched but not recorded when it stops is delivered again
+	// after the ack wait, to whichever replica pulls then.
 	defer iter.Stop()
-	// Drain, not Stop: what is buffered is recorded before Next reports the
-	// iterator closed.
-	stop := context.AfterFunc(ctx, iter.Drain)
-	defer stop()
 	s.log.InfoContext(ctx, "recording accepted mail", "consumer", Consumer, "batch_size", s.cfg.BatchSize)
 
 	// The batch in flight is finished even when ctx ends.
 	work := context.WithoutCancel(ctx)
+	var drainUntil time.Time
 	for {
-		batch, err := s.nextBatch(iter)
+		wait := time.Second
+		if ctx.Err() != nil {
+			if drainUntil.IsZero() {
+				drainUntil = time.Now().Add(s.cfg.ShutdownGrace)
+			}
+			wait = drainIdle
+		}
+		batch, err := s.nextBatch(ctx, iter, wait)
 		if len(batch) > 0 {
 			s.handleBatch(work, batch)
 		}
 		switch {
-		case err == nil:
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+		case errors.Is(err, nats.ErrTimeout):
+			// Nothing came within wait.
 			if ctx.Err() != nil {
 				s.log.InfoContext(work, "inbound consumer stopped", "consumer", Consumer)
 				return nil
 			}
+		case err == nil:
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
 			return fmt.Errorf("consume %s: %w", Consumer, err)
 		default:
-			s.log.WarnContext(ctx, "fetch accepted mail", "consumer", Consumer, "error", err)
+			s.log.WarnContext(work, "fetch accepted mail", "consumer", Consumer, "error", err)
+			if ctx.Err() != nil {
+				return nil
+			}
 			select {
 			case <-time.After(100 * time.Millisecond):
 			case <-ctx.Done():
 			}
 		}
+		if !drainUntil.IsZero() && time.Now().After(drainUntil) {
+			s.log.WarnContext(work, "inbound consumer stopped before it was idle; the rest is recorded after the ack wait", "consumer", Consumer)
+			return nil
+		}
 	}
 }
 
-// nextBatch waits for one mail, then takes what is buffered or arrives
-// within BatchWindow, up to BatchSize.
-func (s *Service) nextBatch(iter jetstream.MessagesContext) ([]jetstream.Msg, error) {
-	first, err := iter.Next()
+// nextBatch waits up to wait for one mail (nats.ErrTimeout when none
+// comes), then takes what is buffered or arrives within BatchWindow (only
+// what is buffered once ctx has ended), up to BatchSize.
+func (s *Service) nextBatch(ctx context.Context, iter jetstream.MessagesContext, wait time.Duration) ([]jetstream.Msg, error) {
+	first, err := iter.Next(jetstream.NextMaxWait(wait))
 	if err != nil {
 		return nil, err
 	}
 	batch := []jetstream.Msg{first}
 	deadline := time.Now().Add(s.cfg.BatchWindow)
 	for len(batch) < s.cfg.BatchSize {
-		wait := time.Until(deadline)
-		if wait < time.Millisecond {
+		// In slices, so that a stop cuts a long window short.
+		wait := min(time.Until(deadline), 100*time.Millisecond)
+		if wait < time.Millisecond || ctx.Err() != nil {
 			// Only what is buffered already.
 			wait = time.Millisecond
 		}
 		m, err := iter.Next(jetstream.NextMaxWait(wait))
 		if errors.Is(err, nats.ErrTimeout) {
+			if wait > time.Millisecond && time.Now().Before(deadline) {
+				continue
+			}
 			break
 		}
 		if err != nil {
@@ -183,11 +207,9 @@ func (s *Service) handleBatch(ctx context.Context, msgs []jetstream.Msg) {
 		}
 	}
 	if len(reqs) > 0 {
-		t0 := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
 		s.recordAll(rctx, reqs)
 		cancel()
-		fmt.Printf("batch %d record %.2fms\n", len(reqs), float64(time.Since(t0).Microseconds())/1000)
 	}
 	if s.deps.Hooks.Recorded != nil {
 		s.deps.Hooks.Recorded(len(msgs))
