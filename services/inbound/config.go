@@ -47,8 +47,9 @@ type Config struct {
 	// RetryDelay is how long mail whose recording failed (database or
 	// stream trouble) waits before it is tried again.
 	RetryDelay time.Duration `env:"INBOUND_RETRY_DELAY" default:"2s" help:"delay before accepted mail whose recording failed (database or stream trouble) is tried again"`
-	// ShutdownGrace bounds the drain of open SMTP sessions at shutdown.
-	ShutdownGrace time.Duration `env:"INBOUND_SHUTDOWN_GRACE" default:"10s" help:"how long open SMTP sessions may finish at shutdown"`
+	// ShutdownGrace bounds, at shutdown, the drain of open SMTP sessions,
+	// and then how long the consumer goes on recording accepted mail.
+	ShutdownGrace time.Duration `env:"INBOUND_SHUTDOWN_GRACE" default:"10s" help:"at shutdown, how long open SMTP sessions may finish, and then how long accepted mail is still recorded (the rest is recorded after INBOUND_ACK_WAIT by a replica)"`
 	// TLSCertFile and TLSKeyFile, when set, offer STARTTLS.
 	TLSCertFile string `env:"INBOUND_TLS_CERT_FILE" help:"PEM certificate chain; with INBOUND_TLS_KEY_FILE the SMTP server offers STARTTLS"`
 	TLSKeyFile  string `env:"INBOUND_TLS_KEY_FILE" help:"PEM private key of INBOUND_TLS_CERT_FILE"`
