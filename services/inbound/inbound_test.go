@@ -174,6 +174,27 @@ func (e *env) message(rcpts ...string) string {
 	return id
 }
 
+// messages stores n SENT messages of the env's account, the i-th to
+// r<i>@example.org, in one statement each for messages and recipients, and
+// returns their ids.
+func (e *env) messages(n int) []string {
+	e.t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.Must(uuid.NewV7()).String()
+	}
+	ctx := context.Background()
+	_, err := e.db.Pool.Exec(ctx, `
+		INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, recipient_count, size_bytes, attempts, created_at, updated_at)
+		SELECT id, $2, gen_random_uuid(), 'smtp', 5, 'sender@example.com', 1, 100, 1, now(), now() FROM unnest($1::uuid[]) AS id`, ids, e.account)
+	require.NoError(e.t, err)
+	_, err = e.db.Pool.Exec(ctx, `
+		INSERT INTO recipients (message_id, idx, account_id, kind, address, status, updated_at)
+		SELECT id, 0, $2, 'to', 'r' || (n - 1) || '@example.org', 5, now() FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, n)`, ids, e.account)
+	require.NoError(e.t, err)
+	return ids
+}
+
 // deliver sends raw to rcpt over SMTP as a bouncing MTA does (MAIL FROM:<>).
 func deliver(addr, rcpt string, raw []byte) error {
 	c, err := smtp.Dial(addr)
@@ -571,10 +592,7 @@ func TestStreamDownAnswers451(t *testing.T) {
 func BenchmarkInboundDSN(b *testing.B) {
 	e := start(b, 3)
 	const conns = 32
-	ids := make([]string, b.N)
-	for i := range ids {
-		ids[i] = e.message(fmt.Sprintf("r%d@example.org", i))
-	}
+	ids := e.messages(b.N)
 	raw, err := os.ReadFile(filepath.Join("mailreport", "testdata", "corpus", "hard_bounce", "postfix-user-unknown.eml"))
 	require.NoError(b, err)
 	clients := make([]*smtp.Client, conns)
