@@ -66,6 +66,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/namirasoft/email-sender/pkg/bouncereport"
+	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/pkg/verp"
@@ -170,6 +171,17 @@ func (s *Service) Run(ctx context.Context) error {
 	defer stopConsumer()
 	consumed := make(chan error, 1)
 	go func() { consumed <- s.consume(cctx) }()
+	// The backlog of EMAIL_INBOUND (emailsender_consumer_pending...).
+	stats := telemetry.NewConsumerStats(s.deps.Telemetry, s.deps.JetStream, 0, s.log,
+		telemetry.ConsumerRef{Stream: queue.InboundStream, Consumer: Consumer})
+	statsDone := make(chan error, 1)
+	go func() { statsDone <- stats.Run(cctx) }()
+	defer func() {
+		stopConsumer()
+		if err := <-statsDone; err != nil {
+			s.log.Warn("consumer gauges", "error", err)
+		}
+	}()
 
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &session{svc: s, ctx: base, remote: c.Conn().RemoteAddr().String()}, nil

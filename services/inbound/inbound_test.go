@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -588,7 +590,8 @@ func TestStreamDownAnswers451(t *testing.T) {
 // replies; every suppression is checked after. cpu-us/dsn is this process's
 // CPU time (the service, the embedded nats-server and the SMTP clients; not
 // PostgreSQL) per DSN, which neighbours on a shared machine disturb less
-// than the wall clock.
+// than the wall clock; pg-cpu-us/dsn is the CPU time of the PostgreSQL
+// server processes of the service's connections per DSN.
 func BenchmarkInboundDSN(b *testing.B) {
 	e := start(b, 3)
 	const conns = 32
@@ -603,6 +606,8 @@ func BenchmarkInboundDSN(b *testing.B) {
 		clients[i] = c
 	}
 	before := e.streamCount()
+	backends := pgBackends(b, e.db.Pool)
+	pg0 := procCPU(b, backends)
 	cpu0 := cpuTime(b)
 	b.ResetTimer()
 	start := time.Now()
@@ -634,10 +639,12 @@ func BenchmarkInboundDSN(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	cpu := cpuTime(b) - cpu0
+	pg := procCPU(b, backends) - pg0
 	require.Len(b, e.suppressions(), b.N)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "dsn/s")
 	b.ReportMetric(float64(b.N)/accepted.Seconds(), "smtp-dsn/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/dsn")
+	b.ReportMetric(float64(pg.Microseconds())/float64(b.N), "pg-cpu-us/dsn")
 	for _, c := range clients {
 		_ = c.Quit()
 	}
@@ -664,6 +671,44 @@ func sendDSN(c *smtp.Client, signer *verp.Signer, id, local string, raw []byte) 
 		return err
 	}
 	return wc.Close()
+}
+
+// pgBackends are the process ids of the PostgreSQL server processes of
+// pool's connections: it holds every connection the pool may open at once,
+// so that the pool opens no other later.
+func pgBackends(tb testing.TB, pool *pgxpool.Pool) []int {
+	tb.Helper()
+	ctx := context.Background()
+	var pids []int
+	for range pool.Config().MaxConns {
+		c, err := pool.Acquire(ctx)
+		require.NoError(tb, err)
+		defer c.Release()
+		var pid int
+		require.NoError(tb, c.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// procCPU is the CPU time (user and system) the processes pids have used,
+// from /proc/<pid>/stat (Linux, 100 clock ticks a second).
+func procCPU(tb testing.TB, pids []int) time.Duration {
+	tb.Helper()
+	var ticks int64
+	for _, pid := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		require.NoError(tb, err)
+		// The fields after the command name, which is in parentheses:
+		// utime and stime are the 14th and 15th of the whole line.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		for _, f := range fields[11:13] {
+			n, err := strconv.ParseInt(f, 10, 64)
+			require.NoError(tb, err)
+			ticks += n
+		}
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // cpuTime is the CPU time (user and system) this process has used.
