@@ -68,8 +68,15 @@ type Store struct{ pool *pgxpool.Pool }
 // NewStore returns a Store on pool.
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
+// messageColumns find the recipients by the primary key (message_id): the
+// account condition is applied above an OFFSET 0 fence, so that the
+// planner cannot probe the (account_id, address) index instead, which
+// reads every recipient of the account per message when the statistics
+// do not know the account yet (a new account's first large send): 30 ms
+// instead of 1.6 ms for 256 messages of a 3,000-recipient account.
 const messageColumns = `m.id::text, m.account_id::text, m.provider_id::text, m.attempts,
-	ARRAY(SELECT r.address FROM recipients r WHERE r.message_id = m.id AND r.account_id = m.account_id ORDER BY r.idx)`
+	ARRAY(SELECT r.address FROM (SELECT r.address, r.idx, r.account_id FROM recipients r WHERE r.message_id = m.id OFFSET 0) r
+		WHERE r.account_id = m.account_id ORDER BY r.idx)`
 
 // Message is the message id; ErrNotFound when there is none.
 func (s *Store) Message(ctx context.Context, id string) (Message, error) {

@@ -14,8 +14,18 @@
 //	headers only, on notice.send.<provider_kind>.<account_id>, so workers
 //	learn at once that an account has work (see services/worker).
 //
-// Both carry the account in the subject so an account's pending work can be
-// purged by subject filter.
+// Inbound:    stream EMAIL_INBOUND, subject inbound.reports, work-queue
+//
+//	retention: the mail the inbound service's MX accepted (a DSN, an ARF
+//	report) waiting to be recorded, Nats-Msg-Id = a digest of the
+//	transaction (see services/inbound). Bounded in bytes, and full means
+//	new publishes are refused (the MX answers 451), never that accepted
+//	mail is dropped.
+//
+// Send jobs and events carry the account in the subject so an account's
+// pending work can be purged by subject filter; the inbound service learns
+// the account only when it records a report (a report about a deleted
+// account's message is dropped then).
 package queue
 
 import (
@@ -36,6 +46,11 @@ import (
 const (
 	SendStream  = "EMAIL_SEND"
 	EventStream = "EMAIL_EVENTS"
+	// InboundStream holds the mail the inbound MX accepted until it is
+	// recorded (InboundSubject).
+	InboundStream = "EMAIL_INBOUND"
+	// InboundSubject is the one subject of InboundStream.
+	InboundSubject = inboundPrefix + "reports"
 	// AttemptsBucket is the key-value bucket of the workers' attempt records,
 	// keyed by message id (DeleteAccountData purges an account's).
 	AttemptsBucket = "EMAIL_ATTEMPTS"
@@ -44,9 +59,10 @@ const (
 	// ingest watch it (pkg/accountstate).
 	AccountStatesBucket = "EMAIL_ACCOUNT_STATES"
 
-	sendPrefix   = "send."
-	eventPrefix  = "events."
-	noticePrefix = "notice."
+	sendPrefix    = "send."
+	eventPrefix   = "events."
+	noticePrefix  = "notice."
+	inboundPrefix = "inbound."
 )
 
 // Event types, as stored in the timeline.
@@ -161,17 +177,21 @@ type StreamConfig struct {
 	MaxMsgSize int32 `default:"16777216"`
 	// EventMaxAge is how long delivery events are kept after being consumed.
 	EventMaxAge time.Duration `default:"168h"`
-	Storage     jetstream.StorageType
+	// InboundMaxBytes bounds EMAIL_INBOUND. Mail is kept until recorded
+	// (no age limit); when the bound is reached the MX answers 451 and the
+	// sending servers retry later.
+	InboundMaxBytes int64 `default:"1073741824"`
+	Storage         jetstream.StorageType
 }
 
 // WithDefaults fills unset fields from the default tags.
 func (c StreamConfig) WithDefaults() StreamConfig {
 	// The names are this type's own fields (TestStreamConfigDefaults).
-	_ = envconfig.FillDefaults(&c, "Replicas", "DuplicateWindow", "MaxMsgSize", "EventMaxAge")
+	_ = envconfig.FillDefaults(&c, "Replicas", "DuplicateWindow", "MaxMsgSize", "EventMaxAge", "InboundMaxBytes")
 	return c
 }
 
-// EnsureStreams creates or updates the send and event streams.
+// EnsureStreams creates or updates the send, event and inbound streams.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) error {
 	for _, sc := range streamConfigs(cfg) {
 		if err := ensureStream(ctx, js, sc); err != nil {
@@ -206,6 +226,21 @@ func streamConfigs(cfg StreamConfig) []jetstream.StreamConfig {
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
 		MaxAge:      cfg.EventMaxAge,
+	}, {
+		Name:        InboundStream,
+		Description: "mail accepted by the inbound MX, waiting to be recorded",
+		Subjects:    []string{inboundPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+		// A sending server that retries a transaction whose 250 it did not
+		// see publishes the same Nats-Msg-Id: stored once.
+		Duplicates: cfg.DuplicateWindow,
+		MaxMsgSize: cfg.MaxMsgSize,
+		MaxBytes:   cfg.InboundMaxBytes,
+		// Full: refuse new mail (451, retried by the sender) rather than
+		// drop mail already answered 250.
+		Discard: jetstream.DiscardNew,
 	}}
 }
 
@@ -240,6 +275,7 @@ func sameStreamConfig(have, want jetstream.StreamConfig) bool {
 		have.Replicas == want.Replicas &&
 		have.Duplicates == want.Duplicates &&
 		unlimited(have.MaxMsgSize) == unlimited(want.MaxMsgSize) &&
+		unlimited(have.MaxBytes) == unlimited(want.MaxBytes) &&
 		have.Discard == want.Discard &&
 		have.MaxAge == want.MaxAge &&
 		reflect.DeepEqual(have.RePublish, want.RePublish)
@@ -247,7 +283,7 @@ func sameStreamConfig(have, want jetstream.StreamConfig) bool {
 
 // unlimited maps the two spellings of "no limit" (0 when unset, -1 as the
 // server reports it) to one.
-func unlimited(n int32) int32 {
+func unlimited[T int32 | int64](n T) T {
 	if n <= 0 {
 		return -1
 	}

@@ -33,19 +33,26 @@ type Config struct {
 	MaxConnections int `env:"INBOUND_MAX_CONNECTIONS" default:"512" help:"concurrent SMTP connections"`
 	// Timeout bounds each SMTP read and write.
 	Timeout time.Duration `env:"INBOUND_TIMEOUT" default:"60s" help:"SMTP read and write timeout"`
-	// ProcessTimeout bounds handling one mail (database and stream).
-	ProcessTimeout time.Duration `env:"INBOUND_PROCESS_TIMEOUT" default:"20s" help:"time to record one report before the sender is told to retry (451)"`
-	// BatchSize, BatchWindow and BatchWorkers shape the batches reports
-	// are recorded in: a batch is the reports that arrive within the window
-	// of its first, up to the size; that many batches are recorded at once.
-	BatchSize    int           `env:"INBOUND_BATCH_SIZE" default:"128" help:"reports recorded together at most (one message lookup, one suppression transaction, publishes awaited together)"`
-	BatchWindow  time.Duration `env:"INBOUND_BATCH_WINDOW" default:"2ms" help:"how long a batch waits for more reports after its first"`
-	BatchWorkers int           `env:"INBOUND_BATCH_WORKERS" default:"4" help:"batches recorded at the same time"`
+	// ProcessTimeout bounds storing an accepted mail on EMAIL_INBOUND
+	// (the SMTP reply waits for it) and recording one batch.
+	ProcessTimeout time.Duration `env:"INBOUND_PROCESS_TIMEOUT" default:"20s" help:"time to store an accepted mail on EMAIL_INBOUND before the sender is told to retry (451), and to record one batch"`
+	// BatchSize and BatchWindow shape the batches the mail accepted on
+	// EMAIL_INBOUND is recorded in: a batch is what is waiting, or arrives
+	// within the window of its first, up to the size.
+	BatchSize   int           `env:"INBOUND_BATCH_SIZE" default:"256" help:"accepted mails recorded together at most (one message lookup, one suppression transaction, publishes awaited together)"`
+	BatchWindow time.Duration `env:"INBOUND_BATCH_WINDOW" default:"10ms" help:"how long a batch waits for more accepted mail after its first"`
+	// AckWait is how long JetStream waits for a batch's acks before it
+	// delivers its mail again (the process died while recording it).
+	AckWait time.Duration `env:"INBOUND_ACK_WAIT" default:"30s" help:"JetStream ack wait of the inbound consumer: accepted mail not acknowledged within it (the process died) is recorded again"`
+	// RetryDelay is how long mail whose recording failed (database or
+	// stream trouble) waits before it is tried again.
+	RetryDelay time.Duration `env:"INBOUND_RETRY_DELAY" default:"2s" help:"delay before accepted mail whose recording failed (database or stream trouble) is tried again"`
+	// ShutdownGrace bounds, at shutdown, the drain of open SMTP sessions,
+	// and then how long the consumer goes on recording accepted mail.
+	ShutdownGrace time.Duration `env:"INBOUND_SHUTDOWN_GRACE" default:"10s" help:"at shutdown, how long open SMTP sessions may finish, and then how long accepted mail is still recorded (the rest is recorded after INBOUND_ACK_WAIT by a replica)"`
 	// DomainsRefresh is how often the accounts' verified bounce domains are
 	// reloaded (besides at once on ingest's announcement of a change).
 	DomainsRefresh time.Duration `env:"INBOUND_BOUNCE_DOMAINS_REFRESH" default:"1m" help:"how often the accounts' verified bounce domains are reloaded from PostgreSQL (ingest also announces each change over NATS, which reloads them at once)"`
-	// ShutdownGrace bounds the drain of open SMTP sessions at shutdown.
-	ShutdownGrace time.Duration `env:"INBOUND_SHUTDOWN_GRACE" default:"10s" help:"how long open SMTP sessions may finish at shutdown"`
 	// TLSCertFile and TLSKeyFile, when set, offer STARTTLS.
 	TLSCertFile string `env:"INBOUND_TLS_CERT_FILE" help:"PEM certificate chain; with INBOUND_TLS_KEY_FILE the SMTP server offers STARTTLS"`
 	TLSKeyFile  string `env:"INBOUND_TLS_KEY_FILE" help:"PEM private key of INBOUND_TLS_CERT_FILE"`
@@ -78,7 +85,7 @@ type Config struct {
 func (c Config) WithDefaults() (Config, error) {
 	err := errors.Join(
 		envconfig.FillDefaults(&c, "SMTPAddr", "Hostname", "MaxMessageBytes", "ParseBytes", "MaxRecipients", "MaxConnections",
-			"Timeout", "ProcessTimeout", "ShutdownGrace", "BatchSize", "BatchWindow", "BatchWorkers", "DomainsRefresh"),
+			"Timeout", "ProcessTimeout", "ShutdownGrace", "BatchSize", "BatchWindow", "AckWait", "RetryDelay", "DomainsRefresh"),
 		envconfig.FillDefaults(&c.Suppression, "SoftBounces", "SoftBounceWindow"),
 	)
 	return c, err
@@ -95,11 +102,14 @@ func (c Config) validate() error {
 	if c.MaxRecipients < 1 || c.MaxConnections < 1 {
 		errs = append(errs, errors.New("max recipients and max connections must be positive"))
 	}
-	if c.BatchSize < 1 || c.BatchWorkers < 1 || c.BatchWindow < 0 {
-		errs = append(errs, errors.New("batch size and workers must be positive, the batch window not negative"))
+	if c.BatchSize < 1 || c.BatchSize > 10_000 || c.BatchWindow < 0 || c.RetryDelay < 0 {
+		errs = append(errs, errors.New("batch size must be 1..10000, the batch window and retry delay not negative"))
 	}
 	if c.Timeout <= 0 || c.ProcessTimeout <= 0 || c.DomainsRefresh <= 0 {
 		errs = append(errs, errors.New("timeouts must be positive"))
+	}
+	if c.ProcessTimeout >= c.AckWait {
+		errs = append(errs, fmt.Errorf("process timeout %s: want less than the ack wait %s (a batch still being recorded would be delivered again)", c.ProcessTimeout, c.AckWait))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls: set both INBOUND_TLS_CERT_FILE and INBOUND_TLS_KEY_FILE, or neither"))

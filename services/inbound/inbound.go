@@ -24,13 +24,32 @@
 // connections too (INBOUND_MAX_CONNECTIONS), and auto-replies and other
 // mail to a valid address are accepted and dropped.
 //
+// # Accept, then record
+//
+// At the end of DATA the mail (its first INBOUND_PARSE_BYTES) and the
+// transaction's verified bounce addresses are made durable with one
+// publish on the EMAIL_INBOUND work stream (accept), and only then is the
+// sender told 250; a publish that fails answers 451 4.3.0 and the sending
+// MTA retries later. The SMTP reply waits for one JetStream
+// acknowledgement, not for the database. A durable pull consumer
+// (consume, shared by the replicas) records that mail in batches: one
+// message lookup, one suppression transaction, the events published
+// together, and the batch's mail acknowledged after. Database or stream
+// trouble has the mail delivered again after INBOUND_RETRY_DELAY; a
+// process that dies while recording has it delivered again after
+// INBOUND_ACK_WAIT. The IMAP poller records through the same code
+// (Record, recordAll), synchronously.
+//
 // # Idempotence
 //
-// Event ids derive from the message, the recipient and the SHA-256 of the
-// report's machine-readable part, so a report delivered twice (the sender
-// retries after a 451) records nothing twice; soft bounces count once per
-// message (pkg/suppression). Database or stream trouble answers 451 4.3.0:
-// the sending MTA retries later.
+// A transaction the sender retries (it saw no 250) has the same
+// Nats-Msg-Id (a digest of its addresses and mail): JetStream stores it
+// once. Event ids derive from the message, the recipient and the SHA-256
+// of the report's machine-readable part, and the events' time is when the
+// mail was accepted, so a report recorded twice (a redelivery after a
+// crash, the same report sent again later) publishes the same events,
+// which the stream and the report keep once; soft bounces count once per
+// message (pkg/suppression).
 package inbound
 
 import (
@@ -52,6 +71,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/bouncedomain"
 	"github.com/namirasoft/email-sender/pkg/bouncereport"
+	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/pkg/verp"
@@ -68,6 +88,8 @@ type Deps struct {
 	Listener net.Listener
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// Hooks are for tests.
+	Hooks Hooks
 }
 
 // Service is the inbound SMTP service.
@@ -82,7 +104,6 @@ type Service struct {
 	recorder *bouncereport.Recorder
 	metrics  *metrics
 	tls      *tls.Config
-	batches  *batches
 }
 
 // New returns a service; it starts nothing.
@@ -120,7 +141,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		store:    bouncereport.NewStore(deps.Pool),
 		recorder: bouncereport.NewRecorder(suppression.New(deps.Pool, cfg.Suppression), bouncereport.NewStreamPublisher(deps.JetStream, deps.Telemetry)),
 		metrics:  newMetrics(deps.Telemetry),
-		batches:  newBatches(cfg.BatchSize, cfg.BatchWindow),
+	}
+	// An accepted mail is one message on EMAIL_INBOUND.
+	if nc := deps.JetStream.Conn(); nc != nil && nc.MaxPayload() > 0 && cfg.ParseBytes+headerRoom > nc.MaxPayload() {
+		return nil, fmt.Errorf("inbound config: parse bytes %d: the NATS server takes messages up to %d bytes (%d with headers)",
+			cfg.ParseBytes, nc.MaxPayload(), cfg.ParseBytes+headerRoom)
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -132,8 +157,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	return s, nil
 }
 
-// Run accepts mail until ctx ends, then lets open sessions finish for
-// ShutdownGrace and closes the rest.
+// Run accepts mail and records what it accepted until ctx ends, then lets
+// open sessions finish for ShutdownGrace and closes the rest, and then
+// records what was accepted and fetched before it returns.
 func (s *Service) Run(ctx context.Context) error {
 	lis := s.deps.Listener
 	if lis == nil {
@@ -158,13 +184,27 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Warn("bounce domain directory", "error", err)
 		}
 	}()
-	// Sessions record reports with a context that shutdown does not cancel:
-	// a report being recorded when the signal comes is finished (within
-	// ProcessTimeout and the grace), not cut off.
+	// Sessions store mail with a context that shutdown does not cancel: a
+	// mail being stored when the signal comes is answered (within
+	// ProcessTimeout and the grace), not cut off. The consumer stops after
+	// the sessions, so it records what they accepted last.
 	base := context.WithoutCancel(ctx)
-	s.batches.start(base, s.cfg.BatchWorkers, s.cfg.ProcessTimeout, s.processBatch)
-	// After the sessions: what they queued is recorded first.
-	defer s.batches.stop()
+	cctx, stopConsumer := context.WithCancel(base)
+	defer stopConsumer()
+	consumed := make(chan error, 1)
+	go func() { consumed <- s.consume(cctx) }()
+	// The backlog of EMAIL_INBOUND (emailsender_consumer_pending...).
+	stats := telemetry.NewConsumerStats(s.deps.Telemetry, s.deps.JetStream, 0, s.log,
+		telemetry.ConsumerRef{Stream: queue.InboundStream, Consumer: Consumer})
+	statsDone := make(chan error, 1)
+	go func() { statsDone <- stats.Run(cctx) }()
+	defer func() {
+		stopConsumer()
+		if err := <-statsDone; err != nil {
+			s.log.Warn("consumer gauges", "error", err)
+		}
+	}()
+
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &session{svc: s, ctx: base, remote: c.Conn().RemoteAddr().String()}, nil
 	}))
@@ -176,12 +216,17 @@ func (s *Service) Run(ctx context.Context) error {
 	srv.TLSConfig = s.tls
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
 	s.log.Info("inbound smtp accepting", "addr", lis.Addr().String(), "bounce_domain", s.signer.Domain(), "account_bounce_domains", s.domains.Len())
+	var failed error
 	select {
-	case err := <-errc:
-		return fmt.Errorf("inbound: serve: %w", err)
+	case err := <-served:
+		served <- err
+		failed = fmt.Errorf("inbound: serve: %w", err)
+	case err := <-consumed:
+		consumed <- err
+		failed = fmt.Errorf("inbound: %w", err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(base, s.cfg.ShutdownGrace)
@@ -190,7 +235,14 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Warn("inbound smtp sessions still open at the end of the grace; closing them", "error", err)
 		_ = srv.Close()
 	}
-	<-errc
+	<-served
+	stopConsumer()
+	if err := <-consumed; err != nil && failed == nil {
+		failed = fmt.Errorf("inbound: %w", err)
+	}
+	if failed != nil {
+		return failed
+	}
 	return ctx.Err()
 }
 

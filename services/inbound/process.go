@@ -2,7 +2,6 @@ package inbound
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -18,7 +17,7 @@ import (
 	"github.com/namirasoft/email-sender/services/inbound/imappoll"
 )
 
-// Outcomes of Record.
+// Outcomes of recording a mail.
 const (
 	// OutcomeApplied: events were published (and the rule applied).
 	OutcomeApplied = "applied"
@@ -28,8 +27,13 @@ const (
 	// OutcomeUnknownMessage: the message is not stored (or not of the
 	// account the mail was limited to); nothing recorded.
 	OutcomeUnknownMessage = "unknown_message"
-	// OutcomeError: nothing may have been recorded; try again later.
+	// OutcomeError: nothing may have been recorded; it is tried again
+	// (INBOUND_RETRY_DELAY; the IMAP poller at its next poll).
 	OutcomeError = "error"
+	// OutcomeRejected: accepted mail given up on, logged as an error: it
+	// does not decode, or the database refuses its data (no retry could
+	// store it).
+	OutcomeRejected = "rejected"
 )
 
 // Mail is one received mail about one of the service's messages.
@@ -55,15 +59,6 @@ func (m Mail) messageID() string {
 	return m.MessageID
 }
 
-// Handle records one mail that came over SMTP to the verified bounce
-// address tok (Record). At an account's bounce domain, the message must be
-// that account's (the owner the address was verified for): one that is not
-// is an unknown message.
-func (s *Service) Handle(ctx context.Context, tok verp.Token, raw []byte) error {
-	_, err := s.Record(ctx, Mail{Token: &tok, AccountID: tok.AccountID, Raw: raw})
-	return err
-}
-
 // IMAPRecorder is what the IMAP poller records the mail of bounce
 // mailboxes with: Record, recorded when events were published.
 func (s *Service) IMAPRecorder() imappoll.Recorder {
@@ -73,96 +68,82 @@ func (s *Service) IMAPRecorder() imappoll.Recorder {
 	})
 }
 
-// Record records one mail about a message, whichever way it came (SMTP to
-// its bounce address, the IMAP poller): a DSN's failed recipients become
-// BOUNCED events, an ARF complaint COMPLAINED, each with its pkg/bounce
-// class, and the suppression rule is applied before the events are
-// published (pkg/bouncereport). Anything else is dropped. Concurrent mails
-// are recorded together (batches, bouncereport.Recorder.RecordAll), and
-// Record returns once the mail's events are stored on the stream. An error
-// means nothing may have been recorded and the sender should retry; the
-// outcome is one of the Outcome constants.
+// Record records one mail about a message now, as the consumer of
+// EMAIL_INBOUND records the mail the MX accepted (recordAll): a DSN's
+// failed recipients become BOUNCED events, an ARF complaint COMPLAINED,
+// each with its pkg/bounce class, and the suppression rule is applied
+// before the events are published (pkg/bouncereport). Anything else is
+// dropped. The IMAP poller records with it: its mailbox keeps the mail
+// until Record returns. An error means nothing may have been recorded and
+// the caller should retry; the outcome is one of the Outcome constants.
 func (s *Service) Record(ctx context.Context, m Mail) (string, error) {
 	ctx, span := s.tracer.Start(ctx, "inbound.report")
 	defer span.End()
-	kind, outcome, err := s.record(ctx, m)
-	span.SetAttributes(attribute.String("message.id", m.messageID()), attribute.String("report.kind", kind), attribute.String("outcome", outcome))
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, outcome)
+	req := s.parse(ctx, m, s.deps.Now())
+	if req.outcome == "" {
+		s.recordAll(ctx, []*request{req})
 	}
-	s.metrics.report(ctx, kind, outcome)
-	return outcome, err
+	span.SetAttributes(attribute.String("message.id", m.messageID()), attribute.String("report.kind", req.kind), attribute.String("outcome", req.outcome))
+	if req.err != nil {
+		span.RecordError(req.err)
+		span.SetStatus(codes.Error, req.outcome)
+	}
+	s.metrics.report(ctx, req.kind, req.outcome)
+	return req.outcome, req.err
 }
 
-func (s *Service) record(ctx context.Context, m Mail) (kind, outcome string, err error) {
-	rep, err := mailreport.Parse(m.Raw)
-	if err != nil {
-		s.log.InfoContext(ctx, "drop unreadable mail to a bounce address", "message_id", m.messageID(), "error", err)
-		return "malformed", OutcomeIgnored, nil
-	}
-	kind = string(rep.Kind)
-	switch rep.Kind {
-	case mailreport.AutoReply, mailreport.Other:
-		s.log.DebugContext(ctx, "drop mail that is no report", "message_id", m.messageID(), "kind", kind)
-		return kind, OutcomeIgnored, nil
-	}
-	req := &request{ctx: ctx, mail: m, rep: rep, at: s.deps.Now(), done: make(chan result, 1)}
-	if !s.batches.submit(ctx, req) {
-		// Not running (Run has not started or has ended): a batch of one.
-		s.processBatch(ctx, []*request{req})
-	}
-	select {
-	case r := <-req.done:
-		return kind, r.outcome, r.err
-	case <-ctx.Done():
-		return kind, OutcomeError, fmt.Errorf("record report: %w", ctx.Err())
-	}
-}
-
-// request is one parsed report waiting for its batch.
+// request is one mail about one message on its way through recordAll.
 type request struct {
 	ctx  context.Context
 	mail Mail
 	rep  mailreport.Report
 	at   time.Time
-	done chan result
-}
-
-type result struct {
+	kind string
+	// outcome and err are the result; an outcome set by parse means there
+	// is nothing to record.
 	outcome string
 	err     error
 }
 
-func (r *request) finish(outcome string, err error) { r.done <- result{outcome, err} }
+func (r *request) finish(outcome string, err error) { r.outcome, r.err = outcome, err }
 
-// processBatch records reqs through pkg/bouncereport: one query finds their
-// messages (Store.Messages), and Recorder.RecordAll applies the suppression
-// rule to all of them in one round trip and publishes their events
-// together, each request answered when its own are stored.
-func (s *Service) processBatch(ctx context.Context, reqs []*request) {
+// parse reads m, which arrived at at, into a request; a mail that is no
+// report (unreadable, an auto-reply, a person's answer) is finished
+// already (OutcomeIgnored).
+func (s *Service) parse(ctx context.Context, m Mail, at time.Time) *request {
+	req := &request{ctx: ctx, mail: m, at: at}
+	rep, err := mailreport.Parse(m.Raw)
+	if err != nil {
+		s.log.InfoContext(ctx, "drop unreadable mail to a bounce address", "message_id", m.messageID(), "error", err)
+		req.kind = "malformed"
+		req.finish(OutcomeIgnored, nil)
+		return req
+	}
+	req.rep, req.kind = rep, string(rep.Kind)
+	switch rep.Kind {
+	case mailreport.AutoReply, mailreport.Other:
+		s.log.DebugContext(ctx, "drop mail that is no report", "message_id", m.messageID(), "kind", req.kind)
+		req.finish(OutcomeIgnored, nil)
+	}
+	return req
+}
+
+// recordAll records reqs through pkg/bouncereport and finishes each: one
+// query finds their messages (Store.Messages), and Recorder.RecordAll
+// applies the suppression rule to all of them in one round trip and
+// publishes their events together.
+func (s *Service) recordAll(ctx context.Context, reqs []*request) {
 	ctx, span := s.tracer.Start(ctx, "inbound.record_batch", trace.WithAttributes(attribute.Int("batch.size", len(reqs))))
 	defer span.End()
-	live := reqs[:0:0]
+	ids := make([]string, 0, len(reqs))
 	for _, r := range reqs {
-		if err := r.ctx.Err(); err != nil {
-			r.finish(OutcomeError, err) // its sender was told to retry already
-			continue
-		}
 		span.AddLink(trace.LinkFromContext(r.ctx))
-		live = append(live, r)
-	}
-	if len(live) == 0 {
-		return
-	}
-	ids := make([]string, 0, len(live))
-	for _, r := range live {
 		ids = append(ids, r.mail.messageID())
 	}
 	msgs, err := s.store.Messages(ctx, ids)
 	if err != nil {
 		span.RecordError(err)
-		for _, r := range live {
+		for _, r := range reqs {
 			r.finish(OutcomeError, err)
 		}
 		return
@@ -173,17 +154,17 @@ func (s *Service) processBatch(ctx context.Context, reqs []*request) {
 		logs    []*slog.Logger
 		entries []bouncereport.Entry
 	)
-	for _, r := range live {
+	for _, r := range reqs {
 		id := r.mail.messageID()
 		msg, ok := msgs[id]
 		if !ok || (r.mail.AccountID != "" && msg.AccountID != r.mail.AccountID) {
 			// Deleted with its account, never stored (an address made for a
 			// message that was not accepted), or another account's.
-			s.log.InfoContext(r.ctx, "drop report about an unknown message", "message_id", id, "kind", string(r.rep.Kind))
+			s.log.InfoContext(r.ctx, "drop report about an unknown message", "message_id", id, "kind", r.kind)
 			r.finish(OutcomeUnknownMessage, nil)
 			continue
 		}
-		log := s.log.With("message_id", msg.ID, "account_id", msg.AccountID, "kind", string(r.rep.Kind), "report_id", r.rep.ID[:16])
+		log := s.log.With("message_id", msg.ID, "account_id", msg.AccountID, "kind", r.kind, "report_id", r.rep.ID[:16])
 		report := reportOf(r.mail.Token, msg, r.rep)
 		if len(report.Findings) == 0 {
 			log.InfoContext(r.ctx, "drop report naming no failed recipient of the message")

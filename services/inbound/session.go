@@ -3,17 +3,14 @@ package inbound
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 
 	"github.com/emersion/go-smtp"
-
-	"github.com/namirasoft/email-sender/pkg/verp"
 )
 
 var (
 	errNoSuchAddress = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such bounce address"}
-	errTryLater      = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Cannot record the report now; try again later"}
+	errTryLater      = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Cannot store the report now; try again later"}
 )
 
 // session is one SMTP transaction sequence on one connection.
@@ -22,24 +19,24 @@ type session struct {
 	ctx    context.Context
 	remote string
 	from   string
-	tokens []verp.Token
+	// rcpts are the transaction's verified bounce addresses.
+	rcpts []string
 }
 
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 	// Bounces come from <>, auto-replies and reports from anyone: the
 	// recipient address is what is checked.
-	ss.from, ss.tokens = from, nil
+	ss.from, ss.rcpts = from, nil
 	return nil
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	tok, err := ss.svc.ParseAddress(to)
-	if err != nil {
+	if _, err := ss.svc.ParseAddress(to); err != nil {
 		ss.svc.metrics.refused(ss.ctx)
 		ss.svc.log.Info("refused recipient", "remote", ss.remote, "rcpt", to, "reason", err.Error())
 		return errNoSuchAddress
 	}
-	ss.tokens = append(ss.tokens, tok)
+	ss.rcpts = append(ss.rcpts, to)
 	return nil
 }
 
@@ -52,19 +49,14 @@ func (ss *session) Data(r io.Reader) error {
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ss.ctx, ss.svc.cfg.ProcessTimeout)
-	defer cancel()
-	var errs []error
-	for _, tok := range ss.tokens {
-		errs = append(errs, ss.svc.Handle(ctx, tok, buf.Bytes()))
-	}
-	if err := errors.Join(errs...); err != nil {
-		ss.svc.log.Warn("report not recorded; sender told to retry", "remote", ss.remote, "error", err)
+	// Durable on EMAIL_INBOUND before the 250; recorded by the consumer.
+	if err := ss.svc.accept(ss.ctx, ss.rcpts, buf.Bytes(), ss.remote); err != nil {
+		ss.svc.log.Warn("accepted mail not stored; sender told to retry", "remote", ss.remote, "error", err)
 		return errTryLater
 	}
 	return nil
 }
 
-func (ss *session) Reset() { ss.from, ss.tokens = "", nil }
+func (ss *session) Reset() { ss.from, ss.rcpts = "", nil }
 
 func (ss *session) Logout() error { return nil }

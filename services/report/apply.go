@@ -3,13 +3,11 @@ package report
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/reputation"
@@ -347,20 +345,4 @@ func summarise(ctx context.Context, tx pgx.Tx, ids []string) (map[string]msgstat
 		return nil, fmt.Errorf("summarise messages: %w", err)
 	}
 	return out, nil
-}
-
-// isPoison reports whether the database rejected an event's data (as opposed
-// to being unavailable): retrying it can never succeed.
-func isPoison(err error) bool {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
-		return false
-	}
-	switch pgErr.Code[:2] {
-	case "22", // data exception
-		"23", // integrity constraint violation
-		"54": // program limit exceeded
-		return true
-	}
-	return false
 }

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/namirasoft/email-sender/pkg/pgerr"
 	"github.com/namirasoft/email-sender/pkg/queue"
 )
 
@@ -196,7 +197,7 @@ func (s *Service) applyAll(ctx context.Context, evs []pending, rep *BatchReport)
 			if err = s.applyGroup(ctx, evs[i:i+1], rep); err == nil {
 				continue
 			}
-			if !isPoison(err) {
+			if !pgerr.Refused(err) {
 				s.retry(ctx, evs[i:], err, rep)
 				return
 			}
@@ -204,7 +205,7 @@ func (s *Service) applyAll(ctx context.Context, evs []pending, rep *BatchReport)
 		}
 		return
 	}
-	if isPoison(err) {
+	if pgerr.Refused(err) {
 		s.reject(evs[0], err, rep)
 		return
 	}
