@@ -124,7 +124,25 @@ func (s *Service) parse(ctx context.Context, m Mail, at time.Time) *request {
 	case mailreport.AutoReply, mailreport.Other:
 		s.log.DebugContext(ctx, "drop mail that is no report", "message_id", m.messageID(), "kind", req.kind)
 		req.finish(OutcomeIgnored, nil)
+		return req
 	}
+	// A delay notice (RFC 3464 Action: delayed) says the reporting MTA is
+	// still trying: the recipient's fate is not known yet, and BOUNCED is
+	// final, so it is logged and not recorded (as the Gmail bounce poller
+	// skips Gmail's Delay notices). A later failure notice is recorded.
+	kept := rep.Recipients[:0:0]
+	for _, rc := range rep.Recipients {
+		if rc.Action != "delayed" {
+			kept = append(kept, rc)
+		}
+	}
+	if len(kept) == 0 && len(rep.Recipients) > 0 {
+		s.log.InfoContext(ctx, "delay notice not recorded: still being tried", "message_id", m.messageID())
+		req.kind = "delayed"
+		req.finish(OutcomeIgnored, nil)
+		return req
+	}
+	req.rep.Recipients = kept
 	return req
 }
 
