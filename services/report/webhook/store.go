@@ -327,30 +327,54 @@ type claimed struct {
 // claim takes up to limit due deliveries of enabled endpoints, each the
 // oldest pending one of its (endpoint, message, recipient), and leases them
 // until now+lease.
-func (s *store) claim(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]claimed, error) {
-	rows, err := s.pool.Query(ctx, `
+//
+// Its plan must not depend on statistics: the table is often not analyzed
+// when it matters (a new deployment, autovacuum off or behind), and pgx keeps
+// the generic plan a connection made after five runs, which the dispatcher's
+// idle polling makes while the table is empty. So:
+//   - the endpoint and the earlier-pending check are scalar subqueries, one
+//     index probe per candidate. Written as a join and NOT EXISTS, a plan made
+//     on the empty table scanned the whole order index for every candidate
+//     (950 ms for 512 deliveries behind 40,000 done ones);
+//   - the due deliveries are read in next_attempt_at order from the partial
+//     index webhook_deliveries_due, up to limit, with bitmap scans off. The
+//     index keeps an entry for every superseded version of a pending
+//     delivery until VACUUM, all due by now; a plain index scan marks them
+//     dead the first time it meets them and skips them after, a bitmap scan
+//     (which the planner picks when it believes few rows are due) reads the
+//     heap for every one of them on every claim.
+const claimSQL = `
 		WITH due AS (
 			SELECT d.id FROM webhook_deliveries d
-			JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled
 			WHERE d.state = 'pending' AND d.next_attempt_at <= $1
-			  AND NOT EXISTS (
-				SELECT 1 FROM webhook_deliveries p
+			  AND (SELECT e.enabled FROM webhook_endpoints e WHERE e.id = d.endpoint_id)
+			  AND (SELECT p.seq FROM webhook_deliveries p
 				WHERE p.endpoint_id = d.endpoint_id AND p.message_id = d.message_id AND p.recipient = d.recipient
-				  AND p.state = 'pending' AND p.seq < d.seq)
+				  AND p.state = 'pending' AND p.seq < d.seq
+				LIMIT 1) IS NULL
 			ORDER BY d.next_attempt_at
 			LIMIT $3
 			FOR UPDATE OF d SKIP LOCKED)
 		UPDATE webhook_deliveries w SET next_attempt_at = $2
 		FROM due WHERE w.id = due.id
-		RETURNING w.id::text, w.endpoint_id::text, w.account_id::text, w.event_type, w.payload, w.attempts`,
-		now, now.Add(lease), limit)
-	if err != nil {
-		return nil, fmt.Errorf("claim webhook deliveries: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claimed, error) {
-		var c claimed
-		err := r.Scan(&c.ID, &c.EndpointID, &c.AccountID, &c.EventType, &c.Payload, &c.Attempts)
-		return c, err
+		RETURNING w.id::text, w.endpoint_id::text, w.account_id::text, w.event_type, w.payload, w.attempts`
+
+func (s *store) claim(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]claimed, error) {
+	var out []claimed
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL enable_bitmapscan = off`); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, claimSQL, now, now.Add(lease), limit)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (claimed, error) {
+			var c claimed
+			err := r.Scan(&c.ID, &c.EndpointID, &c.AccountID, &c.EventType, &c.Payload, &c.Attempts)
+			return c, err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook deliveries: %w", err)

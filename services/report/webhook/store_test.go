@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
@@ -119,4 +120,75 @@ func TestHolds(t *testing.T) {
 	require.True(t, h.held("e", before), "claimed before the endpoint was disabled")
 	time.Sleep(time.Millisecond)
 	require.False(t, h.held("e", time.Now()), "claimed after: the endpoint was enabled again")
+}
+
+// TestClaimReadsDoneDeliveriesOnce: a claim reads each version of the
+// deliveries done before it at most once (they stay in the indexes until
+// VACUUM, and where a long transaction holds them back, scans cannot mark
+// them dead), not once per delivery it takes; also on a plan made while the
+// table was empty (the dispatcher polls an empty table from the start, and
+// pgx keeps the generic plan a connection makes after five runs).
+func TestClaimReadsDoneDeliveriesOnce(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	// One connection: the claims share one prepared statement and its plans,
+	// and the block counts below are that backend's.
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	st := &store{pool: pool}
+	now := time.Now().UTC()
+	account, ep, msg := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	_, err = pool.Exec(ctx, `INSERT INTO accounts (id, name) VALUES ($1, 'a')`, account)
+	require.NoError(t, err)
+	require.NoError(t, st.create(ctx, endpoint{ID: ep, AccountID: account, URL: "https://example.org/hook", EventTypes: []string{}, Secret: []byte("x"), CreatedAt: now}, 10))
+	for range 6 {
+		cs, err := st.claim(ctx, now, time.Minute, 100)
+		require.NoError(t, err)
+		require.Empty(t, cs)
+	}
+
+	// Deliveries of one message, each to a recipient of its own, due now:
+	// done (stored, then succeeded) or pending.
+	add := func(from, n int, done bool) {
+		_, err := pool.Exec(ctx, `
+			INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, seq, event_type, message_id, recipient,
+				payload, next_attempt_at, created_at, updated_at)
+			SELECT gen_random_uuid(), $1, $2, gen_random_uuid()::text, s, 'message.delivered', $3, 'r' || s || '@example.org',
+				'\x7b7d', $4, $4, $4
+			FROM generate_series($5::int, $5::int + $6::int - 1) s`, ep, account, msg, now.Add(-time.Minute), from, n)
+		require.NoError(t, err)
+		if done {
+			_, err := pool.Exec(ctx, `UPDATE webhook_deliveries SET state = 'succeeded', attempts = 1 WHERE state = 'pending'`)
+			require.NoError(t, err)
+		}
+	}
+	// entries is how many index entries of webhook_deliveries the
+	// connection's scans have read so far (pg_stat_force_next_flush: its
+	// counts are flushed as its next transaction ends).
+	entries := func() int64 {
+		_, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
+		require.NoError(t, err)
+		var n int64
+		require.NoError(t, db.Pool.QueryRow(ctx, `
+			SELECT sum(idx_tup_read) FROM pg_stat_user_indexes
+			WHERE schemaname = current_schema() AND relname = 'webhook_deliveries'`).Scan(&n))
+		return n
+	}
+	const done, batch = 20000, 200
+	add(1, done, true)
+	for i := range 2 {
+		add(done+1+i*batch, batch, false)
+		before := entries()
+		cs, err := st.claim(ctx, now, time.Minute, batch)
+		require.NoError(t, err)
+		require.Len(t, cs, batch)
+		read := entries() - before
+		t.Logf("claim %d: %d index entries read for %d deliveries behind %d done", i+1, read, batch, done)
+		limit := int64(2*done + 20*batch)
+		require.Less(t, read, limit, "claim %d", i+1)
+	}
 }
