@@ -1,0 +1,353 @@
+package partition
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/namirasoft/email-sender/pkg/envconfig"
+)
+
+// Config sizes the partitions. Its tags are environment variables of the
+// ingest service, which runs the Manager.
+type Config struct {
+	Period time.Duration `env:"PARTITION_PERIOD" default:"24h" help:"time range of one partition of messages, recipients, events, message contents, usage records and idempotency keys (whole minutes, at least 1h)"`
+	Ahead  int           `env:"PARTITION_AHEAD" default:"3" help:"partitions made ahead of the current one"`
+}
+
+// WithDefaults fills unset fields from the default tags.
+func (c Config) WithDefaults() Config {
+	if c.Period == 0 {
+		_ = envconfig.FillDefaults(&c, "Period")
+	}
+	if c.Ahead == 0 {
+		_ = envconfig.FillDefaults(&c, "Ahead")
+	}
+	return c
+}
+
+// Validate checks a configuration after WithDefaults.
+func (c Config) Validate() error {
+	switch {
+	case c.Period < time.Hour || c.Period%time.Minute != 0:
+		return fmt.Errorf("PARTITION_PERIOD=%s: want whole minutes, at least 1h", c.Period)
+	case c.Ahead < 1:
+		return fmt.Errorf("PARTITION_AHEAD=%d: want 1 or more", c.Ahead)
+	}
+	return nil
+}
+
+// lockTimeout bounds the wait for a table's lock: creating and dropping
+// partitions takes the parent's ACCESS EXCLUSIVE lock for a moment, and a
+// wait behind a long query would hold every query after it. A pass that
+// times out is tried again at the next one.
+const lockTimeout = 3 * time.Second
+
+// Deps are what a Manager uses.
+type Deps struct {
+	Pool   *pgxpool.Pool
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Manager keeps every table of the Layout partitioned: each pass makes the
+// partitions of the current period and Config.Ahead more, and drops the
+// partitions whose whole range is older than their class's retention. One
+// replica at a time runs a pass (a session advisory lock per schema).
+type Manager struct {
+	cfg  Config
+	ret  Retention
+	deps Deps
+}
+
+// New returns a manager.
+func New(cfg Config, ret Retention, deps Deps) (*Manager, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := ret.validate(); err != nil {
+		return nil, err
+	}
+	if deps.Pool == nil {
+		return nil, errors.New("partition: Pool is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Manager{cfg: cfg, ret: ret, deps: deps}, nil
+}
+
+// Pass is what one RunOnce did.
+type Pass struct {
+	// Skipped: another replica was running a pass.
+	Skipped bool
+	// Created and Dropped name partitions.
+	Created, Dropped []string
+	// Kept names expired partitions kept because the outbox still holds a
+	// message of their range (Table.KeepWhileQueued).
+	Kept []string
+	// Moved counts rows moved out of a _future partition into new periods.
+	Moved int64
+}
+
+// Run runs a pass every interval until ctx ends.
+func (m *Manager) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := m.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			m.deps.Logger.WarnContext(ctx, "partition maintenance", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// RunOnce makes and drops the partitions due at the clock's now. A table
+// whose maintenance fails (e.g. its lock was not granted in time) does not
+// stop the others; the errors are joined.
+func (m *Manager) RunOnce(ctx context.Context) (Pass, error) {
+	var pass Pass
+	conn, err := m.deps.Pool.Acquire(ctx)
+	if err != nil {
+		return pass, fmt.Errorf("partition maintenance: %w", err)
+	}
+	defer conn.Release()
+	const key = `hashtextextended('emailsender-partitions:' || current_schema(), 0)`
+	var locked bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+key+`)`).Scan(&locked); err != nil {
+		return pass, fmt.Errorf("partition maintenance lock: %w", err)
+	}
+	if !locked {
+		pass.Skipped = true
+		return pass, nil
+	}
+	defer func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+key+`)`); err != nil {
+			// A session that cannot unlock must not go back to the pool
+			// holding the lock: closing it releases the lock.
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
+	now := m.deps.Now().UTC()
+	var errs []error
+	for _, t := range Layout() {
+		if err := m.table(ctx, conn.Conn(), t, now, &pass); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	log := m.deps.Logger
+	if len(pass.Created) > 0 || pass.Moved > 0 {
+		log.InfoContext(ctx, "partitions created", "partitions", pass.Created, "rows_moved", pass.Moved)
+	}
+	if len(pass.Dropped) > 0 {
+		log.InfoContext(ctx, "expired partitions dropped", "partitions", pass.Dropped)
+	}
+	if len(pass.Kept) > 0 {
+		log.InfoContext(ctx, "expired partitions kept: the outbox holds messages of their range", "partitions", pass.Kept)
+	}
+	return pass, errors.Join(errs...)
+}
+
+// table maintains one table: partitions ahead, then expiry.
+func (m *Manager) table(ctx context.Context, conn *pgx.Conn, t Table, now time.Time, pass *Pass) error {
+	if err := m.extend(ctx, conn, t, now, pass); err != nil {
+		return fmt.Errorf("make partitions of %s: %w", t.Name, err)
+	}
+	if err := m.expire(ctx, conn, t, now, pass); err != nil {
+		return fmt.Errorf("drop expired partitions of %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// ddl runs fn in a transaction whose lock waits are bounded (lockTimeout)
+// and that reads bounds in UTC.
+func ddl(ctx context.Context, conn *pgx.Conn, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, lockTimeout.Milliseconds())); err != nil {
+			return fmt.Errorf("set lock timeout: %w", err)
+		}
+		if err := utc(ctx, tx); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// extend makes the periods from the lower bound of the _future partition
+// up to the end of the current period plus Ahead more: it detaches
+// _future, creates the periods, moves the rows of their range that
+// _future held into them (none unless a clock ran ahead or an id was not
+// made by NewMessageID), and attaches _future again above them.
+func (m *Manager) extend(ctx context.Context, conn *pgx.Conn, t Table, now time.Time, pass *Pass) error {
+	target := floor(now, m.cfg.Period).Add(time.Duration(m.cfg.Ahead+1) * m.cfg.Period)
+	var (
+		created []string
+		moved   int64
+	)
+	err := ddl(ctx, conn, func(tx pgx.Tx) error {
+		parts, err := partitions(ctx, tx, t)
+		if err != nil {
+			return err
+		}
+		if len(parts) == 0 {
+			return fmt.Errorf("%s: %w: it has no partitions", t.Name, ErrNotPartitioned)
+		}
+		top := parts[len(parts)-1]
+		parent := pgx.Identifier{t.Name}.Sanitize()
+		future := pgx.Identifier{t.Name + futureSuffix}.Sanitize()
+		if top.hi.inf <= 0 {
+			// No partition reaches MAXVALUE (dropped by hand): make one.
+			if _, err := tx.Exec(ctx, `CREATE TABLE `+future+` PARTITION OF `+parent+
+				` FOR VALUES FROM (`+t.literal(top.hi)+`) TO (MAXVALUE)`); err != nil {
+				return fmt.Errorf("create %s: %w", t.Name+futureSuffix, err)
+			}
+			created = append(created, t.Name+futureSuffix)
+			top = Partition{Name: t.Name + futureSuffix, lo: top.hi, hi: maxValue}
+		}
+		start := top.lo
+		if start.inf != 0 {
+			return fmt.Errorf("%s: partition %s covers every key: nothing to split", t.Name, top.Name)
+		}
+		if !start.before(at(target)) {
+			return nil
+		}
+		future = pgx.Identifier{top.Name}.Sanitize()
+		if _, err := tx.Exec(ctx, `ALTER TABLE `+parent+` DETACH PARTITION `+future); err != nil {
+			return fmt.Errorf("detach %s: %w", top.Name, err)
+		}
+		for lo := start.t; lo.Before(target); {
+			hi := floor(lo, m.cfg.Period).Add(m.cfg.Period)
+			if cur := floor(now, m.cfg.Period); hi.Before(cur) {
+				// Periods long past that were never made (no pass ran
+				// meanwhile) are one partition, not one each.
+				hi = cur
+			}
+			name := PeriodName(t.Name, lo)
+			if _, err := tx.Exec(ctx, `CREATE TABLE `+pgx.Identifier{name}.Sanitize()+` PARTITION OF `+parent+
+				` FOR VALUES FROM (`+t.literal(at(lo))+`) TO (`+t.literal(at(hi))+`)`); err != nil {
+				return fmt.Errorf("create %s: %w", name, err)
+			}
+			created = append(created, name)
+			lo = hi
+		}
+		tag, err := tx.Exec(ctx, `WITH moved AS (DELETE FROM `+future+` WHERE `+t.rangeSQL(start, at(target))+
+			` RETURNING *) INSERT INTO `+parent+` SELECT * FROM moved`)
+		if err != nil {
+			return fmt.Errorf("move rows out of %s: %w", top.Name, err)
+		}
+		moved = tag.RowsAffected()
+		if _, err := tx.Exec(ctx, `ALTER TABLE `+parent+` ATTACH PARTITION `+future+
+			` FOR VALUES FROM (`+t.literal(at(target))+`) TO (MAXVALUE)`); err != nil {
+			return fmt.Errorf("attach %s: %w", top.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return lockError(err)
+	}
+	pass.Created = append(pass.Created, created...)
+	pass.Moved += moved
+	return nil
+}
+
+// expire drops the partitions at the bottom of the table whose range ends
+// at or before now minus the retention, stopping at the first that is not
+// expired or (KeepWhileQueued) holds a message still in the outbox, and
+// makes the _past partition cover what they covered, so that no key is
+// left without a partition. The _past partition goes with them: it holds
+// only keys older than every partition above it, expired too.
+func (m *Manager) expire(ctx context.Context, conn *pgx.Conn, t Table, now time.Time, pass *Pass) error {
+	cutoff := at(now.Add(-m.ret.of(t.Class)))
+	var dropped, kept []string
+	err := ddl(ctx, conn, func(tx pgx.Tx) error {
+		parts, err := partitions(ctx, tx, t)
+		if err != nil {
+			return err
+		}
+		var pending *uuid.UUID
+		if t.KeepWhileQueued {
+			var id uuid.UUID
+			err := tx.QueryRow(ctx, `SELECT message_id FROM outbox ORDER BY message_id LIMIT 1`).Scan(&id)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+			case err != nil:
+				return fmt.Errorf("oldest message in the outbox: %w", err)
+			default:
+				pending = &id
+			}
+		}
+		var drop []Partition
+		for _, p := range parts {
+			if p.hi.inf != 0 || cutoff.before(p.hi) {
+				break
+			}
+			if pending != nil && bytes.Compare(pending[:], hiID(p)) < 0 {
+				if !strings.HasSuffix(p.Name, pastSuffix) {
+					kept = append(kept, p.Name)
+				}
+				break
+			}
+			drop = append(drop, p)
+		}
+		if len(drop) == 0 || len(drop) == 1 && drop[0].Name == t.Name+pastSuffix {
+			return nil // nothing, or only the empty _past: leave it
+		}
+		for _, p := range drop {
+			if _, err := tx.Exec(ctx, `DROP TABLE `+pgx.Identifier{p.Name}.Sanitize()); err != nil {
+				return fmt.Errorf("drop %s: %w", p.Name, err)
+			}
+			dropped = append(dropped, p.Name)
+		}
+		past := t.Name + pastSuffix
+		if _, err := tx.Exec(ctx, `CREATE TABLE `+pgx.Identifier{past}.Sanitize()+` PARTITION OF `+
+			pgx.Identifier{t.Name}.Sanitize()+` FOR VALUES FROM (MINVALUE) TO (`+t.literal(drop[len(drop)-1].hi)+`)`); err != nil {
+			return fmt.Errorf("create %s: %w", past, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return lockError(err)
+	}
+	pass.Kept = append(pass.Kept, kept...)
+	for _, name := range dropped {
+		if !strings.HasSuffix(name, pastSuffix) {
+			pass.Dropped = append(pass.Dropped, name)
+		}
+	}
+	return nil
+}
+
+func hiID(p Partition) []byte {
+	b := IDBound(p.hi.t)
+	return b[:]
+}
+
+// ErrLockTimeout wraps a table maintenance that gave up waiting for the
+// table's lock; the next pass tries again.
+var ErrLockTimeout = errors.New("lock not granted in time; postponed to the next pass")
+
+func lockError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
+		return fmt.Errorf("%w: %w", ErrLockTimeout, err)
+	}
+	return err
+}
