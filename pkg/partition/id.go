@@ -42,9 +42,10 @@ func IDTime(id uuid.UUID) time.Time {
 	return time.UnixMilli(int64(binary.BigEndian.Uint64(b[:]))).UTC()
 }
 
+// putMillis writes t's Unix millisecond (0 before 1970) as the first 48 bits of u.
 func putMillis(u *uuid.UUID, t time.Time) {
 	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(t.UnixMilli()))
+	binary.BigEndian.PutUint64(b[:], uint64(max(t.UnixMilli(), 0)))
 	copy(u[:6], b[2:])
 }
 

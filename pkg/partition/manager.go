@@ -52,6 +52,10 @@ func (c Config) Validate() error {
 // times out is tried again at the next one.
 const lockTimeout = 3 * time.Second
 
+// maxCatchUp is how many past periods a pass makes one by one; more missed
+// periods become one partition.
+const maxCatchUp = 7
+
 // Deps are what a Manager uses.
 type Deps struct {
 	Pool   *pgxpool.Pool
@@ -104,22 +108,6 @@ type Pass struct {
 	Moved int64
 }
 
-// Run runs a pass every interval until ctx ends.
-func (m *Manager) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if _, err := m.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			m.deps.Logger.WarnContext(ctx, "partition maintenance", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // RunOnce makes and drops the partitions due at the clock's now. A table
 // whose maintenance fails (e.g. its lock was not granted in time) does not
 // stop the others; the errors are joined.
@@ -147,10 +135,26 @@ func (m *Manager) RunOnce(ctx context.Context) (Pass, error) {
 		}
 	}()
 	now := m.deps.Now().UTC()
+	tables := Layout()
+	state, err := m.read(ctx, conn.Conn(), tables)
+	if err != nil {
+		return pass, err
+	}
 	var errs []error
-	for _, t := range Layout() {
-		if err := m.table(ctx, conn.Conn(), t, now, &pass); err != nil {
-			errs = append(errs, err)
+	for _, t := range tables {
+		parts := state.parts[t.Name]
+		if m.behind(parts, now) {
+			if err := m.extend(ctx, conn.Conn(), t, now, &pass); err != nil {
+				errs = append(errs, fmt.Errorf("make partitions of %s: %w", t.Name, err))
+			}
+		}
+		switch drop, kept := m.expired(t, parts, state.pending, now); {
+		case len(drop) > 0:
+			if err := m.expire(ctx, conn.Conn(), t, now, &pass); err != nil {
+				errs = append(errs, fmt.Errorf("drop expired partitions of %s: %w", t.Name, err))
+			}
+		case kept != "":
+			pass.Kept = append(pass.Kept, kept)
 		}
 	}
 	log := m.deps.Logger
@@ -166,15 +170,65 @@ func (m *Manager) RunOnce(ctx context.Context) (Pass, error) {
 	return pass, errors.Join(errs...)
 }
 
-// table maintains one table: partitions ahead, then expiry.
-func (m *Manager) table(ctx context.Context, conn *pgx.Conn, t Table, now time.Time, pass *Pass) error {
-	if err := m.extend(ctx, conn, t, now, pass); err != nil {
-		return fmt.Errorf("make partitions of %s: %w", t.Name, err)
+// state is what a pass reads before it changes anything.
+type state struct {
+	parts map[string][]Partition
+	// pending is the lowest message id in the outbox; nil when it is empty.
+	pending *uuid.UUID
+}
+
+// read reads every table's partitions and the outbox's lowest message id
+// in one transaction: a pass with nothing to do costs this one read.
+func (m *Manager) read(ctx context.Context, conn *pgx.Conn, tables []Table) (state, error) {
+	st := state{parts: map[string][]Partition{}}
+	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := utc(ctx, tx); err != nil {
+			return err
+		}
+		for _, t := range tables {
+			parts, err := partitions(ctx, tx, t)
+			if err != nil {
+				return err
+			}
+			st.parts[t.Name] = parts
+		}
+		var err error
+		st.pending, err = oldestQueued(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return st, fmt.Errorf("partition maintenance: %w", err)
 	}
-	if err := m.expire(ctx, conn, t, now, pass); err != nil {
-		return fmt.Errorf("drop expired partitions of %s: %w", t.Name, err)
+	return st, nil
+}
+
+// oldestQueued is the lowest message id in the outbox; nil when it is empty.
+func oldestQueued(ctx context.Context, tx pgx.Tx) (*uuid.UUID, error) {
+	var id uuid.UUID
+	err := tx.QueryRow(ctx, `SELECT message_id FROM outbox ORDER BY message_id LIMIT 1`).Scan(&id)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("oldest message in the outbox: %w", err)
 	}
-	return nil
+	return &id, nil
+}
+
+// target is the upper end of the periods a pass makes: the end of the
+// current period and Ahead more.
+func (m *Manager) target(now time.Time) time.Time {
+	return floor(now, m.cfg.Period).Add(time.Duration(m.cfg.Ahead+1) * m.cfg.Period)
+}
+
+// behind reports whether parts (in key order) lack a partition reaching
+// MAXVALUE or do not reach target with periods.
+func (m *Manager) behind(parts []Partition, now time.Time) bool {
+	if len(parts) == 0 {
+		return true // extend says what is wrong
+	}
+	top := parts[len(parts)-1]
+	return top.hi.inf <= 0 || top.lo.inf != 0 || top.lo.before(at(m.target(now)))
 }
 
 // ddl runs fn in a transaction whose lock waits are bounded (lockTimeout)
@@ -192,12 +246,12 @@ func ddl(ctx context.Context, conn *pgx.Conn, fn func(tx pgx.Tx) error) error {
 }
 
 // extend makes the periods from the lower bound of the _future partition
-// up to the end of the current period plus Ahead more: it detaches
-// _future, creates the periods, moves the rows of their range that
-// _future held into them (none unless a clock ran ahead or an id was not
-// made by NewMessageID), and attaches _future again above them.
+// up to target: it detaches _future, creates the periods, moves the rows
+// of their range that _future held into them (none unless a clock ran
+// ahead or an id was not made by NewMessageID), and attaches _future again
+// above them.
 func (m *Manager) extend(ctx context.Context, conn *pgx.Conn, t Table, now time.Time, pass *Pass) error {
-	target := floor(now, m.cfg.Period).Add(time.Duration(m.cfg.Ahead+1) * m.cfg.Period)
+	target := m.target(now)
 	var (
 		created []string
 		moved   int64
@@ -212,15 +266,15 @@ func (m *Manager) extend(ctx context.Context, conn *pgx.Conn, t Table, now time.
 		}
 		top := parts[len(parts)-1]
 		parent := pgx.Identifier{t.Name}.Sanitize()
-		future := pgx.Identifier{t.Name + futureSuffix}.Sanitize()
 		if top.hi.inf <= 0 {
 			// No partition reaches MAXVALUE (dropped by hand): make one.
-			if _, err := tx.Exec(ctx, `CREATE TABLE `+future+` PARTITION OF `+parent+
+			name := t.Name + futureSuffix
+			if _, err := tx.Exec(ctx, `CREATE TABLE `+pgx.Identifier{name}.Sanitize()+` PARTITION OF `+parent+
 				` FOR VALUES FROM (`+t.literal(top.hi)+`) TO (MAXVALUE)`); err != nil {
-				return fmt.Errorf("create %s: %w", t.Name+futureSuffix, err)
+				return fmt.Errorf("create %s: %w", name, err)
 			}
-			created = append(created, t.Name+futureSuffix)
-			top = Partition{Name: t.Name + futureSuffix, lo: top.hi, hi: maxValue}
+			created = append(created, name)
+			top = Partition{Name: name, lo: top.hi, hi: maxValue}
 		}
 		start := top.lo
 		if start.inf != 0 {
@@ -229,15 +283,17 @@ func (m *Manager) extend(ctx context.Context, conn *pgx.Conn, t Table, now time.
 		if !start.before(at(target)) {
 			return nil
 		}
-		future = pgx.Identifier{top.Name}.Sanitize()
+		future := pgx.Identifier{top.Name}.Sanitize()
 		if _, err := tx.Exec(ctx, `ALTER TABLE `+parent+` DETACH PARTITION `+future); err != nil {
 			return fmt.Errorf("detach %s: %w", top.Name, err)
 		}
+		cur := floor(now, m.cfg.Period)
+		catchUp := cur.Sub(start.t) > maxCatchUp*m.cfg.Period
 		for lo := start.t; lo.Before(target); {
 			hi := floor(lo, m.cfg.Period).Add(m.cfg.Period)
-			if cur := floor(now, m.cfg.Period); hi.Before(cur) {
-				// Periods long past that were never made (no pass ran
-				// meanwhile) are one partition, not one each.
+			if catchUp && hi.Before(cur) {
+				// Many periods past that were never made (no pass ran for
+				// long, or a clock jumped): one partition, not one each.
 				hi = cur
 			}
 			name := PeriodName(t.Name, lo)
@@ -268,15 +324,41 @@ func (m *Manager) extend(ctx context.Context, conn *pgx.Conn, t Table, now time.
 	return nil
 }
 
-// expire drops the partitions at the bottom of the table whose range ends
-// at or before now minus the retention, stopping at the first that is not
-// expired or (KeepWhileQueued) holds a message still in the outbox, and
-// makes the _past partition cover what they covered, so that no key is
-// left without a partition. The _past partition goes with them: it holds
-// only keys older than every partition above it, expired too.
-func (m *Manager) expire(ctx context.Context, conn *pgx.Conn, t Table, now time.Time, pass *Pass) error {
+// expired returns the partitions of t to drop at now: from the bottom, those
+// whose range ends at or before now minus t's retention, up to the first
+// that is not expired or, for KeepWhileQueued, holds the message id pending
+// (kept names that one). Only the empty _past partition is not worth a
+// drop: nil then.
+func (m *Manager) expired(t Table, parts []Partition, pending *uuid.UUID, now time.Time) (drop []Partition, kept string) {
 	cutoff := at(now.Add(-m.ret.of(t.Class)))
-	var dropped, kept []string
+	for _, p := range parts {
+		if p.hi.inf != 0 || cutoff.before(p.hi) {
+			break
+		}
+		if t.KeepWhileQueued && pending != nil && bytes.Compare(pending[:], hiID(p)) < 0 {
+			if !strings.HasSuffix(p.Name, pastSuffix) {
+				kept = p.Name
+			}
+			break
+		}
+		drop = append(drop, p)
+	}
+	if len(drop) == 1 && drop[0].Name == t.Name+pastSuffix {
+		return nil, kept
+	}
+	return drop, kept
+}
+
+// expire drops the expired partitions of t (expired, read again under the
+// table's lock) and makes the _past partition cover what they covered, so
+// that no key is left without a partition. The _past partition goes with
+// them: it holds only keys older than every partition above it, expired
+// too.
+func (m *Manager) expire(ctx context.Context, conn *pgx.Conn, t Table, now time.Time, pass *Pass) error {
+	var (
+		dropped []string
+		kept    string
+	)
 	err := ddl(ctx, conn, func(tx pgx.Tx) error {
 		parts, err := partitions(ctx, tx, t)
 		if err != nil {
@@ -284,37 +366,22 @@ func (m *Manager) expire(ctx context.Context, conn *pgx.Conn, t Table, now time.
 		}
 		var pending *uuid.UUID
 		if t.KeepWhileQueued {
-			var id uuid.UUID
-			err := tx.QueryRow(ctx, `SELECT message_id FROM outbox ORDER BY message_id LIMIT 1`).Scan(&id)
-			switch {
-			case errors.Is(err, pgx.ErrNoRows):
-			case err != nil:
-				return fmt.Errorf("oldest message in the outbox: %w", err)
-			default:
-				pending = &id
+			if pending, err = oldestQueued(ctx, tx); err != nil {
+				return err
 			}
 		}
 		var drop []Partition
-		for _, p := range parts {
-			if p.hi.inf != 0 || cutoff.before(p.hi) {
-				break
-			}
-			if pending != nil && bytes.Compare(pending[:], hiID(p)) < 0 {
-				if !strings.HasSuffix(p.Name, pastSuffix) {
-					kept = append(kept, p.Name)
-				}
-				break
-			}
-			drop = append(drop, p)
-		}
-		if len(drop) == 0 || len(drop) == 1 && drop[0].Name == t.Name+pastSuffix {
-			return nil // nothing, or only the empty _past: leave it
+		drop, kept = m.expired(t, parts, pending, now)
+		if len(drop) == 0 {
+			return nil
 		}
 		for _, p := range drop {
 			if _, err := tx.Exec(ctx, `DROP TABLE `+pgx.Identifier{p.Name}.Sanitize()); err != nil {
 				return fmt.Errorf("drop %s: %w", p.Name, err)
 			}
-			dropped = append(dropped, p.Name)
+			if !strings.HasSuffix(p.Name, pastSuffix) {
+				dropped = append(dropped, p.Name)
+			}
 		}
 		past := t.Name + pastSuffix
 		if _, err := tx.Exec(ctx, `CREATE TABLE `+pgx.Identifier{past}.Sanitize()+` PARTITION OF `+
@@ -326,12 +393,10 @@ func (m *Manager) expire(ctx context.Context, conn *pgx.Conn, t Table, now time.
 	if err != nil {
 		return lockError(err)
 	}
-	pass.Kept = append(pass.Kept, kept...)
-	for _, name := range dropped {
-		if !strings.HasSuffix(name, pastSuffix) {
-			pass.Dropped = append(pass.Dropped, name)
-		}
+	if kept != "" {
+		pass.Kept = append(pass.Kept, kept)
 	}
+	pass.Dropped = append(pass.Dropped, dropped...)
 	return nil
 }
 

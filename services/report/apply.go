@@ -159,7 +159,7 @@ func insertEvents(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (map[s
 			$12::timestamptz[])
 			AS u(id, message_id, account_id, type, status, occurred_at, attempt, recipients,
 				provider_response, error_class, detail, retry_at)
-		ON CONFLICT (id) DO NOTHING
+		ON CONFLICT (message_id, id) DO NOTHING
 		RETURNING id::text`,
 		ids, msgs, accts, types, statuses, occurred, attempts, recipients, resps, classes, details, retryAt)
 	if err != nil {
