@@ -102,12 +102,14 @@ func MarkQueued(ctx context.Context, db DBTX, keys []MessageKey) error {
 	b.Queue(`
 		UPDATE messages m SET status = $3, updated_at = now()
 		FROM unnest($1::uuid[], $2::uuid[]) AS k(account_id, message_id)
-		WHERE m.account_id = k.account_id AND m.id = k.message_id AND m.status = $4`,
+		WHERE m.account_id = k.account_id AND m.id = k.message_id AND m.status = $4
+			AND m.id = ANY($2::uuid[]) -- only their partitions (pkg/partition)`,
 		accounts, messages, queued, scheduled)
 	b.Queue(`
 		UPDATE recipients r SET status = $3, status_key = $5, updated_at = now()
 		FROM unnest($1::uuid[], $2::uuid[]) AS k(account_id, message_id)
-		WHERE r.account_id = k.account_id AND r.message_id = k.message_id AND r.status = $4`,
+		WHERE r.account_id = k.account_id AND r.message_id = k.message_id AND r.status = $4
+			AND r.message_id = ANY($2::uuid[])`,
 		accounts, messages, queued, scheduled, msgstatus.Key(msgstatus.Queued, 0))
 	if err := db.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("mark messages queued: %w", err)
