@@ -111,7 +111,9 @@ func TestQueriesPrunePartitions(t *testing.T) {
 			VALUES ($1, 0, $2, 'to', 'to@example.com', 4, $3)`, id, account, day(d))
 		require.NoError(t, err)
 	}
-	p := func(table string, d int) string { return partition.PeriodName(table, d0.Add(time.Duration(d)*24*time.Hour)) }
+	p := func(table string, d int) string {
+		return partition.PeriodName(table, d0.Add(time.Duration(d)*24*time.Hour))
+	}
 	s := &store{pool: pool}
 
 	_, err = s.message(ctx, account, ids[3])
