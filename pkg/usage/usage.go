@@ -46,7 +46,7 @@ type Config struct {
 	FlushInterval  time.Duration `env:"USAGE_FLUSH_INTERVAL" default:"100ms" help:"how long a usage record may wait to be written"`
 	// Retention is how long records are kept: ingest's partition manager
 	// drops their partitions after it (pkg/partition).
-	Retention time.Duration `env:"USAGE_RETENTION" default:"2160h" help:"how long usage records are kept"`
+	Retention time.Duration `env:"USAGE_RETENTION" default:"2160h" help:"how long usage records are kept (ingest drops their partitions after it)"`
 }
 
 // Validate checks the configuration. It has no defaults of its own: the env
