@@ -247,9 +247,12 @@ func ddl(ctx context.Context, conn *pgx.Conn, fn func(tx pgx.Tx) error) error {
 
 // extend makes the periods from the lower bound of the _future partition
 // up to target: it detaches _future, creates the periods, moves the rows
-// of their range that _future held into them (none unless a clock ran
-// ahead or an id was not made by NewMessageID), and attaches _future again
-// above them.
+// of their range that _future held into them, and attaches _future again
+// above them. Periods are made ahead, so _future holds none unless a clock
+// ran ahead or an id was not made by NewMessageID: moving rows between
+// partitions is not MVCC-safe (a REPEATABLE READ transaction whose
+// snapshot predates the move, reading the row by its key, finds it in
+// neither partition), which is acceptable for those strays only.
 func (m *Manager) extend(ctx context.Context, conn *pgx.Conn, t Table, now time.Time, pass *Pass) error {
 	target := m.target(now)
 	var (

@@ -119,25 +119,26 @@ func TestManagerRotation(t *testing.T) {
 
 	history, err := partition.List(ctx, b.db.Pool, "messages")
 	require.NoError(t, err)
-	require.Len(t, history, 2)
-	b0 := history[0].To // migration 0012's minute
+	require.Len(t, history, 3)
+	b0 := history[0].To // migration 0012's minute; its partition runs for a day
 	pB0 := func(table string) string { return partition.PeriodName(table, b0) }
+	pFirst := func(table string) string { return partition.PeriodName(table, b0.Add(day)) } // up to day 2
 
 	old := b.message(t, b0.Add(-time.Hour)) // before 0012: _history
 	far := b.message(t, d0.Add(10*day+time.Hour))
 	require.Equal(t, "messages_future", b.where(t, "messages", far), "beyond the periods: _future")
 
-	// First pass: today (from 0012's minute) and three days ahead.
+	// First pass: after 0012's day, up to three days ahead of today.
 	pass := b.run(t)
 	require.False(t, pass.Skipped)
 	for _, table := range partition.Layout() {
-		require.Equal(t, []string{table.Name + "_history", pB0(table.Name), p(table.Name, 1), p(table.Name, 2), p(table.Name, 3), table.Name + "_future"},
+		require.Equal(t, []string{table.Name + "_history", pB0(table.Name), pFirst(table.Name), p(table.Name, 2), p(table.Name, 3), table.Name + "_future"},
 			b.names(t, table.Name))
 	}
 	require.Zero(t, pass.Moved, "%s is beyond day 4", far)
 
 	today := b.message(t, b.clock)
-	queued := b.message(t, d0.Add(day+time.Hour))
+	queued := b.message(t, b0.Add(day))
 	day2 := b.message(t, d0.Add(2*day+time.Hour))
 	_, err = b.db.Pool.Exec(ctx, `INSERT INTO outbox (message_id, account_id, subject, not_before) VALUES ($1, $2, 's', now() + interval '1 day')`,
 		queued, b.account)
@@ -146,7 +147,7 @@ func TestManagerRotation(t *testing.T) {
 		require.Equal(t, "", b.where(t, table, uuid.New()))
 		require.Equal(t, table+"_history", b.where(t, table, old))
 		require.Equal(t, pB0(table), b.where(t, table, today))
-		require.Equal(t, p(table, 1), b.where(t, table, queued))
+		require.Equal(t, pFirst(table), b.where(t, table, queued))
 		require.Equal(t, p(table, 2), b.where(t, table, day2))
 		require.Equal(t, table+"_future", b.where(t, table, far))
 	}
@@ -171,17 +172,17 @@ func TestManagerRotation(t *testing.T) {
 	require.ElementsMatch(t, []string{
 		"messages_history", pB0("messages"), "recipients_history", pB0("recipients"), "events_history", pB0("events"),
 		"message_contents_history", pB0("message_contents"),
-		"usage_records_history", pB0("usage_records"), p("usage_records", 1), p("usage_records", 2),
-		"idempotency_keys_history", pB0("idempotency_keys"), p("idempotency_keys", 1), p("idempotency_keys", 2),
+		"usage_records_history", pB0("usage_records"), pFirst("usage_records"), p("usage_records", 2),
+		"idempotency_keys_history", pB0("idempotency_keys"), pFirst("idempotency_keys"), p("idempotency_keys", 2),
 		p("idempotency_keys", 3), p("idempotency_keys", 4), p("idempotency_keys", 5),
 	}, pass.Dropped)
-	require.ElementsMatch(t, []string{p("messages", 1), p("recipients", 1), p("events", 1), p("message_contents", 1)}, pass.Kept)
+	require.ElementsMatch(t, []string{pFirst("messages"), pFirst("recipients"), pFirst("events"), pFirst("message_contents")}, pass.Kept)
 	for _, table := range []string{"messages", "message_contents", "recipients", "events"} {
 		require.Equal(t, "", b.where(t, table, old))
 		require.Equal(t, "", b.where(t, table, today))
-		require.Equal(t, p(table, 1), b.where(t, table, queued), "in the outbox: kept")
+		require.Equal(t, pFirst(table), b.where(t, table, queued), "in the outbox: kept")
 		require.Equal(t, p(table, 2), b.where(t, table, day2), "above a kept partition: kept")
-		require.Equal(t, []string{table + "_past", p(table, 1), p(table, 2)}, b.names(t, table)[:3])
+		require.Equal(t, []string{table + "_past", pFirst(table), p(table, 2)}, b.names(t, table)[:3])
 	}
 	require.Equal(t, "", b.where(t, "usage_records", day2))
 	require.Equal(t, []string{"usage_records_past", p("usage_records", 3)}, b.names(t, "usage_records")[:2])
@@ -193,8 +194,8 @@ func TestManagerRotation(t *testing.T) {
 	pass = b.run(t)
 	require.Empty(t, pass.Created)
 	require.ElementsMatch(t, []string{
-		p("messages", 1), p("recipients", 1), p("events", 1),
-		p("message_contents", 1), p("message_contents", 2), p("message_contents", 3),
+		pFirst("messages"), pFirst("recipients"), pFirst("events"),
+		pFirst("message_contents"), p("message_contents", 2), p("message_contents", 3),
 	}, pass.Dropped)
 	require.Empty(t, pass.Kept)
 	require.Equal(t, "", b.where(t, "message_contents", queued))
@@ -229,7 +230,7 @@ func TestManagerOneReplicaAtATime(t *testing.T) {
 	require.NoError(t, err)
 	pass := b.run(t)
 	require.True(t, pass.Skipped)
-	require.Len(t, b.names(t, "messages"), 2, "nothing made")
+	require.Len(t, b.names(t, "messages"), 3, "nothing made")
 
 	_, err = conn.Exec(t.Context(), `SELECT pg_advisory_unlock(hashtextextended('emailsender-partitions:' || current_schema(), 0))`)
 	require.NoError(t, err)
@@ -250,7 +251,7 @@ func TestManagerCatchesUp(t *testing.T) {
 	d := b.clock.Truncate(day)
 	b.run(t)
 	require.Equal(t, []string{
-		"events_history", partition.PeriodName("events", b0),
+		"events_history", partition.PeriodName("events", b0), partition.PeriodName("events", b0.Add(day)),
 		partition.PeriodName("events", d), partition.PeriodName("events", d.Add(day)),
 		partition.PeriodName("events", d.Add(2*day)), partition.PeriodName("events", d.Add(3*day)), "events_future",
 	}, b.names(t, "events"))

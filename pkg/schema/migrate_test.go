@@ -124,23 +124,33 @@ func TestMigratePartitionsKeepsData(t *testing.T) {
 	require.True(t, gone, "the old table is dropped")
 
 	// The layout's tables, as pkg/partition reads them: what existed is in
-	// _history, the rest goes to _future until the manager makes periods.
+	// _history, the first day after the migration has a partition, the rest
+	// goes to _future until the manager makes periods.
+	var b0 time.Time
 	for _, table := range partition.Layout() {
 		parts, err := partition.List(ctx, db.Pool, table.Name)
 		require.NoError(t, err, table.Name)
-		require.Len(t, parts, 2, table.Name)
-		require.Equal(t, table.Name+"_history", parts[0].Name)
-		require.True(t, parts[0].From.IsZero(), "MINVALUE")
-		require.Equal(t, table.Name+"_future", parts[1].Name)
-		require.True(t, parts[1].To.IsZero(), "MAXVALUE")
-		require.Equal(t, parts[0].To, parts[1].From)
-		require.WithinDuration(t, time.Now(), parts[0].To, 2*time.Minute)
+		require.Len(t, parts, 3, table.Name)
+		b0 = parts[0].To
+		require.WithinDuration(t, time.Now(), b0, 2*time.Minute)
+		require.Equal(t, []partition.Partition{
+			{Name: table.Name + "_history", To: b0},
+			{Name: partition.PeriodName(table.Name, b0), From: b0, To: b0.Add(24 * time.Hour)},
+			{Name: table.Name + "_future", From: b0.Add(24 * time.Hour)},
+		}, []partition.Partition{
+			{Name: parts[0].Name, From: parts[0].From, To: parts[0].To},
+			{Name: parts[1].Name, From: parts[1].From, To: parts[1].To},
+			{Name: parts[2].Name, From: parts[2].From, To: parts[2].To},
+		}, table.Name)
 	}
-	for _, m := range []msg{msgs[0], msgs[1], msgs[4]} {
+	for _, m := range []msg{msgs[0], msgs[1], msgs[2], msgs[4]} {
 		var part string
 		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT tableoid::regclass::text FROM messages WHERE id = $1`, m.id).Scan(&part))
 		want := "messages_history"
-		if m.id == msgs[4].id {
+		switch m.id {
+		case msgs[2].id: // made in the migration's minute
+			want = partition.PeriodName("messages", b0)
+		case msgs[4].id:
 			want = "messages_future" // above every period
 		}
 		require.Equal(t, want, part, m.id)

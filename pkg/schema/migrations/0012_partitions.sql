@@ -14,12 +14,15 @@
 -- millisecond with every other bit zero (partition.IDBound).
 -- usage_records is partitioned by at, idempotency_keys by created_at.
 --
--- This migration gives each table two partitions that take every key:
---   <table>_history [MINVALUE, B0)   the rows that exist now
---   <table>_future  [B0, MAXVALUE)   what comes later
+-- This migration gives each table three partitions that take every key:
+--   <table>_history         [MINVALUE, B0)          the rows that exist now
+--   <table>_pYYYYMMDD_HHMM  [B0, B0 + 1 day)        the first day's
+--   <table>_future          [B0 + 1 day, MAXVALUE)
 -- where B0 is the minute this migration runs. Ingest's partition manager
--- (partition.Manager) then makes the periods from B0 on and drops the
--- history partition like any other once all of it has expired.
+-- (partition.Manager), which runs right after it, makes the periods from
+-- B0 + 1 day on, so what ingest stores meanwhile is not in _future and
+-- need not be moved; it drops the history partition like any other once
+-- all of it has expired.
 --
 -- Every row is kept: each table is renamed, its rows copied into the new
 -- table and the old one dropped, inside the migration's transaction; the
@@ -27,6 +30,22 @@
 
 CREATE FUNCTION pg_temp.id_bound(t timestamptz) RETURNS uuid LANGUAGE sql IMMUTABLE AS $$
     SELECT (lpad(to_hex(floor(extract(epoch FROM t) * 1000)::bigint), 12, '0') || repeat('0', 20))::uuid
+$$;
+
+-- make_partitions creates the three partitions of tbl (keyed by a message
+-- id when by_id, else by a timestamptz), named as partition.PeriodName does.
+CREATE FUNCTION pg_temp.make_partitions(tbl text, by_id boolean) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    b0 timestamptz := date_trunc('minute', now());
+    b1 timestamptz := date_trunc('minute', now()) + interval '1 day';
+    lo text := CASE WHEN by_id THEN quote_literal(pg_temp.id_bound(b0)) ELSE quote_literal(b0) END;
+    hi text := CASE WHEN by_id THEN quote_literal(pg_temp.id_bound(b1)) ELSE quote_literal(b1) END;
+BEGIN
+    EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (MINVALUE) TO (%s)', tbl || '_history', tbl, lo);
+    EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%s) TO (%s)',
+        tbl || '_p' || to_char(b0 AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MI'), tbl, lo, hi);
+    EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%s) TO (MAXVALUE)', tbl || '_future', tbl, hi);
+END
 $$;
 
 -- messages (without content) and message_contents.
@@ -55,10 +74,7 @@ CREATE TABLE messages (
     updated_at          timestamptz NOT NULL,
     PRIMARY KEY (id)
 ) PARTITION BY RANGE (id);
-CREATE TABLE messages_history PARTITION OF messages
-    FOR VALUES FROM (MINVALUE) TO (pg_temp.id_bound(date_trunc('minute', now())));
-CREATE TABLE messages_future PARTITION OF messages
-    FOR VALUES FROM (pg_temp.id_bound(date_trunc('minute', now()))) TO (MAXVALUE);
+SELECT pg_temp.make_partitions('messages', true);
 INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, from_name, subject,
         tags, recipient_count, size_bytes, send_at, attempts, provider_message_id, last_error, created_at, updated_at)
     SELECT id, account_id, provider_id, provider_kind, status, from_address, from_name, subject,
@@ -74,10 +90,7 @@ CREATE TABLE message_contents (
     content    bytea NOT NULL,
     PRIMARY KEY (message_id)
 ) PARTITION BY RANGE (message_id);
-CREATE TABLE message_contents_history PARTITION OF message_contents
-    FOR VALUES FROM (MINVALUE) TO (pg_temp.id_bound(date_trunc('minute', now())));
-CREATE TABLE message_contents_future PARTITION OF message_contents
-    FOR VALUES FROM (pg_temp.id_bound(date_trunc('minute', now()))) TO (MAXVALUE);
+SELECT pg_temp.make_partitions('message_contents', true);
 INSERT INTO message_contents (message_id, account_id, content)
     SELECT id, account_id, content FROM messages_0011 WHERE content IS NOT NULL;
 DROP TABLE messages_0011;
@@ -108,10 +121,7 @@ CREATE TABLE recipients (
     updated_at timestamptz NOT NULL,
     PRIMARY KEY (message_id, idx)
 ) PARTITION BY RANGE (message_id);
-CREATE TABLE recipients_history PARTITION OF recipients
-    FOR VALUES FROM (MINVALUE) TO (pg_temp.id_bound(date_trunc('minute', now())));
-CREATE TABLE recipients_future PARTITION OF recipients
-    FOR VALUES FROM (pg_temp.id_bound(date_trunc('minute', now()))) TO (MAXVALUE);
+SELECT pg_temp.make_partitions('recipients', true);
 INSERT INTO recipients (message_id, idx, account_id, kind, address, name, status, status_key, detail, updated_at)
     SELECT message_id, idx, account_id, kind, address, name, status, status_key, detail, updated_at
     FROM recipients_0011;
@@ -139,10 +149,7 @@ CREATE TABLE events (
     retry_at          timestamptz,
     PRIMARY KEY (message_id, id)
 ) PARTITION BY RANGE (message_id);
-CREATE TABLE events_history PARTITION OF events
-    FOR VALUES FROM (MINVALUE) TO (pg_temp.id_bound(date_trunc('minute', now())));
-CREATE TABLE events_future PARTITION OF events
-    FOR VALUES FROM (pg_temp.id_bound(date_trunc('minute', now()))) TO (MAXVALUE);
+SELECT pg_temp.make_partitions('events', true);
 INSERT INTO events (id, message_id, account_id, type, status, occurred_at, attempt, recipients,
         provider_response, error_class, detail, retry_at)
     SELECT id, message_id, account_id, type, status, occurred_at, attempt, recipients,
@@ -171,10 +178,7 @@ CREATE TABLE usage_records (
     duration_ms   double precision NOT NULL DEFAULT 0,
     PRIMARY KEY (account_id, at, id)
 ) PARTITION BY RANGE (at);
-CREATE TABLE usage_records_history PARTITION OF usage_records
-    FOR VALUES FROM (MINVALUE) TO (date_trunc('minute', now()));
-CREATE TABLE usage_records_future PARTITION OF usage_records
-    FOR VALUES FROM (date_trunc('minute', now())) TO (MAXVALUE);
+SELECT pg_temp.make_partitions('usage_records', false);
 INSERT INTO usage_records (id, account_id, at, method, key_id, token_subject, client_ip, user_agent, result, duration_ms)
     SELECT id, account_id, at, method, key_id, token_subject, client_ip, user_agent, result, duration_ms
     FROM usage_records_0011;
@@ -197,12 +201,10 @@ CREATE TABLE idempotency_keys (
     created_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (account_id, key, created_at)
 ) PARTITION BY RANGE (created_at);
-CREATE TABLE idempotency_keys_history PARTITION OF idempotency_keys
-    FOR VALUES FROM (MINVALUE) TO (date_trunc('minute', now()));
-CREATE TABLE idempotency_keys_future PARTITION OF idempotency_keys
-    FOR VALUES FROM (date_trunc('minute', now())) TO (MAXVALUE);
+SELECT pg_temp.make_partitions('idempotency_keys', false);
 INSERT INTO idempotency_keys (account_id, key, request_hash, message_id, status, created_at)
     SELECT account_id, key, request_hash, message_id, status, created_at FROM idempotency_keys_0011;
 DROP TABLE idempotency_keys_0011;
 
+DROP FUNCTION pg_temp.make_partitions(text, boolean);
 DROP FUNCTION pg_temp.id_bound(timestamptz);
