@@ -50,7 +50,7 @@ func (c Config) Validate() error {
 // partitions takes the parent's ACCESS EXCLUSIVE lock for a moment, and a
 // wait behind a long query would hold every query after it. A pass that
 // times out is tried again at the next one.
-const lockTimeout = 3 * time.Second
+const lockTimeout = 500 * time.Millisecond
 
 // maxCatchUp is how many past periods a pass makes one by one; more missed
 // periods become one partition.

@@ -239,6 +239,31 @@ func TestManagerOneReplicaAtATime(t *testing.T) {
 	require.Len(t, b.names(t, "messages"), 6)
 }
 
+// TestManagerPostponesOnLockTimeout: a table held by a long transaction is
+// left for the next pass (the manager does not queue every query behind
+// its lock for long); the other tables are maintained.
+func TestManagerPostponesOnLockTimeout(t *testing.T) {
+	t.Parallel()
+	b := setup(t, partition.Retention{Content: day, Metadata: day, Usage: day, Idempotency: day})
+	tx, err := b.db.Pool.Begin(t.Context())
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(t.Context()) }()
+	_, err = tx.Exec(t.Context(), `LOCK TABLE events IN ACCESS SHARE MODE`)
+	require.NoError(t, err)
+
+	pass, err := b.mgr.RunOnce(t.Context())
+	require.ErrorIs(t, err, partition.ErrLockTimeout)
+	require.ErrorContains(t, err, "events")
+	require.Len(t, b.names(t, "messages"), 6, "the other tables are maintained")
+	for _, name := range pass.Created {
+		require.NotContains(t, name, "events")
+	}
+
+	require.NoError(t, tx.Rollback(t.Context()))
+	b.run(t)
+	require.Len(t, b.names(t, "events"), 6, "done at the next pass")
+}
+
 // TestManagerCatchesUp: after a long time without a pass (or a clock set
 // far ahead), the periods missed become one partition, not one each.
 func TestManagerCatchesUp(t *testing.T) {
