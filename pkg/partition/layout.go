@@ -17,9 +17,10 @@
 // A table's partitions are, from the bottom:
 //
 //	<table>_past     [MINVALUE, lowest)  empty in practice: keys older than every period kept
-//	<table>_history  [MINVALUE, B0)      the rows that existed before migration 0012 (until it expires)
-//	<table>_pYYYYMMDD_HHMM               one per period, named by its lower bound (UTC); 0012
-//	                                     made the first, [B0, B0 + 1 day)
+//	<table>_history  [MINVALUE, B0)      the rows that existed before the partitions migration
+//	                                     (schema's NNNN_partitions.sql), until it expires
+//	<table>_pYYYYMMDD_HHMM               one per period, named by its lower bound (UTC); the
+//	                                     migration made the first, [B0, B0 + 1 day)
 //	<table>_future   [highest, MAXVALUE) empty in practice: keys beyond the periods made ahead
 //
 // so every key has a partition and an insert never fails for want of one;

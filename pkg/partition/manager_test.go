@@ -120,15 +120,15 @@ func TestManagerRotation(t *testing.T) {
 	history, err := partition.List(ctx, b.db.Pool, "messages")
 	require.NoError(t, err)
 	require.Len(t, history, 3)
-	b0 := history[0].To // migration 0012's minute; its partition runs for a day
+	b0 := history[0].To // the partitions migration's minute; its partition runs for a day
 	pB0 := func(table string) string { return partition.PeriodName(table, b0) }
 	pFirst := func(table string) string { return partition.PeriodName(table, b0.Add(day)) } // up to day 2
 
-	old := b.message(t, b0.Add(-time.Hour)) // before 0012: _history
+	old := b.message(t, b0.Add(-time.Hour)) // before the migration: _history
 	far := b.message(t, d0.Add(10*day+time.Hour))
 	require.Equal(t, "messages_future", b.where(t, "messages", far), "beyond the periods: _future")
 
-	// First pass: after 0012's day, up to three days ahead of today.
+	// First pass: after the migration's day, up to three days ahead of today.
 	pass := b.run(t)
 	require.False(t, pass.Skipped)
 	for _, table := range partition.Layout() {
