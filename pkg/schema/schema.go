@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,12 +64,18 @@ func Migrations() ([]Migration, error) {
 // from several processes at once: an advisory lock scoped to the current schema
 // serialises them.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
+	return MigrateTo(ctx, pool, math.MaxInt)
+}
+
+// MigrateTo is Migrate up to version (included) only: the schema of an
+// earlier release, e.g. to test a later migration on its data.
+func MigrateTo(ctx context.Context, pool *pgxpool.Pool, version int) ([]int, error) {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin migration: %w", err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	applied, err := MigrateTx(ctx, tx)
+	applied, err := migrateTx(ctx, tx, version)
 	if err != nil {
 		return nil, err
 	}
@@ -80,6 +87,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 
 // MigrateTx applies every pending migration inside tx and returns the versions it applied.
 func MigrateTx(ctx context.Context, tx pgx.Tx) ([]int, error) {
+	return migrateTx(ctx, tx, math.MaxInt)
+}
+
+func migrateTx(ctx context.Context, tx pgx.Tx, upTo int) ([]int, error) {
 	var schemaName string
 	if err := tx.QueryRow(ctx, `SELECT current_schema()`).Scan(&schemaName); err != nil {
 		return nil, fmt.Errorf("current schema: %w", err)
@@ -113,7 +124,7 @@ func MigrateTx(ctx context.Context, tx pgx.Tx) ([]int, error) {
 	}
 	var applied []int
 	for _, m := range all {
-		if done[m.Version] {
+		if done[m.Version] || m.Version > upTo {
 			continue
 		}
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {

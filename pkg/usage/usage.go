@@ -44,7 +44,9 @@ type Config struct {
 	QueueSize      int           `env:"USAGE_QUEUE" default:"10000" help:"usage records buffered before new ones are dropped"`
 	BatchSize      int           `env:"USAGE_BATCH" default:"500" help:"usage records written per COPY, at most"`
 	FlushInterval  time.Duration `env:"USAGE_FLUSH_INTERVAL" default:"100ms" help:"how long a usage record may wait to be written"`
-	Retention      time.Duration `env:"USAGE_RETENTION" default:"2160h" help:"how long usage records are kept"`
+	// Retention is how long records are kept: ingest's partition manager
+	// drops their partitions after it (pkg/partition).
+	Retention time.Duration `env:"USAGE_RETENTION" default:"2160h" help:"how long usage records are kept (ingest drops their partitions after it)"`
 }
 
 // Validate checks the configuration. It has no defaults of its own: the env
@@ -143,8 +145,6 @@ func (r *Recorder) Run(ctx context.Context) error {
 	defer flush.Stop()
 	report := time.NewTicker(time.Minute)
 	defer report.Stop()
-	purge := time.NewTimer(time.Minute)
-	defer purge.Stop()
 	batch := make([]Record, 0, r.cfg.BatchSize)
 	var lastDropped, lastUnauth int64
 	for {
@@ -162,9 +162,6 @@ func (r *Recorder) Run(ctx context.Context) error {
 				r.log.WarnContext(ctx, "usage records", "dropped_total", d, "unauthenticated_calls_total", u)
 				lastDropped, lastUnauth = d, u
 			}
-		case <-purge.C:
-			r.purge(ctx)
-			purge.Reset(time.Hour)
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
@@ -208,25 +205,6 @@ func (r *Recorder) write(ctx context.Context, batch []Record) []Record {
 	}
 	clear(batch)
 	return batch[:0]
-}
-
-// purge deletes records past the retention, in slices so no transaction is long.
-func (r *Recorder) purge(ctx context.Context) {
-	cutoff := time.Now().Add(-r.cfg.Retention)
-	for ctx.Err() == nil {
-		tag, err := r.pool.Exec(ctx, `
-			DELETE FROM usage_records WHERE ctid IN (
-				SELECT ctid FROM usage_records WHERE at < $1 LIMIT 10000)`, cutoff)
-		if err != nil {
-			if ctx.Err() == nil {
-				r.log.WarnContext(ctx, "purge usage records", "error", err)
-			}
-			return
-		}
-		if tag.RowsAffected() < 10_000 {
-			return
-		}
-	}
 }
 
 // CountUnauthenticated returns a unary interceptor, chained before

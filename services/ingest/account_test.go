@@ -595,7 +595,7 @@ func TestSuppressions(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	var content []byte
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT content FROM messages WHERE id = $1`, resp.GetMessageId()).Scan(&content))
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT content FROM message_contents WHERE message_id = $1`, resp.GetMessageId()).Scan(&content))
 	var job queuev1.SendJob
 	require.NoError(t, proto.Unmarshal(content, &job))
 	require.Equal(t, []string{"a@example.org"}, job.GetSuppressed())
@@ -609,7 +609,7 @@ func TestSuppressions(t *testing.T) {
 		Subject: "s", TextBody: "t",
 	}})
 	require.NoError(t, err)
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT content FROM messages WHERE id = $1`, resp.GetMessageId()).Scan(&content))
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT content FROM message_contents WHERE message_id = $1`, resp.GetMessageId()).Scan(&content))
 	job.Reset()
 	require.NoError(t, proto.Unmarshal(content, &job))
 	require.Equal(t, []string{"sender@example.com"}, job.GetSuppressed())

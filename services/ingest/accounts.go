@@ -99,31 +99,31 @@ func newAccounts(cfg Config, deps Deps, mailer *send.Server, states *accountstat
 	return a, nil
 }
 
-// purgeContent is the retention janitor: every RetentionInterval it clears the
-// content (bodies, attachments) of delivered messages older than
-// RetentionPeriod, in batches, until ctx ends.
-func (s *Service) purgeContent(ctx context.Context) {
+// retention runs every RetentionInterval until ctx ends: the partition
+// manager makes the partitions ahead and drops the expired ones (content
+// after RetentionPeriod, the rest of a message after MetadataRetention,
+// usage records after USAGE_RETENTION, idempotency keys after a day; see
+// pkg/partition), and the content of delivered sender verification mails,
+// which holds their code, is deleted at once.
+func (s *Service) retention(ctx context.Context) {
 	t := time.NewTicker(s.cfg.RetentionInterval)
 	defer t.Stop()
 	const batch = 1000
 	for {
-		cutoff := s.now().Add(-s.cfg.RetentionPeriod)
-		var total int64
+		if _, err := s.partitions.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "partition maintenance", "error", err)
+		}
 		for {
-			n, err := store.PurgeContent(ctx, s.deps.Pool, cutoff, batch)
-			total += n
+			n, err := store.PurgeVerificationContent(ctx, s.deps.Pool, batch)
 			if err != nil {
 				if ctx.Err() == nil {
-					s.log.WarnContext(ctx, "purge message content", "error", err)
+					s.log.WarnContext(ctx, "purge verification mail content", "error", err)
 				}
 				break
 			}
 			if n < batch {
 				break
 			}
-		}
-		if total > 0 {
-			s.log.InfoContext(ctx, "purged message content past retention", "messages", total, "cutoff", cutoff)
 		}
 		select {
 		case <-ctx.Done():

@@ -11,6 +11,11 @@
 // both. Scheduled messages (send_at in the future) are published only by the
 // relay, when due, and can be canceled until then.
 //
+// Ingest also owns retention: every RETENTION_INTERVAL its pkg/partition
+// Manager makes the time partitions of messages, contents, recipients,
+// events, usage records and idempotency keys ahead and drops the expired
+// ones (one replica at a time).
+//
 // Service wires it together: New builds it from a Config (environment
 // variables, see Config) and its clients, Run serves until its context ends and
 // shuts down gracefully. Bootstrap creates an account with a provider

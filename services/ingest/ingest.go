@@ -18,6 +18,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/httpgateway"
+	"github.com/namirasoft/email-sender/pkg/partition"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
@@ -87,9 +88,15 @@ type Config struct {
 	Account account.Config
 
 	// RetentionPeriod is how long message content (bodies, attachments) is
-	// kept; status, recipients and events stay.
-	RetentionPeriod   time.Duration `env:"RETENTION_PERIOD" default:"720h" help:"message bodies and attachments are purged after this"`
-	RetentionInterval time.Duration `env:"RETENTION_INTERVAL" default:"10m" help:"how often the retention janitor runs"`
+	// kept; MetadataRetention how long the rest of a message (status,
+	// recipients, events) is. Both are kept until their partition expires
+	// (Partitions), at most one PARTITION_PERIOD longer.
+	RetentionPeriod   time.Duration `env:"RETENTION_PERIOD" default:"720h" help:"message bodies and attachments are dropped after this"`
+	MetadataRetention time.Duration `env:"METADATA_RETENTION" default:"2160h" help:"messages' status, recipients and events are dropped after this (at least RETENTION_PERIOD)"`
+	RetentionInterval time.Duration `env:"RETENTION_INTERVAL" default:"10m" help:"how often partitions are made ahead and expired ones dropped"`
+	// Partitions sizes the time partitions of the tables that grow
+	// (PARTITION_*).
+	Partitions partition.Config
 
 	// FinalSweepAfter is when a deleted or terminated account's final sweep
 	// runs: after the longest send (WORKER_SEND_TIMEOUT) and some.
@@ -115,7 +122,7 @@ type Config struct {
 // WithDefaults fills unset fields with the env tags' defaults (the one
 // source of them).
 func (c Config) WithDefaults() (Config, error) {
-	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "AuthCacheTTL", "RequireVerifiedSenders", "RetentionPeriod", "RetentionInterval", "FinalSweepAfter"); err != nil {
+	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "AuthCacheTTL", "RequireVerifiedSenders", "RetentionPeriod", "MetadataRetention", "RetentionInterval", "FinalSweepAfter"); err != nil {
 		return c, err
 	}
 	c.Send = c.Send.WithDefaults()
@@ -125,6 +132,7 @@ func (c Config) WithDefaults() (Config, error) {
 	}
 	c.Relay = c.Relay.WithDefaults()
 	c.Deleter = c.Deleter.WithDefaults()
+	c.Partitions = c.Partitions.WithDefaults()
 	if err := envconfig.FillDefaults(&c.NATS, "StreamReplicas"); err != nil {
 		return c, err
 	}
@@ -156,7 +164,13 @@ func (c Config) validate() error {
 	if c.GRPCMaxRecvBytes < c.Send.Limits.MaxMessageBytes+envelopeHeadroom {
 		return fmt.Errorf("INGEST_GRPC_MAX_RECV_BYTES (%d) must exceed MAX_MESSAGE_BYTES (%d) by at least %d", c.GRPCMaxRecvBytes, c.Send.Limits.MaxMessageBytes, envelopeHeadroom)
 	}
-	return errors.Join(c.Relay.Validate(), c.Deleter.Validate(), c.Account.Validate(), c.API.Validate())
+	if c.MetadataRetention < c.RetentionPeriod {
+		return fmt.Errorf("METADATA_RETENTION=%s: want at least RETENTION_PERIOD (%s)", c.MetadataRetention, c.RetentionPeriod)
+	}
+	if c.RetentionInterval <= 0 {
+		return fmt.Errorf("RETENTION_INTERVAL=%s: want a positive duration", c.RetentionInterval)
+	}
+	return errors.Join(c.Relay.Validate(), c.Deleter.Validate(), c.Account.Validate(), c.API.Validate(), c.Partitions.Validate())
 }
 
 // Deps are the clients the service uses; they are built once by the caller
@@ -180,7 +194,7 @@ type Deps struct {
 	// KeyStore, when Auth is not itself an *auth.KeyStore, is the API key
 	// cache to keep in step with revocations (optional).
 	KeyStore *auth.KeyStore
-	// Now is the retention janitor's and AccountService's clock (time.Now
+	// Now is the partition manager's and AccountService's clock (time.Now
 	// when nil).
 	Now func() time.Time
 }
@@ -194,6 +208,8 @@ type Service struct {
 	relay   *outbox.Relay
 	deleter *outbox.Deleter
 	acc     *accounts
+	// partitions makes and drops the time partitions (retention).
+	partitions *partition.Manager
 }
 
 // New builds the service. It fails when the configuration is inconsistent,
@@ -260,8 +276,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 
+	parts, err := partition.New(cfg.Partitions, partition.Retention{
+		Content: cfg.RetentionPeriod, Metadata: cfg.MetadataRetention,
+		Usage: cfg.API.Usage.Retention, Idempotency: store.IdempotencyTTL,
+	}, partition.Deps{Pool: deps.Pool, Logger: log, Now: deps.Now})
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	relay := outbox.NewRelay(deps.Pool, deps.JetStream, deps.Telemetry, log, cfg.Relay)
-	s := &Service{cfg: cfg, deps: deps, log: log, api: api, relay: relay, deleter: deleter, acc: acc}
+	s := &Service{cfg: cfg, deps: deps, log: log, api: api, relay: relay, deleter: deleter, acc: acc, partitions: parts}
 	relay.Prepare = s.prepareNATS
 	return s, nil
 }
@@ -301,8 +324,8 @@ func (s *Service) prepareNATS(ctx context.Context) error {
 	return nil
 }
 
-// Run serves the API (pkg/apiserver) with the outbox relay, the idempotency
-// key expiry and the retention janitor beside it until ctx ends, then shuts
+// Run serves the API (pkg/apiserver) with the outbox relay and retention
+// (the partition manager) beside it until ctx ends, then shuts
 // down in apiserver's order; after in-flight calls have finished, the
 // provider clients close, and the queued
 // outbox deletions are flushed, before the usage records.
@@ -316,8 +339,7 @@ func (s *Service) Run(ctx context.Context) error {
 	err := s.api.Run(ctx, apiserver.Hooks{
 		Background: []func(context.Context) error{
 			s.relay.Run,
-			func(ctx context.Context) error { s.expireIdempotencyKeys(ctx); return nil },
-			func(ctx context.Context) error { s.purgeContent(ctx); return nil },
+			func(ctx context.Context) error { s.retention(ctx); return nil },
 			s.acc.states.Watch,
 			s.acc.eraser.RunSweeps,
 			s.serveOperator,
@@ -329,31 +351,4 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	s.log.Info("ingest stopped")
 	return err
-}
-
-// expireIdempotencyKeys deletes idempotency keys past their 24 hours, every
-// few minutes, until ctx ends. (A reused expired key is also replaced when it
-// is seen; this keeps the table from growing with keys never reused.)
-func (s *Service) expireIdempotencyKeys(ctx context.Context) {
-	t := time.NewTicker(5 * time.Minute)
-	defer t.Stop()
-	for {
-		for {
-			n, err := store.DeleteExpiredIdempotencyKeys(ctx, s.deps.Pool, time.Now(), 10_000)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.WarnContext(ctx, "expire idempotency keys", "error", err)
-				}
-				break
-			}
-			if n < 10_000 {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

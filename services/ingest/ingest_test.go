@@ -206,8 +206,9 @@ func TestSendEmailAccepted(t *testing.T) {
 		content                                    []byte
 	)
 	require.NoError(t, b.db.Pool.QueryRow(context.Background(), `
-		SELECT account_id::text, provider_id::text, provider_kind, from_address, subject, recipient_count, content
-		FROM messages WHERE id = $1`, id).Scan(&accountID, &providerID, &kind, &from, &subject, &recipientCount, &content))
+		SELECT m.account_id::text, m.provider_id::text, m.provider_kind, m.from_address, m.subject, m.recipient_count, c.content
+		FROM messages m JOIN message_contents c ON c.message_id = m.id AND c.account_id = m.account_id
+		WHERE m.id = $1`, id).Scan(&accountID, &providerID, &kind, &from, &subject, &recipientCount, &content))
 	require.Equal(t, b.account.AccountID, accountID)
 	require.Equal(t, b.account.ProviderID, providerID)
 	require.Equal(t, "sandbox", kind)

@@ -186,7 +186,7 @@ func TestSenderSESIdentityBoundToProvider(t *testing.T) {
 func storedJob(t *testing.T, b *accBundle, id string) *queuev1.SendJob {
 	t.Helper()
 	var content []byte
-	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT content FROM messages WHERE id = $1`, id).Scan(&content))
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT content FROM message_contents WHERE message_id = $1`, id).Scan(&content))
 	job := &queuev1.SendJob{}
 	require.NoError(t, proto.Unmarshal(content, job))
 	return job

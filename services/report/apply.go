@@ -157,7 +157,7 @@ func insertEvents(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (map[s
 			$12::timestamptz[])
 			AS u(id, message_id, account_id, type, status, occurred_at, attempt, recipients,
 				provider_response, error_class, detail, retry_at)
-		ON CONFLICT (id) DO NOTHING
+		ON CONFLICT (message_id, id) DO NOTHING
 		RETURNING id::text`,
 		ids, msgs, accts, types, statuses, occurred, attempts, recipients, resps, classes, details, retryAt)
 	if err != nil {
@@ -219,13 +219,14 @@ func updateRecipients(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (m
 				ON r.message_id = e.message_id AND r.account_id = e.account_id
 				AND (e.address = '' OR r.address = e.address)
 			WHERE e.key > r.status_key
+				AND r.message_id = ANY($2::uuid[]) -- only their partitions (pkg/partition)
 			ORDER BY r.message_id, r.idx, e.key DESC, e.ord
 		)
 		UPDATE recipients r
 		SET status = best.status, status_key = best.key, updated_at = best.at,
 			detail = CASE WHEN best.detail <> '' THEN best.detail ELSE r.detail END
 		FROM best
-		WHERE r.message_id = best.message_id AND r.idx = best.idx
+		WHERE r.message_id = best.message_id AND r.idx = best.idx AND r.message_id = ANY($2::uuid[])
 		RETURNING best.ord`,
 		ords, msgs, accts, addr, statuses, keys, details, at)
 	if err != nil {
@@ -314,7 +315,7 @@ func updateMessages(ctx context.Context, tx pgx.Tx, evs []event, idx []int, appl
 				WHERE p.id = NULLIF(u.moved_to, '')::uuid AND p.account_id = m.account_id), m.provider_kind)
 		FROM unnest($1::uuid[], $2::smallint[], $3::integer[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
 			AS u(id, status, attempts, provider_message_id, last_error, updated_at, moved_to)
-		WHERE m.id = u.id`,
+		WHERE m.id = u.id AND m.id = ANY($1::uuid[]) -- only their partitions (pkg/partition)`,
 		ids, statuses, attempts, providerIDs, lastErrors, updatedAt, movedTo); err != nil {
 		return fmt.Errorf("update messages: %w", err)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
+	"github.com/namirasoft/email-sender/pkg/partition"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/pkg/testkit/natstest"
@@ -245,7 +246,7 @@ func (b *testBundle) newMessage(t *testing.T, a account, spec msgSpec) string {
 	if spec.tags == nil {
 		spec.tags = map[string]string{}
 	}
-	id, err := uuid.NewV7()
+	id, err := partition.NewMessageID(spec.createdAt) // as ingest makes it
 	require.NoError(t, err)
 	var rcpts []recipientRow
 	for _, r := range spec.to {

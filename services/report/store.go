@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/namirasoft/email-sender/pkg/partition"
 	"github.com/namirasoft/email-sender/pkg/reputation"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -171,11 +172,16 @@ func (s *store) list(ctx context.Context, accountID string, f listFilter) ([]*em
 	if f.tagsJSON != "" {
 		where = append(where, "m.tags @> "+arg(f.tagsJSON)+"::jsonb")
 	}
+	// The id bounds change nothing but let PostgreSQL skip the partitions
+	// outside the range (messages are partitioned by id, a UUIDv7 of
+	// created_at).
 	if f.createdAfter != nil {
-		where = append(where, "m.created_at >= "+arg(*f.createdAfter))
+		where = append(where, "m.created_at >= "+arg(*f.createdAfter),
+			"m.id >= "+arg(partition.IDsFrom(*f.createdAfter)))
 	}
 	if f.createdBefore != nil {
-		where = append(where, "m.created_at < "+arg(*f.createdBefore))
+		where = append(where, "m.created_at < "+arg(*f.createdBefore),
+			"m.id < "+arg(partition.IDsBefore(*f.createdBefore)))
 	}
 	if f.afterID != "" {
 		where = append(where, "m.id < "+arg(f.afterID)+"::uuid")
@@ -217,9 +223,10 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 			m.provider_id::text, m.status, count(*)
 		FROM messages m
 		WHERE m.account_id = $1 AND m.created_at >= $2 AND m.created_at < $3
+			AND m.id >= $6 AND m.id < $7 -- the partitions of [start, end)
 			AND ($5 = '' OR m.provider_id = NULLIF($5, '')::uuid)
 		GROUP BY 1, 2, 3
-		ORDER BY 1, 2, 3`, accountID, start, end, bucket.Seconds(), providerID)
+		ORDER BY 1, 2, 3`, accountID, start, end, bucket.Seconds(), providerID, partition.IDsFrom(start), partition.IDsBefore(end))
 	if err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
 	}

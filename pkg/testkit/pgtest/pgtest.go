@@ -45,6 +45,19 @@ type DB struct {
 // schema is dropped in t.Cleanup.
 func New(t testing.TB) *DB {
 	t.Helper()
+	db := NewEmpty(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := schema.Migrate(ctx, db.Pool); err != nil {
+		t.Fatalf("pgtest: migrate: %v", err)
+	}
+	return db
+}
+
+// NewEmpty is New without the migrations: an empty schema, e.g. to migrate
+// it step by step (schema.MigrateTo).
+func NewEmpty(t testing.TB) *DB {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -75,10 +88,6 @@ func New(t testing.TB) *DB {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("pgtest: connect: %v", err)
-	}
-	if _, err := schema.Migrate(ctx, pool); err != nil {
-		pool.Close()
-		t.Fatalf("pgtest: migrate: %v", err)
 	}
 	t.Cleanup(func() {
 		pool.Close()

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
+	"github.com/namirasoft/email-sender/pkg/partition"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
@@ -291,8 +292,8 @@ func (l *ingestLimit) deleter() {
 
 func (l *ingestLimit) one(ctx context.Context, _ int) error {
 	m := l.req.GetMessage()
-	id := uuid.Must(uuid.NewV7()).String()
 	now := time.Now()
+	id := uuid.Must(partition.NewMessageID(now)).String()
 	acc := l.e.accounts["ingest"]
 	content, err := proto.Marshal(&queuev1.SendJob{MessageId: id, AccountId: acc.AccountID, ProviderId: acc.ProviderID,
 		ProviderKind: "sandbox", Message: m, AcceptedAt: timestamppb.New(now)})
@@ -302,10 +303,11 @@ func (l *ingestLimit) one(ctx context.Context, _ int) error {
 	status := int16(msgstatus.Queued)
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, from_name,
-			subject, tags, recipient_count, size_bytes, content, send_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)`,
+			subject, tags, recipient_count, size_bytes, send_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)`,
 		id, acc.AccountID, acc.ProviderID, "sandbox", status, m.GetFrom().GetAddress(), m.GetFrom().GetName(),
-		m.GetSubject(), "{}", 1, len(content), content, pgtype.Timestamptz{}, now)
+		m.GetSubject(), "{}", 1, len(content), pgtype.Timestamptz{}, now)
+	b.Queue(`INSERT INTO message_contents (message_id, account_id, content) VALUES ($1, $2, $3)`, id, acc.AccountID, content)
 	b.Queue(`INSERT INTO recipients (message_id, idx, account_id, kind, address, name, status, status_key, updated_at)
 		VALUES ($1, 0, $2, 'to', $3, $4, $5, $6, $7)`,
 		id, acc.AccountID, m.GetTo()[0].GetAddress(), m.GetTo()[0].GetName(), status, msgstatus.Key(msgstatus.Queued, 0), now)

@@ -79,7 +79,7 @@ func TestFailoverAfterTransientFailures(t *testing.T) {
 	// The primary's job delivered again (as after a crash before its ack) is
 	// stale: acked without sending, nothing new in the timeline.
 	var job []byte
-	require.NoError(t, s.db.Pool.QueryRow(context.Background(), `SELECT content FROM messages WHERE id = $1`, id).Scan(&job))
+	require.NoError(t, s.db.Pool.QueryRow(context.Background(), `SELECT content FROM message_contents WHERE message_id = $1`, id).Scan(&job))
 	var decoded queuev1.SendJob
 	require.NoError(t, proto.Unmarshal(job, &decoded))
 	require.Equal(t, id, decoded.GetMessageId())

@@ -237,7 +237,7 @@ func TestCanceledJobOnStreamIsNotSent(t *testing.T) {
 	// What the relay would have published before its commit failed.
 	ctx := waitCtx(t)
 	var content []byte
-	require.NoError(t, s.db.Pool.QueryRow(ctx, `SELECT content FROM messages WHERE id = $1`, id).Scan(&content))
+	require.NoError(t, s.db.Pool.QueryRow(ctx, `SELECT content FROM message_contents WHERE message_id = $1`, id).Scan(&content))
 	msg := nats.NewMsg(queue.SendSubject("smtp", s.accounts["a"].AccountID))
 	msg.Data = content
 	msg.Header.Set(jetstream.MsgIDHeader, id)

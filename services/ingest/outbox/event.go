@@ -43,3 +43,22 @@ func AcceptedEvent(accountID, messageID string, status msgstatus.Status, at time
 	}
 	return queue.NewMsg(queue.EventSubject(accountID, messageID), id, data), nil
 }
+
+// ContentGoneEvent is the FAILED event of a message whose job the relay
+// could not publish because its content is no longer stored: retention keeps
+// the content of every message in the outbox (pkg/partition,
+// KeepWhileQueued), so only a partition dropped by hand gets here. The
+// message then ends FAILED, as any message that cannot be sent, rather than
+// waiting in the outbox forever.
+func ContentGoneEvent(accountID, messageID string, at time.Time) (*nats.Msg, error) {
+	id := queue.EventID(messageID, 0, queue.EventFailed, "")
+	data, err := proto.Marshal(&queuev1.DeliveryEvent{
+		EventId: id, MessageId: messageID, AccountId: accountID, Type: queue.EventFailed,
+		Status: msgstatus.Failed, OccurredAt: timestamppb.New(at), ErrorClass: "permanent",
+		Detail: "the message's content was purged before it could be sent",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode %s event: %w", queue.EventFailed, err)
+	}
+	return queue.NewMsg(queue.EventSubject(accountID, messageID), id, data), nil
+}

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -170,14 +171,24 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		events    []*nats.Msg
 		sent      []store.OutboxRow
 		orphans   []store.MessageKey
+		gone      []store.MessageKey
+		goneMsgs  []*nats.Msg
 		spans     []trace.Span
 		published []store.MessageKey
 		scheduled []store.MessageKey
 		failed    []store.MessageKey
 	)
 	for _, row := range rows {
-		if row.Content == nil {
+		if row.Content == nil && !row.Stored {
 			orphans = append(orphans, row.MessageKey)
+			continue
+		}
+		if row.Content == nil {
+			ev, err := ContentGoneEvent(row.AccountID, row.MessageID, time.Now())
+			if err != nil {
+				return 0, err
+			}
+			gone, goneMsgs = append(gone, row.MessageKey), append(goneMsgs, ev)
 			continue
 		}
 		m := queue.NewMsg(row.Subject, row.MessageID, row.Content)
@@ -205,6 +216,16 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		}
 	}
 	var firstErr error
+	for i, err := range queue.PublishAll(ctx, r.pub, goneMsgs, r.cfg.PublishTimeout, jetstream.WithExpectStream(queue.EventStream)) {
+		k := gone[i]
+		if err != nil {
+			failed = append(failed, k)
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
+		published = append(published, k)
+		r.log.WarnContext(ctx, "failed a queued message whose content is gone", "account_id", k.AccountID, "message_id", k.MessageID)
+	}
 	for i, row := range sent {
 		if errs[i] != nil {
 			spans[i].RecordError(errs[i])

@@ -11,12 +11,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/pkg/testkit/natstest"
 	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	"github.com/namirasoft/email-sender/services/ingest/outbox"
 	"github.com/namirasoft/email-sender/services/ingest/store"
 )
@@ -158,4 +160,61 @@ func TestDeleterFlushesOnShutdown(t *testing.T) {
 	var left int
 	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM outbox`).Scan(&left))
 	require.Zero(t, left)
+}
+
+// TestRelayFailsMessageWithoutContent: a queued message whose content is
+// gone (retention keeps it for messages in the outbox, so only a partition
+// dropped by hand does this) is not left in the outbox forever: the relay
+// publishes its FAILED event, sends no job, and removes the row; a row whose
+// message is gone altogether is dropped without an event.
+func TestRelayFailsMessageWithoutContent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := b.accept(t, 3, msgstatus.Queued)
+	gone, orphan := ids[0], ids[1]
+	_, err := b.db.Pool.Exec(t.Context(), `DELETE FROM message_contents WHERE message_id = ANY($1::uuid[])`, []string{gone, orphan})
+	require.NoError(t, err)
+	_, err = b.db.Pool.Exec(t.Context(), `DELETE FROM messages WHERE id = $1`, orphan)
+	require.NoError(t, err)
+
+	r := outbox.NewRelay(b.db.Pool, b.pub, telemetry.Nop(), slog.New(slog.DiscardHandler), outbox.RelayConfig{Grace: -1})
+	n, err := r.RunOnce(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	var left int
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM outbox`).Scan(&left))
+	require.Zero(t, left)
+
+	s, err := b.js.Stream(t.Context(), queue.SendStream)
+	require.NoError(t, err)
+	info, err := s.Info(t.Context())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, info.State.Msgs, "only the message with content is sent")
+
+	events, err := b.js.Stream(t.Context(), queue.EventStream)
+	require.NoError(t, err)
+	account := accountOf(t, b, gone)
+	var types []string
+	for _, id := range []string{gone, orphan} {
+		m, err := events.GetLastMsgForSubject(t.Context(), queue.EventSubject(account, id))
+		if id == orphan {
+			require.Error(t, err, "no event for a message that is gone")
+			continue
+		}
+		require.NoError(t, err)
+		var ev queuev1.DeliveryEvent
+		require.NoError(t, proto.Unmarshal(m.Data, &ev))
+		types = append(types, ev.GetType())
+		require.Equal(t, msgstatus.Failed, ev.GetStatus())
+		require.Equal(t, "permanent", ev.GetErrorClass())
+		require.Contains(t, ev.GetDetail(), "content")
+	}
+	require.Equal(t, []string{queue.EventFailed}, types)
+}
+
+func accountOf(t *testing.T, b *testBundle, messageID string) string {
+	t.Helper()
+	var account string
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT account_id::text FROM messages WHERE id = $1`, messageID).Scan(&account))
+	return account
 }

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
@@ -29,6 +28,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
+	"github.com/namirasoft/email-sender/pkg/partition"
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
@@ -450,9 +450,9 @@ func (s *Server) prepare(ctx context.Context, accountID string, req *emailsender
 	if err := look.checkSenderProvider(v, prov.ID); err != nil {
 		return nil, err
 	}
-	id, err := uuid.NewV7()
+	id, err := partition.NewMessageID(now) // its partition, by created_at
 	if err != nil {
-		return nil, fmt.Errorf("message id: %w", err)
+		return nil, err
 	}
 	st := msgstatus.Queued
 	if !v.SendAt.IsZero() {

@@ -17,9 +17,6 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 )
 
-// IdempotencyTTL is how long an idempotency key is remembered.
-const IdempotencyTTL = 24 * time.Hour
-
 // Recipient is one envelope recipient of a new message.
 type Recipient struct {
 	Kind    string // to, cc, bcc
@@ -201,20 +198,18 @@ func claimKeys(ctx context.Context, tx pgx.Tx, msgs []*NewMessage, out []Accepte
 	b := &pgx.Batch{}
 	for _, i := range keyed {
 		m := msgs[i]
-		// A key older than the TTL counts as new: it is replaced.
-		b.Queue(`
-			INSERT INTO idempotency_keys AS k (account_id, key, request_hash, message_id, status, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (account_id, key) DO UPDATE
-			SET request_hash = EXCLUDED.request_hash, message_id = EXCLUDED.message_id,
-			    status = EXCLUDED.status, created_at = EXCLUDED.created_at
-			WHERE k.created_at < $7
-			RETURNING true`,
+		// A key older than the TTL counts as new (idempotency.go).
+		b.Queue(lockKeySQL, m.AccountID, m.IdempotencyKey)
+		b.Queue(claimKeySQL,
 			m.AccountID, m.IdempotencyKey, m.RequestHash, m.ID, int16(m.Status), m.CreatedAt, m.CreatedAt.Add(-IdempotencyTTL))
 	}
 	claimed := make([]bool, len(keyed))
 	br := tx.SendBatch(ctx, b)
 	for j := range keyed {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, fmt.Errorf("lock idempotency key: %w", err)
+		}
 		var ok bool
 		err := br.QueryRow().Scan(&ok)
 		switch {
@@ -235,17 +230,15 @@ func claimKeys(ctx context.Context, tx pgx.Tx, msgs []*NewMessage, out []Accepte
 			continue
 		}
 		// The key is taken and live: answer as the first request did. The row
-		// is committed (or written by this transaction) and locked by the
-		// INSERT above.
+		// is committed (or written by this transaction), and the key's lock
+		// is held.
 		m := msgs[i]
 		var (
 			hash   []byte
 			id     string
 			status int16
 		)
-		err := tx.QueryRow(ctx, `
-			SELECT request_hash, message_id::text, status FROM idempotency_keys
-			WHERE account_id = $1 AND key = $2`, m.AccountID, m.IdempotencyKey).Scan(&hash, &id, &status)
+		err := tx.QueryRow(ctx, liveKeySQL, m.AccountID, m.IdempotencyKey, m.CreatedAt.Add(-IdempotencyTTL)).Scan(&hash, &id, &status)
 		if err != nil {
 			return nil, fmt.Errorf("read idempotency key: %w", err)
 		}
@@ -272,10 +265,11 @@ func queueInsert(b *pgx.Batch, m *NewMessage) error {
 	status := int16(m.Status)
 	b.Queue(`
 		INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, from_name,
-			subject, tags, recipient_count, size_bytes, content, send_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)`,
+			subject, tags, recipient_count, size_bytes, send_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)`,
 		m.ID, m.AccountID, m.ProviderID, m.ProviderKind, status, m.FromAddress, m.FromName,
-		m.Subject, string(tags), len(m.Recipients), len(m.Content), m.Content, sendAt, m.CreatedAt)
+		m.Subject, string(tags), len(m.Recipients), len(m.Content), sendAt, m.CreatedAt)
+	b.Queue(insertContentSQL, m.ID, m.AccountID, m.Content)
 
 	idx := make([]int16, len(m.Recipients))
 	kinds := make([]string, len(m.Recipients))

@@ -52,7 +52,7 @@ func CancelScheduled(ctx context.Context, db Beginner, accountID, messageID stri
 			WHERE message_id = $1 AND account_id = $2`,
 			messageID, accountID, canceled, msgstatus.Key(msgstatus.Canceled, 0), now)
 		b.Queue(`INSERT INTO events (id, message_id, account_id, type, status, occurred_at, attempt)
-			VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT (id) DO NOTHING`,
+			VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT (message_id, id) DO NOTHING`,
 			queue.EventID(messageID, 0, queue.EventCanceled, ""), messageID, accountID, queue.EventCanceled, canceled, now)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("cancel message %s: %w", messageID, err)

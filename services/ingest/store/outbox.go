@@ -22,9 +22,12 @@ type OutboxRow struct {
 	Subject     string
 	Traceparent string
 	// Content is the encoded SendJob; nil when the message row is gone (the
-	// account's data was deleted), and the row is then simply dropped.
+	// account's data was deleted), and the row is then simply dropped, or
+	// when the content is gone (Stored): the message is then failed.
 	Content []byte
-	Status  msgstatus.Status
+	// Stored is whether the message row exists.
+	Stored bool
+	Status msgstatus.Status
 	// CreatedAt is the message's acceptance time (its ACCEPTED/SCHEDULED event's).
 	CreatedAt time.Time
 }
@@ -35,10 +38,11 @@ type OutboxRow struct {
 // itself. Rows stay locked until tx ends.
 func ClaimDue(ctx context.Context, tx pgx.Tx, grace time.Duration, limit int) ([]OutboxRow, error) {
 	rows, err := tx.Query(ctx, `
-		SELECT o.message_id::text, o.account_id::text, o.subject, o.traceparent, m.content, COALESCE(m.status, 0),
-			COALESCE(m.created_at, o.created_at)
+		SELECT o.message_id::text, o.account_id::text, o.subject, o.traceparent, c.content, m.id IS NOT NULL,
+			COALESCE(m.status, 0), COALESCE(m.created_at, o.created_at)
 		FROM outbox o
 		LEFT JOIN messages m ON m.id = o.message_id AND m.account_id = o.account_id
+		LEFT JOIN message_contents c ON c.message_id = o.message_id AND c.account_id = o.account_id
 		WHERE o.not_before <= now() AND o.created_at <= now() - $1::interval
 		ORDER BY o.not_before
 		LIMIT $2
@@ -51,7 +55,7 @@ func ClaimDue(ctx context.Context, tx pgx.Tx, grace time.Duration, limit int) ([
 			o      OutboxRow
 			status int16
 		)
-		err := r.Scan(&o.MessageID, &o.AccountID, &o.Subject, &o.Traceparent, &o.Content, &status, &o.CreatedAt)
+		err := r.Scan(&o.MessageID, &o.AccountID, &o.Subject, &o.Traceparent, &o.Content, &o.Stored, &status, &o.CreatedAt)
 		o.Status = msgstatus.Status(status)
 		return o, err
 	})
@@ -98,12 +102,14 @@ func MarkQueued(ctx context.Context, db DBTX, keys []MessageKey) error {
 	b.Queue(`
 		UPDATE messages m SET status = $3, updated_at = now()
 		FROM unnest($1::uuid[], $2::uuid[]) AS k(account_id, message_id)
-		WHERE m.account_id = k.account_id AND m.id = k.message_id AND m.status = $4`,
+		WHERE m.account_id = k.account_id AND m.id = k.message_id AND m.status = $4
+			AND m.id = ANY($2::uuid[]) -- only their partitions (pkg/partition)`,
 		accounts, messages, queued, scheduled)
 	b.Queue(`
 		UPDATE recipients r SET status = $3, status_key = $5, updated_at = now()
 		FROM unnest($1::uuid[], $2::uuid[]) AS k(account_id, message_id)
-		WHERE r.account_id = k.account_id AND r.message_id = k.message_id AND r.status = $4`,
+		WHERE r.account_id = k.account_id AND r.message_id = k.message_id AND r.status = $4
+			AND r.message_id = ANY($2::uuid[])`,
 		accounts, messages, queued, scheduled, msgstatus.Key(msgstatus.Queued, 0))
 	if err := db.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("mark messages queued: %w", err)

@@ -3,10 +3,15 @@ package store
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
 )
+
+// A message's content (bodies and attachments: the encoded job) is a row of
+// message_contents, partitioned like messages (pkg/partition): it goes with
+// its partition after RETENTION_PERIOD, while the message's metadata stays
+// until METADATA_RETENTION. The outbox relay is its one reader.
+const insertContentSQL = `INSERT INTO message_contents (message_id, account_id, content) VALUES ($1, $2, $3)`
 
 // terminalStatuses are the statuses after which a message's content is no
 // longer needed to deliver it (msgstatus.Terminal).
@@ -19,31 +24,20 @@ var terminalStatuses = []int16{
 // (tag "emailsender" = this value).
 const VerificationTag = "sender-verification"
 
-// PurgeContent clears the content (bodies and attachments: the encoded job) of
-// up to limit messages created before cutoff, and of verification mails (which
-// hold a code) at any age, that are past delivery: a terminal status and no
-// outbox row. Status, recipients, events and the metadata columns (subject,
-// from, tags) stay. It returns how many it cleared.
-func PurgeContent(ctx context.Context, db DBTX, cutoff time.Time, limit int) (int64, error) {
+// PurgeVerificationContent deletes the content of up to limit sender
+// verification mails (which hold a code) that are past delivery: a terminal
+// status and no outbox row. It returns how many it deleted. These few rows
+// are deleted one by one rather than left to their partition's expiry: the
+// code must not outlive its use.
+func PurgeVerificationContent(ctx context.Context, db DBTX, limit int) (int64, error) {
 	tag, err := db.Exec(ctx, `
-		UPDATE messages SET content = NULL WHERE id IN (
-			SELECT m.id FROM messages m
-			WHERE m.content IS NOT NULL AND m.created_at < $1 AND m.status = ANY($2)
-			  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id)
-			LIMIT $3)`, cutoff, terminalStatuses, limit)
-	if err != nil {
-		return 0, fmt.Errorf("purge message content: %w", err)
-	}
-	n := tag.RowsAffected()
-	tag, err = db.Exec(ctx, `
-		UPDATE messages SET content = NULL WHERE id IN (
-			SELECT m.id FROM messages m
-			WHERE m.tags @> jsonb_build_object('emailsender', $1::text) AND m.content IS NOT NULL
-			  AND m.status = ANY($2)
+		DELETE FROM message_contents c WHERE c.message_id IN (
+			SELECT m.id FROM messages m JOIN message_contents mc ON mc.message_id = m.id AND mc.account_id = m.account_id
+			WHERE m.tags @> jsonb_build_object('emailsender', $1::text) AND m.status = ANY($2)
 			  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id)
 			LIMIT $3)`, VerificationTag, terminalStatuses, limit)
 	if err != nil {
-		return n, fmt.Errorf("purge verification mail content: %w", err)
+		return 0, fmt.Errorf("purge verification mail content: %w", err)
 	}
-	return n + tag.RowsAffected(), nil
+	return tag.RowsAffected(), nil
 }

@@ -207,7 +207,8 @@ func (s *store) messages(ctx context.Context, accounts, ids []string) (map[strin
 		SELECT m.id::text, m.tags,
 			ARRAY(SELECT r.address FROM recipients r WHERE r.message_id = m.id ORDER BY r.idx)
 		FROM unnest($1::uuid[], $2::uuid[]) AS k(account_id, id)
-		JOIN messages m ON m.id = k.id AND m.account_id = k.account_id`, pgUUIDs(accounts), pgUUIDs(ids))
+		JOIN messages m ON m.id = k.id AND m.account_id = k.account_id
+			AND m.id = ANY($2::uuid[]) -- only their partitions (pkg/partition)`, pgUUIDs(accounts), pgUUIDs(ids))
 	if err != nil {
 		return nil, fmt.Errorf("webhook messages: %w", err)
 	}
