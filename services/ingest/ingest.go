@@ -62,8 +62,8 @@ type Config struct {
 	MetricsAddr string `env:"INGEST_METRICS_ADDR" default:":9081" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
 
 	// Send is the SendService's: the validation limits (MAX_MESSAGE_BYTES…
-	// MAX_TAGS), MAX_BATCH, the publish timeout and the provider cache (a
-	// negative INGEST_PROVIDER_CACHE_TTL disables it).
+	// MAX_TAGS), MAX_BATCH, the publish timeout, the lookup cache (a
+	// negative INGEST_LOOKUP_CACHE_TTL disables it) and group commit.
 	Send send.Config
 
 	AuthCacheTTL time.Duration `env:"INGEST_AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocations still apply at once on every replica)"`
@@ -194,6 +194,7 @@ type Service struct {
 	relay   *outbox.Relay
 	deleter *outbox.Deleter
 	acc     *accounts
+	send    *send.Server
 }
 
 // New builds the service. It fails when the configuration is inconsistent,
@@ -225,9 +226,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	// The account states (and provider pauses) this replica follows: the
 	// state gate and the send path's check of paused providers.
 	states := accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, log)
-	svc := send.New(sendCfg, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Pauses: states, Telemetry: deps.Telemetry, Logger: log})
+	// Sender and provider configuration changes, announced by the
+	// AccountService (and the worker), keep the send path's cache current.
+	configs := queue.AccountConfigFeed(deps.JetStream, cfg.NATS.StreamReplicas)
+	svc := send.New(sendCfg, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Pauses: states,
+		AccountConfig: configs, Telemetry: deps.Telemetry, Logger: log})
 
-	acc, err := newAccounts(cfg, deps, svc, states)
+	acc, err := newAccounts(cfg, deps, svc, states, configs)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +266,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 
 	relay := outbox.NewRelay(deps.Pool, deps.JetStream, deps.Telemetry, log, cfg.Relay)
-	s := &Service{cfg: cfg, deps: deps, log: log, api: api, relay: relay, deleter: deleter, acc: acc}
+	s := &Service{cfg: cfg, deps: deps, log: log, api: api, relay: relay, deleter: deleter, acc: acc, send: svc}
 	relay.Prepare = s.prepareNATS
 	return s, nil
 }
@@ -319,6 +324,7 @@ func (s *Service) Run(ctx context.Context) error {
 			func(ctx context.Context) error { s.expireIdempotencyKeys(ctx); return nil },
 			func(ctx context.Context) error { s.purgeContent(ctx); return nil },
 			s.acc.states.Watch,
+			s.send.Watch,
 			s.acc.eraser.RunSweeps,
 			s.serveOperator,
 		},

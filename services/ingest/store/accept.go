@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
-	"github.com/namirasoft/email-sender/pkg/queue"
 )
 
 // IdempotencyTTL is how long an idempotency key is remembered.
@@ -64,85 +63,257 @@ type Accepted struct {
 	Err error
 }
 
-// Accept stores msgs in one transaction: for each, the idempotency key (if
-// any), the message, its recipients, its ACCEPTED or SCHEDULED event and its
-// outbox row. A key already used (within IdempotencyTTL) answers with the
-// earlier message instead; a concurrent request with the same key waits for the
-// first one's commit, so exactly one message is stored.
-func Accept(ctx context.Context, db Beginner, msgs []*NewMessage) ([]Accepted, error) {
-	if b, ok := db.(batcher); ok && !anyKey(msgs) {
-		return acceptPipelined(ctx, b, msgs)
-	}
+// Accept stores msgs in one round trip: one pgx batch, which PostgreSQL runs
+// as one implicit transaction (a single Sync), so they are committed together
+// or not at all. For each message it writes the message, its recipients and
+// its outbox row, and claims its idempotency key if it has one; the message's
+// ACCEPTED (SCHEDULED) event is not a row here: it goes on the events stream
+// with the job (outbox.AcceptedEvent) and the report stores it.
+//
+// A key already used within IdempotencyTTL answers with the earlier message
+// instead (Replay), or ErrIdempotencyMismatch (in that message's Err) when
+// the request differs; nothing is stored for it. A concurrent request with
+// the same key waits for the first one's commit, so exactly one message is
+// stored. Messages of msgs sharing a key are one request: the first claims
+// it, the others are answered as its replays.
+//
+// The batch first takes the shared lock of every account (lockAccountsSQL)
+// and checks that they exist: when one is gone, nothing is stored and the
+// error is ErrAccountGone.
+func Accept(ctx context.Context, db DBTX, msgs []*NewMessage) ([]Accepted, error) {
 	out := make([]Accepted, len(msgs))
-	err := withTx(ctx, db, func(tx pgx.Tx) error {
-		if err := lockAccounts(ctx, tx, msgs); err != nil {
-			return err
+	if len(msgs) == 0 {
+		return out, nil
+	}
+	type keyOf struct{ account, key string }
+	var (
+		write   []int // messages whose rows are written (keyless and first of a key)
+		keyed   []int // the first message of each key
+		first   = map[keyOf]int{}
+		sameKey = map[int]int{} // a later message of a key → the first one
+	)
+	for i, m := range msgs {
+		if m.IdempotencyKey == "" {
+			write = append(write, i)
+			continue
 		}
-		fresh, err := claimKeys(ctx, tx, msgs, out)
-		if err != nil {
-			return err
+		k := keyOf{m.AccountID, m.IdempotencyKey}
+		if j, ok := first[k]; ok {
+			sameKey[i] = j
+			continue
 		}
-		if len(fresh) == 0 {
-			return nil
+		first[k] = i
+		keyed = append(keyed, i)
+		write = append(write, i)
+	}
+	// A fixed order of the key claims, so that two batches sharing keys
+	// cannot deadlock.
+	sort.Slice(keyed, func(a, b int) bool {
+		ma, mb := msgs[keyed[a]], msgs[keyed[b]]
+		if ma.AccountID != mb.AccountID {
+			return ma.AccountID < mb.AccountID
 		}
-		b := &pgx.Batch{}
-		for _, i := range fresh {
-			if err := queueInsert(b, msgs[i]); err != nil {
-				return err
-			}
-			out[i] = Accepted{MessageID: msgs[i].ID, Status: msgs[i].Status}
-		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("insert messages: %w", err)
-		}
-		return nil
+		return ma.IdempotencyKey < mb.IdempotencyKey
 	})
-	if err != nil {
-		return nil, fmt.Errorf("accept: %w", err)
-	}
-	return out, nil
-}
 
-// batcher sends a pgx batch (a pool or a connection).
-type batcher interface {
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
-}
-
-func anyKey(msgs []*NewMessage) bool {
-	for _, m := range msgs {
-		if m.IdempotencyKey != "" {
-			return true
-		}
-	}
-	return false
-}
-
-// acceptPipelined is Accept for messages without idempotency keys, in one
-// round trip: the account lock and every insert go in one pgx batch, which
-// PostgreSQL runs as one implicit transaction (a single Sync), instead of
-// BEGIN, the lock, the inserts and COMMIT one after the other. When an
-// account is gone the lock statement fails (division by zero), which aborts
-// the whole batch: nothing is stored, as with lockAccounts.
-func acceptPipelined(ctx context.Context, db batcher, msgs []*NewMessage) ([]Accepted, error) {
 	ids := accountIDs(msgs)
 	b := &pgx.Batch{}
 	b.Queue(lockAccountsSQL, ids)
 	b.Queue(`SELECT 1 / (count(*) / $2)::int FROM accounts WHERE id = ANY($1::uuid[])`, ids, len(ids))
-	out := make([]Accepted, len(msgs))
-	for i, m := range msgs {
-		if err := queueInsert(b, m); err != nil {
-			return nil, fmt.Errorf("accept: %w", err)
-		}
-		out[i] = Accepted{MessageID: m.ID, Status: m.Status}
+	// stored[i]: the key row of msgs[i] (a first of its key) after the claim.
+	stored := make(map[int]storedKey, len(keyed))
+	if len(keyed) > 0 {
+		queueClaimKeys(b, msgs, keyed)
+	}
+	if err := queueInserts(b, msgs, write); err != nil {
+		return nil, fmt.Errorf("accept: %w", err)
+	}
+	if len(keyed) > 0 {
+		queueReadKeys(b, msgs, keyed, stored)
 	}
 	if err := db.SendBatch(ctx, b).Close(); err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "22012" { // division_by_zero
+		if errors.As(err, &pgErr) && pgErr.Code == "22012" { // division_by_zero: an account is gone
 			return nil, fmt.Errorf("accept: %w", ErrAccountGone)
 		}
-		return nil, fmt.Errorf("accept: insert messages: %w", err)
+		return nil, fmt.Errorf("accept: %w", err)
+	}
+	for _, i := range write {
+		m := msgs[i]
+		if m.IdempotencyKey == "" {
+			out[i] = Accepted{MessageID: m.ID, Status: m.Status}
+			continue
+		}
+		out[i] = stored[i].answer(m)
+	}
+	for i, j := range sameKey {
+		// Compared with the key's row as the first of the key left it: a
+		// replay of that message (stored now or earlier), or a mismatch.
+		out[i] = stored[j].answer(msgs[i])
 	}
 	return out, nil
+}
+
+// storedKey is an idempotency key's row as the batch left it.
+type storedKey struct {
+	found     bool
+	hash      []byte
+	messageID string
+	status    msgstatus.Status
+}
+
+// answer is the outcome of m under the key: stored now when the key names
+// m, else a replay of the earlier message (or a mismatch).
+func (k storedKey) answer(m *NewMessage) Accepted {
+	switch {
+	case !k.found:
+		// The claim either wrote the row or locked a live one: not reached.
+		return Accepted{Err: fmt.Errorf("idempotency key %q of message %s not found after its claim", m.IdempotencyKey, m.ID)}
+	case k.messageID == m.ID:
+		return Accepted{MessageID: m.ID, Status: m.Status}
+	case !bytes.Equal(k.hash, m.RequestHash):
+		return Accepted{Err: ErrIdempotencyMismatch}
+	}
+	return Accepted{MessageID: k.messageID, Status: k.status, Replay: true}
+}
+
+// queueClaimKeys claims the keys of msgs[keyed] (each a different key): a key
+// that is new, or older than IdempotencyTTL, is (re)written naming its
+// message; a live one is left as it is, locked until the batch ends (ON
+// CONFLICT DO UPDATE locks the row even when its WHERE is false), and a
+// concurrent claim of it waits for this batch.
+func queueClaimKeys(b *pgx.Batch, msgs []*NewMessage, keyed []int) {
+	n := len(keyed)
+	accounts, keys, ids := make([]string, n), make([]string, n), make([]string, n)
+	hashes, statuses, at := make([][]byte, n), make([]int16, n), make([]time.Time, n)
+	for j, i := range keyed {
+		m := msgs[i]
+		accounts[j], keys[j], ids[j] = m.AccountID, m.IdempotencyKey, m.ID
+		hashes[j], statuses[j], at[j] = m.RequestHash, int16(m.Status), m.CreatedAt
+	}
+	b.Queue(`
+		INSERT INTO idempotency_keys AS k (account_id, key, request_hash, message_id, status, created_at)
+		SELECT u.account_id, u.key, u.request_hash, u.message_id, u.status, u.created_at
+		FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::uuid[], $5::smallint[], $6::timestamptz[])
+			WITH ORDINALITY AS u(account_id, key, request_hash, message_id, status, created_at, ord)
+		ORDER BY u.ord
+		ON CONFLICT (account_id, key) DO UPDATE
+		SET request_hash = EXCLUDED.request_hash, message_id = EXCLUDED.message_id,
+		    status = EXCLUDED.status, created_at = EXCLUDED.created_at
+		WHERE k.created_at < EXCLUDED.created_at - $7::interval`,
+		accounts, keys, hashes, ids, statuses, at, IdempotencyTTL)
+}
+
+// queueReadKeys reads the key rows of msgs[keyed] after the claim into stored.
+func queueReadKeys(b *pgx.Batch, msgs []*NewMessage, keyed []int, stored map[int]storedKey) {
+	n := len(keyed)
+	accounts, keys, ords := make([]string, n), make([]string, n), make([]int32, n)
+	for j, i := range keyed {
+		accounts[j], keys[j], ords[j] = msgs[i].AccountID, msgs[i].IdempotencyKey, int32(i)
+	}
+	b.Queue(`
+		SELECT u.ord, k.request_hash, k.message_id::text, k.status
+		FROM unnest($1::uuid[], $2::text[], $3::integer[]) AS u(account_id, key, ord)
+		JOIN idempotency_keys k ON k.account_id = u.account_id AND k.key = u.key`,
+		accounts, keys, ords).Query(func(rows pgx.Rows) error {
+		var (
+			ord int32
+			k   storedKey
+			st  int16
+		)
+		_, err := pgx.ForEachRow(rows, []any{&ord, &k.hash, &k.messageID, &st}, func() error {
+			k.found, k.status = true, msgstatus.Status(st)
+			stored[int(ord)] = k
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read idempotency keys: %w", err)
+		}
+		return nil
+	})
+}
+
+// claimedSQL is the condition under which a row of a message is written:
+// the message has no idempotency key, or its key was claimed for it (the key
+// row names it) earlier in the batch. x is the alias of the unnest with the
+// account_id, key and message id (mid) columns.
+func claimedSQL(x string) string {
+	return x + `.key = '' OR EXISTS (SELECT 1 FROM idempotency_keys k
+		WHERE k.account_id = ` + x + `.account_id AND k.key = ` + x + `.key AND k.message_id = ` + x + `.mid)`
+}
+
+// queueInserts adds the statements that store msgs[write] (their messages,
+// recipients and outbox rows, each table one multi-row INSERT) to b.
+func queueInserts(b *pgx.Batch, msgs []*NewMessage, write []int) error {
+	n := len(write)
+	var (
+		ids, accounts, providers, kinds  = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		froms, fromNames, subjects, tags = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		keys, subjectsNATS, traces       = make([]string, n), make([]string, n), make([]string, n)
+		statuses                         = make([]int16, n)
+		rcptCounts, sizes                = make([]int32, n), make([]int32, n)
+		contents                         = make([][]byte, n)
+		sendAts                          = make([]pgtype.Timestamptz, n)
+		created                          = make([]time.Time, n)
+	)
+	var (
+		rMsg, rAccount, rKind, rAddr, rName, rKey []string
+		rIdx, rStatus                             []int16
+		rStatusKey                                []int64
+		rAt                                       []time.Time
+	)
+	for j, i := range write {
+		m := msgs[i]
+		t := "{}"
+		if len(m.Tags) > 0 {
+			enc, err := json.Marshal(m.Tags)
+			if err != nil {
+				return fmt.Errorf("encode tags: %w", err)
+			}
+			t = string(enc)
+		}
+		ids[j], accounts[j], providers[j], kinds[j] = m.ID, m.AccountID, m.ProviderID, m.ProviderKind
+		froms[j], fromNames[j], subjects[j], tags[j] = m.FromAddress, m.FromName, m.Subject, t
+		keys[j], subjectsNATS[j], traces[j] = m.IdempotencyKey, m.NATSSubject, m.Traceparent
+		statuses[j], rcptCounts[j], sizes[j] = int16(m.Status), int32(len(m.Recipients)), int32(len(m.Content))
+		contents[j], created[j] = m.Content, m.CreatedAt
+		sendAts[j] = pgtype.Timestamptz{Time: m.SendAt, Valid: !m.SendAt.IsZero()}
+		for k, r := range m.Recipients {
+			rMsg, rAccount, rKey = append(rMsg, m.ID), append(rAccount, m.AccountID), append(rKey, m.IdempotencyKey)
+			rIdx, rKind, rAddr, rName = append(rIdx, int16(k)), append(rKind, r.Kind), append(rAddr, r.Address), append(rName, r.Name)
+			rStatus, rStatusKey, rAt = append(rStatus, int16(m.Status)), append(rStatusKey, msgstatus.Key(m.Status, 0)), append(rAt, m.CreatedAt)
+		}
+	}
+	b.Queue(`
+		INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, from_name,
+			subject, tags, recipient_count, size_bytes, content, send_at, created_at, updated_at)
+		SELECT m.mid, m.account_id, m.provider_id, m.provider_kind, m.status, m.from_address, m.from_name,
+			m.subject, m.tags::jsonb, m.recipient_count, m.size_bytes, m.content, m.send_at, m.created_at, m.created_at
+		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::smallint[], $6::text[], $7::text[],
+			$8::text[], $9::text[], $10::integer[], $11::integer[], $12::bytea[], $13::timestamptz[],
+			$14::timestamptz[], $15::text[])
+			AS m(mid, account_id, provider_id, provider_kind, status, from_address, from_name, subject, tags,
+				recipient_count, size_bytes, content, send_at, created_at, key)
+		WHERE `+claimedSQL("m"),
+		ids, accounts, providers, kinds, statuses, froms, fromNames, subjects, tags, rcptCounts, sizes,
+		contents, sendAts, created, keys)
+	b.Queue(`
+		INSERT INTO recipients (message_id, idx, account_id, kind, address, name, status, status_key, updated_at)
+		SELECT r.mid, r.idx, r.account_id, r.kind, r.address, r.name, r.status, r.status_key, r.at
+		FROM unnest($1::uuid[], $2::smallint[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+			$7::smallint[], $8::bigint[], $9::timestamptz[], $10::text[])
+			AS r(mid, idx, account_id, kind, address, name, status, status_key, at, key)
+		WHERE `+claimedSQL("r"),
+		rMsg, rIdx, rAccount, rKind, rAddr, rName, rStatus, rStatusKey, rAt, rKey)
+	// not_before comes from the database clock, as the relay compares it with it.
+	b.Queue(`
+		INSERT INTO outbox (message_id, account_id, subject, not_before, traceparent)
+		SELECT o.mid, o.account_id, o.subject, COALESCE(o.send_at, now()), o.traceparent
+		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
+			AS o(mid, account_id, subject, send_at, traceparent, key)
+		WHERE `+claimedSQL("o"),
+		ids, accounts, subjectsNATS, sendAts, traces, keys)
+	return nil
 }
 
 // lockAccountsSQL takes the shared advisory lock of each account (in id
@@ -154,158 +325,6 @@ func acceptPipelined(ctx context.Context, db batcher, msgs []*NewMessage) ([]Acc
 // is a MultiXact per caller.
 const lockAccountsSQL = `SELECT pg_advisory_xact_lock_shared(hashtextextended(a, 7261))
 	FROM unnest($1::text[]) AS a ORDER BY a`
-
-// lockAccounts takes the accounts' shared locks (lockAccountsSQL) and checks
-// that they exist: ErrAccountGone otherwise.
-func lockAccounts(ctx context.Context, tx pgx.Tx, msgs []*NewMessage) error {
-	ids := accountIDs(msgs)
-	if _, err := tx.Exec(ctx, lockAccountsSQL, ids); err != nil {
-		return fmt.Errorf("lock accounts: %w", err)
-	}
-	rows, err := tx.Query(ctx, `SELECT id FROM accounts WHERE id = ANY($1::uuid[])`, ids)
-	if err != nil {
-		return fmt.Errorf("lock accounts: %w", err)
-	}
-	found, err := pgx.CollectRows(rows, pgx.RowTo[[16]byte])
-	if err != nil {
-		return fmt.Errorf("lock accounts: %w", err)
-	}
-	if len(found) != len(ids) {
-		return ErrAccountGone
-	}
-	return nil
-}
-
-// claimKeys records the idempotency keys of msgs and returns the indexes of the
-// messages to insert; replays and mismatches are written to out.
-func claimKeys(ctx context.Context, tx pgx.Tx, msgs []*NewMessage, out []Accepted) ([]int, error) {
-	var keyed, fresh []int
-	for i, m := range msgs {
-		if m.IdempotencyKey == "" {
-			fresh = append(fresh, i)
-		} else {
-			keyed = append(keyed, i)
-		}
-	}
-	if len(keyed) == 0 {
-		return fresh, nil
-	}
-	// A fixed order, so that two batches sharing keys cannot deadlock.
-	sort.SliceStable(keyed, func(a, b int) bool {
-		ma, mb := msgs[keyed[a]], msgs[keyed[b]]
-		if ma.AccountID != mb.AccountID {
-			return ma.AccountID < mb.AccountID
-		}
-		return ma.IdempotencyKey < mb.IdempotencyKey
-	})
-	b := &pgx.Batch{}
-	for _, i := range keyed {
-		m := msgs[i]
-		// A key older than the TTL counts as new: it is replaced.
-		b.Queue(`
-			INSERT INTO idempotency_keys AS k (account_id, key, request_hash, message_id, status, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (account_id, key) DO UPDATE
-			SET request_hash = EXCLUDED.request_hash, message_id = EXCLUDED.message_id,
-			    status = EXCLUDED.status, created_at = EXCLUDED.created_at
-			WHERE k.created_at < $7
-			RETURNING true`,
-			m.AccountID, m.IdempotencyKey, m.RequestHash, m.ID, int16(m.Status), m.CreatedAt, m.CreatedAt.Add(-IdempotencyTTL))
-	}
-	claimed := make([]bool, len(keyed))
-	br := tx.SendBatch(ctx, b)
-	for j := range keyed {
-		var ok bool
-		err := br.QueryRow().Scan(&ok)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			_ = br.Close()
-			return nil, fmt.Errorf("claim idempotency key: %w", err)
-		default:
-			claimed[j] = true
-		}
-	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("claim idempotency keys: %w", err)
-	}
-	for j, i := range keyed {
-		if claimed[j] {
-			fresh = append(fresh, i)
-			continue
-		}
-		// The key is taken and live: answer as the first request did. The row
-		// is committed (or written by this transaction) and locked by the
-		// INSERT above.
-		m := msgs[i]
-		var (
-			hash   []byte
-			id     string
-			status int16
-		)
-		err := tx.QueryRow(ctx, `
-			SELECT request_hash, message_id::text, status FROM idempotency_keys
-			WHERE account_id = $1 AND key = $2`, m.AccountID, m.IdempotencyKey).Scan(&hash, &id, &status)
-		if err != nil {
-			return nil, fmt.Errorf("read idempotency key: %w", err)
-		}
-		if !bytes.Equal(hash, m.RequestHash) {
-			out[i] = Accepted{Err: ErrIdempotencyMismatch}
-			continue
-		}
-		out[i] = Accepted{MessageID: id, Status: msgstatus.Status(status), Replay: true}
-	}
-	sort.Ints(fresh)
-	return fresh, nil
-}
-
-// queueInsert adds the statements that store m to b.
-func queueInsert(b *pgx.Batch, m *NewMessage) error {
-	tags := []byte("{}")
-	if len(m.Tags) > 0 {
-		var err error
-		if tags, err = json.Marshal(m.Tags); err != nil {
-			return fmt.Errorf("encode tags: %w", err)
-		}
-	}
-	sendAt := pgtype.Timestamptz{Time: m.SendAt, Valid: !m.SendAt.IsZero()}
-	status := int16(m.Status)
-	b.Queue(`
-		INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, from_name,
-			subject, tags, recipient_count, size_bytes, content, send_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)`,
-		m.ID, m.AccountID, m.ProviderID, m.ProviderKind, status, m.FromAddress, m.FromName,
-		m.Subject, string(tags), len(m.Recipients), len(m.Content), m.Content, sendAt, m.CreatedAt)
-
-	idx := make([]int16, len(m.Recipients))
-	kinds := make([]string, len(m.Recipients))
-	addrs := make([]string, len(m.Recipients))
-	names := make([]string, len(m.Recipients))
-	for i, r := range m.Recipients {
-		idx[i], kinds[i], addrs[i], names[i] = int16(i), r.Kind, r.Address, r.Name
-	}
-	b.Queue(`
-		INSERT INTO recipients (message_id, idx, account_id, kind, address, name, status, status_key, updated_at)
-		SELECT $1, r.idx, $2, r.kind, r.address, r.name, $7, $8, $9
-		FROM unnest($3::smallint[], $4::text[], $5::text[], $6::text[]) AS r(idx, kind, address, name)`,
-		m.ID, m.AccountID, idx, kinds, addrs, names, status, msgstatus.Key(m.Status, 0), m.CreatedAt)
-
-	typ := queue.EventAccepted
-	if m.Status == msgstatus.Scheduled {
-		typ = queue.EventScheduled
-	}
-	b.Queue(`
-		INSERT INTO events (id, message_id, account_id, type, status, occurred_at, attempt)
-		VALUES ($1, $2, $3, $4, $5, $6, 0)`,
-		queue.EventID(m.ID, 0, typ, ""), m.ID, m.AccountID, typ, status, m.CreatedAt)
-
-	// not_before comes from the database clock, as the relay compares it with it.
-	b.Queue(`
-		INSERT INTO outbox (message_id, account_id, subject, not_before, traceparent)
-		VALUES ($1, $2, $3, COALESCE($4, now()), $5)`,
-		m.ID, m.AccountID, m.NATSSubject, sendAt, m.Traceparent)
-	return nil
-}
 
 // accountIDs lists the distinct accounts of msgs.
 func accountIDs(msgs []*NewMessage) []string {
