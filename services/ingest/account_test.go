@@ -66,7 +66,10 @@ type accOptions struct {
 	publicOnly bool
 	// cacheTTL is the API key cache of each instance (0: none).
 	cacheTTL time.Duration
-	now      func() time.Time
+	// lookupTTL is the send path's cache of senders and provider
+	// configurations (INGEST_LOOKUP_CACHE_TTL; 0: none).
+	lookupTTL time.Duration
+	now       func() time.Time
 	// finalSweepAfter is INGEST_FINAL_SWEEP_AFTER (0: its default).
 	finalSweepAfter time.Duration
 }
@@ -104,9 +107,13 @@ func setupAccounts(t *testing.T, o accOptions) *accBundle {
 		require.NoError(t, err)
 		ijs, err := jetstream.New(inc)
 		require.NoError(t, err)
+		lookupTTL := o.lookupTTL
+		if lookupTTL == 0 {
+			lookupTTL = -1
+		}
 		svc, err := ingest.New(ingest.Config{
 			Relay: outbox.RelayConfig{Interval: 100 * time.Millisecond, Grace: 500 * time.Millisecond},
-			Send:  send.Config{PublishTimeout: time.Second, LookupCacheTTL: -1}, MasterKeys: b.keys, HTTPAddr: "off", RetentionInterval: 100 * time.Millisecond,
+			Send:  send.Config{PublishTimeout: time.Second, LookupCacheTTL: lookupTTL}, MasterKeys: b.keys, HTTPAddr: "off", RetentionInterval: 100 * time.Millisecond,
 			Outbound: o.outbound, FinalSweepAfter: o.finalSweepAfter,
 		}, ingest.Deps{
 			Pool: b.db.Pool, JetStream: ijs, Telemetry: telemetry.Nop(), Logger: log, Listener: lis,

@@ -134,16 +134,16 @@ type Pauses interface {
 type Server struct {
 	emailsenderv1.UnimplementedSendServiceServer
 
-	cfg       Config
-	db        DB
-	pub       queue.Publisher
-	deleter   *outbox.Deleter
-	tel       *telemetry.Telemetry
-	log       *slog.Logger
-	now       func() time.Time
-	dir       *directory
-	pauses    Pauses
-	commits   *committer
+	cfg     Config
+	db      DB
+	pub     queue.Publisher
+	deleter *outbox.Deleter
+	tel     *telemetry.Telemetry
+	log     *slog.Logger
+	now     func() time.Time
+	dir     *directory
+	pauses  Pauses
+	commits *committer
 
 	tracer trace.Tracer
 	// accepted counts newly accepted messages (emailsender_messages_accepted_total).
@@ -168,10 +168,10 @@ func New(cfg Config, d Deps) *Server {
 		metric.WithUnit("{message}"))
 	s := &Server{
 		cfg: cfg, db: d.DB, pub: d.Publisher, deleter: d.Deleter, pauses: d.Pauses, tel: tel, log: d.Logger, now: now,
-		dir:       newDirectory(d.DB, cfg.LookupCacheTTL, now, d.AccountConfig),
-		tracer:    tel.Tracer("github.com/namirasoft/email-sender/services/ingest"),
-		accepted:  accepted,
-		byKind:    telemetry.NewLabel("provider_kind"),
+		dir:      newDirectory(d.DB, cfg.LookupCacheTTL, now, d.AccountConfig),
+		tracer:   tel.Tracer("github.com/namirasoft/email-sender/services/ingest"),
+		accepted: accepted,
+		byKind:   telemetry.NewLabel("provider_kind"),
 	}
 	s.commits = newCommitter(s)
 	return s

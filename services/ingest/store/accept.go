@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -116,20 +117,33 @@ func Accept(ctx context.Context, db DBTX, msgs []*NewMessage) ([]Accepted, error
 		return ma.IdempotencyKey < mb.IdempotencyKey
 	})
 
+	uids, err := parseIDs(msgs)
+	if err != nil {
+		return nil, fmt.Errorf("accept: %w", err)
+	}
 	ids := accountIDs(msgs)
+	accountUUIDs := make([]uuid.UUID, len(ids))
+	for i, id := range ids {
+		accountUUIDs[i] = uuid.MustParse(id) // parsed above
+	}
 	b := &pgx.Batch{}
+	// The statements below take their rows from arrays (unnest): their plans
+	// do not depend on the values, and planning them anew for every call
+	// (PostgreSQL's custom plans) costs more than running them. Local: the
+	// setting ends with the batch's transaction.
+	b.Queue(`SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`)
 	b.Queue(lockAccountsSQL, ids)
-	b.Queue(`SELECT 1 / (count(*) / $2)::int FROM accounts WHERE id = ANY($1::uuid[])`, ids, len(ids))
+	b.Queue(`SELECT 1 / (count(*) / $2)::int FROM accounts WHERE id = ANY($1::uuid[])`, accountUUIDs, len(ids))
 	// stored[i]: the key row of msgs[i] (a first of its key) after the claim.
 	stored := make(map[int]storedKey, len(keyed))
 	if len(keyed) > 0 {
-		queueClaimKeys(b, msgs, keyed)
+		queueClaimKeys(b, msgs, uids, keyed)
 	}
-	if err := queueInserts(b, msgs, write); err != nil {
+	if err := queueInserts(b, msgs, uids, write); err != nil {
 		return nil, fmt.Errorf("accept: %w", err)
 	}
 	if len(keyed) > 0 {
-		queueReadKeys(b, msgs, keyed, stored)
+		queueReadKeys(b, msgs, uids, keyed, stored)
 	}
 	if err := db.SendBatch(ctx, b).Close(); err != nil {
 		var pgErr *pgconn.PgError
@@ -182,13 +196,13 @@ func (k storedKey) answer(m *NewMessage) Accepted {
 // message; a live one is left as it is, locked until the batch ends (ON
 // CONFLICT DO UPDATE locks the row even when its WHERE is false), and a
 // concurrent claim of it waits for this batch.
-func queueClaimKeys(b *pgx.Batch, msgs []*NewMessage, keyed []int) {
+func queueClaimKeys(b *pgx.Batch, msgs []*NewMessage, uids []messageIDs, keyed []int) {
 	n := len(keyed)
-	accounts, keys, ids := make([]string, n), make([]string, n), make([]string, n)
+	accounts, ids, keys := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]string, n)
 	hashes, statuses, at := make([][]byte, n), make([]int16, n), make([]time.Time, n)
 	for j, i := range keyed {
 		m := msgs[i]
-		accounts[j], keys[j], ids[j] = m.AccountID, m.IdempotencyKey, m.ID
+		accounts[j], keys[j], ids[j] = uids[i].account, m.IdempotencyKey, uids[i].id
 		hashes[j], statuses[j], at[j] = m.RequestHash, int16(m.Status), m.CreatedAt
 	}
 	b.Queue(`
@@ -205,11 +219,11 @@ func queueClaimKeys(b *pgx.Batch, msgs []*NewMessage, keyed []int) {
 }
 
 // queueReadKeys reads the key rows of msgs[keyed] after the claim into stored.
-func queueReadKeys(b *pgx.Batch, msgs []*NewMessage, keyed []int, stored map[int]storedKey) {
+func queueReadKeys(b *pgx.Batch, msgs []*NewMessage, uids []messageIDs, keyed []int, stored map[int]storedKey) {
 	n := len(keyed)
-	accounts, keys, ords := make([]string, n), make([]string, n), make([]int32, n)
+	accounts, keys, ords := make([]uuid.UUID, n), make([]string, n), make([]int32, n)
 	for j, i := range keyed {
-		accounts[j], keys[j], ords[j] = msgs[i].AccountID, msgs[i].IdempotencyKey, int32(i)
+		accounts[j], keys[j], ords[j] = uids[i].account, msgs[i].IdempotencyKey, int32(i)
 	}
 	b.Queue(`
 		SELECT u.ord, k.request_hash, k.message_id::text, k.status
@@ -244,10 +258,11 @@ func claimedSQL(x string) string {
 
 // queueInserts adds the statements that store msgs[write] (their messages,
 // recipients and outbox rows, each table one multi-row INSERT) to b.
-func queueInserts(b *pgx.Batch, msgs []*NewMessage, write []int) error {
+func queueInserts(b *pgx.Batch, msgs []*NewMessage, uids []messageIDs, write []int) error {
 	n := len(write)
 	var (
-		ids, accounts, providers, kinds  = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ids, accounts, providers         = make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+		kinds                            = make([]string, n)
 		froms, fromNames, subjects, tags = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		keys, subjectsNATS, traces       = make([]string, n), make([]string, n), make([]string, n)
 		statuses                         = make([]int16, n)
@@ -257,10 +272,11 @@ func queueInserts(b *pgx.Batch, msgs []*NewMessage, write []int) error {
 		created                          = make([]time.Time, n)
 	)
 	var (
-		rMsg, rAccount, rKind, rAddr, rName, rKey []string
-		rIdx, rStatus                             []int16
-		rStatusKey                                []int64
-		rAt                                       []time.Time
+		rMsg, rAccount            []uuid.UUID
+		rKind, rAddr, rName, rKey []string
+		rIdx, rStatus             []int16
+		rStatusKey                []int64
+		rAt                       []time.Time
 	)
 	for j, i := range write {
 		m := msgs[i]
@@ -272,14 +288,14 @@ func queueInserts(b *pgx.Batch, msgs []*NewMessage, write []int) error {
 			}
 			t = string(enc)
 		}
-		ids[j], accounts[j], providers[j], kinds[j] = m.ID, m.AccountID, m.ProviderID, m.ProviderKind
+		ids[j], accounts[j], providers[j], kinds[j] = uids[i].id, uids[i].account, uids[i].provider, m.ProviderKind
 		froms[j], fromNames[j], subjects[j], tags[j] = m.FromAddress, m.FromName, m.Subject, t
 		keys[j], subjectsNATS[j], traces[j] = m.IdempotencyKey, m.NATSSubject, m.Traceparent
 		statuses[j], rcptCounts[j], sizes[j] = int16(m.Status), int32(len(m.Recipients)), int32(len(m.Content))
 		contents[j], created[j] = m.Content, m.CreatedAt
 		sendAts[j] = pgtype.Timestamptz{Time: m.SendAt, Valid: !m.SendAt.IsZero()}
 		for k, r := range m.Recipients {
-			rMsg, rAccount, rKey = append(rMsg, m.ID), append(rAccount, m.AccountID), append(rKey, m.IdempotencyKey)
+			rMsg, rAccount, rKey = append(rMsg, uids[i].id), append(rAccount, uids[i].account), append(rKey, m.IdempotencyKey)
 			rIdx, rKind, rAddr, rName = append(rIdx, int16(k)), append(rKind, r.Kind), append(rAddr, r.Address), append(rName, r.Name)
 			rStatus, rStatusKey, rAt = append(rStatus, int16(m.Status)), append(rStatusKey, msgstatus.Key(m.Status, 0)), append(rAt, m.CreatedAt)
 		}
@@ -314,6 +330,28 @@ func queueInserts(b *pgx.Batch, msgs []*NewMessage, write []int) error {
 		WHERE `+claimedSQL("o"),
 		ids, accounts, subjectsNATS, sendAts, traces, keys)
 	return nil
+}
+
+// messageIDs are the uuid columns of a message, parsed: pgx sends them in
+// binary (a string would make it try binary, fail, and fall back to text on
+// every call).
+type messageIDs struct{ id, account, provider uuid.UUID }
+
+func parseIDs(msgs []*NewMessage) ([]messageIDs, error) {
+	out := make([]messageIDs, len(msgs))
+	for i, m := range msgs {
+		var err error
+		if out[i].id, err = uuid.Parse(m.ID); err != nil {
+			return nil, fmt.Errorf("message id %q: %w", m.ID, err)
+		}
+		if out[i].account, err = uuid.Parse(m.AccountID); err != nil {
+			return nil, fmt.Errorf("account id %q: %w", m.AccountID, err)
+		}
+		if out[i].provider, err = uuid.Parse(m.ProviderID); err != nil {
+			return nil, fmt.Errorf("provider id %q: %w", m.ProviderID, err)
+		}
+	}
+	return out, nil
 }
 
 // lockAccountsSQL takes the shared advisory lock of each account (in id

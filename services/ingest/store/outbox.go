@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
@@ -61,11 +62,18 @@ func ClaimDue(ctx context.Context, tx pgx.Tx, grace time.Duration, limit int) ([
 	return out, nil
 }
 
-func split(keys []MessageKey) (accounts, messages []string) {
-	accounts = make([]string, len(keys))
-	messages = make([]string, len(keys))
-	for i, k := range keys {
-		accounts[i], messages[i] = k.AccountID, k.MessageID
+// split parses keys into uuids (sent in binary: a string would make pgx try
+// binary, fail and fall back to text for each). A key that is not a uuid
+// names no row: it is left out.
+func split(keys []MessageKey) (accounts, messages []uuid.UUID) {
+	accounts = make([]uuid.UUID, 0, len(keys))
+	messages = make([]uuid.UUID, 0, len(keys))
+	for _, k := range keys {
+		a, errA := uuid.Parse(k.AccountID)
+		m, errM := uuid.Parse(k.MessageID)
+		if errA == nil && errM == nil {
+			accounts, messages = append(accounts, a), append(messages, m)
+		}
 	}
 	return accounts, messages
 }
