@@ -1,7 +1,9 @@
 // Package send implements the SendService gRPC API: it validates requests,
-// resolves the provider configuration, stores messages through the store's
+// checks the sender and resolves the provider configuration (directory: cached
+// per replica, kept current over NATS), stores messages through the store's
 // transactional outbox and publishes their jobs at once, leaving any job it
-// could not publish to the outbox relay.
+// could not publish to the outbox relay. Concurrent calls are stored in one
+// transaction and published together (committer: group commit).
 package send
 
 import (
