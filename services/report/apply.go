@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
+	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/reputation"
 )
 
@@ -66,8 +67,10 @@ func (s *store) apply(ctx context.Context, evs []event) ([]outcome, []reputation
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := updateMessages(ctx, tx, evs, fresh, applied); err != nil {
-			return nil, nil, err
+		if touch := changing(evs, fresh, applied); len(touch) > 0 {
+			if err := updateMessages(ctx, tx, evs, touch, applied); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	var keys []reputation.Key
@@ -241,6 +244,22 @@ func updateRecipients(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (m
 		return nil, fmt.Errorf("update recipients: %w", err)
 	}
 	return applied, nil
+}
+
+// changing returns the events of idx that may change their message's row.
+// An ACCEPTED or SCHEDULED event that moved no recipient does not: it carries
+// no attempt, provider answer or error, and it happened when the message was
+// stored (ingest stores the message, the report stores this first event), so
+// rewriting the message's row (a new version of a wide row, with its index
+// entries) for it would change nothing.
+func changing(evs []event, idx []int, applied map[int]bool) []int {
+	out := idx[:0:0]
+	for _, i := range idx {
+		if t := evs[i].typ; applied[i] || t != queue.EventAccepted && t != queue.EventScheduled {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // messageChange is what a batch changes of one message besides its status.

@@ -122,9 +122,9 @@ func Accept(ctx context.Context, db DBTX, msgs []*NewMessage) ([]Accepted, error
 		return nil, fmt.Errorf("accept: %w", err)
 	}
 	ids := accountIDs(msgs)
-	accountUUIDs := make([]uuid.UUID, len(ids))
+	accountUUIDs := make([]pgtype.UUID, len(ids))
 	for i, id := range ids {
-		accountUUIDs[i] = uuid.MustParse(id) // parsed above
+		accountUUIDs[i] = pgUUID(uuid.MustParse(id)) // parsed above
 	}
 	b := &pgx.Batch{}
 	// The statements below take their rows from arrays (unnest): their plans
@@ -198,7 +198,7 @@ func (k storedKey) answer(m *NewMessage) Accepted {
 // concurrent claim of it waits for this batch.
 func queueClaimKeys(b *pgx.Batch, msgs []*NewMessage, uids []messageIDs, keyed []int) {
 	n := len(keyed)
-	accounts, ids, keys := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]string, n)
+	accounts, ids, keys := make([]pgtype.UUID, n), make([]pgtype.UUID, n), make([]string, n)
 	hashes, statuses, at := make([][]byte, n), make([]int16, n), make([]time.Time, n)
 	for j, i := range keyed {
 		m := msgs[i]
@@ -221,7 +221,7 @@ func queueClaimKeys(b *pgx.Batch, msgs []*NewMessage, uids []messageIDs, keyed [
 // queueReadKeys reads the key rows of msgs[keyed] after the claim into stored.
 func queueReadKeys(b *pgx.Batch, msgs []*NewMessage, uids []messageIDs, keyed []int, stored map[int]storedKey) {
 	n := len(keyed)
-	accounts, keys, ords := make([]uuid.UUID, n), make([]string, n), make([]int32, n)
+	accounts, keys, ords := make([]pgtype.UUID, n), make([]string, n), make([]int32, n)
 	for j, i := range keyed {
 		accounts[j], keys[j], ords[j] = uids[i].account, msgs[i].IdempotencyKey, int32(i)
 	}
@@ -261,7 +261,7 @@ func claimedSQL(x string) string {
 func queueInserts(b *pgx.Batch, msgs []*NewMessage, uids []messageIDs, write []int) error {
 	n := len(write)
 	var (
-		ids, accounts, providers         = make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+		ids, accounts, providers         = make([]pgtype.UUID, n), make([]pgtype.UUID, n), make([]pgtype.UUID, n)
 		kinds                            = make([]string, n)
 		froms, fromNames, subjects, tags = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		keys, subjectsNATS, traces       = make([]string, n), make([]string, n), make([]string, n)
@@ -272,7 +272,7 @@ func queueInserts(b *pgx.Batch, msgs []*NewMessage, uids []messageIDs, write []i
 		created                          = make([]time.Time, n)
 	)
 	var (
-		rMsg, rAccount            []uuid.UUID
+		rMsg, rAccount            []pgtype.UUID
 		rKind, rAddr, rName, rKey []string
 		rIdx, rStatus             []int16
 		rStatusKey                []int64
@@ -332,27 +332,29 @@ func queueInserts(b *pgx.Batch, msgs []*NewMessage, uids []messageIDs, write []i
 	return nil
 }
 
-// messageIDs are the uuid columns of a message, parsed: pgx sends them in
-// binary (a string would make it try binary, fail, and fall back to text on
-// every call).
-type messageIDs struct{ id, account, provider uuid.UUID }
+// messageIDs are the uuid columns of a message, parsed: pgx sends a
+// pgtype.UUID in binary at once (a string makes it try binary, fail and fall
+// back to text; a uuid.UUID in an array goes through reflection).
+type messageIDs struct{ id, account, provider pgtype.UUID }
 
 func parseIDs(msgs []*NewMessage) ([]messageIDs, error) {
 	out := make([]messageIDs, len(msgs))
 	for i, m := range msgs {
-		var err error
-		if out[i].id, err = uuid.Parse(m.ID); err != nil {
-			return nil, fmt.Errorf("message id %q: %w", m.ID, err)
-		}
-		if out[i].account, err = uuid.Parse(m.AccountID); err != nil {
-			return nil, fmt.Errorf("account id %q: %w", m.AccountID, err)
-		}
-		if out[i].provider, err = uuid.Parse(m.ProviderID); err != nil {
-			return nil, fmt.Errorf("provider id %q: %w", m.ProviderID, err)
+		for _, f := range []struct {
+			what, s string
+			to      *pgtype.UUID
+		}{{"message", m.ID, &out[i].id}, {"account", m.AccountID, &out[i].account}, {"provider", m.ProviderID, &out[i].provider}} {
+			u, err := uuid.Parse(f.s)
+			if err != nil {
+				return nil, fmt.Errorf("%s id %q: %w", f.what, f.s, err)
+			}
+			*f.to = pgUUID(u)
 		}
 	}
 	return out, nil
 }
+
+func pgUUID(u uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: u, Valid: true} }
 
 // lockAccountsSQL takes the shared advisory lock of each account (in id
 // order). DeleteAccount takes the same lock exclusively, so it waits for the

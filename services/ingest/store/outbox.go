@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
 )
@@ -62,17 +63,16 @@ func ClaimDue(ctx context.Context, tx pgx.Tx, grace time.Duration, limit int) ([
 	return out, nil
 }
 
-// split parses keys into uuids (sent in binary: a string would make pgx try
-// binary, fail and fall back to text for each). A key that is not a uuid
-// names no row: it is left out.
-func split(keys []MessageKey) (accounts, messages []uuid.UUID) {
-	accounts = make([]uuid.UUID, 0, len(keys))
-	messages = make([]uuid.UUID, 0, len(keys))
+// split parses keys into uuids (pgtype.UUID: sent in binary at once; see
+// messageIDs). A key that is not a uuid names no row: it is left out.
+func split(keys []MessageKey) (accounts, messages []pgtype.UUID) {
+	accounts = make([]pgtype.UUID, 0, len(keys))
+	messages = make([]pgtype.UUID, 0, len(keys))
 	for _, k := range keys {
 		a, errA := uuid.Parse(k.AccountID)
 		m, errM := uuid.Parse(k.MessageID)
 		if errA == nil && errM == nil {
-			accounts, messages = append(accounts, a), append(messages, m)
+			accounts, messages = append(accounts, pgUUID(a)), append(messages, pgUUID(m))
 		}
 	}
 	return accounts, messages
