@@ -127,11 +127,6 @@ func Accept(ctx context.Context, db DBTX, msgs []*NewMessage) ([]Accepted, error
 		accountUUIDs[i] = pgUUID(uuid.MustParse(id)) // parsed above
 	}
 	b := &pgx.Batch{}
-	// The statements below take their rows from arrays (unnest): their plans
-	// do not depend on the values, and planning them anew for every call
-	// (PostgreSQL's custom plans) costs more than running them. Local: the
-	// setting ends with the batch's transaction.
-	b.Queue(`SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`)
 	b.Queue(lockAccountsSQL, ids)
 	b.Queue(`SELECT 1 / (count(*) / $2)::int FROM accounts WHERE id = ANY($1::uuid[])`, accountUUIDs, len(ids))
 	// stored[i]: the key row of msgs[i] (a first of its key) after the claim.
@@ -247,36 +242,37 @@ func queueReadKeys(b *pgx.Batch, msgs []*NewMessage, uids []messageIDs, keyed []
 	})
 }
 
-// claimedSQL is the condition under which a row of a message is written:
-// the message has no idempotency key, or its key was claimed for it (the key
-// row names it) earlier in the batch. x is the alias of the unnest with the
-// account_id, key and message id (mid) columns.
+// claimedSQL is the condition under which a message is written: it has no
+// idempotency key, or its key was claimed for it (the key row names it)
+// earlier in the batch. x is the alias of the rows with the account_id, key
+// and message id (mid) columns.
 func claimedSQL(x string) string {
 	return x + `.key = '' OR EXISTS (SELECT 1 FROM idempotency_keys k
 		WHERE k.account_id = ` + x + `.account_id AND k.key = ` + x + `.key AND k.message_id = ` + x + `.mid)`
 }
 
-// queueInserts adds the statements that store msgs[write] (their messages,
-// recipients and outbox rows, each table one multi-row INSERT) to b.
+// queueInserts adds the statement that stores msgs[write] to b: their
+// messages, recipients and outbox rows, one statement (one plan, one
+// execution) whose recipients and outbox rows are those of the messages it
+// inserted (claimedSQL).
 func queueInserts(b *pgx.Batch, msgs []*NewMessage, uids []messageIDs, write []int) error {
 	n := len(write)
 	var (
 		ids, accounts, providers         = make([]pgtype.UUID, n), make([]pgtype.UUID, n), make([]pgtype.UUID, n)
-		kinds                            = make([]string, n)
+		kinds, keys, subjectsNATS        = make([]string, n), make([]string, n), make([]string, n)
 		froms, fromNames, subjects, tags = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		keys, subjectsNATS, traces       = make([]string, n), make([]string, n), make([]string, n)
+		traces                           = make([]string, n)
 		statuses                         = make([]int16, n)
+		statusKeys                       = make([]int64, n)
 		rcptCounts, sizes                = make([]int32, n), make([]int32, n)
 		contents                         = make([][]byte, n)
 		sendAts                          = make([]pgtype.Timestamptz, n)
 		created                          = make([]time.Time, n)
 	)
 	var (
-		rMsg, rAccount            []pgtype.UUID
-		rKind, rAddr, rName, rKey []string
-		rIdx, rStatus             []int16
-		rStatusKey                []int64
-		rAt                       []time.Time
+		rMsg                []pgtype.UUID
+		rIdx                []int16
+		rKind, rAddr, rName []string
 	)
 	for j, i := range write {
 		m := msgs[i]
@@ -291,44 +287,43 @@ func queueInserts(b *pgx.Batch, msgs []*NewMessage, uids []messageIDs, write []i
 		ids[j], accounts[j], providers[j], kinds[j] = uids[i].id, uids[i].account, uids[i].provider, m.ProviderKind
 		froms[j], fromNames[j], subjects[j], tags[j] = m.FromAddress, m.FromName, m.Subject, t
 		keys[j], subjectsNATS[j], traces[j] = m.IdempotencyKey, m.NATSSubject, m.Traceparent
-		statuses[j], rcptCounts[j], sizes[j] = int16(m.Status), int32(len(m.Recipients)), int32(len(m.Content))
+		statuses[j], statusKeys[j] = int16(m.Status), msgstatus.Key(m.Status, 0)
+		rcptCounts[j], sizes[j] = int32(len(m.Recipients)), int32(len(m.Content))
 		contents[j], created[j] = m.Content, m.CreatedAt
 		sendAts[j] = pgtype.Timestamptz{Time: m.SendAt, Valid: !m.SendAt.IsZero()}
 		for k, r := range m.Recipients {
-			rMsg, rAccount, rKey = append(rMsg, uids[i].id), append(rAccount, uids[i].account), append(rKey, m.IdempotencyKey)
-			rIdx, rKind, rAddr, rName = append(rIdx, int16(k)), append(rKind, r.Kind), append(rAddr, r.Address), append(rName, r.Name)
-			rStatus, rStatusKey, rAt = append(rStatus, int16(m.Status)), append(rStatusKey, msgstatus.Key(m.Status, 0)), append(rAt, m.CreatedAt)
+			rMsg, rIdx = append(rMsg, uids[i].id), append(rIdx, int16(k))
+			rKind, rAddr, rName = append(rKind, r.Kind), append(rAddr, r.Address), append(rName, r.Name)
 		}
 	}
+	// The outbox's not_before comes from the database clock, as the relay
+	// compares it with it.
 	b.Queue(`
-		INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, from_name,
-			subject, tags, recipient_count, size_bytes, content, send_at, created_at, updated_at)
-		SELECT m.mid, m.account_id, m.provider_id, m.provider_kind, m.status, m.from_address, m.from_name,
-			m.subject, m.tags::jsonb, m.recipient_count, m.size_bytes, m.content, m.send_at, m.created_at, m.created_at
-		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::smallint[], $6::text[], $7::text[],
-			$8::text[], $9::text[], $10::integer[], $11::integer[], $12::bytea[], $13::timestamptz[],
-			$14::timestamptz[], $15::text[])
-			AS m(mid, account_id, provider_id, provider_kind, status, from_address, from_name, subject, tags,
-				recipient_count, size_bytes, content, send_at, created_at, key)
-		WHERE `+claimedSQL("m"),
-		ids, accounts, providers, kinds, statuses, froms, fromNames, subjects, tags, rcptCounts, sizes,
-		contents, sendAts, created, keys)
-	b.Queue(`
-		INSERT INTO recipients (message_id, idx, account_id, kind, address, name, status, status_key, updated_at)
-		SELECT r.mid, r.idx, r.account_id, r.kind, r.address, r.name, r.status, r.status_key, r.at
-		FROM unnest($1::uuid[], $2::smallint[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-			$7::smallint[], $8::bigint[], $9::timestamptz[], $10::text[])
-			AS r(mid, idx, account_id, kind, address, name, status, status_key, at, key)
-		WHERE `+claimedSQL("r"),
-		rMsg, rIdx, rAccount, rKind, rAddr, rName, rStatus, rStatusKey, rAt, rKey)
-	// not_before comes from the database clock, as the relay compares it with it.
-	b.Queue(`
+		WITH m AS (
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::smallint[], $6::text[],
+				$7::text[], $8::text[], $9::text[], $10::integer[], $11::integer[], $12::bytea[],
+				$13::timestamptz[], $14::timestamptz[], $15::text[], $16::bigint[], $17::text[], $18::text[])
+				AS m(mid, account_id, provider_id, provider_kind, status, from_address, from_name, subject, tags,
+					recipient_count, size_bytes, content, send_at, created_at, key, status_key, nats_subject, traceparent)
+		), stored AS (
+			INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, from_name,
+				subject, tags, recipient_count, size_bytes, content, send_at, created_at, updated_at)
+			SELECT m.mid, m.account_id, m.provider_id, m.provider_kind, m.status, m.from_address, m.from_name,
+				m.subject, m.tags::jsonb, m.recipient_count, m.size_bytes, m.content, m.send_at, m.created_at, m.created_at
+			FROM m WHERE `+claimedSQL("m")+`
+			RETURNING id
+		), rcpts AS (
+			INSERT INTO recipients (message_id, idx, account_id, kind, address, name, status, status_key, updated_at)
+			SELECT r.mid, r.idx, m.account_id, r.kind, r.address, r.name, m.status, m.status_key, m.created_at
+			FROM unnest($19::uuid[], $20::smallint[], $21::text[], $22::text[], $23::text[]) AS r(mid, idx, kind, address, name)
+			JOIN stored s ON s.id = r.mid JOIN m ON m.mid = r.mid
+		)
 		INSERT INTO outbox (message_id, account_id, subject, not_before, traceparent)
-		SELECT o.mid, o.account_id, o.subject, COALESCE(o.send_at, now()), o.traceparent
-		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
-			AS o(mid, account_id, subject, send_at, traceparent, key)
-		WHERE `+claimedSQL("o"),
-		ids, accounts, subjectsNATS, sendAts, traces, keys)
+		SELECT m.mid, m.account_id, m.nats_subject, COALESCE(m.send_at, now()), m.traceparent
+		FROM m JOIN stored s ON s.id = m.mid`,
+		ids, accounts, providers, kinds, statuses, froms, fromNames, subjects, tags, rcptCounts, sizes,
+		contents, sendAts, created, keys, statusKeys, subjectsNATS, traces,
+		rMsg, rIdx, rKind, rAddr, rName)
 	return nil
 }
 
@@ -363,7 +358,14 @@ func pgUUID(u uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: u, Valid: true}
 // An advisory lock lives in the lock manager only; a row lock (FOR KEY SHARE)
 // would write the shared accounts row for every call, which under concurrency
 // is a MultiXact per caller.
-const lockAccountsSQL = `SELECT pg_advisory_xact_lock_shared(hashtextextended(a, 7261))
+//
+// It also makes the statements after it in the accept batch use generic
+// plans: they take their rows from arrays (unnest), so their plans do not
+// depend on the values, and planning them anew for every call (PostgreSQL's
+// custom plans) costs more than running them. The setting is local: it ends
+// with the batch's transaction.
+const lockAccountsSQL = `SELECT pg_advisory_xact_lock_shared(hashtextextended(a, 7261)),
+		set_config('plan_cache_mode', 'force_generic_plan', true)
 	FROM unnest($1::text[]) AS a ORDER BY a`
 
 // accountIDs lists the distinct accounts of msgs.
