@@ -19,12 +19,13 @@ import (
 // not acknowledge is left to the outbox relay, as for a call alone).
 //
 // There is no goroutine of its own: the first call that finds no group open
-// opens one and leads it. The leader waits for a free flush slot (at most
-// CommitGroups groups are stored and published at once), and once it has
-// one, for the calls being prepared meanwhile (validated, looked up, encoded)
-// to join, up to CommitWait after it opened the group: a call alone, as at
-// one client, is flushed at once. A group closes at CommitBatch messages; the
-// leader then stores and publishes it and answers the others.
+// opens one and leads it. The leader waits for a free slot (at most
+// CommitGroups transactions are in flight at once), and once it has one, for
+// the calls being prepared meanwhile (validated, looked up, encoded) to join,
+// up to CommitWait after it opened the group: a call alone, as at one client,
+// is committed at once. A group closes at CommitBatch messages; the leader
+// then stores it, gives the slot back, publishes it and answers the others.
+// Groups waiting for JetStream hold no slot.
 //
 // A group that the database refuses as a whole for one call's sake (an
 // account deleted meanwhile, a row PostgreSQL rejects) is stored again call
@@ -32,7 +33,7 @@ import (
 // different request fails only its message in any case (store.Accept).
 type committer struct {
 	s *Server
-	// slots holds a token per group being flushed.
+	// slots holds a token per group whose transaction is in flight.
 	slots chan struct{}
 
 	mu   sync.Mutex
@@ -111,7 +112,7 @@ func (c *committer) commit(ctx context.Context, msgs []*store.NewMessage) ([]sto
 	return cl.out, cl.err
 }
 
-// lead closes g when it is due (collecting calls meanwhile), flushes it and
+// lead closes g when it is due (collecting calls meanwhile), stores and publishes it and
 // answers its calls.
 func (c *committer) lead(g *group) {
 	deadline := time.Now().Add(c.s.cfg.CommitWait)
@@ -149,25 +150,29 @@ func (c *committer) lead(g *group) {
 	}
 	calls := g.calls
 	c.mu.Unlock()
-	c.flush(calls)
+	c.store(calls)
+	// The slot bounds the transactions in flight only: the next group
+	// commits while this one waits for JetStream (which, stalled, would
+	// otherwise hold every slot up to INGEST_PUBLISH_TIMEOUT).
 	<-c.slots
+	c.publish(calls)
 	for _, cl := range calls {
 		close(cl.done)
 	}
 }
 
-// flush stores and publishes the messages of calls and sets each call's
+// store stores the messages of calls in one transaction and sets each call's
 // outcome.
-func (c *committer) flush(calls []*call) {
+func (c *committer) store(calls []*call) {
 	// The calls' own cancellations do not stop the group: the others' messages
 	// are in it too. The commit timeout bounds it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(calls[0].ctx), c.s.cfg.CommitTimeout)
+	dbCtx, cancel := context.WithTimeout(context.WithoutCancel(calls[0].ctx), c.s.cfg.CommitTimeout)
 	defer cancel()
 	var msgs []*store.NewMessage
 	for _, cl := range calls {
 		msgs = append(msgs, cl.msgs...)
 	}
-	out, err := store.Accept(ctx, c.s.db, msgs)
+	out, err := store.Accept(dbCtx, c.s.db, msgs)
 	switch {
 	case err == nil:
 		for _, cl := range calls {
@@ -176,13 +181,18 @@ func (c *committer) flush(calls []*call) {
 	case len(calls) > 1 && oneCallsFault(err):
 		// Stored again call by call: only the call at fault fails.
 		for _, cl := range calls {
-			cl.out, cl.err = store.Accept(ctx, c.s.db, cl.msgs)
+			cl.out, cl.err = store.Accept(dbCtx, c.s.db, cl.msgs)
 		}
 	default:
 		for _, cl := range calls {
 			cl.err = err
 		}
 	}
+}
+
+// publish publishes the jobs and events of the messages calls stored now,
+// all at once, and waits for JetStream (up to INGEST_PUBLISH_TIMEOUT).
+func (c *committer) publish(calls []*call) {
 	var out2 outgoing
 	for _, cl := range calls {
 		if cl.err != nil {
@@ -194,7 +204,7 @@ func (c *committer) flush(calls []*call) {
 			}
 		}
 	}
-	out2.send(ctx, c.s)
+	out2.send(context.WithoutCancel(calls[0].ctx), c.s)
 }
 
 // oneCallsFault reports whether the group's error may be one call's doing

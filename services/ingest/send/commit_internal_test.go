@@ -79,7 +79,7 @@ type commitResult struct {
 	err error
 }
 
-// group commits calls as one group: the test holds every flush slot while
+// group commits calls as one group: the test holds every slot while
 // the calls gather behind the first one, then lets them go.
 func (b *commitBundle) group(t *testing.T, calls ...[]*store.NewMessage) []commitResult {
 	t.Helper()
@@ -274,4 +274,43 @@ func TestGroupCommitWaitsForCallsBeingPrepared(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the leader waited for a call that ended")
 	}
+}
+
+// stalled is a JetStream that takes every publish and acknowledges none (a
+// stalled server behind a live connection).
+type stalled struct{}
+
+func (stalled) PublishMsgAsync(m *nats.Msg, _ ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	return stalledFuture{m}, nil
+}
+
+type stalledFuture struct{ m *nats.Msg }
+
+func (f stalledFuture) Ok() <-chan *jetstream.PubAck { return nil }
+func (f stalledFuture) Err() <-chan error            { return nil }
+func (f stalledFuture) Msg() *nats.Msg               { return f.m }
+
+// Groups waiting for JetStream hold no slot: with one slot and a stalled
+// JetStream, later calls still commit (and are answered after the publish
+// timeout, their jobs left to the relay).
+func TestGroupCommitStalledJetStreamHoldsNoSlot(t *testing.T) {
+	t.Parallel()
+	b := setupCommit(t, Config{CommitGroups: 1, PublishTimeout: 3 * time.Second})
+	b.s.pub = stalled{}
+	c := b.s.commits
+	const calls = 3
+	done := make(chan error, calls)
+	for range calls {
+		c.begin()
+		go func() {
+			_, err := c.commit(context.Background(), messages(b.accounts[0], 1, "", ""))
+			done <- err
+		}()
+	}
+	require.Eventually(t, func() bool { return b.count(t, `SELECT count(*) FROM messages`) == calls }, 30*time.Second, 10*time.Millisecond,
+		"every call committed while the first ones wait for JetStream")
+	for range calls {
+		require.NoError(t, <-done, "answered after the publish timeout: the job is left to the relay")
+	}
+	require.Equal(t, calls, b.count(t, `SELECT count(*) FROM outbox`), "the outbox rows stay until the relay publishes them")
 }

@@ -60,7 +60,7 @@ type Config struct {
 	// their jobs published together.
 	CommitWait    time.Duration `env:"INGEST_COMMIT_WAIT" default:"2ms" help:"longest a call waits for concurrent calls to join its group commit (a call alone is committed at once)"`
 	CommitBatch   int           `env:"INGEST_COMMIT_BATCH" default:"256" help:"most messages of one group commit (a larger SendBatch is a group of its own)"`
-	CommitGroups  int           `env:"INGEST_COMMIT_GROUPS" default:"4" help:"group commits stored and published at once"`
+	CommitGroups  int           `env:"INGEST_COMMIT_GROUPS" default:"4" help:"group commit transactions in flight at once"`
 	CommitTimeout time.Duration `env:"INGEST_COMMIT_TIMEOUT" default:"10s" help:"bound of one group commit's transaction"`
 	// RequireVerifiedSenders refuses a from address that is not a verified
 	// sender of the account (FAILED_PRECONDITION naming message.from.address).
