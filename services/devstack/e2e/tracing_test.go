@@ -228,6 +228,9 @@ func TestMetricsEndpoints(t *testing.T) {
 		"ingest": {
 			`emailsender_messages_accepted_total{provider_kind="sandbox"} 3`,
 			`emailsender_messages_accepted_total{provider_kind="smtp"} 1`,
+			// Four calls one after the other: four groups of one.
+			`emailsender_ingest_commit_group_messages_count 4`,
+			`emailsender_ingest_commit_group_messages_bucket{le="1"} 4`,
 			`rpc_server_call_duration_seconds_count{rpc_method="emailsender.v1.SendService/SendEmail",rpc_response_status_code="OK"`,
 		},
 		"worker": {

@@ -3,6 +3,7 @@ package send
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -150,11 +151,27 @@ func (c *committer) lead(g *group) {
 	}
 	calls := g.calls
 	c.mu.Unlock()
+	held := true
+	defer func() {
+		// A panic of the leader (a bug) must not leave the others waiting
+		// for ever, nor keep the slot.
+		if r := recover(); r != nil {
+			if held {
+				<-c.slots
+			}
+			for _, cl := range calls {
+				cl.out, cl.err = nil, fmt.Errorf("group commit: %v", r)
+				close(cl.done)
+			}
+			panic(r)
+		}
+	}()
 	c.store(calls)
 	// The slot bounds the transactions in flight only: the next group
 	// commits while this one waits for JetStream (which, stalled, would
 	// otherwise hold every slot up to INGEST_PUBLISH_TIMEOUT).
 	<-c.slots
+	held = false
 	c.publish(calls)
 	for _, cl := range calls {
 		close(cl.done)
@@ -172,6 +189,7 @@ func (c *committer) store(calls []*call) {
 	for _, cl := range calls {
 		msgs = append(msgs, cl.msgs...)
 	}
+	c.s.groupSize.Record(dbCtx, int64(len(msgs)))
 	out, err := store.Accept(dbCtx, c.s.db, msgs)
 	switch {
 	case err == nil:

@@ -150,7 +150,10 @@ type Server struct {
 	tracer trace.Tracer
 	// accepted counts newly accepted messages (emailsender_messages_accepted_total).
 	accepted metric.Int64Counter
-	byKind   *telemetry.Label
+	// groupSize is the messages of each group commit
+	// (emailsender_ingest_commit_group_messages).
+	groupSize metric.Int64Histogram
+	byKind    *telemetry.Label
 }
 
 // New returns the service.
@@ -165,15 +168,19 @@ func New(cfg Config, d Deps) *Server {
 		tel = telemetry.Nop()
 	}
 	// Creating an instrument fails only for an invalid name; these are constant.
-	accepted, _ := tel.Meter("github.com/namirasoft/email-sender/services/ingest").Int64Counter("emailsender_messages_accepted",
+	meter := tel.Meter("github.com/namirasoft/email-sender/services/ingest")
+	accepted, _ := meter.Int64Counter("emailsender_messages_accepted",
 		metric.WithDescription("Messages accepted (stored and queued or scheduled), by provider kind; idempotent replays are not counted."),
 		metric.WithUnit("{message}"))
+	groupSize, _ := meter.Int64Histogram("emailsender_ingest_commit_group_messages",
+		metric.WithDescription("Messages stored by one group commit (one transaction for concurrent calls)."),
+		metric.WithUnit("{message}"), metric.WithExplicitBucketBoundaries(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 	s := &Server{
 		cfg: cfg, db: d.DB, pub: d.Publisher, deleter: d.Deleter, pauses: d.Pauses, tel: tel, log: d.Logger, now: now,
 		dir:      newDirectory(d.DB, cfg.LookupCacheTTL, now, d.AccountConfig),
 		tracer:   tel.Tracer("github.com/namirasoft/email-sender/services/ingest"),
-		accepted: accepted,
-		byKind:   telemetry.NewLabel("provider_kind"),
+		accepted: accepted, groupSize: groupSize,
+		byKind: telemetry.NewLabel("provider_kind"),
 	}
 	s.commits = newCommitter(s)
 	return s
