@@ -13,8 +13,11 @@
 //   - a Watcher is Current only while its consumer is established and its
 //     NATS connection is up; a cache that is not current must not be used
 //     (the caller reads PostgreSQL, the source of truth);
-//   - a reconnect makes the cache forget everything (announcements made
-//     meanwhile may be missed, but the database reflects them);
+//   - a reconnect makes the cache forget everything and stops using it until
+//     the watch is established anew, with a new consumer (announcements made
+//     meanwhile may be missed, but the database reflects them; and the
+//     consumer may be gone: a restarted server loses consumers kept in
+//     memory, and Announce would not wait for a replica without one);
 //   - a replica that does not acknowledge within Confirm (it died, or is cut
 //     off) makes Announce fail after that time; its consumer disappears 5 s
 //     after it stopped asking for messages.
@@ -177,6 +180,8 @@ type Watcher struct {
 	feed   *Feed
 	forget func(key string)
 	nc     *nats.Conn
+	// restart asks the watch to start over with a new consumer.
+	restart chan struct{}
 
 	ready      atomic.Bool
 	reconnects atomic.Uint64
@@ -184,19 +189,25 @@ type Watcher struct {
 
 // Watcher returns a watcher of f calling forget; Run runs it.
 func (f *Feed) Watcher(forget func(key string)) *Watcher {
-	return &Watcher{feed: f, forget: forget, nc: f.js.Conn()}
+	return &Watcher{feed: f, forget: forget, nc: f.js.Conn(), restart: make(chan struct{}, 1)}
 }
 
 // Current reports whether the cache may be used now: the watch is
-// established and the connection up. A reconnect since the last call makes
-// the cache forget everything first.
+// established and the connection up, and has not reconnected since the
+// watch began (a reconnect makes the cache forget everything and the watch
+// start over).
 func (w *Watcher) Current() bool {
 	if w == nil || !w.ready.Load() || w.nc == nil || !w.nc.IsConnected() {
 		return false
 	}
-	if n := w.nc.Stats().Reconnects; n != w.reconnects.Load() {
-		w.reconnects.Store(n)
+	if w.nc.Stats().Reconnects != w.reconnects.Load() {
+		w.ready.Store(false)
 		w.forget("")
+		select {
+		case w.restart <- struct{}{}:
+		default:
+		}
+		return false
 	}
 	return true
 }
@@ -206,15 +217,19 @@ func (w *Watcher) Current() bool {
 // lost, the watcher is not Current.
 func (w *Watcher) Run(ctx context.Context) error {
 	w.forget("")
-	backoff := 100 * time.Millisecond
+	const first = 100 * time.Millisecond
+	backoff := first
 	for ctx.Err() == nil {
-		err := w.runOnce(ctx)
+		established, err := w.runOnce(ctx)
 		w.ready.Store(false)
 		w.forget("")
 		if ctx.Err() != nil {
 			break
 		}
 		_ = err // not current until the next attempt succeeds
+		if established {
+			backoff = first
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -224,14 +239,20 @@ func (w *Watcher) Run(ctx context.Context) error {
 	return nil
 }
 
-func (w *Watcher) runOnce(ctx context.Context) error {
+// runOnce watches with a consumer of its own until the watch is lost, ctx
+// ends or a restart is asked for; established says whether it got as far as
+// watching.
+func (w *Watcher) runOnce(ctx context.Context) (established bool, err error) {
 	f := w.feed
+	// Read before the consumer is made: a reconnect from now on is noticed
+	// by Current (the consumer may have been made on the server that left).
+	reconnects := w.nc.Stats().Reconnects
 	if _, err := f.bucket(ctx); err != nil {
-		return err
+		return false, err
 	}
 	stream, err := f.js.Stream(ctx, "KV_"+f.cfg.Bucket)
 	if err != nil {
-		return fmt.Errorf("open %s stream: %w", f.cfg.Bucket, err)
+		return false, fmt.Errorf("open %s stream: %w", f.cfg.Bucket, err)
 	}
 	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Name:              f.cfg.Prefix + uuid.NewString(),
@@ -243,7 +264,7 @@ func (w *Watcher) runOnce(ctx context.Context) error {
 		Replicas:          1,
 	})
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", f.cfg.Bucket, err)
+		return false, fmt.Errorf("watch %s: %w", f.cfg.Bucket, err)
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
@@ -252,19 +273,32 @@ func (w *Watcher) runOnce(ctx context.Context) error {
 	}()
 	it, err := cons.Messages(jetstream.PullHeartbeat(time.Second))
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", f.cfg.Bucket, err)
+		return false, fmt.Errorf("watch %s: %w", f.cfg.Bucket, err)
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	defer it.Stop()
-	w.reconnects.Store(w.nc.Stats().Reconnects)
+	select { // a restart asked for before this watch began is done
+	case <-w.restart:
+	default:
+	}
+	ended := make(chan struct{})
+	defer close(ended)
+	go func() {
+		select {
+		case <-w.restart:
+			it.Stop()
+		case <-ended:
+		}
+	}()
+	w.reconnects.Store(reconnects)
 	w.forget("")
 	w.ready.Store(true)
 	prefix := "$KV." + f.cfg.Bucket + "."
 	for {
 		msg, err := it.Next()
 		if err != nil {
-			return fmt.Errorf("watch %s: %w", f.cfg.Bucket, err)
+			return true, fmt.Errorf("watch %s: %w", f.cfg.Bucket, err)
 		}
 		key := strings.TrimPrefix(msg.Subject(), prefix)
 		if key == "" {
