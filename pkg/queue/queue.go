@@ -41,6 +41,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/invalidate"
 )
 
 const (
@@ -58,6 +59,10 @@ const (
 	// terminated, deleted accounts), keyed by account id; workers, report and
 	// ingest watch it (pkg/accountstate).
 	AccountStatesBucket = "EMAIL_ACCOUNT_STATES"
+	// AccountConfigBucket announces, keyed by account id, that an account's
+	// verified senders or provider configurations changed: every ingest
+	// replica's send cache forgets the account (AccountConfigFeed).
+	AccountConfigBucket = "EMAIL_ACCOUNT_CONFIG"
 
 	sendPrefix    = "send."
 	eventPrefix   = "events."
@@ -288,4 +293,17 @@ func unlimited[T int32 | int64](n T) T {
 		return -1
 	}
 	return n
+}
+
+// AccountConfigFeed is the feed of AccountConfigBucket (pkg/invalidate):
+// ingest announces sender and provider configuration changes on it and
+// watches it, the worker posts the configurations it marks unhealthy;
+// replicas sizes the bucket.
+func AccountConfigFeed(js jetstream.JetStream, replicas int) *invalidate.Feed {
+	return invalidate.New(js, invalidate.Config{
+		Bucket:      AccountConfigBucket,
+		Prefix:      "sendcache-",
+		Description: "account configuration changes (senders, provider configurations); every ingest replica's send cache forgets the account",
+		Replicas:    replicas,
+	})
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
@@ -194,7 +195,13 @@ func (r *Recorder) write(ctx context.Context, batch []Record) []Record {
 	defer cancel()
 	n, err := r.pool.CopyFrom(wctx, pgx.Identifier{"usage_records"}, columns, pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
 		b := batch[i]
-		return []any{b.ID, b.AccountID, b.At, b.Method, b.KeyID, b.TokenSubject, b.ClientIP, b.UserAgent, b.Result,
+		// pgtype.UUID: pgx copies a uuid column in binary, and a string would
+		// be tried in binary, fail and go as text, for every record.
+		account, err := uuid.Parse(b.AccountID)
+		if err != nil {
+			return nil, fmt.Errorf("usage record of account %q: %w", b.AccountID, err)
+		}
+		return []any{pgtype.UUID{Bytes: b.ID, Valid: true}, pgtype.UUID{Bytes: account, Valid: true}, b.At, b.Method, b.KeyID, b.TokenSubject, b.ClientIP, b.UserAgent, b.Result,
 			float64(b.Duration) / float64(time.Millisecond)}, nil
 	}))
 	if err != nil {

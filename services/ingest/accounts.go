@@ -11,6 +11,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/invalidate"
 	"github.com/namirasoft/email-sender/pkg/provider/kinds"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/services/ingest/account"
@@ -51,7 +52,7 @@ func (r revoker) Revoke(ctx context.Context, keyIDs ...string) error {
 	return r.revs.Publish(ctx, keyIDs...)
 }
 
-func newAccounts(cfg Config, deps Deps, mailer *send.Server, states *accountstate.View) (*accounts, error) {
+func newAccounts(cfg Config, deps Deps, mailer *send.Server, states *accountstate.View, configs *invalidate.Feed) (*accounts, error) {
 	var keyring *secretbox.Keyring
 	if cfg.MasterKeys != "" {
 		var err error
@@ -90,6 +91,7 @@ func newAccounts(cfg Config, deps Deps, mailer *send.Server, states *accountstat
 	a.server = account.New(cfg.Account, account.Deps{
 		DB: deps.Pool, JetStream: deps.JetStream, Keyring: keyring, Mailer: mailer,
 		Revoker:   rev,
+		Configs:   configs,
 		Eraser:    a.eraser,
 		States:    stateStore,
 		Verifiers: verifiers,

@@ -3,9 +3,10 @@
 // transactional outbox and puts their jobs on the JetStream send stream
 // (subject send.<provider_kind>.<account_id>, Nats-Msg-Id = message id).
 //
-// An OK answer means the message is durable: the message, its recipients, its
-// first event and its outbox row are committed in one transaction before the
-// call publishes the job. When the publish fails (NATS down) the call still
+// An OK answer means the message is durable: the message, its recipients and
+// its outbox row are committed in one transaction (shared by concurrent calls:
+// group commit, see send) before the call publishes the job and its ACCEPTED
+// event. When the publish fails (NATS down) the call still
 // answers OK and the outbox relay, which runs in every replica, publishes the
 // job once NATS is back; JetStream's duplicate window drops a job published by
 // both. Scheduled messages (send_at in the future) are published only by the
@@ -23,5 +24,6 @@
 // dev runner and tests.
 //
 // Subpackages: validate (request rules and limits), store (SQL), outbox
-// (publishing, batched outbox deletes, the relay), send (the gRPC service).
+// (publishing, batched outbox deletes, the relay), send (the gRPC service, its
+// group commit and its cache of senders and provider configurations).
 package ingest

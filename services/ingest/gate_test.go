@@ -71,7 +71,7 @@ func (b *gateBundle) start(t *testing.T, api apigate.Config, dial ...grpc.DialOp
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	svc, err := ingest.New(ingest.Config{ShutdownGrace: 5 * time.Second, Send: send.Config{ProviderCacheTTL: -1}, API: api}, ingest.Deps{
+	svc, err := ingest.New(ingest.Config{ShutdownGrace: 5 * time.Second, Send: send.Config{LookupCacheTTL: -1}, API: api}, ingest.Deps{
 		Pool: b.db.Pool, JetStream: b.js, Listener: lis,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Auth:   auth.NewKeyStore(b.db.Pool, 0),

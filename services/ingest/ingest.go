@@ -63,8 +63,8 @@ type Config struct {
 	MetricsAddr string `env:"INGEST_METRICS_ADDR" default:":9081" help:"HTTP listen address of /metrics (Prometheus; off disables)"`
 
 	// Send is the SendService's: the validation limits (MAX_MESSAGE_BYTES…
-	// MAX_TAGS), MAX_BATCH, the publish timeout and the provider cache (a
-	// negative INGEST_PROVIDER_CACHE_TTL disables it).
+	// MAX_TAGS), MAX_BATCH, the publish timeout, the lookup cache (a
+	// negative INGEST_LOOKUP_CACHE_TTL disables it) and group commit.
 	Send send.Config
 
 	AuthCacheTTL time.Duration `env:"INGEST_AUTH_CACHE_TTL" default:"10s" help:"API key lookup cache (revocations still apply at once on every replica)"`
@@ -208,6 +208,7 @@ type Service struct {
 	relay   *outbox.Relay
 	deleter *outbox.Deleter
 	acc     *accounts
+	send    *send.Server
 	// partitions makes and drops the time partitions (retention).
 	partitions *partition.Manager
 }
@@ -241,9 +242,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	// The account states (and provider pauses) this replica follows: the
 	// state gate and the send path's check of paused providers.
 	states := accountstate.NewView(deps.Pool, deps.JetStream, cfg.NATS.StreamReplicas, log)
-	svc := send.New(sendCfg, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Pauses: states, Telemetry: deps.Telemetry, Logger: log})
+	// Sender and provider configuration changes, announced by the
+	// AccountService (and the worker), keep the send path's cache current.
+	configs := queue.AccountConfigFeed(deps.JetStream, cfg.NATS.StreamReplicas)
+	svc := send.New(sendCfg, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Pauses: states,
+		AccountConfig: configs, Telemetry: deps.Telemetry, Logger: log})
 
-	acc, err := newAccounts(cfg, deps, svc, states)
+	acc, err := newAccounts(cfg, deps, svc, states, configs)
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +289,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	relay := outbox.NewRelay(deps.Pool, deps.JetStream, deps.Telemetry, log, cfg.Relay)
-	s := &Service{cfg: cfg, deps: deps, log: log, api: api, relay: relay, deleter: deleter, acc: acc, partitions: parts}
+	s := &Service{cfg: cfg, deps: deps, log: log, api: api, relay: relay, deleter: deleter, acc: acc, send: svc, partitions: parts}
 	relay.Prepare = s.prepareNATS
 	return s, nil
 }
@@ -341,6 +346,7 @@ func (s *Service) Run(ctx context.Context) error {
 			s.relay.Run,
 			func(ctx context.Context) error { s.retention(ctx); return nil },
 			s.acc.states.Watch,
+			s.send.Watch,
 			s.acc.eraser.RunSweeps,
 			s.serveOperator,
 		},

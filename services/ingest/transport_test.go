@@ -50,7 +50,7 @@ func (b *gateBundle) serve(t *testing.T, cfg ingest.Config) served {
 	require.NoError(t, err)
 	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	cfg.ShutdownGrace, cfg.Send.ProviderCacheTTL = 5*time.Second, -1
+	cfg.ShutdownGrace, cfg.Send.LookupCacheTTL = 5*time.Second, -1
 	svc, err := ingest.New(cfg, ingest.Deps{
 		Pool: b.db.Pool, JetStream: b.js, Listener: lis, HTTPListener: httpLis,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),

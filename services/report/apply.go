@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
+	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/reputation"
 )
 
@@ -59,12 +60,12 @@ func (s *store) apply(ctx context.Context, evs []event) ([]outcome, []reputation
 			out[i] = outcomeDuplicate
 		}
 	}
-	if len(fresh) > 0 {
-		applied, err := updateRecipients(ctx, tx, evs, fresh)
+	if changes := changing(evs, fresh); len(changes) > 0 {
+		applied, err := updateRecipients(ctx, tx, evs, changes)
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := updateMessages(ctx, tx, evs, fresh, applied); err != nil {
+		if err := updateMessages(ctx, tx, evs, changes, applied); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -87,30 +88,43 @@ func (s *store) apply(ctx context.Context, evs []event) ([]outcome, []reputation
 
 // lockMessages locks the batch's messages, in id order so that concurrent
 // replicas cannot deadlock, and returns their account ids. The lock makes the
-// recipients update and the summary of one message one serial step.
+// recipients update and the summary of one message one serial step. A
+// message whose events in the batch are all acceptance events is read, not
+// locked: nothing of it is updated (changing), and a lock would write to its
+// row all the same.
 func lockMessages(ctx context.Context, tx pgx.Tx, evs []event) (map[string]string, error) {
-	set := map[string]bool{}
+	lock := map[string]bool{}
 	for _, e := range evs {
-		set[e.messageID] = true
+		lock[e.messageID] = lock[e.messageID] || !e.acceptance()
 	}
-	ids := make([]string, 0, len(set))
-	for id := range set {
-		ids = append(ids, id)
+	var locked, read []string
+	for id, l := range lock {
+		if l {
+			locked = append(locked, id)
+		} else {
+			read = append(read, id)
+		}
 	}
-	sort.Strings(ids)
-	rows, err := tx.Query(ctx, `
-		SELECT id::text, account_id::text FROM messages
-		WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("lock messages: %w", err)
-	}
+	sort.Strings(locked)
 	known := map[string]string{}
 	var id, account string
-	_, err = pgx.ForEachRow(rows, []any{&id, &account}, func() error {
-		known[id] = account
-		return nil
-	})
-	if err != nil {
+	collect := func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &account}, func() error {
+			known[id] = account
+			return nil
+		})
+		return err
+	}
+	b := &pgx.Batch{}
+	if len(locked) > 0 {
+		b.Queue(`
+			SELECT id::text, account_id::text FROM messages
+			WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, locked).Query(collect)
+	}
+	if len(read) > 0 {
+		b.Queue(`SELECT id::text, account_id::text FROM messages WHERE id = ANY($1::uuid[])`, read).Query(collect)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("lock messages: %w", err)
 	}
 	return known, nil
@@ -240,6 +254,27 @@ func updateRecipients(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (m
 		return nil, fmt.Errorf("update recipients: %w", err)
 	}
 	return applied, nil
+}
+
+// acceptance reports whether e is the first event of its message: ACCEPTED
+// or SCHEDULED, published by ingest (or its outbox relay) with the job. It
+// changes nothing of the message: ingest stored the message and its
+// recipients at that very status, and it carries no attempt, provider answer
+// or error. The report stores its timeline row, and that is all.
+func (e event) acceptance() bool {
+	return e.typ == queue.EventAccepted || e.typ == queue.EventScheduled
+}
+
+// changing returns the events of idx that may change their message's
+// recipients or row: all but its acceptance events.
+func changing(evs []event, idx []int) []int {
+	out := idx[:0:0]
+	for _, i := range idx {
+		if !evs[i].acceptance() {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // messageChange is what a batch changes of one message besides its status.

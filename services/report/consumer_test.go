@@ -71,6 +71,39 @@ func TestConsumerAppliesLifecycle(t *testing.T) {
 	require.Equal(t, "cc", got.GetRecipients()[1].GetKind())
 }
 
+// The ACCEPTED event (ingest publishes it with the job; the timeline row is
+// the report's to store) adds its row and leaves the message's row alone:
+// it changes nothing of it. The next event does change it.
+func TestConsumerAcceptedStoresItsRowOnly(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	a := b.newAccount(t)
+	t0 := time.Now().Add(-time.Minute).UTC()
+	id := b.newMessage(t, a, msgSpec{createdAt: t0, unreported: true})
+	version := func() string {
+		var x string
+		require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT xmin::text FROM messages WHERE id = $1`, id).Scan(&x))
+		return x
+	}
+	before := version()
+
+	accepted := event(a, id, queue.EventAccepted, msgstatus.Queued, 0, t0)
+	b.publish(t, ctx, accepted)
+	b.wait(t, "applied", accepted.GetEventId())
+	got := b.get(t, a, id)
+	require.Equal(t, []string{queue.EventAccepted}, eventTypes(got))
+	require.Equal(t, msgstatus.Queued, got.GetMessage().GetStatus())
+	require.Equal(t, before, version(), "the message's row was not rewritten")
+
+	sent := event(a, id, queue.EventSent, msgstatus.Sent, 1, t0.Add(time.Second))
+	b.publish(t, ctx, sent)
+	b.wait(t, "applied", sent.GetEventId())
+	got = b.get(t, a, id)
+	require.Equal(t, msgstatus.Sent, got.GetMessage().GetStatus())
+	require.NotEqual(t, before, version())
+}
+
 func TestConsumerDuplicateChangesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

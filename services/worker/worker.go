@@ -14,6 +14,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/provider"
 	"github.com/namirasoft/email-sender/pkg/provider/gmail"
+	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/worker/attempt"
@@ -104,6 +105,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Worker, error) {
 		Attempts:   att,
 		Events:     timeline.NewPublisher(deps.JetStream, deps.Telemetry),
 		Configs:    store.NewConfigs(deps.Pool, deps.Keyring, cfg.ConfigCacheTTL),
+		Changes:    queue.AccountConfigFeed(deps.JetStream, cfg.NATS.StreamReplicas),
 		Messages:   store.NewMessages(deps.Pool),
 		Limits:     ratelimit.New(cfg.AccountRate, cfg.kindProviderRate),
 		Jobs:       deps.JetStream,

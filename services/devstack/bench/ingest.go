@@ -68,6 +68,11 @@ func runIngest(ctx context.Context, e *env, o options, res *Results) error {
 		return err
 	}
 	defer lim.close()
+	plain, err := newPlainLimit(ctx, e, req)
+	if err != nil {
+		return err
+	}
+	defer plain.close()
 
 	for _, n := range ingestClients {
 		if err := ctx.Err(); err != nil {
@@ -95,13 +100,26 @@ func runIngest(ctx context.Context, e *env, o options, res *Results) error {
 		if err := e.resetIngest(ctx); err != nil {
 			return err
 		}
-		p := IngestPoint{Clients: n, Ingest: r, Limit: l}
+		e.log.Info("ingest plain limit", "clients", n)
+		if n == 64 {
+			prof = startProfile(e, fmt.Sprintf("ingest-plain-c%d", n))
+		}
+		pl := loadLoop(ctx, "limit", n, ingestWarm, o.ingestDur, plain.one)
+		prof.stop(res)
+		if err := e.resetIngest(ctx); err != nil {
+			return err
+		}
+		p := IngestPoint{Clients: n, Ingest: r, Limit: l, Plain: pl}
 		if l.PerSecond > 0 {
 			p.Ratio = r.PerSecond / l.PerSecond
 		}
+		if pl.PerSecond > 0 {
+			p.PlainRatio = r.PerSecond / pl.PerSecond
+		}
 		res.Ingest = append(res.Ingest, p)
 		e.log.Info("ingest point", "clients", n, "ingest_per_s", int(r.PerSecond), "limit_per_s", int(l.PerSecond),
-			"ratio", fmt.Sprintf("%.2f", p.Ratio), "p99_ms", r.P99ms, "errors", r.Errors)
+			"plain_per_s", int(pl.PerSecond), "ratio", fmt.Sprintf("%.2f", p.Ratio), "plain_ratio", fmt.Sprintf("%.2f", p.PlainRatio),
+			"p99_ms", r.P99ms, "errors", r.Errors+l.Errors+pl.Errors)
 		if err := e.failed(); err != nil {
 			return err
 		}
@@ -216,10 +234,11 @@ func loadLoop(ctx context.Context, label string, n int, warm, dur time.Duration,
 	return r
 }
 
-// ingestLimit does what ingest does for one message with nothing around it:
-// one pgx batch (an implicit transaction) inserting the same message,
-// recipient, event and outbox rows, a JetStream publish of the same payload
-// waiting for its ack, and the outbox row deleted in batches afterwards.
+// ingestLimit does what ingest does for one message with nothing around it,
+// one message at a time: one pgx batch (an implicit transaction) inserting
+// the same message, recipient and outbox rows, a JetStream publish of the
+// same payload waiting for its ack, and the outbox row deleted in batches
+// afterwards.
 type ingestLimit struct {
 	e       *env
 	pool    *pgxpool.Pool
@@ -311,9 +330,6 @@ func (l *ingestLimit) one(ctx context.Context, _ int) error {
 	b.Queue(`INSERT INTO recipients (message_id, idx, account_id, kind, address, name, status, status_key, updated_at)
 		VALUES ($1, 0, $2, 'to', $3, $4, $5, $6, $7)`,
 		id, acc.AccountID, m.GetTo()[0].GetAddress(), m.GetTo()[0].GetName(), status, msgstatus.Key(msgstatus.Queued, 0), now)
-	b.Queue(`INSERT INTO events (id, message_id, account_id, type, status, occurred_at, attempt)
-		VALUES ($1, $2, $3, $4, $5, $6, 0)`,
-		queue.EventID(id, 0, queue.EventAccepted, ""), id, acc.AccountID, queue.EventAccepted, status, now)
 	b.Queue(`INSERT INTO outbox (message_id, account_id, subject, not_before, traceparent)
 		VALUES ($1, $2, $3, now(), '')`, id, acc.AccountID, l.subject)
 	if err := l.pool.SendBatch(ctx, b).Close(); err != nil {
@@ -335,4 +351,78 @@ func (l *ingestLimit) one(ctx context.Context, _ int) error {
 	}
 	l.del <- id
 	return nil
+}
+
+// plainLimit is the least a durable accept can do per message: one INSERT of
+// the message row (the same columns and content, in its own transaction) and
+// one JetStream publish of its job, awaited; no recipient or outbox row.
+// Group commit lets SendEmail do more per message than this and still beat it
+// under concurrency.
+type plainLimit struct {
+	e       *env
+	pool    *pgxpool.Pool
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	subject string
+	req     *v1.SendEmailRequest
+}
+
+func newPlainLimit(ctx context.Context, e *env, req *v1.SendEmailRequest) (*plainLimit, error) {
+	var l *plainLimit
+	var err error
+	pprof.Do(ctx, pprof.Labels("part", "limit"), func(ctx context.Context) {
+		var pool *pgxpool.Pool
+		if pool, err = e.pool(ctx, pgConns); err != nil {
+			return
+		}
+		var nc *nats.Conn
+		var js jetstream.JetStream
+		if nc, js, err = e.jetstream("bench-plain"); err != nil {
+			pool.Close()
+			return
+		}
+		acc := e.accounts["ingest"]
+		l = &plainLimit{e: e, pool: pool, nc: nc, js: js, subject: queue.SendSubject("sandbox", acc.AccountID), req: req}
+	})
+	return l, err
+}
+
+func (l *plainLimit) close() {
+	l.nc.Close()
+	l.pool.Close()
+}
+
+func (l *plainLimit) one(ctx context.Context, _ int) error {
+	m := l.req.GetMessage()
+	id := uuid.Must(uuid.NewV7()).String()
+	now := time.Now()
+	acc := l.e.accounts["ingest"]
+	content, err := proto.Marshal(&queuev1.SendJob{MessageId: id, AccountId: acc.AccountID, ProviderId: acc.ProviderID,
+		ProviderKind: "sandbox", Message: m, AcceptedAt: timestamppb.New(now)})
+	if err != nil {
+		return err
+	}
+	_, err = l.pool.Exec(ctx, `INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, from_name,
+			subject, tags, recipient_count, size_bytes, content, send_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)`,
+		id, acc.AccountID, acc.ProviderID, "sandbox", int16(msgstatus.Queued), m.GetFrom().GetAddress(), m.GetFrom().GetName(),
+		m.GetSubject(), "{}", 1, len(content), content, pgtype.Timestamptz{}, now)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(l.subject)
+	msg.Data = content
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	f, err := l.js.PublishMsgAsync(msg, jetstream.WithExpectStream(queue.SendStream))
+	if err != nil {
+		return err
+	}
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("no publish ack")
+	}
 }

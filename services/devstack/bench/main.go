@@ -4,9 +4,11 @@
 // three services) and measures, in one run on one machine:
 //
 //   - ingest: accepted SendEmail/s and latency at 1, 16, 64 and 256 concurrent
-//     gRPC clients, and SendBatch messages/s; next to each, the limit: the same
-//     rows inserted with pgx and the same payload published to JetStream at the
-//     same concurrency, without gRPC or validation;
+//     gRPC clients, and SendBatch messages/s; next to each, two limits at the
+//     same concurrency, without gRPC or validation, one message per caller at
+//     a time: the same rows inserted with pgx and the same payload published
+//     to JetStream, and the plain limit, one INSERT of the message and one
+//     awaited publish;
 //   - end to end (accept → SENT at a local SMTP sink) for 1 KB and 100 KB
 //     messages, and the limit: go-mail sending the same messages straight to
 //     the same sink over as many connections as the provider's pool;

@@ -228,6 +228,9 @@ func TestMetricsEndpoints(t *testing.T) {
 		"ingest": {
 			`emailsender_messages_accepted_total{provider_kind="sandbox"} 3`,
 			`emailsender_messages_accepted_total{provider_kind="smtp"} 1`,
+			// Four calls one after the other: four groups of one.
+			`emailsender_ingest_commit_group_messages_count 4`,
+			`emailsender_ingest_commit_group_messages_bucket{le="1"} 4`,
 			`rpc_server_call_duration_seconds_count{rpc_method="emailsender.v1.SendService/SendEmail",rpc_response_status_code="OK"`,
 		},
 		"worker": {
@@ -258,12 +261,13 @@ func TestMetricsEndpoints(t *testing.T) {
 		}, 15*time.Second, 100*time.Millisecond, "%s /metrics", svc)
 	}
 
-	// Events applied (ACCEPTED is written by ingest itself, not consumed): the
-	// worker published STARTED, SENT and DELIVERED for ok; three STARTED, two RETRYING, SENT and
+	// Events applied: ACCEPTED of each of the four messages (ingest publishes
+	// it with the job, the report stores it); the worker published STARTED,
+	// SENT and DELIVERED for ok; three STARTED, two RETRYING, SENT and
 	// DELIVERED for transient; STARTED and FAILED for reject; STARTED and SENT
 	// for smtp.
 	body := scrape(t, urls["report"])
-	require.Equal(t, 3+7+2+2, metricValue(t, body, `emailsender_report_events_total{outcome="applied"}`))
+	require.Equal(t, 4+3+7+2+2, metricValue(t, body, `emailsender_report_events_total{outcome="applied"}`))
 	// Every message sent has a latency under the test's own duration.
 	body = scrape(t, urls["worker"])
 	require.Equal(t, 2, metricValue(t, body, `emailsender_end_to_end_seconds_bucket{provider_kind="sandbox",le="60"}`))

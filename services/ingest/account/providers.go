@@ -98,6 +98,7 @@ func (s *Server) PutProvider(ctx context.Context, req *emailsenderv1.PutProvider
 	case err != nil:
 		return nil, internal(ctx, s.log, "put provider", err)
 	}
+	s.configChanged(ctx, p.AccountID)
 	cfg, err := store.GetProviderConfig(ctx, s.d.DB, p.AccountID, id)
 	if err != nil {
 		return nil, internal(ctx, s.log, "get provider", err)
@@ -168,6 +169,7 @@ func (s *Server) DeleteProvider(ctx context.Context, req *emailsenderv1.DeletePr
 	if err != nil {
 		return nil, internal(ctx, s.log, "delete provider", err)
 	}
+	s.configChanged(ctx, p.AccountID)
 	s.log.InfoContext(ctx, "provider configuration deleted", "account_id", p.AccountID, "provider_id", req.GetId())
 	return &emailsenderv1.DeleteProviderResponse{}, nil
 }
@@ -215,6 +217,9 @@ func (s *Server) VerifyProvider(ctx context.Context, req *emailsenderv1.VerifyPr
 	}
 	if err := store.RecordVerify(ctx, s.d.DB, p.AccountID, cfg.ID, b, at, healthy, note); err != nil {
 		return nil, internal(ctx, s.log, "record verification", err)
+	}
+	if healthy != nil {
+		s.configChanged(ctx, p.AccountID)
 	}
 	s.log.InfoContext(ctx, "provider verified", "account_id", p.AccountID, "provider_id", cfg.ID, "provider", cfg.Kind, "ok", rec.OK)
 	return &emailsenderv1.VerifyProviderResponse{Result: &emailsenderv1.VerifyResult{

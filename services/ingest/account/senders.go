@@ -108,6 +108,9 @@ func (s *Server) AddSender(ctx context.Context, req *emailsenderv1.AddSenderRequ
 	if err != nil {
 		return nil, internal(ctx, s.log, "add sender", err)
 	}
+	if sender.Status == store.SenderVerified {
+		s.configChanged(ctx, p.AccountID)
+	}
 	if code != "" {
 		if _, err := s.d.Mailer.SendSystem(ctx, p.AccountID, s.verificationMail(parsed.String(), prov.ID, code)); err != nil {
 			return nil, err
@@ -157,6 +160,7 @@ func (s *Server) VerifySender(ctx context.Context, req *emailsenderv1.VerifySend
 	case err != nil:
 		return nil, internal(ctx, s.log, "verify sender", err)
 	}
+	s.configChanged(ctx, p.AccountID)
 	s.log.InfoContext(ctx, "sender verified", "account_id", p.AccountID, "sender_id", sender.ID)
 	return &emailsenderv1.VerifySenderResponse{Sender: senderProto(sender)}, nil
 }
@@ -191,6 +195,7 @@ func (s *Server) RemoveSender(ctx context.Context, req *emailsenderv1.RemoveSend
 	if err != nil {
 		return nil, internal(ctx, s.log, "remove sender", err)
 	}
+	s.configChanged(ctx, p.AccountID)
 	return &emailsenderv1.RemoveSenderResponse{}, nil
 }
 

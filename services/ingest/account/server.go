@@ -89,6 +89,13 @@ type Revoker interface {
 	Revoke(ctx context.Context, keyIDs ...string) error
 }
 
+// Announcer announces that accounts' sender or provider configurations
+// changed, returning once every ingest replica's send cache forgot them
+// (queue.AccountConfigFeed).
+type Announcer interface {
+	Announce(ctx context.Context, accountIDs ...string) error
+}
+
 // Deps are the service's dependencies.
 type Deps struct {
 	DB        DB
@@ -97,6 +104,9 @@ type Deps struct {
 	Keyring *secretbox.Keyring
 	Mailer  Mailer
 	Revoker Revoker
+	// Configs announces the changes of senders and provider configurations
+	// (nil: not announced; the send caches' TTL bounds them).
+	Configs Announcer
 	// Eraser deletes the account's data (DeleteAccountData).
 	Eraser Eraser
 	// States lifts provider pauses (ResumeProvider).
@@ -157,4 +167,17 @@ func caller(ctx context.Context) (auth.Principal, error) {
 		return auth.Principal{}, status.Error(codes.Unauthenticated, "no authenticated account")
 	}
 	return p, nil
+}
+
+// configChanged tells every replica's send cache that the account's senders
+// or provider configurations changed. The change is stored already: when not
+// every replica confirms (one is cut off from NATS, and does not use its
+// cache then, or died), it is logged, and the cache's TTL bounds the rest.
+func (s *Server) configChanged(ctx context.Context, accountID string) {
+	if s.d.Configs == nil {
+		return
+	}
+	if err := s.d.Configs.Announce(ctx, accountID); err != nil {
+		s.log.WarnContext(ctx, "announce configuration change", "account_id", accountID, "error", err)
+	}
 }

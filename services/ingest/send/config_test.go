@@ -20,8 +20,8 @@ func TestConfigDefaultsAreTheTags(t *testing.T) {
 	require.NoError(t, fromEnv.Validate())
 }
 
-func TestProviderCacheTTLNegativeDisables(t *testing.T) {
+func TestLookupCacheTTLNegativeDisables(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, 5*time.Second, send.Config{}.WithDefaults().ProviderCacheTTL)
-	require.Equal(t, -time.Nanosecond, send.Config{ProviderCacheTTL: -1}.WithDefaults().ProviderCacheTTL)
+	require.Equal(t, time.Minute, send.Config{}.WithDefaults().LookupCacheTTL)
+	require.Equal(t, -time.Nanosecond, send.Config{LookupCacheTTL: -1}.WithDefaults().LookupCacheTTL)
 }

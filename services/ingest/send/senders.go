@@ -12,21 +12,19 @@ import (
 	"github.com/namirasoft/email-sender/services/ingest/validate"
 )
 
-// lookups are what prepare needs to know from the database about a call's
-// messages, fetched for the whole call in one round trip: which from
-// addresses are verified senders of the account and which recipients it
-// suppresses.
+// lookups are what prepare needs to know about a call's from addresses: which
+// are verified senders of the account (from the directory: its cache, or one
+// round trip for the whole call).
 type lookups struct {
 	checkSenders bool
 	verified     map[string]store.SenderGrant
-	suppressed   map[string]bool
 }
 
 type systemKey struct{}
 
 // SendSystem accepts a message ingest itself writes on behalf of accountID (the
 // sender verification mail) through the same path as SendEmail (validation,
-// suppressions, store, outbox, publish), without the verified-sender check.
+// store, outbox, publish), without the verified-sender check.
 // Its errors are gRPC statuses, like SendEmail's.
 func (s *Server) SendSystem(ctx context.Context, accountID string, req *emailsenderv1.SendEmailRequest) (*emailsenderv1.SendEmailResponse, error) {
 	results, err := s.accept(context.WithValue(ctx, systemKey{}, true), accountID, []*emailsenderv1.SendEmailRequest{req})
@@ -43,30 +41,22 @@ func (s *Server) SendSystem(ctx context.Context, accountID string, req *emailsen
 // skipped), from their canonical addresses.
 func (s *Server) lookup(ctx context.Context, accountID string, valid []*validate.Request) (*lookups, error) {
 	l := &lookups{checkSenders: s.cfg.RequireVerifiedSenders && ctx.Value(systemKey{}) == nil}
-	var froms, rcpts []string
-	seenFrom, seenRcpt := map[string]bool{}, map[string]bool{}
-	add := func(list *[]string, seen map[string]bool, a string) {
-		if !seen[a] {
-			seen[a] = true
-			*list = append(*list, a)
-		}
+	if !l.checkSenders {
+		return l, nil
 	}
+	var froms []string
+	seen := map[string]bool{}
 	for _, v := range valid {
-		if v == nil {
-			continue
-		}
-		if l.checkSenders {
-			add(&froms, seenFrom, v.From)
-		}
-		for _, r := range v.Recipients {
-			add(&rcpts, seenRcpt, r.Address)
+		if v != nil && !seen[v.From] {
+			seen[v.From] = true
+			froms = append(froms, v.From)
 		}
 	}
-	if len(froms) == 0 && len(rcpts) == 0 {
+	if len(froms) == 0 {
 		return l, nil
 	}
 	var err error
-	if l.verified, l.suppressed, err = store.SendLookups(ctx, s.db, accountID, froms, rcpts); err != nil {
+	if l.verified, err = s.dir.senders(ctx, accountID, froms); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -101,16 +91,4 @@ func (l *lookups) checkSenderProvider(v *validate.Request, providerID string) er
 func (l *lookups) providerBound(v *validate.Request) bool {
 	g := l.verified[v.From]
 	return l.checkSenders && !g.Any && len(g.Providers) > 0
-}
-
-// suppressedOf lists the suppressed recipients of v (lower-cased), which the
-// worker marks SUPPRESSED and sends nothing to.
-func (l *lookups) suppressedOf(v *validate.Request) []string {
-	var out []string
-	for _, r := range v.Recipients {
-		if l.suppressed[r.Address] {
-			out = append(out, r.Address)
-		}
-	}
-	return out
 }

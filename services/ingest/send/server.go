@@ -1,7 +1,9 @@
 // Package send implements the SendService gRPC API: it validates requests,
-// resolves the provider configuration, stores messages through the store's
+// checks the sender and resolves the provider configuration (directory: cached
+// per replica, kept current over NATS), stores messages through the store's
 // transactional outbox and publishes their jobs at once, leaving any job it
-// could not publish to the outbox relay.
+// could not publish to the outbox relay. Concurrent calls are stored in one
+// transaction and published together (committer: group commit).
 package send
 
 import (
@@ -27,6 +29,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/invalidate"
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
 	"github.com/namirasoft/email-sender/pkg/partition"
 	"github.com/namirasoft/email-sender/pkg/queue"
@@ -47,9 +50,18 @@ type Config struct {
 	// PublishTimeout bounds how long a call waits for JetStream to acknowledge
 	// its jobs before leaving them to the relay.
 	PublishTimeout time.Duration `env:"INGEST_PUBLISH_TIMEOUT" default:"2s" help:"wait for JetStream acks in a call"`
-	// ProviderCacheTTL is how long a provider lookup is reused. Zero takes the
-	// default; a negative value disables the cache.
-	ProviderCacheTTL time.Duration `env:"INGEST_PROVIDER_CACHE_TTL" default:"5s" help:"provider lookup cache (negative disables it)"`
+	// LookupCacheTTL is how long a verified sender or a provider
+	// configuration looked up is reused (directory); changes are announced to
+	// every replica, so this bounds only what a lost announcement leaves
+	// stale. Zero takes the default; a negative value disables the cache.
+	LookupCacheTTL time.Duration `env:"INGEST_LOOKUP_CACHE_TTL" default:"1m" help:"cache of verified senders and provider configurations (changes are announced to every replica; negative disables it)"`
+	// CommitWait, CommitBatch, CommitGroups and CommitTimeout tune group
+	// commit (committer): concurrent calls are stored in one transaction and
+	// their jobs published together.
+	CommitWait    time.Duration `env:"INGEST_COMMIT_WAIT" default:"2ms" help:"longest a call waits for concurrent calls to join its group commit (a call alone is committed at once)"`
+	CommitBatch   int           `env:"INGEST_COMMIT_BATCH" default:"256" help:"most messages of one group commit (a larger SendBatch is a group of its own)"`
+	CommitGroups  int           `env:"INGEST_COMMIT_GROUPS" default:"4" help:"group commit transactions in flight at once"`
+	CommitTimeout time.Duration `env:"INGEST_COMMIT_TIMEOUT" default:"10s" help:"bound of one group commit's transaction"`
 	// RequireVerifiedSenders refuses a from address that is not a verified
 	// sender of the account (FAILED_PRECONDITION naming message.from.address).
 	// Its variable, REQUIRE_VERIFIED_SENDERS, is the ingest Config's (true
@@ -57,15 +69,15 @@ type Config struct {
 	RequireVerifiedSenders bool
 }
 
-// WithDefaults fills unset fields from the default tags. ProviderCacheTTL is
+// WithDefaults fills unset fields from the default tags. LookupCacheTTL is
 // filled only when zero: a negative TTL disables the cache.
 func (c Config) WithDefaults() Config {
 	c.Limits = c.Limits.WithDefaults()
 	// The names are this type's own fields: an error here is a typo in this
 	// list, caught by TestConfigDefaultsAreTheTags.
-	_ = envconfig.FillDefaults(&c, "MaxBatch", "PublishTimeout")
-	if c.ProviderCacheTTL == 0 {
-		_ = envconfig.FillDefaults(&c, "ProviderCacheTTL")
+	_ = envconfig.FillDefaults(&c, "MaxBatch", "PublishTimeout", "CommitWait", "CommitBatch", "CommitGroups", "CommitTimeout")
+	if c.LookupCacheTTL == 0 {
+		_ = envconfig.FillDefaults(&c, "LookupCacheTTL")
 	}
 	return c
 }
@@ -78,6 +90,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("MAX_BATCH=%d: want 1 or more", c.MaxBatch)
 	case c.PublishTimeout <= 0:
 		return fmt.Errorf("INGEST_PUBLISH_TIMEOUT=%s: want a positive duration", c.PublishTimeout)
+	case c.CommitWait < 0 || c.CommitWait > 100*time.Millisecond:
+		return fmt.Errorf("INGEST_COMMIT_WAIT=%s: want 0 to 100ms", c.CommitWait)
+	case c.CommitBatch <= 0:
+		return fmt.Errorf("INGEST_COMMIT_BATCH=%d: want 1 or more", c.CommitBatch)
+	case c.CommitGroups <= 0:
+		return fmt.Errorf("INGEST_COMMIT_GROUPS=%d: want 1 or more", c.CommitGroups)
+	case c.CommitTimeout <= 0:
+		return fmt.Errorf("INGEST_COMMIT_TIMEOUT=%s: want a positive duration", c.CommitTimeout)
 	}
 	return c.Limits.Validate()
 }
@@ -94,6 +114,10 @@ type Deps struct {
 	Publisher queue.Publisher
 	// Deleter removes the outbox rows of the jobs the service published.
 	Deleter *outbox.Deleter
+	// AccountConfig is the feed of sender and provider configuration changes
+	// (queue.AccountConfigFeed) that keeps the lookup cache current; nil: no
+	// cache.
+	AccountConfig *invalidate.Feed
 	// Pauses says which provider configurations the reputation guard paused
 	// (an *accountstate.View); nil: none are.
 	Pauses    Pauses
@@ -112,20 +136,24 @@ type Pauses interface {
 type Server struct {
 	emailsenderv1.UnimplementedSendServiceServer
 
-	cfg       Config
-	db        DB
-	pub       queue.Publisher
-	deleter   *outbox.Deleter
-	tel       *telemetry.Telemetry
-	log       *slog.Logger
-	now       func() time.Time
-	providers *providers
-	pauses    Pauses
+	cfg     Config
+	db      DB
+	pub     queue.Publisher
+	deleter *outbox.Deleter
+	tel     *telemetry.Telemetry
+	log     *slog.Logger
+	now     func() time.Time
+	dir     *directory
+	pauses  Pauses
+	commits *committer
 
 	tracer trace.Tracer
 	// accepted counts newly accepted messages (emailsender_messages_accepted_total).
 	accepted metric.Int64Counter
-	byKind   *telemetry.Label
+	// groupSize is the messages of each group commit
+	// (emailsender_ingest_commit_group_messages).
+	groupSize metric.Int64Histogram
+	byKind    *telemetry.Label
 }
 
 // New returns the service.
@@ -140,17 +168,27 @@ func New(cfg Config, d Deps) *Server {
 		tel = telemetry.Nop()
 	}
 	// Creating an instrument fails only for an invalid name; these are constant.
-	accepted, _ := tel.Meter("github.com/namirasoft/email-sender/services/ingest").Int64Counter("emailsender_messages_accepted",
+	meter := tel.Meter("github.com/namirasoft/email-sender/services/ingest")
+	accepted, _ := meter.Int64Counter("emailsender_messages_accepted",
 		metric.WithDescription("Messages accepted (stored and queued or scheduled), by provider kind; idempotent replays are not counted."),
 		metric.WithUnit("{message}"))
-	return &Server{
+	groupSize, _ := meter.Int64Histogram("emailsender_ingest_commit_group_messages",
+		metric.WithDescription("Messages stored by one group commit (one transaction for concurrent calls)."),
+		metric.WithUnit("{message}"), metric.WithExplicitBucketBoundaries(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+	s := &Server{
 		cfg: cfg, db: d.DB, pub: d.Publisher, deleter: d.Deleter, pauses: d.Pauses, tel: tel, log: d.Logger, now: now,
-		providers: &providers{db: d.DB, ttl: cfg.ProviderCacheTTL, now: now, cache: map[providerKey]cachedProvider{}},
-		tracer:    tel.Tracer("github.com/namirasoft/email-sender/services/ingest"),
-		accepted:  accepted,
-		byKind:    telemetry.NewLabel("provider_kind"),
+		dir:      newDirectory(d.DB, cfg.LookupCacheTTL, now, d.AccountConfig),
+		tracer:   tel.Tracer("github.com/namirasoft/email-sender/services/ingest"),
+		accepted: accepted, groupSize: groupSize,
+		byKind: telemetry.NewLabel("provider_kind"),
 	}
+	s.commits = newCommitter(s)
+	return s
 }
+
+// Watch keeps the lookup cache in step with the account configuration feed
+// until ctx ends (Deps.AccountConfig; nothing to do without one).
+func (s *Server) Watch(ctx context.Context) error { return s.dir.run(ctx) }
 
 // Scopes is the scope each SendService method needs, for auth.Interceptor.
 func Scopes() map[string]string {
@@ -256,6 +294,13 @@ type result struct {
 // accept validates, stores and publishes reqs. Item errors are in the results;
 // the error is for the whole call (the database is unavailable).
 func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsenderv1.SendEmailRequest) ([]result, error) {
+	s.commits.begin()
+	committing := false
+	defer func() {
+		if !committing {
+			s.commits.end()
+		}
+	}()
 	now := s.now()
 	results := make([]result, len(reqs))
 	valid := make([]*validate.Request, len(reqs))
@@ -288,19 +333,11 @@ func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsend
 	if len(news) == 0 {
 		return results, nil
 	}
-	accepted, err := store.Accept(ctx, s.db, news)
+	committing = true
+	accepted, err := s.commits.commit(ctx, news)
 	if err != nil {
 		return nil, err
 	}
-	var (
-		msgs  []*nats.Msg
-		keys  []store.MessageKey
-		spans []trace.Span
-		// events: the ACCEPTED/SCHEDULED event of every message stored now;
-		// eventOf[i]: the index in events of msgs[i]'s event.
-		events  []*nats.Msg
-		eventOf []int
-	)
 	for j, a := range accepted {
 		i, m := index[j], news[j]
 		if a.Err != nil {
@@ -315,89 +352,96 @@ func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsend
 		s.accepted.Add(ctx, 1, s.byKind.Option(m.ProviderKind))
 		s.log.DebugContext(ctx, "accepted message", "account_id", accountID, "message_id", m.ID,
 			"provider", m.ProviderKind, "recipients", len(m.Recipients), "status", m.Status.String())
-		ev, err := outbox.AcceptedEvent(accountID, m.ID, m.Status, m.CreatedAt)
-		if err != nil {
-			s.log.WarnContext(ctx, "accepted event", "account_id", accountID, "message_id", m.ID, "error", err)
-			ev = nil
-		}
-		if m.Status != msgstatus.Queued {
-			if ev != nil {
-				// In the call's trace, like the job the relay publishes when due.
-				s.tel.InjectNATS(ctx, ev.Header)
-				events = append(events, ev) // the relay publishes it again when due
-			}
-			continue // the relay publishes it when due
-		}
-		msg := queue.NewMsg(m.NATSSubject, m.ID, m.Content)
-		// One producer span per job: the worker's delivery spans are its
-		// children, so each message has its own branch of the call's trace;
-		// its ACCEPTED event is published in that span too.
-		pctx, span := s.tracer.Start(ctx, "ingest.publish", trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(attribute.String("message.id", m.ID), attribute.String("messaging.destination.name", m.NATSSubject)))
-		s.tel.InjectNATS(pctx, msg.Header)
-		eventOf = append(eventOf, -1)
-		if ev != nil {
-			s.tel.InjectNATS(pctx, ev.Header)
-			eventOf[len(eventOf)-1] = len(events)
-			events = append(events, ev)
-		}
-		msgs = append(msgs, msg)
-		keys = append(keys, store.MessageKey{AccountID: accountID, MessageID: m.ID})
-		spans = append(spans, span)
 	}
-	s.publish(ctx, msgs, keys, spans, events, eventOf)
 	return results, nil
 }
 
-// publish puts freshly stored jobs on the stream. What is acknowledged has its
-// outbox row deleted; the rest stays in the outbox for the relay. The caller's
-// cancellation does not stop it: the messages are already accepted.
-//
-// events (the messages' ACCEPTED/SCHEDULED events, outbox.AcceptedEvent) go
-// out at the same time; a job's outbox row is deleted only when its event
-// (events[eventOf[i]]) was acknowledged too, so the relay publishes both again
-// otherwise.
-func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, keys []store.MessageKey, spans []trace.Span, events []*nats.Msg, eventOf []int) {
-	if len(msgs) == 0 && len(events) == 0 {
+// outgoing is what a group commit publishes once its messages are stored:
+// the job of each QUEUED message (in the call's trace, one producer span per
+// job) and the ACCEPTED or SCHEDULED event of each (outbox.AcceptedEvent).
+type outgoing struct {
+	jobs  []*nats.Msg
+	keys  []store.MessageKey
+	spans []trace.Span
+	ctxs  []context.Context
+	// events: the events of every message; eventOf[i]: the index in events
+	// of jobs[i]'s event, -1 when it could not be encoded.
+	events  []*nats.Msg
+	eventOf []int
+}
+
+// add adds the job and event of m, stored now by the call of ctx.
+func (o *outgoing) add(ctx context.Context, s *Server, m *store.NewMessage) {
+	ev, err := outbox.AcceptedEvent(m.AccountID, m.ID, m.Status, m.CreatedAt)
+	if err != nil {
+		s.log.WarnContext(ctx, "accepted event", "account_id", m.AccountID, "message_id", m.ID, "error", err)
+		ev = nil
+	}
+	if m.Status != msgstatus.Queued {
+		if ev != nil {
+			// In the call's trace, like the job the relay publishes when due.
+			s.tel.InjectNATS(ctx, ev.Header)
+			o.events = append(o.events, ev) // the relay publishes it again when due
+		}
+		return // the relay publishes the job when due
+	}
+	msg := queue.NewMsg(m.NATSSubject, m.ID, m.Content)
+	// One producer span per job: the worker's delivery spans are its
+	// children, so each message has its own branch of the call's trace; its
+	// ACCEPTED event is published in that span too.
+	pctx, span := s.tracer.Start(ctx, "ingest.publish", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("message.id", m.ID), attribute.String("messaging.destination.name", m.NATSSubject)))
+	s.tel.InjectNATS(pctx, msg.Header)
+	o.eventOf = append(o.eventOf, -1)
+	if ev != nil {
+		s.tel.InjectNATS(pctx, ev.Header)
+		o.eventOf[len(o.eventOf)-1] = len(o.events)
+		o.events = append(o.events, ev)
+	}
+	o.jobs = append(o.jobs, msg)
+	o.keys = append(o.keys, store.MessageKey{AccountID: m.AccountID, MessageID: m.ID})
+	o.spans = append(o.spans, span)
+	o.ctxs = append(o.ctxs, ctx)
+}
+
+// send puts freshly stored jobs and events on their streams, all at once,
+// and waits for their acknowledgements. A job acknowledged with its event
+// has its outbox row deleted (by the Deleter); the rest stays in the outbox
+// for the relay, which publishes both again.
+func (o *outgoing) send(ctx context.Context, s *Server) {
+	if len(o.jobs) == 0 && len(o.events) == 0 {
 		return
 	}
-	wctx := context.WithoutCancel(ctx)
-	// Events and jobs go out together; then both are awaited.
-	evErrs, errs := s.publishBoth(wctx, events, msgs)
-	if len(msgs) == 0 {
-		return
-	}
-	for i := range errs {
-		if errs[i] != nil {
-			continue
-		}
-		switch {
-		case eventOf[i] < 0:
-			errs[i] = errors.New("accepted event not encoded")
-		case evErrs[eventOf[i]] != nil:
-			errs[i] = fmt.Errorf("accepted event: %w", evErrs[eventOf[i]])
-		}
-	}
+	evErrs, errs := s.publishBoth(ctx, o.events, o.jobs)
 	deferred := 0
 	var firstErr error
 	for i, err := range errs {
-		if err != nil {
-			spans[i].RecordError(err)
-			spans[i].SetStatus(otelcodes.Error, "deferred to the outbox relay")
+		if err == nil {
+			switch {
+			case o.eventOf[i] < 0:
+				err = errors.New("accepted event not encoded")
+			case evErrs[o.eventOf[i]] != nil:
+				err = fmt.Errorf("accepted event: %w", evErrs[o.eventOf[i]])
+			}
 		}
-		spans[i].End()
+		if err != nil {
+			o.spans[i].RecordError(err)
+			o.spans[i].SetStatus(otelcodes.Error, "deferred to the outbox relay")
+		}
+		o.spans[i].End()
 		if err != nil {
 			deferred++
 			if firstErr == nil {
 				firstErr = err
+				s.log.WarnContext(o.ctxs[i], "publish deferred to outbox relay", "account_id", o.keys[i].AccountID,
+					"message_id", o.keys[i].MessageID, "error", err)
 			}
 			continue
 		}
-		s.deleter.Add(keys[i])
+		s.deleter.Add(o.keys[i])
 	}
-	if deferred > 0 {
-		s.log.WarnContext(ctx, "publish deferred to outbox relay", "account_id", keys[0].AccountID,
-			"message_id", keys[0].MessageID, "messages", deferred, "error", firstErr)
+	if deferred > 1 {
+		s.log.WarnContext(ctx, "publishes deferred to outbox relay", "messages", deferred, "error", firstErr)
 	}
 }
 
@@ -434,7 +478,7 @@ func (s *Server) prepare(ctx context.Context, accountID string, req *emailsender
 	if err := look.checkSender(v); err != nil {
 		return nil, err
 	}
-	prov, err := s.providers.resolve(ctx, accountID, req.GetProviderId())
+	prov, err := s.dir.provider(ctx, accountID, req.GetProviderId())
 	if err != nil {
 		return nil, err
 	}
@@ -460,7 +504,7 @@ func (s *Server) prepare(ctx context.Context, accountID string, req *emailsender
 	}
 	content, err := proto.Marshal(&queuev1.SendJob{
 		MessageId: id.String(), AccountId: accountID, ProviderId: prov.ID, ProviderKind: prov.Kind,
-		Message: v.Message, AcceptedAt: timestamppb.New(now), Suppressed: look.suppressedOf(v),
+		Message: v.Message, AcceptedAt: timestamppb.New(now),
 		Scheduled: st == msgstatus.Scheduled, ProviderBound: look.providerBound(v),
 	})
 	if err != nil {

@@ -47,9 +47,11 @@ func TestDeleteAccountWaitsForAcceptsInFlight(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE account_id = $1`, acc).Scan(&n))
 	require.Zero(t, n, "the accepted message outlived its account")
 
-	// An accept after the deletion finds the account gone.
-	tx, err := db.Pool.Begin(ctx)
-	require.NoError(t, err)
-	defer func() { _ = tx.Rollback(ctx) }()
-	require.ErrorIs(t, lockAccounts(ctx, tx, []*NewMessage{{AccountID: acc}}), ErrAccountGone)
+	// An accept after the deletion finds the account gone and stores nothing.
+	_, err = Accept(ctx, db.Pool, []*NewMessage{{ID: uuid.NewString(), AccountID: acc, ProviderID: uuid.NewString(),
+		ProviderKind: "sandbox", Status: 1, FromAddress: "a@example.com", CreatedAt: time.Now(),
+		Recipients: []Recipient{{Kind: "to", Address: "b@example.com"}}}})
+	require.ErrorIs(t, err, ErrAccountGone)
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE account_id = $1`, acc).Scan(&n))
+	require.Zero(t, n)
 }

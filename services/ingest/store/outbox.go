@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
 )
@@ -65,11 +67,17 @@ func ClaimDue(ctx context.Context, tx pgx.Tx, grace time.Duration, limit int) ([
 	return out, nil
 }
 
-func split(keys []MessageKey) (accounts, messages []string) {
-	accounts = make([]string, len(keys))
-	messages = make([]string, len(keys))
-	for i, k := range keys {
-		accounts[i], messages[i] = k.AccountID, k.MessageID
+// split parses keys into uuids (pgtype.UUID: sent in binary at once; see
+// messageIDs). A key that is not a uuid names no row: it is left out.
+func split(keys []MessageKey) (accounts, messages []pgtype.UUID) {
+	accounts = make([]pgtype.UUID, 0, len(keys))
+	messages = make([]pgtype.UUID, 0, len(keys))
+	for _, k := range keys {
+		a, errA := uuid.Parse(k.AccountID)
+		m, errM := uuid.Parse(k.MessageID)
+		if errA == nil && errM == nil {
+			accounts, messages = append(accounts, pgUUID(a)), append(messages, pgUUID(m))
+		}
 	}
 	return accounts, messages
 }

@@ -242,12 +242,10 @@ func RemoveSender(ctx context.Context, db DBTX, accountID, id string) error {
 	return nil
 }
 
-// SendLookups answers, in one round trip, what accepting messages needs to know:
-// which of froms are verified senders of the account (an address counts when it
-// or its domain is verified) and which of rcpts the account suppresses. froms
-// and rcpts are lower-cased canonical addresses; froms may be empty when
-// senders are not checked.
-func SendLookups(ctx context.Context, db DBTX, accountID string, froms, rcpts []string) (verified map[string]SenderGrant, suppressed map[string]bool, err error) {
+// VerifiedSenders answers which of froms (lower-cased canonical addresses)
+// are verified senders of the account, in one round trip: an address counts
+// when it or its domain is verified.
+func VerifiedSenders(ctx context.Context, db DBTX, accountID string, froms []string) (map[string]SenderGrant, error) {
 	keys := make([]string, 0, 2*len(froms))
 	for _, f := range froms {
 		keys = append(keys, f)
@@ -256,33 +254,22 @@ func SendLookups(ctx context.Context, db DBTX, accountID string, froms, rcpts []
 		}
 	}
 	rows, err := db.Query(ctx, `
-		SELECT true, address, method, COALESCE(provider_id::text, '') FROM senders
-		WHERE account_id = $1 AND status = 'verified' AND address = ANY($2)
-		UNION ALL
-		SELECT false, address, '', '' FROM suppressions WHERE account_id = $1 AND address = ANY($3)`,
-		accountID, keys, rcpts)
+		SELECT address, method, COALESCE(provider_id::text, '') FROM senders
+		WHERE account_id = $1 AND status = 'verified' AND address = ANY($2)`,
+		accountID, keys)
 	if err != nil {
-		return nil, nil, fmt.Errorf("look up senders and suppressions: %w", err)
+		return nil, fmt.Errorf("look up senders: %w", err)
 	}
-	defer rows.Close()
 	found := map[string]SenderGrant{}
-	suppressed = map[string]bool{}
-	for rows.Next() {
-		var isSender bool
-		var a, method, providerID string
-		if err := rows.Scan(&isSender, &a, &method, &providerID); err != nil {
-			return nil, nil, fmt.Errorf("look up senders and suppressions: %w", err)
-		}
-		if isSender {
-			found[a] = found[a].add(method, providerID)
-		} else {
-			suppressed[a] = true
-		}
+	var a, method, providerID string
+	_, err = pgx.ForEachRow(rows, []any{&a, &method, &providerID}, func() error {
+		found[a] = found[a].add(method, providerID)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up senders: %w", err)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("look up senders and suppressions: %w", err)
-	}
-	verified = make(map[string]SenderGrant, len(froms))
+	verified := make(map[string]SenderGrant, len(froms))
 	for _, f := range froms {
 		g := found[f]
 		if at := strings.LastIndexByte(f, '@'); at >= 0 {
@@ -290,7 +277,7 @@ func SendLookups(ctx context.Context, db DBTX, accountID string, froms, rcpts []
 		}
 		verified[f] = g
 	}
-	return verified, suppressed, nil
+	return verified, nil
 }
 
 // SenderGrant is what makes a from address a verified sender: a sender (the

@@ -1,5 +1,5 @@
 // Package store is ingest's PostgreSQL data layer: accepting messages (message,
-// content, recipients, event, outbox and idempotency rows in one transaction), canceling
+// content, recipients, outbox and idempotency rows in one round trip), canceling
 // scheduled messages, resolving provider configurations and the outbox relay's
 // queries. SQL is hand-written for pgx; every query takes a DBTX so it runs on a
 // pool or inside a transaction, and every query is scoped by account_id.

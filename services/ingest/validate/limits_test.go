@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -27,4 +28,18 @@ func TestLimitsValidateNamesTheVariable(t *testing.T) {
 	l.MaxAttachmentBytes = l.MaxMessageBytes + 1
 	require.ErrorContains(t, l.Validate(), "MAX_ATTACHMENT_BYTES")
 	require.ErrorContains(t, Limits{}.Validate(), "MAX_MESSAGE_BYTES")
+}
+
+// unset notices any zero limit: SendEmail then fills the defaults, which it
+// skips (reflection) for the configured limits of a server.
+func TestLimitsUnsetNoticesEveryField(t *testing.T) {
+	t.Parallel()
+	full := Limits{}.WithDefaults()
+	require.False(t, full.unset())
+	v := reflect.ValueOf(&full).Elem()
+	for i := range v.NumField() {
+		l := full
+		reflect.ValueOf(&l).Elem().Field(i).SetZero()
+		require.True(t, l.unset(), "%s zero", v.Type().Field(i).Name)
+	}
 }

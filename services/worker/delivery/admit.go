@@ -13,6 +13,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/accountstate"
 	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/services/worker/sendjob"
 	"github.com/namirasoft/email-sender/services/worker/store"
 )
 
@@ -28,7 +29,8 @@ const heldRetry = 30 * time.Second
 // acts on it at all: its account must not be tombstoned (the job ends
 // unsent, without events) nor suspended (the job is held: put back on the
 // stream without counting an attempt), and the job must agree with its
-// stored message. False when the job is settled.
+// stored message. The same query looks its recipients up on the account's
+// suppression list (d.suppressed). False when the job is settled.
 func (d *delivery) admit(ctx context.Context) bool {
 	job := d.job
 	if d.svc.states != nil {
@@ -59,7 +61,7 @@ func (d *delivery) admit(ctx context.Context) bool {
 	if d.svc.messages == nil {
 		return true
 	}
-	stored, err := d.svc.messages.Check(ctx, job.GetAccountId(), job.GetMessageId(), job.GetProviderId())
+	stored, suppressed, err := d.svc.messages.Check(ctx, job.GetAccountId(), job.GetMessageId(), job.GetProviderId(), sendjob.Addresses(job))
 	if err != nil {
 		d.trouble(ctx, "check job against its message", err)
 		return false
@@ -71,6 +73,7 @@ func (d *delivery) admit(ctx context.Context) bool {
 		d.settleJob(ctx, settlement{kind: term, reason: "job disagrees with the stored message: " + stored.String()})
 		return false
 	}
+	d.suppressed = suppressed
 	return true
 }
 

@@ -76,6 +76,9 @@ type delivery struct {
 	// also counts those made on the configuration it failed over from.
 	tries  int
 	events *timeline.Set
+	// suppressed are the job's recipients on the account's suppression list,
+	// looked up by admit.
+	suppressed []string
 	// config is the job's provider configuration, once loaded.
 	config  store.ProviderConfig
 	spanErr error

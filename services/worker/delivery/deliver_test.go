@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -217,6 +218,7 @@ func TestJobAdmission(t *testing.T) {
 		name   string
 		setup  func(b *deliveryBundle)
 		sent   int
+		to     []string // the recipients sent to, when checked
 		want   settleKind
 		events []string
 		held   bool // put back on the stream, its attempt not counted
@@ -242,6 +244,17 @@ func TestJobAdmission(t *testing.T) {
 			want: nakLater},
 		{name: "provider configuration paused: parked", setup: func(b *deliveryBundle) { b.states.paused = true },
 			want: ack, parked: true},
+		// The suppression list is read at delivery, by the same query.
+		{name: "a recipient suppressed: marked, not sent to", setup: func(b *deliveryBundle) { b.canceled.suppressed = []string{"b@example.com"} },
+			sent: 1, to: []string{"a2@example.com"}, want: ack,
+			events: []string{queue.EventSuppressed, queue.EventStarted, queue.EventSent}},
+		{name: "every recipient suppressed: nothing sent", setup: func(b *deliveryBundle) {
+			b.canceled.suppressed = []string{"a2@example.com", "b@example.com"}
+		}, want: ack, events: []string{queue.EventSuppressed, queue.EventSuppressed}},
+		{name: "suppressed at acceptance (older jobs) and at delivery", setup: func(b *deliveryBundle) {
+			b.d.job.Suppressed = []string{"A2@example.com"}
+			b.canceled.suppressed = []string{"b@example.com"}
+		}, want: ack, events: []string{queue.EventSuppressed, queue.EventSuppressed}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -255,11 +268,14 @@ func TestJobAdmission(t *testing.T) {
 			b.d.run(t.Context(), sender)
 
 			require.Equal(t, tt.sent, sender.sent)
+			if tt.to != nil {
+				require.Equal(t, tt.to, sender.to)
+			}
 			got := b.msg.settled()
 			require.Len(t, got, 1, "exactly one settlement")
 			require.Equal(t, tt.want, got[0].kind)
 			require.Equal(t, tt.events, b.events.types(t))
-			if tt.sent == 0 {
+			if tt.sent == 0 && tt.events == nil {
 				require.Empty(t, b.attempts.recs, "no attempt record for a job not acted on")
 			}
 			switch {
@@ -432,13 +448,21 @@ type fakeCancellations struct {
 	// stored and checkErr answer Check (StoredOK by default).
 	stored   store.Stored
 	checkErr error
+	// suppressed is the account's suppression list.
+	suppressed []string
 }
 
 func (c *fakeCancellations) Canceled(context.Context, string, string) (bool, error) {
 	return c.canceled, c.err
 }
-func (c *fakeCancellations) Check(context.Context, string, string, string) (store.Stored, error) {
-	return c.stored, c.checkErr
+func (c *fakeCancellations) Check(_ context.Context, _, _, _ string, recipients []string) (store.Stored, []string, error) {
+	var sup []string
+	for _, r := range recipients {
+		if slices.Contains(c.suppressed, r) {
+			sup = append(sup, r)
+		}
+	}
+	return c.stored, sup, c.checkErr
 }
 
 // fakeStates answers every account's state with state, or err.
@@ -467,12 +491,15 @@ func (s *fakeStates) State(_ context.Context, account string) (accountstate.Entr
 type fakeSender struct {
 	mu   sync.Mutex
 	sent int
+	// to are the recipients of the last send.
+	to []string
 }
 
-func (f *fakeSender) Send(context.Context, *provider.Delivery) provider.Outcome {
+func (f *fakeSender) Send(_ context.Context, d *provider.Delivery) provider.Outcome {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sent++
+	f.to = d.Recipients
 	return provider.Outcome{Class: provider.Sent, Response: "250 ok"}
 }
 

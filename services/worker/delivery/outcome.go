@@ -44,7 +44,7 @@ func (d *delivery) sent(ctx context.Context, out provider.Outcome, scope []strin
 	sentScope := scope
 	if len(out.Rejected) > 0 {
 		sentScope = nil
-		for _, r := range envelopeOf(scope, d.job) {
+		for _, r := range envelopeOf(scope, d.job, d.suppressed) {
 			if _, rejected := out.Rejected[r]; !rejected {
 				sentScope = append(sentScope, r)
 			}
@@ -118,6 +118,11 @@ func (d *delivery) failed(ctx context.Context, out provider.Outcome, class provi
 	if class == provider.Credentials {
 		if err := d.svc.configs.MarkUnhealthy(ctx, cfg.AccountID, cfg.ID, "credentials refused: "+errText); err != nil {
 			d.log.ErrorContext(ctx, "mark provider unhealthy", "error", err)
+		} else if d.svc.changes != nil {
+			// Ingest stops accepting for it (unless it has a healthy fallback).
+			if err := d.svc.changes.Post(ctx, cfg.AccountID); err != nil {
+				d.log.WarnContext(ctx, "announce unhealthy provider configuration", "error", err)
+			}
 		}
 	}
 	d.log.WarnContext(ctx, "message failed", "error_class", ev.ErrorClass, "error", errText)
@@ -227,11 +232,11 @@ func (d *delivery) publishPreSend(ctx context.Context) error {
 	return nil
 }
 
-func envelopeOf(scope []string, job *queuev1.SendJob) []string {
+func envelopeOf(scope []string, job *queuev1.SendJob, suppressed []string) []string {
 	if len(scope) > 0 {
 		return scope
 	}
-	env, _ := sendjob.Recipients(job)
+	env, _ := sendjob.Recipients(job, suppressed...)
 	return env
 }
 

@@ -72,7 +72,7 @@ func (d *delivery) exhausted(ctx context.Context) bool {
 // for each one left out, and the recipients the attempt's events concern
 // (nil: every recipient).
 func (d *delivery) envelope() (envelope, scope []string) {
-	envelope, suppressed := sendjob.Recipients(d.job)
+	envelope, suppressed := sendjob.Recipients(d.job, d.suppressed...)
 	for _, r := range suppressed {
 		ev := d.events.Add(queue.EventSuppressed, msgstatus.Suppressed, 0, []string{r}, r)
 		ev.Detail = "recipient is on the account's suppression list; nothing was sent to it"

@@ -43,10 +43,11 @@ type (
 		Wait(ctx context.Context, accountID, configID, kind string) error
 	}
 	// Cancellations says whether a scheduled message was canceled, and
-	// whether a job agrees with its stored message (PostgreSQL).
+	// whether a job agrees with its stored message and which of its
+	// recipients the account suppresses (PostgreSQL).
 	Cancellations interface {
 		Canceled(ctx context.Context, accountID, messageID string) (bool, error)
-		Check(ctx context.Context, accountID, messageID, providerID string) (store.Stored, error)
+		Check(ctx context.Context, accountID, messageID, providerID string, recipients []string) (store.Stored, []string, error)
 	}
 	// AccountStates says whether an account is active, suspended (its mail
 	// is held) or tombstoned (nothing more is sent for it): an
@@ -56,6 +57,11 @@ type (
 		// Paused says whether the reputation guard paused a provider
 		// configuration of the account (its mail is parked).
 		Paused(ctx context.Context, accountID, providerID string) (accountstate.Pause, error)
+	}
+	// ConfigChanges tells ingest's send caches that an account's provider
+	// configuration changed (queue.AccountConfigFeed: a *invalidate.Feed).
+	ConfigChanges interface {
+		Post(ctx context.Context, accountIDs ...string) error
 	}
 	// JobPublisher publishes a job moved to a fallback (EMAIL_SEND).
 	JobPublisher interface {
@@ -86,9 +92,11 @@ type Settings struct {
 
 // Deps are a Service's collaborators.
 type Deps struct {
-	Attempts  AttemptStore
-	Events    EventSink
-	Configs   ConfigSource
+	Attempts AttemptStore
+	Events   EventSink
+	Configs  ConfigSource
+	// Changes, when set, is told of the configurations marked unhealthy.
+	Changes   ConfigChanges
 	Messages  Cancellations
 	Limits    RateLimits
 	Jobs      JobPublisher
@@ -111,6 +119,7 @@ type Service struct {
 	attempts   AttemptStore
 	events     EventSink
 	configs    ConfigSource
+	changes    ConfigChanges
 	messages   Cancellations
 	limits     RateLimits
 	jobs       JobPublisher
@@ -136,7 +145,7 @@ func New(cfg Settings, deps Deps) *Service {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Service{
-		cfg: cfg, attempts: deps.Attempts, events: deps.Events, configs: deps.Configs,
+		cfg: cfg, attempts: deps.Attempts, events: deps.Events, configs: deps.Configs, changes: deps.Changes,
 		messages: deps.Messages, limits: deps.Limits, jobs: deps.Jobs, states: deps.States,
 		running: map[string]map[*delivery]context.CancelCauseFunc{},
 		tel:     deps.Telemetry, log: deps.Logger, beforeSend: deps.BeforeSend, parked: deps.Parked,

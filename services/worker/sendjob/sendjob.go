@@ -29,11 +29,24 @@ func Decode(data []byte) (*queuev1.SendJob, error) {
 	return job, nil
 }
 
+// Addresses returns every to, cc and bcc address of the job, lower-cased
+// and de-duplicated: what the suppression list is looked up for.
+func Addresses(job *queuev1.SendJob) []string {
+	all, _ := Recipients(job)
+	return all
+}
+
 // Recipients returns the envelope (every to, cc and bcc address, lower-cased,
-// de-duplicated) and the suppressed addresses left out of it.
-func Recipients(job *queuev1.SendJob) (envelope, suppressed []string) {
+// de-duplicated) and the suppressed addresses left out of it: those of
+// suppressed (the account's suppression list, looked up at delivery) and
+// those the job names (ingest looked them up at acceptance before it left
+// that to the worker).
+func Recipients(job *queuev1.SendJob, suppressed ...string) (envelope, left []string) {
 	sup := map[string]bool{}
 	for _, s := range job.GetSuppressed() {
+		sup[strings.ToLower(s)] = true
+	}
+	for _, s := range suppressed {
 		sup[strings.ToLower(s)] = true
 	}
 	seen := map[string]bool{}
@@ -46,11 +59,11 @@ func Recipients(job *queuev1.SendJob) (envelope, suppressed []string) {
 			}
 			seen[addr] = true
 			if sup[addr] {
-				suppressed = append(suppressed, addr)
+				left = append(left, addr)
 			} else {
 				envelope = append(envelope, addr)
 			}
 		}
 	}
-	return envelope, suppressed
+	return envelope, left
 }

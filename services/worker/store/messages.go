@@ -68,25 +68,31 @@ func (s Stored) String() string {
 
 // Check compares a job with its stored message in one query: the message
 // must exist under the job's account, and the job's provider configuration
-// must belong to that account.
-func (m *Messages) Check(ctx context.Context, accountID, messageID, providerID string) (Stored, error) {
+// must belong to that account. The same query returns which of recipients
+// (lower-cased addresses) the account suppresses: nothing is sent to them,
+// they are marked SUPPRESSED.
+func (m *Messages) Check(ctx context.Context, accountID, messageID, providerID string, recipients []string) (Stored, []string, error) {
 	if _, err := uuid.Parse(messageID); err != nil {
-		return StoredMissing, nil // never a stored message's id
+		return StoredMissing, nil, nil // never a stored message's id
 	}
-	var sameAccount, configOK bool
+	var (
+		sameAccount, configOK bool
+		suppressed            []string
+	)
 	err := m.pool.QueryRow(ctx, `
 		SELECT m.account_id::text = $2,
-			EXISTS (SELECT 1 FROM provider_configs pc WHERE pc.account_id = m.account_id AND pc.id::text = $3)
-		FROM messages m WHERE m.id = $1::uuid`, messageID, accountID, providerID).Scan(&sameAccount, &configOK)
+			EXISTS (SELECT 1 FROM provider_configs pc WHERE pc.account_id = m.account_id AND pc.id::text = $3),
+			ARRAY(SELECT s.address FROM suppressions s WHERE s.account_id = m.account_id AND s.address = ANY($4::text[]))
+		FROM messages m WHERE m.id = $1::uuid`, messageID, accountID, providerID, recipients).Scan(&sameAccount, &configOK, &suppressed)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return StoredMissing, nil
+		return StoredMissing, nil, nil
 	case err != nil:
-		return 0, fmt.Errorf("check message %s against its job: %w", messageID, err)
+		return 0, nil, fmt.Errorf("check message %s against its job: %w", messageID, err)
 	case !sameAccount:
-		return StoredOtherAccount, nil
+		return StoredOtherAccount, nil, nil
 	case !configOK:
-		return StoredForeignConfig, nil
+		return StoredForeignConfig, nil, nil
 	}
-	return StoredOK, nil
+	return StoredOK, suppressed, nil
 }
