@@ -131,7 +131,7 @@ func TestAccept(t *testing.T) {
 				case w.stored:
 					nStored++
 					require.Equal(t, store.Accepted{MessageID: m.ID, Status: msgstatus.Queued}, got[i], "message %d", i)
-					require.Equal(t, 1, b.count(t, `SELECT count(*) FROM messages WHERE id = $1 AND account_id = $2 AND content = $3 AND tags = '{"k":"v"}'`, m.ID, m.AccountID, m.Content), "message %d", i)
+					require.Equal(t, 1, b.count(t, `SELECT count(*) FROM messages m JOIN message_contents c ON c.message_id = m.id WHERE m.id = $1 AND m.account_id = $2 AND c.account_id = m.account_id AND c.content = $3 AND m.tags = '{"k":"v"}'`, m.ID, m.AccountID, m.Content), "message %d", i)
 					require.Equal(t, 2, b.count(t, `SELECT count(*) FROM recipients WHERE message_id = $1 AND status_key = $2`, m.ID, msgstatus.Key(msgstatus.Queued, 0)), "message %d", i)
 					require.Equal(t, 1, b.count(t, `SELECT count(*) FROM outbox WHERE message_id = $1 AND subject = $2`, m.ID, m.NATSSubject), "message %d", i)
 				case w.mismatch:
