@@ -210,6 +210,9 @@ func updateRecipients(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (m
 	if len(ords) == 0 {
 		return applied, nil
 	}
+	// The recipients are looked up by their messages' ids (= ANY, the primary
+	// key's first column): joined with the unnested events alone, the planner
+	// cannot tell how few rows those are and may read the whole table.
 	rows, err := tx.Query(ctx, `
 		WITH e AS (
 			SELECT * FROM unnest($1::integer[], $2::uuid[], $3::uuid[], $4::text[], $5::smallint[],
@@ -220,7 +223,7 @@ func updateRecipients(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (m
 			FROM e JOIN recipients r
 				ON r.message_id = e.message_id AND r.account_id = e.account_id
 				AND (e.address = '' OR r.address = e.address)
-			WHERE e.key > r.status_key
+			WHERE e.key > r.status_key AND r.message_id = ANY($9::uuid[])
 			ORDER BY r.message_id, r.idx, e.key DESC, e.ord
 		)
 		UPDATE recipients r
@@ -229,7 +232,7 @@ func updateRecipients(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (m
 		FROM best
 		WHERE r.message_id = best.message_id AND r.idx = best.idx
 		RETURNING best.ord`,
-		ords, msgs, accts, addr, statuses, keys, details, at)
+		ords, msgs, accts, addr, statuses, keys, details, at, distinct(msgs))
 	if err != nil {
 		return nil, fmt.Errorf("update recipients: %w", err)
 	}
@@ -316,7 +319,8 @@ func updateMessages(ctx context.Context, tx pgx.Tx, evs []event, idx []int, appl
 				WHERE p.id = NULLIF(u.moved_to, '')::uuid AND p.account_id = m.account_id), m.provider_kind)
 		FROM unnest($1::uuid[], $2::smallint[], $3::integer[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
 			AS u(id, status, attempts, provider_message_id, last_error, updated_at, moved_to)
-		WHERE m.id = u.id`,
+		-- = ANY: the messages by their primary key, not a scan (updateRecipients).
+		WHERE m.id = u.id AND m.id = ANY($1::uuid[])`,
 		ids, statuses, attempts, providerIDs, lastErrors, updatedAt, movedTo); err != nil {
 		return fmt.Errorf("update messages: %w", err)
 	}
@@ -347,6 +351,19 @@ func summarise(ctx context.Context, tx pgx.Tx, ids []string) (map[string]msgstat
 		return nil, fmt.Errorf("summarise messages: %w", err)
 	}
 	return out, nil
+}
+
+// distinct returns the distinct strings of ss.
+func distinct(ss []string) []string {
+	seen := make(map[string]bool, len(ss))
+	out := make([]string, 0, len(ss))
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // isPoison reports whether the database rejected an event's data (as opposed

@@ -12,8 +12,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -30,6 +32,23 @@ type Pool struct {
 	*pgxpool.Pool
 	name       string
 	statements atomic.Int64
+
+	mu     sync.Mutex
+	byText map[string]*stmtStats
+}
+
+// stmtStats are the executions of one statement text and the time from
+// sending it to its end, as the client saw it.
+type stmtStats struct {
+	n    int64
+	took time.Duration
+}
+
+type startKey struct{}
+
+type started struct {
+	text string
+	at   time.Time
 }
 
 // NewPool connects to url (a pgtest.DB URL) with maxConns connections; it is
@@ -40,7 +59,7 @@ func NewPool(tb testing.TB, url string, maxConns int32) *Pool {
 	if _, err := rand.Read(b[:]); err != nil {
 		tb.Fatalf("costmeter: %v", err)
 	}
-	p := &Pool{name: "costmeter_" + hex.EncodeToString(b[:])}
+	p := &Pool{name: "costmeter_" + hex.EncodeToString(b[:]), byText: map[string]*stmtStats{}}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		tb.Fatalf("costmeter: parse url: %v", err)
@@ -59,12 +78,26 @@ func NewPool(tb testing.TB, url string, maxConns int32) *Pool {
 // of a batch and each COPY.
 type tracer Pool
 
-func (t *tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+func (t *tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	t.statements.Add(1)
-	return ctx
+	return context.WithValue(ctx, startKey{}, started{text: d.SQL, at: time.Now()})
 }
 
-func (t *tracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (t *tracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
+	s, ok := ctx.Value(startKey{}).(started)
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	st := t.byText[s.text]
+	if st == nil {
+		st = &stmtStats{}
+		t.byText[s.text] = st
+	}
+	st.n++
+	st.took += time.Since(s.at)
+	t.mu.Unlock()
+}
 
 func (t *tracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
 	return ctx
@@ -215,6 +248,9 @@ func (m *Meter) Report(b *testing.B, n int, unit string) Cost {
 	c := m.Stop(b, n)
 	b.ReportMetric(float64(c.CPU)/1e3, "cpu-µs/"+unit)
 	if m.pool != nil {
+		if testing.Verbose() {
+			m.pool.logStatements()
+		}
 		b.ReportMetric(float64(c.PostgresCPU)/1e3, "pg-cpu-µs/"+unit)
 		b.ReportMetric(c.Statements, "pg-stmts/"+unit)
 	}
@@ -241,4 +277,29 @@ func (p *Pool) Warm(tb testing.TB) {
 	for _, c := range conns {
 		c.Release()
 	}
+}
+
+// logStatements writes the pool's statements to stderr (go test -v), most
+// time first: how often each ran and how long it took from the client's side
+// (all since the pool was made, the measurement's own included).
+func (p *Pool) logStatements() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	texts := make([]string, 0, len(p.byText))
+	for t := range p.byText {
+		texts = append(texts, t)
+	}
+	slices.SortFunc(texts, func(a, b string) int { return int(p.byText[b].took - p.byText[a].took) })
+	for _, t := range texts {
+		st := p.byText[t]
+		fmt.Fprintf(os.Stderr, "%6d × %8.1fµs  %s\n", st.n, float64(st.took)/float64(st.n)/1e3, oneLine(t, 110))
+	}
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
 }
