@@ -102,7 +102,7 @@ func lockMessages(ctx context.Context, tx pgx.Tx, evs []event) (map[string]strin
 	sort.Strings(ids)
 	rows, err := tx.Query(ctx, `
 		SELECT id::text, account_id::text FROM messages
-		WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
+		WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("lock messages: %w", err)
 	}
@@ -154,7 +154,7 @@ func insertEvents(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (map[s
 		SELECT u.id, u.message_id, u.account_id, u.type, u.status, u.occurred_at, u.attempt,
 			ARRAY(SELECT jsonb_array_elements_text(u.recipients::jsonb)), u.provider_response,
 			u.error_class, u.detail, u.retry_at
-		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::smallint[],
+		FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[]::uuid[], $4::text[], $5::smallint[],
 			$6::timestamptz[], $7::integer[], $8::text[], $9::text[], $10::text[], $11::text[],
 			$12::timestamptz[])
 			AS u(id, message_id, account_id, type, status, occurred_at, attempt, recipients,
@@ -215,7 +215,7 @@ func updateRecipients(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (m
 	// cannot tell how few rows those are and may read the whole table.
 	rows, err := tx.Query(ctx, `
 		WITH e AS (
-			SELECT * FROM unnest($1::integer[], $2::uuid[], $3::uuid[], $4::text[], $5::smallint[],
+			SELECT * FROM unnest($1::integer[], $2::text[]::uuid[], $3::text[]::uuid[], $4::text[], $5::smallint[],
 				$6::bigint[], $7::text[], $8::timestamptz[])
 				AS e(ord, message_id, account_id, address, status, key, detail, at)
 		), best AS (
@@ -223,7 +223,7 @@ func updateRecipients(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (m
 			FROM e JOIN recipients r
 				ON r.message_id = e.message_id AND r.account_id = e.account_id
 				AND (e.address = '' OR r.address = e.address)
-			WHERE e.key > r.status_key AND r.message_id = ANY($9::uuid[])
+			WHERE e.key > r.status_key AND r.message_id = ANY($9::text[]::uuid[])
 			ORDER BY r.message_id, r.idx, e.key DESC, e.ord
 		)
 		UPDATE recipients r
@@ -317,10 +317,10 @@ func updateMessages(ctx context.Context, tx pgx.Tx, evs []event, idx []int, appl
 			provider_id = COALESCE(NULLIF(u.moved_to, '')::uuid, m.provider_id),
 			provider_kind = COALESCE((SELECT p.kind FROM provider_configs p
 				WHERE p.id = NULLIF(u.moved_to, '')::uuid AND p.account_id = m.account_id), m.provider_kind)
-		FROM unnest($1::uuid[], $2::smallint[], $3::integer[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
+		FROM unnest($1::text[]::uuid[], $2::smallint[], $3::integer[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
 			AS u(id, status, attempts, provider_message_id, last_error, updated_at, moved_to)
 		-- = ANY: the messages by their primary key, not a scan (updateRecipients).
-		WHERE m.id = u.id AND m.id = ANY($1::uuid[])`,
+		WHERE m.id = u.id AND m.id = ANY($1::text[]::uuid[])`,
 		ids, statuses, attempts, providerIDs, lastErrors, updatedAt, movedTo); err != nil {
 		return fmt.Errorf("update messages: %w", err)
 	}
@@ -331,7 +331,7 @@ func updateMessages(ctx context.Context, tx pgx.Tx, evs []event, idx []int, appl
 func summarise(ctx context.Context, tx pgx.Tx, ids []string) (map[string]msgstatus.Status, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT message_id::text, array_agg(status ORDER BY idx) FROM recipients
-		WHERE message_id = ANY($1::uuid[]) GROUP BY message_id`, ids)
+		WHERE message_id = ANY($1::text[]::uuid[]) GROUP BY message_id`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("summarise messages: %w", err)
 	}
