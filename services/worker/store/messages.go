@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -15,6 +17,12 @@ import (
 // Messages reads the status of messages.
 type Messages struct {
 	pool *pgxpool.Pool
+
+	// checks waiting for the next query of Check (mu); checking is set while
+	// a goroutine runs them.
+	mu       sync.Mutex
+	checks   []*check
+	checking bool
 }
 
 // NewMessages reads from pool.
@@ -66,27 +74,115 @@ func (s Stored) String() string {
 	return "unknown"
 }
 
-// Check compares a job with its stored message in one query: the message
-// must exist under the job's account, and the job's provider configuration
-// must belong to that account.
+// maxChecks bounds the jobs compared in one query.
+const maxChecks = 256
+
+// checkTimeout bounds one query of Check (it serves several deliveries, so
+// it has no caller's context).
+const checkTimeout = 10 * time.Second
+
+// check is one job waiting for Check's query.
+type check struct {
+	accountID, messageID, providerID string
+	done                             chan checkResult
+}
+
+type checkResult struct {
+	stored Stored
+	err    error
+}
+
+// Check compares a job with its stored message: the message must exist under
+// the job's account, and the job's provider configuration must belong to
+// that account. The jobs of concurrent calls are compared in one query (the
+// deliveries of a fetch start together): a call waits while a query runs and
+// goes in the next one with every call that came meanwhile, so a busy worker
+// sends one statement per batch of deliveries instead of one per message.
 func (m *Messages) Check(ctx context.Context, accountID, messageID, providerID string) (Stored, error) {
-	if _, err := uuid.Parse(messageID); err != nil {
+	id, err := uuid.Parse(messageID)
+	if err != nil {
 		return StoredMissing, nil // never a stored message's id
 	}
-	var sameAccount, configOK bool
-	err := m.pool.QueryRow(ctx, `
-		SELECT m.account_id::text = $2,
-			EXISTS (SELECT 1 FROM provider_configs pc WHERE pc.account_id = m.account_id AND pc.id::text = $3)
-		FROM messages m WHERE m.id = $1::uuid`, messageID, accountID, providerID).Scan(&sameAccount, &configOK)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return StoredMissing, nil
-	case err != nil:
-		return 0, fmt.Errorf("check message %s against its job: %w", messageID, err)
-	case !sameAccount:
-		return StoredOtherAccount, nil
-	case !configOK:
-		return StoredForeignConfig, nil
+	if ctx.Err() != nil {
+		return 0, fmt.Errorf("check message %s against its job: %w", messageID, context.Cause(ctx))
 	}
-	return StoredOK, nil
+	// The canonical form: no job's spelling of an id can fail the query
+	// that other jobs share.
+	c := &check{accountID: accountID, messageID: id.String(), providerID: providerID, done: make(chan checkResult, 1)}
+	m.mu.Lock()
+	m.checks = append(m.checks, c)
+	if !m.checking {
+		m.checking = true
+		go m.runChecks()
+	}
+	m.mu.Unlock()
+	select {
+	case r := <-c.done:
+		return r.stored, r.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("check message %s against its job: %w", messageID, context.Cause(ctx))
+	}
+}
+
+// runChecks runs the waiting checks, a query at a time, until none is left.
+func (m *Messages) runChecks() {
+	for {
+		m.mu.Lock()
+		batch := m.checks[:min(len(m.checks), maxChecks)]
+		m.checks = m.checks[len(batch):]
+		if len(batch) == 0 {
+			m.checks, m.checking = nil, false
+			m.mu.Unlock()
+			return
+		}
+		m.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+		results, err := m.checkAll(ctx, batch)
+		cancel()
+		for i, c := range batch {
+			if err != nil {
+				c.done <- checkResult{err: fmt.Errorf("check message %s against its job: %w", c.messageID, err)}
+			} else {
+				c.done <- checkResult{stored: results[i]}
+			}
+		}
+	}
+}
+
+// checkAll compares the jobs of batch with their stored messages in one query.
+func (m *Messages) checkAll(ctx context.Context, batch []*check) ([]Stored, error) {
+	ids, accounts, configs := make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch))
+	for i, c := range batch {
+		ids[i], accounts[i], configs[i] = c.messageID, c.accountID, c.providerID
+	}
+	// Messages by their primary key (= ANY); a job whose message is not
+	// stored has no row.
+	rows, err := m.pool.Query(ctx, `
+		SELECT u.ord::int, m.account_id::text = u.account_id,
+			EXISTS (SELECT 1 FROM provider_configs pc WHERE pc.account_id = m.account_id AND pc.id::text = u.provider_id)
+		FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, account_id, provider_id, ord)
+		JOIN messages m ON m.id = u.id AND m.id = ANY($1::text[]::uuid[])`, ids, accounts, configs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Stored, len(batch))
+	for i := range out {
+		out[i] = StoredMissing
+	}
+	var (
+		ord                   int32
+		sameAccount, configOK bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&ord, &sameAccount, &configOK}, func() error {
+		switch {
+		case !sameAccount:
+			out[ord-1] = StoredOtherAccount
+		case !configOK:
+			out[ord-1] = StoredForeignConfig
+		default:
+			out[ord-1] = StoredOK
+		}
+		return nil
+	})
+	return out, err
 }
