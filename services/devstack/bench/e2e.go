@@ -81,6 +81,11 @@ func runE2E(ctx context.Context, e *env, o options, res *Results) error {
 			return fmt.Errorf("%s: %w", r.name, err)
 		}
 		out := E2EResult{Name: r.name, SizeBytes: r.size, PoolSize: r.pool, Flood: flood}
+		if prof != nil && len(res.Profiles) > 0 {
+			p := res.Profiles[len(res.Profiles)-1]
+			out.ProcessMicros = p.HarnessCores * p.Seconds / float64(r.n) * 1e6
+			out.PostgresMicros = p.PostgresCores * p.Seconds / float64(r.n) * 1e6
+		}
 		if err := e.cleanAccount(ctx, r.account); err != nil {
 			return err
 		}

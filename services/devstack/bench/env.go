@@ -60,6 +60,10 @@ type env struct {
 	schema   string
 	dbURL    string
 	db       *pgxpool.Pool // the harness's own pool (queries, setup)
+	// pgApp is the application_name of the services' (and the limits')
+	// connections: the backends whose CPU a phase counts as postgres'
+	// (others' use of a shared server is not this run's).
+	pgApp string
 
 	natsSrv *server.Server
 	natsURL string
@@ -148,6 +152,7 @@ func (e *env) startPostgres(ctx context.Context) error {
 		return err
 	}
 	e.schema = "bench_" + hex.EncodeToString(b[:])
+	e.pgApp = "emailsender-" + e.schema
 	admin, err := pgxpool.New(ctx, e.adminURL)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", redact(e.adminURL), err)
@@ -172,7 +177,7 @@ func (e *env) startPostgres(ctx context.Context) error {
 	if e.dbURL, err = pgtest.WithSearchPath(e.adminURL, e.schema); err != nil {
 		return err
 	}
-	if e.db, err = e.pool(ctx, pgConns); err != nil {
+	if e.db, err = e.poolNamed(ctx, pgConns, e.pgApp+"-harness"); err != nil {
 		return err
 	}
 	e.closers = append(e.closers, e.db.Close)
@@ -192,12 +197,18 @@ func (e *env) startPostgres(ctx context.Context) error {
 	return nil
 }
 
+// pool is a pool of the system under test (a service's, a limit's).
 func (e *env) pool(ctx context.Context, conns int32) (*pgxpool.Pool, error) {
+	return e.poolNamed(ctx, conns, e.pgApp)
+}
+
+func (e *env) poolNamed(ctx context.Context, conns int32, app string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(e.dbURL)
 	if err != nil {
 		return nil, err
 	}
 	cfg.MaxConns = conns
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
 

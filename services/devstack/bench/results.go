@@ -77,6 +77,12 @@ type E2EResult struct {
 	Paced *E2ERun    `json:"paced,omitempty"`
 	Limit LoadResult `json:"limit"`
 	Ratio float64    `json:"ratio"`
+	// ProcessMicros and PostgresMicros are the CPU time per message of the
+	// flood: this process (all three services, nats-server, the sink and the
+	// clients) and the PostgreSQL backends of its connections. Unlike msg/s,
+	// they hardly change when other processes share the machine.
+	ProcessMicros  float64 `json:"process_cpu_us_per_msg"`
+	PostgresMicros float64 `json:"postgres_cpu_us_per_msg"`
 }
 
 // WebhookResult is webhook deliveries to a local receiver, a few runs.
@@ -231,13 +237,13 @@ func (r *Results) markdown() string {
 	}
 	if len(r.E2E) > 0 {
 		w("**End to end** (accept → `SENT` at a local SMTP sink, from the report's timeline). Throughput: the messages are submitted at once with SendBatch (%d per call, %d callers) and counted from the first acceptance to the last `SENT`. Latency: SendEmail at a steady half of that throughput. The limit sends the same message, built with pkg/mime, with go-mail's SMTP client straight to the same sink over as many connections as the provider configuration's pool.\n\n", batchSize, batchCalls)
-		w("| run | messages | msg/s | p50 ms | p99 ms | latency at msg/s | SMTP pool | limit msg/s | e2e/limit |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		w("| run | messages | msg/s | p50 ms | p99 ms | latency at msg/s | SMTP pool | limit msg/s | e2e/limit | CPU µs/msg: process, postgres |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, e := range r.E2E {
 			p50, p99, rate := "–", "–", "–"
 			if e.Paced != nil {
 				p50, p99, rate = ms(e.Paced.P50ms), ms(e.Paced.P99ms), fmt.Sprintf("%.0f", e.Paced.RatePerSecond)
 			}
-			w("| %s | %d | %.0f | %s | %s | %s | %d | %.0f | %s |\n", e.Name, e.Flood.Messages, e.Flood.PerSecond, p50, p99, rate, e.PoolSize, e.Limit.PerSecond, pct(e.Ratio))
+			w("| %s | %d | %.0f | %s | %s | %s | %d | %.0f | %s | %.0f, %.0f |\n", e.Name, e.Flood.Messages, e.Flood.PerSecond, p50, p99, rate, e.PoolSize, e.Limit.PerSecond, pct(e.Ratio), e.ProcessMicros, e.PostgresMicros)
 		}
 		w("\n")
 	}
@@ -275,7 +281,7 @@ func (r *Results) markdown() string {
 		w("\n")
 	}
 	if len(r.Profiles) > 0 {
-		w("**Where the CPU goes** (profiles of this run; `part` is a pprof label: load = the benchmark's clients, limit = the direct baseline; postgres counts every backend of the server, other processes are whatever else ran on the machine).\n\n")
+		w("**Where the CPU goes** (profiles of this run; `part` is a pprof label: load = the benchmark's clients, limit = the direct baseline; postgres counts the backends of this run's connections, other processes are whatever else ran on the machine (other users of the PostgreSQL server included)).\n\n")
 		w("| phase | machine busy | this process | postgres | other processes | this process's CPU samples by part |\n|---|---:|---:|---:|---:|---|\n")
 		for _, p := range r.Profiles {
 			w("| %s | %.0f%% | %.2f cores | %.2f cores | %.2f cores | %s |\n", p.Name, p.MachineBusyPct, p.HarnessCores, p.PostgresCores, p.OtherCores, parts(p.CPUByPart))
