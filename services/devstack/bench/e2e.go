@@ -85,6 +85,10 @@ func runE2E(ctx context.Context, e *env, o options, res *Results) error {
 			p := res.Profiles[len(res.Profiles)-1]
 			out.ProcessMicros = p.HarnessCores * p.Seconds / float64(r.n) * 1e6
 			out.PostgresMicros = p.PostgresCores * p.Seconds / float64(r.n) * 1e6
+			out.PostgresMicrosByPart = map[string]float64{}
+			for part, cores := range p.PostgresByPart {
+				out.PostgresMicrosByPart[part] = cores * p.Seconds / float64(r.n) * 1e6
+			}
 		}
 		if err := e.cleanAccount(ctx, r.account); err != nil {
 			return err

@@ -61,8 +61,8 @@ type env struct {
 	dbURL    string
 	db       *pgxpool.Pool // the harness's own pool (queries, setup)
 	// pgApp is the application_name of the services' (and the limits')
-	// connections: the backends whose CPU a phase counts as postgres'
-	// (others' use of a shared server is not this run's).
+	// connections, "<pgApp>:<part>": the backends whose CPU a phase counts
+	// as postgres' (others' use of a shared server is not this run's).
 	pgApp string
 
 	natsSrv *server.Server
@@ -197,9 +197,9 @@ func (e *env) startPostgres(ctx context.Context) error {
 	return nil
 }
 
-// pool is a pool of the system under test (a service's, a limit's).
-func (e *env) pool(ctx context.Context, conns int32) (*pgxpool.Pool, error) {
-	return e.poolNamed(ctx, conns, e.pgApp)
+// pool is a pool of part of the system under test (a service, a limit).
+func (e *env) pool(ctx context.Context, conns int32, part string) (*pgxpool.Pool, error) {
+	return e.poolNamed(ctx, conns, e.pgApp+":"+part)
 }
 
 func (e *env) poolNamed(ctx context.Context, conns int32, app string) (*pgxpool.Pool, error) {
@@ -286,7 +286,7 @@ func (e *env) startServices() error {
 		return err
 	}
 	deps := func(ctx context.Context, name string) (*pgxpool.Pool, jetstream.JetStream, error) {
-		pool, err := e.pool(ctx, pgConns)
+		pool, err := e.pool(ctx, pgConns, name)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -236,7 +236,7 @@ func newIngestLimit(ctx context.Context, e *env, req *v1.SendEmailRequest) (*ing
 	var err error
 	pprof.Do(ctx, pprof.Labels("part", "limit"), func(ctx context.Context) {
 		var pool *pgxpool.Pool
-		if pool, err = e.pool(ctx, pgConns); err != nil {
+		if pool, err = e.pool(ctx, pgConns, "limit"); err != nil {
 			return
 		}
 		var nc *nats.Conn

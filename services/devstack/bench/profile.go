@@ -26,7 +26,7 @@ type profiler struct {
 	started  time.Time
 	machine0 cpuTimes
 	self0    time.Duration
-	pg0      map[int]time.Duration
+	pg0      map[int]backend
 }
 
 func startProfile(e *env, name string) *profiler {
@@ -75,7 +75,12 @@ func (p *profiler) stop(res *Results) {
 	}
 	s.MachineCores = float64(runtime.NumCPU()) * s.MachineBusyPct / 100
 	s.HarnessCores = (self1 - p.self0).Seconds() / wall.Seconds()
-	s.PostgresCores = since(p.pg0, pg1).Seconds() / wall.Seconds()
+	pg, pgByPart := since(p.pg0, pg1)
+	s.PostgresCores = pg.Seconds() / wall.Seconds()
+	s.PostgresByPart = map[string]float64{}
+	for part, d := range pgByPart {
+		s.PostgresByPart[part] = d.Seconds() / wall.Seconds()
+	}
 	s.OtherCores = max(s.MachineCores-s.HarnessCores-s.PostgresCores, 0)
 	cpuPath := filepath.Join(p.dir, p.name+".cpu.pprof")
 	s.CPUByPart = pprofTags(cpuPath)
@@ -196,37 +201,49 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// postgresCPU sums the CPU time of the PostgreSQL backends of this run's
-// services and limits (application_name pgApp), by pid: a backend that
-// started since p0 counts from zero. Other users of a shared server are not
-// counted.
-func (e *env) postgresCPU() map[int]time.Duration {
+// backend is a PostgreSQL backend of this run: the part whose connection
+// it serves and the CPU time it used.
+type backend struct {
+	part string
+	cpu  time.Duration
+}
+
+// postgresCPU reads the CPU time of the PostgreSQL backends of this run's
+// services and limits (application_name "<pgApp>:<part>"), by pid. Other
+// users of a shared server are not counted.
+func (e *env) postgresCPU() map[int]backend {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rows, err := e.db.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, e.pgApp)
+	rows, err := e.db.Query(ctx, `SELECT pid, application_name FROM pg_stat_activity WHERE starts_with(application_name, $1)`, e.pgApp+":")
 	if err != nil {
 		e.log.Warn("postgres backends", "error", err)
 		return nil
 	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	out := map[int]backend{}
+	var (
+		pid  int32
+		name string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&pid, &name}, func() error {
+		out[int(pid)] = backend{part: strings.TrimPrefix(name, e.pgApp+":"), cpu: procCPU(int(pid))}
+		return nil
+	})
 	if err != nil {
 		e.log.Warn("postgres backends", "error", err)
-		return nil
-	}
-	out := make(map[int]time.Duration, len(pids))
-	for _, pid := range pids {
-		out[int(pid)] = procCPU(int(pid))
 	}
 	return out
 }
 
-// since sums what each backend of now used since then.
-func since(then, now map[int]time.Duration) time.Duration {
-	var d time.Duration
-	for pid, t := range now {
-		d += t - then[pid]
+// since sums, by part, what each backend of now used since then (a backend
+// that started since counts from zero).
+func since(then, now map[int]backend) (total time.Duration, byPart map[string]time.Duration) {
+	byPart = map[string]time.Duration{}
+	for pid, b := range now {
+		d := b.cpu - then[pid].cpu
+		total += d
+		byPart[b.part] += d
 	}
-	return d
+	return total, byPart
 }
 
 // procCPU is the user and system time of process pid (0 when it cannot be read).
