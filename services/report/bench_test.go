@@ -3,6 +3,7 @@ package report_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -28,12 +29,20 @@ import (
 // cost the report: b.N stored messages, and the two events a worker
 // publishes for each (ATTEMPT_STARTED, SENT) waiting on EMAIL_EVENTS; the
 // report then applies them all (from its start until the last batch is
-// acknowledged). Per message it reports the process's CPU, the statements
-// sent to PostgreSQL and the CPU of the backends that ran them, the NATS
-// messages of the report's connection, and allocations.
+// acknowledged), in batches of the default size (256 events) and of 4 (what
+// a trickle of events makes: the cost of a batch itself). Per message it
+// reports the process's CPU, the statements sent to PostgreSQL and the CPU
+// of the backends that ran them, the NATS messages of the report's
+// connection, and allocations.
 //
 //	go test -run '^$' -bench BenchmarkApplyEvents -benchtime 10000x ./services/report/
 func BenchmarkApplyEvents(b *testing.B) {
+	for _, batch := range []int{256, 4} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchApplyEvents(b, batch) })
+	}
+}
+
+func benchApplyEvents(b *testing.B, batchSize int) {
 	ctx := context.Background()
 	db := pgtest.New(b)
 	srv := natstest.Start(b)
@@ -110,7 +119,7 @@ func BenchmarkApplyEvents(b *testing.B) {
 	}
 	var applied atomic.Int64
 	all := make(chan struct{})
-	svc, err := report.New(report.Config{HTTPAddr: "off"}, report.Deps{
+	svc, err := report.New(report.Config{HTTPAddr: "off", BatchSize: batchSize}, report.Deps{
 		Pool: pool.Pool, JetStream: rjs, Authenticator: auth.NewKeyStore(pool.Pool, 0), Listener: lis,
 		Hooks: report.Hooks{BatchDone: func(r report.BatchReport) {
 			if n := applied.Add(int64(len(r.Applied))); n == int64(2*b.N) {
