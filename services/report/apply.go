@@ -35,16 +35,6 @@ func (s *store) apply(ctx context.Context, evs []event) ([]outcome, []reputation
 		return nil, nil, fmt.Errorf("begin apply: %w", err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	// The batch's statements look rows up by arrays of ids: planned once for
-	// all batches (a generic plan), their plan is the one that suited the
-	// tables when the connection first ran them. Planned for a table still
-	// empty (a new deployment, a purge), that is a scan of a whole index for
-	// each batch once the table has grown, until autovacuum analyzes it
-	// again: seconds per batch were measured. Planned for each batch, they
-	// stay on the primary keys, for a fraction of a millisecond.
-	if _, err := tx.Exec(ctx, "SET LOCAL plan_cache_mode = force_custom_plan"); err != nil {
-		return nil, nil, fmt.Errorf("begin apply: %w", err)
-	}
 
 	known, err := lockMessages(ctx, tx, evs)
 	if err != nil {

@@ -156,14 +156,12 @@ func (m *Messages) checkAll(ctx context.Context, batch []*check) ([]Stored, erro
 		ids[i], accounts[i], configs[i] = c.messageID, c.accountID, c.providerID
 	}
 	// Messages by their primary key (= ANY); a job whose message is not
-	// stored has no row. Planned for each batch (QueryExecModeExec), not once
-	// per connection: a plan made while the table was nearly empty scans a
-	// whole index once the table has grown (see the report's apply).
+	// stored has no row.
 	rows, err := m.pool.Query(ctx, `
 		SELECT u.ord::int, m.account_id::text = u.account_id,
 			EXISTS (SELECT 1 FROM provider_configs pc WHERE pc.account_id = m.account_id AND pc.id::text = u.provider_id)
 		FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, account_id, provider_id, ord)
-		JOIN messages m ON m.id = u.id AND m.id = ANY($1::text[]::uuid[])`, pgx.QueryExecModeExec, ids, accounts, configs)
+		JOIN messages m ON m.id = u.id AND m.id = ANY($1::text[]::uuid[])`, ids, accounts, configs)
 	if err != nil {
 		return nil, err
 	}
