@@ -74,6 +74,9 @@ type env struct {
 	stallSink *smtpsink.Sink
 
 	accounts map[string]ingest.BootstrapResult
+	// params are the accounts' bootstrap parameters, for runs that take an
+	// account of their own like one of them (newAccount).
+	params map[string]ingest.BootstrapParams
 	// hooksMsgID is the hooks account's one message (webhook.go).
 	hooksMsgID string
 
@@ -89,7 +92,8 @@ type env struct {
 }
 
 func newEnv(ctx context.Context, o options, log *slog.Logger) (*env, error) {
-	e := &env{o: o, log: log, accounts: map[string]ingest.BootstrapResult{}, errs: make(chan error, 8), setup: map[string]string{}}
+	e := &env{o: o, log: log, accounts: map[string]ingest.BootstrapResult{}, params: map[string]ingest.BootstrapParams{},
+		errs: make(chan error, 8), setup: map[string]string{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -129,7 +133,7 @@ func newEnv(ctx context.Context, o options, log *slog.Logger) (*env, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.accounts[p.AccountName] = acc
+		e.accounts[p.AccountName], e.params[p.AccountName] = acc, p
 	}
 	if err := e.startServices(); err != nil {
 		return nil, err
@@ -142,6 +146,19 @@ func newEnv(ctx context.Context, o options, log *slog.Logger) (*env, error) {
 	e.setup["database_max_conns_per_service"] = fmt.Sprint(pgConns)
 	ok = true
 	return e, nil
+}
+
+// newAccount bootstraps an account configured like the account named like
+// (its provider, with a configuration of its own) and returns its name.
+func (e *env) newAccount(ctx context.Context, like string) (string, error) {
+	p := e.params[like]
+	p.AccountName = fmt.Sprintf("%s-%d", like, len(e.accounts))
+	acc, err := ingest.Bootstrap(ctx, e.db, nil, p)
+	if err != nil {
+		return "", fmt.Errorf("bootstrap account %s: %w", p.AccountName, err)
+	}
+	e.accounts[p.AccountName], e.params[p.AccountName] = acc, p
+	return p.AccountName, nil
 }
 
 // startPostgres creates a fresh schema with every migration applied.
