@@ -210,18 +210,23 @@ func updateRecipients(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (m
 	if len(ords) == 0 {
 		return applied, nil
 	}
-	// The recipients are looked up by their messages' ids (= ANY, the primary
-	// key's first column): joined with the unnested events alone, the planner
-	// cannot tell how few rows those are and may read the whole table.
+	// The recipients are looked up, and updated, by their messages' ids
+	// (= ANY, the primary key's first column): joined with the unnested
+	// events alone, the planner cannot tell how few rows those are and may
+	// read the whole table, or, believing it small, loop over all of it.
 	rows, err := tx.Query(ctx, `
 		WITH e AS (
-			SELECT * FROM unnest($1::integer[], $2::text[]::uuid[], $3::text[]::uuid[], $4::text[], $5::smallint[],
+			SELECT * FROM unnest($1::integer[], $2::text[]::uuid[], $3::text[], $4::text[], $5::smallint[],
 				$6::bigint[], $7::text[], $8::timestamptz[])
 				AS e(ord, message_id, account_id, address, status, key, detail, at)
 		), best AS (
 			SELECT DISTINCT ON (r.message_id, r.idx) r.message_id, r.idx, e.ord, e.status, e.key, e.detail, e.at
 			FROM e JOIN recipients r
-				ON r.message_id = e.message_id AND r.account_id = e.account_id
+				-- The account compared as text: never an index condition. The
+				-- planner took the account's index for it, reading every
+				-- recipient of the account for each event, when the
+				-- statistics did not know the account yet.
+				ON r.message_id = e.message_id AND r.account_id::text = e.account_id
 				AND (e.address = '' OR r.address = e.address)
 			WHERE e.key > r.status_key AND r.message_id = ANY($9::text[]::uuid[])
 			ORDER BY r.message_id, r.idx, e.key DESC, e.ord
@@ -230,7 +235,7 @@ func updateRecipients(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (m
 		SET status = best.status, status_key = best.key, updated_at = best.at,
 			detail = CASE WHEN best.detail <> '' THEN best.detail ELSE r.detail END
 		FROM best
-		WHERE r.message_id = best.message_id AND r.idx = best.idx
+		WHERE r.message_id = best.message_id AND r.idx = best.idx AND r.message_id = ANY($9::text[]::uuid[])
 		RETURNING best.ord`,
 		ords, msgs, accts, addr, statuses, keys, details, at, distinct(msgs))
 	if err != nil {
