@@ -74,9 +74,10 @@ func (c Config) Count(ctx context.Context, tx Querier, obs []Observation, now ti
 			sum(CASE WHEN u.typ = 'SENT' THEN n.n ELSE 0 END),
 			sum(CASE WHEN u.typ = 'BOUNCED' THEN n.n ELSE 0 END),
 			sum(CASE WHEN u.typ = 'COMPLAINED' THEN n.n ELSE 0 END)
-		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::integer[]) AS u(account_id, message_id, typ, n)
-		JOIN messages m ON m.id = u.message_id AND m.account_id = u.account_id
-			AND m.id = ANY($2::uuid[]) -- only their partitions (pkg/partition)
+		FROM unnest($1::text[], $2::text[]::uuid[], $3::text[], $4::integer[]) AS u(account_id, message_id, typ, n)
+		-- The messages by their primary key (= ANY), the account compared as
+		-- text so that the planner never scans an account's index for them.
+		JOIN messages m ON m.id = u.message_id AND m.account_id::text = u.account_id AND m.id = ANY($2::text[]::uuid[]) -- only their partitions (pkg/partition)
 		CROSS JOIN LATERAL (SELECT CASE WHEN u.n > 0 THEN u.n ELSE m.recipient_count END AS n) n
 		GROUP BY m.account_id, m.provider_id
 		ORDER BY m.account_id, m.provider_id

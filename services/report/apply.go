@@ -119,10 +119,10 @@ func lockMessages(ctx context.Context, tx pgx.Tx, evs []event) (map[string]strin
 	if len(locked) > 0 {
 		b.Queue(`
 			SELECT id::text, account_id::text FROM messages
-			WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, locked).Query(collect)
+			WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE`, locked).Query(collect)
 	}
 	if len(read) > 0 {
-		b.Queue(`SELECT id::text, account_id::text FROM messages WHERE id = ANY($1::uuid[])`, read).Query(collect)
+		b.Queue(`SELECT id::text, account_id::text FROM messages WHERE id = ANY($1::text[]::uuid[])`, read).Query(collect)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("lock messages: %w", err)
@@ -166,7 +166,7 @@ func insertEvents(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (map[s
 		SELECT u.id, u.message_id, u.account_id, u.type, u.status, u.occurred_at, u.attempt,
 			ARRAY(SELECT jsonb_array_elements_text(u.recipients::jsonb)), u.provider_response,
 			u.error_class, u.detail, u.retry_at
-		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::smallint[],
+		FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[]::uuid[], $4::text[], $5::smallint[],
 			$6::timestamptz[], $7::integer[], $8::text[], $9::text[], $10::text[], $11::text[],
 			$12::timestamptz[])
 			AS u(id, message_id, account_id, type, status, occurred_at, attempt, recipients,
@@ -222,27 +222,35 @@ func updateRecipients(ctx context.Context, tx pgx.Tx, evs []event, idx []int) (m
 	if len(ords) == 0 {
 		return applied, nil
 	}
+	// The recipients are looked up, and updated, by their messages' ids
+	// (= ANY, the primary key's first column): joined with the unnested
+	// events alone, the planner cannot tell how few rows those are and may
+	// read the whole table, or, believing it small, loop over all of it.
 	rows, err := tx.Query(ctx, `
 		WITH e AS (
-			SELECT * FROM unnest($1::integer[], $2::uuid[], $3::uuid[], $4::text[], $5::smallint[],
+			SELECT * FROM unnest($1::integer[], $2::text[]::uuid[], $3::text[], $4::text[], $5::smallint[],
 				$6::bigint[], $7::text[], $8::timestamptz[])
 				AS e(ord, message_id, account_id, address, status, key, detail, at)
 		), best AS (
 			SELECT DISTINCT ON (r.message_id, r.idx) r.message_id, r.idx, e.ord, e.status, e.key, e.detail, e.at
 			FROM e JOIN recipients r
-				ON r.message_id = e.message_id AND r.account_id = e.account_id
+				-- The account compared as text: never an index condition. The
+				-- planner took the account's index for it, reading every
+				-- recipient of the account for each event, when the
+				-- statistics did not know the account yet.
+				ON r.message_id = e.message_id AND r.account_id::text = e.account_id
 				AND (e.address = '' OR r.address = e.address)
 			WHERE e.key > r.status_key
-				AND r.message_id = ANY($2::uuid[]) -- only their partitions (pkg/partition)
+				AND r.message_id = ANY($9::text[]::uuid[]) -- only their partitions (pkg/partition), by primary key
 			ORDER BY r.message_id, r.idx, e.key DESC, e.ord
 		)
 		UPDATE recipients r
 		SET status = best.status, status_key = best.key, updated_at = best.at,
 			detail = CASE WHEN best.detail <> '' THEN best.detail ELSE r.detail END
 		FROM best
-		WHERE r.message_id = best.message_id AND r.idx = best.idx AND r.message_id = ANY($2::uuid[])
+		WHERE r.message_id = best.message_id AND r.idx = best.idx AND r.message_id = ANY($9::text[]::uuid[])
 		RETURNING best.ord`,
-		ords, msgs, accts, addr, statuses, keys, details, at)
+		ords, msgs, accts, addr, statuses, keys, details, at, distinct(msgs))
 	if err != nil {
 		return nil, fmt.Errorf("update recipients: %w", err)
 	}
@@ -348,9 +356,10 @@ func updateMessages(ctx context.Context, tx pgx.Tx, evs []event, idx []int, appl
 			provider_id = COALESCE(NULLIF(u.moved_to, '')::uuid, m.provider_id),
 			provider_kind = COALESCE((SELECT p.kind FROM provider_configs p
 				WHERE p.id = NULLIF(u.moved_to, '')::uuid AND p.account_id = m.account_id), m.provider_kind)
-		FROM unnest($1::uuid[], $2::smallint[], $3::integer[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
+		FROM unnest($1::text[]::uuid[], $2::smallint[], $3::integer[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
 			AS u(id, status, attempts, provider_message_id, last_error, updated_at, moved_to)
-		WHERE m.id = u.id AND m.id = ANY($1::uuid[]) -- only their partitions (pkg/partition)`,
+		-- = ANY: the messages by their primary key, not a scan (updateRecipients).
+		WHERE m.id = u.id AND m.id = ANY($1::text[]::uuid[]) -- only their partitions (pkg/partition)`,
 		ids, statuses, attempts, providerIDs, lastErrors, updatedAt, movedTo); err != nil {
 		return fmt.Errorf("update messages: %w", err)
 	}
@@ -361,7 +370,7 @@ func updateMessages(ctx context.Context, tx pgx.Tx, evs []event, idx []int, appl
 func summarise(ctx context.Context, tx pgx.Tx, ids []string) (map[string]msgstatus.Status, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT message_id::text, array_agg(status ORDER BY idx) FROM recipients
-		WHERE message_id = ANY($1::uuid[]) GROUP BY message_id`, ids)
+		WHERE message_id = ANY($1::text[]::uuid[]) GROUP BY message_id`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("summarise messages: %w", err)
 	}
@@ -381,4 +390,17 @@ func summarise(ctx context.Context, tx pgx.Tx, ids []string) (map[string]msgstat
 		return nil, fmt.Errorf("summarise messages: %w", err)
 	}
 	return out, nil
+}
+
+// distinct returns the distinct strings of ss.
+func distinct(ss []string) []string {
+	seen := make(map[string]bool, len(ss))
+	out := make([]string, 0, len(ss))
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

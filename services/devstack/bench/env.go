@@ -60,6 +60,10 @@ type env struct {
 	schema   string
 	dbURL    string
 	db       *pgxpool.Pool // the harness's own pool (queries, setup)
+	// pgApp is the application_name of the services' (and the limits')
+	// connections, "<pgApp>:<part>": the backends whose CPU a phase counts
+	// as postgres' (others' use of a shared server is not this run's).
+	pgApp string
 
 	natsSrv *server.Server
 	natsURL string
@@ -70,6 +74,9 @@ type env struct {
 	stallSink *smtpsink.Sink
 
 	accounts map[string]ingest.BootstrapResult
+	// params are the accounts' bootstrap parameters, for runs that take an
+	// account of their own like one of them (newAccount).
+	params map[string]ingest.BootstrapParams
 	// hooksMsgID is the hooks account's one message (webhook.go).
 	hooksMsgID string
 
@@ -85,7 +92,8 @@ type env struct {
 }
 
 func newEnv(ctx context.Context, o options, log *slog.Logger) (*env, error) {
-	e := &env{o: o, log: log, accounts: map[string]ingest.BootstrapResult{}, errs: make(chan error, 8), setup: map[string]string{}}
+	e := &env{o: o, log: log, accounts: map[string]ingest.BootstrapResult{}, params: map[string]ingest.BootstrapParams{},
+		errs: make(chan error, 8), setup: map[string]string{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -125,7 +133,7 @@ func newEnv(ctx context.Context, o options, log *slog.Logger) (*env, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.accounts[p.AccountName] = acc
+		e.accounts[p.AccountName], e.params[p.AccountName] = acc, p
 	}
 	if err := e.startServices(); err != nil {
 		return nil, err
@@ -140,6 +148,19 @@ func newEnv(ctx context.Context, o options, log *slog.Logger) (*env, error) {
 	return e, nil
 }
 
+// newAccount bootstraps an account configured like the account named like
+// (its provider, with a configuration of its own) and returns its name.
+func (e *env) newAccount(ctx context.Context, like string) (string, error) {
+	p := e.params[like]
+	p.AccountName = fmt.Sprintf("%s-%d", like, len(e.accounts))
+	acc, err := ingest.Bootstrap(ctx, e.db, nil, p)
+	if err != nil {
+		return "", fmt.Errorf("bootstrap account %s: %w", p.AccountName, err)
+	}
+	e.accounts[p.AccountName], e.params[p.AccountName] = acc, p
+	return p.AccountName, nil
+}
+
 // startPostgres creates a fresh schema with every migration applied.
 func (e *env) startPostgres(ctx context.Context) error {
 	e.adminURL = pgtest.URL()
@@ -148,6 +169,7 @@ func (e *env) startPostgres(ctx context.Context) error {
 		return err
 	}
 	e.schema = "bench_" + hex.EncodeToString(b[:])
+	e.pgApp = "emailsender-" + e.schema
 	admin, err := pgxpool.New(ctx, e.adminURL)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", redact(e.adminURL), err)
@@ -172,7 +194,7 @@ func (e *env) startPostgres(ctx context.Context) error {
 	if e.dbURL, err = pgtest.WithSearchPath(e.adminURL, e.schema); err != nil {
 		return err
 	}
-	if e.db, err = e.pool(ctx, pgConns); err != nil {
+	if e.db, err = e.poolNamed(ctx, pgConns, e.pgApp+"-harness"); err != nil {
 		return err
 	}
 	e.closers = append(e.closers, e.db.Close)
@@ -192,12 +214,18 @@ func (e *env) startPostgres(ctx context.Context) error {
 	return nil
 }
 
-func (e *env) pool(ctx context.Context, conns int32) (*pgxpool.Pool, error) {
+// pool is a pool of part of the system under test (a service, a limit).
+func (e *env) pool(ctx context.Context, conns int32, part string) (*pgxpool.Pool, error) {
+	return e.poolNamed(ctx, conns, e.pgApp+":"+part)
+}
+
+func (e *env) poolNamed(ctx context.Context, conns int32, app string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(e.dbURL)
 	if err != nil {
 		return nil, err
 	}
 	cfg.MaxConns = conns
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
@@ -275,7 +303,7 @@ func (e *env) startServices() error {
 		return err
 	}
 	deps := func(ctx context.Context, name string) (*pgxpool.Pool, jetstream.JetStream, error) {
-		pool, err := e.pool(ctx, pgConns)
+		pool, err := e.pool(ctx, pgConns, name)
 		if err != nil {
 			return nil, nil, err
 		}

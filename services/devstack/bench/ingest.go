@@ -256,7 +256,7 @@ func newIngestLimit(ctx context.Context, e *env, req *v1.SendEmailRequest) (*ing
 	var err error
 	pprof.Do(ctx, pprof.Labels("part", "limit"), func(ctx context.Context) {
 		var pool *pgxpool.Pool
-		if pool, err = e.pool(ctx, pgConns); err != nil {
+		if pool, err = e.pool(ctx, pgConns, "limit"); err != nil {
 			return
 		}
 		var nc *nats.Conn
@@ -372,7 +372,7 @@ func newPlainLimit(ctx context.Context, e *env, req *v1.SendEmailRequest) (*plai
 	var err error
 	pprof.Do(ctx, pprof.Labels("part", "limit"), func(ctx context.Context) {
 		var pool *pgxpool.Pool
-		if pool, err = e.pool(ctx, pgConns); err != nil {
+		if pool, err = e.pool(ctx, pgConns, "plain"); err != nil {
 			return
 		}
 		var nc *nats.Conn

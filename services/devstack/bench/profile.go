@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // profiler captures a CPU profile and the allocations of one phase.
@@ -23,7 +26,7 @@ type profiler struct {
 	started  time.Time
 	machine0 cpuTimes
 	self0    time.Duration
-	pg0      time.Duration
+	pg0      map[int]backend
 }
 
 func startProfile(e *env, name string) *profiler {
@@ -42,7 +45,8 @@ func startProfile(e *env, name string) *profiler {
 	if err != nil {
 		e.log.Warn("cpu profile", "error", err)
 	}
-	p.machine0, p.self0, p.pg0 = readCPUTimes(), selfCPU(), postgresCPU()
+	p.pg0 = e.postgresCPU()
+	p.machine0, p.self0 = readCPUTimes(), selfCPU()
 	return p
 }
 
@@ -52,7 +56,8 @@ func (p *profiler) stop(res *Results) {
 		return
 	}
 	wall := time.Since(p.started)
-	m1, self1, pg1 := readCPUTimes(), selfCPU(), postgresCPU()
+	m1, self1 := readCPUTimes(), selfCPU()
+	pg1 := p.e.postgresCPU()
 	if p.cpu != nil {
 		pprof.StopCPUProfile()
 		_ = p.cpu.Close()
@@ -70,7 +75,12 @@ func (p *profiler) stop(res *Results) {
 	}
 	s.MachineCores = float64(runtime.NumCPU()) * s.MachineBusyPct / 100
 	s.HarnessCores = (self1 - p.self0).Seconds() / wall.Seconds()
-	s.PostgresCores = (pg1 - p.pg0).Seconds() / wall.Seconds()
+	pg, pgByPart := since(p.pg0, pg1)
+	s.PostgresCores = pg.Seconds() / wall.Seconds()
+	s.PostgresByPart = map[string]float64{}
+	for part, d := range pgByPart {
+		s.PostgresByPart[part] = d.Seconds() / wall.Seconds()
+	}
 	s.OtherCores = max(s.MachineCores-s.HarnessCores-s.PostgresCores, 0)
 	cpuPath := filepath.Join(p.dir, p.name+".cpu.pprof")
 	s.CPUByPart = pprofTags(cpuPath)
@@ -191,34 +201,67 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// postgresCPU sums the CPU time of every process named postgres (the server
-// and its backends; other users of the same server are included).
-func postgresCPU() time.Duration {
-	ents, err := os.ReadDir("/proc")
+// backend is a PostgreSQL backend of this run: the part whose connection
+// it serves and the CPU time it used.
+type backend struct {
+	part string
+	cpu  time.Duration
+}
+
+// postgresCPU reads the CPU time of the PostgreSQL backends of this run's
+// services and limits (application_name "<pgApp>:<part>"), by pid. Other
+// users of a shared server are not counted.
+func (e *env) postgresCPU() map[int]backend {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := e.db.Query(ctx, `SELECT pid, application_name FROM pg_stat_activity WHERE starts_with(application_name, $1)`, e.pgApp+":")
+	if err != nil {
+		e.log.Warn("postgres backends", "error", err)
+		return nil
+	}
+	out := map[int]backend{}
+	var (
+		pid  int32
+		name string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&pid, &name}, func() error {
+		out[int(pid)] = backend{part: strings.TrimPrefix(name, e.pgApp+":"), cpu: procCPU(int(pid))}
+		return nil
+	})
+	if err != nil {
+		e.log.Warn("postgres backends", "error", err)
+	}
+	return out
+}
+
+// since sums, by part, what each backend of now used since then (a backend
+// that started since counts from zero).
+func since(then, now map[int]backend) (total time.Duration, byPart map[string]time.Duration) {
+	byPart = map[string]time.Duration{}
+	for pid, b := range now {
+		d := b.cpu - then[pid].cpu
+		total += d
+		byPart[b.part] += d
+	}
+	return total, byPart
+}
+
+// procCPU is the user and system time of process pid (0 when it cannot be read).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0
 	}
-	var ticks uint64
-	for _, e := range ents {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		st := string(b)
-		open, close := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
-		if open < 0 || close < open || st[open+1:close] != "postgres" {
-			continue
-		}
-		f := strings.Fields(st[close+1:])
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseUint(f[11], 10, 64)
-		k, _ := strconv.ParseUint(f[12], 10, 64)
-		ticks += u + k
+	st := string(b)
+	end := strings.LastIndexByte(st, ')')
+	if end < 0 {
+		return 0
 	}
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+	f := strings.Fields(st[end+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseUint(f[11], 10, 64)
+	k, _ := strconv.ParseUint(f[12], 10, 64)
+	return time.Duration(u+k) * time.Second / 100 // USER_HZ
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -81,6 +83,14 @@ type E2EResult struct {
 	Paced *E2ERun    `json:"paced,omitempty"`
 	Limit LoadResult `json:"limit"`
 	Ratio float64    `json:"ratio"`
+	// ProcessMicros and PostgresMicros are the CPU time per message of the
+	// flood: this process (all three services, nats-server, the sink and the
+	// clients) and the PostgreSQL backends of its connections. Unlike msg/s,
+	// they hardly change when other processes share the machine.
+	ProcessMicros  float64 `json:"process_cpu_us_per_msg"`
+	PostgresMicros float64 `json:"postgres_cpu_us_per_msg"`
+	// PostgresMicrosByPart splits PostgresMicros by service.
+	PostgresMicrosByPart map[string]float64 `json:"postgres_cpu_us_per_msg_by_part"`
 }
 
 // WebhookResult is webhook deliveries to a local receiver, a few runs.
@@ -146,6 +156,9 @@ type ProfileSummary struct {
 	CPUFile        string             `json:"cpu_file"`
 	AllocFile      string             `json:"alloc_file"`
 	AllocBaseFile  string             `json:"alloc_base_file"`
+	// PostgresByPart splits PostgresCores by the part whose connections the
+	// backends served (ingest, worker, report, limit).
+	PostgresByPart map[string]float64 `json:"postgres_cores_by_part"`
 }
 
 type Targets struct {
@@ -258,13 +271,14 @@ func (r *Results) markdown() string {
 	}
 	if len(r.E2E) > 0 {
 		w("**End to end** (accept → `SENT` at a local SMTP sink, from the report's timeline). Throughput: the messages are submitted at once with SendBatch (%d per call, %d callers) and counted from the first acceptance to the last `SENT`. Latency: SendEmail at a steady half of that throughput. The limit sends the same message, built with pkg/mime, with go-mail's SMTP client straight to the same sink over as many connections as the provider configuration's pool.\n\n", batchSize, batchCalls)
-		w("| run | messages | msg/s | p50 ms | p99 ms | latency at msg/s | SMTP pool | limit msg/s | e2e/limit |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		w("| run | messages | msg/s | p50 ms | p99 ms | latency at msg/s | SMTP pool | limit msg/s | e2e/limit | CPU µs/msg: process, postgres (by service) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, e := range r.E2E {
 			p50, p99, rate := "–", "–", "–"
 			if e.Paced != nil {
 				p50, p99, rate = ms(e.Paced.P50ms), ms(e.Paced.P99ms), fmt.Sprintf("%.0f", e.Paced.RatePerSecond)
 			}
-			w("| %s | %d | %.0f | %s | %s | %s | %d | %.0f | %s |\n", e.Name, e.Flood.Messages, e.Flood.PerSecond, p50, p99, rate, e.PoolSize, e.Limit.PerSecond, pct(e.Ratio))
+			w("| %s | %d | %.0f | %s | %s | %s | %d | %.0f | %s | %.0f, %.0f (%s) |\n", e.Name, e.Flood.Messages, e.Flood.PerSecond, p50, p99, rate, e.PoolSize, e.Limit.PerSecond, pct(e.Ratio),
+				e.ProcessMicros, e.PostgresMicros, micros(e.PostgresMicrosByPart))
 		}
 		w("\n")
 	}
@@ -302,7 +316,7 @@ func (r *Results) markdown() string {
 		w("\n")
 	}
 	if len(r.Profiles) > 0 {
-		w("**Where the CPU goes** (profiles of this run; `part` is a pprof label: load = the benchmark's clients, limit = the direct baselines (both limits); postgres counts every backend of the server, other processes are whatever else ran on the machine).\n\n")
+		w("**Where the CPU goes** (profiles of this run; `part` is a pprof label: load = the benchmark's clients, limit = the direct baselines (both limits); postgres counts the backends of this run's connections, other processes are whatever else ran on the machine (other users of the PostgreSQL server included)).\n\n")
 		w("| phase | machine busy | this process | postgres | other processes | this process's CPU samples by part |\n|---|---:|---:|---:|---:|---|\n")
 		for _, p := range r.Profiles {
 			w("| %s | %.0f%% | %.2f cores | %.2f cores | %.2f cores | %s |\n", p.Name, p.MachineBusyPct, p.HarnessCores, p.PostgresCores, p.OtherCores, parts(p.CPUByPart))
@@ -356,4 +370,15 @@ func machineInfo() map[string]string {
 		m["loadavg_at_start"] = strings.TrimSpace(string(b))
 	}
 	return m
+}
+
+// micros lists per-part figures, largest first: "ingest 310, report 90".
+func micros(byPart map[string]float64) string {
+	parts := slices.Collect(maps.Keys(byPart))
+	slices.SortFunc(parts, func(a, b string) int { return cmp.Compare(byPart[b], byPart[a]) })
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		out[i] = fmt.Sprintf("%s %.0f", p, byPart[p])
+	}
+	return strings.Join(out, ", ")
 }

@@ -137,14 +137,25 @@ func (d *delivery) final(ctx context.Context, ok bool) {
 		d.trouble(ctx, "encode events", err)
 		return
 	}
-	if err := d.record(ctx, attempt.Record{State: attempt.Done, Attempt: d.attempt, Events: data}); err != nil {
+	// The outcome is recorded while its events are published, and the job
+	// is settled once both are stored: one round trip after the provider's
+	// answer rather than two. The record alone is what keeps a redelivery
+	// from sending again (a worker killed before it is stored is the kill
+	// window, as when the events were published after it); the events are
+	// deduplicated by id, whoever publishes them again.
+	recorded := make(chan error, 1)
+	go func() {
+		recorded <- d.record(ctx, attempt.Record{State: attempt.Done, Attempt: d.attempt, Events: data})
+	}()
+	preData, preIDs := d.preSend.Pending()
+	pubErr := d.svc.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...))
+	if err := <-recorded; err != nil {
 		d.trouble(ctx, "record outcome", err)
 		return
 	}
-	preData, preIDs := d.preSend.Pending()
-	if err := d.svc.events.Publish(ctx, d.job.GetAccountId(), d.job.GetMessageId(), append(preData, data...), append(preIDs, ids...)); err != nil {
+	if pubErr != nil {
 		// The outcome is recorded: the redelivery re-publishes, never re-sends.
-		d.trouble(ctx, "publish outcome events", err)
+		d.trouble(ctx, "publish outcome events", pubErr)
 		return
 	}
 	d.svc.metrics.final(ctx, d.job, d.events.List(), ok)

@@ -18,6 +18,9 @@ type Limits struct {
 	mu        sync.Mutex
 	accounts  map[string]*rate.Limiter
 	providers map[string]*rate.Limiter
+	// kindRates caches providerRate per kind (a lookup in the provider
+	// registry, which is not free, on every send otherwise).
+	kindRates map[string]float64
 }
 
 // New limits each account to accountRate sends per second and each provider
@@ -26,6 +29,7 @@ func New(accountRate float64, providerRate func(kind string) float64) *Limits {
 	return &Limits{
 		accountRate: accountRate, providerRate: providerRate,
 		accounts: map[string]*rate.Limiter{}, providers: map[string]*rate.Limiter{},
+		kindRates: map[string]float64{},
 	}
 }
 
@@ -37,12 +41,24 @@ func (l *Limits) Wait(ctx context.Context, accountID, configID, kind string) err
 			return err
 		}
 	}
-	if lim := l.limiter(l.providers, configID, l.providerRate(kind)); lim != nil {
+	if lim := l.limiter(l.providers, configID, l.kindRate(kind)); lim != nil {
 		if err := lim.Wait(ctx); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// kindRate is providerRate(kind), asked once per kind.
+func (l *Limits) kindRate(kind string) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, ok := l.kindRates[kind]
+	if !ok {
+		r = l.providerRate(kind)
+		l.kindRates[kind] = r
+	}
+	return r
 }
 
 func (l *Limits) limiter(m map[string]*rate.Limiter, key string, r float64) *rate.Limiter {
