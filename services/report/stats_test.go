@@ -122,7 +122,7 @@ func TestStatsRollupExact(t *testing.T) {
 			var w statsRow
 			var st int16
 			_, err = pgx.ForEachRow(rows, []any{&w.bucket, &w.providerID, &st, &w.count}, func() error {
-				w.status = msgstatus.Status(st)
+				w.bucket, w.status = w.bucket.UTC(), msgstatus.Status(st)
 				want = append(want, w)
 				return nil
 			})

@@ -78,4 +78,5 @@ CREATE TRIGGER messages_stats_delete AFTER DELETE ON messages
 INSERT INTO message_stats (account_id, hour, provider_id, status, count)
 SELECT account_id, date_bin('1 hour', created_at, '1970-01-01 00:00:00+00'), provider_id, status, count(*)
 FROM messages
-GROUP BY 1, 2, 3, 4;
+GROUP BY 1, 2, 3, 4
+ORDER BY 1, 2, 3, 4; -- an account's rows together

@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 )
@@ -49,6 +50,9 @@ type options struct {
 	warmup int
 	only   string
 	target time.Duration
+	// cpuProfile, when set, is where the CPU profile of the measured calls
+	// (client and report service alike) goes.
+	cpuProfile string
 }
 
 func main() {
@@ -65,6 +69,7 @@ func main() {
 	flag.IntVar(&o.warmup, "warmup", 5, "unmeasured calls per shape and account before the measured ones")
 	flag.StringVar(&o.only, "only", "", "measure only the shapes whose names contain one of these (comma separated)")
 	flag.DurationVar(&o.target, "target", 50*time.Millisecond, "p95 each shape must stay under")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measurements (this process: the client and the report service) to this file")
 	flag.Parse()
 	o.seed.Version = seedVersion
 
@@ -106,6 +111,17 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	shapes, err := buildShapes(ctx, db, svc)
 	if err != nil {
 		return err
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	for _, sh := range filterShapes(shapes, o.only) {
 		m, err := measure(ctx, svc, sh, o)

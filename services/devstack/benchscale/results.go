@@ -64,10 +64,10 @@ func (d *seededDB) describe(ctx context.Context) (map[string]string, error) {
 			continue
 		}
 		var heap, idx int64
-		// pg_partition_tree is the table itself when it is not partitioned.
+		// The table and its partitions, if any.
 		if err := d.pool.QueryRow(ctx, `
-			SELECT coalesce(sum(pg_table_size(relid)), 0)::bigint, coalesce(sum(pg_indexes_size(relid)), 0)::bigint
-			FROM pg_partition_tree($1::regclass)`, t).Scan(&heap, &idx); err != nil {
+			SELECT coalesce(sum(pg_table_size(r)), 0)::bigint, coalesce(sum(pg_indexes_size(r)), 0)::bigint
+			FROM (SELECT relid AS r FROM pg_partition_tree($1::regclass) UNION SELECT $1::regclass) t`, t).Scan(&heap, &idx); err != nil {
 			return nil, fmt.Errorf("size of %s: %w", t, err)
 		}
 		out["size_"+t] = fmt.Sprintf("%s + %s indexes", mb(heap), mb(idx))
