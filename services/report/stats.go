@@ -206,7 +206,8 @@ func (s *Service) runStatsFold(ctx context.Context) error {
 
 // foldStats moves up to limit pending changes, oldest first, into
 // message_stats in one transaction and returns how many it moved; 0 when
-// another replica is folding. Counts that reach zero are deleted.
+// another replica is folding. Counts that reach zero are deleted, and so
+// are the changes of accounts that no longer exist (DeleteAccountData).
 func (s *store) foldStats(ctx context.Context, limit int) (int, error) {
 	var moved int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -233,7 +234,10 @@ func (s *store) foldStats(ctx context.Context, limit int) (int, error) {
 				FROM moved GROUP BY 1, 2, 3, 4 HAVING sum(delta) <> 0
 			), folded AS (
 				INSERT INTO message_stats AS s (account_id, hour, provider_id, status, count)
-				SELECT account_id, hour, provider_id, status, delta FROM sums ORDER BY 1, 2, 3, 4
+				SELECT account_id, hour, provider_id, status, delta FROM sums
+				-- A deleted account's changes are dropped: its counts went with it.
+				WHERE EXISTS (SELECT 1 FROM accounts a WHERE a.id = sums.account_id)
+				ORDER BY 1, 2, 3, 4
 				ON CONFLICT (account_id, hour, provider_id, status) DO UPDATE SET count = s.count + excluded.count
 				RETURNING s.account_id, s.hour, s.provider_id, s.status, s.count
 			)

@@ -49,8 +49,7 @@ func TestSplitHours(t *testing.T) {
 
 // TestStatsRollupExact checks GetStats' counts against a plain count of the
 // messages, whatever the range and bucket, while changes are pending, partly
-// folded and all folded, after inserts, status and provider changes and
-// deletions.
+// folded and all folded, after inserts and status and provider changes.
 func TestStatsRollupExact(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -61,6 +60,10 @@ func TestStatsRollupExact(t *testing.T) {
 	statuses := []msgstatus.Status{msgstatus.Queued, msgstatus.Sent, msgstatus.Delivered, msgstatus.Bounced, msgstatus.Failed}
 	base := time.Date(2030, 3, 4, 0, 0, 0, 0, time.UTC)
 	rng := rand.New(rand.NewPCG(1, 2))
+	for _, a := range []string{account, other} {
+		_, err := db.Pool.Exec(ctx, `INSERT INTO accounts (id, name) VALUES ($1, $2)`, a, "account "+a)
+		require.NoError(t, err)
+	}
 
 	insert := func(n int) {
 		b := &pgx.Batch{}
@@ -87,8 +90,6 @@ func TestStatsRollupExact(t *testing.T) {
 	require.NoError(t, err)
 	// An update that changes no count.
 	_, err = db.Pool.Exec(ctx, `UPDATE messages SET attempts = attempts + 1`)
-	require.NoError(t, err)
-	_, err = db.Pool.Exec(ctx, `DELETE FROM messages WHERE status = $1 AND created_at >= $2`, int16(msgstatus.Failed), base.Add(25*time.Hour))
 	require.NoError(t, err)
 
 	type req struct {
@@ -169,10 +170,13 @@ func TestStatsFoldOneAtATime(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
 	s := &store{pool: db.Pool}
-	_, err := db.Pool.Exec(ctx, `INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address,
+	account := uuid.NewString()
+	_, err := db.Pool.Exec(ctx, `INSERT INTO accounts (id, name) VALUES ($1, $2)`, account, "account "+account)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address,
 		recipient_count, size_bytes, created_at, updated_at)
 		VALUES ($1, $2, $3, 'sandbox', 1, 'a@example.com', 1, 1, now(), now())`,
-		uuid.Must(uuid.NewV7()), uuid.NewString(), uuid.NewString())
+		uuid.Must(uuid.NewV7()), account, uuid.NewString())
 	require.NoError(t, err)
 
 	tx, err := db.Pool.Begin(ctx)
@@ -188,4 +192,33 @@ func TestStatsFoldOneAtATime(t *testing.T) {
 	n, err = s.foldStats(ctx, 10)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
+}
+
+// TestStatsFoldDropsDeletedAccounts: the pending changes of an account
+// deleted meanwhile (DeleteAccountData) are dropped, not folded back in.
+func TestStatsFoldDropsDeletedAccounts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	s := &store{pool: db.Pool}
+	kept, gone := uuid.NewString(), uuid.NewString()
+	for _, a := range []string{kept, gone} {
+		_, err := db.Pool.Exec(ctx, `INSERT INTO accounts (id, name) VALUES ($1, $2)`, a, "account "+a)
+		require.NoError(t, err)
+		_, err = db.Pool.Exec(ctx, `INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address,
+			recipient_count, size_bytes, created_at, updated_at)
+			VALUES ($1, $2, $3, 'sandbox', 1, 'a@example.com', 1, 1, now(), now())`,
+			uuid.Must(uuid.NewV7()), a, uuid.NewString())
+		require.NoError(t, err)
+	}
+	_, err := db.Pool.Exec(ctx, `DELETE FROM accounts WHERE id = $1`, gone)
+	require.NoError(t, err)
+	n, err := s.foldStats(ctx, 10)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	rows, err := db.Pool.Query(ctx, `SELECT account_id::text FROM message_stats`)
+	require.NoError(t, err)
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{kept}, got)
 }

@@ -1,17 +1,20 @@
 -- GetStats' rollup: the account's messages counted per hour of creation,
 -- provider configuration and current status, so that counting 30 days of a
--- large account reads hundreds of rows, not millions of messages.
+-- large account reads thousands of rows, not millions of messages.
 --
--- Whoever inserts, updates or deletes messages (ingest at acceptance, cancel
--- and the outbox; the report applying events; account deletion) changes the
--- counts through the triggers below, in the same transaction, without taking
--- a lock: each statement appends its net change to message_stats_pending.
--- The report folds pending changes into message_stats in the background
--- (report: stats.go), and GetStats reads both, so its answer is exact at
--- every moment whether or not the fold has run.
+-- Whoever inserts or updates messages (ingest at acceptance, cancel and the
+-- outbox; the report applying events) changes the counts through the
+-- triggers below, in the same transaction, without taking a lock: each
+-- statement appends its net change to message_stats_pending. The report
+-- folds pending changes into message_stats in the background (report:
+-- stats.go), and GetStats reads both, so its answer is exact at every moment
+-- whether or not the fold has run.
 --
--- Dropping a partition of messages fires no trigger: the counts of expired
--- messages stay, and GetStats keeps counting them.
+-- Deleting messages changes no count: messages are deleted only with their
+-- account (DeleteAccountData deletes the account's rows of these tables too,
+-- they have an account_id) or by dropping an expired partition, which fires
+-- no trigger: the counts of expired messages stay, and GetStats keeps
+-- counting them.
 
 CREATE TABLE message_stats (
     account_id  uuid NOT NULL,
@@ -42,11 +45,6 @@ BEGIN
         SELECT account_id, date_bin('1 hour', created_at, '1970-01-01 00:00:00+00'), provider_id, status, count(*)
         FROM new_rows
         GROUP BY 1, 2, 3, 4;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO message_stats_pending (account_id, hour, provider_id, status, delta)
-        SELECT account_id, date_bin('1 hour', created_at, '1970-01-01 00:00:00+00'), provider_id, status, -count(*)
-        FROM old_rows
-        GROUP BY 1, 2, 3, 4;
     ELSE
         INSERT INTO message_stats_pending (account_id, hour, provider_id, status, delta)
         SELECT account_id, date_bin('1 hour', created_at, '1970-01-01 00:00:00+00'), provider_id, status, sum(d)
@@ -68,9 +66,6 @@ CREATE TRIGGER messages_stats_insert AFTER INSERT ON messages
     FOR EACH STATEMENT EXECUTE FUNCTION message_stats_count();
 CREATE TRIGGER messages_stats_update AFTER UPDATE ON messages
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION message_stats_count();
-CREATE TRIGGER messages_stats_delete AFTER DELETE ON messages
-    REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION message_stats_count();
 
 -- The messages there are now. CREATE TRIGGER holds off writes to messages
