@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -130,6 +131,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		log.Info("measured", "shape", sh.name, "account", sh.account.label, "p50_ms", m.P50ms, "p95_ms", m.P95ms, "rows", m.Rows)
 		res.Shapes = append(res.Shapes, m)
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		res.Machine["loadavg_at_end"] = strings.TrimSpace(string(b))
 	}
 	res.DurationSeconds = time.Since(start).Seconds()
 	return writeResults(o.out, res)

@@ -140,7 +140,9 @@ func (r *Results) markdown() (table, full string) {
 		calls = s.Calls
 		break
 	}
-	fmt.Fprintf(&b, "Each shape: %d calls one after another over gRPC (pkg/client, API key) to the report service in process, after a warm-up; p50/p95 in ms; target p95 < %.0f ms.\n\n", calls, r.TargetMS)
+	fmt.Fprintf(&b, "Each shape: %d calls one after another over gRPC (pkg/client, API key) to the report service in process, after a warm-up; p50/p95 in ms; target p95 < %.0f ms. ", calls, r.TargetMS)
+	fmt.Fprintf(&b, "The machine is shared: load average %s at the start of the run, %s at its end.\n\n",
+		loadavg(r.Machine["loadavg_at_start"]), loadavg(r.Machine["loadavg_at_end"]))
 
 	type pair struct{ big, small *ShapeResult }
 	var order []string
@@ -218,4 +220,12 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
+}
+
+// loadavg is the 1-minute load average of a /proc/loadavg line.
+func loadavg(line string) string {
+	if f := strings.Fields(line); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
