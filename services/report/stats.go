@@ -12,6 +12,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/namirasoft/email-sender/pkg/partition"
+
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -105,10 +107,12 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 	var messages string
 	if sp := spans(split, start, end); len(sp) > 0 {
 		// Ranges of constants, so that the planner knows how many rows
-		// each holds.
+		// each holds, with their id bounds, so that it reads their
+		// partitions only (partition.IDsFrom).
 		ranges := make([]string, len(sp))
 		for i, r := range sp {
-			ranges[i] = "m.created_at >= " + arg(r.lo) + " AND m.created_at < " + arg(r.hi)
+			ranges[i] = "m.created_at >= " + arg(r.lo) + " AND m.created_at < " + arg(r.hi) +
+				" AND m.id >= " + arg(partition.IDsFrom(r.lo)) + " AND m.id < " + arg(partition.IDsBefore(r.hi))
 		}
 		messages = `
 			UNION ALL

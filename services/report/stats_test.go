@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
+	"github.com/namirasoft/email-sender/pkg/partition"
 	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
 )
 
@@ -73,10 +74,12 @@ func TestStatsRollupExact(t *testing.T) {
 				acct = other
 			}
 			created := base.Add(time.Duration(rng.Int64N(int64(30 * time.Hour))))
+			id, err := partition.NewMessageID(created)
+			require.NoError(t, err)
 			b.Queue(`INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address,
 				recipient_count, size_bytes, created_at, updated_at)
 				VALUES ($1, $2, $3, 'sandbox', $4, 'a@example.com', 1, 1, $5, $5)`,
-				uuid.Must(uuid.NewV7()), acct, providers[rng.IntN(2)], int16(statuses[rng.IntN(len(statuses))]), created)
+				id, acct, providers[rng.IntN(2)], int16(statuses[rng.IntN(len(statuses))]), created)
 		}
 		require.NoError(t, db.Pool.SendBatch(ctx, b).Close())
 	}

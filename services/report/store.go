@@ -186,18 +186,22 @@ func (s *store) list(ctx context.Context, accountID string, f listFilter) ([]*em
 	// The id bounds change nothing but let PostgreSQL skip the partitions
 	// outside the range (messages are partitioned by id, a UUIDv7 of
 	// created_at).
+	// The same bounds of the recipients' message ids.
+	var ids []string
 	if f.createdAfter != nil {
-		where = append(where, "m.created_at >= "+arg(*f.createdAfter),
-			"m.id >= "+arg(partition.IDsFrom(*f.createdAfter)))
+		from := arg(partition.IDsFrom(*f.createdAfter))
+		where = append(where, "m.created_at >= "+arg(*f.createdAfter), "m.id >= "+from)
+		ids = append(ids, "r.message_id >= "+from)
 	}
 	if f.createdBefore != nil {
-		where = append(where, "m.created_at < "+arg(*f.createdBefore),
-			"m.id < "+arg(partition.IDsBefore(*f.createdBefore)))
+		before := arg(partition.IDsBefore(*f.createdBefore))
+		where = append(where, "m.created_at < "+arg(*f.createdBefore), "m.id < "+before)
+		ids = append(ids, "r.message_id < "+before)
 	}
-	var cursor string
 	if f.afterID != "" {
-		cursor = arg(f.afterID) + "::uuid"
+		cursor := arg(f.afterID) + "::uuid"
 		where = append(where, "m.id < "+cursor)
+		ids = append(ids, "r.message_id < "+cursor)
 	}
 	var q string
 	if f.recipient == "" {
@@ -207,10 +211,7 @@ func (s *store) list(ctx context.Context, accountID string, f listFilter) ([]*em
 		// The recipient's messages, newest first, from the recipients
 		// index; each looked up (LIMIT 1 keeps it a lookup per id, not a
 		// join the planner might make by scanning messages) and filtered.
-		rwhere := []string{"r.account_id = $1", "r.address = " + arg(f.recipient)}
-		if cursor != "" {
-			rwhere = append(rwhere, "r.message_id < "+cursor)
-		}
+		rwhere := append([]string{"r.account_id = $1", "r.address = " + arg(f.recipient)}, ids...)
 		q = `SELECT ` + summaryColumns + ` FROM (
 				SELECT DISTINCT r.message_id FROM recipients r WHERE ` + strings.Join(rwhere, " AND ") + `
 				ORDER BY r.message_id DESC) r
