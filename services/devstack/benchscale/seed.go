@@ -16,13 +16,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/namirasoft/email-sender/pkg/limits"
+	"github.com/namirasoft/email-sender/pkg/partition"
 	"github.com/namirasoft/email-sender/pkg/schema"
 	"github.com/namirasoft/email-sender/pkg/testkit/pgtest"
 )
 
 // seedVersion changes whenever the seeded data would: a database seeded by
 // another version is seeded again.
-const seedVersion = 1
+const seedVersion = 2
 
 // seedParams are what a seeded database holds; its marker stores them.
 type seedParams struct {
@@ -199,6 +200,9 @@ func seed(ctx context.Context, db *seededDB, o options, log *slog.Logger) error 
 	start := time.Now()
 	p := o.seed
 	ref := start.UTC().Truncate(time.Minute)
+	if err := dayPartitions(ctx, db.pool, ref.Add(-time.Duration(p.Days)*24*time.Hour), ref, log); err != nil {
+		return err
+	}
 	if err := seedAccounts(ctx, db.pool, p); err != nil {
 		return err
 	}
@@ -353,6 +357,59 @@ func seedAccounts(ctx context.Context, pool *pgxpool.Pool, p seedParams) error {
 		}
 		return nil
 	})
+}
+
+// dayPartitions lays out the (empty) tables partitioned by message id as
+// ingest's partition manager would have after running daily since from:
+// below from's day a catch-all, then a partition per day up to after to.
+// The migration made a history partition that takes every id before the
+// minute it ran, which would hold the whole seed; it is dropped, a
+// partition below from's day made in its place, and the manager, with a
+// clock going from from to to a day at a time, makes the days.
+func dayPartitions(ctx context.Context, pool *pgxpool.Pool, from, to time.Time, log *slog.Logger) error {
+	const day = 24 * time.Hour
+	first := from.UTC().Truncate(day)
+	for _, t := range partition.Layout() {
+		if t.Kind != partition.MessageID {
+			continue
+		}
+		parts, err := partition.List(ctx, pool, t.Name)
+		if err != nil {
+			return err
+		}
+		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			for _, part := range parts {
+				if _, err := tx.Exec(ctx, `DROP TABLE `+pgx.Identifier{part.Name}.Sanitize()); err != nil {
+					return fmt.Errorf("drop %s: %w", part.Name, err)
+				}
+			}
+			// The layout's catch-all below every period (partition: "_past").
+			_, err := tx.Exec(ctx, `CREATE TABLE `+pgx.Identifier{t.Name + "_past"}.Sanitize()+` PARTITION OF `+
+				pgx.Identifier{t.Name}.Sanitize()+` FOR VALUES FROM (MINVALUE) TO ('`+partition.IDBound(first).String()+`')`)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("partitions of %s: %w", t.Name, err)
+		}
+	}
+	clock := first
+	keep := 100 * 365 * day
+	mgr, err := partition.New(partition.Config{Period: day, Ahead: 1},
+		partition.Retention{Content: keep, Metadata: keep, Usage: keep, Idempotency: keep},
+		partition.Deps{Pool: pool, Now: func() time.Time { return clock }})
+	if err != nil {
+		return err
+	}
+	var made int
+	for ; !clock.After(to); clock = clock.Add(day) {
+		pass, err := mgr.RunOnce(ctx)
+		if err != nil {
+			return fmt.Errorf("make day partitions: %w", err)
+		}
+		made += len(pass.Created)
+	}
+	log.Info("made day partitions", "from", first, "partitions", made)
+	return nil
 }
 
 // index is a secondary index dropped for the seeding and made again after.

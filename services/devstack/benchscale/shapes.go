@@ -14,6 +14,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/client"
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
+	"github.com/namirasoft/email-sender/pkg/partition"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -181,8 +182,8 @@ func sampleIDs(ctx context.Context, db *seededDB, a *benchAccount, ref time.Time
 		at := ref.Add(-time.Duration(rng.Float64() * float64(time.Duration(days)*24*time.Hour)))
 		var id string
 		err := db.pool.QueryRow(ctx, `
-			SELECT id::text FROM messages WHERE account_id = $1 AND created_at >= $2
-			ORDER BY created_at LIMIT 1`, a.id, at).Scan(&id)
+			SELECT id::text FROM messages WHERE account_id = $1 AND id >= $2
+			ORDER BY id LIMIT 1`, a.id, partition.IDBound(at)).Scan(&id)
 		if err == pgx.ErrNoRows {
 			continue
 		}
