@@ -157,18 +157,27 @@ type listFilter struct {
 
 // list returns up to f.limit messages of the account, newest first.
 //
-// Each statement is planned with its arguments (QueryExecModeCacheDescribe),
-// not once for all (a prepared statement's generic plan): which index serves
-// best depends on the values, a rare tag or status against a common one, an
-// account of millions of messages against one of a few. Every filter is
-// answered by walking an index in id order until the page is full:
-// (account_id, id) or (account_id, status, id) or (account_id, provider_id,
-// id) on messages, and for a recipient (account_id, address, message_id) on
-// recipients, whose message ids are then looked up one by one.
+// Every filter is answered by walking an index in id order until the page is
+// full: (account_id, id) or (account_id, status, id) or (account_id,
+// provider_id, id) on messages, and for a recipient (account_id, address,
+// message_id) on recipients, whose message ids are then looked up one by
+// one. Which index serves best depends on the values of a status, provider,
+// tag or recipient filter (a rare tag against a common one, an account of
+// millions of messages against one of a few), so such a statement is planned
+// with its arguments every time (QueryExecModeCacheDescribe); a prepared
+// statement's generic plan, made once without them, chose a bitmap scan and a
+// sort of every match for a common tag. Without those filters the walk along
+// (account_id, id) is right whatever the values, and planning each call
+// (every partition of messages, a few milliseconds) would cost more than the
+// query: the statement is prepared (pgx's statement cache).
 func (s *store) list(ctx context.Context, accountID string, f listFilter) ([]*emailsenderv1.MessageSummary, error) {
+	mode := pgx.QueryExecModeCacheStatement
+	if len(f.statuses) > 0 || f.providerID != "" || f.tagsJSON != "" || f.recipient != "" {
+		mode = pgx.QueryExecModeCacheDescribe
+	}
 	var (
 		where = []string{"m.account_id = $1"}
-		args  = []any{pgx.QueryExecModeCacheDescribe, accountID}
+		args  = []any{mode, accountID}
 	)
 	arg := func(v any) string {
 		args = append(args, v)

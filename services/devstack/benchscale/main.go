@@ -109,6 +109,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	defer svc.stop()
 
+	if err := settle(ctx, db, log); err != nil {
+		return err
+	}
 	shapes, err := buildShapes(ctx, db, svc)
 	if err != nil {
 		return err

@@ -208,3 +208,36 @@ func (s *reportService) stop() {
 		s.stops[i]()
 	}
 }
+
+// settle waits until the report has folded every pending change of the
+// message counts into GetStats' rollup (the seed's inserts made millions),
+// then vacuums both tables, as autovacuum would have long before in a
+// service that ran for the 60 days: what is measured is the steady state,
+// not the backlog of the seeding.
+func settle(ctx context.Context, db *seededDB, log *slog.Logger) error {
+	start := time.Now()
+	for {
+		var n int64
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM message_stats_pending`).Scan(&n); err != nil {
+			return fmt.Errorf("pending message stats: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Since(start) > 30*time.Minute {
+			return fmt.Errorf("the report has not folded the message stats after %s: %d pending", time.Since(start).Round(time.Second), n)
+		}
+		log.Info("waiting for the report to fold the message stats", "pending", n)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+	}
+	for _, t := range []string{"message_stats", "message_stats_pending"} {
+		if _, err := db.pool.Exec(ctx, `VACUUM (ANALYZE) `+t); err != nil {
+			return fmt.Errorf("vacuum %s: %w", t, err)
+		}
+	}
+	return nil
+}
