@@ -26,15 +26,16 @@ start=$(date +%s)
 DATABASE_URL="$(bash scripts/pg.sh test)"
 export DATABASE_URL
 
-mkdir -p .bin "$OUT"
+mkdir -p "$OUT"
+bin="$(mktemp -d)"
+trap 'rm -rf "$bin"' EXIT
 echo "bench-scale: building the harness" >&2
-go build -o .bin/bench-scale ./services/devstack/benchscale
+go build -o "$bin/bench-scale" ./services/devstack/benchscale
 echo "bench-scale: running (the first run seeds for about 30 minutes on 2 cores; later runs reuse the seed)" >&2
-.bin/bench-scale -out "$OUT" "$@"
+"$bin/bench-scale" -out "$OUT" "$@"
 
 if [[ "${BENCH_README:-1}" != 0 && $# -eq 0 ]]; then
-	table="$(mktemp)"
-	trap 'rm -f "$table"' EXIT
+	table="$bin/table.md"
 	# The summary: everything of bench-scale.md before its EXPLAIN section,
 	# without its title.
 	awk '/^## EXPLAIN/ { exit } NR > 2 { print }' "$OUT/bench-scale.md" >"$table"
