@@ -1,9 +1,9 @@
 package report
 
 import (
+	"bytes"
 	"cmp"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -87,8 +87,11 @@ func spans(split []time.Time, start, end time.Time) []span {
 // first.
 //
 // The counts are summed as integers (an hour of one account's messages fits):
-// sum(integer) adds in a bigint, sum(bigint) in a numeric. The rows are
-// sorted here, by the provider's uuid: in SQL, ordering by its text compares
+// sum(integer) adds in a bigint, sum(bigint) in a numeric. Buckets wider than
+// an hour are summed in SQL, which returns far fewer rows then; hour buckets
+// (30 days of the big account: 32,000 rows of the rollup, nearly each its own
+// bucket) would only pay for a hash aggregate there. The rows are sorted and
+// merged here, by the provider's uuid: in SQL, ordering by its text compares
 // by collation, which cost more than the rest of the query.
 func (s *store) stats(ctx context.Context, accountID string, start, end time.Time, bucket time.Duration, providerID string) ([]statsRow, error) {
 	split := splitHours(start, end, bucket)
@@ -116,13 +119,19 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 		}
 		messages = `
 			UNION ALL
-			SELECT m.created_at, m.provider_id, m.status, 1
+			SELECT date_bin(make_interval(secs => $7::double precision), m.created_at, $6), m.provider_id, m.status,
+				count(*)::integer
 			FROM messages m
 			WHERE m.account_id = $1 AND ($2 = '' OR m.provider_id = NULLIF($2, '')::uuid)
-				AND (` + strings.Join(ranges, " OR ") + `)`
+				AND (` + strings.Join(ranges, " OR ") + `)
+			GROUP BY 1, 2, 3`
+	}
+	sum, group := "c.n", ""
+	if bucket > time.Hour {
+		sum, group = "sum(c.n)", "GROUP BY 1, 2, 3"
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT date_bin(make_interval(secs => $7::double precision), c.at, $6), c.provider_id, c.status, sum(c.n)
+		SELECT date_bin(make_interval(secs => $7::double precision), c.at, $6), c.provider_id, c.status, `+sum+`
 		FROM (
 			SELECT s.hour AS at, s.provider_id, s.status, s.count::integer AS n
 			FROM message_stats s
@@ -134,47 +143,80 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 			WHERE p.account_id = $1 AND ($2 = '' OR p.provider_id = NULLIF($2, '')::uuid)
 				AND p.hour >= $3 AND p.hour < $4 AND p.hour <> ALL($5::timestamptz[])`+messages+`
 		) c
-		GROUP BY 1, 2, 3`, args...)
+		`+group, args...)
 	if err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
 	}
-	// Sorted by integers: the bucket's Unix microseconds, the provider's
-	// uuid as two big-endian halves, the status.
+	// Each row's key is one integer, so that sorting compares integers:
+	// the bucket's number from start, the provider's rank among the
+	// account's (by uuid), the status.
 	type row struct {
-		bucket       int64
-		provHi, prov uint64
-		status       int16
-		count        int64
+		bucket   int64
+		provider int
+		status   int16
+		count    int64
 	}
 	var (
-		got      []row
-		at       time.Time
-		provider [16]byte
-		status   int16
-		n        int64
+		got       []row
+		providers [][16]byte
+		rank      = map[[16]byte]int{}
+		at        time.Time
+		provider  [16]byte
+		status    int16
+		n         int64
 	)
 	if _, err := pgx.ForEachRow(rows, []any{&at, &provider, &status, &n}, func() error {
-		if n != 0 {
-			got = append(got, row{bucket: at.UnixMicro(), provHi: binary.BigEndian.Uint64(provider[:8]),
-				prov: binary.BigEndian.Uint64(provider[8:]), status: status, count: n})
+		p, ok := rank[provider]
+		if !ok {
+			p = len(providers)
+			rank[provider] = p
+			providers = append(providers, provider)
 		}
+		got = append(got, row{bucket: int64(at.Sub(start) / bucket), provider: p, status: status, count: n})
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
 	}
-	slices.SortFunc(got, func(a, b row) int {
-		return cmp.Or(cmp.Compare(a.bucket, b.bucket), cmp.Compare(a.provHi, b.provHi), cmp.Compare(a.prov, b.prov), cmp.Compare(a.status, b.status))
-	})
-	out := make([]statsRow, len(got))
-	var id string
+	if len(providers) > 1<<16 {
+		return nil, fmt.Errorf("stats: %d provider configurations: at most %d fit the sort key", len(providers), 1<<16)
+	}
+	order := make([]int, len(providers)) // rank by uuid of the provider first seen i-th
+	byID := make([]int, len(providers))
+	for i := range byID {
+		byID[i] = i
+	}
+	slices.SortFunc(byID, func(a, b int) int { return bytes.Compare(providers[a][:], providers[b][:]) })
+	for r, i := range byID {
+		order[i] = r
+	}
+	type keyed struct {
+		key   uint64
+		count int64
+	}
+	keys := make([]keyed, len(got))
 	for i, r := range got {
-		if i == 0 || r.provHi != got[i-1].provHi || r.prov != got[i-1].prov {
-			var u uuid.UUID
-			binary.BigEndian.PutUint64(u[:8], r.provHi)
-			binary.BigEndian.PutUint64(u[8:], r.prov)
-			id = u.String()
+		keys[i] = keyed{uint64(r.bucket)<<32 | uint64(order[r.provider])<<16 | uint64(uint16(r.status)), r.count}
+	}
+	slices.SortFunc(keys, func(a, b keyed) int { return cmp.Compare(a.key, b.key) })
+	ids := make([]string, len(providers))
+	for r, i := range byID {
+		ids[r] = uuid.UUID(providers[i]).String()
+	}
+	out := make([]statsRow, 0, len(keys))
+	for i, k := range keys {
+		if i+1 < len(keys) && keys[i+1].key == k.key {
+			keys[i+1].count += k.count // the same count from the rollup and pending changes
+			continue
 		}
-		out[i] = statsRow{bucket: time.UnixMicro(r.bucket).UTC(), providerID: id, status: emailsenderv1.MessageStatus_Value(r.status), count: r.count}
+		if k.count == 0 {
+			continue
+		}
+		out = append(out, statsRow{
+			bucket:     start.Add(time.Duration(k.key>>32) * bucket).UTC(),
+			providerID: ids[k.key>>16&0xffff],
+			status:     emailsenderv1.MessageStatus_Value(int16(uint16(k.key))),
+			count:      k.count,
+		})
 	}
 	return out, nil
 }

@@ -100,16 +100,15 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		Seed:     db.marker,
 		TargetMS: ms(o.target),
 	}
-	if res.Setup, err = db.describe(ctx); err != nil {
-		return err
-	}
 	svc, err := startReport(ctx, db, log)
 	if err != nil {
 		return err
 	}
 	defer svc.stop()
-
 	if err := settle(ctx, db, log); err != nil {
+		return err
+	}
+	if res.Setup, err = db.describe(ctx); err != nil {
 		return err
 	}
 	shapes, err := buildShapes(ctx, db, svc)
