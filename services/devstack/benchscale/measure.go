@@ -17,7 +17,7 @@ import (
 // measure makes o.warmup unmeasured calls of the shape, then o.calls measured
 // ones, one at a time, then one more whose SQL it records and explains.
 func measure(ctx context.Context, svc *reportService, sh shape, o options) (ShapeResult, error) {
-	res := ShapeResult{Name: sh.name, RPC: sh.rpc, Account: sh.account.label, Calls: o.calls}
+	res := ShapeResult{Name: sh.name, RPC: sh.rpc, Account: sh.account.label, Calls: o.calls, SlowPath: sh.slowPath}
 	req, err := protojson.MarshalOptions{}.Marshal(sh.requests[0])
 	if err != nil {
 		return res, err
