@@ -21,7 +21,7 @@ IMAGE ?= namirasoft/email-sender:dev
 help: ## Show this help
 	@awk 'BEGIN { FS = ":.*## " } \
 		/^##@/ { printf "\n%s\n", substr($$0, 5) } \
-		/^[a-zA-Z0-9_.-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+		/^[a-zA-Z0-9_.-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 ##@ Develop
 
@@ -37,6 +37,10 @@ test: ## Unit and integration tests with -race against real PostgreSQL, plus a s
 bench: ## Run the benchmark harness (scripts/bench.sh)
 	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh; \
 	else echo "bench: no benchmark harness yet (scripts/bench.sh is missing)"; fi
+
+.PHONY: bench-scale
+bench-scale: ## Report queries at 10M messages: seed once (reused), p50/p95 and EXPLAIN per shape (scripts/bench-scale.sh; not part of make test)
+	@bash scripts/bench-scale.sh
 
 .PHONY: chaos
 chaos: ## Fault injection run: the services as processes under load while workers, NATS and PostgreSQL are killed (scripts/chaos.sh)

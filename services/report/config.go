@@ -70,6 +70,11 @@ type Config struct {
 	// ApplyTimeout bounds one batch transaction.
 	ApplyTimeout time.Duration `env:"REPORT_APPLY_TIMEOUT" default:"20s" help:"timeout of one batch transaction"`
 
+	// StatsFoldInterval is how often the changes the triggers on messages
+	// appended to message_stats_pending are folded into message_stats
+	// (GetStats reads both, so it only bounds how many are pending).
+	StatsFoldInterval time.Duration `env:"REPORT_STATS_FOLD_INTERVAL" default:"1s" help:"how often pending message count changes are folded into GetStats' hourly rollup"`
+
 	// KeyCacheTTL is how long main's API key store caches a key lookup.
 	KeyCacheTTL time.Duration `env:"REPORT_KEY_CACHE_TTL" default:"30s" help:"API key cache TTL (0 disables)"`
 
@@ -103,7 +108,7 @@ type Config struct {
 // (the one source of defaults).
 func (c Config) WithDefaults() (Config, error) {
 	err := errors.Join(
-		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern",
+		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern", "StatsFoldInterval",
 			"SNSMaxAge", "FeedbackMaxMailAge", "WatchHeartbeat", "WatchBuffer"),
 		envconfig.FillDefaults(&c.NATS, "StreamReplicas"),
 		envconfig.FillDefaults(&c.Suppression, "SoftBounces", "SoftBounceWindow"),
@@ -131,6 +136,9 @@ func (c Config) validate() error {
 	}
 	if c.ApplyTimeout >= c.AckWait {
 		errs = append(errs, fmt.Errorf("apply timeout %s: want less than ack wait %s", c.ApplyTimeout, c.AckWait))
+	}
+	if c.StatsFoldInterval <= 0 {
+		errs = append(errs, fmt.Errorf("stats fold interval %s: want more than 0", c.StatsFoldInterval))
 	}
 	if c.BatchWait < 0 || c.RetryDelay < 0 {
 		errs = append(errs, errors.New("batch wait and retry delay must not be negative"))

@@ -72,9 +72,10 @@ func scanned(t *testing.T, pool *pgxpool.Pool, q pgx.TraceQueryStartData) []stri
 // TestQueriesPrunePartitions: GetMessage reads one partition of messages,
 // recipients and events; ListMessages and GetStats over a time range read
 // the partitions of that range only (and a minute of each neighbour, the
-// ids' allowed skew: partition.IDSkew); applying an event touches its
-// message's partitions only; ListMessages without a range reads the newest
-// partitions first and stops at its limit.
+// ids' allowed skew: partition.IDSkew), GetStats those of the hours it
+// counts from the messages, a recipient's list those of recipients too;
+// applying an event touches its message's partitions only; ListMessages
+// without a range reads the newest partitions first and stops at its limit.
 func TestQueriesPrunePartitions(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
@@ -148,6 +149,33 @@ func TestQueriesPrunePartitions(t *testing.T) {
 		}
 		require.Equal(t, want, scanned(t, db.Pool, q))
 	}
+
+	// A range that starts and ends on no whole hour: GetStats counts the
+	// messages of its first and last hour, and reads their partitions only;
+	// so does a recipient's list over the range, on recipients too.
+	from, to = day(2).Add(-30*time.Minute), day(3).Add(30*time.Minute)
+	_, err = s.stats(ctx, account, from, to, time.Hour, "")
+	require.NoError(t, err)
+	list, err = s.list(ctx, account, listFilter{createdAfter: &from, createdBefore: &to, recipient: "to@example.com", limit: 10})
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	var reads [][]string
+	for _, q := range log.take() {
+		if !strings.Contains(q.SQL, "FROM messages") {
+			continue
+		}
+		var parts []string
+		for _, rel := range scanned(t, db.Pool, q) {
+			if strings.HasPrefix(rel, "messages_") || strings.HasPrefix(rel, "recipients_") {
+				parts = append(parts, rel)
+			}
+		}
+		reads = append(reads, parts)
+	}
+	require.Equal(t, [][]string{
+		{p("messages", 2), p("messages", 3)},
+		{p("messages", 2), p("messages", 3), p("recipients", 2), p("recipients", 3)},
+	}, reads, "GetStats, then ListMessages by recipient")
 
 	// Applying an event reads and writes its message's partitions only.
 	_, _, err = s.apply(ctx, []event{{id: uuid.NewString(), messageID: ids[3], accountID: account,

@@ -187,17 +187,15 @@ func (s *reportServer) getStats(ctx context.Context, req *emailsenderv1.GetStats
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case start == nil && end == nil:
-		e := s.clock()
-		b := e.Add(-defaultRange)
-		start, end = &b, &e
-	case start == nil:
-		b := end.Add(-defaultRange)
-		start = &b
-	case end == nil:
+	if end == nil {
 		e := s.clock()
 		end = &e
+	}
+	if start == nil {
+		// The hour buckets of the last 24 hours on whole hours (the last
+		// one up to end), which the hourly rollup answers (stats.go).
+		b := end.Truncate(time.Hour).Add(time.Hour - defaultRange)
+		start = &b
 	}
 	if !end.After(*start) {
 		return nil, invalidField("end", "must be after start")

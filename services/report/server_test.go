@@ -152,6 +152,48 @@ func TestListMessagesPagination(t *testing.T) {
 	require.Equal(t, otherID, resp.GetMessages()[0].GetMessageId())
 }
 
+// TestListMessagesRecipientPages: a recipient's messages page newest first,
+// each once even when the address is on it twice, filtered like any list,
+// and never another account's.
+func TestListMessagesRecipientPages(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a, other := b.newAccount(t), b.newAccount(t)
+	var want []string
+	for i := range 7 {
+		spec := msgSpec{to: []string{"jane@example.com"}, status: msgstatus.Sent}
+		switch i % 3 {
+		case 1:
+			spec.cc = []string{"jane@example.com"} // twice on one message
+		case 2:
+			spec.status = msgstatus.Failed
+		}
+		id := b.newMessage(t, a, spec)
+		if spec.status == msgstatus.Sent {
+			want = append([]string{id}, want...)
+		}
+		b.newMessage(t, a, msgSpec{to: []string{"joe@example.com"}, status: msgstatus.Sent})
+	}
+	b.newMessage(t, other, msgSpec{to: []string{"jane@example.com"}, status: msgstatus.Sent})
+
+	var (
+		got   []string
+		token string
+	)
+	for range 10 {
+		resp, err := b.client.ListMessages(authed(a), &emailsenderv1.ListMessagesRequest{
+			Recipient: "jane@example.com", Statuses: []msgstatus.Status{msgstatus.Sent}, PageSize: 2, PageToken: token})
+		require.NoError(t, err)
+		for _, m := range resp.GetMessages() {
+			got = append(got, m.GetMessageId())
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	require.Equal(t, want, got)
+}
+
 func TestListMessagesFilters(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -30,6 +30,12 @@ const summaryColumns = `m.id::text, m.status, m.from_address, m.from_name, m.sub
 	m.provider_id::text, m.provider_kind, m.tags, m.recipient_count, m.attempts,
 	m.created_at, m.updated_at, m.send_at, m.provider_message_id, m.last_error`
 
+// summaryFields are the columns summaryColumns reads, for a subquery that
+// selects them.
+const summaryFields = `m.id, m.status, m.from_address, m.from_name, m.subject, m.provider_id,
+	m.provider_kind, m.tags, m.recipient_count, m.attempts, m.created_at, m.updated_at, m.send_at,
+	m.provider_message_id, m.last_error`
+
 func scanSummary(row pgx.Row) (*emailsenderv1.MessageSummary, error) {
 	var (
 		m                    emailsenderv1.MessageSummary
@@ -150,14 +156,32 @@ type listFilter struct {
 }
 
 // list returns up to f.limit messages of the account, newest first.
+//
+// Every filter is answered by walking an index in id order until the page is
+// full: (account_id, id) or (account_id, status, id) or (account_id,
+// provider_id, id) on messages, and for a recipient (account_id, address,
+// message_id) on recipients, whose message ids are then looked up one by
+// one. Which index serves best depends on the values of a status, provider,
+// tag or recipient filter (a rare tag against a common one, an account of
+// millions of messages against one of a few), so such a statement is planned
+// with its arguments every time (QueryExecModeCacheDescribe); a prepared
+// statement's generic plan, made once without them, chose a bitmap scan and a
+// sort of every match for a common tag. Without those filters the walk along
+// (account_id, id) is right whatever the values, and planning each call
+// (every partition of messages, a few milliseconds) would cost more than the
+// query: the statement is prepared (pgx's statement cache).
 func (s *store) list(ctx context.Context, accountID string, f listFilter) ([]*emailsenderv1.MessageSummary, error) {
+	mode := pgx.QueryExecModeCacheStatement
+	if len(f.statuses) > 0 || f.providerID != "" || f.tagsJSON != "" || f.recipient != "" {
+		mode = pgx.QueryExecModeCacheDescribe
+	}
 	var (
 		where = []string{"m.account_id = $1"}
-		args  = []any{accountID}
+		args  = []any{mode, accountID}
 	)
 	arg := func(v any) string {
 		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
+		return fmt.Sprintf("$%d", len(args)-1)
 	}
 	if len(f.statuses) > 0 {
 		where = append(where, "m.status = ANY("+arg(f.statuses)+"::smallint[])")
@@ -165,29 +189,45 @@ func (s *store) list(ctx context.Context, accountID string, f listFilter) ([]*em
 	if f.providerID != "" {
 		where = append(where, "m.provider_id = "+arg(f.providerID)+"::uuid")
 	}
-	if f.recipient != "" {
-		where = append(where, `EXISTS (SELECT 1 FROM recipients r
-			WHERE r.account_id = m.account_id AND r.message_id = m.id AND r.address = `+arg(f.recipient)+`)`)
-	}
 	if f.tagsJSON != "" {
 		where = append(where, "m.tags @> "+arg(f.tagsJSON)+"::jsonb")
 	}
 	// The id bounds change nothing but let PostgreSQL skip the partitions
 	// outside the range (messages are partitioned by id, a UUIDv7 of
 	// created_at).
+	// The same bounds of the recipients' message ids.
+	var ids []string
 	if f.createdAfter != nil {
-		where = append(where, "m.created_at >= "+arg(*f.createdAfter),
-			"m.id >= "+arg(partition.IDsFrom(*f.createdAfter)))
+		from := arg(partition.IDsFrom(*f.createdAfter))
+		where = append(where, "m.created_at >= "+arg(*f.createdAfter), "m.id >= "+from)
+		ids = append(ids, "r.message_id >= "+from)
 	}
 	if f.createdBefore != nil {
-		where = append(where, "m.created_at < "+arg(*f.createdBefore),
-			"m.id < "+arg(partition.IDsBefore(*f.createdBefore)))
+		before := arg(partition.IDsBefore(*f.createdBefore))
+		where = append(where, "m.created_at < "+arg(*f.createdBefore), "m.id < "+before)
+		ids = append(ids, "r.message_id < "+before)
 	}
 	if f.afterID != "" {
-		where = append(where, "m.id < "+arg(f.afterID)+"::uuid")
+		cursor := arg(f.afterID) + "::uuid"
+		where = append(where, "m.id < "+cursor)
+		ids = append(ids, "r.message_id < "+cursor)
 	}
-	q := `SELECT ` + summaryColumns + ` FROM messages m WHERE ` + strings.Join(where, " AND ") +
-		` ORDER BY m.id DESC LIMIT ` + arg(f.limit)
+	var q string
+	if f.recipient == "" {
+		q = `SELECT ` + summaryColumns + ` FROM messages m WHERE ` + strings.Join(where, " AND ") +
+			` ORDER BY m.id DESC LIMIT ` + arg(f.limit)
+	} else {
+		// The recipient's messages, newest first, from the recipients
+		// index; each looked up (LIMIT 1 keeps it a lookup per id, not a
+		// join the planner might make by scanning messages) and filtered.
+		rwhere := append([]string{"r.account_id = $1", "r.address = " + arg(f.recipient)}, ids...)
+		q = `SELECT ` + summaryColumns + ` FROM (
+				SELECT DISTINCT r.message_id FROM recipients r WHERE ` + strings.Join(rwhere, " AND ") + `
+				ORDER BY r.message_id DESC) r
+			CROSS JOIN LATERAL (SELECT ` + summaryFields + ` FROM messages m
+				WHERE m.id = r.message_id AND ` + strings.Join(where, " AND ") + ` LIMIT 1) m
+			ORDER BY r.message_id DESC LIMIT ` + arg(f.limit)
+	}
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
@@ -203,44 +243,6 @@ func (s *store) list(ctx context.Context, accountID string, f listFilter) ([]*em
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list messages: %w", err)
-	}
-	return out, nil
-}
-
-// statsRow is the count of one status in one bucket for one provider.
-type statsRow struct {
-	bucket     time.Time
-	providerID string
-	status     emailsenderv1.MessageStatus_Value
-	count      int64
-}
-
-// stats counts the account's messages created in [start, end) by bucket,
-// provider and current status, oldest bucket first.
-func (s *store) stats(ctx context.Context, accountID string, start, end time.Time, bucket time.Duration, providerID string) ([]statsRow, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT date_bin(make_interval(secs => $4::double precision), m.created_at, $2) AS bucket,
-			m.provider_id::text, m.status, count(*)
-		FROM messages m
-		WHERE m.account_id = $1 AND m.created_at >= $2 AND m.created_at < $3
-			AND m.id >= $6 AND m.id < $7 -- the partitions of [start, end)
-			AND ($5 = '' OR m.provider_id = NULLIF($5, '')::uuid)
-		GROUP BY 1, 2, 3
-		ORDER BY 1, 2, 3`, accountID, start, end, bucket.Seconds(), providerID, partition.IDsFrom(start), partition.IDsBefore(end))
-	if err != nil {
-		return nil, fmt.Errorf("stats: %w", err)
-	}
-	var (
-		out []statsRow
-		r   statsRow
-		st  int16
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&r.bucket, &r.providerID, &st, &r.count}, func() error {
-		r.status = emailsenderv1.MessageStatus_Value(st)
-		out = append(out, r)
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("stats: %w", err)
 	}
 	return out, nil
 }

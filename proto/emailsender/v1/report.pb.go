@@ -835,7 +835,12 @@ func (x *ListMessagesResponse) GetNextPageToken() string {
 
 type GetStatsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Range [start, end). Defaults: the last 24 hours.
+	// Range [start, end). Defaults: end now; start on the whole hour 23 hours
+	// before end's hour, so that the default buckets are the last 24 hours on
+	// whole hours, the last one up to end. Buckets start at start. Requests
+	// whose start is on a whole hour and whose bucket is a whole number of
+	// hours are answered from an hourly rollup; others count the messages of
+	// every hour a bucket boundary falls inside, so keep their ranges short.
 	Start *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
 	End   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end,proto3" json:"end,omitempty"`
 	// Bucket width, at least 1 minute; default 1 hour. At most 1000 buckets.

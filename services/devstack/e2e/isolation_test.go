@@ -277,7 +277,8 @@ func setupIsolation(t *testing.T, s *stack) *isoFixture {
 }
 
 // settle waits until the account's data stops changing: none of its messages
-// is queued or being sent, and three snapshots in a row are equal.
+// is queued or being sent, no change of its message counts waits for the
+// report's fold into message_stats, and three snapshots in a row are equal.
 func settle(t *testing.T, s *stack, accountID string) {
 	t.Helper()
 	var prev accountSnapshot
@@ -285,7 +286,8 @@ func settle(t *testing.T, s *stack, accountID string) {
 	require.Eventually(t, func() bool {
 		var pending int
 		require.NoError(t, s.db.Pool.QueryRow(context.Background(), `
-			SELECT count(*) FROM messages WHERE account_id = $1 AND status IN ($2, $3, $4)`,
+			SELECT (SELECT count(*) FROM messages WHERE account_id = $1 AND status IN ($2, $3, $4))
+				+ (SELECT count(*) FROM message_stats_pending WHERE account_id = $1)`,
 			accountID, int16(v1.MessageStatus_QUEUED), int16(v1.MessageStatus_SENDING), int16(v1.MessageStatus_RETRYING)).Scan(&pending))
 		cur := snapshotAccount(t, s, accountID, nil)
 		if pending == 0 && prev != nil && equalSnapshots(prev, cur) {
