@@ -161,6 +161,13 @@ func (e *env) resetIngest(ctx context.Context) error {
 		return err
 	}
 	defer nc.Close()
+	// Ingest publishes each message's ACCEPTED event, which the report
+	// stores: the next phase starts once they are applied (a backlog of the
+	// ingest runs' events would hold the report's consumer), and before the
+	// rows are deleted.
+	if err := awaitEventsDrained(ctx, e, js); err != nil {
+		return err
+	}
 	st, err := js.Stream(ctx, queue.SendStream)
 	if err != nil {
 		return err
