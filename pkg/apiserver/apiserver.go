@@ -116,6 +116,9 @@ type API struct {
 	// webhooks); every other HTTP request is authenticated before its body
 	// is read.
 	PublicPaths []string
+	// Mounts are plain HTTP handlers served on the HTTP listener under their
+	// prefixes, beside the gateway (httpgateway.Mount).
+	Mounts []httpgateway.Mount
 	// Sends names the calls that use the daily send quota (zero: none).
 	Sends limits.Sends
 	// Interceptors run after the gate (the caller is authenticated).
@@ -248,6 +251,7 @@ func (s *Server) gateway() (*httpgateway.Gateway, net.Listener, error) {
 		Dialer:           s.grpc.DialInProcess,
 		PreAuth:          httpPreAuth(s.gate.Auth),
 		PublicPaths:      s.api.PublicPaths,
+		Mounts:           s.api.Mounts,
 	}, httpgateway.InProcessTarget, s.log, s.api.Gateway...)
 	if err != nil {
 		_ = lis.Close()

@@ -90,6 +90,17 @@ type Config struct {
 	// PublicPaths are path prefixes served without PreAuth (endpoints with
 	// their own authentication, such as signed webhooks).
 	PublicPaths []string
+	// Mounts are plain HTTP handlers served under their path prefix instead
+	// of the gateway (the report's console): no PreAuth, no body limit, no
+	// gRPC; they authenticate and bound requests themselves.
+	Mounts []Mount
+}
+
+// Mount is an HTTP handler served under Prefix (which ends in "/"; a request
+// for Prefix without its slash is redirected to it).
+type Mount struct {
+	Prefix  string
+	Handler http.Handler
 }
 
 func (c Config) validate() error {
@@ -100,6 +111,11 @@ func (c Config) validate() error {
 		return fmt.Errorf("httpgateway: MaxResponseBytes %d: want a positive size", c.MaxResponseBytes)
 	case c.ShutdownGrace <= 0:
 		return fmt.Errorf("httpgateway: ShutdownGrace %s: want a positive duration", c.ShutdownGrace)
+	}
+	for _, m := range c.Mounts {
+		if !strings.HasPrefix(m.Prefix, "/") || !strings.HasSuffix(m.Prefix, "/") || len(m.Prefix) < 3 || m.Handler == nil {
+			return fmt.Errorf("httpgateway: mount %q: want a handler under a prefix /.../", m.Prefix)
+		}
 	}
 	return nil
 }
@@ -171,7 +187,28 @@ func New(cfg Config, grpcTarget string, log *slog.Logger, register ...Register) 
 			return nil, fmt.Errorf("httpgateway: register handlers: %w", err)
 		}
 	}
-	return &Gateway{cfg: cfg, log: log, conn: conn, handler: preAuth(cfg, limitBody(cfg.MaxBodyBytes, mux))}, nil
+	return &Gateway{cfg: cfg, log: log, conn: conn, handler: mount(cfg.Mounts, preAuth(cfg, limitBody(cfg.MaxBodyBytes, mux)))}, nil
+}
+
+// mount routes the requests under a mount's prefix to its handler, the rest
+// to next.
+func mount(mounts []Mount, next http.Handler) http.Handler {
+	if len(mounts) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range mounts {
+			if strings.HasPrefix(r.URL.Path, m.Prefix) {
+				m.Handler.ServeHTTP(w, r)
+				return
+			}
+			if r.URL.Path == strings.TrimSuffix(m.Prefix, "/") && r.Method == http.MethodGet {
+				http.Redirect(w, r, m.Prefix, http.StatusMovedPermanently)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Handler is the gateway's HTTP handler (Serve serves it).

@@ -112,15 +112,27 @@ func (v *Verifier) Verify(ctx context.Context, token string) (auth.Principal, er
 	if err := v.lifetime(claims); err != nil {
 		return auth.Principal{}, fmt.Errorf("%w: %w", auth.ErrUnauthenticated, err)
 	}
-	acct, _ := claims[v.cfg.AccountClaim].(string)
-	id, err := uuid.Parse(acct)
-	if err != nil || acct == "" {
-		return auth.Principal{}, fmt.Errorf("%w: claim %q is not an account id", auth.ErrUnauthenticated, v.cfg.AccountClaim)
-	}
-	sub, _ := claims["sub"].(string)
-	scopes, err := v.scopes(claims)
+	p, err := v.cfg.Principal(claims)
 	if err != nil {
 		return auth.Principal{}, fmt.Errorf("%w: %w", auth.ErrUnauthenticated, err)
+	}
+	return p, nil
+}
+
+// Principal maps the claims of a verified Namirasoft Account token (or of an
+// ID token of the same issuer: the console's sign-in) to its principal: the
+// account claim (a UUID), "sub" and the scope claim (DefaultScopes without
+// it). It checks no signature, issuer or lifetime.
+func (c Config) Principal(claims map[string]any) (auth.Principal, error) {
+	acct, _ := claims[c.AccountClaim].(string)
+	id, err := uuid.Parse(acct)
+	if err != nil || acct == "" {
+		return auth.Principal{}, fmt.Errorf("claim %q is not an account id", c.AccountClaim)
+	}
+	sub, _ := claims["sub"].(string)
+	scopes, err := c.scopes(claims)
+	if err != nil {
+		return auth.Principal{}, err
 	}
 	return auth.Principal{AccountID: id.String(), Subject: sub, Scopes: scopes}, nil
 }
@@ -152,10 +164,10 @@ func (v *Verifier) lifetime(claims jwt.MapClaims) error {
 // scopes maps the scope claim to the service's scopes: each of "send",
 // "read" and "admin" (also written "email-sender:send", ...) grants that scope;
 // other values are ignored. A token without the claim gets DefaultScopes.
-func (v *Verifier) scopes(claims jwt.MapClaims) ([]string, error) {
-	raw, ok := claims[v.cfg.ScopeClaim]
+func (c Config) scopes(claims map[string]any) ([]string, error) {
+	raw, ok := claims[c.ScopeClaim]
 	if !ok {
-		return append([]string(nil), v.cfg.DefaultScopes...), nil
+		return append([]string(nil), c.DefaultScopes...), nil
 	}
 	var vals []string
 	switch s := raw.(type) {
@@ -165,12 +177,12 @@ func (v *Verifier) scopes(claims jwt.MapClaims) ([]string, error) {
 		for _, e := range s {
 			str, ok := e.(string)
 			if !ok {
-				return nil, fmt.Errorf("claim %q: not a list of strings", v.cfg.ScopeClaim)
+				return nil, fmt.Errorf("claim %q: not a list of strings", c.ScopeClaim)
 			}
 			vals = append(vals, strings.Fields(str)...)
 		}
 	default:
-		return nil, fmt.Errorf("claim %q: want a string or a list of strings", v.cfg.ScopeClaim)
+		return nil, fmt.Errorf("claim %q: want a string or a list of strings", c.ScopeClaim)
 	}
 	return MapScopes(vals), nil
 }

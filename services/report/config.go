@@ -11,6 +11,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/envconfig"
 	"github.com/namirasoft/email-sender/pkg/reputation"
 	"github.com/namirasoft/email-sender/pkg/suppression"
+	"github.com/namirasoft/email-sender/services/report/console"
 	"github.com/namirasoft/email-sender/services/report/webhook"
 )
 
@@ -85,6 +86,8 @@ type Config struct {
 	MasterKeyID string `env:"MASTER_KEY_ID" help:"master key that seals new secrets (default: first)"`
 	// Webhooks configures the webhook fan-out and dispatcher.
 	Webhooks webhook.Config
+	// Console configures the web console (CONSOLE_*; package console).
+	Console console.Config
 	// Watch tunes WatchEvents.
 	WatchHeartbeat time.Duration `env:"REPORT_WATCH_HEARTBEAT" default:"15s" help:"how often an idle WatchEvents stream gets a heartbeat"`
 	WatchBuffer    int           `env:"REPORT_WATCH_BUFFER" default:"256" help:"events a WatchEvents stream pulls ahead of what the client took"`
@@ -117,6 +120,9 @@ func (c Config) WithDefaults() (Config, error) {
 		c.Reputation, err = c.Reputation.WithDefaults()
 	}
 	if err != nil {
+		return c, err
+	}
+	if c.Console, err = c.Console.WithDefaults(); err != nil {
 		return c, err
 	}
 	if c.Webhooks, err = c.Webhooks.WithDefaults(); err != nil {
@@ -161,6 +167,9 @@ func (c Config) validate() error {
 		}
 	}
 	if err := c.Reputation.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Console.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Webhooks.Validate(); err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/suppression"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/report/console"
 	"github.com/namirasoft/email-sender/services/report/sns"
 	"github.com/namirasoft/email-sender/services/report/watch"
 	"github.com/namirasoft/email-sender/services/report/webhook"
@@ -57,6 +58,23 @@ type Deps struct {
 	// Webhooks: the webhook dispatcher's clock, jitter source and transport
 	// (tests); zero: the real ones (transport: netguard's).
 	Webhooks WebhookDeps
+	// Console: the console's clock and OpenID client (tests).
+	Console ConsoleDeps
+}
+
+// ConsoleDeps are console.Deps a test may set: the clock (idle expiry) and
+// the HTTP client that reaches the OpenID provider.
+type ConsoleDeps struct {
+	Now        func() time.Time
+	HTTPClient *http.Client
+}
+
+// capturedServices keeps the service implementations Register registers, for
+// the console to call in process.
+type capturedServices map[string]any
+
+func (c capturedServices) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	c[desc.ServiceName] = impl
 }
 
 // WebhookDeps are webhook.Deps a test may set.
@@ -178,6 +196,21 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("report: %w", err)
 	}
 	s.watcher = watch.New(deps.JetStream, s.webhooks, deps.Logger, watch.Config{Heartbeat: cfg.WatchHeartbeat, Buffer: cfg.WatchBuffer})
+	var mounts []httpgateway.Mount
+	if !cfg.Console.Off {
+		impls := capturedServices{}
+		s.Register(impls)
+		con, err := console.New(cfg.Console, console.Deps{
+			Pool: deps.Pool, Keys: deps.Authenticator, JWT: cfg.API.JWT,
+			Report:   impls[emailsenderv1.ReportService_ServiceDesc.ServiceName].(emailsenderv1.ReportServiceServer),
+			Webhooks: impls[emailsenderv1.WebhookService_ServiceDesc.ServiceName].(emailsenderv1.WebhookServiceServer),
+			Scopes:   MethodScopes(), Contents: s.store, Logger: deps.Logger, Now: deps.Console.Now, HTTPClient: deps.Console.HTTPClient,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("report: %w", err)
+		}
+		mounts = append(mounts, httpgateway.Mount{Prefix: console.Prefix, Handler: con})
+	}
 	var revs *auth.Revocations
 	if deps.KeyStore != nil {
 		revs = auth.NewRevocations(deps.JetStream, cfg.NATS.StreamReplicas)
@@ -201,6 +234,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		// SNS signs its posts; it sends no Authorization header.
 		PublicPaths: []string{FeedbackPathPrefix},
 		Scopes:      MethodScopes(),
+		Mounts:      mounts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("report: %w", err)

@@ -7,13 +7,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/partition"
 	"github.com/namirasoft/email-sender/pkg/reputation"
+	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -271,4 +274,28 @@ func (s *store) reputationOf(ctx context.Context, accountID, providerID string, 
 		out[i] = r
 	}
 	return out, nil
+}
+
+// Content returns the content of a message of accountID while it is retained
+// (message_contents; ok false once RETENTION_PERIOD dropped it, or for an id
+// that is not the account's). The console shows it; the API never returns
+// bodies.
+func (s *store) Content(ctx context.Context, accountID, messageID string) (*emailsenderv1.EmailMessage, bool, error) {
+	id, err := uuid.Parse(messageID)
+	if err != nil {
+		return nil, false, nil
+	}
+	var b []byte
+	err = s.pool.QueryRow(ctx, `SELECT content FROM message_contents WHERE message_id = $1 AND account_id = $2`, id, accountID).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("get content of %s: %w", messageID, err)
+	}
+	var job queuev1.SendJob
+	if err := proto.Unmarshal(b, &job); err != nil {
+		return nil, false, fmt.Errorf("decode content of %s: %w", messageID, err)
+	}
+	return job.GetMessage(), true, nil
 }

@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 
@@ -70,7 +71,7 @@ func serveSSE(w http.ResponseWriter, r *http.Request, client emailsenderv1.Repor
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	for resp := first; ; {
-		if err := writeEvent(w, resp); err != nil {
+		if err := WriteSSE(w, resp); err != nil {
 			return
 		}
 		if flusher != nil {
@@ -86,7 +87,10 @@ func serveSSE(w http.ResponseWriter, r *http.Request, client emailsenderv1.Repor
 	}
 }
 
-func writeEvent(w http.ResponseWriter, resp *emailsenderv1.WatchEventsResponse) error {
+// WriteSSE writes one WatchEvents response as a Server-Sent Event: "id:
+// <cursor>", "event: <type>" (or "heartbeat"), "data: <the response as
+// JSON>" (the console's stream is written the same way).
+func WriteSSE(w io.Writer, resp *emailsenderv1.WatchEventsResponse) error {
 	b, err := protojson.Marshal(resp)
 	if err != nil {
 		return err

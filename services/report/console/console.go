@@ -1,0 +1,321 @@
+// Package console is the report service's web console: account owners sign
+// in (with an API key, or with Namirasoft Account over OpenID Connect) and
+// watch their delivery reports, served under /console/ on the report's HTTP
+// listener.
+//
+// # What it calls
+//
+// The pages call the report's own gRPC service implementations in process
+// (ReportService, WebhookService), with the session's principal in the
+// context exactly as the API's interceptor puts it there, after checking the
+// method's scope in the API's own table (report.MethodScopes,
+// auth.RequiredScope): a session can do what its credential can do through
+// the API, no more. The account comes only from the session, never from the
+// request, so another account's ids are answered 404 like in the API.
+// Console requests are not API calls: they are not usage-recorded or
+// rate-limited (pkg/apigate), they are bounded by the session instead.
+//
+// Actions that belong to ingest (API keys, senders, providers,
+// suppressions, cancel) are to call ingest's gRPC API through pkg/client,
+// not to repeat its logic here; they are not built yet (see README).
+//
+// # Sessions and CSRF
+//
+// A session is a random 256-bit token in an HttpOnly, Secure (a __Host-
+// cookie), SameSite=Lax cookie; the console_sessions row keeps its SHA-256,
+// the account, the scopes and how it was signed in. Signing out deletes the
+// row; a session ends after CONSOLE_SESSION_IDLE unused and
+// CONSOLE_SESSION_MAX after sign-in; one signed in with an API key ends when
+// the key is revoked or expires, and takes the key's current scopes. Only
+// over plain HTTP to a loopback host, and only with
+// CONSOLE_DEV_LOOPBACK_HTTP (make run), is the cookie not Secure.
+//
+// Every POST must come from the console's origin (Origin, and
+// Sec-Fetch-Site when sent) and carry the session's CSRF token (form field
+// csrf or header X-CSRF-Token).
+//
+// # Pages
+//
+// html/template with a little JavaScript (live events over Server-Sent
+// Events), assets embedded; the Content-Security-Policy allows nothing
+// remote. A message's HTML body is shown in an iframe with sandbox (no
+// scripts, no same origin) and srcdoc, under a CSP that blocks every remote
+// load.
+package console
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/jwtauth"
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+)
+
+// Prefix is where the console is served.
+const Prefix = "/console/"
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed assets
+var assetFS embed.FS
+
+// ContentSource returns a message's content while it is retained (ok false
+// after RETENTION_PERIOD), within an account.
+type ContentSource interface {
+	Content(ctx context.Context, accountID, messageID string) (msg *emailsenderv1.EmailMessage, ok bool, err error)
+}
+
+// Deps are what the console uses.
+type Deps struct {
+	Pool *pgxpool.Pool
+	// Keys verifies API keys as the API does (the report's authenticator).
+	Keys auth.Authenticator
+	// JWT is the API's Namirasoft Account token configuration: the console's
+	// OpenID Connect sign-in uses its issuer, audience and claims.
+	JWT jwtauth.Config
+	// Report and Webhooks are the report's gRPC service implementations;
+	// Scopes maps their full method names to scopes (the API's table).
+	Report   emailsenderv1.ReportServiceServer
+	Webhooks emailsenderv1.WebhookServiceServer
+	Scopes   map[string]string
+	Contents ContentSource
+	Logger   *slog.Logger
+	// Now is the clock (tests); nil: time.Now.
+	Now func() time.Time
+	// HTTPClient calls the OpenID provider; nil: http.DefaultClient.
+	HTTPClient *http.Client
+}
+
+// Console serves the console.
+type Console struct {
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	now      func() time.Time
+	sessions *sessions
+	accounts *jwtauth.Accounts
+	pages    map[string]*template.Template
+	mux      *http.ServeMux
+
+	oidcMu sync.Mutex
+	oidc   *oidcClient
+}
+
+// maxFormBytes bounds a POST body.
+const maxFormBytes = 64 << 10
+
+// New returns the console.
+func New(cfg Config, deps Deps) (*Console, error) {
+	cfg, err := cfg.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Pool == nil || deps.Keys == nil || deps.Report == nil || deps.Webhooks == nil || deps.Scopes == nil || deps.Contents == nil {
+		return nil, errors.New("console: Pool, Keys, Report, Webhooks, Scopes and Contents are required")
+	}
+	if cfg.OIDCClientID != "" && deps.JWT.Issuer == "" {
+		return nil, errors.New("console: CONSOLE_OIDC_CLIENT_ID needs JWT_ISSUER (and JWT_JWKS_URL): the console signs in at the API's issuer")
+	}
+	deps.JWT = deps.JWT.WithDefaults()
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.HTTPClient == nil {
+		deps.HTTPClient = http.DefaultClient
+	}
+	c := &Console{cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now,
+		sessions: &sessions{pool: deps.Pool, idle: cfg.SessionIdle, max: cfg.SessionMax, now: deps.Now},
+		accounts: jwtauth.NewAccounts(deps.Pool, deps.JWT.AutoProvision),
+	}
+	if c.pages, err = parsePages(); err != nil {
+		return nil, err
+	}
+	c.routes()
+	return c, nil
+}
+
+func parsePages() (map[string]*template.Template, error) {
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*template.Template{}
+	for _, n := range names {
+		if n == "templates/base.html" {
+			continue
+		}
+		t, err := template.New("base.html").Funcs(funcs).ParseFS(templateFS, "templates/base.html", n)
+		if err != nil {
+			return nil, fmt.Errorf("console: template %s: %w", n, err)
+		}
+		out[strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")] = t
+	}
+	return out, nil
+}
+
+func (c *Console) routes() {
+	m := http.NewServeMux()
+	assets, _ := fs.Sub(assetFS, "assets")
+	m.Handle("GET /console/assets/", http.StripPrefix("/console/assets/", assetHandler(http.FileServerFS(assets))))
+	m.HandleFunc("GET /console/signin", c.signInPage)
+	m.HandleFunc("POST /console/signin", c.signInKey)
+	m.HandleFunc("GET /console/signin/oidc", c.signInOIDC)
+	m.HandleFunc("GET /console/auth/callback", c.oidcCallback)
+	m.HandleFunc("POST /console/signout", c.authed(c.signOut))
+	m.HandleFunc("GET /console/{$}", c.authed(c.activity))
+	m.HandleFunc("GET /console/events", c.authed(c.events))
+	m.HandleFunc("GET /console/messages/{id}", c.authed(c.message))
+	m.HandleFunc("GET /console/webhooks", c.authed(c.webhooks))
+	m.HandleFunc("POST /console/webhooks/{id}/delete", c.authed(c.deleteWebhook))
+	c.mux = m
+}
+
+// ServeHTTP serves the console.
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		// Every state-changing request comes from the console's own pages.
+		if !c.sameOrigin(r) {
+			c.fail(w, r, nil, http.StatusForbidden, "This request did not come from the console's own pages.")
+			return
+		}
+	} else if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	c.mux.ServeHTTP(w, r)
+}
+
+// pageCSP allows the console's own scripts, styles and event stream, nothing
+// remote. Inline styles are allowed for the message body's srcdoc iframe,
+// which inherits the policy (it adds its own, stricter one).
+const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
+	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// bodyCSP is the message body's own policy, in its srcdoc.
+const bodyCSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+func assetHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authed serves h with r's session; a GET without one goes to the sign-in
+// page, anything else is 401. A POST must carry the session's CSRF token.
+func (c *Console) authed(h func(http.ResponseWriter, *http.Request, *Session)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sess, err := c.session(r)
+		if err != nil {
+			if !errors.Is(err, errNoSession) {
+				c.fail(w, r, nil, http.StatusServiceUnavailable, "The console cannot reach its database; try again.")
+				c.log.ErrorContext(r.Context(), "console session", "error", err)
+				return
+			}
+			if r.Method == http.MethodGet && r.URL.Path != "/console/events" {
+				http.Redirect(w, r, "/console/signin", http.StatusSeeOther)
+				return
+			}
+			c.fail(w, r, nil, http.StatusUnauthorized, "Sign in first.")
+			return
+		}
+		if r.Method == http.MethodPost && !validCSRF(r, sess) {
+			c.fail(w, r, sess, http.StatusForbidden, "This form is stale or forged (CSRF token mismatch). Reload the page.")
+			return
+		}
+		h(w, r, sess)
+	}
+}
+
+// can reports whether sess may call the gRPC method.
+func (c *Console) can(sess *Session, method string) bool {
+	return sess.Principal().Has(auth.RequiredScope(c.deps.Scopes, method))
+}
+
+// call checks method's scope for sess and returns the context the service
+// implementation reads the caller from.
+func (c *Console) call(ctx context.Context, sess *Session, method string) (context.Context, error) {
+	if !c.can(sess, method) {
+		return nil, status.Errorf(codes.PermissionDenied, "the credential lacks the %q scope", auth.RequiredScope(c.deps.Scopes, method))
+	}
+	return auth.WithPrincipal(ctx, sess.Principal()), nil
+}
+
+// page is what every page template gets.
+type page struct {
+	Title   string
+	Session *Session
+	// Nav: the pages the session may see.
+	CanWebhooks bool
+	Data        any
+	Error       string
+}
+
+func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name string, p page) {
+	t, ok := c.pages[name]
+	if !ok {
+		http.Error(w, "no such page", http.StatusInternalServerError)
+		return
+	}
+	if p.Session != nil {
+		p.CanWebhooks = c.can(p.Session, emailsenderv1.WebhookService_ListWebhooks_FullMethodName)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
+	if err := t.Execute(w, p); err != nil {
+		c.log.ErrorContext(r.Context(), "console render", "page", name, "error", err)
+	}
+}
+
+// fail answers with an error page.
+func (c *Console) fail(w http.ResponseWriter, r *http.Request, sess *Session, code int, msg string) {
+	c.render(w, r, code, "error", page{Title: http.StatusText(code), Session: sess, Error: msg})
+}
+
+// failCall answers with the error of a service call, as the HTTP API would
+// map its status.
+func (c *Console) failCall(w http.ResponseWriter, r *http.Request, sess *Session, op string, err error) {
+	st := status.Convert(err)
+	switch st.Code() {
+	case codes.NotFound:
+		c.fail(w, r, sess, http.StatusNotFound, "Not found.")
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
+		c.fail(w, r, sess, http.StatusBadRequest, st.Message())
+	case codes.PermissionDenied:
+		c.fail(w, r, sess, http.StatusForbidden, "Your sign-in does not allow this: "+st.Message()+".")
+	case codes.Unauthenticated:
+		c.fail(w, r, sess, http.StatusUnauthorized, "Sign in again.")
+	default:
+		c.log.ErrorContext(r.Context(), "console call failed", "op", op, "error", err)
+		c.fail(w, r, sess, http.StatusInternalServerError, "Something failed on our side; try again.")
+	}
+}
