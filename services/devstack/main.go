@@ -96,6 +96,11 @@ func run() error {
 		// deployment's services allow only the public internet unless told.
 		ic.Outbound.AllowNets, wc.Outbound.AllowNets = devAllowNets, devAllowNets
 	}
+	if _, set := os.LookupEnv("CONSOLE_DEV_LOOPBACK_HTTP"); !set {
+		// make run serves plain HTTP on this machine: the console's cookie
+		// cannot be Secure there (it is not, on a loopback host only).
+		rc.Console.DevLoopbackHTTP = true
+	}
 	log, err := infra.Logger(os.Stderr, ic.Log, "devstack")
 	if err != nil {
 		return err
@@ -374,6 +379,8 @@ func httpExamples(ingestHTTP, reportHTTP string) string {
 		return ""
 	}
 	return fmt.Sprintf(`
+The console (sign in with the API key above): http://%[2]s/console/
+
 The same over HTTP/JSON (OpenAPI document: proto/openapi/emailsender.swagger.json):
 
   curl -s -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" -d '{"message":{"from":{"address":"dev@example.com","name":"Dev"},"to":[{"address":"someone@example.com"}],"subject":"Hello","textBody":"Hello from Email Sender"}}' http://%[1]s/v1/messages:send

@@ -51,7 +51,7 @@ func (c *fakeClock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func setupConsole(t *testing.T) *consoleBundle {
+func setupConsole(t testing.TB) *consoleBundle {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -68,13 +68,13 @@ func setupConsole(t *testing.T) *consoleBundle {
 // browser is a cookie-keeping client that does not follow redirects and
 // sends what a browser sends with a same-origin form post.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	c      *http.Client
 	base   string
 	origin string
 }
 
-func (b *consoleBundle) browser(t *testing.T) *browser {
+func (b *consoleBundle) browser(t testing.TB) *browser {
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
 	return &browser{t: t, base: b.base, origin: b.base, c: &http.Client{
@@ -115,7 +115,7 @@ func (br *browser) post(path string, form url.Values, origin string, hdr ...stri
 	return read(br.t, resp)
 }
 
-func read(t *testing.T, resp *http.Response) answer {
+func read(t testing.TB, resp *http.Response) answer {
 	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -131,6 +131,8 @@ func (br *browser) signIn(key string) {
 }
 
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+var nextRE = regexp.MustCompile(`href="(/console/\?[^"]+)" rel="next"`)
 
 // csrf is the CSRF token of the signed-in session, from a page's form.
 func (br *browser) csrf() string {
@@ -405,7 +407,7 @@ func TestConsoleIsolation(t *testing.T) {
 	require.True(t, b.webhookExists(t, hookA))
 }
 
-func (b *consoleBundle) putContent(t *testing.T, a account, id string, m *emailsenderv1.EmailMessage) {
+func (b *consoleBundle) putContent(t testing.TB, a account, id string, m *emailsenderv1.EmailMessage) {
 	t.Helper()
 	job, err := proto.Marshal(&queuev1.SendJob{MessageId: id, AccountId: a.id, Message: m})
 	require.NoError(t, err)

@@ -61,7 +61,7 @@ type setupOpts struct {
 
 func setup(t *testing.T) *testBundle { return setupWith(t, setupOpts{}) }
 
-func setupWith(t *testing.T, opts setupOpts) *testBundle {
+func setupWith(t testing.TB, opts setupOpts) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	db := pgtest.New(t)
@@ -197,7 +197,7 @@ type account struct {
 	key string
 }
 
-func (b *testBundle) newAccount(t *testing.T, scopes ...string) account {
+func (b *testBundle) newAccount(t testing.TB, scopes ...string) account {
 	t.Helper()
 	if len(scopes) == 0 {
 		scopes = []string{auth.ScopeSend, auth.ScopeRead}
@@ -232,7 +232,7 @@ type recipientRow struct{ kind, address string }
 // newMessage stores a message the way ingest does (the message and its
 // recipients, in one transaction) with, unless spec.unreported, the row of its
 // ACCEPTED event as the report stores it once ingest published it.
-func (b *testBundle) newMessage(t *testing.T, a account, spec msgSpec) string {
+func (b *testBundle) newMessage(t testing.TB, a account, spec msgSpec) string {
 	t.Helper()
 	ctx := context.Background()
 	if len(spec.to)+len(spec.cc)+len(spec.bcc) == 0 {
