@@ -130,6 +130,13 @@ func run() error {
 		return err
 	}
 	ic.MasterKeys, wc.MasterKeys = keys, keys
+	if rc.MasterKeys == "" {
+		rc.MasterKeys = keys // webhook secrets, and the console's sealed credentials
+	}
+	if _, set := os.LookupEnv("CONSOLE_INGEST_ADDR"); !set {
+		// The console calls this process's ingest for API keys and cancel.
+		rc.Console.IngestAddr, rc.Console.IngestPlaintext = hostPort(ic.GRPCAddr), ic.TLSCertFile == ""
+	}
 	if bc.Bounce.Domain != "" && bc.Bounce.Keys == "" {
 		// VERP with a dev key kept in the data dir, shared by the worker
 		// (signs) and the inbound service (verifies).

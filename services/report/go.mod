@@ -26,6 +26,17 @@ require (
 )
 
 require (
+	github.com/bmatcuk/doublestar/v4 v4.10.4 // indirect
+	github.com/go-chi/chi/v5 v5.5.0 // indirect
+	github.com/gorilla/securecookie v1.1.2 // indirect
+	github.com/muhlemmer/gu v0.3.1 // indirect
+	github.com/muhlemmer/httpforwarded v0.1.0 // indirect
+	github.com/rs/cors v1.11.1 // indirect
+	github.com/zitadel/oidc/v3 v3.52.0 // indirect
+	github.com/zitadel/schema v1.3.2 // indirect
+)
+
+require (
 	cloud.google.com/go/auth v0.24.1-0.20261001053825-dbc26066f70a // indirect
 	cloud.google.com/go/auth/oauth2adapt v0.3.1 // indirect
 	cloud.google.com/go/compute/metadata v0.10.0 // indirect
@@ -54,6 +65,8 @@ require (
 	github.com/klauspost/compress v1.20.4 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/namirasoft/email-sender/pkg/client v0.0.0-00010101000000-000000000000
+	github.com/namirasoft/email-sender/services/ingest v0.0.0-00010101000000-000000000000
 	github.com/nats-io/jwt/v2 v2.8.3 // indirect
 	github.com/nats-io/nats-server/v2 v2.15.3 // indirect
 	github.com/nats-io/nkeys v0.4.17 // indirect
@@ -89,3 +102,7 @@ replace (
 	github.com/namirasoft/email-sender/pkg/testkit => ../../pkg/testkit
 	github.com/namirasoft/email-sender/proto => ../../proto
 )
+
+replace github.com/namirasoft/email-sender/pkg/client => ../../pkg/client
+
+replace github.com/namirasoft/email-sender/services/ingest => ../ingest

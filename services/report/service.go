@@ -128,6 +128,8 @@ type Service struct {
 	// guard is the reputation guard: it assesses the provider
 	// configurations the consumer counted events for.
 	guard *reputation.Guard
+	// consoleIngest is the console's client of ingest's API (nil: none).
+	consoleIngest *consoleIngest
 	// unacked holds the events of the batch being handled whose ack could
 	// not be sent (NATS reconnecting); the consumer goroutine alone uses it.
 	unacked []jetstream.Msg
@@ -200,7 +202,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if !cfg.Console.Off {
 		impls := capturedServices{}
 		s.Register(impls)
+		var ingestAPI console.Ingest
+		if cfg.Console.IngestAddr != "" && keyring != nil {
+			ci, err := newConsoleIngest(cfg.Console)
+			if err != nil {
+				return nil, fmt.Errorf("report: %w", err)
+			}
+			s.consoleIngest, ingestAPI = ci, ci
+		}
 		con, err := console.New(cfg.Console, console.Deps{
+			Ingest: ingestAPI, IngestScopes: consoleIngestScopes, Keyring: keyring,
 			Pool: deps.Pool, Keys: deps.Authenticator, JWT: cfg.API.JWT,
 			Report:   impls[emailsenderv1.ReportService_ServiceDesc.ServiceName].(emailsenderv1.ReportServiceServer),
 			Webhooks: impls[emailsenderv1.WebhookService_ServiceDesc.ServiceName].(emailsenderv1.WebhookServiceServer),
@@ -270,5 +281,9 @@ func MethodScopes() map[string]string {
 func (s *Service) Run(ctx context.Context) error {
 	stats := telemetry.NewConsumerStats(s.tel, s.deps.JetStream, 0, s.log,
 		telemetry.ConsumerRef{Stream: queue.EventStream, Consumer: s.cfg.Consumer})
-	return s.api.Run(ctx, apiserver.Hooks{Background: []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run, s.runReputationGauges, s.runStatsFold}})
+	err := s.api.Run(ctx, apiserver.Hooks{Background: []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run, s.runReputationGauges, s.runStatsFold}})
+	if s.consoleIngest != nil {
+		_ = s.consoleIngest.Close()
+	}
+	return err
 }

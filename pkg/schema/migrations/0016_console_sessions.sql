@@ -12,6 +12,11 @@ CREATE TABLE console_sessions (
     subject      text NOT NULL DEFAULT '',
     -- The scopes, as the API gives the credential (pkg/auth).
     scopes       text[] NOT NULL,
+    -- The credential it was signed in with (the API key, or the Namirasoft
+    -- Account ID token), sealed by pkg/secretbox with the token hash as
+    -- associated data: what the console presents to ingest's API for the
+    -- actions that belong there. NULL without MASTER_KEYS.
+    credential   bytea,
     -- The per-session CSRF token every POST must carry.
     csrf_token   text NOT NULL,
     created_at   timestamptz NOT NULL,

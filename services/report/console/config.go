@@ -21,6 +21,11 @@ type Config struct {
 	Origin string `env:"CONSOLE_ORIGIN" help:"the console's public origin (https://host[:port]) every POST's Origin must equal; empty: https:// (or, with CONSOLE_DEV_LOOPBACK_HTTP, http://) plus the request's Host"`
 	// DevLoopbackHTTP lets the console be used over plain HTTP on loopback.
 	DevLoopbackHTTP bool `env:"CONSOLE_DEV_LOOPBACK_HTTP" help:"development only: over plain HTTP to localhost/127.0.0.1/::1, set the session cookie without Secure (browsers would not send a Secure one back)"`
+	// IngestAddr is ingest's gRPC address: the console calls ingest's API
+	// for the actions that belong there, with the session's credential.
+	IngestAddr string `env:"CONSOLE_INGEST_ADDR" help:"ingest's gRPC address (host:port) the console calls for API keys and cancelling scheduled messages, with the signed-in credential (kept sealed by MASTER_KEYS); empty, or without MASTER_KEYS: those pages are off"`
+	// IngestPlaintext connects to ingest without TLS (make run).
+	IngestPlaintext bool `env:"CONSOLE_INGEST_PLAINTEXT" help:"call CONSOLE_INGEST_ADDR in plaintext (development on one machine only); otherwise TLS with the system's roots"`
 	// OIDC: sign-in with Namirasoft Account. The issuer, audience and
 	// account claim are the JWT path's (JWT_ISSUER, JWT_AUDIENCE,
 	// JWT_ACCOUNT_CLAIM, JWT_SCOPE_CLAIM).

@@ -15,9 +15,10 @@
 // Console requests are not API calls: they are not usage-recorded or
 // rate-limited (pkg/apigate), they are bounded by the session instead.
 //
-// Actions that belong to ingest (API keys, senders, providers,
-// suppressions, cancel) are to call ingest's gRPC API through pkg/client,
-// not to repeat its logic here; they are not built yet (see README).
+// Actions that belong to ingest (API keys, cancel; later senders, providers,
+// suppressions) call ingest's gRPC API (Deps.Ingest, pkg/client) with the
+// credential the session was signed in with, kept sealed by MASTER_KEYS in
+// the session's row: ingest authorizes them like any API call.
 //
 // # Sessions and CSRF
 //
@@ -62,6 +63,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/jwtauth"
+	"github.com/namirasoft/email-sender/pkg/secretbox"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
@@ -80,6 +82,33 @@ type ContentSource interface {
 	Content(ctx context.Context, accountID, messageID string) (msg *emailsenderv1.EmailMessage, ok bool, err error)
 }
 
+// Ingest is ingest's API as the console calls it: each call carries the
+// credential that WithCredential put in its context, and ingest authorizes
+// it as any API call (pkg/client with a TokenSource reading
+// CredentialFrom).
+type Ingest interface {
+	CancelScheduled(ctx context.Context, messageID string) error
+	ListAPIKeys(ctx context.Context) (*emailsenderv1.ListApiKeysResponse, error)
+	CreateAPIKey(ctx context.Context, req *emailsenderv1.CreateApiKeyRequest) (*emailsenderv1.CreateApiKeyResponse, error)
+	RevokeAPIKey(ctx context.Context, id string) error
+}
+
+type credentialKey struct{}
+
+// WithCredential returns ctx carrying a session's credential for Ingest.
+func WithCredential(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, credentialKey{}, token)
+}
+
+// CredentialFrom returns the credential WithCredential put in ctx.
+func CredentialFrom(ctx context.Context) (string, error) {
+	tok, _ := ctx.Value(credentialKey{}).(string)
+	if tok == "" {
+		return "", errors.New("no console credential in the context")
+	}
+	return tok, nil
+}
+
 // Deps are what the console uses.
 type Deps struct {
 	Pool *pgxpool.Pool
@@ -94,7 +123,14 @@ type Deps struct {
 	Webhooks emailsenderv1.WebhookServiceServer
 	Scopes   map[string]string
 	Contents ContentSource
-	Logger   *slog.Logger
+	// Ingest, with Keyring, enables the actions that belong to ingest;
+	// IngestScopes is ingest's method → scope table (ingest.MethodScopes), to
+	// show only the buttons a session may use (ingest refuses the rest).
+	Ingest       Ingest
+	IngestScopes map[string]string
+	// Keyring seals the sessions' credentials (MASTER_KEYS).
+	Keyring *secretbox.Keyring
+	Logger  *slog.Logger
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
 	// HTTPClient calls the OpenID provider; nil: http.DefaultClient.
@@ -138,6 +174,9 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
+	if deps.Ingest == nil || deps.Keyring == nil {
+		deps.Ingest, deps.Keyring = nil, nil // the ingest actions are off
+	}
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
@@ -145,7 +184,7 @@ func New(cfg Config, deps Deps) (*Console, error) {
 		deps.HTTPClient = http.DefaultClient
 	}
 	c := &Console{cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now,
-		sessions: &sessions{pool: deps.Pool, idle: cfg.SessionIdle, max: cfg.SessionMax, now: deps.Now},
+		sessions: &sessions{pool: deps.Pool, keyring: deps.Keyring, idle: cfg.SessionIdle, max: cfg.SessionMax, now: deps.Now},
 		accounts: jwtauth.NewAccounts(deps.Pool, deps.JWT.AutoProvision),
 	}
 	if c.pages, err = parsePages(); err != nil {
@@ -188,6 +227,10 @@ func (c *Console) routes() {
 	m.HandleFunc("GET /console/messages/{id}", c.authed(c.message))
 	m.HandleFunc("GET /console/webhooks", c.authed(c.webhooks))
 	m.HandleFunc("POST /console/webhooks/{id}/delete", c.authed(c.deleteWebhook))
+	m.HandleFunc("POST /console/messages/{id}/cancel", c.authed(c.cancelMessage))
+	m.HandleFunc("GET /console/keys", c.authed(c.apiKeys))
+	m.HandleFunc("POST /console/keys", c.authed(c.createAPIKey))
+	m.HandleFunc("POST /console/keys/{id}/revoke", c.authed(c.revokeAPIKey))
 	c.mux = m
 }
 
@@ -270,12 +313,37 @@ func (c *Console) call(ctx context.Context, sess *Session, method string) (conte
 	return auth.WithPrincipal(ctx, sess.Principal()), nil
 }
 
+// canIngest reports whether sess may call ingest's method through the
+// console: the ingest actions are on, the session keeps its credential, and
+// its scopes allow the method.
+func (c *Console) canIngest(sess *Session, method string) bool {
+	return c.deps.Ingest != nil && sess.sealed != nil &&
+		sess.Principal().Has(auth.RequiredScope(c.deps.IngestScopes, method))
+}
+
+// callIngest checks method's scope for sess and returns the context whose
+// Ingest calls carry the session's credential; ingest authorizes it again.
+func (c *Console) callIngest(ctx context.Context, sess *Session, method string) (context.Context, error) {
+	if c.deps.Ingest == nil || sess.sealed == nil {
+		return nil, status.Error(codes.FailedPrecondition, "this console does not reach ingest (CONSOLE_INGEST_ADDR, MASTER_KEYS), or the session keeps no credential; sign in again")
+	}
+	if !c.canIngest(sess, method) {
+		return nil, status.Errorf(codes.PermissionDenied, "the credential lacks the %q scope", auth.RequiredScope(c.deps.IngestScopes, method))
+	}
+	cred, err := c.sessions.credential(sess)
+	if err != nil {
+		return nil, err
+	}
+	return WithCredential(ctx, cred), nil
+}
+
 // page is what every page template gets.
 type page struct {
 	Title   string
 	Session *Session
 	// Nav: the pages the session may see.
 	CanWebhooks bool
+	CanKeys     bool
 	Data        any
 	Error       string
 }
@@ -288,6 +356,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 	}
 	if p.Session != nil {
 		p.CanWebhooks = c.can(p.Session, emailsenderv1.WebhookService_ListWebhooks_FullMethodName)
+		p.CanKeys = c.canIngest(p.Session, emailsenderv1.AccountService_ListApiKeys_FullMethodName)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)

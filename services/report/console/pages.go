@@ -142,15 +142,15 @@ func parseTime(s string) (time.Time, error) {
 }
 
 type messageData struct {
-	Msg        *emailsenderv1.GetMessageResponse
-	Content    *emailsenderv1.EmailMessage
-	Retained   bool
-	BodyDoc    string
-	HasHTML    bool
-	TextBody   string
-	Headers    []*emailsenderv1.Header
-	Scheduled  bool
-	MessageIDs string
+	Msg      *emailsenderv1.GetMessageResponse
+	Content  *emailsenderv1.EmailMessage
+	Retained bool
+	BodyDoc  string
+	HasHTML  bool
+	TextBody string
+	Headers  []*emailsenderv1.Header
+	// CanCancel: scheduled, and the session may cancel it.
+	CanCancel bool
 }
 
 // message shows one message: recipients, timeline, body and headers while
@@ -167,7 +167,8 @@ func (c *Console) message(w http.ResponseWriter, r *http.Request, sess *Session)
 		c.failCall(w, r, sess, "GetMessage", err)
 		return
 	}
-	d := messageData{Msg: resp, Scheduled: resp.GetMessage().GetStatus() == emailsenderv1.MessageStatus_SCHEDULED}
+	d := messageData{Msg: resp, CanCancel: resp.GetMessage().GetStatus() == emailsenderv1.MessageStatus_SCHEDULED &&
+		c.canIngest(sess, emailsenderv1.SendService_CancelScheduled_FullMethodName)}
 	content, ok, err := c.deps.Contents.Content(r.Context(), sess.AccountID, resp.GetMessage().GetMessageId())
 	if err != nil {
 		c.failCall(w, r, sess, "Content", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/secretbox"
 )
 
 // How a session was signed in.
@@ -40,6 +41,8 @@ type Session struct {
 	ExpiresAt time.Time
 
 	token string
+	// sealed is the credential, sealed (nil: none kept).
+	sealed []byte
 }
 
 // Principal is the session's caller as the API's handlers see it.
@@ -53,9 +56,11 @@ var errNoSession = errors.New("no valid console session")
 // sessions stores sessions in console_sessions.
 type sessions struct {
 	pool *pgxpool.Pool
-	idle time.Duration
-	max  time.Duration
-	now  func() time.Time
+	// keyring seals the sessions' credentials; nil: none are kept.
+	keyring *secretbox.Keyring
+	idle    time.Duration
+	max     time.Duration
+	now     func() time.Time
 }
 
 // touchEvery bounds the writes of last_seen_at: at most one per session per
@@ -76,8 +81,9 @@ func tokenHash(token string) []byte {
 	return h[:]
 }
 
-// create stores a new session for p and returns it with its token.
-func (s *sessions) create(ctx context.Context, p auth.Principal, method string) (*Session, error) {
+// create stores a new session for p and returns it with its token; the
+// credential it was signed in with is kept sealed when there is a keyring.
+func (s *sessions) create(ctx context.Context, p auth.Principal, method, credential string) (*Session, error) {
 	token, err := newToken()
 	if err != nil {
 		return nil, err
@@ -92,6 +98,11 @@ func (s *sessions) create(ctx context.Context, p auth.Principal, method string) 
 	if sess.Scopes == nil {
 		sess.Scopes = []string{}
 	}
+	if s.keyring != nil && credential != "" {
+		if sess.sealed, err = s.keyring.Seal([]byte(credential), tokenHash(token)); err != nil {
+			return nil, fmt.Errorf("seal console credential: %w", err)
+		}
+	}
 	var keyID *string
 	if method == MethodAPIKey {
 		keyID = &p.KeyID
@@ -101,9 +112,9 @@ func (s *sessions) create(ctx context.Context, p auth.Principal, method string) 
 	batch.Queue(`DELETE FROM console_sessions WHERE account_id = $1 AND (expires_at <= $2 OR last_seen_at <= $3)`,
 		p.AccountID, now, now.Add(-s.idle))
 	batch.Queue(`
-		INSERT INTO console_sessions (token_hash, account_id, method, key_id, subject, scopes, csrf_token, created_at, last_seen_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)`,
-		tokenHash(token), p.AccountID, method, keyID, p.Subject, sess.Scopes, csrf, now, sess.ExpiresAt)
+		INSERT INTO console_sessions (token_hash, account_id, method, key_id, subject, scopes, credential, csrf_token, created_at, last_seen_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)`,
+		tokenHash(token), p.AccountID, method, keyID, p.Subject, sess.Scopes, sess.sealed, csrf, now, sess.ExpiresAt)
 	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, fmt.Errorf("store console session: %w", err)
 	}
@@ -124,14 +135,14 @@ func (s *sessions) lookup(ctx context.Context, token string) (*Session, error) {
 		lastSeen time.Time
 	)
 	err := s.pool.QueryRow(ctx, `
-		SELECT s.account_id::text, s.method, s.key_id::text, s.subject, COALESCE(k.scopes, s.scopes), s.csrf_token,
+		SELECT s.account_id::text, s.method, s.key_id::text, s.subject, COALESCE(k.scopes, s.scopes), s.credential, s.csrf_token,
 			s.created_at, s.last_seen_at, s.expires_at
 		FROM console_sessions s
 		LEFT JOIN api_keys k ON k.id = s.key_id
 		WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3
 			AND (s.key_id IS NULL OR (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)))`,
 		tokenHash(token), now, now.Add(-s.idle)).Scan(&sess.AccountID, &sess.Method, &keyID, &sess.Subject, &sess.Scopes,
-		&sess.CSRF, &sess.CreatedAt, &lastSeen, &sess.ExpiresAt)
+		&sess.sealed, &sess.CSRF, &sess.CreatedAt, &lastSeen, &sess.ExpiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, errNoSession
 	}
@@ -147,6 +158,18 @@ func (s *sessions) lookup(ctx context.Context, token string) (*Session, error) {
 		}
 	}
 	return sess, nil
+}
+
+// credential opens the session's credential ("" when none is kept).
+func (s *sessions) credential(sess *Session) (string, error) {
+	if s.keyring == nil || sess.sealed == nil {
+		return "", nil
+	}
+	b, err := s.keyring.Open(sess.sealed, tokenHash(sess.token))
+	if err != nil {
+		return "", fmt.Errorf("open console credential: %w", err)
+	}
+	return string(b), nil
 }
 
 // revoke deletes the session of token.

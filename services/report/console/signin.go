@@ -57,11 +57,11 @@ func (c *Console) signInKey(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, nil, http.StatusServiceUnavailable, "Sign-in is unavailable; try again.")
 		return
 	}
-	c.startSession(w, r, p, MethodAPIKey)
+	c.startSession(w, r, p, MethodAPIKey, key)
 }
 
-func (c *Console) startSession(w http.ResponseWriter, r *http.Request, p auth.Principal, method string) {
-	sess, err := c.sessions.create(r.Context(), p, method)
+func (c *Console) startSession(w http.ResponseWriter, r *http.Request, p auth.Principal, method, credential string) {
+	sess, err := c.sessions.create(r.Context(), p, method, credential)
 	if err != nil {
 		c.log.ErrorContext(r.Context(), "console session", "error", err)
 		c.fail(w, r, nil, http.StatusServiceUnavailable, "Sign-in is unavailable; try again.")
@@ -186,7 +186,7 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, nil, http.StatusUnauthorized, "Namirasoft Account refused the sign-in: "+e)
 		return
 	}
-	p, err := c.exchange(r.Context(), q.Get("code"), verifier, nonce)
+	p, idToken, err := c.exchange(r.Context(), q.Get("code"), verifier, nonce)
 	if err != nil {
 		c.log.WarnContext(r.Context(), "console oidc sign-in refused", "error", err)
 		c.fail(w, r, nil, http.StatusUnauthorized, "The sign-in with Namirasoft Account could not be verified.")
@@ -197,39 +197,41 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, nil, http.StatusForbidden, "This Namirasoft account is not registered with the email sender.")
 		return
 	}
-	c.startSession(w, r, p, MethodOIDC)
+	c.startSession(w, r, p, MethodOIDC, idToken)
 }
 
-func (c *Console) exchange(ctx context.Context, code, verifier, nonce string) (auth.Principal, error) {
+// exchange returns the principal of the code's ID token, and the token.
+func (c *Console) exchange(ctx context.Context, code, verifier, nonce string) (auth.Principal, string, error) {
 	if code == "" {
-		return auth.Principal{}, errors.New("no code")
+		return auth.Principal{}, "", errors.New("no code")
 	}
 	oc, err := c.oidcClient(ctx)
 	if err != nil {
-		return auth.Principal{}, err
+		return auth.Principal{}, "", err
 	}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, c.deps.HTTPClient)
 	tok, err := oc.oauth.Exchange(ctx, code, oauth2.VerifierOption(verifier))
 	if err != nil {
-		return auth.Principal{}, fmt.Errorf("exchange code: %w", err)
+		return auth.Principal{}, "", fmt.Errorf("exchange code: %w", err)
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		return auth.Principal{}, errors.New("no id_token in the token response")
+		return auth.Principal{}, "", errors.New("no id_token in the token response")
 	}
 	idt, err := oc.verifier.Verify(ctx, raw)
 	if err != nil {
-		return auth.Principal{}, fmt.Errorf("id token: %w", err)
+		return auth.Principal{}, "", fmt.Errorf("id token: %w", err)
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
-		return auth.Principal{}, errors.New("id token: nonce mismatch")
+		return auth.Principal{}, "", errors.New("id token: nonce mismatch")
 	}
 	if !slices.Contains(idt.Audience, c.deps.JWT.Audience) {
-		return auth.Principal{}, fmt.Errorf("id token: audience %v lacks %q (JWT_AUDIENCE)", idt.Audience, c.deps.JWT.Audience)
+		return auth.Principal{}, "", fmt.Errorf("id token: audience %v lacks %q (JWT_AUDIENCE)", idt.Audience, c.deps.JWT.Audience)
 	}
 	claims := map[string]any{}
 	if err := idt.Claims(&claims); err != nil {
-		return auth.Principal{}, fmt.Errorf("id token claims: %w", err)
+		return auth.Principal{}, "", fmt.Errorf("id token claims: %w", err)
 	}
-	return c.deps.JWT.Principal(claims)
+	p, err := c.deps.JWT.Principal(claims)
+	return p, raw, err
 }

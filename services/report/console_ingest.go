@@ -1,0 +1,70 @@
+package report
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/namirasoft/email-sender/pkg/auth"
+	"github.com/namirasoft/email-sender/pkg/client"
+	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/report/console"
+)
+
+// consoleIngestScopes are the scopes ingest's API gives the methods the
+// console calls there (services/ingest MethodScopes; TestConsoleIngest
+// checks they agree). They only decide which buttons a session sees: ingest
+// authorizes every call itself.
+var consoleIngestScopes = map[string]string{
+	emailsenderv1.SendService_CancelScheduled_FullMethodName: auth.ScopeSend,
+	emailsenderv1.AccountService_ListApiKeys_FullMethodName:  auth.ScopeAdmin,
+	emailsenderv1.AccountService_CreateApiKey_FullMethodName: auth.ScopeAdmin,
+	emailsenderv1.AccountService_RevokeApiKey_FullMethodName: auth.ScopeAdmin,
+}
+
+// ConsoleIngestScopes returns consoleIngestScopes (for the test that
+// compares them with ingest's).
+func ConsoleIngestScopes() map[string]string {
+	out := map[string]string{}
+	for k, v := range consoleIngestScopes {
+		out[k] = v
+	}
+	return out
+}
+
+// consoleIngest is ingest's API for the console: one pkg/client connection
+// whose every call carries the credential of the session it is made for.
+type consoleIngest struct{ c *client.Client }
+
+func newConsoleIngest(cfg console.Config) (*consoleIngest, error) {
+	opts := []client.Option{client.WithTokenSource(client.TokenSourceFunc(console.CredentialFrom)), client.WithUserAgent("email-sender-console")}
+	if cfg.IngestPlaintext {
+		opts = append(opts, client.WithInsecure())
+	} else {
+		opts = append(opts, client.WithTLS(nil))
+	}
+	c, err := client.New(context.Background(), cfg.IngestAddr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("console: ingest client: %w", err)
+	}
+	return &consoleIngest{c: c}, nil
+}
+
+func (i *consoleIngest) CancelScheduled(ctx context.Context, id string) error {
+	_, err := i.c.CancelScheduled(ctx, id)
+	return err
+}
+
+func (i *consoleIngest) ListAPIKeys(ctx context.Context) (*emailsenderv1.ListApiKeysResponse, error) {
+	return i.c.ListAPIKeys(ctx)
+}
+
+func (i *consoleIngest) CreateAPIKey(ctx context.Context, req *emailsenderv1.CreateApiKeyRequest) (*emailsenderv1.CreateApiKeyResponse, error) {
+	return i.c.CreateAPIKey(ctx, req)
+}
+
+func (i *consoleIngest) RevokeAPIKey(ctx context.Context, id string) error {
+	_, err := i.c.RevokeAPIKey(ctx, id)
+	return err
+}
+
+func (i *consoleIngest) Close() error { return i.c.Close() }
