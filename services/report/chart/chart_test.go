@@ -69,7 +69,7 @@ func rates() chart.Chart {
 	return chart.Chart{
 		ID: "rates", Title: "Bounce and complaint rates, last 14 days", Kind: chart.Line,
 		Times: days(n), YLabel: "rate", Format: chart.Percent,
-		Series: []chart.Series{{Name: "bounce rate", Values: bounce, Color: chart.Palette["bounced"]}, {Name: "complaint rate", Values: complaint, Color: chart.Palette["complained"]}},
+		Series:     []chart.Series{{Name: "bounce rate", Values: bounce, Color: chart.Palette["bounced"]}, {Name: "complaint rate", Values: complaint, Color: chart.Palette["complained"]}},
 		Thresholds: []chart.Threshold{{Label: "Bounce review threshold", Value: 0.05}, {Label: "Complaint review threshold", Value: 0.001, Color: chart.Palette["complained"]}},
 	}
 }
