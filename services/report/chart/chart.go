@@ -45,7 +45,8 @@ const (
 	StackedBar
 )
 
-// Series is one named row of values, one per bucket.
+// Series is one named row of values, one per bucket. Values below zero are
+// drawn as zero.
 type Series struct {
 	Name   string
 	Values []float64
@@ -112,6 +113,24 @@ func trimZero(s string) string {
 		return "0"
 	}
 	return s
+}
+
+// Seconds formats a duration in seconds (latency percentiles): 850ms,
+// 1.5s, 2.5m, 1.2h.
+func Seconds(v float64) string {
+	a := math.Abs(v)
+	switch {
+	case v == 0:
+		return "0"
+	case a < 1:
+		return strconv.FormatFloat(v*1000, 'g', 3, 64) + "ms"
+	case a < 120:
+		return strconv.FormatFloat(v, 'g', 3, 64) + "s"
+	case a < 7200:
+		return strconv.FormatFloat(v/60, 'g', 3, 64) + "m"
+	default:
+		return strconv.FormatFloat(v/3600, 'g', 3, 64) + "h"
+	}
 }
 
 // Palette holds the colours of the delivery outcomes; other series take

@@ -431,3 +431,19 @@ func luminance(t *testing.T, hex string) float64 {
 	}
 	return 0.2126*ch(v>>16&0xff) + 0.7152*ch(v>>8&0xff) + 0.0722*ch(v&0xff)
 }
+
+func TestFormats(t *testing.T) {
+	for _, tc := range []struct {
+		f    func(float64) string
+		v    float64
+		want string
+	}{
+		{chart.Count, 0, "0"}, {chart.Count, 950, "950"}, {chart.Count, 1250, "1.2k"}, {chart.Count, 3.4e6, "3.4M"}, {chart.Count, 0.005, "0.005"},
+		{chart.Percent, 0.05, "5%"}, {chart.Percent, 0.001, "0.1%"}, {chart.Percent, 0.0234, "2.34%"},
+		{chart.Seconds, 0, "0"}, {chart.Seconds, 0.85, "850ms"}, {chart.Seconds, 1.5, "1.5s"}, {chart.Seconds, 150, "2.5m"}, {chart.Seconds, 4320, "72m"}, {chart.Seconds, 9000, "2.5h"},
+	} {
+		if got := tc.f(tc.v); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}
