@@ -211,8 +211,8 @@ func (b *Browser) fatal(err error) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("%w (after %s)", err, b.timeout)
 	}
+	// The page as it was is saved by check, at the test's end.
 	loc, _ := chromedp.Run(b.ctx, chromedp.Location())
-	b.Screenshot("failure")
 	b.t.Fatalf("browser (at %s): %v", loc, err)
 }
 

@@ -27,7 +27,12 @@ const page = `<!doctype html>
 <button id="leak" type="button" onclick="const i = new Image(); i.src = 'http://remote.example/pixel.png'; document.body.append(i); fetch('/ping');">Leak</button>
 <button id="frame" type="button" onclick="const f = document.createElement('iframe'); f.sandbox = ''; f.srcdoc = '<img src=&quot;https://cdn.example/x.png&quot;>'; document.body.append(f);">Frame</button>
 <button id="boom" type="button" onclick="undefinedFunction()">Boom</button>
+<button id="listen" type="button" onclick="const es = new EventSource('/events'); es.onmessage = (e) => { document.getElementById('live').textContent += e.data + ' '; };">Listen</button>
+<p id="live"></p>
 </body></html>`
+
+// second releases the second event of /events.
+var second = make(chan struct{}, 1)
 
 func server(t *testing.T) *httptest.Server {
 	t.Helper()
@@ -37,6 +42,22 @@ func server(t *testing.T) *httptest.Server {
 		case "/":
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			_, _ = w.Write([]byte(page))
+		case "/events":
+			// Server-Sent Events: two events a while apart, each flushed;
+			// the page must see the first before the second is sent.
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Cache-Control", "no-store")
+			f := w.(http.Flusher)
+			_, _ = w.Write([]byte("data: first\n\n"))
+			f.Flush()
+			select {
+			case <-second:
+			case <-r.Context().Done():
+				return
+			}
+			_, _ = w.Write([]byte("data: second\n\n"))
+			f.Flush()
+			<-r.Context().Done()
 		case "/ping":
 			pings++
 			w.WriteHeader(http.StatusNoContent)
@@ -67,7 +88,7 @@ func TestBrowserClickFillReadScreenshot(t *testing.T) {
 	if got := b.WaitText("#out", "hello"); got != "hello Ada" {
 		t.Fatalf("text after click %q", got)
 	}
-	if n := b.Count("button"); n != 4 {
+	if n := b.Count("button"); n != 5 {
 		t.Fatalf("%d buttons", n)
 	}
 	if !b.Exists("#leak") || b.Exists("#missing") {
@@ -98,6 +119,20 @@ func TestBrowserClickFillReadScreenshot(t *testing.T) {
 	if reqs := b.Requests(); !slices.Contains(reqs, srv.URL+"/") {
 		t.Fatalf("requests %v", reqs)
 	}
+}
+
+// TestBrowserServerSentEvents checks that a live stream passes the guard
+// event by event (the console's activity page).
+func TestBrowserServerSentEvents(t *testing.T) {
+	srv := server(t)
+	b := browser.New(t, browser.Allow(srv.URL))
+	b.Navigate(srv.URL + "/")
+	b.Click("#listen")
+	if got := b.WaitText("#live", "first"); strings.Contains(got, "second") {
+		t.Fatalf("live %q", got)
+	}
+	second <- struct{}{}
+	b.WaitText("#live", "second")
 }
 
 func TestBrowserGuardCatchesRemoteRequests(t *testing.T) {

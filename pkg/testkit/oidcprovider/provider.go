@@ -163,7 +163,9 @@ func Start(t testing.TB, cfg Config) *Provider {
 			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+		// No form-action: Chromium applies it to the redirects after the
+		// POST too, and the last one goes to the client's origin.
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 		_ = loginPage.Execute(w, map[string]any{"ID": id, "Client": req.clientID, "Scopes": strings.Join(req.scopes, " "), "Users": cfg.Users})
 	})
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
