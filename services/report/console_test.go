@@ -397,6 +397,19 @@ func TestConsoleIsolation(t *testing.T) {
 	check("activity by provider", br.get("/console/?provider="+providerA), providerA, http.StatusOK)
 	check("activity", br.get("/console/"), "", http.StatusOK)
 	check("webhooks", br.get("/console/webhooks"), "", http.StatusOK)
+	check("dashboard", br.get("/console/dashboard"), "", http.StatusOK)
+	// The live stream for A's message id: B's subjects only; nothing of A.
+	b.publish(t, context.Background(), event(accA, msgA, queue.EventSent, msgstatus.Sent, 1, time.Now(), "alice@a.example"))
+	sctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(sctx, http.MethodGet, b.base+"/console/events?message_id="+msgA, nil)
+	require.NoError(t, err)
+	req.Header.Set("Last-Event-ID", "") // from now
+	if resp, err := br.c.Do(req); err == nil {
+		body, _ := io.ReadAll(resp.Body) // until the timeout
+		_ = resp.Body.Close()
+		check("events", answer{code: resp.StatusCode, body: string(body)}, "", http.StatusOK)
+	}
 	check("delete A's webhook", br.post("/console/webhooks/"+hookA+"/delete", url.Values{"csrf": {token}}, br.origin), "", http.StatusNotFound)
 	check("bad id", br.get("/console/messages/not-an-id"), "", http.StatusBadRequest, http.StatusNotFound)
 	require.True(t, b.webhookExists(t, hookA))
@@ -501,4 +514,29 @@ func TestConsoleLiveEvents(t *testing.T) {
 			t.Fatal("no live event")
 		}
 	}
+}
+
+func TestConsoleDashboard(t *testing.T) {
+	b := setupConsole(t)
+	a := b.newAccount(t, auth.ScopeRead)
+	other := b.newAccount(t, auth.ScopeRead)
+	for range 3 {
+		b.newMessage(t, a, msgSpec{status: msgstatus.Delivered})
+	}
+	b.newMessage(t, a, msgSpec{status: msgstatus.Bounced})
+	for range 7 {
+		b.newMessage(t, other, msgSpec{status: msgstatus.Complained})
+	}
+	b.clock.add(time.Minute) // the console's clock started before the messages
+	br := b.browser(t)
+	br.signIn(a.key)
+	got := br.get("/console/dashboard")
+	require.Equal(t, http.StatusOK, got.code, got.body)
+	require.Contains(t, got.body, `<span class="n">3</span> delivered`)
+	require.Contains(t, got.body, `<span class="n">1</span> bounced`)
+	require.Contains(t, got.body, `<span class="n">0</span> complained`, "another account's messages are not counted")
+	require.Contains(t, got.body, "<svg")
+	require.Contains(t, got.body, "Bounce rate of each hour")
+	require.Contains(t, got.body, "pause 10%", "the reputation threshold on the chart")
+	require.NotRegexp(t, `(src|href)="(https?:)?//`, got.body, "nothing remote")
 }

@@ -212,6 +212,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		}
 		con, err := console.New(cfg.Console, console.Deps{
 			Ingest: ingestAPI, IngestScopes: consoleIngestScopes, Keyring: keyring,
+			Thresholds: console.Thresholds{
+				WarnBounce: cfg.Reputation.WarnBounceRate, PauseBounce: cfg.Reputation.PauseBounceRate,
+				WarnComplaint: cfg.Reputation.WarnComplaintRate, PauseComplaint: cfg.Reputation.PauseComplaintRate,
+			},
 			Pool: deps.Pool, Keys: deps.Authenticator, JWT: cfg.API.JWT,
 			Report:   impls[emailsenderv1.ReportService_ServiceDesc.ServiceName].(emailsenderv1.ReportServiceServer),
 			Webhooks: impls[emailsenderv1.WebhookService_ServiceDesc.ServiceName].(emailsenderv1.WebhookServiceServer),

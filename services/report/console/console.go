@@ -128,6 +128,8 @@ type Deps struct {
 	// show only the buttons a session may use (ingest refuses the rest).
 	Ingest       Ingest
 	IngestScopes map[string]string
+	// Thresholds are the reputation guard's, for the dashboard.
+	Thresholds Thresholds
 	// Keyring seals the sessions' credentials (MASTER_KEYS).
 	Keyring *secretbox.Keyring
 	Logger  *slog.Logger
@@ -224,6 +226,7 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /console/signout", c.authed(c.signOut))
 	m.HandleFunc("GET /console/{$}", c.authed(c.activity))
 	m.HandleFunc("GET /console/events", c.authed(c.events))
+	m.HandleFunc("GET /console/dashboard", c.authed(c.dashboard))
 	m.HandleFunc("GET /console/messages/{id}", c.authed(c.message))
 	m.HandleFunc("GET /console/webhooks", c.authed(c.webhooks))
 	m.HandleFunc("POST /console/webhooks/{id}/delete", c.authed(c.deleteWebhook))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/auth"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
+	"github.com/namirasoft/email-sender/services/report/chart"
 	"github.com/namirasoft/email-sender/services/report/watch"
 )
 
@@ -43,6 +44,7 @@ var funcs = template.FuncMap{
 		sort.Strings(out)
 		return out
 	},
+	"pct": chart.Percent,
 	"has": func(scopes []string, s string) bool {
 		return auth.Principal{Scopes: scopes}.Has(s)
 	},
