@@ -19,6 +19,16 @@ var consoleIngestScopes = map[string]string{
 	emailsenderv1.AccountService_ListApiKeys_FullMethodName:  auth.ScopeAdmin,
 	emailsenderv1.AccountService_CreateApiKey_FullMethodName: auth.ScopeAdmin,
 	emailsenderv1.AccountService_RevokeApiKey_FullMethodName: auth.ScopeAdmin,
+
+	emailsenderv1.AccountService_ListSuppressions_FullMethodName:  auth.ScopeAdmin,
+	emailsenderv1.AccountService_AddSuppression_FullMethodName:    auth.ScopeAdmin,
+	emailsenderv1.AccountService_RemoveSuppression_FullMethodName: auth.ScopeAdmin,
+	emailsenderv1.AccountService_ListSenders_FullMethodName:       auth.ScopeAdmin,
+	emailsenderv1.AccountService_AddSender_FullMethodName:         auth.ScopeAdmin,
+	emailsenderv1.AccountService_VerifySender_FullMethodName:      auth.ScopeAdmin,
+	emailsenderv1.AccountService_RemoveSender_FullMethodName:      auth.ScopeAdmin,
+	emailsenderv1.AccountService_ListUsage_FullMethodName:         auth.ScopeAdmin,
+	emailsenderv1.AccountService_DeleteAccountData_FullMethodName: auth.ScopeAdmin,
 }
 
 // ConsoleIngestScopes returns consoleIngestScopes (for the test that
@@ -68,3 +78,42 @@ func (i *consoleIngest) RevokeAPIKey(ctx context.Context, id string) error {
 }
 
 func (i *consoleIngest) Close() error { return i.c.Close() }
+
+func (i *consoleIngest) ListSuppressions(ctx context.Context, req *emailsenderv1.ListSuppressionsRequest) (*emailsenderv1.ListSuppressionsResponse, error) {
+	return i.c.ListSuppressions(ctx, req)
+}
+
+func (i *consoleIngest) AddSuppression(ctx context.Context, req *emailsenderv1.AddSuppressionRequest) error {
+	_, err := i.c.AddSuppression(ctx, req)
+	return err
+}
+
+func (i *consoleIngest) RemoveSuppression(ctx context.Context, address string) error {
+	return i.c.RemoveSuppression(ctx, address)
+}
+
+func (i *consoleIngest) ListSenders(ctx context.Context) (*emailsenderv1.ListSendersResponse, error) {
+	return i.c.ListSenders(ctx)
+}
+
+func (i *consoleIngest) AddSender(ctx context.Context, req *emailsenderv1.AddSenderRequest) error {
+	_, err := i.c.AddSender(ctx, req)
+	return err
+}
+
+func (i *consoleIngest) VerifySender(ctx context.Context, id, code string) error {
+	_, err := i.c.VerifySender(ctx, id, code)
+	return err
+}
+
+func (i *consoleIngest) RemoveSender(ctx context.Context, id string) error {
+	return i.c.RemoveSender(ctx, id)
+}
+
+func (i *consoleIngest) ListUsage(ctx context.Context, req *emailsenderv1.ListUsageRequest) (*emailsenderv1.ListUsageResponse, error) {
+	return i.c.ListUsage(ctx, req)
+}
+
+func (i *consoleIngest) DeleteAccountData(ctx context.Context, confirm string) (*emailsenderv1.DeleteAccountDataResponse, error) {
+	return i.c.DeleteAccountData(ctx, confirm)
+}

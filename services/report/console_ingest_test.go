@@ -131,3 +131,54 @@ func TestConsoleIngest(t *testing.T) {
 	require.NotEmpty(t, sealed)
 	require.NotContains(t, string(sealed), acc.key)
 }
+
+func TestConsoleAccountPages(t *testing.T) {
+	b := setupConsoleIngest(t)
+	ctx := context.Background()
+	acc := b.newAccount(t, auth.ScopeAdmin)
+	ro := b.newAccount(t, auth.ScopeRead, auth.ScopeSend)
+
+	rb := b.browser(t)
+	rb.signIn(ro.key)
+	got := rb.get("/console/")
+	for _, p := range []string{"/console/senders", "/console/suppressions", "/console/usage", "/console/account"} {
+		require.NotContains(t, got.body, `href="`+p+`"`)
+		require.Equal(t, http.StatusForbidden, rb.get(p).code, p)
+	}
+	token := rb.csrf()
+	for _, p := range []string{"/console/suppressions", "/console/suppressions/remove", "/console/senders", "/console/account/delete"} {
+		require.Equal(t, http.StatusForbidden, rb.post(p, url.Values{"csrf": {token}, "address": {"x@example.com"}, "confirm": {ro.id}}, rb.origin).code, p)
+	}
+
+	br := b.browser(t)
+	br.signIn(acc.key)
+	got = br.get("/console/")
+	for _, p := range []string{"/console/senders", "/console/suppressions", "/console/usage", "/console/account"} {
+		require.Contains(t, got.body, `href="`+p+`"`)
+		require.Equal(t, http.StatusOK, br.get(p).code, p)
+	}
+	token = br.csrf()
+
+	// Suppressions: add with a reason, remove.
+	got = br.post("/console/suppressions", url.Values{"csrf": {token}, "address": {"Gone@Example.com"}, "reason": {"complaint"}}, br.origin)
+	require.Equal(t, http.StatusSeeOther, got.code, got.body)
+	got = br.get("/console/suppressions")
+	require.Contains(t, got.body, "gone@example.com")
+	require.Contains(t, got.body, "<td>complaint</td>")
+	got = br.post("/console/suppressions/remove", url.Values{"csrf": {token}, "address": {"gone@example.com"}}, br.origin)
+	require.Equal(t, http.StatusSeeOther, got.code, got.body)
+	require.NotContains(t, br.get("/console/suppressions").body, "gone@example.com")
+
+	// Account deletion behind the typed account id.
+	got = br.post("/console/account/delete", url.Values{"csrf": {token}, "confirm": {"yes"}}, br.origin)
+	require.Equal(t, http.StatusBadRequest, got.code)
+	var n int
+	require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM api_keys WHERE account_id = $1 AND revoked_at IS NULL`, acc.id).Scan(&n))
+	require.Equal(t, 1, n, "nothing deleted without the confirmation")
+	got = br.post("/console/account/delete", url.Values{"csrf": {token}, "confirm": {acc.id}}, br.origin)
+	require.Equal(t, http.StatusOK, got.code, got.body)
+	require.Contains(t, got.body, "Account deleted")
+	require.Equal(t, "/console/signin", br.get("/console/").location)
+	// The other account is untouched.
+	require.Equal(t, http.StatusOK, rb.get("/console/").code)
+}

@@ -91,6 +91,15 @@ type Ingest interface {
 	ListAPIKeys(ctx context.Context) (*emailsenderv1.ListApiKeysResponse, error)
 	CreateAPIKey(ctx context.Context, req *emailsenderv1.CreateApiKeyRequest) (*emailsenderv1.CreateApiKeyResponse, error)
 	RevokeAPIKey(ctx context.Context, id string) error
+	ListSuppressions(ctx context.Context, req *emailsenderv1.ListSuppressionsRequest) (*emailsenderv1.ListSuppressionsResponse, error)
+	AddSuppression(ctx context.Context, req *emailsenderv1.AddSuppressionRequest) error
+	RemoveSuppression(ctx context.Context, address string) error
+	ListSenders(ctx context.Context) (*emailsenderv1.ListSendersResponse, error)
+	AddSender(ctx context.Context, req *emailsenderv1.AddSenderRequest) error
+	VerifySender(ctx context.Context, id, code string) error
+	RemoveSender(ctx context.Context, id string) error
+	ListUsage(ctx context.Context, req *emailsenderv1.ListUsageRequest) (*emailsenderv1.ListUsageResponse, error)
+	DeleteAccountData(ctx context.Context, confirmAccountID string) (*emailsenderv1.DeleteAccountDataResponse, error)
 }
 
 type credentialKey struct{}
@@ -234,6 +243,16 @@ func (c *Console) routes() {
 	m.HandleFunc("GET /console/keys", c.authed(c.apiKeys))
 	m.HandleFunc("POST /console/keys", c.authed(c.createAPIKey))
 	m.HandleFunc("POST /console/keys/{id}/revoke", c.authed(c.revokeAPIKey))
+	m.HandleFunc("GET /console/suppressions", c.authed(c.suppressions))
+	m.HandleFunc("POST /console/suppressions", c.authed(c.addSuppression))
+	m.HandleFunc("POST /console/suppressions/remove", c.authed(c.removeSuppression))
+	m.HandleFunc("GET /console/senders", c.authed(c.senders))
+	m.HandleFunc("POST /console/senders", c.authed(c.addSender))
+	m.HandleFunc("POST /console/senders/{id}/verify", c.authed(c.verifySender))
+	m.HandleFunc("POST /console/senders/{id}/remove", c.authed(c.removeSender))
+	m.HandleFunc("GET /console/usage", c.authed(c.usage))
+	m.HandleFunc("GET /console/account", c.authed(c.accountPage))
+	m.HandleFunc("POST /console/account/delete", c.authed(c.deleteAccount))
 	c.mux = m
 }
 
@@ -324,14 +343,19 @@ func (c *Console) canIngest(sess *Session, method string) bool {
 		sess.Principal().Has(auth.RequiredScope(c.deps.IngestScopes, method))
 }
 
+// errPermission is the refusal of method for sess.
+func errPermission(c *Console, sess *Session, method string) error {
+	if c.deps.Ingest == nil || sess.sealed == nil {
+		return status.Error(codes.FailedPrecondition, "this console does not reach ingest (CONSOLE_INGEST_ADDR, MASTER_KEYS), or the session keeps no credential; sign in again")
+	}
+	return status.Errorf(codes.PermissionDenied, "the credential lacks the %q scope", auth.RequiredScope(c.deps.IngestScopes, method))
+}
+
 // callIngest checks method's scope for sess and returns the context whose
 // Ingest calls carry the session's credential; ingest authorizes it again.
 func (c *Console) callIngest(ctx context.Context, sess *Session, method string) (context.Context, error) {
-	if c.deps.Ingest == nil || sess.sealed == nil {
-		return nil, status.Error(codes.FailedPrecondition, "this console does not reach ingest (CONSOLE_INGEST_ADDR, MASTER_KEYS), or the session keeps no credential; sign in again")
-	}
 	if !c.canIngest(sess, method) {
-		return nil, status.Errorf(codes.PermissionDenied, "the credential lacks the %q scope", auth.RequiredScope(c.deps.IngestScopes, method))
+		return nil, errPermission(c, sess, method)
 	}
 	cred, err := c.sessions.credential(sess)
 	if err != nil {
@@ -345,10 +369,14 @@ type page struct {
 	Title   string
 	Session *Session
 	// Nav: the pages the session may see.
-	CanWebhooks bool
-	CanKeys     bool
-	Data        any
-	Error       string
+	CanWebhooks     bool
+	CanKeys         bool
+	CanSuppressions bool
+	CanSenders      bool
+	CanUsage        bool
+	CanDelete       bool
+	Data            any
+	Error           string
 }
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name string, p page) {
@@ -360,6 +388,10 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 	if p.Session != nil {
 		p.CanWebhooks = c.can(p.Session, emailsenderv1.WebhookService_ListWebhooks_FullMethodName)
 		p.CanKeys = c.canIngest(p.Session, emailsenderv1.AccountService_ListApiKeys_FullMethodName)
+		p.CanSuppressions = c.canIngest(p.Session, emailsenderv1.AccountService_ListSuppressions_FullMethodName)
+		p.CanSenders = c.canIngest(p.Session, emailsenderv1.AccountService_ListSenders_FullMethodName)
+		p.CanUsage = c.canIngest(p.Session, emailsenderv1.AccountService_ListUsage_FullMethodName)
+		p.CanDelete = c.canIngest(p.Session, emailsenderv1.AccountService_DeleteAccountData_FullMethodName)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
