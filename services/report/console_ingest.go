@@ -29,6 +29,8 @@ var consoleIngestScopes = map[string]string{
 	emailsenderv1.AccountService_RemoveSender_FullMethodName:      auth.ScopeAdmin,
 	emailsenderv1.AccountService_ListUsage_FullMethodName:         auth.ScopeAdmin,
 	emailsenderv1.AccountService_DeleteAccountData_FullMethodName: auth.ScopeAdmin,
+	emailsenderv1.AccountService_ListProviders_FullMethodName:     auth.ScopeAdmin,
+	emailsenderv1.AccountService_VerifyProvider_FullMethodName:    auth.ScopeAdmin,
 }
 
 // ConsoleIngestScopes returns consoleIngestScopes (for the test that
@@ -116,4 +118,12 @@ func (i *consoleIngest) ListUsage(ctx context.Context, req *emailsenderv1.ListUs
 
 func (i *consoleIngest) DeleteAccountData(ctx context.Context, confirm string) (*emailsenderv1.DeleteAccountDataResponse, error) {
 	return i.c.DeleteAccountData(ctx, confirm)
+}
+
+func (i *consoleIngest) ListProviders(ctx context.Context) (*emailsenderv1.ListProvidersResponse, error) {
+	return i.c.ListProviders(ctx)
+}
+
+func (i *consoleIngest) VerifyProvider(ctx context.Context, id string) (*emailsenderv1.VerifyProviderResponse, error) {
+	return i.c.VerifyProvider(ctx, id)
 }

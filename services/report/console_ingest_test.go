@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
@@ -141,19 +142,19 @@ func TestConsoleAccountPages(t *testing.T) {
 	rb := b.browser(t)
 	rb.signIn(ro.key)
 	got := rb.get("/console/")
-	for _, p := range []string{"/console/senders", "/console/suppressions", "/console/usage", "/console/account"} {
+	for _, p := range []string{"/console/senders", "/console/suppressions", "/console/usage", "/console/account", "/console/providers"} {
 		require.NotContains(t, got.body, `href="`+p+`"`)
 		require.Equal(t, http.StatusForbidden, rb.get(p).code, p)
 	}
 	token := rb.csrf()
-	for _, p := range []string{"/console/suppressions", "/console/suppressions/remove", "/console/senders", "/console/account/delete"} {
+	for _, p := range []string{"/console/suppressions", "/console/suppressions/remove", "/console/senders", "/console/account/delete", "/console/providers/" + uuid.NewString() + "/verify"} {
 		require.Equal(t, http.StatusForbidden, rb.post(p, url.Values{"csrf": {token}, "address": {"x@example.com"}, "confirm": {ro.id}}, rb.origin).code, p)
 	}
 
 	br := b.browser(t)
 	br.signIn(acc.key)
 	got = br.get("/console/")
-	for _, p := range []string{"/console/senders", "/console/suppressions", "/console/usage", "/console/account"} {
+	for _, p := range []string{"/console/senders", "/console/suppressions", "/console/usage", "/console/account", "/console/providers"} {
 		require.Contains(t, got.body, `href="`+p+`"`)
 		require.Equal(t, http.StatusOK, br.get(p).code, p)
 	}
@@ -168,6 +169,24 @@ func TestConsoleAccountPages(t *testing.T) {
 	got = br.post("/console/suppressions/remove", url.Values{"csrf": {token}, "address": {"gone@example.com"}}, br.origin)
 	require.Equal(t, http.StatusSeeOther, got.code, got.body)
 	require.NotContains(t, br.get("/console/suppressions").body, "gone@example.com")
+
+	// Providers: health, last verification, verify.
+	prov := uuid.NewString()
+	_, err := b.db.Pool.Exec(ctx, `INSERT INTO provider_configs (id, account_id, name, kind) VALUES ($1, $2, 'sandbox one', 'sandbox')`, prov, acc.id)
+	require.NoError(t, err)
+	got = br.get("/console/providers")
+	require.Contains(t, got.body, "sandbox one")
+	require.Contains(t, got.body, `action="/console/providers/`+prov+`/verify"`)
+	got = br.post("/console/providers/"+prov+"/verify", url.Values{"csrf": {token}}, br.origin)
+	require.Equal(t, http.StatusOK, got.code, got.body)
+	require.Contains(t, got.body, "Verification")
+	// Another account's provider configuration: 404 from ingest.
+	otherProv := uuid.NewString()
+	_, err = b.db.Pool.Exec(ctx, `INSERT INTO provider_configs (id, account_id, name, kind) VALUES ($1, $2, 'theirs', 'sandbox')`, otherProv, ro.id)
+	require.NoError(t, err)
+	got = br.post("/console/providers/"+otherProv+"/verify", url.Values{"csrf": {token}}, br.origin)
+	require.Equal(t, http.StatusNotFound, got.code, got.body)
+	require.NotContains(t, got.body, "theirs")
 
 	// Account deletion behind the typed account id.
 	got = br.post("/console/account/delete", url.Values{"csrf": {token}, "confirm": {"yes"}}, br.origin)

@@ -216,7 +216,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 				WarnBounce: cfg.Reputation.WarnBounceRate, PauseBounce: cfg.Reputation.PauseBounceRate,
 				WarnComplaint: cfg.Reputation.WarnComplaintRate, PauseComplaint: cfg.Reputation.PauseComplaintRate,
 			},
-			Pool: deps.Pool, Keys: deps.Authenticator, JWT: cfg.API.JWT,
+			Pool: deps.Pool, Keys: deps.Authenticator, Throttle: cfg.API.Throttle, JWT: cfg.API.JWT,
 			Report:   impls[emailsenderv1.ReportService_ServiceDesc.ServiceName].(emailsenderv1.ReportServiceServer),
 			Webhooks: impls[emailsenderv1.WebhookService_ServiceDesc.ServiceName].(emailsenderv1.WebhookServiceServer),
 			Scopes:   MethodScopes(), Contents: s.store, Logger: deps.Logger, Now: deps.Console.Now, HTTPClient: deps.Console.HTTPClient,

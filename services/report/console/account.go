@@ -181,3 +181,47 @@ func (c *Console) deleteAccount(w http.ResponseWriter, r *http.Request, sess *Se
 	c.clearSessionCookie(w, r)
 	c.render(w, r, http.StatusOK, "account", page{Title: "Account deleted", Data: accountData{Deleted: resp}})
 }
+
+type providersData struct {
+	Providers []*emailsenderv1.Provider
+	CanVerify bool
+	// Verified is the answer of a verification just made.
+	Verified *emailsenderv1.VerifyResult
+}
+
+// providers lists the provider configurations: health, last verification,
+// fallback.
+func (c *Console) providers(w http.ResponseWriter, r *http.Request, sess *Session) {
+	c.renderProviders(w, r, sess, nil)
+}
+
+func (c *Console) renderProviders(w http.ResponseWriter, r *http.Request, sess *Session, verified *emailsenderv1.VerifyResult) {
+	ctx, err := c.callIngest(r.Context(), sess, emailsenderv1.AccountService_ListProviders_FullMethodName)
+	if err != nil {
+		c.failCall(w, r, sess, "ListProviders", err)
+		return
+	}
+	resp, err := c.deps.Ingest.ListProviders(ctx)
+	if err != nil {
+		c.failCall(w, r, sess, "ListProviders", err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "providers", page{Title: "Providers", Session: sess, Data: providersData{
+		Providers: resp.GetProviders(), Verified: verified,
+		CanVerify: c.canIngest(sess, emailsenderv1.AccountService_VerifyProvider_FullMethodName),
+	}})
+}
+
+func (c *Console) verifyProvider(w http.ResponseWriter, r *http.Request, sess *Session) {
+	ctx, err := c.callIngest(r.Context(), sess, emailsenderv1.AccountService_VerifyProvider_FullMethodName)
+	if err != nil {
+		c.failCall(w, r, sess, "VerifyProvider", err)
+		return
+	}
+	resp, err := c.deps.Ingest.VerifyProvider(ctx, r.PathValue("id"))
+	if err != nil {
+		c.failCall(w, r, sess, "VerifyProvider", err)
+		return
+	}
+	c.renderProviders(w, r, sess, resp.GetResult())
+}

@@ -52,6 +52,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -100,6 +101,8 @@ type Ingest interface {
 	RemoveSender(ctx context.Context, id string) error
 	ListUsage(ctx context.Context, req *emailsenderv1.ListUsageRequest) (*emailsenderv1.ListUsageResponse, error)
 	DeleteAccountData(ctx context.Context, confirmAccountID string) (*emailsenderv1.DeleteAccountDataResponse, error)
+	ListProviders(ctx context.Context) (*emailsenderv1.ListProvidersResponse, error)
+	VerifyProvider(ctx context.Context, id string) (*emailsenderv1.VerifyProviderResponse, error)
 }
 
 type credentialKey struct{}
@@ -121,8 +124,11 @@ func CredentialFrom(ctx context.Context) (string, error) {
 // Deps are what the console uses.
 type Deps struct {
 	Pool *pgxpool.Pool
-	// Keys verifies API keys as the API does (the report's authenticator).
-	Keys auth.Authenticator
+	// Keys verifies API keys as the API does (the report's authenticator);
+	// failed sign-ins are throttled per client address as the API's are
+	// (Throttle, AUTH_FAILURES_*).
+	Keys     auth.Authenticator
+	Throttle auth.ThrottleConfig
 	// JWT is the API's Namirasoft Account token configuration: the console's
 	// OpenID Connect sign-in uses its issuer, audience and claims.
 	JWT jwtauth.Config
@@ -194,6 +200,7 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	if deps.HTTPClient == nil {
 		deps.HTTPClient = http.DefaultClient
 	}
+	deps.Keys = auth.NewThrottle(deps.Keys, deps.Throttle, clientAddr)
 	c := &Console{cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now,
 		sessions: &sessions{pool: deps.Pool, keyring: deps.Keyring, idle: cfg.SessionIdle, max: cfg.SessionMax, now: deps.Now},
 		accounts: jwtauth.NewAccounts(deps.Pool, deps.JWT.AutoProvision),
@@ -251,13 +258,27 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /console/senders/{id}/verify", c.authed(c.verifySender))
 	m.HandleFunc("POST /console/senders/{id}/remove", c.authed(c.removeSender))
 	m.HandleFunc("GET /console/usage", c.authed(c.usage))
+	m.HandleFunc("GET /console/providers", c.authed(c.providers))
+	m.HandleFunc("POST /console/providers/{id}/verify", c.authed(c.verifyProvider))
 	m.HandleFunc("GET /console/account", c.authed(c.accountPage))
 	m.HandleFunc("POST /console/account/delete", c.authed(c.deleteAccount))
 	c.mux = m
 }
 
+type clientAddrKey struct{}
+
+// clientAddr is the client address ServeHTTP put in ctx (the TCP peer: the
+// console believes no forwarding header).
+func clientAddr(ctx context.Context) string {
+	a, _ := ctx.Value(clientAddrKey{}).(string)
+	return a
+}
+
 // ServeHTTP serves the console.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		r = r.WithContext(context.WithValue(r.Context(), clientAddrKey{}, host))
+	}
 	h := w.Header()
 	h.Set("Content-Security-Policy", pageCSP)
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -375,6 +396,7 @@ type page struct {
 	CanSenders      bool
 	CanUsage        bool
 	CanDelete       bool
+	CanProviders    bool
 	Data            any
 	Error           string
 }
@@ -392,6 +414,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 		p.CanSenders = c.canIngest(p.Session, emailsenderv1.AccountService_ListSenders_FullMethodName)
 		p.CanUsage = c.canIngest(p.Session, emailsenderv1.AccountService_ListUsage_FullMethodName)
 		p.CanDelete = c.canIngest(p.Session, emailsenderv1.AccountService_DeleteAccountData_FullMethodName)
+		p.CanProviders = c.canIngest(p.Session, emailsenderv1.AccountService_ListProviders_FullMethodName)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
