@@ -200,6 +200,7 @@ func TestConsoleSignInWithKey(t *testing.T) {
 	require.Equal(t, http.StatusOK, got.code, got.body)
 	require.Contains(t, got.body, "/console/messages/"+id)
 	require.Contains(t, got.body, "campaign=spring")
+	require.Contains(t, got.body, "<td>jane@example.com</td>", "the recipients in the list")
 
 	// The session row keeps the token's hash only, and the key's scopes.
 	var (

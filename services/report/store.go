@@ -299,3 +299,39 @@ func (s *store) Content(ctx context.Context, accountID, messageID string) (*emai
 	}
 	return job.GetMessage(), true, nil
 }
+
+// maxShownRecipients is how many recipients of each message Recipients
+// returns.
+const maxShownRecipients = 3
+
+// Recipients returns the first recipients (to, cc, bcc in order, at most
+// maxShownRecipients) of messageIDs of accountID, for the console's list:
+// one query for a page.
+func (s *store) Recipients(ctx context.Context, accountID string, messageIDs []string) (map[string][]string, error) {
+	ids := make([]uuid.UUID, 0, len(messageIDs))
+	for _, id := range messageIDs {
+		if u, err := uuid.Parse(id); err == nil {
+			ids = append(ids, u)
+		}
+	}
+	out := map[string][]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT message_id::text, address FROM recipients
+		WHERE account_id = $1 AND message_id = ANY($2) AND idx < $3 ORDER BY message_id, idx`,
+		accountID, ids, maxShownRecipients)
+	if err != nil {
+		return nil, fmt.Errorf("list recipients: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, addr string
+		if err := rows.Scan(&id, &addr); err != nil {
+			return nil, fmt.Errorf("list recipients: %w", err)
+		}
+		out[id] = append(out[id], addr)
+	}
+	return out, rows.Err()
+}

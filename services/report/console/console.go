@@ -78,9 +78,11 @@ var templateFS embed.FS
 var assetFS embed.FS
 
 // ContentSource returns a message's content while it is retained (ok false
-// after RETENTION_PERIOD), within an account.
+// after RETENTION_PERIOD), within an account, and the first recipients of a
+// page of messages (the list shows them; ListMessages has their count only).
 type ContentSource interface {
 	Content(ctx context.Context, accountID, messageID string) (msg *emailsenderv1.EmailMessage, ok bool, err error)
+	Recipients(ctx context.Context, accountID string, messageIDs []string) (map[string][]string, error)
 }
 
 // Ingest is ingest's API as the console calls it: each call carries the

@@ -45,6 +45,7 @@ var funcs = template.FuncMap{
 		return out
 	},
 	"pct": chart.Percent,
+	"sub": func(a int32, b int) int32 { return a - int32(b) },
 	"has": func(scopes []string, s string) bool {
 		return auth.Principal{Scopes: scopes}.Has(s)
 	},
@@ -68,6 +69,8 @@ type activityData struct {
 	Status, Provider, Tag, Recipient, After, Before string
 	Statuses                                        []string
 	Next                                            string
+	// Recipients are the first recipients of each message.
+	Recipients map[string][]string
 }
 
 // activity lists the account's messages, newest first, with the API's
@@ -120,6 +123,14 @@ func (c *Console) activity(w http.ResponseWriter, r *http.Request, sess *Session
 		return
 	}
 	d.Messages = resp.GetMessages()
+	ids := make([]string, len(d.Messages))
+	for i, m := range d.Messages {
+		ids[i] = m.GetMessageId()
+	}
+	if d.Recipients, err = c.deps.Contents.Recipients(r.Context(), sess.AccountID, ids); err != nil {
+		c.failCall(w, r, sess, "Recipients", err)
+		return
+	}
 	if tok := resp.GetNextPageToken(); tok != "" {
 		nq := url.Values{}
 		for k, v := range q {
