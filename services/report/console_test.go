@@ -153,6 +153,21 @@ func (b *consoleBundle) newWebhook(t *testing.T, a account, u string) string {
 	return id
 }
 
+// newDelivery stores a failed delivery to endpoint hook, with one attempt.
+func (b *consoleBundle) newDelivery(t testing.TB, a account, hook string) string {
+	t.Helper()
+	id := uuid.NewString()
+	ctx := context.Background()
+	_, err := b.db.Pool.Exec(ctx, `
+		INSERT INTO webhook_deliveries (id, endpoint_id, account_id, event_id, message_id, seq, event_type, recipient, payload, state, attempts, next_attempt_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, 1, 'message.delivered', 'x@example.com', '\x7b7d', 'failed', 8, now(), now(), now())`, id, hook, a.id, "ev-"+id, uuid.NewString())
+	require.NoError(t, err)
+	_, err = b.db.Pool.Exec(ctx, `INSERT INTO webhook_attempts (delivery_id, account_id, at, status_code, latency_ms, response_snippet)
+		VALUES ($1, $2, now(), 500, 12, 'oops')`, id, a.id)
+	require.NoError(t, err)
+	return id
+}
+
 func (b *consoleBundle) webhookExists(t *testing.T, id string) bool {
 	t.Helper()
 	var n int
@@ -268,8 +283,21 @@ func TestConsoleScopes(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, got.code, got.body)
 	require.True(t, b.webhookExists(t, hook))
 
+	delivery := b.newDelivery(t, a, hook)
+	require.Equal(t, http.StatusForbidden, ro.get("/console/webhooks/"+hook+"/deliveries").code)
+	require.Equal(t, http.StatusForbidden, ro.post("/console/webhooks/"+hook+"/deliveries/"+delivery+"/replay", url.Values{"csrf": {ro.csrf()}}, ro.origin).code)
+
 	ad := b.browser(t)
 	ad.signIn(admin.key)
+	got = ad.get("/console/webhooks/" + hook + "/deliveries")
+	require.Equal(t, http.StatusOK, got.code, got.body)
+	require.Contains(t, got.body, "message.delivered")
+	require.Contains(t, got.body, "HTTP 500")
+	got = ad.post("/console/webhooks/"+hook+"/deliveries/"+delivery+"/replay", url.Values{"csrf": {ad.csrf()}}, ad.origin)
+	require.Equal(t, http.StatusSeeOther, got.code, got.body)
+	var state string
+	require.NoError(t, b.db.Pool.QueryRow(context.Background(), `SELECT state FROM webhook_deliveries WHERE id = $1`, delivery).Scan(&state))
+	require.Equal(t, "pending", state, "replayed")
 	got = ad.get("/console/webhooks")
 	require.Equal(t, http.StatusOK, got.code, got.body)
 	require.Contains(t, got.body, "https://hooks.example/a")
@@ -398,6 +426,9 @@ func TestConsoleIsolation(t *testing.T) {
 	check("activity by provider", br.get("/console/?provider="+providerA), providerA, http.StatusOK)
 	check("activity", br.get("/console/"), "", http.StatusOK)
 	check("webhooks", br.get("/console/webhooks"), "", http.StatusOK)
+	delivA := b.newDelivery(t, accA, hookA)
+	check("A's delivery log", br.get("/console/webhooks/"+hookA+"/deliveries"), "", http.StatusOK, http.StatusNotFound)
+	check("replay A's delivery", br.post("/console/webhooks/"+hookA+"/deliveries/"+delivA+"/replay", url.Values{"csrf": {token}}, br.origin), "", http.StatusNotFound)
 	check("dashboard", br.get("/console/dashboard"), "", http.StatusOK)
 	// The live stream for A's message id: B's subjects only; nothing of A.
 	b.publish(t, context.Background(), event(accA, msgA, queue.EventSent, msgstatus.Sent, 1, time.Now(), "alice@a.example"))

@@ -248,6 +248,8 @@ func (c *Console) routes() {
 	m.HandleFunc("GET /console/messages/{id}", c.authed(c.message))
 	m.HandleFunc("GET /console/webhooks", c.authed(c.webhooks))
 	m.HandleFunc("POST /console/webhooks/{id}/delete", c.authed(c.deleteWebhook))
+	m.HandleFunc("GET /console/webhooks/{id}/deliveries", c.authed(c.deliveries))
+	m.HandleFunc("POST /console/webhooks/{id}/deliveries/{delivery}/replay", c.authed(c.replayDelivery))
 	m.HandleFunc("POST /console/messages/{id}/cancel", c.authed(c.cancelMessage))
 	m.HandleFunc("GET /console/keys", c.authed(c.apiKeys))
 	m.HandleFunc("POST /console/keys", c.authed(c.createAPIKey))

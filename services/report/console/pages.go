@@ -44,8 +44,9 @@ var funcs = template.FuncMap{
 		sort.Strings(out)
 		return out
 	},
-	"pct": chart.Percent,
-	"sub": func(a int32, b int) int32 { return a - int32(b) },
+	"pct":  chart.Percent,
+	"list": func(v ...string) []string { return v },
+	"sub":  func(a int32, b int) int32 { return a - int32(b) },
 	"has": func(scopes []string, s string) bool {
 		return auth.Principal{Scopes: scopes}.Has(s)
 	},
@@ -286,4 +287,54 @@ func (c *Console) deleteWebhook(w http.ResponseWriter, r *http.Request, sess *Se
 		return
 	}
 	http.Redirect(w, r, "/console/webhooks", http.StatusSeeOther)
+}
+
+type deliveriesData struct {
+	WebhookID  string
+	State      string
+	Deliveries []*emailsenderv1.WebhookDelivery
+	Next       string
+	CanReplay  bool
+}
+
+// deliveries is an endpoint's delivery log, newest first, with each
+// attempt's answer.
+func (c *Console) deliveries(w http.ResponseWriter, r *http.Request, sess *Session) {
+	ctx, err := c.call(r.Context(), sess, emailsenderv1.WebhookService_ListWebhookDeliveries_FullMethodName)
+	if err != nil {
+		c.failCall(w, r, sess, "ListWebhookDeliveries", err)
+		return
+	}
+	q := r.URL.Query()
+	d := deliveriesData{WebhookID: r.PathValue("id"), State: q.Get("state"),
+		CanReplay: c.can(sess, emailsenderv1.WebhookService_ReplayWebhookDeliveries_FullMethodName)}
+	resp, err := c.deps.Webhooks.ListWebhookDeliveries(ctx, &emailsenderv1.ListWebhookDeliveriesRequest{
+		WebhookId: d.WebhookID, State: d.State, PageSize: 50, PageToken: q.Get("page"),
+	})
+	if err != nil {
+		c.failCall(w, r, sess, "ListWebhookDeliveries", err)
+		return
+	}
+	d.Deliveries = resp.GetDeliveries()
+	if tok := resp.GetNextPageToken(); tok != "" {
+		d.Next = "/console/webhooks/" + url.PathEscape(d.WebhookID) + "/deliveries?" + url.Values{"state": {d.State}, "page": {tok}}.Encode()
+	}
+	c.render(w, r, http.StatusOK, "deliveries", page{Title: "Webhook deliveries", Session: sess, Data: d})
+}
+
+// replayDelivery queues one delivery again.
+func (c *Console) replayDelivery(w http.ResponseWriter, r *http.Request, sess *Session) {
+	ctx, err := c.call(r.Context(), sess, emailsenderv1.WebhookService_ReplayWebhookDeliveries_FullMethodName)
+	if err != nil {
+		c.failCall(w, r, sess, "ReplayWebhookDeliveries", err)
+		return
+	}
+	id := r.PathValue("id")
+	if _, err := c.deps.Webhooks.ReplayWebhookDeliveries(ctx, &emailsenderv1.ReplayWebhookDeliveriesRequest{
+		WebhookId: id, DeliveryId: r.PathValue("delivery"),
+	}); err != nil {
+		c.failCall(w, r, sess, "ReplayWebhookDeliveries", err)
+		return
+	}
+	http.Redirect(w, r, "/console/webhooks/"+url.PathEscape(id)+"/deliveries", http.StatusSeeOther)
 }
