@@ -27,6 +27,13 @@ func setupConsoleIngest(t *testing.T) *consoleBundle {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	return setupConsoleIngestOn(t, lis, nil)
+}
+
+// setupConsoleIngestOn serves the console on lis; adjust, when set, changes
+// both configurations (the API's JWT settings are shared).
+func setupConsoleIngestOn(t *testing.T, lis net.Listener, adjust func(*report.Config, *ingest.Config)) *consoleBundle {
+	t.Helper()
 	ingestLis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	key, err := secretbox.NewMasterKey()
@@ -35,10 +42,13 @@ func setupConsoleIngest(t *testing.T) *consoleBundle {
 	cfg.Console.DevLoopbackHTTP = true
 	cfg.Console.IngestAddr = ingestLis.Addr().String()
 	cfg.Console.IngestPlaintext = true
+	icfg := ingest.Config{ShutdownGrace: 5 * time.Second, HTTPAddr: "off", MasterKeys: "k1:" + key, Send: send.Config{LookupCacheTTL: -1}}
+	if adjust != nil {
+		adjust(&cfg, &icfg)
+	}
 	b := setupWith(t, setupOpts{cfg: cfg, deps: func(d *report.Deps) {
 		d.HTTPListener = lis
-		svc, err := ingest.New(ingest.Config{ShutdownGrace: 5 * time.Second, HTTPAddr: "off", MasterKeys: "k1:" + key, Send: send.Config{LookupCacheTTL: -1}},
-			ingest.Deps{Pool: d.Pool, JetStream: d.JetStream, Listener: ingestLis, Auth: auth.NewKeyStore(d.Pool, 0)})
+		svc, err := ingest.New(icfg, ingest.Deps{Pool: d.Pool, JetStream: d.JetStream, Listener: ingestLis, Auth: auth.NewKeyStore(d.Pool, 0)})
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

@@ -11,27 +11,29 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/testkit/oidcprovider"
+	"github.com/namirasoft/email-sender/services/ingest"
 	"github.com/namirasoft/email-sender/services/report"
 )
 
 func TestConsoleSignInOIDC(t *testing.T) {
 	account := uuid.NewString() // provisioned on sign-in, as the JWT path does
 	idp := oidcprovider.Start(t, oidcprovider.Config{AutoApprove: true, Users: []oidcprovider.User{{
-		Subject: "owner-1", Email: "owner@example.test", AccountID: account, Scopes: []string{"read"},
+		Subject: "owner-1", Email: "owner@example.test", AccountID: account, Scopes: []string{"read", "admin"},
 	}}})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	base := "http://" + lis.Addr().String()
 	idp.AddRedirectURI(base + "/console/auth/callback")
-	cfg := report.Config{}
-	cfg.API.JWT = idp.JWTConfig()
-	cfg.API.JWT.AutoProvision = true
-	cfg.Console.DevLoopbackHTTP = true
-	cfg.Console.OIDCClientID = idp.ClientID
-	cfg.Console.OIDCClientSecret = idp.ClientSecret
-	cfg.Console.OIDCRedirectURL = base + "/console/auth/callback"
-	tb := setupWith(t, setupOpts{cfg: cfg, deps: func(d *report.Deps) { d.HTTPListener = lis }})
-	b := &consoleBundle{testBundle: tb, base: base}
+	// The report's console and ingest's API share the JWT settings: ingest
+	// accepts the session's ID token for the console's ingest actions.
+	b := setupConsoleIngestOn(t, lis, func(cfg *report.Config, icfg *ingest.Config) {
+		cfg.API.JWT = idp.JWTConfig()
+		cfg.API.JWT.AutoProvision = true
+		icfg.API.JWT = cfg.API.JWT
+		cfg.Console.OIDCClientID = idp.ClientID
+		cfg.Console.OIDCClientSecret = idp.ClientSecret
+		cfg.Console.OIDCRedirectURL = base + "/console/auth/callback"
+	})
 
 	br := b.browser(t)
 	got := br.get("/console/signin")
@@ -79,7 +81,11 @@ func TestConsoleSignInOIDC(t *testing.T) {
 	require.Equal(t, "/console/", a.location)
 	got = br.get("/console/")
 	require.Equal(t, http.StatusOK, got.code, got.body)
-	require.Contains(t, got.body, "Namirasoft Account · read")
+	require.Contains(t, got.body, "Namirasoft Account · read, admin")
+	// Ingest takes the sealed ID token as the JWT path takes any Namirasoft
+	// Account token.
+	got = br.get("/console/keys")
+	require.Equal(t, http.StatusOK, got.code, got.body)
 
 	var (
 		method, subject string
@@ -89,7 +95,7 @@ func TestConsoleSignInOIDC(t *testing.T) {
 		`SELECT method, subject, scopes FROM console_sessions WHERE account_id = $1`, account).Scan(&method, &subject, &scopes))
 	require.Equal(t, "oidc", method)
 	require.Equal(t, "owner-1", subject)
-	require.Equal(t, []string{"read"}, scopes)
+	require.Equal(t, []string{"read", "admin"}, scopes)
 
 	// The callback is good once.
 	resp, err = br.c.Get(callback)
