@@ -128,6 +128,8 @@ type Service struct {
 	// guard is the reputation guard: it assesses the provider
 	// configurations the consumer counted events for.
 	guard *reputation.Guard
+	// console is the web console (nil: CONSOLE_OFF).
+	console *console.Console
 	// consoleIngest is the console's client of ingest's API (nil: none).
 	consoleIngest *consoleIngest
 	// unacked holds the events of the batch being handled whose ack could
@@ -225,6 +227,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			return nil, fmt.Errorf("report: %w", err)
 		}
 		mounts = append(mounts, httpgateway.Mount{Prefix: console.Prefix, Handler: con})
+		s.console = con
 	}
 	var revs *auth.Revocations
 	if deps.KeyStore != nil {
@@ -285,7 +288,11 @@ func MethodScopes() map[string]string {
 func (s *Service) Run(ctx context.Context) error {
 	stats := telemetry.NewConsumerStats(s.tel, s.deps.JetStream, 0, s.log,
 		telemetry.ConsumerRef{Stream: queue.EventStream, Consumer: s.cfg.Consumer})
-	err := s.api.Run(ctx, apiserver.Hooks{Background: []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run, s.runReputationGauges, s.runStatsFold}})
+	background := []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run, s.runReputationGauges, s.runStatsFold}
+	if s.console != nil {
+		background = append(background, s.console.Run)
+	}
+	err := s.api.Run(ctx, apiserver.Hooks{Background: background})
 	if s.consoleIngest != nil {
 		_ = s.consoleIngest.Close()
 	}

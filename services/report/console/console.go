@@ -450,3 +450,22 @@ func (c *Console) failCall(w http.ResponseWriter, r *http.Request, sess *Session
 		c.fail(w, r, sess, http.StatusInternalServerError, "Something failed on our side; try again.")
 	}
 }
+
+// Run deletes ended sessions every few minutes until ctx ends (a session's
+// own requests and its account's next sign-in delete it too).
+func (c *Console) Run(ctx context.Context) error {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if n, err := c.sessions.prune(ctx); err != nil {
+				c.log.WarnContext(ctx, "console prune", "error", err)
+			} else if n > 0 {
+				c.log.DebugContext(ctx, "console sessions pruned", "sessions", n)
+			}
+		}
+	}
+}

@@ -272,3 +272,20 @@ func validCSRF(r *http.Request, sess *Session) bool {
 	}
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(sess.CSRF)) == 1
 }
+
+// pruneEvery is how often Run deletes ended sessions and sign-ins.
+const pruneEvery = 10 * time.Minute
+
+// prune deletes the sessions that ended (idle or expired) and the OpenID
+// Connect sign-ins that were never finished.
+func (s *sessions) prune(ctx context.Context) (int64, error) {
+	now := s.now()
+	tag, err := s.pool.Exec(ctx, `DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen_at <= $2`, now, now.Add(-s.idle))
+	if err != nil {
+		return 0, fmt.Errorf("prune console sessions: %w", err)
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM console_oidc_logins WHERE expires_at <= $1`, now); err != nil {
+		return 0, fmt.Errorf("prune console sign-ins: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
