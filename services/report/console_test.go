@@ -238,6 +238,11 @@ func TestConsoleSignInWithKey(t *testing.T) {
 	require.NotContains(t, got.body, id)
 	got = br.get("/console/?status=DELIVERED")
 	require.NotContains(t, got.body, id)
+	future := time.Now().UTC().Add(time.Hour).Format("2006-01-02T15:04")
+	require.NotContains(t, br.get("/console/?after="+future).body, id)
+	require.Contains(t, br.get("/console/?before="+future).body, id)
+	require.Equal(t, http.StatusBadRequest, br.get("/console/?after=yesterday").code)
+	require.NotContains(t, got.header.Get("Content-Security-Policy"), "unsafe-inline", "only the message page allows inline styles")
 
 	// Anywhere but plain HTTP to loopback, the cookie is a Secure __Host- one.
 	req, err := http.NewRequest(http.MethodPost, br.base+"/console/signin", strings.NewReader(url.Values{"api_key": {a.key}}.Encode()))
@@ -486,6 +491,8 @@ func TestConsoleMessagePage(t *testing.T) {
 	// The HTML body: an attribute of a sandboxed iframe (no allow-scripts),
 	// escaped, under a CSP that loads nothing remote.
 	require.Regexp(t, `<iframe class="body" title="[^"]+" sandbox="" referrerpolicy="no-referrer" srcdoc="`, got.body)
+	require.Contains(t, got.header.Get("Content-Security-Policy"), "style-src 'self' 'unsafe-inline'")
+	require.Contains(t, got.header.Get("Content-Security-Policy"), "default-src 'none'")
 	require.Contains(t, got.body, `&lt;meta http-equiv=&#34;Content-Security-Policy&#34; content=&#34;default-src &#39;none&#39;; img-src data:; style-src &#39;unsafe-inline&#39;&#34;&gt;`)
 	require.NotContains(t, got.body, "<script>alert(1)</script>")
 	require.NotContains(t, got.body, `<img src="https://tracker.example`)

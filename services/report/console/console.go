@@ -305,9 +305,14 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // pageCSP allows the console's own scripts, styles and event stream, nothing
-// remote. Inline styles are allowed for the message body's srcdoc iframe,
-// which inherits the policy (it adds its own, stricter one).
-const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
+// remote, and no frame source (a srcdoc iframe needs none).
+const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// messageCSP is pageCSP with inline styles, on the message page only: the
+// body's srcdoc iframe inherits the page's policy (and adds its own,
+// stricter one), and mail is styled inline.
+const messageCSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // bodyCSP is the message body's own policy, in its srcdoc.

@@ -199,6 +199,7 @@ func (c *Console) message(w http.ResponseWriter, r *http.Request, sess *Session)
 			d.BodyDoc = `<!doctype html><meta http-equiv="Content-Security-Policy" content="` + bodyCSP + `">` + h
 		}
 	}
+	w.Header().Set("Content-Security-Policy", messageCSP)
 	c.render(w, r, http.StatusOK, "message", page{Title: "Message " + resp.GetMessage().GetMessageId(), Session: sess, Data: d})
 }
 
