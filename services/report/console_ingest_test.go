@@ -204,10 +204,18 @@ func TestConsoleAccountPages(t *testing.T) {
 	var n int
 	require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM api_keys WHERE account_id = $1 AND revoked_at IS NULL`, acc.id).Scan(&n))
 	require.Equal(t, 1, n, "nothing deleted without the confirmation")
+	// A second session of the account, signed in with Namirasoft Account
+	// (no key to revoke), ends with it too.
+	other := b.browser(t)
+	other.signIn(acc.key)
+	_, err = b.db.Pool.Exec(ctx, `UPDATE console_sessions SET method = 'oidc', key_id = NULL, subject = 's' WHERE account_id = $1`, acc.id)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, other.get("/console/").code)
 	got = br.post("/console/account/delete", url.Values{"csrf": {token}, "confirm": {acc.id}}, br.origin)
 	require.Equal(t, http.StatusOK, got.code, got.body)
 	require.Contains(t, got.body, "Account deleted")
 	require.Equal(t, "/console/signin", br.get("/console/").location)
+	require.Equal(t, "/console/signin", other.get("/console/").location)
 	// The other account is untouched.
 	require.Equal(t, http.StatusOK, rb.get("/console/").code)
 }

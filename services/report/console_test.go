@@ -386,6 +386,16 @@ func TestConsoleSessionEnds(t *testing.T) {
 		require.Equal(t, "/console/signin", br.get("/console/").location)
 	})
 
+	t.Run("terminated account", func(t *testing.T) {
+		c := b.newAccount(t, auth.ScopeRead)
+		br := b.browser(t)
+		br.signIn(c.key)
+		_, err := b.db.Pool.Exec(context.Background(), `
+			INSERT INTO account_states (account, state, changed_at, version) VALUES ($1, 'terminated', now(), nextval('account_states_version'))`, c.id)
+		require.NoError(t, err)
+		require.Equal(t, "/console/signin", br.get("/console/").location)
+	})
+
 	t.Run("absolute expiry", func(t *testing.T) {
 		br := b.browser(t)
 		br.signIn(a.key)

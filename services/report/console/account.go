@@ -177,7 +177,11 @@ func (c *Console) deleteAccount(w http.ResponseWriter, r *http.Request, sess *Se
 		return
 	}
 	c.log.InfoContext(r.Context(), "console account deletion", "account", sess.AccountID, "audit", resp.GetAuditId())
-	_ = c.sessions.revoke(r.Context(), sess.token) // the cascade may have taken it already
+	// Every session of the account ends (lookup refuses a deleted account's
+	// anyway; the rows go with the account's row at the final sweep).
+	if err := c.sessions.revokeAccount(r.Context(), sess.AccountID); err != nil {
+		c.log.WarnContext(r.Context(), "console account deletion", "error", err)
+	}
 	c.clearSessionCookie(w, r)
 	c.render(w, r, http.StatusOK, "account", page{Title: "Account deleted", Data: accountData{Deleted: resp}})
 }

@@ -123,7 +123,8 @@ func (s *sessions) create(ctx context.Context, p auth.Principal, method, credent
 
 // lookup returns the live session of token. A session signed in with an API
 // key takes the key's current scopes and ends with the key (revoked or
-// expired).
+// expired); every session ends when its account is terminated or deleted
+// (pkg/accountstate).
 func (s *sessions) lookup(ctx context.Context, token string) (*Session, error) {
 	if token == "" || len(token) > 64 {
 		return nil, errNoSession
@@ -140,7 +141,8 @@ func (s *sessions) lookup(ctx context.Context, token string) (*Session, error) {
 		FROM console_sessions s
 		LEFT JOIN api_keys k ON k.id = s.key_id
 		WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3
-			AND (s.key_id IS NULL OR (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)))`,
+			AND (s.key_id IS NULL OR (k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)))
+			AND NOT EXISTS (SELECT 1 FROM account_states a WHERE a.account = s.account_id AND a.state IN ('terminated', 'deleted'))`,
 		tokenHash(token), now, now.Add(-s.idle)).Scan(&sess.AccountID, &sess.Method, &keyID, &sess.Subject, &sess.Scopes,
 		&sess.sealed, &sess.CSRF, &sess.CreatedAt, &lastSeen, &sess.ExpiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -170,6 +172,14 @@ func (s *sessions) credential(sess *Session) (string, error) {
 		return "", fmt.Errorf("open console credential: %w", err)
 	}
 	return string(b), nil
+}
+
+// revokeAccount deletes every session of account (its deletion).
+func (s *sessions) revokeAccount(ctx context.Context, account string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM console_sessions WHERE account_id = $1`, account); err != nil {
+		return fmt.Errorf("revoke console sessions of %s: %w", account, err)
+	}
+	return nil
 }
 
 // revoke deletes the session of token.
