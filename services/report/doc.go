@@ -1,7 +1,8 @@
 // Package report is the report service: it consumes delivery events from the
 // EMAIL_EVENTS stream into PostgreSQL (the event timeline, per-recipient status
 // and the message's summary status) and answers the ReportService gRPC API
-// (GetMessage, ListMessages, GetStats) for the calling account.
+// (GetMessage, ListMessages, GetStats) for the calling account. Its HTTP
+// listener also serves the web console under /console/ (package console).
 //
 // # Consuming events
 //
