@@ -35,7 +35,7 @@ const MinRows = 1000
 
 // Refresh analyzes the tables of the current schema among tables, and the
 // partitions of those that are partitioned, whose statistics count fewer
-// than half of their live rows (pg_stat_user_tables.n_live_tup, which
+// than half of their live rows (pg_stat_get_live_tuples, n_live_tup, which
 // PostgreSQL keeps current as rows are written) and that hold at least
 // MinRows, unless autovacuum looks after the table. It returns the tables
 // it analyzed. ANALYZE updates pg_class, which invalidates the cached plans
@@ -44,16 +44,18 @@ const MinRows = 1000
 // Tables the connecting role does not own are skipped by ANALYZE with a
 // warning, not an error.
 func Refresh(ctx context.Context, db Querier, tables ...string) ([]string, error) {
+	// pg_stat_get_live_tuples on the candidates, not pg_stat_user_tables:
+	// the view computes its columns for every table of the database.
 	rows, err := db.Query(ctx, `
-		SELECT format('%I.%I', s.schemaname, s.relname)
-		FROM pg_stat_user_tables s
-		JOIN pg_class c ON c.oid = s.relid
-		WHERE s.schemaname = current_schema()
-			AND (s.relname = ANY($1::text[]) OR EXISTS (
-				SELECT 1 FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
-				WHERE i.inhrelid = c.oid AND p.relname = ANY($1::text[]) AND p.relnamespace = c.relnamespace))
-			AND s.n_live_tup >= $2
-			AND s.n_live_tup > 2 * greatest(c.reltuples, 0)
+		SELECT format('%I.%I', n.nspname, c.relname)
+		FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = current_schema() AND c.relkind = 'r'
+			AND (c.relname = ANY($1::text[]) OR c.oid IN (
+				SELECT i.inhrelid FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+				WHERE p.relnamespace = n.oid AND p.relname = ANY($1::text[])))
+			AND pg_stat_get_live_tuples(c.oid) >= $2
+			AND pg_stat_get_live_tuples(c.oid) > 2 * greatest(c.reltuples, 0)
 			AND NOT (current_setting('autovacuum')::boolean
 				AND coalesce((SELECT option_value::boolean FROM pg_options_to_table(c.reloptions)
 					WHERE option_name = 'autovacuum_enabled'), true))
