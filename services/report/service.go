@@ -110,6 +110,9 @@ type Service struct {
 	// guard is the reputation guard: it assesses the provider
 	// configurations the consumer counted events for.
 	guard *reputation.Guard
+	// assessing is when the guard last assessed each pair, and the pairs
+	// waiting for it (assessReputation).
+	assessing assessQueue
 	// unacked holds the events of the batch being handled whose ack could
 	// not be sent (NATS reconnecting); the consumer goroutine alone uses it.
 	unacked []jetstream.Msg
@@ -236,5 +239,5 @@ func MethodScopes() map[string]string {
 func (s *Service) Run(ctx context.Context) error {
 	stats := telemetry.NewConsumerStats(s.tel, s.deps.JetStream, 0, s.log,
 		telemetry.ConsumerRef{Stream: queue.EventStream, Consumer: s.cfg.Consumer})
-	return s.api.Run(ctx, apiserver.Hooks{Background: []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run, s.runReputationGauges, s.runStatsFold}})
+	return s.api.Run(ctx, apiserver.Hooks{Background: []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run, s.runReputationGauges, s.runStatsFold, s.runAnalyze, s.runReputationAssess}})
 }
