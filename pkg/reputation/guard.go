@@ -48,6 +48,15 @@ func counted(typ, class string) bool {
 	return false
 }
 
+// Adverse reports whether an event of type typ and class counts against a
+// provider configuration's reputation: a BOUNCED event that is not a soft
+// bounce, or a COMPLAINED one. Only such events can raise its level; SENT
+// events lower its rates (a first assessment once MinSends is reached may
+// still raise it).
+func Adverse(typ, class string) bool {
+	return counted(typ, class) && typ != queue.EventSent
+}
+
 // Querier is what counting needs of PostgreSQL (the caller's transaction).
 type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)

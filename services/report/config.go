@@ -76,6 +76,16 @@ type Config struct {
 	// (GetStats reads both, so it only bounds how many are pending).
 	StatsFoldInterval time.Duration `env:"REPORT_STATS_FOLD_INTERVAL" default:"1s" help:"how often pending message count changes are folded into GetStats' hourly rollup"`
 
+	// ReputationAssessInterval is the longest a provider configuration's
+	// deliveries wait for the reputation guard to assess them; a hard bounce
+	// or complaint is assessed with its batch.
+	ReputationAssessInterval time.Duration `env:"REPORT_REPUTATION_ASSESS_INTERVAL" default:"1s" help:"how often a provider configuration with new deliveries (and no new bounce or complaint) is assessed by the reputation guard, at most"`
+
+	// AnalyzeInterval is how often the report looks for tables it reads by
+	// key whose planner statistics count less than half their rows, and
+	// analyzes them when autovacuum does not (pkg/pgstats).
+	AnalyzeInterval time.Duration `env:"REPORT_ANALYZE_INTERVAL" default:"2s" help:"how often tables whose planner statistics undercount their rows are analyzed, where autovacuum does not"`
+
 	// KeyCacheTTL is how long main's API key store caches a key lookup.
 	KeyCacheTTL time.Duration `env:"REPORT_KEY_CACHE_TTL" default:"30s" help:"API key cache TTL (0 disables)"`
 
@@ -111,7 +121,7 @@ type Config struct {
 // (the one source of defaults).
 func (c Config) WithDefaults() (Config, error) {
 	err := errors.Join(
-		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern", "StatsFoldInterval",
+		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern", "StatsFoldInterval", "AnalyzeInterval", "ReputationAssessInterval",
 			"SNSMaxAge", "FeedbackMaxMailAge", "WatchHeartbeat", "WatchBuffer"),
 		envconfig.FillDefaults(&c.NATS, "StreamReplicas"),
 		envconfig.FillDefaults(&c.Suppression, "SoftBounces", "SoftBounceWindow"),
@@ -145,6 +155,12 @@ func (c Config) validate() error {
 	}
 	if c.StatsFoldInterval <= 0 {
 		errs = append(errs, fmt.Errorf("stats fold interval %s: want more than 0", c.StatsFoldInterval))
+	}
+	if c.ReputationAssessInterval <= 0 {
+		errs = append(errs, fmt.Errorf("reputation assess interval %s: want more than 0", c.ReputationAssessInterval))
+	}
+	if c.AnalyzeInterval <= 0 {
+		errs = append(errs, fmt.Errorf("analyze interval %s: want more than 0", c.AnalyzeInterval))
 	}
 	if c.BatchWait < 0 || c.RetryDelay < 0 {
 		errs = append(errs, errors.New("batch wait and retry delay must not be negative"))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/namirasoft/email-sender/pkg/pgerr"
 	"github.com/namirasoft/email-sender/pkg/queue"
+	"github.com/namirasoft/email-sender/pkg/reputation"
 )
 
 // Consume applies delivery events until ctx ends, then stops fetching, applies
@@ -225,7 +226,11 @@ func (s *Service) applyGroup(ctx context.Context, evs []pending, rep *BatchRepor
 	if err != nil {
 		return err
 	}
-	s.assessReputation(ctx, keys)
+	adverse := false
+	for i, p := range evs {
+		adverse = adverse || out[i] == outcomeApplied && reputation.Adverse(p.ev.typ, p.ev.errorClass)
+	}
+	s.assessReputation(ctx, keys, adverse)
 	for i, p := range evs {
 		switch out[i] {
 		case outcomeApplied:

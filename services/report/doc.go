@@ -22,6 +22,13 @@
 // consumer. When a whole batch fails, its events are retried one by one so that
 // a single event the database rejects cannot hold the others back.
 //
+// The tables applying reads by key are kept from planning as if they were
+// empty: every REPORT_ANALYZE_INTERVAL the report analyzes those whose
+// planner statistics count less than half their rows, where autovacuum does
+// not (pkg/pgstats). The reputation guard assesses a provider
+// configuration's deliveries at most once per REPORT_REPUTATION_ASSESS_INTERVAL,
+// a hard bounce or complaint with its batch.
+//
 // # Composition
 //
 // New takes its dependencies (pool, JetStream, telemetry, logger,

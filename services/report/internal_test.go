@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+
+	"github.com/namirasoft/email-sender/pkg/reputation"
 )
 
 func TestClean(t *testing.T) {
@@ -91,4 +93,27 @@ func TestFlushAcksAfterReconnect(t *testing.T) {
 	s.ack(context.Background(), &ackMsg{down: &down})
 	s.flushAcks(context.Background())
 	require.Empty(t, s.unacked)
+}
+
+// A pair's deliveries are assessed at once the first time, then wait until
+// the interval has passed since its last assessment (take hands them over);
+// an adverse batch's assessment counts as one.
+func TestAssessQueue(t *testing.T) {
+	t.Parallel()
+	a, b := reputation.Key{Account: "a", Provider: "p"}, reputation.Key{Account: "b", Provider: "p"}
+	var q assessQueue
+	t0 := time.Unix(1000, 0)
+	every := time.Second
+	require.Equal(t, []reputation.Key{a}, q.due([]reputation.Key{a}, t0, every))
+	require.Empty(t, q.due([]reputation.Key{a}, t0.Add(500*time.Millisecond), every), "assessed 0.5s ago: waits")
+	require.Equal(t, []reputation.Key{b}, q.due([]reputation.Key{a, b}, t0.Add(600*time.Millisecond), every))
+	require.Equal(t, []reputation.Key{a}, q.take(t0.Add(time.Second), every), "the waiting pair")
+	require.Empty(t, q.take(t0.Add(1100*time.Millisecond), every))
+	require.Empty(t, q.due([]reputation.Key{a}, t0.Add(1500*time.Millisecond), every), "assessed by take at 1s")
+	require.Equal(t, []reputation.Key{a}, q.due([]reputation.Key{a}, t0.Add(2*time.Second), every))
+	q.assessed([]reputation.Key{b}, t0.Add(2*time.Second))
+	require.Empty(t, q.due([]reputation.Key{b}, t0.Add(2500*time.Millisecond), every), "an adverse batch assessed it")
+	require.Equal(t, []reputation.Key{b}, q.take(t0.Add(3*time.Second), every))
+	require.Empty(t, q.take(t0.Add(10*time.Second), every))
+	require.Empty(t, q.last, "pairs not assessed within the interval are forgotten")
 }

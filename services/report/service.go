@@ -128,6 +128,9 @@ type Service struct {
 	// guard is the reputation guard: it assesses the provider
 	// configurations the consumer counted events for.
 	guard *reputation.Guard
+	// assessing is when the guard last assessed each pair, and the pairs
+	// waiting for it (assessReputation).
+	assessing assessQueue
 	// console is the web console (nil: CONSOLE_OFF).
 	console *console.Console
 	// consoleIngest is the console's client of ingest's API (nil: none).
@@ -288,7 +291,7 @@ func MethodScopes() map[string]string {
 func (s *Service) Run(ctx context.Context) error {
 	stats := telemetry.NewConsumerStats(s.tel, s.deps.JetStream, 0, s.log,
 		telemetry.ConsumerRef{Stream: queue.EventStream, Consumer: s.cfg.Consumer})
-	background := []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run, s.runReputationGauges, s.runStatsFold}
+	background := []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run, s.runReputationGauges, s.runStatsFold, s.runAnalyze, s.runReputationAssess}
 	if s.console != nil {
 		background = append(background, s.console.Run)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/namirasoft/email-sender/pkg/partition"
+	"github.com/namirasoft/email-sender/pkg/pgstats"
 
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -306,4 +307,31 @@ func (s *store) foldStats(ctx context.Context, limit int) (int, error) {
 		return nil
 	})
 	return moved, err
+}
+
+// keyedTables are the tables the report reads and writes by key as events
+// arrive, and the stats fold's: pgstats.Refresh keeps their statistics from
+// undercounting them (a plan made when they said empty scans a whole index
+// per batch).
+var keyedTables = []string{"messages", "recipients", "events", "message_stats", "message_stats_pending", "reputation_counts"}
+
+// runAnalyze analyzes the keyed tables whose statistics undercount their
+// rows every AnalyzeInterval until ctx ends.
+func (s *Service) runAnalyze(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.AnalyzeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		analyzed, err := pgstats.Refresh(ctx, s.deps.Pool, keyedTables...)
+		if err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "refresh planner statistics", "error", err)
+		}
+		if len(analyzed) > 0 {
+			s.log.DebugContext(ctx, "analyzed tables whose statistics undercounted them", "tables", analyzed)
+		}
+	}
 }
