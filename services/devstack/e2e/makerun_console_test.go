@@ -69,12 +69,16 @@ func TestMakeRunConsole(t *testing.T) {
 	u, err := url.Parse(console)
 	require.NoError(t, err)
 	origin := u.Scheme + "://" + u.Host
-	req, err := http.NewRequest(http.MethodPost, origin+"/console/signin", strings.NewReader(url.Values{"api_key": {k[1]}}.Encode()))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", origin)
-	resp, err := c.Do(req) // follows the redirect to Activity
-	require.NoError(t, err)
+	// The welcome can come a moment before the HTTP listeners are up.
+	var resp *http.Response
+	require.Eventually(t, func() bool {
+		req, err := http.NewRequest(http.MethodPost, origin+"/console/signin", strings.NewReader(url.Values{"api_key": {k[1]}}.Encode()))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", origin)
+		resp, err = c.Do(req) // follows the redirect to Activity
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond)
 	body, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
