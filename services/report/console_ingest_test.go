@@ -32,7 +32,7 @@ func setupConsoleIngest(t *testing.T) *consoleBundle {
 
 // setupConsoleIngestOn serves the console on lis; adjust, when set, changes
 // both configurations (the API's JWT settings are shared).
-func setupConsoleIngestOn(t *testing.T, lis net.Listener, adjust func(*report.Config, *ingest.Config)) *consoleBundle {
+func setupConsoleIngestOn(t *testing.T, lis net.Listener, adjust func(*report.Config, *ingest.Config), ingestDeps ...func(*ingest.Deps)) *consoleBundle {
 	t.Helper()
 	ingestLis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -48,7 +48,11 @@ func setupConsoleIngestOn(t *testing.T, lis net.Listener, adjust func(*report.Co
 	}
 	b := setupWith(t, setupOpts{cfg: cfg, deps: func(d *report.Deps) {
 		d.HTTPListener = lis
-		svc, err := ingest.New(icfg, ingest.Deps{Pool: d.Pool, JetStream: d.JetStream, Listener: ingestLis, Auth: auth.NewKeyStore(d.Pool, 0)})
+		ideps := ingest.Deps{Pool: d.Pool, JetStream: d.JetStream, Listener: ingestLis, Auth: auth.NewKeyStore(d.Pool, 0)}
+		for _, f := range ingestDeps {
+			f(&ideps)
+		}
+		svc, err := ingest.New(icfg, ideps)
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)

@@ -58,6 +58,7 @@ func setupConsole(t testing.TB) *consoleBundle {
 	clock := &fakeClock{t: time.Now()}
 	cfg := report.Config{}
 	cfg.Console.DevLoopbackHTTP = true // plain HTTP on loopback, as make run serves it
+	cfg.Console.OperatorTokens = testOperatorTokens
 	b := setupWith(t, setupOpts{cfg: cfg, deps: func(d *report.Deps) {
 		d.HTTPListener = lis
 		d.Console.Now = clock.now
@@ -465,6 +466,8 @@ func TestConsoleIsolation(t *testing.T) {
 	brA.signIn(accA.key)
 	require.Equal(t, http.StatusForbidden, brA.post("/console/webhooks/"+hookA+"/delete", url.Values{"csrf": {token}}, brA.origin).code, "A's form with B's token")
 	require.True(t, b.webhookExists(t, hookA))
+	// Tenants and operators do not reach each other's pages (operator.go).
+	checkOperatorIsolation(t, b, br, token, msgA, hookA)
 }
 
 func (b *consoleBundle) putContent(t testing.TB, a account, id string, m *emailsenderv1.EmailMessage) {

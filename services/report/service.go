@@ -135,6 +135,9 @@ type Service struct {
 	console *console.Console
 	// consoleIngest is the console's client of ingest's API (nil: none).
 	consoleIngest *consoleIngest
+	// consoleOperator is the console's client of ingest's OperatorService
+	// (nil: none).
+	consoleOperator *consoleOperator
 	// unacked holds the events of the batch being handled whose ack could
 	// not be sent (NATS reconnecting); the consumer goroutine alone uses it.
 	unacked []jetstream.Msg
@@ -215,8 +218,17 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			}
 			s.consoleIngest, ingestAPI = ci, ci
 		}
+		var operatorAPI console.OperatorAPI
+		if cfg.Console.OperatorAddr != "" && keyring != nil {
+			co, err := newConsoleOperator(cfg.Console)
+			if err != nil {
+				return nil, fmt.Errorf("report: %w", err)
+			}
+			s.consoleOperator, operatorAPI = co, co
+		}
 		con, err := console.New(cfg.Console, console.Deps{
 			Ingest: ingestAPI, IngestScopes: consoleIngestScopes, Keyring: keyring,
+			JetStream: deps.JetStream, Operator: operatorAPI,
 			Thresholds: console.Thresholds{
 				WarnBounce: cfg.Reputation.WarnBounceRate, PauseBounce: cfg.Reputation.PauseBounceRate,
 				WarnComplaint: cfg.Reputation.WarnComplaintRate, PauseComplaint: cfg.Reputation.PauseComplaintRate,
@@ -296,6 +308,9 @@ func (s *Service) Run(ctx context.Context) error {
 		background = append(background, s.console.Run)
 	}
 	err := s.api.Run(ctx, apiserver.Hooks{Background: background})
+	if s.consoleOperator != nil {
+		_ = s.consoleOperator.Close()
+	}
 	if s.consoleIngest != nil {
 		_ = s.consoleIngest.Close()
 	}

@@ -2,11 +2,7 @@ package operator
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -19,36 +15,15 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/accountstate"
+	"github.com/namirasoft/email-sender/pkg/operatortoken"
 	operatorv1 "github.com/namirasoft/email-sender/proto/emailsender/operator/v1"
 )
 
-// Token is an operator token: its name (the audited actor) and the SHA-256
-// of its secret.
-type Token struct {
-	Name string
-	Hash [sha256.Size]byte
-}
+// Token is an operator token (pkg/operatortoken).
+type Token = operatortoken.Token
 
 // ParseTokens reads OPERATOR_TOKEN_SHA256: name:sha256hex, comma separated.
-func ParseTokens(s string) ([]Token, error) {
-	var out []Token
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		name, hexHash, ok := strings.Cut(part, ":")
-		b, err := hex.DecodeString(hexHash)
-		if !ok || strings.TrimSpace(name) == "" || err != nil || len(b) != sha256.Size {
-			return nil, fmt.Errorf("OPERATOR_TOKEN_SHA256: want name:sha256hex (64 hex digits), comma separated")
-		}
-		var t Token
-		t.Name = strings.TrimSpace(name)
-		copy(t.Hash[:], b)
-		out = append(out, t)
-	}
-	return out, nil
-}
+func ParseTokens(s string) ([]Token, error) { return operatortoken.Parse(s) }
 
 type actorKey struct{}
 
@@ -67,13 +42,7 @@ func authenticate(tokens []Token) grpc.UnaryServerInterceptor {
 		if bearer == "" {
 			return nil, status.Error(codes.Unauthenticated, "an operator token is required (authorization: Bearer ...)")
 		}
-		h := sha256.Sum256([]byte(bearer))
-		name := ""
-		for _, t := range tokens {
-			if subtle.ConstantTimeCompare(h[:], t.Hash[:]) == 1 {
-				name = t.Name
-			}
-		}
+		name := operatortoken.Match(tokens, bearer)
 		if name == "" {
 			return nil, status.Error(codes.PermissionDenied, "not an operator token: the operator service accepts only OPERATOR_TOKEN_SHA256 tokens")
 		}

@@ -32,6 +32,13 @@ type Config struct {
 	OIDCClientID     string `env:"CONSOLE_OIDC_CLIENT_ID" help:"OAuth client id of the console at the Namirasoft Account issuer (JWT_ISSUER); empty: sign-in with Namirasoft Account is off. ID tokens must name JWT_AUDIENCE in aud too"`
 	OIDCClientSecret string `env:"CONSOLE_OIDC_CLIENT_SECRET" help:"its client secret (empty: a public client, PKCE only)"`
 	OIDCRedirectURL  string `env:"CONSOLE_OIDC_REDIRECT_URL" help:"the console's callback as registered at the issuer: https://<console host>/console/auth/callback"`
+	// OperatorTokens are the operators' tokens (as ingest's
+	// OperatorService takes them): the operator view's sign-in.
+	OperatorTokens string `env:"OPERATOR_TOKEN_SHA256" help:"operator tokens (name:sha256hex, comma separated; the same as ingest's): signing in at /console/operator/signin with one opens the operator view; empty: the operator view is off"`
+	// OperatorAddr is ingest's OperatorService, for suspend and resume.
+	OperatorAddr string `env:"CONSOLE_OPERATOR_ADDR" help:"ingest's OperatorService address (INGEST_OPERATOR_ADDR) the operator view suspends and resumes accounts through, with the signed-in operator's token (kept sealed by MASTER_KEYS; plaintext with CONSOLE_INGEST_PLAINTEXT); empty: those buttons are off"`
+	// TraceURLTemplate links a message to the tracing UI.
+	TraceURLTemplate string `env:"CONSOLE_TRACE_URL_TEMPLATE" help:"the tracing UI's search for a message's traces, {message_id} replaced (spans carry the attribute message.id), e.g. http://jaeger:16686/search?service=worker&tags=%7B%22message.id%22%3A%22{message_id}%22%7D; empty: no trace links"`
 }
 
 // WithDefaults fills the unset durations.

@@ -59,11 +59,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
 	"github.com/namirasoft/email-sender/pkg/jwtauth"
+	"github.com/namirasoft/email-sender/pkg/operatortoken"
 	"github.com/namirasoft/email-sender/pkg/secretbox"
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
@@ -150,6 +152,11 @@ type Deps struct {
 	// Keyring seals the sessions' credentials (MASTER_KEYS).
 	Keyring *secretbox.Keyring
 	Logger  *slog.Logger
+	// JetStream reads the streams' consumers for the operator view.
+	JetStream jetstream.JetStream
+	// Operator is ingest's OperatorService (CONSOLE_OPERATOR_ADDR), for the
+	// operator view's suspend and resume; nil: those are off.
+	Operator OperatorAPI
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
 	// HTTPClient calls the OpenID provider; nil: http.DefaultClient.
@@ -169,6 +176,12 @@ type Console struct {
 
 	oidcMu sync.Mutex
 	oidc   *oidcClient
+
+	// operators are the operator tokens (OPERATOR_TOKEN_SHA256), checked
+	// through operatorAuth (throttled); none: the operator view is off.
+	operators    []operatortoken.Token
+	operatorAuth auth.Authenticator
+	shareCache   shareCache
 }
 
 // maxFormBytes bounds a POST body.
@@ -193,8 +206,11 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	if deps.Ingest == nil || deps.Keyring == nil {
-		deps.Ingest, deps.Keyring = nil, nil // the ingest actions are off
+	if deps.Keyring == nil {
+		deps.Ingest, deps.Operator = nil, nil // the ingest and operator actions are off
+	}
+	if deps.Ingest == nil && deps.Operator == nil {
+		deps.Keyring = nil // no credential is kept
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
@@ -202,10 +218,16 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	if deps.HTTPClient == nil {
 		deps.HTTPClient = http.DefaultClient
 	}
+	operators, err := operatortoken.Parse(cfg.OperatorTokens)
+	if err != nil {
+		return nil, err
+	}
 	deps.Keys = auth.NewThrottle(deps.Keys, deps.Throttle, clientAddr)
 	c := &Console{cfg: cfg, deps: deps, log: deps.Logger, now: deps.Now,
-		sessions: &sessions{pool: deps.Pool, keyring: deps.Keyring, idle: cfg.SessionIdle, max: cfg.SessionMax, now: deps.Now},
-		accounts: jwtauth.NewAccounts(deps.Pool, deps.JWT.AutoProvision),
+		sessions:     &sessions{pool: deps.Pool, keyring: deps.Keyring, idle: cfg.SessionIdle, max: cfg.SessionMax, now: deps.Now},
+		accounts:     jwtauth.NewAccounts(deps.Pool, deps.JWT.AutoProvision),
+		operators:    operators,
+		operatorAuth: auth.NewThrottle(operatorTokens(operators), deps.Throttle, clientAddr),
 	}
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -266,6 +288,12 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /console/providers/{id}/verify", c.authed(c.verifyProvider))
 	m.HandleFunc("GET /console/account", c.authed(c.accountPage))
 	m.HandleFunc("POST /console/account/delete", c.authed(c.deleteAccount))
+	// The operator view (operator.go): its own sign-in, session and cookie.
+	m.HandleFunc("GET /console/operator/signin", c.operatorSignInPage)
+	m.HandleFunc("POST /console/operator/signin", c.operatorSignIn)
+	m.HandleFunc("POST /console/operator/signout", c.operatorAuthed(c.operatorSignOut))
+	m.HandleFunc("GET /console/operator/{$}", c.operatorAuthed(c.operatorOverview))
+	m.HandleFunc("POST /console/operator/accounts/{action}", c.operatorAuthed(c.accountAction))
 	c.mux = m
 }
 
@@ -408,6 +436,9 @@ type page struct {
 	CanProviders    bool
 	Data            any
 	Error           string
+	// Operator is the operator session of an operator page (Session is nil
+	// there).
+	Operator *OperatorSession
 }
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name string, p page) {
@@ -466,6 +497,9 @@ func (c *Console) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			if err := c.sessions.pruneOperators(ctx); err != nil {
+				c.log.WarnContext(ctx, "console prune", "error", err)
+			}
 			if n, err := c.sessions.prune(ctx); err != nil {
 				c.log.WarnContext(ctx, "console prune", "error", err)
 			} else if n > 0 {
