@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -24,6 +25,8 @@ const (
 	defaultBucket   = time.Hour
 	minBucket       = time.Minute
 	maxBuckets      = 1000
+	// maxSubjectFilter bounds subject_contains (characters).
+	maxSubjectFilter = 200
 )
 
 // reportServer implements emailsenderv1.ReportServiceServer.
@@ -104,14 +107,18 @@ func (s *reportServer) listMessages(ctx context.Context, req *emailsenderv1.List
 	}
 	pageSize := f.limit
 	f.limit = pageSize + 1 // one more tells whether there is a next page
-	msgs, err := s.store.list(ctx, account, f)
+	msgs, scanEnd, err := s.store.listScan(ctx, account, f)
 	if err != nil {
 		return nil, err
 	}
 	resp := &emailsenderv1.ListMessagesResponse{Messages: msgs}
-	if len(msgs) > pageSize {
+	switch {
+	case len(msgs) > pageSize:
 		resp.Messages = msgs[:pageSize]
 		resp.NextPageToken = encodeCursor(msgs[pageSize-1].GetMessageId())
+	case scanEnd != "":
+		// A subject search read its bound: older messages may match.
+		resp.NextPageToken = encodeCursor(scanEnd)
 	}
 	return resp, nil
 }
@@ -140,6 +147,12 @@ func parseListRequest(req *emailsenderv1.ListMessagesRequest) (listFilter, error
 		f.providerID = id
 	}
 	f.recipient = strings.ToLower(strings.TrimSpace(req.GetRecipient()))
+	if sub := strings.TrimSpace(req.GetSubjectContains()); sub != "" {
+		if utf8.RuneCountInString(sub) > maxSubjectFilter {
+			return f, invalidField("subject_contains", "at most %d characters", maxSubjectFilter)
+		}
+		f.subject = likeContains(sub)
+	}
 	if tags := req.GetTags(); len(tags) > 0 {
 		b, err := json.Marshal(tags)
 		if err != nil {

@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,6 +227,10 @@ func TestListMessagesFilters(t *testing.T) {
 		{"tags all", &emailsenderv1.ListMessagesRequest{Tags: map[string]string{"campaign": "spring", "tier": "gold"}}, []string{queued}},
 		{"created after", &emailsenderv1.ListMessagesRequest{CreatedAfter: timestamppb.New(base.Add(time.Hour))}, []string{failed, sent}},
 		{"created before", &emailsenderv1.ListMessagesRequest{CreatedBefore: timestamppb.New(base.Add(time.Hour))}, []string{queued}},
+		{"subject, any case", &emailsenderv1.ListMessagesRequest{SubjectContains: "ELL"}, []string{failed, sent, queued}},
+		{"subject none", &emailsenderv1.ListMessagesRequest{SubjectContains: "bye"}, nil},
+		{"subject and recipient", &emailsenderv1.ListMessagesRequest{SubjectContains: "hello", Recipient: "jane@example.com"}, []string{failed, queued}},
+		{"subject and status", &emailsenderv1.ListMessagesRequest{SubjectContains: "hello", Statuses: []msgstatus.Status{msgstatus.Sent}}, []string{sent}},
 		{"range and provider", &emailsenderv1.ListMessagesRequest{
 			CreatedAfter: timestamppb.New(base), CreatedBefore: timestamppb.New(base.Add(3 * time.Hour)), ProviderId: providerB,
 		}, []string{sent}},
@@ -257,6 +262,7 @@ func TestListMessagesInvalid(t *testing.T) {
 		{"provider id", &emailsenderv1.ListMessagesRequest{ProviderId: "smtp"}, "provider_id"},
 		{"status", &emailsenderv1.ListMessagesRequest{Statuses: []msgstatus.Status{42}}, "statuses"},
 		{"page size", &emailsenderv1.ListMessagesRequest{PageSize: -1}, "page_size"},
+		{"subject too long", &emailsenderv1.ListMessagesRequest{SubjectContains: strings.Repeat("é", 201)}, "subject_contains"},
 		{"empty range", &emailsenderv1.ListMessagesRequest{
 			CreatedAfter: timestamppb.New(time.Unix(100, 0)), CreatedBefore: timestamppb.New(time.Unix(100, 0)),
 		}, "created_before"},

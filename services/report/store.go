@@ -27,6 +27,8 @@ type store struct {
 	// reputation counts the events that matter to the reputation guard as
 	// they are applied; nil: nothing counted.
 	reputation *reputation.Config
+	// subjectScan bounds a subject search's walk; 0: subjectScanRows.
+	subjectScan int
 }
 
 const summaryColumns = `m.id::text, m.status, m.from_address, m.from_name, m.subject,
@@ -155,10 +157,40 @@ type listFilter struct {
 	createdAfter  *time.Time
 	createdBefore *time.Time
 	afterID       string // cursor: ids strictly below this one
-	limit         int
+	// subject is subject_contains as an ILIKE pattern ("" for none).
+	subject string
+	limit   int
 }
 
-// list returns up to f.limit messages of the account, newest first.
+// subjectScanRows bounds the messages one subject search reads (after the
+// other filters, newest first): at 10 million messages, reading 20,000 of
+// the largest account's took 30 ms warm, 50,000 took 84 ms (make
+// bench-scale's data set). A page that is not full by then ends with a
+// token that goes on reading below the last message read.
+const subjectScanRows = 20000
+
+// likeContains is the ILIKE pattern matching text anywhere.
+func likeContains(text string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(text) + "%"
+}
+
+// extraRow scans a summary row followed by more columns.
+type extraRow struct {
+	pgx.Row
+	extra []any
+}
+
+func (r extraRow) Scan(dest ...any) error { return r.Row.Scan(append(dest, r.extra...)...) }
+
+// list returns up to f.limit messages of the account, newest first (listScan
+// without where a subject search stopped).
+func (s *store) list(ctx context.Context, accountID string, f listFilter) ([]*emailsenderv1.MessageSummary, error) {
+	out, _, err := s.listScan(ctx, accountID, f)
+	return out, err
+}
+
+// listScan returns up to f.limit messages of the account, newest first.
 //
 // Every filter is answered by walking an index in id order until the page is
 // full: (account_id, id) or (account_id, status, id) or (account_id,
@@ -173,7 +205,14 @@ type listFilter struct {
 // (account_id, id) is right whatever the values, and planning each call
 // (every partition of messages, a few milliseconds) would cost more than the
 // query: the statement is prepared (pgx's statement cache).
-func (s *store) list(ctx context.Context, accountID string, f listFilter) ([]*emailsenderv1.MessageSummary, error) {
+//
+// With a subject filter and no recipient, the walk reads at most
+// subjectScanRows messages (row_number over the walk, which PostgreSQL
+// evaluates as it goes, so a full page stops it early); scanEnd is then the
+// id of the last message read when the bound was reached, where the next
+// page goes on ("" when the walk ended before). With a recipient, the
+// subject is one more filter of the recipient's messages.
+func (s *store) listScan(ctx context.Context, accountID string, f listFilter) (_ []*emailsenderv1.MessageSummary, scanEnd string, _ error) {
 	mode := pgx.QueryExecModeCacheStatement
 	if len(f.statuses) > 0 || f.providerID != "" || f.tagsJSON != "" || f.recipient != "" {
 		mode = pgx.QueryExecModeCacheDescribe
@@ -216,10 +255,27 @@ func (s *store) list(ctx context.Context, accountID string, f listFilter) ([]*em
 		ids = append(ids, "r.message_id < "+cursor)
 	}
 	var q string
-	if f.recipient == "" {
+	bounded := f.subject != "" && f.recipient == ""
+	switch {
+	case bounded:
+		bound := s.subjectScan
+		if bound <= 0 {
+			bound = subjectScanRows
+		}
+		pat, scan := arg(f.subject), arg(bound)
+		q = `SELECT ` + summaryColumns + `, m.subject ILIKE ` + pat + `, m.rn = ` + scan + ` FROM (
+				SELECT ` + summaryFields + `, row_number() OVER (ORDER BY m.id DESC) AS rn FROM (
+					SELECT ` + summaryFields + ` FROM messages m WHERE ` + strings.Join(where, " AND ") + `
+					ORDER BY m.id DESC LIMIT ` + scan + `) m) m
+			WHERE m.subject ILIKE ` + pat + ` OR m.rn = ` + scan + `
+			ORDER BY m.id DESC LIMIT ` + arg(f.limit)
+	case f.recipient == "":
 		q = `SELECT ` + summaryColumns + ` FROM messages m WHERE ` + strings.Join(where, " AND ") +
 			` ORDER BY m.id DESC LIMIT ` + arg(f.limit)
-	} else {
+	default:
+		if f.subject != "" {
+			where = append(where, "m.subject ILIKE "+arg(f.subject))
+		}
 		// The recipient's messages, newest first, from the recipients
 		// index; each looked up (LIMIT 1 keeps it a lookup per id, not a
 		// join the planner might make by scanning messages) and filtered.
@@ -233,21 +289,33 @@ func (s *store) list(ctx context.Context, accountID string, f listFilter) ([]*em
 	}
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list messages: %w", err)
+		return nil, "", fmt.Errorf("list messages: %w", err)
 	}
 	defer rows.Close()
-	var out []*emailsenderv1.MessageSummary
+	var (
+		out               []*emailsenderv1.MessageSummary
+		matched, boundary bool
+		row               pgx.Row = rows
+	)
+	if bounded {
+		row = extraRow{Row: rows, extra: []any{&matched, &boundary}}
+	}
 	for rows.Next() {
-		m, err := scanSummary(rows)
+		m, err := scanSummary(row)
 		if err != nil {
-			return nil, fmt.Errorf("list messages: %w", err)
+			return nil, "", fmt.Errorf("list messages: %w", err)
 		}
-		out = append(out, m)
+		if boundary {
+			scanEnd = m.GetMessageId()
+		}
+		if !bounded || matched {
+			out = append(out, m)
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list messages: %w", err)
+		return nil, "", fmt.Errorf("list messages: %w", err)
 	}
-	return out, nil
+	return out, scanEnd, nil
 }
 
 // reputationOf is the reputation guard's standing of the account's provider

@@ -689,9 +689,15 @@ type ListMessagesRequest struct {
 	// Page size, default 50, at most 500.
 	PageSize int32 `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Opaque cursor from a previous next_page_token.
-	PageToken     string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PageToken string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Subject filter: the subject contains this text, case-insensitive. It is
+	// answered by reading the account's messages newest first (after the
+	// other filters) up to a bound per call: a page may then come back with
+	// fewer messages than page_size, even none, and a next_page_token that
+	// goes on reading older ones. Only an empty next_page_token ends the list.
+	SubjectContains string `protobuf:"bytes,9,opt,name=subject_contains,json=subjectContains,proto3" json:"subject_contains,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListMessagesRequest) Reset() {
@@ -776,6 +782,13 @@ func (x *ListMessagesRequest) GetPageSize() int32 {
 func (x *ListMessagesRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListMessagesRequest) GetSubjectContains() string {
+	if x != nil {
+		return x.SubjectContains
 	}
 	return ""
 }
@@ -1243,7 +1256,7 @@ const file_emailsender_v1_report_proto_rawDesc = "" +
 	"errorClass\x12\x16\n" +
 	"\x06detail\x18\t \x01(\tR\x06detail\x125\n" +
 	"\bretry_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\"\xd1\x03\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\"\xfc\x03\n" +
 	"\x13ListMessagesRequest\x12?\n" +
 	"\bstatuses\x18\x01 \x03(\x0e2#.emailsender.v1.MessageStatus.ValueR\bstatuses\x12\x1f\n" +
 	"\vprovider_id\x18\x02 \x01(\tR\n" +
@@ -1254,7 +1267,8 @@ const file_emailsender_v1_report_proto_rawDesc = "" +
 	"\x0ecreated_before\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rcreatedBefore\x12\x1b\n" +
 	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\b \x01(\tR\tpageToken\x1a7\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\x12)\n" +
+	"\x10subject_contains\x18\t \x01(\tR\x0fsubjectContains\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"z\n" +
