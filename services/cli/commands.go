@@ -170,6 +170,8 @@ func (r *runner) list(ctx context.Context, args []string) error {
 	fs.Var(&tags, "tag", "tag filter KEY=VALUE (repeatable; all must match)")
 	provider := fs.String("provider", "", "provider configuration id")
 	recipient := fs.String("recipient", "", "exact recipient address (to, cc or bcc)")
+	subject := fs.String("subject", "", "subject contains this text, case-insensitive (each call reads a bounded number of messages: see --subject-calls)")
+	subjectCalls := fs.Int("subject-calls", 10, "with --subject: most ListMessages calls to make (each reads up to 20,000 messages) before printing the token that goes on")
 	since := fs.String("since", "", "created at or after: RFC 3339 time or duration ago (24h)")
 	until := fs.String("until", "", "created before: RFC 3339 time or duration ago")
 	limit := fs.Int("limit", 50, "most messages to list (pages are fetched as needed)")
@@ -177,7 +179,7 @@ func (r *runner) list(ctx context.Context, args []string) error {
 	if _, err := r.parse(fs, args, 0, ""); err != nil {
 		return err
 	}
-	req := &v1.ListMessagesRequest{ProviderId: *provider, Recipient: *recipient, Tags: tags.toMap(nil), PageToken: *pageToken}
+	req := &v1.ListMessagesRequest{ProviderId: *provider, Recipient: *recipient, SubjectContains: *subject, Tags: tags.toMap(nil), PageToken: *pageToken}
 	for _, s := range statuses {
 		v, ok := v1.MessageStatus_Value_value[strings.ToUpper(s)]
 		if !ok || v == 0 {
@@ -201,8 +203,14 @@ func (r *runner) list(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
+	if *subjectCalls < 1 {
+		return usageErrorf("--subject-calls: want at least 1")
+	}
 	all := &v1.ListMessagesResponse{}
-	for len(all.Messages) < *limit {
+	for calls := 0; len(all.Messages) < *limit; calls++ {
+		if *subject != "" && calls == *subjectCalls {
+			break // a subject search's pages may be short: bounded by calls
+		}
 		req.PageSize = int32(min(*limit-len(all.Messages), 500))
 		page, err := c.ListMessages(ctx, req)
 		if err != nil {

@@ -176,6 +176,9 @@ func TestCLIEndToEnd(t *testing.T) {
 	list = unmarshalJSON[*v1.ListMessagesResponse](t, c.ok("list", "--recipient", "file@example.com", "-o", "json"))
 	require.Len(t, list.GetMessages(), 1)
 	require.Equal(t, fromFile.GetMessageId(), list.GetMessages()[0].GetMessageId())
+	list = unmarshalJSON[*v1.ListMessagesResponse](t, c.ok("list", "--subject", "FROM AN E", "-o", "json"))
+	require.Len(t, list.GetMessages(), 1, "--subject")
+	require.Equal(t, emlID, list.GetMessages()[0].GetMessageId())
 	out = c.ok("list", "--limit", "2")
 	require.Len(t, strings.Split(strings.TrimSpace(out), "\n"), 3, "header and two rows: %s", out)
 

@@ -64,12 +64,20 @@ var statuses = func() []string {
 	}
 }()
 
+// activityPageSize is how many messages a page of Activity shows.
+const activityPageSize = 50
+
 type activityData struct {
 	Messages []*emailsenderv1.MessageSummary
 	// The filters as given, to show them back and make the next page's link.
 	Status, Provider, Tag, Recipient, After, Before string
-	Statuses                                        []string
-	Next                                            string
+	// Subject is the subject search (ListMessages' subject_contains).
+	Subject  string
+	Statuses []string
+	Next     string
+	// Partial: a subject search read its bound before the page was full;
+	// Next goes on with older messages.
+	Partial bool
 	// Recipients are the first recipients of each message.
 	Recipients map[string][]string
 }
@@ -81,8 +89,10 @@ func (c *Console) activity(w http.ResponseWriter, r *http.Request, sess *Session
 	d := activityData{
 		Status: q.Get("status"), Provider: strings.TrimSpace(q.Get("provider")), Tag: strings.TrimSpace(q.Get("tag")),
 		Recipient: strings.TrimSpace(q.Get("recipient")), After: q.Get("after"), Before: q.Get("before"), Statuses: statuses,
+		Subject: strings.TrimSpace(q.Get("subject")),
 	}
-	req := &emailsenderv1.ListMessagesRequest{ProviderId: d.Provider, Recipient: d.Recipient, PageToken: q.Get("page"), PageSize: 50}
+	req := &emailsenderv1.ListMessagesRequest{ProviderId: d.Provider, Recipient: d.Recipient, SubjectContains: d.Subject,
+		PageToken: q.Get("page"), PageSize: activityPageSize}
 	if d.Status != "" {
 		v, ok := emailsenderv1.MessageStatus_Value_value[d.Status]
 		if !ok || v == 0 {
@@ -141,6 +151,7 @@ func (c *Console) activity(w http.ResponseWriter, r *http.Request, sess *Session
 		}
 		nq.Set("page", tok)
 		d.Next = Prefix + "?" + nq.Encode()
+		d.Partial = d.Subject != "" && len(d.Messages) < activityPageSize
 	}
 	c.render(w, r, http.StatusOK, "activity", page{Title: "Activity", Session: sess, Data: d})
 }
