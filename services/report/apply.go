@@ -69,6 +69,9 @@ func (s *store) apply(ctx context.Context, evs []event) ([]outcome, []reputation
 			return nil, nil, err
 		}
 	}
+	if err := countLatency(ctx, tx, evs, fresh); err != nil {
+		return nil, nil, err
+	}
 	var keys []reputation.Key
 	if s.reputation != nil && len(fresh) > 0 {
 		obs := make([]reputation.Observation, len(fresh))

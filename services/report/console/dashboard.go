@@ -23,6 +23,8 @@ type dashboardData struct {
 	Totals     []total
 	Reputation []*emailsenderv1.ProviderReputation
 	Thresholds Thresholds
+	// Latency: each kind's percentiles over the 24 hours (latency.go).
+	Latency []latencySummary
 }
 
 type total struct {
@@ -121,8 +123,13 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, sess *Sessio
 	if th.PauseComplaint > 0 {
 		complaints.Thresholds = append(complaints.Thresholds, chart.Threshold{Label: "pause", Value: th.PauseComplaint})
 	}
-	d := dashboardData{Reputation: resp.GetReputation(), Thresholds: th}
-	for _, ch := range []chart.Chart{outcomes, providers, bounces, complaints} {
+	latencyCharts, latencySums, err := c.latencyCharts(r.Context(), sess.AccountID, times)
+	if err != nil {
+		c.failCall(w, r, sess, "latency", err)
+		return
+	}
+	d := dashboardData{Reputation: resp.GetReputation(), Thresholds: th, Latency: latencySums}
+	for _, ch := range append([]chart.Chart{outcomes, providers, bounces, complaints}, latencyCharts...) {
 		if len(ch.Series) == 0 {
 			continue
 		}

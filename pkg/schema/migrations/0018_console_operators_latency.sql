@@ -24,3 +24,25 @@ CREATE INDEX console_operator_sessions_expires ON console_operator_sessions (exp
 -- data set is about a million events: 120 ms cold to scan). Partial: only
 -- failovers are in it, so applying any other event costs it nothing.
 CREATE INDEX events_failover ON events (message_id) WHERE type = 'FAILOVER';
+
+-- Delivery latency (the console's dashboard percentiles): how long after
+-- acceptance (or the scheduled time, whichever is later) each SENT and
+-- DELIVERED event happened, counted per account, hour of the message's
+-- creation (as message_stats), provider configuration, kind and histogram
+-- bucket. The report adds to it in the transaction that applies the events
+-- for the first time (services/report/latency.go); percentiles of any hour
+-- come from at most a few dozen rows, whatever the number of messages.
+-- bucket b holds latencies of [2^(b/4) - 1, 2^((b+1)/4) - 1) milliseconds
+-- (four buckets per doubling: a percentile is known within 19%).
+-- No foreign keys (written with the events, like reputation_counts); its
+-- account_id column makes DeleteAccountData remove it.
+CREATE TABLE message_latency (
+    account_id  uuid NOT NULL,
+    hour        timestamptz NOT NULL,
+    provider_id uuid NOT NULL,
+    -- 1: accepted → SENT, 2: accepted → DELIVERED
+    kind        smallint NOT NULL,
+    bucket      smallint NOT NULL,
+    count       bigint NOT NULL,
+    PRIMARY KEY (account_id, hour, provider_id, kind, bucket)
+);
