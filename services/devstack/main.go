@@ -137,6 +137,11 @@ func run() error {
 		// The console calls this process's ingest for API keys and cancel.
 		rc.Console.IngestAddr, rc.Console.IngestPlaintext = hostPort(ic.GRPCAddr), ic.TLSCertFile == ""
 	}
+	if _, set := os.LookupEnv("CONSOLE_OPERATOR_ADDR"); !set && ic.OperatorTokens != "" && ic.OperatorAddr != "off" {
+		// With OPERATOR_TOKEN_SHA256 (read by both), the console's operator
+		// view suspends and resumes through this process's OperatorService.
+		rc.Console.OperatorAddr = hostPort(ic.OperatorAddr)
+	}
 	if bc.Bounce.Domain != "" && bc.Bounce.Keys == "" {
 		// VERP with a dev key kept in the data dir, shared by the worker
 		// (signs) and the inbound service (verifies).
