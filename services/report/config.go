@@ -86,6 +86,10 @@ type Config struct {
 	// analyzes them when autovacuum does not (pkg/pgstats).
 	AnalyzeInterval time.Duration `env:"REPORT_ANALYZE_INTERVAL" default:"2s" help:"how often tables whose planner statistics undercount their rows are analyzed, where autovacuum does not"`
 
+	// LatencyRetention is how long the delivery latency histograms are kept
+	// (latency.go).
+	LatencyRetention time.Duration `env:"REPORT_LATENCY_RETENTION" default:"720h" help:"how long the delivery latency histograms (message_latency, the dashboard's percentiles) are kept, by hour of acceptance"`
+
 	// KeyCacheTTL is how long main's API key store caches a key lookup.
 	KeyCacheTTL time.Duration `env:"REPORT_KEY_CACHE_TTL" default:"30s" help:"API key cache TTL (0 disables)"`
 
@@ -121,7 +125,7 @@ type Config struct {
 // (the one source of defaults).
 func (c Config) WithDefaults() (Config, error) {
 	err := errors.Join(
-		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern", "StatsFoldInterval", "AnalyzeInterval", "ReputationAssessInterval",
+		envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "Consumer", "BatchSize", "BatchWait", "AckWait", "MaxAckPending", "RetryDelay", "ApplyTimeout", "SNSCertHostPattern", "StatsFoldInterval", "AnalyzeInterval", "ReputationAssessInterval", "LatencyRetention",
 			"SNSMaxAge", "FeedbackMaxMailAge", "WatchHeartbeat", "WatchBuffer"),
 		envconfig.FillDefaults(&c.NATS, "StreamReplicas"),
 		envconfig.FillDefaults(&c.Suppression, "SoftBounces", "SoftBounceWindow"),
@@ -158,6 +162,9 @@ func (c Config) validate() error {
 	}
 	if c.ReputationAssessInterval <= 0 {
 		errs = append(errs, fmt.Errorf("reputation assess interval %s: want more than 0", c.ReputationAssessInterval))
+	}
+	if c.LatencyRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("REPORT_LATENCY_RETENTION %s: want at least 1h", c.LatencyRetention))
 	}
 	if c.AnalyzeInterval <= 0 {
 		errs = append(errs, fmt.Errorf("analyze interval %s: want more than 0", c.AnalyzeInterval))

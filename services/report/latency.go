@@ -3,8 +3,10 @@ package report
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/services/report/latency"
@@ -61,4 +63,49 @@ func countLatency(ctx context.Context, tx pgx.Tx, evs []event, idx []int) error 
 		return fmt.Errorf("count latency: %w", err)
 	}
 	return nil
+}
+
+// latencyPruneEvery is how often the report deletes the latency histograms
+// older than REPORT_LATENCY_RETENTION; latencyPruneBatch bounds one delete.
+const (
+	latencyPruneEvery = time.Hour
+	latencyPruneBatch = 10000
+)
+
+// pruneLatency deletes the histograms of the hours before before, in
+// batches (index message_latency_hour), and returns how many rows went.
+func pruneLatency(ctx context.Context, db *pgxpool.Pool, before time.Time) (int64, error) {
+	var total int64
+	for {
+		tag, err := db.Exec(ctx, `
+			DELETE FROM message_latency WHERE ctid = ANY(ARRAY(
+				SELECT ctid FROM message_latency WHERE hour < $1 LIMIT $2))`, before, latencyPruneBatch)
+		if err != nil {
+			return total, fmt.Errorf("prune latency: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < latencyPruneBatch {
+			return total, nil
+		}
+	}
+}
+
+// runLatencyPrune prunes at start and every latencyPruneEvery until ctx
+// ends (every replica does; a second one finds nothing to delete).
+func (s *Service) runLatencyPrune(ctx context.Context) error {
+	t := time.NewTicker(latencyPruneEvery)
+	defer t.Stop()
+	for {
+		n, err := pruneLatency(ctx, s.deps.Pool, time.Now().Add(-s.cfg.LatencyRetention))
+		if err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "prune latency histograms", "error", err)
+		} else if n > 0 {
+			s.log.DebugContext(ctx, "pruned latency histograms", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }

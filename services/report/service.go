@@ -303,7 +303,7 @@ func MethodScopes() map[string]string {
 func (s *Service) Run(ctx context.Context) error {
 	stats := telemetry.NewConsumerStats(s.tel, s.deps.JetStream, 0, s.log,
 		telemetry.ConsumerRef{Stream: queue.EventStream, Consumer: s.cfg.Consumer})
-	background := []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run, s.runReputationGauges, s.runStatsFold, s.runAnalyze, s.runReputationAssess}
+	background := []func(context.Context) error{s.Consume, stats.Run, s.states.Watch, s.webhooks.Run, s.runReputationGauges, s.runStatsFold, s.runAnalyze, s.runReputationAssess, s.runLatencyPrune}
 	if s.console != nil {
 		background = append(background, s.console.Run)
 	}

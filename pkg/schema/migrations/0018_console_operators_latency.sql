@@ -46,3 +46,5 @@ CREATE TABLE message_latency (
     count       bigint NOT NULL,
     PRIMARY KEY (account_id, hour, provider_id, kind, bucket)
 );
+-- The report deletes the hours older than REPORT_LATENCY_RETENTION.
+CREATE INDEX message_latency_hour ON message_latency (hour);
