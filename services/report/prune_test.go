@@ -195,7 +195,7 @@ func TestQueriesPrunePartitions(t *testing.T) {
 			}
 		}
 	}
-	require.Equal(t, 4, statements, "insert events, recipients, summarise, messages")
+	require.Equal(t, 5, statements, "insert events, recipients, summarise, messages, latency")
 
 	// Without a range every partition is planned; ORDER BY id DESC LIMIT
 	// reads them newest first and stops (an ordered Append: there is no
