@@ -53,6 +53,7 @@ func (br *browser) operatorCSRF() string {
 func checkOperatorIsolation(t *testing.T, b *consoleBundle, br *browser, token, msgA, hookA string) {
 	t.Helper()
 	require.Equal(t, "/console/operator/signin", br.get("/console/operator/").location, "a tenant session on the operator view")
+	require.Equal(t, "/console/operator/signin", br.get("/console/operator/trace?message_id="+msgA).location, "a tenant session on the trace links")
 	a := br.post("/console/operator/accounts/suspend", url.Values{"csrf": {token}, "account": {uuid.NewString()}, "reason": {"x"}}, br.origin)
 	require.Equal(t, http.StatusUnauthorized, a.code, "a tenant session suspends")
 	require.Equal(t, http.StatusUnauthorized, br.signInOperator("es_not-an-operator-token").code, "an API key is no operator token")
@@ -169,6 +170,8 @@ func TestConsoleOperatorSuspend(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return strings.Contains(br.get("/console/operator/").body, `href="http://traces.example/search?message=`+moved+`"`)
 	}, 10*time.Second, 100*time.Millisecond, "the failover's trace link")
+	require.Equal(t, "http://traces.example/search?message="+moved, br.get("/console/operator/trace?message_id="+moved).location, "a message's traces")
+	require.Equal(t, http.StatusBadRequest, br.get("/console/operator/trace?message_id=javascript:alert(1)").code)
 	a := br.post("/console/operator/accounts/suspend", url.Values{"csrf": {token}, "account": {acc.id}, "reason": {"spam complaints"}}, br.origin)
 	require.Equal(t, http.StatusSeeOther, a.code, a.body)
 	page := br.get("/console/operator/")

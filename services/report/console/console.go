@@ -294,6 +294,7 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /console/operator/signout", c.operatorAuthed(c.operatorSignOut))
 	m.HandleFunc("GET /console/operator/{$}", c.operatorAuthed(c.operatorOverview))
 	m.HandleFunc("POST /console/operator/accounts/{action}", c.operatorAuthed(c.accountAction))
+	m.HandleFunc("GET /console/operator/trace", c.operatorAuthed(c.operatorTrace))
 	c.mux = m
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -334,4 +335,16 @@ func (c *Console) traceURL(messageID string) string {
 		return ""
 	}
 	return strings.ReplaceAll(c.cfg.TraceURLTemplate, "{message_id}", url.QueryEscape(messageID))
+}
+
+// operatorTrace sends the operator to the tracing UI's search for a
+// message id (CONSOLE_TRACE_URL_TEMPLATE).
+func (c *Console) operatorTrace(w http.ResponseWriter, r *http.Request, sess *OperatorSession) {
+	id, err := uuid.Parse(strings.TrimSpace(r.URL.Query().Get("message_id")))
+	if c.cfg.TraceURLTemplate == "" || err != nil {
+		c.renderOperator(w, r, http.StatusBadRequest, "error", page{Title: "Bad request", Operator: sess,
+			Error: "Give a message id (a UUID); trace links need CONSOLE_TRACE_URL_TEMPLATE."})
+		return
+	}
+	http.Redirect(w, r, c.traceURL(id.String()), http.StatusSeeOther)
 }
