@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,8 +26,6 @@ import (
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
-
-var ingestClients = []int{1, 16, 64, 256}
 
 const (
 	grpcConns   = 4
@@ -74,13 +73,17 @@ func runIngest(ctx context.Context, e *env, o options, res *Results) error {
 	}
 	defer plain.close()
 
-	for _, n := range ingestClients {
+	counts, err := parseCounts(o.ingestClients)
+	if err != nil {
+		return err
+	}
+	for _, n := range counts {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		e.log.Info("ingest SendEmail", "clients", n, "duration", o.ingestDur)
 		var prof *profiler
-		if n == 64 {
+		if n == 64 || o.profileAll {
 			prof = startProfile(e, fmt.Sprintf("ingest-sendemail-c%d", n))
 		}
 		r := loadLoop(ctx, "load", n, ingestWarm, o.ingestDur, func(ctx context.Context, i int) error {
@@ -90,6 +93,12 @@ func runIngest(ctx context.Context, e *env, o options, res *Results) error {
 		prof.stop(res)
 		if err := e.resetIngest(ctx); err != nil {
 			return err
+		}
+		if o.noLimits {
+			res.Ingest = append(res.Ingest, IngestPoint{Clients: n, Ingest: r})
+			e.log.Info("ingest point", "clients", n, "ingest_per_s", int(r.PerSecond), "p50_ms", r.P50ms, "p99_ms", r.P99ms,
+				"errors", r.Errors, "first_error", r.FirstError)
+			continue
 		}
 		e.log.Info("ingest limit", "clients", n)
 		if n == 64 {
@@ -150,6 +159,19 @@ func runIngest(ctx context.Context, e *env, o options, res *Results) error {
 		MessagesPerSecond: b.PerSecond * batchSize}
 	e.log.Info("ingest SendBatch", "messages_per_s", int(res.Batch.MessagesPerSecond))
 	return e.resetIngest(ctx)
+}
+
+// parseCounts parses a comma separated list of client counts.
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range splitComma(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("client count %q: want a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // resetIngest drops what the ingest runs left: the parked sandbox jobs on the
