@@ -18,30 +18,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOCK="$ROOT/.data/mail-servers.lock"
 
-log() { echo "mail-servers: $*" >&2; }
-die() {
-	echo "mail-servers: error: $*" >&2
-	exit 1
-}
-
-as_root() {
-	if [[ "$(id -u)" == 0 ]]; then
-		"$@"
-	elif command -v sudo >/dev/null 2>&1; then
-		sudo -n "$@"
-	else
-		die "need root (or sudo) to run: $*"
-	fi
-}
-
-apt_install() {
-	command -v apt-get >/dev/null 2>&1 || die "apt-get is missing: install $* by hand"
-	log "installing $* (apt-get)"
-	if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >&2; then
-		as_root apt-get update >&2
-		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >&2
-	fi
-}
+# shellcheck source=apt.sh
+source "$ROOT/scripts/apt.sh" mail-servers
 
 have_postfix() { [[ -x /usr/sbin/postfix && -x /usr/lib/postfix/sbin/master ]]; }
 have_aiosmtpd() { [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; }

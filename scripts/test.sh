@@ -11,7 +11,8 @@
 # is installed here by scripts/ses-emulator.sh and started by the tests (pkg/testkit/sestest);
 # the independent SMTP servers (Mailpit, Postfix, aiosmtpd) by scripts/mail-servers.sh,
 # started by the tests (pkg/testkit/mailservers); MIME is read back by python3's email package
-# (pkg/testkit/mimecheck).
+# (pkg/testkit/mimecheck); the console's end-to-end tests drive Debian's Chromium, installed
+# by scripts/browser.sh (pkg/testkit/browser).
 #
 # Environment:
 #   FUZZTIME=10s       time per fuzz target; 0 skips fuzzing
@@ -55,6 +56,10 @@ bash scripts/ses-emulator.sh install
 # Mailpit (.bin/), Postfix and aiosmtpd (Debian packages), installed once here;
 # the tests start private instances (pkg/testkit/mailservers).
 bash scripts/mail-servers.sh install
+
+# --- Chromium ---------------------------------------------------------------------
+# Debian's chromium, driven headless by the console's tests (pkg/testkit/browser).
+bash scripts/browser.sh install
 
 # --- go test ------------------------------------------------------------------
 patterns=()

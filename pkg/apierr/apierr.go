@@ -14,11 +14,12 @@ import (
 	"net"
 	"syscall"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/namirasoft/email-sender/pkg/pgerr"
 )
 
 // Retriable reports whether err is an infrastructure failure after which the
@@ -27,24 +28,10 @@ func Retriable(err error) bool {
 	if err == nil {
 		return false
 	}
-	var (
-		connectErr *pgconn.ConnectError
-		pgErr      *pgconn.PgError
-		opErr      *net.OpError
-	)
+	var opErr *net.OpError
 	switch {
-	case errors.As(err, &connectErr), pgconn.SafeToRetry(err), pgconn.Timeout(err), errors.Is(err, pgconn.ErrConnClosed):
+	case pgerr.Unavailable(err):
 		return true
-	case errors.As(err, &pgErr):
-		switch pgErr.Code[:2] {
-		case "08", // connection exception
-			"40", // transaction rollback: serialization failure, deadlock
-			"53", // insufficient resources
-			"57", // operator intervention: admin shutdown, crash shutdown, cannot connect now
-			"58": // system error (I/O)
-			return true
-		}
-		return false
 	case errors.As(err, &opErr),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):

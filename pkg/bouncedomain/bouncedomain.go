@@ -38,6 +38,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/namirasoft/email-sender/pkg/address"
+	"github.com/namirasoft/email-sender/pkg/pgerr"
 )
 
 // recordLabel is the label under the domain that holds the TXT record.
@@ -164,9 +165,8 @@ func Checked(ctx context.Context, db DB, account, domain string, verified bool, 
 			verified_at = CASE WHEN $3 THEN COALESCE(verified_at, $4) ELSE verified_at END
 		WHERE account_id = $1 AND domain = $2
 		RETURNING `+columns, account, domain, verified, now, note))
-	var pe *pgconn.PgError
 	switch {
-	case errors.As(err, &pe) && pe.Code == "23505":
+	case pgerr.Is(err, pgerr.UniqueViolation):
 		return Registration{}, ErrTaken
 	case errors.Is(err, pgx.ErrNoRows):
 		return Registration{}, ErrNotFound

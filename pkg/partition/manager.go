@@ -11,10 +11,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/namirasoft/email-sender/pkg/envconfig"
+	"github.com/namirasoft/email-sender/pkg/pgerr"
 )
 
 // Config sizes the partitions. Its tags are environment variables of the
@@ -413,8 +413,7 @@ func hiID(p Partition) []byte {
 var ErrLockTimeout = errors.New("lock not granted in time; postponed to the next pass")
 
 func lockError(err error) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
+	if pgerr.Is(err, pgerr.LockNotAvailable) {
 		return fmt.Errorf("%w: %w", ErrLockTimeout, err)
 	}
 	return err

@@ -49,6 +49,8 @@ Commands:
   providers list | put --file provider.json | verify ID | delete ID
   senders list | add ADDRESS [--provider ID] | verify ID CODE | remove ID
   suppressions list [--limit N] | add ADDRESS [--reason R] | remove ADDRESS
+  bounce-domain get | set DOMAIN | verify | remove   the account's own bounce domain (set prints
+                                 the TXT record to publish; verify exits 2 until it is found)
   watch [flags]                  print the account's events as they happen (--message, --type, --tag,
                                  --cursor, --from-start, --limit, --give-up); resumes after disconnects
   webhooks list | create --url U [--description D] [--event-type T]... [--tag K=V]...
@@ -188,6 +190,8 @@ func (r *runner) run(ctx context.Context, args []string) error {
 		return r.senders(ctx, args)
 	case "suppressions":
 		return r.suppressions(ctx, args)
+	case "bounce-domain":
+		return r.bounceDomain(ctx, args)
 	case "watch":
 		return r.watch(ctx, args)
 	case "webhooks":

@@ -83,17 +83,26 @@ func runE2E(ctx context.Context, e *env, o options, res *Results) error {
 		if err != nil {
 			return err
 		}
+		mark0, err := e.footprintMark(ctx)
+		if err != nil {
+			return err
+		}
 		prof := startProfile(e, fmt.Sprintf("e2e-%d-%s", i+1, slug(r.name)))
 		flood, err := e.flood(ctx, clients, account, req, r.n)
 		prof.stop(res)
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.name, err)
 		}
-		out := E2EResult{Name: r.name, SizeBytes: r.size, PoolSize: r.pool, Flood: flood}
+		mark1, err := e.footprintMark(ctx)
+		if err != nil {
+			return err
+		}
+		out := E2EResult{Name: r.name, SizeBytes: r.size, PoolSize: r.pool, Flood: flood, Footprint: mark0.per(mark1, r.n)}
 		if prof != nil && len(res.Profiles) > 0 {
 			p := res.Profiles[len(res.Profiles)-1]
 			out.ProcessMicros = p.HarnessCores * p.Seconds / float64(r.n) * 1e6
 			out.PostgresMicros = p.PostgresCores * p.Seconds / float64(r.n) * 1e6
+			out.ProcessMicrosByPart = partMicros(p, float64(r.n)/p.Seconds)
 			out.PostgresMicrosByPart = map[string]float64{}
 			for part, cores := range p.PostgresByPart {
 				out.PostgresMicrosByPart[part] = cores * p.Seconds / float64(r.n) * 1e6

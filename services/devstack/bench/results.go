@@ -26,6 +26,7 @@ type Results struct {
 	Watch           *WatchResult      `json:"watch_events,omitempty"`
 	Memory          *MemoryResult     `json:"memory,omitempty"`
 	Targets         Targets           `json:"targets"`
+	Capacity        *Capacity         `json:"capacity,omitempty"`
 	Checks          []Check           `json:"checks"`
 	Profiles        []ProfileSummary  `json:"profiles"`
 }
@@ -91,6 +92,11 @@ type E2EResult struct {
 	PostgresMicros float64 `json:"postgres_cpu_us_per_msg"`
 	// PostgresMicrosByPart splits PostgresMicros by service.
 	PostgresMicrosByPart map[string]float64 `json:"postgres_cpu_us_per_msg_by_part"`
+	// ProcessMicrosByPart splits ProcessMicros by part (pprof label), the
+	// unlabelled share (GC, runtime) spread in proportion.
+	ProcessMicrosByPart map[string]float64 `json:"process_cpu_us_per_msg_by_part"`
+	// Footprint is what a message leaves behind: WAL, table and stream bytes.
+	Footprint *Footprint `json:"footprint,omitempty"`
 }
 
 // WebhookResult is webhook deliveries to a local receiver, a few runs.
@@ -190,6 +196,7 @@ type Check struct {
 }
 
 func (r *Results) evaluate() {
+	r.Capacity = r.capacity()
 	t := r.Targets
 	for _, p := range r.Ingest {
 		r.Checks = append(r.Checks, Check{Name: fmt.Sprintf("ingest SendEmail, %d clients, vs limit", p.Clients),
@@ -303,6 +310,9 @@ func (r *Results) markdown() string {
 			w("| %s | %.0f | %.0f | %.0f |\n", s.Service, s.Rest.RSSMB, s.Queued.RSSMB, s.Queued.HWMMB)
 		}
 		w("\n")
+	}
+	if c := r.Capacity; c != nil {
+		w("%s", c.markdown())
 	}
 	if len(r.Checks) > 0 {
 		w("**Targets**\n\n| check | measured | target | |\n|---|---:|---:|---|\n")

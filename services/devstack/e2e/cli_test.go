@@ -113,7 +113,7 @@ func unmarshalJSON[M interface {
 // codes. The account's API key never appears in any output.
 func TestCLIEndToEnd(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, stackOptions{})
+	s := newStack(t, stackOptions{dns: true})
 	key := s.accounts["a"].APIKey
 	c := newCLI(t, "EMAILSENDER_ADDR="+s.ingestAddr, "EMAILSENDER_REPORT_ADDR="+s.reportAddr,
 		"EMAILSENDER_API_KEY="+key, "EMAILSENDER_TLS=false")
@@ -212,6 +212,23 @@ func TestCLIEndToEnd(t *testing.T) {
 	require.Equal(t, "smtp", providers.GetProviders()[0].GetKind())
 	require.Contains(t, c.ok("providers", "list"), "smtp")
 	require.Equal(t, 0, c.run("providers", "verify", providers.GetProviders()[0].GetId()).code)
+
+	// bounce-domain: set prints the TXT record to publish; verify is refused
+	// (exit 2, saying what is missing) until the record is there; remove.
+	out = c.ok("bounce-domain", "set", "Bounces.CLI.example")
+	require.Contains(t, out, "bounces.cli.example")
+	require.Contains(t, out, "pending")
+	domain := unmarshalJSON[*v1.BounceDomain](t, c.ok("bounce-domain", "get", "-o", "json"))
+	require.Equal(t, "_emailsender.bounces.cli.example", domain.GetVerificationRecordName())
+	require.Contains(t, out, domain.GetVerificationRecordValue())
+	notYet := c.run("bounce-domain", "verify")
+	require.Equal(t, 2, notYet.code, "%s%s", notYet.stdout, notYet.stderr)
+	require.Contains(t, notYet.stderr, "no TXT record at _emailsender.bounces.cli.example")
+	s.dns.SetTXT(domain.GetVerificationRecordName(), domain.GetVerificationRecordValue())
+	require.Contains(t, c.ok("bounce-domain", "verify"), "verified")
+	require.Equal(t, "verified", unmarshalJSON[*v1.BounceDomain](t, c.ok("bounce-domain", "get", "-o", "json")).GetStatus())
+	c.ok("bounce-domain", "remove")
+	require.Equal(t, 4, c.run("bounce-domain", "get").code)
 
 	// Exit codes.
 	for _, tc := range []struct {

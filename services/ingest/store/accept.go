@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/namirasoft/email-sender/pkg/msgstatus"
+	"github.com/namirasoft/email-sender/pkg/pgerr"
 )
 
 // Recipient is one envelope recipient of a new message.
@@ -138,8 +137,7 @@ func Accept(ctx context.Context, db DBTX, msgs []*NewMessage) ([]Accepted, error
 		queueReadKeys(b, msgs, uids, keyed, stored)
 	}
 	if err := db.SendBatch(ctx, b).Close(); err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "22012" { // division_by_zero: an account is gone
+		if pgerr.Is(err, pgerr.DivisionByZero) { // raised on purpose: an account is gone
 			return nil, fmt.Errorf("accept: %w", ErrAccountGone)
 		}
 		return nil, fmt.Errorf("accept: %w", err)

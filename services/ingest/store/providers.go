@@ -8,7 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/namirasoft/email-sender/pkg/pgerr"
 )
 
 // ErrNameTaken means another provider configuration of the account has the name.
@@ -165,8 +166,7 @@ func setDefaultIf(ctx context.Context, tx pgx.Tx, p PutProviderConfig) error {
 }
 
 func providerWriteError(err error) error {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" {
+	if pgerr.Is(err, pgerr.UniqueViolation) {
 		return ErrNameTaken
 	}
 	return fmt.Errorf("write provider configuration: %w", err)

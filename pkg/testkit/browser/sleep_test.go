@@ -1,0 +1,5 @@
+package browser_test
+
+import "time"
+
+func sleep() { time.Sleep(50 * time.Millisecond) }
