@@ -43,6 +43,10 @@ type Config struct {
 	ShutdownGrace    time.Duration `env:"INGEST_SHUTDOWN_GRACE" default:"15s" help:"time in-flight calls get to finish on shutdown"`
 	// GRPCMaxConcurrentStreams bounds the calls in flight on one connection.
 	GRPCMaxConcurrentStreams uint32 `env:"INGEST_GRPC_MAX_CONCURRENT_STREAMS" default:"100" help:"gRPC calls in flight per connection"`
+	// GRPCStreamWorkers are the goroutines kept to serve gRPC calls: a call
+	// on one of them does not grow a new goroutine's stack on its way to the
+	// handler (4% of ingest's CPU at 64-256 clients).
+	GRPCStreamWorkers uint32 `env:"INGEST_GRPC_STREAM_WORKERS" default:"256" help:"goroutines kept to serve gRPC calls (calls beyond them get one of their own)"`
 	// UnverifiedInflightBytes, when set, bounds the request bytes being read
 	// of calls whose credentials are not verified yet (an API key the cache
 	// does not know, a token), each counted at the largest request: what
@@ -122,7 +126,7 @@ type Config struct {
 // WithDefaults fills unset fields with the env tags' defaults (the one
 // source of them).
 func (c Config) WithDefaults() (Config, error) {
-	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "AuthCacheTTL", "RequireVerifiedSenders", "RetentionPeriod", "MetadataRetention", "RetentionInterval", "FinalSweepAfter"); err != nil {
+	if err := envconfig.FillDefaults(&c, "GRPCAddr", "ShutdownGrace", "GRPCMaxConcurrentStreams", "GRPCStreamWorkers", "AuthCacheTTL", "RequireVerifiedSenders", "RetentionPeriod", "MetadataRetention", "RetentionInterval", "FinalSweepAfter"); err != nil {
 		return c, err
 	}
 	c.Send = c.Send.WithDefaults()
@@ -256,6 +260,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		GRPCAddr:                cfg.GRPCAddr,
 		MaxRecvMsgSize:          cfg.GRPCMaxRecvBytes,
 		MaxConcurrentStreams:    cfg.GRPCMaxConcurrentStreams,
+		StreamWorkers:           cfg.GRPCStreamWorkers,
 		UnverifiedInflightBytes: cfg.UnverifiedInflightBytes,
 		ShutdownGrace:           cfg.ShutdownGrace,
 		HTTPAddr:                cfg.HTTPAddr,
