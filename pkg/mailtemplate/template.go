@@ -1,0 +1,494 @@
+// Package mailtemplate renders email templates: a subject, an HTML part and a
+// text part written in Handlebars (a superset of Mustache, the syntax of SES
+// and Postmark templates), with declared variables, a layout wrapping the
+// template's content and partials.
+//
+// Rendering is done by github.com/aymerick/raymond. Values are HTML-escaped
+// in the HTML part ({{name}}; {{{name}}} is verbatim) and verbatim in the
+// subject and the text part. A template is compiled once (Compile: parsed,
+// its partials checked for cycles and its size after partial expansion
+// bounded) and rendered many times; a render is bounded in output and time,
+// so a hostile template can neither loop nor blow up memory.
+package mailtemplate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aymerick/raymond"
+)
+
+// VarType is a declared variable's type.
+type VarType string
+
+// The variable types.
+const (
+	TypeString  VarType = "string"
+	TypeNumber  VarType = "number"
+	TypeBoolean VarType = "boolean"
+	TypeList    VarType = "list"
+	TypeObject  VarType = "object"
+)
+
+// Variable is a declared template variable.
+type Variable struct {
+	Name     string  `json:"name"`
+	Type     VarType `json:"type,omitempty"`
+	Required bool    `json:"required,omitempty"`
+	// Default is used when the data has no value for the variable.
+	Default     any    `json:"default,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// Template is the source of a template.
+type Template struct {
+	Subject   string
+	HTML      string
+	Text      string
+	Variables []Variable
+	// Layout wraps the template's HTML and text: its parts hold a
+	// {{{content}}} slot where the template's rendered part goes.
+	Layout *Layout
+	// Partials are the templates {{> name}} includes, by name.
+	Partials map[string]string
+}
+
+// Layout is a template wrapping another's content in its {{{content}}} slot.
+type Layout struct {
+	HTML string
+	Text string
+}
+
+// ContentSlot is the variable a layout's parts place the content with.
+const ContentSlot = "content"
+
+// Limits bound a template and its renders.
+type Limits struct {
+	// MaxSourceBytes bounds each part, layout part and partial.
+	MaxSourceBytes int
+	// MaxExpandedBytes bounds a part's source with its partials expanded
+	// (a partial included n times counts n times).
+	MaxExpandedBytes int
+	// MaxOutputBytes bounds each rendered part.
+	MaxOutputBytes int
+	// Timeout bounds a render.
+	Timeout time.Duration
+}
+
+// DefaultLimits are the limits the API applies.
+var DefaultLimits = Limits{
+	MaxSourceBytes:   256 << 10,
+	MaxExpandedBytes: 1 << 20,
+	MaxOutputBytes:   2 << 20,
+	Timeout:          2 * time.Second,
+}
+
+// Result is a rendered template.
+type Result struct {
+	Subject string
+	HTML    string
+	Text    string
+	// Missing are the variables the template uses or requires that the data
+	// (with the defaults) has no value for; Unused the data's top-level
+	// names the template neither declares nor uses. Both sorted.
+	Missing []string
+	Unused  []string
+}
+
+// SyntaxError is a template that does not parse, or that includes a partial
+// it does not have.
+type SyntaxError struct {
+	// Part is "subject", "html", "text", "layout.html", "layout.text" or
+	// "partials.<name>".
+	Part   string
+	Line   int
+	Column int
+	Reason string
+}
+
+func (e *SyntaxError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s: line %d, column %d: %s", e.Part, e.Line, e.Column, e.Reason)
+	}
+	return e.Part + ": " + e.Reason
+}
+
+// LimitError is a template or a render over one of the Limits.
+type LimitError struct {
+	Part   string
+	Reason string
+}
+
+func (e *LimitError) Error() string { return e.Part + ": " + e.Reason }
+
+// MissingError is a render without a value for required variables.
+type MissingError struct{ Names []string }
+
+func (e *MissingError) Error() string {
+	return "missing required variables: " + strings.Join(e.Names, ", ")
+}
+
+// TypeError is a value of the wrong type for a declared variable.
+type TypeError struct {
+	Name string
+	Want VarType
+}
+
+func (e *TypeError) Error() string {
+	return fmt.Sprintf("variable %s: want a %s", e.Name, e.Want)
+}
+
+// ErrTimeout is a render that took longer than Limits.Timeout.
+var ErrTimeout = errors.New("template render took too long")
+
+// Compiled is a parsed and checked template, safe for concurrent renders.
+type Compiled struct {
+	lim       Limits
+	vars      []Variable
+	subject   *part
+	html      *part
+	text      *part // nil: generated from the HTML
+	layHTML   *part
+	layText   *part
+	used      map[string]bool // names the parts mention: true if at the top level
+	usedOrder []string
+}
+
+type part struct {
+	name string
+	tpl  *raymond.Template
+}
+
+// Compile parses and checks t.
+func Compile(t Template, lim Limits) (*Compiled, error) {
+	if err := checkVariables(t.Variables); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(t.Partials))
+	for n := range t.Partials {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	srcs := map[string]string{}
+	for _, n := range names {
+		srcs["partials."+n] = t.Partials[n]
+	}
+	srcs["subject"] = t.Subject
+	srcs["html"] = t.HTML
+	srcs["text"] = t.Text
+	if t.Layout != nil {
+		srcs["layout.html"] = t.Layout.HTML
+		srcs["layout.text"] = t.Layout.Text
+	}
+	for p, s := range srcs {
+		if lim.MaxSourceBytes > 0 && len(s) > lim.MaxSourceBytes {
+			return nil, &LimitError{Part: p, Reason: fmt.Sprintf("%d bytes, more than the limit of %d", len(s), lim.MaxSourceBytes)}
+		}
+	}
+	an, err := analyze(srcs, t.Partials)
+	if err != nil {
+		return nil, err
+	}
+	for p, size := range an.expanded {
+		if lim.MaxExpandedBytes > 0 && size > float64(lim.MaxExpandedBytes) {
+			return nil, &LimitError{Part: p, Reason: fmt.Sprintf("more than %d bytes with its partials expanded", lim.MaxExpandedBytes)}
+		}
+	}
+	c := &Compiled{lim: lim, vars: t.Variables, used: an.used}
+	for n, top := range an.used {
+		if !top {
+			continue
+		}
+		c.usedOrder = append(c.usedOrder, n)
+	}
+	sort.Strings(c.usedOrder)
+	// Partials are parsed here, once: raymond parses a partial registered
+	// by source lazily, at its first use, which concurrent renders race on.
+	partials := make(map[string]*raymond.Template, len(t.Partials))
+	for _, n := range names {
+		tpl, err := raymond.Parse(t.Partials[n])
+		if err != nil {
+			return nil, syntaxError("partials."+n, t.Partials[n], err)
+		}
+		partials[n] = tpl
+	}
+	mk := func(name, src string) (*part, error) {
+		tpl, err := raymond.Parse(src)
+		if err != nil {
+			return nil, syntaxError(name, src, err)
+		}
+		for n, p := range partials {
+			tpl.RegisterPartialTemplate(n, p)
+		}
+		tpl.RegisterHelper("log", func(string) string { return "" })
+		return &part{name: name, tpl: tpl}, nil
+	}
+	if c.subject, err = mk("subject", t.Subject); err != nil {
+		return nil, err
+	}
+	if c.html, err = mk("html", t.HTML); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(t.Text) != "" {
+		if c.text, err = mk("text", t.Text); err != nil {
+			return nil, err
+		}
+	}
+	if t.Layout != nil {
+		if strings.TrimSpace(t.Layout.HTML) != "" {
+			if c.layHTML, err = mk("layout.html", t.Layout.HTML); err != nil {
+				return nil, err
+			}
+		}
+		if strings.TrimSpace(t.Layout.Text) != "" {
+			if c.layText, err = mk("layout.text", t.Layout.Text); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return c, nil
+}
+
+func checkVariables(vars []Variable) error {
+	seen := map[string]bool{}
+	for i, v := range vars {
+		field := fmt.Sprintf("variables[%d]", i)
+		if v.Name == "" || strings.ContainsAny(v.Name, " .{}/\\\"'") {
+			return &SyntaxError{Part: field + ".name", Reason: fmt.Sprintf("%q is not a variable name", v.Name)}
+		}
+		if v.Name == ContentSlot {
+			return &SyntaxError{Part: field + ".name", Reason: "content is the layout's slot"}
+		}
+		if seen[v.Name] {
+			return &SyntaxError{Part: field + ".name", Reason: v.Name + " is declared twice"}
+		}
+		seen[v.Name] = true
+		switch v.Type {
+		case "", TypeString, TypeNumber, TypeBoolean, TypeList, TypeObject:
+		default:
+			return &SyntaxError{Part: field + ".type", Reason: fmt.Sprintf("%q is not one of string, number, boolean, list, object", v.Type)}
+		}
+		if v.Default != nil && !hasType(v.Default, v.Type) {
+			return &SyntaxError{Part: field + ".default", Reason: fmt.Sprintf("not a %s", v.Type)}
+		}
+	}
+	return nil
+}
+
+// hasType reports whether a JSON-decoded value is of type t.
+func hasType(v any, t VarType) bool {
+	switch t {
+	case "":
+		return true
+	case TypeString:
+		_, ok := v.(string)
+		return ok
+	case TypeNumber:
+		switch v.(type) {
+		case float64, float32, int, int64, int32, uint, uint64, uint32:
+			return true
+		}
+		return false
+	case TypeBoolean:
+		_, ok := v.(bool)
+		return ok
+	case TypeList:
+		_, ok := v.([]any)
+		return ok
+	case TypeObject:
+		_, ok := v.(map[string]any)
+		return ok
+	}
+	return false
+}
+
+// Render renders c with data (JSON-like values: string, float64, bool,
+// []any, map[string]any). A required variable without a value is a
+// *MissingError; a value of the wrong type a *TypeError.
+func (c *Compiled) Render(ctx context.Context, data map[string]any) (Result, error) {
+	var res Result
+	full := make(map[string]any, len(data)+len(c.vars))
+	for k, v := range data {
+		full[k] = v
+	}
+	declared := map[string]bool{}
+	var missingRequired []string
+	for _, v := range c.vars {
+		declared[v.Name] = true
+		val, ok := full[v.Name]
+		if !ok || val == nil {
+			if v.Default != nil {
+				full[v.Name] = v.Default
+				continue
+			}
+			if v.Required {
+				missingRequired = append(missingRequired, v.Name)
+			}
+			continue
+		}
+		if !hasType(val, v.Type) {
+			return res, &TypeError{Name: v.Name, Want: v.Type}
+		}
+	}
+	if len(missingRequired) > 0 {
+		sort.Strings(missingRequired)
+		return res, &MissingError{Names: missingRequired}
+	}
+	for _, n := range c.usedOrder {
+		if v, ok := full[n]; !ok || v == nil {
+			res.Missing = append(res.Missing, n)
+		}
+	}
+	for k := range data {
+		if _, mentioned := c.used[k]; !declared[k] && !mentioned {
+			res.Unused = append(res.Unused, k)
+		}
+	}
+	sort.Strings(res.Unused)
+	delete(full, ContentSlot)
+
+	if c.lim.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.lim.Timeout)
+		defer cancel()
+	}
+	type out struct {
+		res Result
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		r, err := c.render(ctx, full)
+		done <- out{r, err}
+	}()
+	select {
+	case o := <-done:
+		if o.err != nil {
+			return res, o.err
+		}
+		o.res.Missing, o.res.Unused = res.Missing, res.Unused
+		return o.res, nil
+	case <-ctx.Done():
+		// The render goroutine stops at its next block: its budget
+		// watches ctx.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return res, ErrTimeout
+		}
+		return res, ctx.Err()
+	}
+}
+
+func (c *Compiled) render(ctx context.Context, data map[string]any) (Result, error) {
+	var res Result
+	var err error
+	verbatim := safe(data).(map[string]any)
+	if res.Subject, err = c.exec(ctx, c.subject, verbatim); err != nil {
+		return res, err
+	}
+	res.Subject = strings.Join(strings.Fields(res.Subject), " ")
+	if res.HTML, err = c.exec(ctx, c.html, data); err != nil {
+		return res, err
+	}
+	if c.layHTML != nil && strings.TrimSpace(res.HTML) != "" {
+		if res.HTML, err = c.exec(ctx, c.layHTML, withContent(data, res.HTML)); err != nil {
+			return res, err
+		}
+	}
+	if c.text != nil {
+		if res.Text, err = c.exec(ctx, c.text, verbatim); err != nil {
+			return res, err
+		}
+		if c.layText != nil {
+			if res.Text, err = c.exec(ctx, c.layText, withContent(verbatim, res.Text)); err != nil {
+				return res, err
+			}
+		}
+	} else if res.HTML != "" {
+		res.Text = HTMLToText(res.HTML)
+	}
+	return res, nil
+}
+
+func withContent(data map[string]any, content string) map[string]any {
+	m := make(map[string]any, len(data)+1)
+	for k, v := range data {
+		m[k] = v
+	}
+	m[ContentSlot] = raymond.SafeString(content)
+	return m
+}
+
+// safe is v with every string a raymond.SafeString, which raymond does not
+// escape: the subject and the text part are not HTML.
+func safe(v any) any {
+	switch t := v.(type) {
+	case string:
+		return raymond.SafeString(t)
+	case []any:
+		s := make([]any, len(t))
+		for i, e := range t {
+			s[i] = safe(e)
+		}
+		return s
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[k] = safe(e)
+		}
+		return m
+	}
+	return v
+}
+
+// budget bounds the output of the blocks a render repeats.
+type budget struct {
+	ctx  context.Context
+	left int
+	part string
+}
+
+func (b *budget) spend(n int) {
+	b.left -= n
+	if b.left < 0 {
+		panic(&LimitError{Part: b.part, Reason: "the rendered output is over the limit"})
+	}
+	if b.ctx.Err() != nil {
+		panic(ErrTimeout)
+	}
+}
+
+func (c *Compiled) exec(ctx context.Context, p *part, data map[string]any) (string, error) {
+	limit := c.lim.MaxOutputBytes
+	if limit <= 0 {
+		limit = math.MaxInt
+	}
+	// Blocks nest, so inner output is counted again by each enclosing
+	// #each: the budget is a multiple of the output limit.
+	b := &budget{ctx: ctx, left: satMul(limit, 4), part: p.name}
+	tpl := p.tpl.Clone()
+	tpl.RegisterHelper("each", b.each)
+	out, err := tpl.Exec(data)
+	if err != nil {
+		var le *LimitError
+		if errors.As(err, &le) || errors.Is(err, ErrTimeout) {
+			return "", err
+		}
+		return "", &SyntaxError{Part: p.name, Reason: err.Error()}
+	}
+	if len(out) > limit {
+		return "", &LimitError{Part: p.name, Reason: fmt.Sprintf("the rendered output is over the limit of %d bytes", limit)}
+	}
+	return out, nil
+}
+
+func satMul(a, b int) int {
+	if a > math.MaxInt/b {
+		return math.MaxInt
+	}
+	return a * b
+}
