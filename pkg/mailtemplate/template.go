@@ -311,6 +311,16 @@ func hasType(v any, t VarType) bool {
 // []any, map[string]any). A required variable without a value is a
 // *MissingError; a value of the wrong type a *TypeError.
 func (c *Compiled) Render(ctx context.Context, data map[string]any) (Result, error) {
+	return c.run(ctx, data, true)
+}
+
+// Preview is Render for a preview: required variables without a value are
+// listed in Result.Missing instead of failing the render.
+func (c *Compiled) Preview(ctx context.Context, data map[string]any) (Result, error) {
+	return c.run(ctx, data, false)
+}
+
+func (c *Compiled) run(ctx context.Context, data map[string]any, strict bool) (Result, error) {
 	var res Result
 	full := make(map[string]any, len(data)+len(c.vars))
 	for k, v := range data {
@@ -335,8 +345,8 @@ func (c *Compiled) Render(ctx context.Context, data map[string]any) (Result, err
 			return res, &TypeError{Name: v.Name, Want: v.Type}
 		}
 	}
-	if len(missingRequired) > 0 {
-		sort.Strings(missingRequired)
+	sort.Strings(missingRequired)
+	if strict && len(missingRequired) > 0 {
 		return res, &MissingError{Names: missingRequired}
 	}
 	for _, n := range c.usedOrder {
@@ -344,6 +354,12 @@ func (c *Compiled) Render(ctx context.Context, data map[string]any) (Result, err
 			res.Missing = append(res.Missing, n)
 		}
 	}
+	for _, n := range missingRequired {
+		if !c.used[n] {
+			res.Missing = append(res.Missing, n)
+		}
+	}
+	sort.Strings(res.Missing)
 	for k := range data {
 		if _, mentioned := c.used[k]; !declared[k] && !mentioned {
 			res.Unused = append(res.Unused, k)
