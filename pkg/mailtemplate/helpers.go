@@ -13,7 +13,11 @@ import (
 // budget (so nested loops over large lists stop at the limit instead of
 // exhausting memory) and maps iterated in key order (so a render is
 // deterministic). Block parameters (as |x|) are not supported.
-func (b *budget) each(context any, options *raymond.Options) any {
+func each(context any, options *raymond.Options) any {
+	b, _ := options.Data(budgetKey).(*budget)
+	if b == nil {
+		panic(&LimitError{Part: "template", Reason: "#each outside a render"})
+	}
 	if !raymond.IsTrue(context) {
 		return options.Inverse()
 	}

@@ -226,6 +226,7 @@ func Compile(t Template, lim Limits) (*Compiled, error) {
 			tpl.RegisterPartialTemplate(n, p)
 		}
 		tpl.RegisterHelper("log", func(string) string { return "" })
+		tpl.RegisterHelper("each", each)
 		return &part{name: name, tpl: tpl}, nil
 	}
 	if c.subject, err = mk("subject", t.Subject); err != nil {
@@ -368,59 +369,47 @@ func (c *Compiled) run(ctx context.Context, data map[string]any, strict bool) (R
 	sort.Strings(res.Unused)
 	delete(full, ContentSlot)
 
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	var deadline time.Time
 	if c.lim.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.lim.Timeout)
-		defer cancel()
+		deadline = time.Now().Add(c.lim.Timeout)
 	}
-	type out struct {
-		res Result
-		err error
+	// A render runs on the caller's goroutine: a template cannot loop (no
+	// recursion: partial cycles are refused), its size with its partials
+	// expanded is bounded, and what #each repeats is counted against the
+	// output budget, which also watches ctx and the deadline.
+	out, err := c.render(ctx, deadline, full)
+	if err != nil {
+		return res, err
 	}
-	done := make(chan out, 1)
-	go func() {
-		r, err := c.render(ctx, full)
-		done <- out{r, err}
-	}()
-	select {
-	case o := <-done:
-		if o.err != nil {
-			return res, o.err
-		}
-		o.res.Missing, o.res.Unused = res.Missing, res.Unused
-		return o.res, nil
-	case <-ctx.Done():
-		// The render goroutine stops at its next block: its budget
-		// watches ctx.
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return res, ErrTimeout
-		}
-		return res, ctx.Err()
-	}
+	out.Missing, out.Unused = res.Missing, res.Unused
+	return out, nil
 }
 
-func (c *Compiled) render(ctx context.Context, data map[string]any) (Result, error) {
+func (c *Compiled) render(ctx context.Context, deadline time.Time, data map[string]any) (Result, error) {
 	var res Result
 	var err error
 	verbatim := safe(data).(map[string]any)
-	if res.Subject, err = c.exec(ctx, c.subject, verbatim); err != nil {
+	if res.Subject, err = c.exec(ctx, deadline, c.subject, verbatim); err != nil {
 		return res, err
 	}
 	res.Subject = strings.Join(strings.Fields(res.Subject), " ")
-	if res.HTML, err = c.exec(ctx, c.html, data); err != nil {
+	if res.HTML, err = c.exec(ctx, deadline, c.html, data); err != nil {
 		return res, err
 	}
 	if c.layHTML != nil && strings.TrimSpace(res.HTML) != "" {
-		if res.HTML, err = c.exec(ctx, c.layHTML, withContent(data, res.HTML)); err != nil {
+		if res.HTML, err = c.exec(ctx, deadline, c.layHTML, withContent(data, res.HTML)); err != nil {
 			return res, err
 		}
 	}
 	if c.text != nil {
-		if res.Text, err = c.exec(ctx, c.text, verbatim); err != nil {
+		if res.Text, err = c.exec(ctx, deadline, c.text, verbatim); err != nil {
 			return res, err
 		}
 		if c.layText != nil {
-			if res.Text, err = c.exec(ctx, c.layText, withContent(verbatim, res.Text)); err != nil {
+			if res.Text, err = c.exec(ctx, deadline, c.layText, withContent(verbatim, res.Text)); err != nil {
 				return res, err
 			}
 		}
@@ -461,37 +450,45 @@ func safe(v any) any {
 	return v
 }
 
-// budget bounds the output of the blocks a render repeats.
+// budget bounds the output of the blocks a render repeats, and its time.
+// It travels in raymond's private data (budgetKey), which every block and
+// partial inherits.
 type budget struct {
-	ctx  context.Context
-	left int
-	part string
+	ctx      context.Context
+	deadline time.Time
+	left     int
+	part     string
 }
+
+const budgetKey = "mailtemplate_budget"
 
 func (b *budget) spend(n int) {
 	b.left -= n
 	if b.left < 0 {
 		panic(&LimitError{Part: b.part, Reason: "the rendered output is over the limit"})
 	}
-	if b.ctx.Err() != nil {
+	if !b.deadline.IsZero() && time.Now().After(b.deadline) {
 		panic(ErrTimeout)
+	}
+	if err := b.ctx.Err(); err != nil {
+		panic(fmt.Errorf("render: %w", err))
 	}
 }
 
-func (c *Compiled) exec(ctx context.Context, p *part, data map[string]any) (string, error) {
+func (c *Compiled) exec(ctx context.Context, deadline time.Time, p *part, data map[string]any) (string, error) {
 	limit := c.lim.MaxOutputBytes
 	if limit <= 0 {
 		limit = math.MaxInt
 	}
 	// Blocks nest, so inner output is counted again by each enclosing
 	// #each: the budget is a multiple of the output limit.
-	b := &budget{ctx: ctx, left: satMul(limit, 4), part: p.name}
-	tpl := p.tpl.Clone()
-	tpl.RegisterHelper("each", b.each)
-	out, err := tpl.Exec(data)
+	b := &budget{ctx: ctx, deadline: deadline, left: satMul(limit, 4), part: p.name}
+	frame := raymond.NewDataFrame()
+	frame.Set(budgetKey, b)
+	out, err := p.tpl.ExecWith(data, frame)
 	if err != nil {
 		var le *LimitError
-		if errors.As(err, &le) || errors.Is(err, ErrTimeout) {
+		if errors.As(err, &le) || errors.Is(err, ErrTimeout) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return "", err
 		}
 		return "", &SyntaxError{Part: p.name, Reason: err.Error()}
