@@ -20,6 +20,8 @@ type analysis struct {
 	// inside a block that changes the context (#each, #with, a section)
 	// may be the element's, so it only counts against "unused".
 	used map[string]bool
+	// progs are the parts' syntax trees, by part name.
+	progs map[string]*ast.Program
 }
 
 // builtins are raymond's helpers; a path with one of these names is a helper.
@@ -39,7 +41,12 @@ func analyze(srcs map[string]string, partials map[string]string) (*analysis, err
 		}
 		progs[k] = prog
 	}
-	a := &analysis{expanded: map[string]float64{}, used: map[string]bool{}}
+	for _, k := range keys {
+		if err := checkSupported(k, srcs[k], progs[k]); err != nil {
+			return nil, err
+		}
+	}
+	a := &analysis{expanded: map[string]float64{}, used: map[string]bool{}, progs: progs}
 	w := &walker{progs: progs, srcs: srcs, a: a, state: map[string]int{}, walked: map[string]bool{}}
 	for _, k := range keys {
 		if _, err := w.size(k); err != nil {

@@ -3,9 +3,11 @@
 // and Postmark templates), with declared variables, a layout wrapping the
 // template's content and partials.
 //
-// Rendering is done by github.com/aymerick/raymond. Values are HTML-escaped
-// in the HTML part ({{name}}; {{{name}}} is verbatim) and verbatim in the
-// subject and the text part. A template is compiled once (Compile: parsed,
+// Templates are parsed by github.com/aymerick/raymond's parser and rendered
+// by this package's evaluator (eval.go) with raymond's printing, truth and
+// escaping rules, for the logic-less subset of Handlebars (tested to render
+// as raymond does). Values are HTML-escaped in the HTML part ({{name}};
+// {{{name}}} is verbatim) and verbatim in the subject and the text part. A template is compiled once (Compile: parsed,
 // its partials checked for cycles and its size after partial expansion
 // bounded) and rendered many times; a render is bounded in output and time,
 // so a hostile template can neither loop nor blow up memory.
@@ -21,6 +23,7 @@ import (
 	"time"
 
 	"github.com/aymerick/raymond"
+	"github.com/aymerick/raymond/ast"
 )
 
 // VarType is a declared variable's type.
@@ -160,8 +163,9 @@ type Compiled struct {
 }
 
 type part struct {
-	name string
-	tpl  *raymond.Template
+	name     string
+	prog     *ast.Program
+	partials map[string]*ast.Program
 }
 
 // Compile parses and checks t.
@@ -207,27 +211,12 @@ func Compile(t Template, lim Limits) (*Compiled, error) {
 		c.usedOrder = append(c.usedOrder, n)
 	}
 	sort.Strings(c.usedOrder)
-	// Partials are parsed here, once: raymond parses a partial registered
-	// by source lazily, at its first use, which concurrent renders race on.
-	partials := make(map[string]*raymond.Template, len(t.Partials))
+	partials := make(map[string]*ast.Program, len(t.Partials))
 	for _, n := range names {
-		tpl, err := raymond.Parse(t.Partials[n])
-		if err != nil {
-			return nil, syntaxError("partials."+n, t.Partials[n], err)
-		}
-		partials[n] = tpl
+		partials[n] = an.progs["partials."+n]
 	}
-	mk := func(name, src string) (*part, error) {
-		tpl, err := raymond.Parse(src)
-		if err != nil {
-			return nil, syntaxError(name, src, err)
-		}
-		for n, p := range partials {
-			tpl.RegisterPartialTemplate(n, p)
-		}
-		tpl.RegisterHelper("log", func(string) string { return "" })
-		tpl.RegisterHelper("each", each)
-		return &part{name: name, tpl: tpl}, nil
+	mk := func(name, _ string) (*part, error) {
+		return &part{name: name, prog: an.progs[name], partials: partials}, nil
 	}
 	if c.subject, err = mk("subject", t.Subject); err != nil {
 		return nil, err
@@ -378,8 +367,8 @@ func (c *Compiled) run(ctx context.Context, data map[string]any, strict bool) (R
 	}
 	// A render runs on the caller's goroutine: a template cannot loop (no
 	// recursion: partial cycles are refused), its size with its partials
-	// expanded is bounded, and what #each repeats is counted against the
-	// output budget, which also watches ctx and the deadline.
+	// expanded is bounded, every write is checked against the output limit
+	// and every iteration watches ctx and the deadline.
 	out, err := c.render(ctx, deadline, full)
 	if err != nil {
 		return res, err
@@ -391,25 +380,24 @@ func (c *Compiled) run(ctx context.Context, data map[string]any, strict bool) (R
 func (c *Compiled) render(ctx context.Context, deadline time.Time, data map[string]any) (Result, error) {
 	var res Result
 	var err error
-	verbatim := safe(data).(map[string]any)
-	if res.Subject, err = c.exec(ctx, deadline, c.subject, verbatim); err != nil {
+	if res.Subject, err = c.exec(ctx, deadline, c.subject, data, false); err != nil {
 		return res, err
 	}
 	res.Subject = strings.Join(strings.Fields(res.Subject), " ")
-	if res.HTML, err = c.exec(ctx, deadline, c.html, data); err != nil {
+	if res.HTML, err = c.exec(ctx, deadline, c.html, data, true); err != nil {
 		return res, err
 	}
 	if c.layHTML != nil && strings.TrimSpace(res.HTML) != "" {
-		if res.HTML, err = c.exec(ctx, deadline, c.layHTML, withContent(data, res.HTML)); err != nil {
+		if res.HTML, err = c.exec(ctx, deadline, c.layHTML, withContent(data, res.HTML), true); err != nil {
 			return res, err
 		}
 	}
 	if c.text != nil {
-		if res.Text, err = c.exec(ctx, deadline, c.text, verbatim); err != nil {
+		if res.Text, err = c.exec(ctx, deadline, c.text, data, false); err != nil {
 			return res, err
 		}
 		if c.layText != nil {
-			if res.Text, err = c.exec(ctx, deadline, c.layText, withContent(verbatim, res.Text)); err != nil {
+			if res.Text, err = c.exec(ctx, deadline, c.layText, withContent(data, res.Text), false); err != nil {
 				return res, err
 			}
 		}
@@ -428,80 +416,11 @@ func withContent(data map[string]any, content string) map[string]any {
 	return m
 }
 
-// safe is v with every string a raymond.SafeString, which raymond does not
-// escape: the subject and the text part are not HTML.
-func safe(v any) any {
-	switch t := v.(type) {
-	case string:
-		return raymond.SafeString(t)
-	case []any:
-		s := make([]any, len(t))
-		for i, e := range t {
-			s[i] = safe(e)
-		}
-		return s
-	case map[string]any:
-		m := make(map[string]any, len(t))
-		for k, e := range t {
-			m[k] = safe(e)
-		}
-		return m
-	}
-	return v
-}
-
-// budget bounds the output of the blocks a render repeats, and its time.
-// It travels in raymond's private data (budgetKey), which every block and
-// partial inherits.
-type budget struct {
-	ctx      context.Context
-	deadline time.Time
-	left     int
-	part     string
-}
-
-const budgetKey = "mailtemplate_budget"
-
-func (b *budget) spend(n int) {
-	b.left -= n
-	if b.left < 0 {
-		panic(&LimitError{Part: b.part, Reason: "the rendered output is over the limit"})
-	}
-	if !b.deadline.IsZero() && time.Now().After(b.deadline) {
-		panic(ErrTimeout)
-	}
-	if err := b.ctx.Err(); err != nil {
-		panic(fmt.Errorf("render: %w", err))
-	}
-}
-
-func (c *Compiled) exec(ctx context.Context, deadline time.Time, p *part, data map[string]any) (string, error) {
+func (c *Compiled) exec(ctx context.Context, deadline time.Time, p *part, data map[string]any, escape bool) (string, error) {
 	limit := c.lim.MaxOutputBytes
 	if limit <= 0 {
 		limit = math.MaxInt
 	}
-	// Blocks nest, so inner output is counted again by each enclosing
-	// #each: the budget is a multiple of the output limit.
-	b := &budget{ctx: ctx, deadline: deadline, left: satMul(limit, 4), part: p.name}
-	frame := raymond.NewDataFrame()
-	frame.Set(budgetKey, b)
-	out, err := p.tpl.ExecWith(data, frame)
-	if err != nil {
-		var le *LimitError
-		if errors.As(err, &le) || errors.Is(err, ErrTimeout) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return "", err
-		}
-		return "", &SyntaxError{Part: p.name, Reason: err.Error()}
-	}
-	if len(out) > limit {
-		return "", &LimitError{Part: p.name, Reason: fmt.Sprintf("the rendered output is over the limit of %d bytes", limit)}
-	}
-	return out, nil
-}
-
-func satMul(a, b int) int {
-	if a > math.MaxInt/b {
-		return math.MaxInt
-	}
-	return a * b
+	e := &evaluator{escape: escape, partials: p.partials, limit: limit, part: p.name, ctx: ctx, deadline: deadline}
+	return e.run(p.prog, data)
 }
