@@ -20,7 +20,7 @@ import (
 // Python's email package.
 func TestTemplatesEndToEnd(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, stackOptions{})
+	s := newStack(t, stackOptions{http: true})
 	key := s.accounts["a"].APIKey
 	c := newCLI(t, "EMAILSENDER_ADDR="+s.ingestAddr, "EMAILSENDER_REPORT_ADDR="+s.reportAddr,
 		"EMAILSENDER_API_KEY="+key, "EMAILSENDER_TLS=false")
@@ -66,6 +66,25 @@ func TestTemplatesEndToEnd(t *testing.T) {
 	assert.Contains(t, string(meta), `"layout": "base"`)
 	out = c.ok("templates", "push", pulled)
 	assert.Regexp(t, `welcome\s+unchanged\s+2\s+2`, out, "a pulled directory pushes as unchanged")
+
+	// Over HTTP/JSON (the grpc-gateway): a live preview of unsaved content,
+	// a syntax error naming the part, line and column, and a get by alias.
+	code, body := httpCall{method: "POST", url: s.ingestURL + "/v1/templates:render", key: key, body: map[string]any{
+		"content": map[string]any{"subject": "Hi {{name}}", "html": "<p>{{name}}</p>", "layout": "base"},
+		"data":    map[string]any{"name": "<Ann>", "extra": 1},
+	}}.do(t)
+	require.Equal(t, 200, code, "%v", body)
+	assert.Equal(t, "Hi <Ann>", body["subject"])
+	assert.Equal(t, "<html><body><p>&lt;Ann&gt;</p><footer></footer></body></html>", body["html"])
+	assert.Equal(t, []any{"extra"}, body["unusedVariables"])
+	code, body = httpCall{method: "POST", url: s.ingestURL + "/v1/templates", key: key, body: map[string]any{
+		"alias": "broken", "content": map[string]any{"subject": "ok", "html": "<p>\n  {{#each items}}x{{/if}}"},
+	}}.do(t)
+	require.Equal(t, 400, code, "%v", body)
+	assert.Contains(t, body["message"], "content.html: line 2, column")
+	code, body = httpCall{method: "GET", url: s.ingestURL + "/v1/templates/welcome", key: key}.do(t)
+	require.Equal(t, 200, code, "%v", body)
+	assert.Equal(t, float64(2), body["version"].(map[string]any)["version"])
 
 	// Send with the template, through the worker to the SMTP sink.
 	payload := `<script>alert(1)</script> & "friends"`

@@ -163,7 +163,10 @@ func (s *Server) content(ctx context.Context, accountID string, c *emailsenderv1
 		_ = i
 		out.Variables = append(out.Variables, mv)
 	}
-	var layout *mailtemplate.Layout
+	var (
+		layout         *mailtemplate.Layout
+		layoutPartials map[string]string
+	)
 	if ref := c.GetLayout(); ref != "" {
 		lt, lv, err := store.GetTemplateVersion(ctx, s.db, accountID, ref, 0)
 		if errors.Is(err, store.ErrNotFound) {
@@ -177,9 +180,10 @@ func (s *Server) content(ctx context.Context, accountID string, c *emailsenderv1
 		}
 		out.LayoutID = lt.ID
 		layout = &mailtemplate.Layout{HTML: lv.HTML, Text: lv.Text}
+		layoutPartials = lv.Partials
 	}
 	if _, err := mailtemplate.Compile(mailtemplate.Template{Subject: out.Subject, HTML: out.HTML, Text: out.Text,
-		Variables: out.Variables, Partials: out.Partials, Layout: layout}, s.lim); err != nil {
+		Variables: out.Variables, Partials: withPartials(out.Partials, layoutPartials), Layout: layout}, s.lim); err != nil {
 		return out, err
 	}
 	return out, nil
@@ -419,6 +423,23 @@ func versionProto(ctx context.Context, db store.DBTX, accountID string, v store.
 	return &emailsenderv1.TemplateVersion{Version: int32(v.Version), State: v.State, Content: c, CreateTime: timestamppb.New(v.CreatedAt)}
 }
 
+// withPartials is a template's partials with its layout's: the layout's
+// parts may include their own partials; the template's win on a name both
+// have.
+func withPartials(own, layout map[string]string) map[string]string {
+	if len(layout) == 0 {
+		return own
+	}
+	m := make(map[string]string, len(own)+len(layout))
+	for k, v := range layout {
+		m[k] = v
+	}
+	for k, v := range own {
+		m[k] = v
+	}
+	return m
+}
+
 // Compiled is a stored template version, compiled.
 type Compiled struct {
 	ID      string
@@ -459,6 +480,7 @@ func (s *Server) compile(ctx context.Context, accountID string, t store.Template
 		}
 		if err == nil {
 			mt.Layout = &mailtemplate.Layout{HTML: lv.HTML, Text: lv.Text}
+			mt.Partials = withPartials(mt.Partials, lv.Partials)
 		}
 	}
 	tpl, err := mailtemplate.Compile(mt, s.lim)
