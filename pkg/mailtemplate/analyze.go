@@ -35,6 +35,9 @@ func analyze(srcs map[string]string, partials map[string]string) (*analysis, err
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
+		if err := precheck(k, srcs[k]); err != nil {
+			return nil, err
+		}
 		prog, err := parser.Parse(srcs[k])
 		if err != nil {
 			return nil, syntaxError(k, srcs[k], err)
