@@ -21,6 +21,9 @@ var paragraphs = map[string]bool{
 	"table": true, "ul": true, "ol": true, "blockquote": true, "pre": true, "hr": true,
 }
 
+// attrOf is the attribute HTMLToText reads of an element.
+var attrOf = map[string]string{"a": "href", "img": "alt"}
+
 // skipped are the elements whose content is not text.
 var skipped = map[string]bool{"head": true, "script": true, "style": true, "title": true, "template": true, "noscript": true}
 
@@ -56,11 +59,16 @@ func HTMLToText(src string) string {
 		case html.StartTagToken, html.SelfClosingTagToken:
 			name, hasAttr := z.TagName()
 			tag := string(name)
-			attrs := map[string]string{}
-			for hasAttr {
-				var k, v []byte
-				k, v, hasAttr = z.TagAttr()
-				attrs[string(k)] = string(v)
+			// The one attribute read: href of a link, alt of an image.
+			var attr string
+			if want := attrOf[tag]; want != "" {
+				for hasAttr {
+					var k, v []byte
+					k, v, hasAttr = z.TagAttr()
+					if string(k) == want {
+						attr = string(v)
+					}
+				}
 			}
 			if skipped[tag] {
 				if tt == html.StartTagToken {
@@ -75,11 +83,11 @@ func HTMLToText(src string) string {
 			case tag == "br":
 				b.br()
 			case tag == "img":
-				if alt := strings.TrimSpace(attrs["alt"]); alt != "" {
+				if alt := strings.TrimSpace(attr); alt != "" {
 					b.text(alt)
 				}
 			case tag == "a" && tt == html.StartTagToken:
-				hrefs = append(hrefs, attrs["href"])
+				hrefs = append(hrefs, attr)
 				linkPos = append(linkPos, b.Len())
 			case tag == "td" || tag == "th":
 				b.sep()
@@ -149,13 +157,32 @@ func (b *textBuilder) text(s string) {
 	}
 	lead := isSpace(s[0])
 	trail := isSpace(s[len(s)-1])
-	words := strings.Fields(s)
-	if len(words) == 0 {
+	// Words separated by single spaces, written as they are found.
+	first := true
+	for i := 0; i < len(s); {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		j := i
+		for j < len(s) && !isSpace(s[j]) {
+			j++
+		}
+		if j == i {
+			break
+		}
+		if first {
+			b.flush(lead)
+			first = false
+		} else {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s[i:j])
+		i = j
+	}
+	if first {
 		b.space = b.space || lead
 		return
 	}
-	b.flush(lead)
-	b.WriteString(strings.Join(words, " "))
 	b.space = trail
 }
 
