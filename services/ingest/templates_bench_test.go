@@ -10,6 +10,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/namirasoft/email-sender/pkg/auth"
@@ -144,9 +147,17 @@ func benchSendBatch(b *testing.B, templated bool) {
 		}
 		return req
 	}
-	reqs := make([]*emailsenderv1.SendBatchRequest, b.N)
+	// The requests are encoded before the clock starts: the client is in
+	// this process, and what is measured is the server's side of the call
+	// (decoding included), not the client's encoding (a Struct of variables
+	// costs a client more to encode than the rendered strings).
+	reqs := make([]preEncoded, b.N)
 	for n := range reqs {
-		reqs[n] = batch(n)
+		raw, err := proto.Marshal(batch(n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		reqs[n] = preEncoded(raw)
 	}
 	// One batch first: connections, caches and the template compiled.
 	if _, err := client.SendBatch(call, batch(-1)); err != nil {
@@ -157,7 +168,8 @@ func benchSendBatch(b *testing.B, templated bool) {
 	meter := costmeter.Start(b, pool, nc)
 	start := time.Now()
 	for n := 0; n < b.N; n++ {
-		resp, err := client.SendBatch(call, reqs[n])
+		resp := &emailsenderv1.SendBatchResponse{}
+		err := conn.Invoke(call, emailsenderv1.SendService_SendBatch_FullMethodName, reqs[n], resp, grpc.ForceCodecV2(preEncodedCodec{}))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -171,4 +183,24 @@ func benchSendBatch(b *testing.B, templated bool) {
 	b.StopTimer()
 	meter.Report(b, b.N*benchBatch, "msg")
 	b.ReportMetric(float64(b.N*benchBatch)/elapsed.Seconds(), "msg/s")
+}
+
+// preEncoded is a request already in its wire form.
+type preEncoded []byte
+
+// preEncodedCodec sends preEncoded requests as they are and decodes answers as
+// protobuf: the "proto" codec without the encoding work.
+type preEncodedCodec struct{}
+
+func (preEncodedCodec) Name() string { return "proto" }
+
+func (preEncodedCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if p, ok := v.(preEncoded); ok {
+		return mem.BufferSlice{mem.SliceBuffer(p)}, nil
+	}
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+func (preEncodedCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return encoding.GetCodecV2("proto").Unmarshal(data, v)
 }
