@@ -117,12 +117,7 @@ func FieldError(prefix string, err error) *apierr.FieldError {
 		me *mailtemplate.MissingError
 		te *mailtemplate.TypeError
 	)
-	field := func(part string) string {
-		if strings.HasPrefix(part, "variables[") || strings.HasPrefix(part, "partials.") {
-			return prefix + part
-		}
-		return prefix + part
-	}
+	field := func(part string) string { return prefix + part }
 	switch {
 	case errors.As(err, &se):
 		reason := se.Reason
@@ -153,14 +148,13 @@ func (s *Server) content(ctx context.Context, accountID string, c *emailsenderv1
 	if strings.TrimSpace(out.HTML) == "" && strings.TrimSpace(out.Text) == "" {
 		return out, apierr.InvalidField("content.html", "an HTML or a text part is required")
 	}
-	for i, v := range c.GetVariables() {
+	for _, v := range c.GetVariables() {
 		mv := mailtemplate.Variable{Name: v.GetName(), Type: mailtemplate.VarType(v.GetType()), Required: v.GetRequired(), Description: v.GetDescription()}
 		if v.GetDefaultValue() != nil {
 			if _, null := v.GetDefaultValue().GetKind().(*structpb.Value_NullValue); !null {
 				mv.Default = v.GetDefaultValue().AsInterface()
 			}
 		}
-		_ = i
 		out.Variables = append(out.Variables, mv)
 	}
 	var (
@@ -335,7 +329,7 @@ func (s *Server) RenderTemplate(ctx context.Context, req *emailsenderv1.RenderTe
 	}
 	var c *Compiled
 	if req.GetTemplate() != "" {
-		c, err = s.compiled(ctx, accountID, req.GetTemplate(), int(req.GetVersion()), false)
+		c, err = s.compiled(ctx, accountID, req.GetTemplate(), int(req.GetVersion()))
 	} else {
 		c, err = s.compileContent(ctx, accountID, req.GetContent())
 	}
@@ -447,10 +441,9 @@ type Compiled struct {
 	tpl     *mailtemplate.Compiled
 }
 
-// compiled is the template ref's version (0: the published one; with
-// latest, 0 falls back to the latest when none is published), compiled,
-// from the cache when there.
-func (s *Server) compiled(ctx context.Context, accountID, ref string, version int, _ bool) (*Compiled, error) {
+// compiled is the template ref's version (0: the published one),
+// compiled, from the cache when there.
+func (s *Server) compiled(ctx context.Context, accountID, ref string, version int) (*Compiled, error) {
 	if c := s.cache.get(accountID, ref, version); c != nil {
 		return c, nil
 	}
@@ -503,7 +496,7 @@ func (s *Server) Render(ctx context.Context, accountID string, ref *emailsenderv
 	if ref.GetTemplate() == "" {
 		return Rendered{}, apierr.InvalidField("template.template", "required: a template id or alias")
 	}
-	c, err := s.compiled(ctx, accountID, ref.GetTemplate(), int(ref.GetVersion()), false)
+	c, err := s.compiled(ctx, accountID, ref.GetTemplate(), int(ref.GetVersion()))
 	if errors.Is(err, store.ErrNotFound) {
 		return Rendered{}, &apierr.FieldError{Code: codes.NotFound, Field: "template.template", Reason: fmt.Sprintf("no template %q (version %d) in this account", ref.GetTemplate(), ref.GetVersion())}
 	}
@@ -523,10 +516,11 @@ func (s *Server) Render(ctx context.Context, accountID string, ref *emailsenderv
 	return Rendered{TemplateID: c.ID, Version: c.Version, Result: res}, nil
 }
 
-// cache holds compiled template versions by account, ref and version. A
-// named version never changes; the published one ("version 0") is kept ttl
-// at most, so another replica's PublishTemplate is seen within ttl (this
-// replica's at once).
+// cache holds compiled template versions by account, ref and version, ttl
+// at most: another replica's PublishTemplate, DeleteTemplate (an alias may
+// then name a new template) or a publication of the layout is seen within
+// ttl (this replica's publications and deletions at once). A named version
+// never changes, but the template its ref names, and its layout, may.
 type cache struct {
 	mu   sync.Mutex
 	max  int
@@ -552,7 +546,7 @@ func (c *cache) get(account, ref string, version int) *Compiled {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.data[cacheKey{account, ref, version}]
-	if !ok || (version == 0 && time.Now().After(e.exp)) {
+	if !ok || time.Now().After(e.exp) {
 		return nil
 	}
 	return e.c
