@@ -27,6 +27,7 @@ import (
 	"github.com/namirasoft/email-sender/services/ingest/outbox"
 	"github.com/namirasoft/email-sender/services/ingest/send"
 	"github.com/namirasoft/email-sender/services/ingest/store"
+	"github.com/namirasoft/email-sender/services/ingest/templates"
 )
 
 // Config is the ingest service's configuration, loaded with envconfig.Load.
@@ -249,8 +250,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	// Sender and provider configuration changes, announced by the
 	// AccountService (and the worker), keep the send path's cache current.
 	configs := queue.AccountConfigFeed(deps.JetStream, cfg.NATS.StreamReplicas)
+	tpls := templates.New(deps.Pool, log)
 	svc := send.New(sendCfg, send.Deps{DB: deps.Pool, Publisher: deps.JetStream, Deleter: deleter, Pauses: states,
-		AccountConfig: configs, Telemetry: deps.Telemetry, Logger: log})
+		AccountConfig: configs, Telemetry: deps.Telemetry, Logger: log, Templates: tpls})
+	tpls.SetSender(svc)
 
 	acc, err := newAccounts(cfg, deps, svc, states, configs)
 	if err != nil {
@@ -275,10 +278,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		Register: func(r grpc.ServiceRegistrar) {
 			emailsenderv1.RegisterSendServiceServer(r, svc)
 			emailsenderv1.RegisterAccountServiceServer(r, acc.server)
+			emailsenderv1.RegisterTemplateServiceServer(r, tpls)
 		},
-		Gateway: []httpgateway.Register{emailsenderv1.RegisterSendServiceHandler, emailsenderv1.RegisterAccountServiceHandler},
-		Scopes:  MethodScopes(),
-		Sends:   quotaSends,
+		Gateway: []httpgateway.Register{emailsenderv1.RegisterSendServiceHandler, emailsenderv1.RegisterAccountServiceHandler,
+			emailsenderv1.RegisterTemplateServiceHandler},
+		Scopes: MethodScopes(),
+		Sends:  quotaSends,
 		// Suspended and terminated accounts (pkg/accountstate).
 		Interceptors: []grpc.UnaryServerInterceptor{acc.stateGate()},
 	})

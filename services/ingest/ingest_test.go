@@ -46,6 +46,7 @@ type testBundle struct {
 	js      jetstream.JetStream
 	keyring *secretbox.Keyring
 	client  emailsenderv1.SendServiceClient
+	tpl     emailsenderv1.TemplateServiceClient
 	account ingest.BootstrapResult
 }
 
@@ -107,7 +108,8 @@ func setup(t *testing.T, tune ...func(*ingest.Config)) *testBundle {
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	return &testBundle{db: db, nats: ns, js: js, keyring: kr, client: emailsenderv1.NewSendServiceClient(conn), account: acct}
+	return &testBundle{db: db, nats: ns, js: js, keyring: kr, client: emailsenderv1.NewSendServiceClient(conn),
+		tpl: emailsenderv1.NewTemplateServiceClient(conn), account: acct}
 }
 
 type testWriter struct{ t *testing.T }
