@@ -179,7 +179,9 @@ func New(t testing.TB, opts ...Option) *Browser {
 		t.Fatalf("browser: start %s: %v", cfg.path, err)
 	}
 	b.logf("browser: started in %s", time.Since(start).Round(time.Millisecond))
-	// Runs before the browser is closed (cleanups run last-in first-out).
+	// Runs before the browser is closed (cleanups run last-in first-out),
+	// and before the screenshot directory, if temporary, is removed.
+	_, _ = b.screenshotDir()
 	t.Cleanup(b.check)
 	return b
 }
@@ -196,6 +198,9 @@ func (b *Browser) For(t testing.TB) *Browser {
 	prev := b.s.log
 	b.s.log = t
 	b.s.mu.Unlock()
+	// The directory of a failure's screenshot exists until check has run
+	// (a TempDir made later would be removed before it).
+	_, _ = v.screenshotDir()
 	t.Cleanup(func() {
 		v.check()
 		b.s.mu.Lock()
@@ -418,6 +423,19 @@ func (b *Browser) Viewport(width, height int) {
 // test: a screenshot is evidence, not a check.
 func (b *Browser) Screenshot(name string) string {
 	b.t.Helper()
+	return b.screenshot(name, chromedp.FullScreenshot(100))
+}
+
+// ScreenshotView is Screenshot of the viewport only (what the user sees
+// without scrolling): its size is bounded by the window's, as is the PNG's
+// (README images).
+func (b *Browser) ScreenshotView(name string) string {
+	b.t.Helper()
+	return b.screenshot(name, chromedp.CaptureScreenshot())
+}
+
+func (b *Browser) screenshot(name string, capture chromedp.Action[[]byte]) string {
+	b.t.Helper()
 	dir, err := b.screenshotDir()
 	if err != nil {
 		b.t.Errorf("browser: screenshot %s: %v", name, err)
@@ -425,7 +443,7 @@ func (b *Browser) Screenshot(name string) string {
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	png, err := chromedp.Run(ctx, capture)
 	if err != nil {
 		b.t.Logf("browser: screenshot %s: %v", name, err)
 		return ""
