@@ -375,6 +375,23 @@ func TestConsoleChromium(t *testing.T) {
 		}
 	})
 
+	t.Run("CancelScheduled", func(t *testing.T) {
+		br := root.For(t)
+		s.signIn(t, br, s.a.APIKey)
+		id := s.send(t, "", &emailsenderv1.EmailMessage{To: to("sam@example.com"), Subject: "Cancel me", TextBody: "x"}, time.Now().Add(time.Hour))
+		br.Navigate(s.base + "/console/messages/" + id)
+		require.Equal(t, "scheduled", br.Text(".facts .status"))
+		cancel := `form[action="/console/messages/` + id + `/cancel"] button`
+		require.Equal(t, http.StatusOK, br.Status(chromedp.Click(chromedp.CSS(cancel), chromedp.NodeVisible)))
+		require.Equal(t, []string{"Cancel this scheduled message?"}, br.Dialogs())
+		require.Equal(t, s.base+"/console/messages/"+id, br.Location())
+		require.Equal(t, "canceled", br.Text(".facts .status"))
+		require.False(t, br.Exists(cancel), "no Cancel once canceled")
+		got, err := s.apiA.GetMessage(context.Background(), &emailsenderv1.GetMessageRequest{MessageId: id})
+		require.NoError(t, err)
+		require.Equal(t, emailsenderv1.MessageStatus_CANCELED, got.GetMessage().GetStatus())
+	})
+
 	t.Run("LiveEvents", func(t *testing.T) {
 		br := root.For(t)
 		s.signIn(t, br, s.a.APIKey)
@@ -623,7 +640,7 @@ func TestConsoleChromium(t *testing.T) {
 
 		// Phone width: no horizontal scroll of the page.
 		br.Viewport(390, 844)
-		for _, p := range []string{"/console/", "/console/messages/" + welcome, "/console/dashboard", "/console/keys"} {
+		for _, p := range pages {
 			br.Navigate(s.base + p)
 			require.Empty(t, headless.Eval[[]string](br, overflow), "%s at 390 px: the page scrolls sideways", p)
 			if p == "/console/" {
