@@ -51,6 +51,8 @@ type chromiumStack struct {
 	trackerHits atomic.Int64
 	// msgs are A's messages by name.
 	msgs map[string]string
+	// hook is A's webhook endpoint, with one failed delivery.
+	hook, delivery string
 }
 
 func (s *chromiumStack) acc(r ingest.BootstrapResult) account {
@@ -166,6 +168,8 @@ func (s *chromiumStack) seed(t *testing.T) {
 		ids = append(ids, ev.GetEventId())
 	}
 	s.wait(t, "applied", ids...)
+	s.hook = s.newWebhook(t, a, "https://hooks.a.example/events")
+	s.delivery = s.newDelivery(t, a, s.hook)
 
 	apiB, err := client.New(ctx, s.ingestAddr, client.WithAPIKey(s.b.APIKey), client.WithInsecure())
 	require.NoError(t, err)
@@ -528,9 +532,7 @@ func TestConsoleChromium(t *testing.T) {
 
 	t.Run("Isolation", func(t *testing.T) {
 		ctx := context.Background()
-		a := s.acc(s.a)
-		hook := s.newWebhook(t, a, "https://hooks.a.example/events")
-		delivery := s.newDelivery(t, a, hook)
+		hook, delivery := s.hook, s.delivery
 		senders, err := s.apiA.ListSenders(ctx)
 		require.NoError(t, err)
 		require.NotEmpty(t, senders.GetSenders())
@@ -632,7 +634,7 @@ func TestConsoleChromium(t *testing.T) {
 
 		// Every control of every page has a label.
 		pages := []string{"/console/", "/console/messages/" + welcome, "/console/dashboard", "/console/keys", "/console/providers",
-			"/console/senders", "/console/suppressions", "/console/webhooks", "/console/usage", "/console/account"}
+			"/console/senders", "/console/suppressions", "/console/webhooks", "/console/webhooks/" + s.hook + "/deliveries", "/console/usage", "/console/account"}
 		for _, p := range pages {
 			require.Equal(t, http.StatusOK, br.NavigateStatus(s.base+p), p)
 			require.Empty(t, headless.Eval[[]string](br, unlabelled), "%s: controls without a label", p)
