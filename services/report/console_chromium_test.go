@@ -512,7 +512,7 @@ func TestConsoleChromium(t *testing.T) {
 			for _, action := range []string{"/console/keys/" + k.GetKey().GetId() + "/revoke", "/console/messages/" + later + "/cancel"} {
 				forged.Store(`<!doctype html><html lang="en"><head><title>Win a prize</title><link rel="icon" href="data:,"></head><body>
 <form id="f" method="post" action="` + html.EscapeString(s.base+action) + `"><input type="hidden" name="csrf" value="` + html.EscapeString(token) + `"></form>
-<script>document.getElementById('f').submit()</script></body></html>`)
+<script>addEventListener('load', () => document.getElementById('f').submit())</script></body></html>`)
 				br.Navigate(o + "/")
 				br.WaitText("main", "did not come from the console's own pages")
 				require.Equal(t, s.base+action, br.Location(), o)
