@@ -26,6 +26,7 @@ require (
 )
 
 require (
+	github.com/aymerick/raymond v2.0.2+incompatible // indirect
 	github.com/bmatcuk/doublestar/v4 v4.10.4 // indirect
 	github.com/go-chi/chi/v5 v5.5.0 // indirect
 	github.com/gorilla/securecookie v1.1.2 // indirect
