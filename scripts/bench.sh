@@ -5,7 +5,8 @@
 # results/bench-interop.txt (the SMTP delivery rate to Mailpit, Postfix and
 # aiosmtpd), results/bench-inbound.txt (inbound DSN processing, dsn/s),
 # results/bench-submission.txt (SMTP submission against gRPC SendEmail,
-# msg/s) and
+# msg/s), results/bench-templates.txt (templated SendBatch against plain,
+# cpu-µs/msg and msg/s) and
 # results/bench-latest.md (with CPU and allocation profiles in
 # results/profiles/), and put the table into README.md between the BENCH
 # markers of its Performance section.
@@ -60,6 +61,14 @@ if [[ $# -eq 0 ]]; then
 	(cd services/devstack && E2E_BENCH_OUT="$OUT/bench-submission.txt" \
 		go test -tags e2ebench -count=1 -run '^TestSubmissionThroughput$' ./e2e/ >/dev/null)
 	cat "$OUT/bench-submission.txt" >&2
+fi
+
+if [[ $# -eq 0 ]]; then
+	# Templated SendBatch against the same messages sent plain (issue 16: the
+	# goal is within 20%): batches of 100 through ingest, per message.
+	echo "bench: templated SendBatch against plain" >&2
+	(cd services/ingest && go test -run '^$' -bench 'BenchmarkSendBatchTemplate' -benchtime 100x -count 3 .) |
+		tee "$OUT/bench-templates.txt" | grep -E '^Benchmark' >&2
 fi
 
 if [[ "${BENCH_README:-1}" != 0 && $# -eq 0 ]]; then

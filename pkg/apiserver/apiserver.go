@@ -59,6 +59,9 @@ type Config struct {
 	// MaxConcurrentStreams bounds the gRPC calls in flight on one connection
 	// (0: unbounded).
 	MaxConcurrentStreams uint32
+	// StreamWorkers are the goroutines kept to serve calls
+	// (grpcserver.Config.StreamWorkers; 0: a goroutine per call).
+	StreamWorkers uint32
 	// UnverifiedInflightBytes bounds the gRPC request bytes of calls whose
 	// credentials are not verified yet (each counted at MaxRecvMsgSize) that
 	// may be read at once; 0: no bound. Calls without well-formed
@@ -178,6 +181,7 @@ func New(cfg Config, deps Deps, api API) (*Server, error) {
 		MaxRecvMsgSize:       cfg.MaxRecvMsgSize,
 		ShutdownGrace:        cfg.ShutdownGrace,
 		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+		StreamWorkers:        cfg.StreamWorkers,
 		TLS:                  tlsCfg,
 		Admit:                adm.tap,
 	}, deps.Telemetry, deps.Logger, append([]grpc.UnaryServerInterceptor{adm.readInterceptor()}, append(gate.Interceptors(api.Scopes, api.Sends), api.Interceptors...)...)...)

@@ -275,8 +275,8 @@ func RequiredScope(scopes map[string]string, method string) string {
 }
 
 func principal(ctx context.Context, a Authenticator) (Principal, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	token, err := BearerToken(md.Get("authorization"))
+	// The one key, not a copy of the whole metadata (FromIncomingContext).
+	token, err := BearerToken(metadata.ValueFromIncomingContext(ctx, "authorization"))
 	if err != nil {
 		return Principal{}, err
 	}

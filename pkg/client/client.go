@@ -27,6 +27,7 @@ type Client struct {
 	account v1.AccountServiceClient
 	report  v1.ReportServiceClient
 	webhook v1.WebhookServiceClient
+	tmpl    v1.TemplateServiceClient
 
 	retry   RetryPolicy
 	timeout time.Duration
@@ -227,6 +228,7 @@ func New(ctx context.Context, target string, opts ...Option) (*Client, error) {
 	}
 	c.send = v1.NewSendServiceClient(ingest)
 	c.account = v1.NewAccountServiceClient(ingest)
+	c.tmpl = v1.NewTemplateServiceClient(ingest)
 	c.report = v1.NewReportServiceClient(report)
 	c.webhook = v1.NewWebhookServiceClient(report)
 	c.waiter = &watchWaiter{c: c, poll: &pollWaiter{get: c.GetMessage, poll: s.poll}}

@@ -44,6 +44,12 @@ type Config struct {
 	// MaxConcurrentStreams bounds the calls in flight on one connection (0:
 	// gRPC's default, unbounded).
 	MaxConcurrentStreams uint32
+	// StreamWorkers is how many goroutines serve calls and stay for the next
+	// one (grpc.NumStreamWorkers); 0: a new goroutine per call. A call on a
+	// goroutine of its own grows its stack (copying it) as it goes down the
+	// interceptors into the handler, every time; a worker keeps the stack it
+	// grew. Calls beyond the idle workers get a goroutine of their own.
+	StreamWorkers uint32
 	// TLS, when set, is the TLS configuration of network connections
 	// (ClientAuth and ClientCAs included); nil serves plaintext.
 	TLS *tls.Config
@@ -90,6 +96,9 @@ func New(cfg Config, tel *telemetry.Telemetry, log *slog.Logger, interceptors ..
 	}
 	if cfg.Admit != nil {
 		opts = append(opts, grpc.InTapHandle(cfg.Admit))
+	}
+	if cfg.StreamWorkers > 0 {
+		opts = append(opts, grpc.NumStreamWorkers(cfg.StreamWorkers))
 	}
 	s := grpc.NewServer(opts...)
 	hs := health.NewServer()

@@ -291,9 +291,9 @@ const gatewayUserAgent = "grpcgateway-user-agent"
 // UserAgent is the caller's user agent: gRPC's user-agent, or, for a call
 // relayed by a trusted proxy (the in-process HTTP gateway), the HTTP client's.
 func (r *Recorder) UserAgent(ctx context.Context) string {
-	md, _ := metadata.FromIncomingContext(ctx)
-	ua := strings.Join(md.Get("user-agent"), " ")
-	if fwd := md.Get(gatewayUserAgent); len(fwd) > 0 && r.viaTrustedProxy(ctx) {
+	// The keys read, not a copy of the whole metadata (FromIncomingContext).
+	ua := strings.Join(metadata.ValueFromIncomingContext(ctx, "user-agent"), " ")
+	if fwd := metadata.ValueFromIncomingContext(ctx, gatewayUserAgent); len(fwd) > 0 && r.viaTrustedProxy(ctx) {
 		ua = strings.Join(fwd, " ")
 	}
 	if len(ua) > maxUserAgent {
@@ -325,9 +325,8 @@ func (r *Recorder) ClientIP(ctx context.Context) string {
 		}
 		client = peerIP
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
 	var hops []string
-	for _, v := range md.Get("x-forwarded-for") {
+	for _, v := range metadata.ValueFromIncomingContext(ctx, "x-forwarded-for") {
 		hops = append(hops, strings.Split(v, ",")...)
 	}
 	for i := len(hops) - 1; i >= 0; i-- {

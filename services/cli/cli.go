@@ -58,6 +58,10 @@ Commands:
                      [--enable | --disable]
          | delete ID | rotate-secret ID [--previous-ttl D] | test ID
          | deliveries ID [--state S] [--limit N] | replay ID (--delivery DID | --since T [--until T])
+  templates list | push DIR [--publish] | pull DIR [--latest] | publish TEMPLATE [--version N]
+         | render TEMPLATE [--version N] [--data JSON] | delete TEMPLATE
+                                 DIR holds a folder per template (named for its alias): template.json
+                                 (name, layout, variables), subject.txt, body.html, body.txt, partials/
   help                           this text
 
 "emailsender COMMAND -h" lists a command's flags. Flags may follow arguments.
@@ -196,6 +200,8 @@ func (r *runner) run(ctx context.Context, args []string) error {
 		return r.watch(ctx, args)
 	case "webhooks":
 		return r.webhooks(ctx, args)
+	case "templates":
+		return r.templates(ctx, args)
 	}
 	return fmt.Errorf("unknown command %q: %w", cmd, errShowUsage)
 }

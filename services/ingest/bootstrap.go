@@ -25,6 +25,9 @@ import (
 type BootstrapParams struct {
 	// AccountName is required.
 	AccountName string
+	// AccountID is the new account's id (a UUID), e.g. the account claim of
+	// a Namirasoft Account user known beforehand; default a new one.
+	AccountID string
 	// ProviderKind is "sandbox" or "smtp".
 	ProviderKind string
 	// ProviderName names the provider configuration (default: the kind).
@@ -79,6 +82,13 @@ func Bootstrap(ctx context.Context, pool *pgxpool.Pool, keyring *secretbox.Keyri
 		p.KeyName = "bootstrap"
 	}
 	res := BootstrapResult{AccountID: uuid.NewString(), ProviderID: uuid.NewString(), APIKeyID: uuid.NewString()}
+	if p.AccountID != "" {
+		id, err := uuid.Parse(p.AccountID)
+		if err != nil {
+			return BootstrapResult{}, fmt.Errorf("bootstrap: account id %q: %w", p.AccountID, err)
+		}
+		res.AccountID = id.String()
+	}
 	settings, secret, secretFields, err := providerSettings(p, res.ProviderID, keyring)
 	if err != nil {
 		return BootstrapResult{}, err

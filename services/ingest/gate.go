@@ -7,6 +7,7 @@ import (
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest/account"
 	"github.com/namirasoft/email-sender/services/ingest/send"
+	"github.com/namirasoft/email-sender/services/ingest/templates"
 )
 
 // MethodScopes is the scope each API method served by ingest needs:
@@ -16,6 +17,7 @@ import (
 func MethodScopes() map[string]string {
 	m := send.Scopes()
 	maps.Copy(m, account.Scopes())
+	maps.Copy(m, templates.Scopes())
 	return m
 }
 

@@ -46,6 +46,7 @@ type testBundle struct {
 	js      jetstream.JetStream
 	keyring *secretbox.Keyring
 	client  emailsenderv1.SendServiceClient
+	tpl     emailsenderv1.TemplateServiceClient
 	account ingest.BootstrapResult
 }
 
@@ -107,7 +108,8 @@ func setup(t *testing.T, tune ...func(*ingest.Config)) *testBundle {
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	return &testBundle{db: db, nats: ns, js: js, keyring: kr, client: emailsenderv1.NewSendServiceClient(conn), account: acct}
+	return &testBundle{db: db, nats: ns, js: js, keyring: kr, client: emailsenderv1.NewSendServiceClient(conn),
+		tpl: emailsenderv1.NewTemplateServiceClient(conn), account: acct}
 }
 
 type testWriter struct{ t *testing.T }
@@ -635,6 +637,17 @@ func TestBootstrapSMTP(t *testing.T) {
 	require.Error(t, err, "a password needs a keyring")
 	_, err = ingest.Bootstrap(ctx, db.Pool, nil, ingest.BootstrapParams{AccountName: "x", ProviderKind: "ses"})
 	require.Error(t, err)
+
+	// An account id given beforehand (a Namirasoft Account user's claim).
+	id := "0b6f0f7e-3c5a-4d6e-9f10-2a3b4c5d6e7f"
+	got, err := ingest.Bootstrap(ctx, db.Pool, nil, ingest.BootstrapParams{AccountID: strings.ToUpper(id), AccountName: "y", ProviderKind: "sandbox"})
+	require.NoError(t, err)
+	require.Equal(t, id, got.AccountID)
+	p, err = auth.NewKeyStore(db.Pool, 0).Authenticate(ctx, got.APIKey)
+	require.NoError(t, err)
+	require.Equal(t, id, p.AccountID)
+	_, err = ingest.Bootstrap(ctx, db.Pool, nil, ingest.BootstrapParams{AccountID: "not-a-uuid", AccountName: "z", ProviderKind: "sandbox"})
+	require.ErrorContains(t, err, "account id")
 }
 
 func TestNewChecksNATSMaxPayload(t *testing.T) {

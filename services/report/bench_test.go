@@ -38,11 +38,35 @@ import (
 //	go test -run '^$' -bench BenchmarkApplyEvents -benchtime 10000x ./services/report/
 func BenchmarkApplyEvents(b *testing.B) {
 	for _, batch := range []int{256, 4} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchApplyEvents(b, batch) })
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchApplyEvents(b, batch, deliveryEvents) })
 	}
 }
 
-func benchApplyEvents(b *testing.B, batchSize int) {
+// BenchmarkApplyAcceptedEvents is BenchmarkApplyEvents with the one event
+// ingest publishes for each message it accepts (ACCEPTED): what storing the
+// acceptance timeline rows costs the report.
+//
+//	go test -run '^$' -bench BenchmarkApplyAcceptedEvents -benchtime 10000x ./services/report/
+func BenchmarkApplyAcceptedEvents(b *testing.B) {
+	for _, batch := range []int{256, 32} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) { benchApplyEvents(b, batch, acceptedEvents) })
+	}
+}
+
+// deliveryEvents are the events of one delivery, as the worker publishes them.
+func deliveryEvents() []*queuev1.DeliveryEvent {
+	return []*queuev1.DeliveryEvent{
+		{Type: queue.EventStarted, Status: msgstatus.Sending, Attempt: 1},
+		{Type: queue.EventSent, Status: msgstatus.Sent, ProviderResponse: "250 2.0.0 Ok: queued as 4F1C2", Attempt: 1},
+	}
+}
+
+// acceptedEvents is the event ingest publishes with the job.
+func acceptedEvents() []*queuev1.DeliveryEvent {
+	return []*queuev1.DeliveryEvent{{Type: queue.EventAccepted, Status: msgstatus.Queued}}
+}
+
+func benchApplyEvents(b *testing.B, batchSize int, events func() []*queuev1.DeliveryEvent) {
 	ctx := context.Background()
 	db := pgtest.New(b)
 	srv := natstest.Start(b)
@@ -77,15 +101,13 @@ func benchApplyEvents(b *testing.B, batchSize int) {
 		ids, acc, int16(msgstatus.Queued), msgstatus.Key(msgstatus.Queued, 0)); err != nil {
 		b.Fatal(err)
 	}
-	// The events of one delivery each, as the worker publishes them.
+	// The events of each message, as the worker (or ingest) publishes them.
 	now := time.Now()
+	perMessage := len(events())
 	for _, id := range ids {
-		for i, ev := range []*queuev1.DeliveryEvent{
-			{Type: queue.EventStarted, Status: msgstatus.Sending},
-			{Type: queue.EventSent, Status: msgstatus.Sent, ProviderResponse: "250 2.0.0 Ok: queued as 4F1C2"},
-		} {
-			ev.EventId, ev.MessageId, ev.AccountId, ev.ProviderId = queue.EventID(id, 1, ev.Type, ""), id, acc, cfg
-			ev.Attempt, ev.OccurredAt = 1, timestamppb.New(now.Add(time.Duration(i)*time.Millisecond))
+		for i, ev := range events() {
+			ev.EventId, ev.MessageId, ev.AccountId, ev.ProviderId = queue.EventID(id, int(ev.Attempt), ev.Type, ""), id, acc, cfg
+			ev.OccurredAt = timestamppb.New(now.Add(time.Duration(i) * time.Millisecond))
 			data, err := proto.Marshal(ev)
 			if err != nil {
 				b.Fatal(err)
@@ -122,7 +144,7 @@ func benchApplyEvents(b *testing.B, batchSize int) {
 	svc, err := report.New(report.Config{HTTPAddr: "off", BatchSize: batchSize}, report.Deps{
 		Pool: pool.Pool, JetStream: rjs, Authenticator: auth.NewKeyStore(pool.Pool, 0), Listener: lis,
 		Hooks: report.Hooks{BatchDone: func(r report.BatchReport) {
-			if n := applied.Add(int64(len(r.Applied))); n == int64(2*b.N) {
+			if n := applied.Add(int64(len(r.Applied))); n == int64(perMessage*b.N) {
 				close(all)
 			}
 			if bad := len(r.Malformed) + len(r.Retried) + len(r.Unknown); bad > 0 {
@@ -145,13 +167,16 @@ func benchApplyEvents(b *testing.B, batchSize int) {
 	case err := <-done:
 		b.Fatalf("report stopped: %v", err)
 	case <-time.After(5 * time.Minute):
-		b.Fatalf("only %d of %d events applied in 5 minutes", applied.Load(), 2*b.N)
+		b.Fatalf("only %d of %d events applied in 5 minutes", applied.Load(), perMessage*b.N)
 	}
 	b.StopTimer()
 	meter.Report(b, b.N, "msg")
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)
+	}
+	if perMessage == 1 {
+		return // ACCEPTED changes no status
 	}
 	var sent int
 	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE account_id = $1 AND status = $2`, acc, int16(msgstatus.Sent)).Scan(&sent); err != nil {

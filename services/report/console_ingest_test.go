@@ -66,7 +66,7 @@ func setupConsoleIngestOn(t *testing.T, lis net.Listener, adjust func(*report.Co
 			}
 		})
 	}})
-	return &consoleBundle{testBundle: b, base: "http://" + lis.Addr().String()}
+	return &consoleBundle{testBundle: b, base: "http://" + lis.Addr().String(), ingestAddr: ingestLis.Addr().String()}
 }
 
 func TestConsoleIngestScopesAgree(t *testing.T) {

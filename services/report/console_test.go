@@ -32,6 +32,8 @@ type consoleBundle struct {
 	*testBundle
 	base  string
 	clock *fakeClock
+	// ingestAddr is ingest's gRPC address (setupConsoleIngest).
+	ingestAddr string
 }
 
 type fakeClock struct {
@@ -190,6 +192,9 @@ func TestConsoleSignInWithKey(t *testing.T) {
 	require.Equal(t, http.StatusOK, got.code)
 	require.Contains(t, got.body, `<label for="api_key">`)
 	require.Equal(t, "nosniff", got.header.Get("X-Content-Type-Options"))
+	// Not no-referrer: a browser then sends "Origin: null" with the page's
+	// own form posts, which the origin check refuses (TestConsoleChromium).
+	require.Equal(t, "same-origin", got.header.Get("Referrer-Policy"))
 	require.Contains(t, got.header.Get("Content-Security-Policy"), "default-src 'none'")
 
 	got = br.post("/console/signin", url.Values{"api_key": {"es_" + strings.Repeat("a", 40)}}, br.origin)

@@ -13,6 +13,10 @@
 //
 // Screenshots go to $BROWSER_SCREENSHOTS (relative to the repository root)
 // when it is set, otherwise to the test's temporary directory.
+//
+// A browser start costs about a second: one browser can serve a sequence of
+// subtests (Browser.For), each checked at its own end. JavaScript dialogs
+// (confirm before a destructive action) are accepted and recorded (Dialogs).
 package browser
 
 import (
@@ -29,7 +33,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -53,10 +59,17 @@ type Browser struct {
 	timeout time.Duration
 	guard   *guard
 	shots   string
+	s       *state
+}
 
-	mu       sync.Mutex
-	done     bool
+// state is what a Browser and its views (For) share.
+type state struct {
+	mu sync.Mutex
+	// log is the test the browser's events are logged to (the innermost
+	// view's); nil once the browser's own test has ended.
+	log      testing.TB
 	jsErrors []string
+	dialogs  []string
 }
 
 type config struct {
@@ -112,7 +125,7 @@ func New(t testing.TB, opts ...Option) *Browser {
 			t.Fatalf("browser: %v", err)
 		}
 	}
-	b := &Browser{t: t, timeout: cfg.timeout, guard: g}
+	b := &Browser{t: t, timeout: cfg.timeout, guard: g, s: &state{log: t}}
 
 	allocOpts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(cfg.path),
@@ -153,9 +166,9 @@ func New(t testing.TB, opts ...Option) *Browser {
 	)
 	b.ctx = ctx
 	t.Cleanup(func() {
-		b.mu.Lock()
-		b.done = true
-		b.mu.Unlock()
+		b.s.mu.Lock()
+		b.s.log = nil
+		b.s.mu.Unlock()
 		cancel()
 		cancelAlloc()
 	})
@@ -166,9 +179,37 @@ func New(t testing.TB, opts ...Option) *Browser {
 		t.Fatalf("browser: start %s: %v", cfg.path, err)
 	}
 	b.logf("browser: started in %s", time.Since(start).Round(time.Millisecond))
-	// Runs before the browser is closed (cleanups run last-in first-out).
+	// Runs before the browser is closed (cleanups run last-in first-out),
+	// and before the screenshot directory, if temporary, is removed.
+	_, _ = b.screenshotDir()
 	t.Cleanup(b.check)
 	return b
+}
+
+// For returns the browser for t, a subtest of the test that started it (or
+// of one of its subtests): the same Chromium, tab and cookies, with helpers
+// that fail t. At t's end, requests to origins not allowed and uncaught
+// JavaScript exceptions since fail t, as they fail New's test at its end, and
+// a screenshot is saved when t failed. Subtests sharing a browser must not
+// run in parallel.
+func (b *Browser) For(t testing.TB) *Browser {
+	v := &Browser{t: t, ctx: b.ctx, timeout: b.timeout, guard: b.guard, s: b.s}
+	b.s.mu.Lock()
+	prev := b.s.log
+	b.s.log = t
+	b.s.mu.Unlock()
+	// The directory of a failure's screenshot exists until check has run
+	// (a TempDir made later would be removed before it).
+	_, _ = v.screenshotDir()
+	t.Cleanup(func() {
+		v.check()
+		b.s.mu.Lock()
+		if b.s.log == t {
+			b.s.log = prev
+		}
+		b.s.mu.Unlock()
+	})
+	return v
 }
 
 // Context is the tab's context, for chromedp actions the helpers lack. Derive
@@ -221,6 +262,33 @@ func (b *Browser) fatal(err error) {
 func (b *Browser) Navigate(url string) {
 	b.t.Helper()
 	b.Do(chromedp.Navigate(url))
+}
+
+// Status runs actions that load a page (a click on a link or a submit
+// button, a navigation) and returns the HTTP status of the document loaded.
+func (b *Browser) Status(actions ...chromedp.Action[chromedp.Void]) int {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, actions...)
+	if err != nil {
+		b.fatal(err)
+	}
+	return int(resp.Status)
+}
+
+// NavigateStatus loads url and returns the HTTP status of its document (after
+// redirects: the last response's).
+func (b *Browser) NavigateStatus(url string) int {
+	b.t.Helper()
+	return b.Status(chromedp.Navigate(url))
+}
+
+// Keys types keys on the focused element as real key events (kb.Tab,
+// kb.Enter and the like for special keys).
+func (b *Browser) Keys(keys string) {
+	b.t.Helper()
+	b.Do(chromedp.KeyEvent(keys))
 }
 
 // Location is the tab's current URL.
@@ -355,6 +423,19 @@ func (b *Browser) Viewport(width, height int) {
 // test: a screenshot is evidence, not a check.
 func (b *Browser) Screenshot(name string) string {
 	b.t.Helper()
+	return b.screenshot(name, chromedp.FullScreenshot(100))
+}
+
+// ScreenshotView is Screenshot of the viewport only (what the user sees
+// without scrolling): its size is bounded by the window's, as is the PNG's
+// (README images).
+func (b *Browser) ScreenshotView(name string) string {
+	b.t.Helper()
+	return b.screenshot(name, chromedp.CaptureScreenshot())
+}
+
+func (b *Browser) screenshot(name string, capture chromedp.Action[[]byte]) string {
+	b.t.Helper()
 	dir, err := b.screenshotDir()
 	if err != nil {
 		b.t.Errorf("browser: screenshot %s: %v", name, err)
@@ -362,7 +443,7 @@ func (b *Browser) Screenshot(name string) string {
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	png, err := chromedp.Run(ctx, capture)
 	if err != nil {
 		b.t.Logf("browser: screenshot %s: %v", name, err)
 		return ""
@@ -440,12 +521,28 @@ func (b *Browser) TakeForbidden() []string { return b.guard.take() }
 // TakeJSErrors returns the uncaught JavaScript exceptions so far and forgets
 // them. Normally an uncaught exception fails the test at its end.
 func (b *Browser) TakeJSErrors() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := b.jsErrors
-	b.jsErrors = nil
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	out := b.s.jsErrors
+	b.s.jsErrors = nil
 	return out
 }
+
+// Dialogs returns the messages of the JavaScript dialogs (alert, confirm,
+// prompt) opened so far, and forgets them. Every dialog is accepted.
+func (b *Browser) Dialogs() []string {
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	out := b.s.dialogs
+	b.s.dialogs = nil
+	return out
+}
+
+// acceptDialog answers an open dialog: OK.
+var acceptDialog = chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+	_, err := cdp.Call(ctx, t, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+	return err
+})
 
 // listen runs on chromedp's reading goroutine: quick, no commands.
 func (b *Browser) listen(ev any) {
@@ -460,10 +557,22 @@ func (b *Browser) listen(ev any) {
 			msg = e.ExceptionDetails.Exception.Description
 		}
 		msg = fmt.Sprintf("%s (%s:%d)", msg, e.ExceptionDetails.URL, e.ExceptionDetails.LineNumber+1)
-		b.mu.Lock()
-		b.jsErrors = append(b.jsErrors, msg)
-		b.mu.Unlock()
+		b.s.mu.Lock()
+		b.s.jsErrors = append(b.s.jsErrors, msg)
+		b.s.mu.Unlock()
 		b.logf("browser: uncaught exception: %s", msg)
+	case *page.EventJavascriptDialogOpening:
+		b.s.mu.Lock()
+		b.s.dialogs = append(b.s.dialogs, e.Message)
+		b.s.mu.Unlock()
+		b.logf("browser: %s dialog %q accepted", e.Type, e.Message)
+		// The page waits for the answer (and so may the action that opened
+		// the dialog): answered from another goroutine.
+		go func() {
+			if err := chromedp.Do(b.ctx, acceptDialog); err != nil && b.ctx.Err() == nil {
+				b.logf("browser: accept dialog: %v", err)
+			}
+		}()
 	case *runtime.EventConsoleAPICalled:
 		parts := make([]string, 0, len(e.Args))
 		for _, a := range e.Args {
@@ -477,12 +586,13 @@ func (b *Browser) listen(ev any) {
 	}
 }
 
-// logf logs while the test runs (t.Logf after its end panics).
+// logf logs to the innermost running test using the browser (t.Logf after
+// a test's end panics).
 func (b *Browser) logf(format string, args ...any) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.done {
-		b.t.Logf(format, args...)
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	if b.s.log != nil {
+		b.s.log.Logf(format, args...)
 	}
 }
 

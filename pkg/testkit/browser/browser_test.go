@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp/kb"
+
 	"github.com/namirasoft/email-sender/pkg/testkit/browser"
 )
 
@@ -27,6 +29,7 @@ const page = `<!doctype html>
 <button id="leak" type="button" onclick="const i = new Image(); i.src = 'http://remote.example/pixel.png'; document.body.append(i); fetch('/ping');">Leak</button>
 <button id="frame" type="button" onclick="const f = document.createElement('iframe'); f.sandbox = ''; f.srcdoc = '<img src=&quot;https://cdn.example/x.png&quot;>'; document.body.append(f);">Frame</button>
 <button id="boom" type="button" onclick="undefinedFunction()">Boom</button>
+<button id="ask" type="button" onclick="document.getElementById('out').textContent = confirm('Sure?') ? 'yes' : 'no'">Ask</button>
 <button id="listen" type="button" onclick="const es = new EventSource('/events'); es.onmessage = (e) => { document.getElementById('live').textContent += e.data + ' '; };">Listen</button>
 <p id="live"></p>
 </body></html>`
@@ -88,7 +91,7 @@ func TestBrowserClickFillReadScreenshot(t *testing.T) {
 	if got := b.WaitText("#out", "hello"); got != "hello Ada" {
 		t.Fatalf("text after click %q", got)
 	}
-	if n := b.Count("button"); n != 5 {
+	if n := b.Count("button"); n != 6 {
 		t.Fatalf("%d buttons", n)
 	}
 	if !b.Exists("#leak") || b.Exists("#missing") {
@@ -181,6 +184,41 @@ func TestBrowserReportsUncaughtExceptions(t *testing.T) {
 	if len(errs) != 1 || !strings.Contains(errs[0], "undefinedFunction") {
 		t.Fatalf("exceptions %v", errs)
 	}
+}
+
+// TestBrowserSubtests shares one browser across subtests, each checked and
+// failing on its own: statuses of loaded pages, a confirm dialog accepted,
+// typing with real key events.
+func TestBrowserSubtests(t *testing.T) {
+	srv := server(t)
+	b := browser.New(t, browser.Allow(srv.URL))
+	t.Run("status", func(t *testing.T) {
+		b := b.For(t)
+		if code := b.NavigateStatus(srv.URL + "/"); code != http.StatusOK {
+			t.Fatalf("status %d", code)
+		}
+		if code := b.NavigateStatus(srv.URL + "/missing"); code != http.StatusNotFound {
+			t.Fatalf("status of a missing page %d", code)
+		}
+	})
+	t.Run("dialog", func(t *testing.T) {
+		b := b.For(t)
+		b.Navigate(srv.URL + "/")
+		b.Click("#ask")
+		b.WaitText("#out", "yes")
+		if d := b.Dialogs(); len(d) != 1 || d[0] != "Sure?" {
+			t.Fatalf("dialogs %q", d)
+		}
+	})
+	t.Run("keys", func(t *testing.T) {
+		b := b.For(t)
+		b.Navigate(srv.URL + "/")
+		browser.Eval[bool](b, `(() => { const e = document.getElementById('name'); e.value = ''; e.focus(); return true; })()`)
+		b.Keys("Bo" + kb.Enter)
+		if got := b.WaitText("#out", "hello"); got != "hello Bo" {
+			t.Fatalf("text after typing %q", got)
+		}
+	})
 }
 
 func contains(list []string, sub string) bool {

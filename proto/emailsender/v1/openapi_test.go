@@ -21,6 +21,7 @@ var services = []protoreflect.FileDescriptor{
 	emailsenderv1.File_emailsender_v1_report_proto,
 	emailsenderv1.File_emailsender_v1_account_proto,
 	emailsenderv1.File_emailsender_v1_webhook_proto,
+	emailsenderv1.File_emailsender_v1_template_proto,
 }
 
 type openAPI struct {

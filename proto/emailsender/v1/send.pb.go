@@ -32,7 +32,12 @@ type SendEmailRequest struct {
 	// answer and sends nothing new. At most 255 characters.
 	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// Optional. Deliver not before this time. A time in the past sends at once.
-	SendAt        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=send_at,json=sendAt,proto3" json:"send_at,omitempty"`
+	SendAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=send_at,json=sendAt,proto3" json:"send_at,omitempty"`
+	// Optional. Render the subject, HTML and text of message from a stored
+	// template (TemplateService) with these variables, at acceptance: message
+	// then leaves subject, html_body and text_body empty. A missing required
+	// variable is INVALID_ARGUMENT naming it ("template.variables.<name>").
+	Template      *TemplateRef `protobuf:"bytes,5,opt,name=template,proto3" json:"template,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -91,6 +96,13 @@ func (x *SendEmailRequest) GetIdempotencyKey() string {
 func (x *SendEmailRequest) GetSendAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.SendAt
+	}
+	return nil
+}
+
+func (x *SendEmailRequest) GetTemplate() *TemplateRef {
+	if x != nil {
+		return x.Template
 	}
 	return nil
 }
@@ -410,13 +422,14 @@ var File_emailsender_v1_send_proto protoreflect.FileDescriptor
 
 const file_emailsender_v1_send_proto_rawDesc = "" +
 	"\n" +
-	"\x19emailsender/v1/send.proto\x12\x0eemailsender.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x01\n" +
+	"\x19emailsender/v1/send.proto\x12\x0eemailsender.v1\x1a\x1cemailsender/v1/message.proto\x1a\x1demailsender/v1/template.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n" +
 	"\x10SendEmailRequest\x126\n" +
 	"\amessage\x18\x01 \x01(\v2\x1c.emailsender.v1.EmailMessageR\amessage\x12\x1f\n" +
 	"\vprovider_id\x18\x02 \x01(\tR\n" +
 	"providerId\x12'\n" +
 	"\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\x123\n" +
-	"\asend_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06sendAt\"\x9c\x01\n" +
+	"\asend_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06sendAt\x127\n" +
+	"\btemplate\x18\x05 \x01(\v2\x1b.emailsender.v1.TemplateRefR\btemplate\"\x9c\x01\n" +
 	"\x11SendEmailResponse\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12;\n" +
@@ -466,27 +479,29 @@ var file_emailsender_v1_send_proto_goTypes = []any{
 	(*CancelScheduledResponse)(nil), // 6: emailsender.v1.CancelScheduledResponse
 	(*EmailMessage)(nil),            // 7: emailsender.v1.EmailMessage
 	(*timestamppb.Timestamp)(nil),   // 8: google.protobuf.Timestamp
-	(MessageStatus_Value)(0),        // 9: emailsender.v1.MessageStatus.Value
+	(*TemplateRef)(nil),             // 9: emailsender.v1.TemplateRef
+	(MessageStatus_Value)(0),        // 10: emailsender.v1.MessageStatus.Value
 }
 var file_emailsender_v1_send_proto_depIdxs = []int32{
 	7,  // 0: emailsender.v1.SendEmailRequest.message:type_name -> emailsender.v1.EmailMessage
 	8,  // 1: emailsender.v1.SendEmailRequest.send_at:type_name -> google.protobuf.Timestamp
-	9,  // 2: emailsender.v1.SendEmailResponse.status:type_name -> emailsender.v1.MessageStatus.Value
-	0,  // 3: emailsender.v1.SendBatchRequest.messages:type_name -> emailsender.v1.SendEmailRequest
-	4,  // 4: emailsender.v1.SendBatchResponse.results:type_name -> emailsender.v1.SendBatchResult
-	1,  // 5: emailsender.v1.SendBatchResult.accepted:type_name -> emailsender.v1.SendEmailResponse
-	9,  // 6: emailsender.v1.CancelScheduledResponse.status:type_name -> emailsender.v1.MessageStatus.Value
-	0,  // 7: emailsender.v1.SendService.SendEmail:input_type -> emailsender.v1.SendEmailRequest
-	2,  // 8: emailsender.v1.SendService.SendBatch:input_type -> emailsender.v1.SendBatchRequest
-	5,  // 9: emailsender.v1.SendService.CancelScheduled:input_type -> emailsender.v1.CancelScheduledRequest
-	1,  // 10: emailsender.v1.SendService.SendEmail:output_type -> emailsender.v1.SendEmailResponse
-	3,  // 11: emailsender.v1.SendService.SendBatch:output_type -> emailsender.v1.SendBatchResponse
-	6,  // 12: emailsender.v1.SendService.CancelScheduled:output_type -> emailsender.v1.CancelScheduledResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	9,  // 2: emailsender.v1.SendEmailRequest.template:type_name -> emailsender.v1.TemplateRef
+	10, // 3: emailsender.v1.SendEmailResponse.status:type_name -> emailsender.v1.MessageStatus.Value
+	0,  // 4: emailsender.v1.SendBatchRequest.messages:type_name -> emailsender.v1.SendEmailRequest
+	4,  // 5: emailsender.v1.SendBatchResponse.results:type_name -> emailsender.v1.SendBatchResult
+	1,  // 6: emailsender.v1.SendBatchResult.accepted:type_name -> emailsender.v1.SendEmailResponse
+	10, // 7: emailsender.v1.CancelScheduledResponse.status:type_name -> emailsender.v1.MessageStatus.Value
+	0,  // 8: emailsender.v1.SendService.SendEmail:input_type -> emailsender.v1.SendEmailRequest
+	2,  // 9: emailsender.v1.SendService.SendBatch:input_type -> emailsender.v1.SendBatchRequest
+	5,  // 10: emailsender.v1.SendService.CancelScheduled:input_type -> emailsender.v1.CancelScheduledRequest
+	1,  // 11: emailsender.v1.SendService.SendEmail:output_type -> emailsender.v1.SendEmailResponse
+	3,  // 12: emailsender.v1.SendService.SendBatch:output_type -> emailsender.v1.SendBatchResponse
+	6,  // 13: emailsender.v1.SendService.CancelScheduled:output_type -> emailsender.v1.CancelScheduledResponse
+	11, // [11:14] is the sub-list for method output_type
+	8,  // [8:11] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_emailsender_v1_send_proto_init() }
@@ -495,6 +510,7 @@ func file_emailsender_v1_send_proto_init() {
 		return
 	}
 	file_emailsender_v1_message_proto_init()
+	file_emailsender_v1_template_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

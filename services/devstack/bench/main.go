@@ -52,6 +52,11 @@ type options struct {
 	queued     int
 	skipMemory bool
 	only       string
+	// ingestClients are the client counts of the ingest points; noLimits
+	// skips the limits next to them and profileAll profiles every point.
+	ingestClients string
+	noLimits      bool
+	profileAll    bool
 
 	webhookEvents int
 	webhookRuns   int
@@ -73,6 +78,9 @@ func main() {
 	flag.IntVar(&o.webhookRuns, "webhook-runs", 3, "webhook delivery runs (the median is the result)")
 	flag.IntVar(&o.watchEvents, "watch-events", 2000, "events of the WatchEvents latency run")
 	flag.StringVar(&o.only, "only", "", "run only these phases (comma separated: ingest, e2e, webhook, watch, memory)")
+	flag.StringVar(&o.ingestClients, "ingest-clients", "1,16,64,256", "client counts of the ingest points (comma separated)")
+	flag.BoolVar(&o.noLimits, "ingest-no-limits", false, "measure SendEmail only, without the limits next to it")
+	flag.BoolVar(&o.profileAll, "ingest-profile-all", false, "profile every ingest point (not only 64 clients)")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))

@@ -83,7 +83,7 @@ func (d *Deleter) Run(ctx context.Context) error {
 		if len(pending) == 0 {
 			return
 		}
-		if err := store.DeleteOutbox(ctx, d.db, pending); err != nil {
+		if err := store.DeletePublished(ctx, d.db, pending); err != nil {
 			// The rows stay; the relay publishes them again as duplicates and
 			// deletes them.
 			d.log.WarnContext(ctx, "delete published outbox rows", "rows", len(pending), "error", err)

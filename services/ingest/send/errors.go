@@ -24,12 +24,19 @@ func statusOf(ctx context.Context, log *slog.Logger, err error, prefix string) *
 		unhealthy *store.UnhealthyProviderError
 		paused    *store.PausedProviderError
 		notCancel *store.NotCancelableError
+		field     *apierr.FieldError
 	)
 	switch {
 	case err == nil:
 		return status.New(codes.OK, "")
 	case errors.As(err, &verr):
 		return verr.WithPrefix(prefix).GRPCStatus()
+	case errors.As(err, &field): // a template's (Deps.Templates)
+		code := field.Code
+		if code == codes.OK {
+			code = codes.InvalidArgument
+		}
+		return apierr.Field(code, prefix+field.Field, field.Reason)
 	case errors.As(err, &unknown), errors.As(err, &unhealthy), errors.As(err, &paused), errors.Is(err, store.ErrNoDefaultProvider):
 		return apierr.Field(codes.FailedPrecondition, prefix+"provider_id", err.Error())
 	case errors.Is(err, store.ErrIdempotencyMismatch):

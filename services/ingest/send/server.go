@@ -125,6 +125,15 @@ type Deps struct {
 	Logger    *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Templates renders the messages of requests that name a template
+	// (services/ingest/templates); nil: such requests are refused.
+	Templates Renderer
+}
+
+// Renderer renders a request's template into its message: what is then
+// validated and stored.
+type Renderer interface {
+	RenderMessage(ctx context.Context, accountID string, req *emailsenderv1.SendEmailRequest) (*emailsenderv1.EmailMessage, error)
 }
 
 // Pauses is what the send path needs of the provider pauses.
@@ -146,6 +155,7 @@ type Server struct {
 	dir     *directory
 	pauses  Pauses
 	commits *committer
+	tpl     Renderer
 
 	tracer trace.Tracer
 	// accepted counts newly accepted messages (emailsender_messages_accepted_total).
@@ -176,7 +186,7 @@ func New(cfg Config, d Deps) *Server {
 		metric.WithDescription("Messages stored by one group commit (one transaction for concurrent calls)."),
 		metric.WithUnit("{message}"), metric.WithExplicitBucketBoundaries(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 	s := &Server{
-		cfg: cfg, db: d.DB, pub: d.Publisher, deleter: d.Deleter, pauses: d.Pauses, tel: tel, log: d.Logger, now: now,
+		cfg: cfg, db: d.DB, pub: d.Publisher, deleter: d.Deleter, pauses: d.Pauses, tel: tel, log: d.Logger, now: now, tpl: d.Templates,
 		dir:      newDirectory(d.DB, cfg.LookupCacheTTL, now, d.AccountConfig),
 		tracer:   tel.Tracer("github.com/namirasoft/email-sender/services/ingest"),
 		accepted: accepted, groupSize: groupSize,
@@ -305,6 +315,14 @@ func (s *Server) accept(ctx context.Context, accountID string, reqs []*emailsend
 	results := make([]result, len(reqs))
 	valid := make([]*validate.Request, len(reqs))
 	for i, req := range reqs {
+		if req.GetTemplate() != nil {
+			// Rendered at acceptance: what is validated, stored and sent
+			// is the rendered message (the request itself, as the
+			// idempotency key's hash covers it, is left as it came).
+			if req, results[i].err = s.render(ctx, accountID, req); results[i].err != nil {
+				continue
+			}
+		}
 		if valid[i], results[i].err = validate.SendEmail(req, s.cfg.Limits, now); results[i].err != nil {
 			valid[i] = nil
 		}
@@ -530,6 +548,18 @@ func (s *Server) prepare(ctx context.Context, accountID string, req *emailsender
 		m.RequestHash = h[:]
 	}
 	return m, nil
+}
+
+// render is req with its template rendered into its message.
+func (s *Server) render(ctx context.Context, accountID string, req *emailsenderv1.SendEmailRequest) (*emailsenderv1.SendEmailRequest, error) {
+	if s.tpl == nil {
+		return nil, validate.FieldStatus(codes.Unimplemented, "template", "templates are not available on this server").Err()
+	}
+	m, err := s.tpl.RenderMessage(ctx, accountID, req)
+	if err != nil {
+		return nil, err
+	}
+	return &emailsenderv1.SendEmailRequest{Message: m, ProviderId: req.GetProviderId(), IdempotencyKey: req.GetIdempotencyKey(), SendAt: req.GetSendAt()}, nil
 }
 
 func (s *Server) traceparent(ctx context.Context) string {
