@@ -122,8 +122,12 @@ type isoFixture struct {
 	webhookID, webhookURL                string
 	// bounceDomain is A's verified bounce domain; bounceRecord the TXT value
 	// that proved it (A's token).
-	bounceDomain, bounceRecord            string
-	keyIDs, messageIDs, senderIDs, prefix []string
+	bounceDomain, bounceRecord string
+	// templateID is A's published template, templateAlias its alias (B may
+	// use the same alias for a template of its own: aliases are per
+	// account), templateSubject a marker in its content.
+	templateID, templateAlias, templateSubject string
+	keyIDs, messageIDs, senderIDs, prefix      []string
 
 	// markers are strings of A's that no answer to B may contain.
 	markers []string
@@ -245,6 +249,16 @@ func setupIsolation(t *testing.T, s *stack) *isoFixture {
 	require.NoError(t, err)
 	require.Equal(t, "verified", vd.GetBounceDomain().GetStatus())
 
+	// A's template, published.
+	fx.templateAlias = "welcome-" + tag
+	fx.templateSubject = "Welcome from A " + tag
+	tpl, err := s.templates.CreateTemplate(ctx, &v1.CreateTemplateRequest{Alias: fx.templateAlias, Name: "A's welcome " + tag,
+		Content: &v1.TemplateContent{Subject: fx.templateSubject, Html: "<p>Hello {{name}} of A " + tag + "</p>"}})
+	require.NoError(t, err)
+	fx.templateID = tpl.GetTemplate().GetId()
+	_, err = s.templates.PublishTemplate(ctx, &v1.PublishTemplateRequest{Template: fx.templateID, Version: 1})
+	require.NoError(t, err)
+
 	keys, err := s.account.ListApiKeys(ctx, &v1.ListApiKeysRequest{})
 	require.NoError(t, err)
 	for _, k := range keys.GetKeys() {
@@ -268,7 +282,7 @@ func setupIsolation(t *testing.T, s *stack) *isoFixture {
 
 	fx.markers = append(fx.markers, fx.a.accountID, fx.a.providerID, fx.sandboxProviderID, fx.subject, fx.rcpt, fx.tagValue,
 		fx.idemKey, fx.providerName, fx.keyName, fx.verifiedSender, fx.pendingSender, fx.suppressed, fx.pendingCode,
-		fx.webhookID, fx.webhookURL, fx.bounceRecord)
+		fx.webhookID, fx.webhookURL, fx.bounceRecord, fx.templateID, fx.templateSubject)
 	fx.markers = append(fx.markers, fx.keyIDs...)
 	fx.markers = append(fx.markers, fx.prefix...)
 	fx.markers = append(fx.markers, fx.senderIDs...)
@@ -451,7 +465,18 @@ func isolationCases(t *testing.T, s *stack, fx *isoFixture) map[string][]isoCase
 		r.ProviderId = id
 		return r
 	}
+	withTemplate := func(ref string) *v1.SendEmailRequest {
+		r := simple("someone@example.org")
+		r.Message.Subject, r.Message.TextBody, r.Message.HtmlBody = "", "", ""
+		r.Template = &v1.TemplateRef{Template: ref}
+		return r
+	}
 	batch := func(reqs ...*v1.SendEmailRequest) *v1.SendBatchRequest { return &v1.SendBatchRequest{Messages: reqs} }
+	tplContent := &v1.TemplateContent{Subject: "B's subject", Html: "<p>B</p>"}
+	notFound := func(name string, call func(ref string) callFunc) isoCase {
+		return isoCase{name: name, want: codes.NotFound, call: call(fx.templateID), target: fx.templateID,
+			controlCall: call(missingID), control: missingID}
+	}
 	rejected := func(code codes.Code) func(*testing.T, proto.Message) {
 		return func(t *testing.T, resp proto.Message) {
 			res := resp.(*v1.SendBatchResponse).GetResults()
@@ -488,6 +513,9 @@ func isolationCases(t *testing.T, s *stack, fx *isoFixture) map[string][]isoCase
 
 	return map[string][]isoCase{
 		v1.SendService_SendEmail_FullMethodName: {
+			{name: "A's template", want: codes.NotFound,
+				call: rpc(s.send.SendEmail, withTemplate(fx.templateID)), target: fx.templateID,
+				controlCall: rpc(s.send.SendEmail, withTemplate(missingID)), control: missingID},
 			{name: "A's provider_id", want: codes.FailedPrecondition,
 				call: rpc(s.send.SendEmail, withProvider(fx.a.providerID)), target: fx.a.providerID,
 				controlCall: rpc(s.send.SendEmail, withProvider(missingID)), control: missingID},
@@ -505,6 +533,10 @@ func isolationCases(t *testing.T, s *stack, fx *isoFixture) map[string][]isoCase
 				}},
 		},
 		v1.SendService_SendBatch_FullMethodName: {
+			{name: "A's template", want: codes.OK,
+				call: rpc(s.send.SendBatch, batch(withTemplate(fx.templateID))), target: fx.templateID,
+				controlCall: rpc(s.send.SendBatch, batch(withTemplate(missingID))), control: missingID,
+				check: rejected(codes.NotFound)},
 			{name: "A's provider_id", want: codes.OK,
 				call: rpc(s.send.SendBatch, batch(withProvider(fx.a.providerID))), target: fx.a.providerID,
 				controlCall: rpc(s.send.SendBatch, batch(withProvider(missingID))), control: missingID,
@@ -546,6 +578,57 @@ func isolationCases(t *testing.T, s *stack, fx *isoFixture) map[string][]isoCase
 			{name: "everything retained", want: codes.OK, call: watchAll(s, &v1.WatchEventsRequest{FromStart: true})},
 			{name: "A's messages", want: codes.OK, call: watchAll(s, &v1.WatchEventsRequest{FromStart: true, MessageIds: []string{fx.sentID, fx.scheduledID}})},
 			{name: "A's tag", want: codes.OK, call: watchAll(s, &v1.WatchEventsRequest{FromStart: true, Tags: map[string]string{"campaign": fx.tagValue}})},
+		},
+		v1.TemplateService_CreateTemplate_FullMethodName: {
+			{name: "B's own template under A's alias", want: codes.OK, target: fx.templateAlias,
+				call: rpc(s.templates.CreateTemplate, &v1.CreateTemplateRequest{Alias: fx.templateAlias, Name: "B's", Content: tplContent}),
+				check: func(t *testing.T, resp proto.Message) {
+					require.NotEqual(t, fx.templateID, resp.(*v1.CreateTemplateResponse).GetTemplate().GetId())
+				}},
+		},
+		v1.TemplateService_GetTemplate_FullMethodName: {
+			notFound("A's template", func(ref string) callFunc {
+				return rpc(s.templates.GetTemplate, &v1.GetTemplateRequest{Template: ref})
+			}),
+			{name: "A's alias is B's own template", want: codes.OK, target: fx.templateAlias,
+				call: rpc(s.templates.GetTemplate, &v1.GetTemplateRequest{Template: fx.templateAlias}),
+				check: func(t *testing.T, resp proto.Message) {
+					require.NotEqual(t, fx.templateID, resp.(*v1.GetTemplateResponse).GetTemplate().GetId())
+				}},
+		},
+		v1.TemplateService_ListTemplates_FullMethodName: {
+			{name: "all", want: codes.OK, call: rpc(s.templates.ListTemplates, &v1.ListTemplatesRequest{PageSize: 100}),
+				check: noneOf("A's templates", fx.templateID, fx.templateSubject)},
+		},
+		v1.TemplateService_ListTemplateVersions_FullMethodName: {
+			notFound("A's template", func(ref string) callFunc {
+				return rpc(s.templates.ListTemplateVersions, &v1.ListTemplateVersionsRequest{Template: ref})
+			}),
+		},
+		v1.TemplateService_UpdateTemplate_FullMethodName: {
+			notFound("A's template", func(ref string) callFunc {
+				return rpc(s.templates.UpdateTemplate, &v1.UpdateTemplateRequest{Template: ref, Content: tplContent})
+			}),
+		},
+		v1.TemplateService_PublishTemplate_FullMethodName: {
+			notFound("A's template", func(ref string) callFunc {
+				return rpc(s.templates.PublishTemplate, &v1.PublishTemplateRequest{Template: ref, Version: 1})
+			}),
+		},
+		v1.TemplateService_DeleteTemplate_FullMethodName: {
+			notFound("A's template", func(ref string) callFunc {
+				return rpc(s.templates.DeleteTemplate, &v1.DeleteTemplateRequest{Template: ref})
+			}),
+		},
+		v1.TemplateService_RenderTemplate_FullMethodName: {
+			notFound("A's template", func(ref string) callFunc {
+				return rpc(s.templates.RenderTemplate, &v1.RenderTemplateRequest{Template: ref})
+			}),
+		},
+		v1.TemplateService_SendTestTemplate_FullMethodName: {
+			notFound("A's template to B's own address", func(ref string) callFunc {
+				return rpc(s.templates.SendTestTemplate, &v1.SendTestTemplateRequest{Template: ref, To: "b-tests@example.com"})
+			}),
 		},
 		v1.WebhookService_CreateWebhook_FullMethodName: {
 			{name: "B's new webhook is B's", want: codes.OK,

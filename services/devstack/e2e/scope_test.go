@@ -34,6 +34,19 @@ func scopeRows(s *stack) map[string]scopeRow {
 		v1.SendService_SendBatch_FullMethodName:       {send, rpc(s.send.SendBatch, &v1.SendBatchRequest{Messages: []*v1.SendEmailRequest{simple("scope@example.org")}})},
 		v1.SendService_CancelScheduled_FullMethodName: {send, rpc(s.send.CancelScheduled, &v1.CancelScheduledRequest{MessageId: missingV7})},
 
+		v1.TemplateService_CreateTemplate_FullMethodName: {admin, rpc(s.templates.CreateTemplate, &v1.CreateTemplateRequest{Alias: "scope-made",
+			Name: "made in the scope test", Content: &v1.TemplateContent{Subject: "s", Html: "<p>h</p>"}})},
+		v1.TemplateService_GetTemplate_FullMethodName:          {read, rpc(s.templates.GetTemplate, &v1.GetTemplateRequest{Template: missing})},
+		v1.TemplateService_ListTemplates_FullMethodName:        {read, rpc(s.templates.ListTemplates, &v1.ListTemplatesRequest{})},
+		v1.TemplateService_ListTemplateVersions_FullMethodName: {read, rpc(s.templates.ListTemplateVersions, &v1.ListTemplateVersionsRequest{Template: missing})},
+		v1.TemplateService_RenderTemplate_FullMethodName: {read, rpc(s.templates.RenderTemplate, &v1.RenderTemplateRequest{
+			Content: &v1.TemplateContent{Subject: "s", Html: "<p>{{name}}</p>"}})},
+		v1.TemplateService_UpdateTemplate_FullMethodName: {admin, rpc(s.templates.UpdateTemplate, &v1.UpdateTemplateRequest{Template: missing,
+			Content: &v1.TemplateContent{Subject: "s", Html: "<p>h</p>"}})},
+		v1.TemplateService_PublishTemplate_FullMethodName:  {admin, rpc(s.templates.PublishTemplate, &v1.PublishTemplateRequest{Template: missing, Version: 1})},
+		v1.TemplateService_DeleteTemplate_FullMethodName:   {admin, rpc(s.templates.DeleteTemplate, &v1.DeleteTemplateRequest{Template: missing})},
+		v1.TemplateService_SendTestTemplate_FullMethodName: {send, rpc(s.templates.SendTestTemplate, &v1.SendTestTemplateRequest{Template: missing, To: "scope@example.org"})},
+
 		v1.ReportService_GetMessage_FullMethodName:   {read, rpc(s.report.GetMessage, &v1.GetMessageRequest{MessageId: missingV7})},
 		v1.ReportService_ListMessages_FullMethodName: {read, rpc(s.report.ListMessages, &v1.ListMessagesRequest{})},
 		v1.ReportService_GetStats_FullMethodName:     {read, rpc(s.report.GetStats, &v1.GetStatsRequest{})},

@@ -104,6 +104,8 @@ type stack struct {
 	send    v1.SendServiceClient
 	report  v1.ReportServiceClient
 	account v1.AccountServiceClient
+	// templates is the TemplateService on ingest.
+	templates v1.TemplateServiceClient
 	// operator is the OperatorService on ingest's operator listener.
 	operator operatorv1.OperatorServiceClient
 	// webhooks is served by the report service (reportAddr).
@@ -239,6 +241,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	ingestConn := dial(t, ingestLis.Addr().String())
 	s.send = v1.NewSendServiceClient(ingestConn)
 	s.account = v1.NewAccountServiceClient(ingestConn)
+	s.templates = v1.NewTemplateServiceClient(ingestConn)
 	reportConn := dial(t, reportLis.Addr().String())
 	s.report = v1.NewReportServiceClient(reportConn)
 	s.webhooks = v1.NewWebhookServiceClient(reportConn)
