@@ -266,6 +266,7 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /console/providers/{id}/verify", c.authed(c.verifyProvider))
 	m.HandleFunc("GET /console/account", c.authed(c.accountPage))
 	m.HandleFunc("POST /console/account/delete", c.authed(c.deleteAccount))
+	c.templatesRoutes(m)
 	c.mux = m
 }
 
@@ -410,6 +411,7 @@ type page struct {
 	CanUsage        bool
 	CanDelete       bool
 	CanProviders    bool
+	CanTemplates    bool
 	Data            any
 	Error           string
 }
@@ -428,6 +430,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 		p.CanUsage = c.canIngest(p.Session, emailsenderv1.AccountService_ListUsage_FullMethodName)
 		p.CanDelete = c.canIngest(p.Session, emailsenderv1.AccountService_DeleteAccountData_FullMethodName)
 		p.CanProviders = c.canIngest(p.Session, emailsenderv1.AccountService_ListProviders_FullMethodName)
+		p.CanTemplates = c.canTemplates(p.Session, mListTemplates)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
