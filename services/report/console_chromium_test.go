@@ -607,11 +607,16 @@ func TestConsoleChromium(t *testing.T) {
 		_, err = s.apiA.AddSuppression(ctx, &emailsenderv1.AddSuppressionRequest{Address: "gone@a.example", Reason: "complaint"})
 		require.NoError(t, err)
 		digest := s.msgs["digest"]
+		tplA, err := s.apiA.CreateTemplate(ctx, &emailsenderv1.CreateTemplateRequest{Alias: "a-private", Name: "A's private template",
+			Content: &emailsenderv1.TemplateContent{Subject: "A-only subject", Html: "<p>A-only body</p>"}})
+		require.NoError(t, err)
+		tplID := tplA.GetTemplate().GetId()
 
 		br := root.For(t)
 		s.signIn(t, br, s.b.APIKey)
 		secrets := []string{s.a.AccountID, welcome, digest, hook, delivery, s.a.ProviderID, s.a.APIKeyID, senderA,
-			"Welcome, Jane", "jane@example.com", "hooks.a.example", "gone@a.example", "a.example", "Newsletter", "Welcome aboard"}
+			"Welcome, Jane", "jane@example.com", "hooks.a.example", "gone@a.example", "a.example", "Newsletter", "Welcome aboard",
+			tplID, "a-private", "A's private template", "A-only"}
 		check := func(what string, code int, codes ...int) {
 			t.Helper()
 			require.Contains(t, codes, code, "%s answered %d", what, code)
@@ -621,14 +626,14 @@ func TestConsoleChromium(t *testing.T) {
 			}
 		}
 		require.Contains(t, subjects(br), "Bravo's own", "B signed in")
-		for _, p := range []string{"/console/messages/" + welcome, "/console/messages/" + digest} {
+		for _, p := range []string{"/console/messages/" + welcome, "/console/messages/" + digest, "/console/templates/" + tplID} {
 			check(p, br.NavigateStatus(s.base+p), http.StatusNotFound)
 		}
 		check("A's delivery log", br.NavigateStatus(s.base+"/console/webhooks/"+hook+"/deliveries"), http.StatusNotFound, http.StatusOK)
 		// Pages that list: B's own only, whatever the filter.
 		for _, p := range []string{"/console/", "/console/?tag=campaign%3Dspring", "/console/?recipient=jane%40example.com",
 			"/console/?provider=" + s.a.ProviderID, "/console/dashboard", "/console/keys", "/console/webhooks",
-			"/console/senders", "/console/suppressions", "/console/providers", "/console/usage", "/console/account"} {
+			"/console/senders", "/console/suppressions", "/console/providers", "/console/usage", "/console/account", "/console/templates"} {
 			// The filter typed is shown back in its input, not in the text.
 			check(p, br.NavigateStatus(s.base+p), http.StatusOK)
 		}
@@ -645,6 +650,8 @@ func TestConsoleChromium(t *testing.T) {
 			{"/console/senders/" + senderA + "/verify", url.Values{"code": {"123456"}}},
 			{"/console/senders/" + senderA + "/remove", nil},
 			{"/console/account/delete", url.Values{"confirm": {s.a.AccountID}}},
+			{"/console/templates/" + tplID, url.Values{"subject": {"B was here"}, "html": {"<p>B</p>"}}},
+			{"/console/templates/" + tplID + "/publish", url.Values{"version": {"1"}}},
 		} {
 			br.Navigate(s.base + "/console/")
 			check(a.path, submitForm(br, s.base+a.path, a.fields), http.StatusNotFound, http.StatusForbidden, http.StatusBadRequest)
@@ -653,6 +660,10 @@ func TestConsoleChromium(t *testing.T) {
 		submitForm(br, s.base+"/console/suppressions/remove", url.Values{"address": {"gone@a.example"}})
 
 		// A is untouched.
+		tplGot, err := s.apiA.GetTemplate(ctx, tplID, 0)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, tplGot.GetTemplate().GetLatestVersion(), "B added a version to A's template")
+		require.Zero(t, tplGot.GetTemplate().GetPublishedVersion(), "B published A's template")
 		keys, err := s.apiA.ListAPIKeys(ctx)
 		require.NoError(t, err)
 		for _, k := range keys.GetKeys() {
