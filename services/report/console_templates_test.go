@@ -97,6 +97,10 @@ func TestConsoleTemplates(t *testing.T) {
 	assert.Contains(t, p.Text, "<b>Ann</b>")
 	assert.Equal(t, []string{"city"}, p.Missing)
 	assert.Equal(t, []string{"extra"}, p.Unused)
+	// A large template (more than the console's other forms take) previews.
+	code, p = preview(br, token, url.Values{"subject": {"big"}, "html": {"<p>" + strings.Repeat("x", 200<<10) + "</p>"}})
+	require.Equal(t, http.StatusOK, code)
+	assert.Empty(t, p.Error)
 	_, p = preview(br, token, url.Values{"subject": {"x"}, "html": {"<p>\n  {{#each items}}x{{/if}}"}})
 	assert.Contains(t, p.Error, "line 2, column")
 	// CSRF: the preview and every action refuse a POST without the token.

@@ -296,7 +296,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	if r.Method == http.MethodPost {
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, formLimit(r.URL.Path))
 		// Every state-changing request comes from the console's own pages.
 		if !c.sameOrigin(r) {
 			c.fail(w, r, nil, http.StatusForbidden, "This request did not come from the console's own pages.")

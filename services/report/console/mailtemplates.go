@@ -49,6 +49,19 @@ func (c *Console) templatesRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /console/templates/{tpl}/publish", c.authed(c.publishTemplate))
 }
 
+// maxTemplateFormBytes bounds the POST body of a template's editor (its
+// preview and save): a part may be 256 KiB (pkg/mailtemplate's limit), more
+// than the console's other forms (maxFormBytes).
+const maxTemplateFormBytes = 1 << 20
+
+// formLimit is the POST body limit of path.
+func formLimit(path string) int64 {
+	if strings.HasPrefix(path, "/console/templates/") {
+		return maxTemplateFormBytes
+	}
+	return maxFormBytes
+}
+
 // templatesAPI is the TemplateService of Deps.Ingest (nil when ingest is
 // off or its client has none).
 func (c *Console) templatesAPI() TemplateIngest {
