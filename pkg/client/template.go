@@ -61,3 +61,10 @@ func (c *Client) RenderTemplate(ctx context.Context, req *v1.RenderTemplateReque
 		return c.tmpl.RenderTemplate(ctx, req)
 	})
 }
+
+// ListTemplateVersions lists a template's versions, newest first.
+func (c *Client) ListTemplateVersions(ctx context.Context, template string) (*v1.ListTemplateVersionsResponse, error) {
+	return call(ctx, c, "ListTemplateVersions", idempotent, func(ctx context.Context) (*v1.ListTemplateVersionsResponse, error) {
+		return c.tmpl.ListTemplateVersions(ctx, &v1.ListTemplateVersionsRequest{Template: template})
+	})
+}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/namirasoft/email-sender/pkg/mime"
+	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/testkit/mimecheck"
 	"github.com/namirasoft/email-sender/pkg/testkit/statustest"
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
@@ -156,6 +157,11 @@ func TestSendWithTemplate(t *testing.T) {
 	assert.Equal(t, "Welcome, "+payload+"!", subject)
 	assert.Equal(t, welcome.GetId(), tplTag)
 	assert.Equal(t, "1", verTag)
+	// The ACCEPTED event names the template and version: the timeline
+	// (GetMessage, the console's Message page) shows them.
+	ev := b.acceptedEvent(t, id)
+	assert.Equal(t, queue.EventAccepted, ev.GetType())
+	assert.Equal(t, "rendered from template welcome ("+welcome.GetId()+") version 1", ev.GetDetail())
 
 	var job *queuev1.SendJob
 	require.Eventually(t, func() bool {

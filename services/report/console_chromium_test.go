@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/namirasoft/email-sender/pkg/client"
@@ -246,6 +247,12 @@ func submitForm(br *headless.Browser, action string, fields url.Values) int {
 }
 
 // jsQuote is s as a JavaScript string literal.
+// setValue sets a field's value and fires its input event, as a paste does.
+func setValue(br *headless.Browser, sel, value string) {
+	headless.Eval[bool](br, fmt.Sprintf(`(() => { const e = document.querySelector(%s); e.value = %s;
+		e.dispatchEvent(new Event('input', {bubbles: true})); return true; })()`, jsQuote(sel), jsQuote(value)))
+}
+
 func jsQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
@@ -254,7 +261,8 @@ func jsQuote(s string) string {
 // TestConsoleChromium is the console in headless Chromium against the real
 // report and ingest (PostgreSQL, NATS): sign-in both ways, Activity's
 // filters, search and paging, a message with its sandboxed body, live
-// events, a chart, a key revoked, forged cross-site posts refused, account
+// events, a chart, a key revoked, a template edited with its live preview,
+// saved and published, forged cross-site posts refused, account
 // isolation, phone width and keyboard. One stack and one browser serve the
 // subtests, in order (each signs in as it needs). Screenshots go to
 // $BROWSER_SCREENSHOTS (results/screenshots in the README).
@@ -485,6 +493,65 @@ func TestConsoleChromium(t *testing.T) {
 		require.Equal(t, codes.Unauthenticated, status.Code(err))
 	})
 
+	t.Run("Templates", func(t *testing.T) {
+		ctx := context.Background()
+		created, err := s.apiA.CreateTemplate(ctx, &emailsenderv1.CreateTemplateRequest{Alias: "order-shipped", Name: "Order shipped",
+			Content: &emailsenderv1.TemplateContent{Subject: "Your order {{order}} shipped", Html: "<p>Hi {{name}}, order {{order}} is on its way.</p>",
+				Variables: []*emailsenderv1.TemplateVariable{{Name: "name", Type: "string", Required: true}, {Name: "order", Type: "string", Required: true}}}})
+		require.NoError(t, err)
+		id := created.GetTemplate().GetId()
+		br := root.For(t)
+		s.signIn(t, br, s.a.APIKey)
+		br.Click(`nav a[href="/console/templates"]`)
+		require.Contains(t, br.Text("main table"), "Order shipped")
+		require.Equal(t, http.StatusOK, br.Status(chromedp.Click(chromedp.CSS(`a[href="/console/templates/`+id+`"]`), chromedp.NodeVisible)))
+		// The preview of the stored content, with the sample data (each
+		// variable's name).
+		br.WaitText("#pv-subject", "Your order order shipped")
+		require.True(t, headless.Eval[bool](br, `document.getElementById('pv-html').getAttribute('sandbox') === ''`), "sandbox attribute")
+		// Edit: the preview follows (debounced), errors show line and column.
+		br.Fill("#tpl-subject", "Order {{order}} is on its way, {{name}}")
+		br.WaitText("#pv-subject", "Order order is on its way, name")
+		br.Fill("#tpl-html", "<h1 style=\"color:#0b5394\">Hi {{name}}</h1>\n<p>{{#each items}}x{{/if}}</p>")
+		require.Contains(t, br.WaitText("#pv-error", "line 2, column"), "html")
+		// (chromedp's Clear empties a textarea once: later values are set as
+		// a paste would, with an input event.)
+		setValue(br, "#tpl-html", `<h1 style="color:#0b5394">Hi {{name}}</h1><p>Order {{order}} ships from {{warehouse}}.</p><img src="`+s.tracker.URL+`/t.gif" alt=""><script>parent.document.title = "pwned"</script>`)
+		br.WaitText("#pv-missing", "warehouse")
+		require.True(t, headless.Eval[bool](br, `document.getElementById('pv-error').hidden`))
+		require.Contains(t, br.Attribute("#pv-html", "srcdoc"), `Hi name</h1>`)
+		require.Contains(t, br.Attribute("#pv-html", "srcdoc"), "Content-Security-Policy")
+		setValue(br, "#tpl-data", `{"name": "<b>Ann</b>", "order": "A-1042", "warehouse": "Leeds", "coupon": "X"}`)
+		br.WaitText("#pv-unused", "coupon")
+		require.Contains(t, br.Attribute("#pv-html", "srcdoc"), "Hi &lt;b&gt;Ann&lt;/b&gt;")
+		require.Equal(t, "Order A-1042 is on its way, <b>Ann</b>", br.Text("#pv-subject"))
+		require.Greater(t, headless.Eval[float64](br, `document.getElementById('pv-html').getBoundingClientRect().height`), 50.0)
+		headless.Eval[bool](br, `(() => { window.scrollTo(0, document.getElementById('template-editor').getBoundingClientRect().top + window.scrollY - 20); return true; })()`)
+		br.ScreenshotView("console-template")
+		time.Sleep(300 * time.Millisecond)
+		require.Zero(t, s.trackerHits.Load(), "the preview's remote image was loaded")
+		require.NotEqual(t, "pwned", br.Title(), "the preview's script ran")
+		// Save as draft (version 2), publish it.
+		require.Equal(t, http.StatusOK, br.Status(chromedp.Click(chromedp.CSS(`#template-editor button[type=submit]`), chromedp.NodeVisible)))
+		require.Contains(t, br.Text("main table"), "v2")
+		require.Equal(t, http.StatusOK, br.Status(chromedp.Click(chromedp.CSS(`button[aria-label="Publish version 2"]`), chromedp.NodeVisible)))
+		require.False(t, br.Exists(`button[aria-label="Publish version 2"]`))
+		require.Contains(t, br.Text("main .facts"), "version 2")
+		// A send with it: the Message page's timeline names the version.
+		vars, err := structpb.NewStruct(map[string]any{"name": "Ann", "order": "A-1042", "warehouse": "Leeds"})
+		require.NoError(t, err)
+		sent, err := s.apiA.Send(ctx, &emailsenderv1.SendEmailRequest{Message: &emailsenderv1.EmailMessage{
+			From: &emailsenderv1.Address{Address: "news@a.example"}, To: to("ann@example.com")},
+			Template: &emailsenderv1.TemplateRef{Template: "order-shipped", Variables: vars}})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			m, err := s.client.GetMessage(authed(s.acc(s.a)), &emailsenderv1.GetMessageRequest{MessageId: sent.GetMessageId()})
+			return err == nil && len(m.GetEvents()) > 0
+		}, 10*time.Second, 50*time.Millisecond)
+		br.Navigate(s.base + "/console/messages/" + sent.GetMessageId())
+		require.Contains(t, br.Text("ol.timeline"), "rendered from template order-shipped ("+id+") version 2")
+	})
+
 	t.Run("ForgedCrossSitePost", func(t *testing.T) {
 		ctx := context.Background()
 		// A key of A and a scheduled message, the targets.
@@ -540,11 +607,16 @@ func TestConsoleChromium(t *testing.T) {
 		_, err = s.apiA.AddSuppression(ctx, &emailsenderv1.AddSuppressionRequest{Address: "gone@a.example", Reason: "complaint"})
 		require.NoError(t, err)
 		digest := s.msgs["digest"]
+		tplA, err := s.apiA.CreateTemplate(ctx, &emailsenderv1.CreateTemplateRequest{Alias: "a-private", Name: "A's private template",
+			Content: &emailsenderv1.TemplateContent{Subject: "A-only subject", Html: "<p>A-only body</p>"}})
+		require.NoError(t, err)
+		tplID := tplA.GetTemplate().GetId()
 
 		br := root.For(t)
 		s.signIn(t, br, s.b.APIKey)
 		secrets := []string{s.a.AccountID, welcome, digest, hook, delivery, s.a.ProviderID, s.a.APIKeyID, senderA,
-			"Welcome, Jane", "jane@example.com", "hooks.a.example", "gone@a.example", "a.example", "Newsletter", "Welcome aboard"}
+			"Welcome, Jane", "jane@example.com", "hooks.a.example", "gone@a.example", "a.example", "Newsletter", "Welcome aboard",
+			tplID, "a-private", "A's private template", "A-only"}
 		check := func(what string, code int, codes ...int) {
 			t.Helper()
 			require.Contains(t, codes, code, "%s answered %d", what, code)
@@ -554,14 +626,14 @@ func TestConsoleChromium(t *testing.T) {
 			}
 		}
 		require.Contains(t, subjects(br), "Bravo's own", "B signed in")
-		for _, p := range []string{"/console/messages/" + welcome, "/console/messages/" + digest} {
+		for _, p := range []string{"/console/messages/" + welcome, "/console/messages/" + digest, "/console/templates/" + tplID} {
 			check(p, br.NavigateStatus(s.base+p), http.StatusNotFound)
 		}
 		check("A's delivery log", br.NavigateStatus(s.base+"/console/webhooks/"+hook+"/deliveries"), http.StatusNotFound, http.StatusOK)
 		// Pages that list: B's own only, whatever the filter.
 		for _, p := range []string{"/console/", "/console/?tag=campaign%3Dspring", "/console/?recipient=jane%40example.com",
 			"/console/?provider=" + s.a.ProviderID, "/console/dashboard", "/console/keys", "/console/webhooks",
-			"/console/senders", "/console/suppressions", "/console/providers", "/console/usage", "/console/account"} {
+			"/console/senders", "/console/suppressions", "/console/providers", "/console/usage", "/console/account", "/console/templates"} {
 			// The filter typed is shown back in its input, not in the text.
 			check(p, br.NavigateStatus(s.base+p), http.StatusOK)
 		}
@@ -578,6 +650,8 @@ func TestConsoleChromium(t *testing.T) {
 			{"/console/senders/" + senderA + "/verify", url.Values{"code": {"123456"}}},
 			{"/console/senders/" + senderA + "/remove", nil},
 			{"/console/account/delete", url.Values{"confirm": {s.a.AccountID}}},
+			{"/console/templates/" + tplID, url.Values{"subject": {"B was here"}, "html": {"<p>B</p>"}}},
+			{"/console/templates/" + tplID + "/publish", url.Values{"version": {"1"}}},
 		} {
 			br.Navigate(s.base + "/console/")
 			check(a.path, submitForm(br, s.base+a.path, a.fields), http.StatusNotFound, http.StatusForbidden, http.StatusBadRequest)
@@ -586,6 +660,10 @@ func TestConsoleChromium(t *testing.T) {
 		submitForm(br, s.base+"/console/suppressions/remove", url.Values{"address": {"gone@a.example"}})
 
 		// A is untouched.
+		tplGot, err := s.apiA.GetTemplate(ctx, tplID, 0)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, tplGot.GetTemplate().GetLatestVersion(), "B added a version to A's template")
+		require.Zero(t, tplGot.GetTemplate().GetPublishedVersion(), "B published A's template")
 		keys, err := s.apiA.ListAPIKeys(ctx)
 		require.NoError(t, err)
 		for _, k := range keys.GetKeys() {

@@ -31,6 +31,13 @@ var consoleIngestScopes = map[string]string{
 	emailsenderv1.AccountService_DeleteAccountData_FullMethodName: auth.ScopeAdmin,
 	emailsenderv1.AccountService_ListProviders_FullMethodName:     auth.ScopeAdmin,
 	emailsenderv1.AccountService_VerifyProvider_FullMethodName:    auth.ScopeAdmin,
+
+	emailsenderv1.TemplateService_ListTemplates_FullMethodName:        auth.ScopeRead,
+	emailsenderv1.TemplateService_GetTemplate_FullMethodName:          auth.ScopeRead,
+	emailsenderv1.TemplateService_ListTemplateVersions_FullMethodName: auth.ScopeRead,
+	emailsenderv1.TemplateService_RenderTemplate_FullMethodName:       auth.ScopeRead,
+	emailsenderv1.TemplateService_UpdateTemplate_FullMethodName:       auth.ScopeAdmin,
+	emailsenderv1.TemplateService_PublishTemplate_FullMethodName:      auth.ScopeAdmin,
 }
 
 // ConsoleIngestScopes returns consoleIngestScopes (for the test that

@@ -96,6 +96,11 @@ func TestTemplatesEndToEnd(t *testing.T) {
 	})
 	got := s.waitStatus("a", id, v1.MessageStatus_SENT)
 	assert.Equal(t, "2", got.GetMessage().GetTags()["template_version"])
+	// The timeline records the template version the content was rendered from.
+	require.NotEmpty(t, got.GetEvents())
+	accepted := got.GetEvents()[0]
+	assert.Equal(t, "ACCEPTED", accepted.GetType())
+	assert.Regexp(t, `^rendered from template welcome \([0-9a-f-]{36}\) version 2$`, accepted.GetDetail())
 	var raw []byte
 	for _, m := range s.sink.Messages() {
 		if containsID(m.Data, id) {

@@ -27,8 +27,10 @@ import (
 //
 // status is the message's status: SCHEDULED makes the SCHEDULED event, any
 // other (QUEUED, or later when the relay comes after the worker) the ACCEPTED
-// event, whose status is QUEUED.
-func AcceptedEvent(accountID, messageID string, status msgstatus.Status, at time.Time) (*nats.Msg, error) {
+// event, whose status is QUEUED. detail is the event's detail: for a
+// templated message the template it was rendered from
+// (templates.AcceptedDetail), the same on every publication.
+func AcceptedEvent(accountID, messageID string, status msgstatus.Status, at time.Time, detail string) (*nats.Msg, error) {
 	typ, accepted := queue.EventAccepted, msgstatus.Queued
 	if status == msgstatus.Scheduled {
 		typ, accepted = queue.EventScheduled, msgstatus.Scheduled
@@ -36,7 +38,7 @@ func AcceptedEvent(accountID, messageID string, status msgstatus.Status, at time
 	id := queue.EventID(messageID, 0, typ, "")
 	data, err := proto.Marshal(&queuev1.DeliveryEvent{
 		EventId: id, MessageId: messageID, AccountId: accountID, Type: typ,
-		Status: accepted, OccurredAt: timestamppb.New(at),
+		Status: accepted, OccurredAt: timestamppb.New(at), Detail: detail,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode %s event: %w", typ, err)

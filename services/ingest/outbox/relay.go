@@ -21,6 +21,7 @@ import (
 	"github.com/namirasoft/email-sender/pkg/queue"
 	"github.com/namirasoft/email-sender/pkg/telemetry"
 	"github.com/namirasoft/email-sender/services/ingest/store"
+	"github.com/namirasoft/email-sender/services/ingest/templates"
 )
 
 // RelayConfig tunes the Relay. Its tags are the environment variables (part
@@ -197,7 +198,7 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		r.tel.InjectNATS(pctx, m.Header)
 		// The message's ACCEPTED (SCHEDULED) event goes with it: the row is
 		// done only when both are on their streams (AcceptedEvent).
-		ev, err := AcceptedEvent(row.AccountID, row.MessageID, row.Status, row.CreatedAt)
+		ev, err := AcceptedEvent(row.AccountID, row.MessageID, row.Status, row.CreatedAt, templates.AcceptedDetail(row.Tags))
 		if err != nil {
 			span.End()
 			return 0, err

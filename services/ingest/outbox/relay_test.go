@@ -21,6 +21,7 @@ import (
 	queuev1 "github.com/namirasoft/email-sender/proto/emailsender/queue/v1"
 	"github.com/namirasoft/email-sender/services/ingest/outbox"
 	"github.com/namirasoft/email-sender/services/ingest/store"
+	"github.com/namirasoft/email-sender/services/ingest/templates"
 )
 
 // countingPublisher counts publishes per message id.
@@ -217,4 +218,32 @@ func accountOf(t *testing.T, b *testBundle, messageID string) string {
 	var account string
 	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT account_id::text FROM messages WHERE id = $1`, messageID).Scan(&account))
 	return account
+}
+
+// TestRelayAcceptedEventNamesTemplate: the ACCEPTED event the relay
+// publishes (the accepting call could not) carries the same template detail
+// as the call's, built from the message's tags; a plain message's has none.
+func TestRelayAcceptedEventNamesTemplate(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := b.accept(t, 2, msgstatus.Queued)
+	tagged, plain := ids[0], ids[1]
+	_, err := b.db.Pool.Exec(t.Context(), `UPDATE messages SET tags = $2 WHERE id = $1`, tagged,
+		map[string]string{templates.TagTemplate: "0190-tpl", templates.TagTemplateAlias: "welcome", templates.TagTemplateVersion: "3"})
+	require.NoError(t, err)
+	r := outbox.NewRelay(b.db.Pool, b.pub, telemetry.Nop(), slog.New(slog.DiscardHandler), outbox.RelayConfig{Grace: -1})
+	_, err = r.RunOnce(t.Context())
+	require.NoError(t, err)
+
+	events, err := b.js.Stream(t.Context(), queue.EventStream)
+	require.NoError(t, err)
+	account := accountOf(t, b, tagged)
+	for id, want := range map[string]string{tagged: "rendered from template welcome (0190-tpl) version 3", plain: ""} {
+		m, err := events.GetLastMsgForSubject(t.Context(), queue.EventSubject(account, id))
+		require.NoError(t, err)
+		var ev queuev1.DeliveryEvent
+		require.NoError(t, proto.Unmarshal(m.Data, &ev))
+		require.Equal(t, queue.EventAccepted, ev.GetType())
+		require.Equal(t, want, ev.GetDetail())
+	}
 }

@@ -38,6 +38,7 @@ import (
 	emailsenderv1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 	"github.com/namirasoft/email-sender/services/ingest/outbox"
 	"github.com/namirasoft/email-sender/services/ingest/store"
+	"github.com/namirasoft/email-sender/services/ingest/templates"
 	"github.com/namirasoft/email-sender/services/ingest/validate"
 )
 
@@ -390,7 +391,7 @@ type outgoing struct {
 
 // add adds the job and event of m, stored now by the call of ctx.
 func (o *outgoing) add(ctx context.Context, s *Server, m *store.NewMessage) {
-	ev, err := outbox.AcceptedEvent(m.AccountID, m.ID, m.Status, m.CreatedAt)
+	ev, err := outbox.AcceptedEvent(m.AccountID, m.ID, m.Status, m.CreatedAt, templates.AcceptedDetail(m.Tags))
 	if err != nil {
 		s.log.WarnContext(ctx, "accepted event", "account_id", m.AccountID, "message_id", m.ID, "error", err)
 		ev = nil

@@ -32,6 +32,9 @@ type OutboxRow struct {
 	Status msgstatus.Status
 	// CreatedAt is the message's acceptance time (its ACCEPTED/SCHEDULED event's).
 	CreatedAt time.Time
+	// Tags are the message's tags (nil when its row is gone): a templated
+	// message's name its template for the ACCEPTED event's detail.
+	Tags map[string]string
 }
 
 // ClaimDue locks up to limit outbox rows that are due (not_before passed) and
@@ -41,7 +44,7 @@ type OutboxRow struct {
 func ClaimDue(ctx context.Context, tx pgx.Tx, grace time.Duration, limit int) ([]OutboxRow, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT o.message_id::text, o.account_id::text, o.subject, o.traceparent, c.content, m.id IS NOT NULL,
-			COALESCE(m.status, 0), COALESCE(m.created_at, o.created_at)
+			COALESCE(m.status, 0), COALESCE(m.created_at, o.created_at), m.tags
 		FROM outbox o
 		LEFT JOIN messages m ON m.id = o.message_id AND m.account_id = o.account_id
 		LEFT JOIN message_contents c ON c.message_id = o.message_id AND c.account_id = o.account_id
@@ -57,7 +60,7 @@ func ClaimDue(ctx context.Context, tx pgx.Tx, grace time.Duration, limit int) ([
 			o      OutboxRow
 			status int16
 		)
-		err := r.Scan(&o.MessageID, &o.AccountID, &o.Subject, &o.Traceparent, &o.Content, &o.Stored, &status, &o.CreatedAt)
+		err := r.Scan(&o.MessageID, &o.AccountID, &o.Subject, &o.Traceparent, &o.Content, &o.Stored, &status, &o.CreatedAt, &o.Tags)
 		o.Status = msgstatus.Status(status)
 		return o, err
 	})

@@ -437,6 +437,7 @@ func withPartials(own, layout map[string]string) map[string]string {
 // Compiled is a stored template version, compiled.
 type Compiled struct {
 	ID      string
+	Alias   string
 	Version int
 	tpl     *mailtemplate.Compiled
 }
@@ -480,13 +481,14 @@ func (s *Server) compile(ctx context.Context, accountID string, t store.Template
 	if err != nil {
 		return nil, err
 	}
-	return &Compiled{ID: t.ID, Version: v.Version, tpl: tpl}, nil
+	return &Compiled{ID: t.ID, Alias: t.Alias, Version: v.Version, tpl: tpl}, nil
 }
 
 // Rendered is a send's rendered template.
 type Rendered struct {
-	TemplateID string
-	Version    int
+	TemplateID    string
+	TemplateAlias string
+	Version       int
 	mailtemplate.Result
 }
 
@@ -513,7 +515,7 @@ func (s *Server) Render(ctx context.Context, accountID string, ref *emailsenderv
 		}
 		return Rendered{}, err
 	}
-	return Rendered{TemplateID: c.ID, Version: c.Version, Result: res}, nil
+	return Rendered{TemplateID: c.ID, TemplateAlias: c.Alias, Version: c.Version, Result: res}, nil
 }
 
 // cache holds compiled template versions by account, ref and version, ttl
@@ -601,11 +603,33 @@ func (s *Server) RenderMessage(ctx context.Context, accountID string, req *email
 	}
 	m.Tags[TagTemplate] = r.TemplateID
 	m.Tags[TagTemplateVersion] = strconv.Itoa(r.Version)
+	if r.TemplateAlias != "" {
+		m.Tags[TagTemplateAlias] = r.TemplateAlias
+	}
 	return m, nil
 }
 
-// The tags a templated message carries: the template's id and version.
+// The tags a templated message carries: the template's id, alias (when it
+// has one) and version. The message's ACCEPTED event names them too
+// (AcceptedDetail).
 const (
 	TagTemplate        = "template"
+	TagTemplateAlias   = "template_alias"
 	TagTemplateVersion = "template_version"
 )
+
+// AcceptedDetail is the detail of the ACCEPTED (SCHEDULED) event of a
+// message with tags: "rendered from template <alias> (<id>) version <n>"
+// for a templated message, "" for any other. The timeline (GetMessage, the
+// console's Message page) thus records the template version the stored
+// content was rendered from.
+func AcceptedDetail(tags map[string]string) string {
+	id, version := tags[TagTemplate], tags[TagTemplateVersion]
+	if id == "" || version == "" {
+		return ""
+	}
+	if alias := tags[TagTemplateAlias]; alias != "" {
+		return fmt.Sprintf("rendered from template %s (%s) version %s", alias, id, version)
+	}
+	return fmt.Sprintf("rendered from template %s version %s", id, version)
+}

@@ -288,6 +288,7 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /console/providers/{id}/verify", c.authed(c.verifyProvider))
 	m.HandleFunc("GET /console/account", c.authed(c.accountPage))
 	m.HandleFunc("POST /console/account/delete", c.authed(c.deleteAccount))
+	c.templatesRoutes(m)
 	// The operator view (operator.go): its own sign-in, session and cookie.
 	m.HandleFunc("GET /console/operator/signin", c.operatorSignInPage)
 	m.HandleFunc("POST /console/operator/signin", c.operatorSignIn)
@@ -324,7 +325,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	if r.Method == http.MethodPost {
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, formLimit(r.URL.Path))
 		// Every state-changing request comes from the console's own pages.
 		if !c.sameOrigin(r) {
 			c.fail(w, r, nil, http.StatusForbidden, "This request did not come from the console's own pages.")
@@ -439,6 +440,7 @@ type page struct {
 	CanUsage        bool
 	CanDelete       bool
 	CanProviders    bool
+	CanTemplates    bool
 	Data            any
 	Error           string
 	// Operator is the operator session of an operator page (Session is nil
@@ -460,6 +462,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 		p.CanUsage = c.canIngest(p.Session, emailsenderv1.AccountService_ListUsage_FullMethodName)
 		p.CanDelete = c.canIngest(p.Session, emailsenderv1.AccountService_DeleteAccountData_FullMethodName)
 		p.CanProviders = c.canIngest(p.Session, emailsenderv1.AccountService_ListProviders_FullMethodName)
+		p.CanTemplates = c.canTemplates(p.Session, mListTemplates)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(code)
