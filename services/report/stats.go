@@ -26,9 +26,15 @@ import (
 // A bucket made of whole hours is summed from the rollup. An hour the rollup
 // cannot split (the partial hours at the ends of the range, and an hour that
 // a bucket boundary falls inside, when the start or the bucket width is not a
-// whole number of hours) is counted from the messages themselves. A request
-// whose start is on a whole hour with buckets of whole hours (the default
-// request, day buckets from midnight) reads at most one hour of messages.
+// whole number of hours) is cut into pieces at those boundaries, and the
+// messages of the cheaper side are read (hourPlan): either the pieces within
+// the range, counted, or every piece but the largest within the range, whose
+// count is the hour's rollup count less theirs. A start at 15:53 with hour
+// buckets reads the 7 minutes after :53 of each hour, not every hour whole;
+// a start at half past reads half of each hour. A request whose start is on a
+// whole hour with buckets of whole hours (the default request, day buckets
+// from midnight) reads at most the part of one hour after end: none, when end
+// is now.
 
 // statsRow is the count of one status in one bucket for one provider.
 type statsRow struct {
@@ -61,25 +67,94 @@ func splitHours(start, end time.Time, bucket time.Duration) []time.Time {
 // span is a range [lo, hi) of creation times counted from the messages.
 type span struct{ lo, hi time.Time }
 
-// spans are the parts of the split hours within [start, end), adjacent ones
-// joined: one range for all of them when every hour is split.
-func spans(split []time.Time, start, end time.Time) []span {
-	var out []span
-	for _, h := range split {
-		lo, hi := h, h.Add(time.Hour)
-		if lo.Before(start) {
-			lo = start
+// hourPlan is how the hours that one bucket of [start, end) does not hold
+// whole are counted.
+type hourPlan struct {
+	// counted are split hours whose part within [start, end) is counted
+	// from the messages; the rollup's count of them is not read.
+	counted []time.Time
+	// derived are split hours whose count is the rollup's, given to the
+	// bucket of their largest piece within [start, end) (derivedAt, a time
+	// in that piece), less the messages of their other pieces, which are
+	// read and counted in their own bucket when within [start, end).
+	derived, derivedAt []time.Time
+	// spans are the creation times read from the messages, oldest first,
+	// adjacent ones joined.
+	spans []span
+}
+
+// planHours plans the split hours (splitHours) of [start, end): each is read
+// by the cheaper of counting its pieces within [start, end) and deriving
+// its largest one from the rollup.
+func planHours(start, end time.Time, bucket time.Duration) hourPlan {
+	p := hourPlan{counted: []time.Time{}, derived: []time.Time{}, derivedAt: []time.Time{}} // not nil: empty arrays in SQL
+	read := func(lo, hi time.Time) {
+		if !lo.Before(hi) {
+			return
 		}
-		if hi.After(end) {
-			hi = end
+		if n := len(p.spans); n > 0 && p.spans[n-1].hi.Equal(lo) {
+			p.spans[n-1].hi = hi
+			return
 		}
-		if n := len(out); n > 0 && out[n-1].hi.Equal(lo) {
-			out[n-1].hi = hi
+		p.spans = append(p.spans, span{lo, hi})
+	}
+	for _, h := range splitHours(start, end, bucket) {
+		next := h.Add(time.Hour)
+		// The cuts within the hour: start, end and the bucket boundaries.
+		cuts := []time.Time{h}
+		if h.Before(start) {
+			cuts = append(cuts, start)
+		}
+		k := int64(0)
+		if h.After(start) {
+			k = int64((h.Sub(start) + bucket - 1) / bucket)
+		}
+		for b := start.Add(time.Duration(k) * bucket); b.Before(next) && b.Before(end); b = b.Add(bucket) {
+			if b.After(cuts[len(cuts)-1]) {
+				cuts = append(cuts, b)
+			}
+		}
+		if end.Before(next) && end.After(cuts[len(cuts)-1]) {
+			cuts = append(cuts, end)
+		}
+		cuts = append(cuts, next)
+		var inRange time.Duration
+		largest := -1
+		for i := range len(cuts) - 1 {
+			lo, hi := cuts[i], cuts[i+1]
+			if lo.Before(start) || hi.After(end) {
+				continue
+			}
+			inRange += hi.Sub(lo)
+			if largest < 0 || hi.Sub(lo) > cuts[largest+1].Sub(cuts[largest]) {
+				largest = i
+			}
+		}
+		if largest >= 0 && time.Hour-cuts[largest+1].Sub(cuts[largest]) < inRange {
+			p.derived = append(p.derived, h)
+			p.derivedAt = append(p.derivedAt, cuts[largest])
+			read(h, cuts[largest])
+			read(cuts[largest+1], next)
 			continue
 		}
-		out = append(out, span{lo, hi})
+		p.counted = append(p.counted, h)
+		read(maxTime(h, start), minTime(next, end))
 	}
-	return out
+	return p
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // stats counts the account's messages created in [start, end) by bucket
@@ -94,36 +169,49 @@ func spans(split []time.Time, start, end time.Time) []span {
 // merged here, by the provider's uuid: in SQL, ordering by its text compares
 // by collation, which cost more than the rest of the query.
 func (s *store) stats(ctx context.Context, accountID string, start, end time.Time, bucket time.Duration, providerID string) ([]statsRow, error) {
-	split := splitHours(start, end, bucket)
-	// The hours wholly inside [start, end): from the rollup, but for split ones.
+	plan := planHours(start, end, bucket)
+	// The rollup's hours: every hour [start, end) touches, but the counted ones.
 	from, to := start.Truncate(time.Hour), end.Truncate(time.Hour)
-	if from.Before(start) {
-		from = from.Add(time.Hour)
+	if to.Before(end) {
+		to = to.Add(time.Hour)
 	}
 	// Planned with its arguments (QueryExecModeCacheDescribe): an account
 	// with millions of messages and one with a few need different plans.
-	args := []any{pgx.QueryExecModeCacheDescribe, accountID, providerID, from, to, split, start, bucket.Seconds()}
+	args := []any{pgx.QueryExecModeCacheDescribe, accountID, providerID, from, to, plan.counted, start, bucket.Seconds()}
 	arg := func(v any) string {
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args)-1)
 	}
+	// A derived hour's rollup rows, and the messages of its other pieces
+	// (negated), are given to a time in its largest piece (derivedAt).
+	rollupAt, derivedJoin, messageAt, derived := "s.hour", "", "m.created_at, 1", ""
+	if len(plan.derived) > 0 {
+		derived = "unnest(" + arg(plan.derived) + "::timestamptz[], " + arg(plan.derivedAt) + "::timestamptz[]) AS d(hour, at)"
+		rollupAt, derivedJoin = "coalesce(d.at, s.hour)", " LEFT JOIN "+derived+" ON d.hour = s.hour"
+		messageAt = "CASE WHEN m.created_at >= $6 AND m.created_at < " + arg(end) + " THEN m.created_at END, 1), (d.at, -1"
+	}
 	var messages string
-	if sp := spans(split, start, end); len(sp) > 0 {
+	if len(plan.spans) > 0 {
 		// Ranges of constants, so that the planner knows how many rows
 		// each holds, with their id bounds, so that it reads their
 		// partitions only (partition.IDsFrom).
-		ranges := make([]string, len(sp))
-		for i, r := range sp {
+		ranges := make([]string, len(plan.spans))
+		for i, r := range plan.spans {
 			ranges[i] = "m.created_at >= " + arg(r.lo) + " AND m.created_at < " + arg(r.hi) +
 				" AND m.id >= " + arg(partition.IDsFrom(r.lo)) + " AND m.id < " + arg(partition.IDsBefore(r.hi))
 		}
+		join := ""
+		if derived != "" {
+			join = " LEFT JOIN " + derived + " ON d.hour = date_bin('1 hour', m.created_at, '1970-01-01 00:00:00+00')"
+		}
 		messages = `
 			UNION ALL
-			SELECT date_bin(make_interval(secs => $7::double precision), m.created_at, $6), m.provider_id, m.status,
-				count(*)::integer
-			FROM messages m
+			SELECT date_bin(make_interval(secs => $7::double precision), v.at, $6), m.provider_id, m.status,
+				sum(v.n)::integer
+			FROM messages m` + join + `
+			CROSS JOIN LATERAL (VALUES (` + messageAt + `)) AS v(at, n)
 			WHERE m.account_id = $1 AND ($2 = '' OR m.provider_id = NULLIF($2, '')::uuid)
-				AND (` + strings.Join(ranges, " OR ") + `)
+				AND (` + strings.Join(ranges, " OR ") + `) AND v.at IS NOT NULL
 			GROUP BY 1, 2, 3`
 	}
 	sum, group := "c.n", ""
@@ -133,15 +221,18 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 	rows, err := s.pool.Query(ctx, `
 		SELECT date_bin(make_interval(secs => $7::double precision), c.at, $6), c.provider_id, c.status, `+sum+`
 		FROM (
-			SELECT s.hour AS at, s.provider_id, s.status, s.count::integer AS n
-			FROM message_stats s
-			WHERE s.account_id = $1 AND ($2 = '' OR s.provider_id = NULLIF($2, '')::uuid)
-				AND s.hour >= $3 AND s.hour < $4 AND s.hour <> ALL($5::timestamptz[])
-			UNION ALL
-			SELECT p.hour, p.provider_id, p.status, p.delta::integer
-			FROM message_stats_pending p
-			WHERE p.account_id = $1 AND ($2 = '' OR p.provider_id = NULLIF($2, '')::uuid)
-				AND p.hour >= $3 AND p.hour < $4 AND p.hour <> ALL($5::timestamptz[])`+messages+`
+			SELECT `+rollupAt+` AS at, s.provider_id, s.status, s.n
+			FROM (
+				SELECT s.hour, s.provider_id, s.status, s.count::integer AS n
+				FROM message_stats s
+				WHERE s.account_id = $1 AND ($2 = '' OR s.provider_id = NULLIF($2, '')::uuid)
+					AND s.hour >= $3 AND s.hour < $4 AND s.hour <> ALL($5::timestamptz[])
+				UNION ALL
+				SELECT p.hour, p.provider_id, p.status, p.delta::integer
+				FROM message_stats_pending p
+				WHERE p.account_id = $1 AND ($2 = '' OR p.provider_id = NULLIF($2, '')::uuid)
+					AND p.hour >= $3 AND p.hour < $4 AND p.hour <> ALL($5::timestamptz[])
+			) s`+derivedJoin+messages+`
 		) c
 		`+group, args...)
 	if err != nil {

@@ -48,6 +48,59 @@ func TestSplitHours(t *testing.T) {
 	}
 }
 
+func TestPlanHours(t *testing.T) {
+	t.Parallel()
+	at := func(hhmm string) time.Time {
+		ts, err := time.Parse("2006-01-02 15:04", "2030-03-04 "+hhmm)
+		require.NoError(t, err)
+		return ts
+	}
+	hhmm := func(ts []time.Time) []string {
+		out := []string{}
+		for _, x := range ts {
+			out = append(out, x.Format("15:04"))
+		}
+		return out
+	}
+	tests := []struct {
+		name                        string
+		start, end                  string
+		bucket                      time.Duration
+		counted, derived, derivedAt []string
+		spans                       []string
+	}{
+		{"whole hours", "08:00", "11:00", time.Hour, []string{}, []string{}, []string{}, nil},
+		{"end now: the rest of its hour is read", "08:00", "10:50", time.Hour,
+			[]string{}, []string{"10:00"}, []string{"10:00"}, []string{"10:50-11:00"}},
+		{"end early in its hour: counted", "08:00", "10:10", time.Hour,
+			[]string{"10:00"}, []string{}, []string{}, []string{"10:00-10:10"}},
+		{"start at :53, hour buckets: 7 minutes an hour", "08:53", "10:53", time.Hour,
+			[]string{"08:00"}, []string{"09:00", "10:00"}, []string{"09:00", "10:00"},
+			[]string{"08:53-09:00", "09:53-10:00", "10:53-11:00"}},
+		{"start at :07, hour buckets", "08:07", "10:07", time.Hour,
+			[]string{"10:00"}, []string{"08:00", "09:00"}, []string{"08:07", "09:07"},
+			[]string{"08:00-08:07", "09:00-09:07", "10:00-10:07"}},
+		{"15 minute buckets: the largest piece is derived", "08:00", "09:30", 15 * time.Minute,
+			[]string{"09:00"}, []string{"08:00"}, []string{"08:00"}, []string{"08:15-09:30"}},
+		{"within an hour: the 20 minutes around it", "08:10", "08:50", time.Hour,
+			[]string{}, []string{"08:00"}, []string{"08:10"}, []string{"08:00-08:10", "08:50-09:00"}},
+		{"within an hour, short", "08:10", "08:20", time.Hour, []string{"08:00"}, []string{}, []string{}, []string{"08:10-08:20"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := planHours(at(tt.start), at(tt.end), tt.bucket)
+			require.Equal(t, tt.counted, hhmm(p.counted), "counted")
+			require.Equal(t, tt.derived, hhmm(p.derived), "derived")
+			require.Equal(t, tt.derivedAt, hhmm(p.derivedAt), "derivedAt")
+			var spans []string
+			for _, s := range p.spans {
+				spans = append(spans, s.lo.Format("15:04")+"-"+s.hi.Format("15:04"))
+			}
+			require.Equal(t, tt.spans, spans, "spans")
+		})
+	}
+}
+
 // TestStatsRollupExact checks GetStats' counts against a plain count of the
 // messages, whatever the range and bucket, while changes are pending, partly
 // folded and all folded, after inserts and status and provider changes.
@@ -109,6 +162,16 @@ func TestStatsRollupExact(t *testing.T) {
 		{3 * time.Hour, 9 * time.Hour, 15 * time.Minute, ""},
 		{time.Hour, 28 * time.Hour, 90 * time.Minute, providers[1]},
 		{5*time.Hour + 10*time.Minute, 5*time.Hour + 50*time.Minute, time.Hour, ""},
+		// Unaligned starts whose split hours are derived from the rollup
+		// less the messages of their smaller pieces (planHours).
+		{53 * time.Minute, 24*time.Hour + 53*time.Minute, time.Hour, ""},
+		{31 * time.Minute, 24*time.Hour + 31*time.Minute, time.Hour, providers[1]},
+		{7 * time.Minute, 25*time.Hour + 50*time.Minute, time.Hour, ""},
+		{20 * time.Minute, 29*time.Hour + 20*time.Minute, 90 * time.Minute, ""},
+		{50 * time.Minute, 12*time.Hour + 50*time.Minute, 20 * time.Minute, ""},
+		{2*time.Hour + 45*time.Minute, 27*time.Hour + 15*time.Minute, 2 * time.Hour, ""},
+		{time.Hour, 29*time.Hour + 55*time.Minute, time.Hour, ""},
+		{10 * time.Minute, 30 * time.Hour, 24 * time.Hour, providers[0]},
 	}
 	check := func(stage string) {
 		t.Helper()
