@@ -184,11 +184,18 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 	}
 	// A derived hour's rollup rows, and the messages of its other pieces
 	// (negated), are given to a time in its largest piece (derivedAt).
-	rollupAt, derivedJoin, messageAt, derived := "s.hour", "", "m.created_at, 1", ""
+	// A derived hour's rollup rows are given to a time in its largest piece
+	// (derivedAt); the messages of its other pieces are taken off that
+	// bucket below (derivedAt by hour).
+	rollupAt, derivedJoin := "s.hour", ""
+	derivedAt := make(map[int64]time.Time, len(plan.derived)) // by the hour's Unix second
 	if len(plan.derived) > 0 {
-		derived = "unnest(" + arg(plan.derived) + "::timestamptz[], " + arg(plan.derivedAt) + "::timestamptz[]) AS d(hour, at)"
-		rollupAt, derivedJoin = "coalesce(d.at, s.hour)", " LEFT JOIN "+derived+" ON d.hour = s.hour"
-		messageAt = "CASE WHEN m.created_at >= $6 AND m.created_at < " + arg(end) + " THEN m.created_at END, 1), (d.at, -1"
+		rollupAt = "coalesce(d.at, s.hour)"
+		derivedJoin = " LEFT JOIN unnest(" + arg(plan.derived) + "::timestamptz[], " + arg(plan.derivedAt) +
+			"::timestamptz[]) AS d(hour, at) ON d.hour = s.hour"
+		for i, h := range plan.derived {
+			derivedAt[h.Unix()] = plan.derivedAt[i]
+		}
 	}
 	var messages string
 	if len(plan.spans) > 0 {
@@ -200,26 +207,26 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 			ranges[i] = "m.created_at >= " + arg(r.lo) + " AND m.created_at < " + arg(r.hi) +
 				" AND m.id >= " + arg(partition.IDsFrom(r.lo)) + " AND m.id < " + arg(partition.IDsBefore(r.hi))
 		}
-		join := ""
-		if derived != "" {
-			join = " LEFT JOIN " + derived + " ON d.hour = date_bin('1 hour', m.created_at, '1970-01-01 00:00:00+00')"
-		}
+		// Grouped by bucket, hour and whether within [start, end): a
+		// derived hour's messages are counted in their bucket when within
+		// the range, and taken off its derived bucket (below).
 		messages = `
-			UNION ALL
-			SELECT date_bin(make_interval(secs => $7::double precision), v.at, $6), m.provider_id, m.status,
-				sum(v.n)::integer
-			FROM messages m` + join + `
-			CROSS JOIN LATERAL (VALUES (` + messageAt + `)) AS v(at, n)
-			WHERE m.account_id = $1 AND ($2 = '' OR m.provider_id = NULLIF($2, '')::uuid)
-				AND (` + strings.Join(ranges, " OR ") + `) AND v.at IS NOT NULL
-			GROUP BY 1, 2, 3`
+		UNION ALL
+		SELECT date_bin(make_interval(secs => $7::double precision), m.created_at, $6),
+			date_bin('1 hour', m.created_at, '1970-01-01 00:00:00+00'), m.created_at >= $6 AND m.created_at < ` + arg(end) + `,
+			m.provider_id, m.status, count(*)::integer
+		FROM messages m
+		WHERE m.account_id = $1 AND ($2 = '' OR m.provider_id = NULLIF($2, '')::uuid)
+			AND (` + strings.Join(ranges, " OR ") + `)
+		GROUP BY 1, 2, 3, 4, 5`
 	}
 	sum, group := "c.n", ""
 	if bucket > time.Hour {
-		sum, group = "sum(c.n)", "GROUP BY 1, 2, 3"
+		sum, group = "sum(c.n)", "GROUP BY 1, 4, 5"
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT date_bin(make_interval(secs => $7::double precision), c.at, $6), c.provider_id, c.status, `+sum+`
+		SELECT date_bin(make_interval(secs => $7::double precision), c.at, $6), NULL::timestamptz, true,
+			c.provider_id, c.status, `+sum+`
 		FROM (
 			SELECT `+rollupAt+` AS at, s.provider_id, s.status, s.n
 			FROM (
@@ -232,9 +239,9 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 				FROM message_stats_pending p
 				WHERE p.account_id = $1 AND ($2 = '' OR p.provider_id = NULLIF($2, '')::uuid)
 					AND p.hour >= $3 AND p.hour < $4 AND p.hour <> ALL($5::timestamptz[])
-			) s`+derivedJoin+messages+`
+			) s`+derivedJoin+`
 		) c
-		`+group, args...)
+		`+group+messages, args...)
 	if err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
 	}
@@ -252,18 +259,27 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 		providers [][16]byte
 		rank      = map[[16]byte]int{}
 		at        time.Time
+		hour      *time.Time
+		inRange   bool
 		provider  [16]byte
 		status    int16
 		n         int64
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&at, &provider, &status, &n}, func() error {
+	if _, err := pgx.ForEachRow(rows, []any{&at, &hour, &inRange, &provider, &status, &n}, func() error {
 		p, ok := rank[provider]
 		if !ok {
 			p = len(providers)
 			rank[provider] = p
 			providers = append(providers, provider)
 		}
-		got = append(got, row{bucket: int64(at.Sub(start) / bucket), provider: p, status: status, count: n})
+		if inRange {
+			got = append(got, row{bucket: int64(at.Sub(start) / bucket), provider: p, status: status, count: n})
+		}
+		if hour != nil {
+			if d, ok := derivedAt[hour.Unix()]; ok {
+				got = append(got, row{bucket: int64(d.Sub(start) / bucket), provider: p, status: status, count: -n})
+			}
+		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
