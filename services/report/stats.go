@@ -248,14 +248,8 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 	// Each row's key is one integer, so that sorting compares integers:
 	// the bucket's number from start, the provider's rank among the
 	// account's (by uuid), the status.
-	type row struct {
-		bucket   int64
-		provider int
-		status   int16
-		count    int64
-	}
 	var (
-		got       []row
+		got       = make([]countRow, 0, 1024)
 		providers [][16]byte
 		rank      = map[[16]byte]int{}
 		at        time.Time
@@ -273,11 +267,11 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 			providers = append(providers, provider)
 		}
 		if inRange {
-			got = append(got, row{bucket: int64(at.Sub(start) / bucket), provider: p, status: status, count: n})
+			got = append(got, countRow{bucket: int64(at.Sub(start) / bucket), provider: p, status: status, count: n})
 		}
 		if hour != nil {
 			if d, ok := derivedAt[hour.Unix()]; ok {
-				got = append(got, row{bucket: int64(d.Sub(start) / bucket), provider: p, status: status, count: -n})
+				got = append(got, countRow{bucket: int64(d.Sub(start) / bucket), provider: p, status: status, count: -n})
 			}
 		}
 		return nil
@@ -296,6 +290,26 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 	for r, i := range byID {
 		order[i] = r
 	}
+	ids := make([]string, len(providers))
+	for r, i := range byID {
+		ids[r] = uuid.UUID(providers[i]).String()
+	}
+	// Few enough buckets, providers and statuses: summed into a dense
+	// array in key order, which needs no sort (30 days of hour buckets of
+	// five providers: 58,000 cells for 32,000 rows).
+	nb := int64((end.Sub(start) + bucket - 1) / bucket)
+	if cells := nb * int64(len(providers)) * statusSlots; cells <= maxDenseCells {
+		if out, ok := denseStats(got, order, ids, nb, start, bucket); ok {
+			return out, nil
+		}
+	}
+	return sortStats(got, order, ids, start, bucket), nil
+}
+
+// sortStats sums rows by bucket, provider (its rank by uuid: order) and
+// status by sorting them by one integer key, and returns the non-zero sums
+// in key order.
+func sortStats(got []countRow, order []int, ids []string, start time.Time, bucket time.Duration) []statsRow {
 	type keyed struct {
 		key   uint64
 		count int64
@@ -305,10 +319,6 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 		keys[i] = keyed{uint64(r.bucket)<<32 | uint64(order[r.provider])<<16 | uint64(uint16(r.status)), r.count}
 	}
 	slices.SortFunc(keys, func(a, b keyed) int { return cmp.Compare(a.key, b.key) })
-	ids := make([]string, len(providers))
-	for r, i := range byID {
-		ids[r] = uuid.UUID(providers[i]).String()
-	}
 	out := make([]statsRow, 0, len(keys))
 	for i, k := range keys {
 		if i+1 < len(keys) && keys[i+1].key == k.key {
@@ -325,7 +335,51 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 			count:      k.count,
 		})
 	}
-	return out, nil
+	return out
+}
+
+// countRow is one count read by stats: its bucket's number from start, its
+// provider (the index of the first seen), status and count.
+type countRow struct {
+	bucket   int64
+	provider int
+	status   int16
+	count    int64
+}
+
+const (
+	// statusSlots is the room for statuses (0 to 15) in denseStats.
+	statusSlots = 16
+	// maxDenseCells bounds denseStats' array (8 bytes a cell).
+	maxDenseCells = 1 << 18
+)
+
+// denseStats sums rows into an array indexed by bucket, provider (its rank
+// by uuid: order) and status, and returns its non-zero cells in that order;
+// false when a row does not fit (a status beyond the slots).
+func denseStats(rows []countRow, order []int, ids []string, nb int64, start time.Time, bucket time.Duration) ([]statsRow, bool) {
+	np := int64(len(ids))
+	cells := make([]int64, nb*np*statusSlots)
+	for _, r := range rows {
+		if r.status < 0 || r.status >= statusSlots || r.bucket < 0 || r.bucket >= nb {
+			return nil, false
+		}
+		cells[(r.bucket*np+int64(order[r.provider]))*statusSlots+int64(r.status)] += r.count
+	}
+	out := make([]statsRow, 0, len(rows))
+	for i, n := range cells {
+		if n == 0 {
+			continue
+		}
+		k := int64(i)
+		out = append(out, statsRow{
+			bucket:     start.Add(time.Duration(k/statusSlots/np) * bucket).UTC(),
+			providerID: ids[k/statusSlots%np],
+			status:     emailsenderv1.MessageStatus_Value(k % statusSlots),
+			count:      n,
+		})
+	}
+	return out, true
 }
 
 // foldBatch is the most pending changes one fold transaction moves.

@@ -288,3 +288,23 @@ func TestStatsFoldDropsDeletedAccounts(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{kept}, got)
 }
+
+// TestDenseStatsMatchesSort: the dense sum and the sorted one agree, and
+// the dense one declines what does not fit its array.
+func TestDenseStatsMatchesSort(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	start := time.Date(2030, 3, 4, 0, 0, 0, 0, time.UTC)
+	ids := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	order := []int{2, 0, 1}
+	const nb = 40
+	var rows []countRow
+	for range 2000 {
+		rows = append(rows, countRow{bucket: rng.Int64N(nb), provider: rng.IntN(3), status: int16(rng.IntN(10)), count: rng.Int64N(7) - 3})
+	}
+	dense, ok := denseStats(rows, order, ids, nb, start, time.Hour)
+	require.True(t, ok)
+	require.Equal(t, sortStats(rows, order, ids, start, time.Hour), dense)
+	_, ok = denseStats(append(rows, countRow{bucket: 1, status: statusSlots}), order, ids, nb, start, time.Hour)
+	require.False(t, ok)
+}
