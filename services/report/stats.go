@@ -143,6 +143,33 @@ func planHours(start, end time.Time, bucket time.Duration) hourPlan {
 	return p
 }
 
+// maxPieceScans is the most pieces stats reads in scans of their own.
+const maxPieceScans = 64
+
+// pieces cuts spans at whole hours, at the bucket boundaries from start and
+// at start and end, so that each piece lies in one hour and one bucket, and
+// wholly within [start, end) or outside it.
+func pieces(spans []span, start, end time.Time, bucket time.Duration) []span {
+	var out []span
+	for _, sp := range spans {
+		for lo := sp.lo; lo.Before(sp.hi); {
+			hi := minTime(sp.hi, lo.Truncate(time.Hour).Add(time.Hour))
+			switch {
+			case lo.Before(start):
+				hi = minTime(hi, start)
+			case lo.Before(end):
+				hi = minTime(minTime(hi, end), start.Add((lo.Sub(start)/bucket+1)*bucket))
+			}
+			out = append(out, span{lo, hi})
+			if len(out) > maxPieceScans {
+				return out
+			}
+			lo = hi
+		}
+	}
+	return out
+}
+
 func maxTime(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -198,24 +225,42 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 		}
 	}
 	var messages string
-	if len(plan.spans) > 0 {
-		// Ranges of constants, so that the planner knows how many rows
-		// each holds, with their id bounds, so that it reads their
+	where := func(r span) string {
+		// Bounds of constants, so that the planner knows how many rows
+		// each range holds, with their id bounds, so that it reads their
 		// partitions only (partition.IDsFrom).
-		// One scan each (UNION ALL, not OR: each is planned and pruned
-		// on its own, and estimated as what it is; ORed ranges made a
-		// bitmap of every range, estimated at a thirtieth of its rows).
+		return `
+			FROM messages m
+			WHERE m.account_id = $1 AND ($2 = '' OR m.provider_id = NULLIF($2, '')::uuid)
+				AND m.created_at >= ` + arg(r.lo) + " AND m.created_at < " + arg(r.hi) +
+			" AND m.id >= " + arg(partition.IDsFrom(r.lo)) + " AND m.id < " + arg(partition.IDsBefore(r.hi))
+	}
+	// One scan per range (UNION ALL, not OR: each is planned, pruned and
+	// estimated on its own; ORed ranges made one bitmap of them all and a
+	// parallel sort). Each piece lies in one bucket and one hour, on one
+	// side of start and end, so its scan counts by provider and status
+	// only; many pieces (sub-hour buckets over a long range) are read as
+	// their spans, grouped by bucket, hour and range membership. A
+	// derived hour's messages are counted in their bucket when within the
+	// range, and taken off its derived bucket (below).
+	if ps := pieces(plan.spans, start, end, bucket); len(ps) > 0 && len(ps) <= maxPieceScans {
+		arms := make([]string, len(ps))
+		for i, r := range ps {
+			at := start.Add(r.lo.Sub(start) / bucket * bucket)
+			in := !r.lo.Before(start) && !r.hi.After(end)
+			arms[i] = `
+		UNION ALL
+		SELECT ` + arg(at) + `::timestamptz, ` + arg(r.lo.Truncate(time.Hour)) + `::timestamptz, ` + arg(in) + `::boolean,
+			m.provider_id, m.status, count(*)::integer` + where(r) + `
+		GROUP BY 4, 5`
+		}
+		messages = strings.Join(arms, "")
+	} else if len(plan.spans) > 0 {
 		ranges := make([]string, len(plan.spans))
 		for i, r := range plan.spans {
 			ranges[i] = `
-			SELECT m.created_at, m.provider_id, m.status FROM messages m
-			WHERE m.account_id = $1 AND ($2 = '' OR m.provider_id = NULLIF($2, '')::uuid)
-				AND m.created_at >= ` + arg(r.lo) + " AND m.created_at < " + arg(r.hi) +
-				" AND m.id >= " + arg(partition.IDsFrom(r.lo)) + " AND m.id < " + arg(partition.IDsBefore(r.hi))
+			SELECT m.created_at, m.provider_id, m.status` + where(r)
 		}
-		// Grouped by bucket, hour and whether within [start, end): a
-		// derived hour's messages are counted in their bucket when within
-		// the range, and taken off its derived bucket (below).
 		messages = `
 		UNION ALL
 		SELECT date_bin(make_interval(secs => $7::double precision), m.created_at, $6),

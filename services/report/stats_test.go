@@ -48,6 +48,25 @@ func TestSplitHours(t *testing.T) {
 	}
 }
 
+func TestPieces(t *testing.T) {
+	t.Parallel()
+	at := func(hhmm string) time.Time {
+		ts, err := time.Parse("2006-01-02 15:04", "2030-03-04 "+hhmm)
+		require.NoError(t, err)
+		return ts
+	}
+	start, end := at("08:31"), at("11:20")
+	spans := []span{{at("08:00"), at("08:31")}, {at("08:31"), at("10:10")}, {at("11:10"), at("12:00")}}
+	var got []string
+	for _, p := range pieces(spans, start, end, 40*time.Minute) {
+		got = append(got, p.lo.Format("15:04")+"-"+p.hi.Format("15:04"))
+	}
+	// Cut at start, whole hours, the buckets from 08:31 (09:11, 09:51,
+	// 10:31, 11:11) and end.
+	require.Equal(t, []string{"08:00-08:31", "08:31-09:00", "09:00-09:11", "09:11-09:51", "09:51-10:00", "10:00-10:10",
+		"11:10-11:11", "11:11-11:20", "11:20-12:00"}, got)
+}
+
 func TestPlanHours(t *testing.T) {
 	t.Parallel()
 	at := func(hhmm string) time.Time {
@@ -172,6 +191,8 @@ func TestStatsRollupExact(t *testing.T) {
 		{2*time.Hour + 45*time.Minute, 27*time.Hour + 15*time.Minute, 2 * time.Hour, ""},
 		{time.Hour, 29*time.Hour + 55*time.Minute, time.Hour, ""},
 		{10 * time.Minute, 30 * time.Hour, 24 * time.Hour, providers[0]},
+		// More pieces than maxPieceScans: read as spans, grouped in SQL.
+		{7 * time.Minute, 29 * time.Hour, 15 * time.Minute, ""},
 	}
 	check := func(stage string) {
 		t.Helper()
