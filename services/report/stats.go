@@ -204,7 +204,7 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 	}
 	// Planned with its arguments (QueryExecModeCacheDescribe): an account
 	// with millions of messages and one with a few need different plans.
-	args := []any{pgx.QueryExecModeCacheDescribe, accountID, providerID, from, to, plan.counted, start, bucket.Seconds()}
+	args := []any{pgx.QueryExecModeCacheDescribe, accountID, providerID, from, to, plan.counted}
 	arg := func(v any) string {
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args)-1)
@@ -263,20 +263,23 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 		}
 		messages = `
 		UNION ALL
-		SELECT date_bin(make_interval(secs => $7::double precision), m.created_at, $6),
-			date_bin('1 hour', m.created_at, '1970-01-01 00:00:00+00'), m.created_at >= $6 AND m.created_at < ` + arg(end) + `,
+		SELECT date_bin(make_interval(secs => ` + arg(bucket.Seconds()) + `::double precision), m.created_at, ` + arg(start) + `),
+			date_bin('1 hour', m.created_at, '1970-01-01 00:00:00+00'), m.created_at >= ` + arg(start) + ` AND m.created_at < ` + arg(end) + `,
 			m.provider_id, m.status, count(*)::integer
 		FROM (` + strings.Join(ranges, `
 			UNION ALL`) + `
 		) m
 		GROUP BY 1, 2, 3, 4, 5`
 	}
-	sum, group := "c.n", ""
+	// Rows of hour buckets are numbered in Go (by their time from start,
+	// which no rollup row is before: an hour start is within is split).
+	atSQL, sum, group := "c.at", "c.n", ""
 	if bucket > time.Hour {
+		atSQL = "date_bin(make_interval(secs => " + arg(bucket.Seconds()) + "::double precision), c.at, " + arg(start) + ")"
 		sum, group = "sum(c.n)", "GROUP BY 1, 4, 5"
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT date_bin(make_interval(secs => $7::double precision), c.at, $6), NULL::timestamptz, true,
+		SELECT `+atSQL+`, NULL::timestamptz, true,
 			c.provider_id, c.status, `+sum+`
 		FROM (
 			SELECT `+rollupAt+` AS at, s.provider_id, s.status, s.n
