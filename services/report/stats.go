@@ -278,7 +278,24 @@ func (s *store) stats(ctx context.Context, accountID string, start, end time.Tim
 		atSQL = "date_bin(make_interval(secs => " + arg(bucket.Seconds()) + "::double precision), c.at, " + arg(start) + ")"
 		sum, group = "sum(c.n)", "GROUP BY 1, 4, 5"
 	}
-	rows, err := s.pool.Query(ctx, `
+	// The scans of messages are small (at most half of each split hour):
+	// run in one process. Parallel workers cost more than they save on
+	// them (EXPLAIN at 10M: 65 ms in the leader for 26 ms in each of
+	// three processes), so the statement runs in a read-only transaction
+	// that turns them off.
+	var q querier = s.pool
+	if messages != "" {
+		tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return nil, fmt.Errorf("stats: %w", err)
+		}
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		if _, err := tx.Exec(ctx, `SET LOCAL max_parallel_workers_per_gather = 0`); err != nil {
+			return nil, fmt.Errorf("stats: %w", err)
+		}
+		q = tx
+	}
+	rows, err := q.Query(ctx, `
 		SELECT `+atSQL+`, NULL::timestamptz, true,
 			c.provider_id, c.status, `+sum+`
 		FROM (
@@ -390,6 +407,11 @@ func sortStats(got []countRow, order []int, ids []string, start time.Time, bucke
 		})
 	}
 	return out
+}
+
+// querier runs a query: the pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // countRow is one count read by stats: its bucket's number from start, its
