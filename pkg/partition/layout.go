@@ -11,6 +11,8 @@
 //	recipients, events            its creation time (NewMessageID); a bound is
 //	                              IDBound of the boundary. Primary keys and lookups
 //	                              by message id are as before and touch one partition.
+//	message_stats                 hour (GetStats' rollup: the hour its messages were
+//	                              created in), dropped with the messages of its range
 //	usage_records                 at
 //	idempotency_keys              created_at
 //
@@ -43,7 +45,7 @@ type Class int
 const (
 	// Content: message bodies and attachments (RETENTION_PERIOD).
 	Content Class = iota
-	// Metadata: messages, recipients, events (METADATA_RETENTION).
+	// Metadata: messages, recipients, events, message_stats (METADATA_RETENTION).
 	Metadata
 	// Usage: API usage records (USAGE_RETENTION).
 	Usage
@@ -109,16 +111,26 @@ type Table struct {
 	// reads the stored content: the worker has the job, and its retries,
 	// redeliveries and failover republish the job they hold.
 	KeepWhileQueued bool
+	// Span is the time a key stands for: a row keyed k is about [k, k +
+	// Span) (message_stats: the messages created in the hour k). A
+	// partition expires once its highest key's span has, and is kept while
+	// the outbox holds a message of that span. Zero for instants.
+	Span time.Duration
 }
 
 // Layout is every partitioned table. recipients and events are dropped in
-// step with messages (same keys, same class), message_contents earlier.
+// step with messages (same keys, same class), message_stats with them (its
+// hours are the messages' creation times), message_contents earlier.
 func Layout() []Table {
 	return []Table{
 		{Name: "messages", Key: "id", Kind: MessageID, Class: Metadata, KeepWhileQueued: true},
 		{Name: "recipients", Key: "message_id", Kind: MessageID, Class: Metadata, KeepWhileQueued: true},
 		{Name: "events", Key: "message_id", Kind: MessageID, Class: Metadata, KeepWhileQueued: true},
 		{Name: "message_contents", Key: "message_id", Kind: MessageID, Class: Content, KeepWhileQueued: true},
+		// GetStats' hourly rollup: the counts of an hour's messages go with
+		// the partition of messages that held them (same class, and kept
+		// with it while the outbox holds a message of its range).
+		{Name: "message_stats", Key: "hour", Kind: Timestamp, Class: Metadata, KeepWhileQueued: true, Span: time.Hour},
 		{Name: "usage_records", Key: "at", Kind: Timestamp, Class: Usage},
 		{Name: "idempotency_keys", Key: "created_at", Kind: Timestamp, Class: Idempotency},
 	}

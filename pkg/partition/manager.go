@@ -328,17 +328,22 @@ func (m *Manager) extend(ctx context.Context, conn *pgx.Conn, t Table, now time.
 }
 
 // expired returns the partitions of t to drop at now: from the bottom, those
-// whose range ends at or before now minus t's retention, up to the first
+// whose range (and its last key's Table.Span) ends at or before now minus
+// t's retention, up to the first
 // that is not expired or, for KeepWhileQueued, holds the message id pending
 // (kept names that one). Only the empty _past partition is not worth a
 // drop: nil then.
 func (m *Manager) expired(t Table, parts []Partition, pending *uuid.UUID, now time.Time) (drop []Partition, kept string) {
 	cutoff := at(now.Add(-m.ret.of(t.Class)))
 	for _, p := range parts {
-		if p.hi.inf != 0 || cutoff.before(p.hi) {
+		if p.hi.inf != 0 {
 			break
 		}
-		if t.KeepWhileQueued && pending != nil && bytes.Compare(pending[:], hiID(p)) < 0 {
+		end := p.hi.t.Add(t.Span) // the end of the times its keys stand for
+		if cutoff.before(at(end)) {
+			break
+		}
+		if t.KeepWhileQueued && pending != nil && bytes.Compare(pending[:], idBound(end)) < 0 {
 			if !strings.HasSuffix(p.Name, pastSuffix) {
 				kept = p.Name
 			}
@@ -403,8 +408,8 @@ func (m *Manager) expire(ctx context.Context, conn *pgx.Conn, t Table, now time.
 	return nil
 }
 
-func hiID(p Partition) []byte {
-	b := IDBound(p.hi.t)
+func idBound(t time.Time) []byte {
+	b := IDBound(t)
 	return b[:]
 }
 

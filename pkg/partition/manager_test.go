@@ -41,7 +41,9 @@ func (b *testBundle) run(t *testing.T) partition.Pass {
 
 // message stores a message created at created (its id made from it), with
 // a recipient, an event, its content, a usage record and an idempotency
-// key of the same time, as ingest and report write them.
+// key of the same time, as ingest and report write them, and a count of
+// its hour in message_stats (as the report's fold writes it; its provider
+// id is the message id, to find it by).
 func (b *testBundle) message(t *testing.T, created time.Time) uuid.UUID {
 	t.Helper()
 	id, err := partition.NewMessageID(created)
@@ -65,6 +67,8 @@ func (b *testBundle) messageWithID(t *testing.T, id uuid.UUID, created time.Time
 		uuid.New(), b.account, created)
 	batch.Queue(`INSERT INTO idempotency_keys (account_id, key, request_hash, message_id, status, created_at) VALUES ($1, $2, '\x00', $3, 1, $4)`,
 		b.account, id.String(), id, created)
+	batch.Queue(`INSERT INTO message_stats (account_id, hour, provider_id, status, count)
+		VALUES ($1, date_bin('1 hour', $2::timestamptz, '1970-01-01 00:00:00+00'), $3, 4, 1)`, b.account, created, id)
 	require.NoError(t, b.db.Pool.SendBatch(ctx, batch).Close())
 }
 
@@ -79,6 +83,7 @@ func (b *testBundle) where(t *testing.T, table string, id uuid.UUID) string {
 		"events":           `SELECT tableoid::regclass::text FROM events WHERE message_id = $1`,
 		"usage_records":    `SELECT tableoid::regclass::text FROM usage_records WHERE at = (SELECT created_at FROM messages WHERE id = $1)`,
 		"idempotency_keys": `SELECT tableoid::regclass::text FROM idempotency_keys WHERE key = $1::text`,
+		"message_stats":    `SELECT tableoid::regclass::text FROM message_stats WHERE provider_id = $1`,
 	}[table]
 	var part string
 	err := b.db.Pool.QueryRow(t.Context(), q, id).Scan(&part)
@@ -117,12 +122,19 @@ func TestManagerRotation(t *testing.T) {
 	d0 := b.clock.Truncate(day)
 	p := func(table string, d int) string { return partition.PeriodName(table, d0.Add(time.Duration(d)*day)) }
 
-	history, err := partition.List(ctx, b.db.Pool, "messages")
-	require.NoError(t, err)
-	require.Len(t, history, 3)
-	b0 := history[0].To // the partitions migration's minute; its partition runs for a day
-	pB0 := func(table string) string { return partition.PeriodName(table, b0) }
-	pFirst := func(table string) string { return partition.PeriodName(table, b0.Add(day)) } // up to day 2
+	// The partitions migration's minute (for message_stats, its own
+	// migration's): the first partition runs for a day from it.
+	b0s := map[string]time.Time{}
+	for _, table := range partition.Layout() {
+		history, err := partition.List(ctx, b.db.Pool, table.Name)
+		require.NoError(t, err)
+		require.Len(t, history, 3)
+		b0s[table.Name] = history[0].To
+	}
+	b0 := b0s["messages"]
+	var err error
+	pB0 := func(table string) string { return partition.PeriodName(table, b0s[table]) }
+	pFirst := func(table string) string { return partition.PeriodName(table, b0s[table].Add(day)) } // up to day 2
 
 	old := b.message(t, b0.Add(-time.Hour)) // before the migration: _history
 	far := b.message(t, d0.Add(10*day+time.Hour))
@@ -153,6 +165,13 @@ func TestManagerRotation(t *testing.T) {
 	}
 	require.Equal(t, p("usage_records", 2), b.where(t, "usage_records", day2))
 	require.Equal(t, p("idempotency_keys", 2), b.where(t, "idempotency_keys", day2))
+	// The counts of an hour are in the partition of that hour: queued's
+	// hour began before its own migration's minute plus a day.
+	require.Equal(t, "message_stats_history", b.where(t, "message_stats", old))
+	require.Less(t, b0.Add(day).Truncate(time.Hour), b0s["message_stats"].Add(day))
+	require.Equal(t, pB0("message_stats"), b.where(t, "message_stats", queued))
+	require.Equal(t, p("message_stats", 2), b.where(t, "message_stats", day2))
+	require.Equal(t, "message_stats_future", b.where(t, "message_stats", far))
 
 	// A week later: periods up to day 11, the row beyond moved into day 10;
 	// content older than 3 days is dropped up to the partition of the
@@ -165,18 +184,27 @@ func TestManagerRotation(t *testing.T) {
 			require.Contains(t, pass.Created, p(table.Name, d))
 		}
 	}
-	require.EqualValues(t, 6, pass.Moved, "the far message's rows in the six tables")
-	for _, table := range []string{"messages", "message_contents", "recipients", "events"} {
+	require.EqualValues(t, 7, pass.Moved, "the far message's rows in the seven tables")
+	for _, table := range []string{"messages", "message_contents", "recipients", "events", "message_stats"} {
 		require.Equal(t, p(table, 10), b.where(t, table, far))
 	}
 	require.ElementsMatch(t, []string{
 		"messages_history", pB0("messages"), "recipients_history", pB0("recipients"), "events_history", pB0("events"),
-		"message_contents_history", pB0("message_contents"),
+		"message_contents_history", pB0("message_contents"), "message_stats_history",
 		"usage_records_history", pB0("usage_records"), pFirst("usage_records"), p("usage_records", 2),
 		"idempotency_keys_history", pB0("idempotency_keys"), pFirst("idempotency_keys"), p("idempotency_keys", 2),
 		p("idempotency_keys", 3), p("idempotency_keys", 4), p("idempotency_keys", 5),
 	}, pass.Dropped)
-	require.ElementsMatch(t, []string{pFirst("messages"), pFirst("recipients"), pFirst("events"), pFirst("message_contents")}, pass.Kept)
+	// message_stats' partition of the queued message's hour is kept with
+	// its messages (a partition of hours holds the messages of an hour
+	// more: Table.Span).
+	require.ElementsMatch(t, []string{pFirst("messages"), pFirst("recipients"), pFirst("events"), pFirst("message_contents"),
+		pB0("message_stats")}, pass.Kept)
+	require.Equal(t, "", b.where(t, "message_stats", old))
+	require.Equal(t, pB0("message_stats"), b.where(t, "message_stats", queued))
+	require.Equal(t, p("message_stats", 2), b.where(t, "message_stats", day2))
+	require.Equal(t, []string{"message_stats_past", pB0("message_stats"), pFirst("message_stats"), p("message_stats", 2)},
+		b.names(t, "message_stats")[:4])
 	for _, table := range []string{"messages", "message_contents", "recipients", "events"} {
 		require.Equal(t, "", b.where(t, table, old))
 		require.Equal(t, "", b.where(t, table, today))
@@ -194,7 +222,7 @@ func TestManagerRotation(t *testing.T) {
 	pass = b.run(t)
 	require.Empty(t, pass.Created)
 	require.ElementsMatch(t, []string{
-		pFirst("messages"), pFirst("recipients"), pFirst("events"),
+		pFirst("messages"), pFirst("recipients"), pFirst("events"), pB0("message_stats"), pFirst("message_stats"),
 		pFirst("message_contents"), p("message_contents", 2), p("message_contents", 3),
 	}, pass.Dropped)
 	require.Empty(t, pass.Kept)
@@ -202,6 +230,8 @@ func TestManagerRotation(t *testing.T) {
 	require.Equal(t, "", b.where(t, "message_contents", day2))
 	require.Equal(t, "", b.where(t, "messages", queued))
 	require.Equal(t, p("messages", 2), b.where(t, "messages", day2), "metadata outlives content")
+	require.Equal(t, "", b.where(t, "message_stats", queued), "the counts go with their messages")
+	require.Equal(t, p("message_stats", 2), b.where(t, "message_stats", day2))
 	require.Equal(t, []string{"message_contents_past", p("message_contents", 4)}, b.names(t, "message_contents")[:2])
 
 	// Nothing is due: a pass changes nothing.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/namirasoft/email-sender/pkg/partition"
@@ -175,4 +176,77 @@ func TestMigratePartitionsKeepsData(t *testing.T) {
 	_, err = db.Pool.Exec(ctx, `INSERT INTO messages (id, account_id, provider_id, provider_kind, status, from_address, recipient_count, size_bytes, created_at, updated_at)
 		VALUES ($1, $2, $3, 'smtp', 1, 'a@example.com', 1, 1, now(), now())`, msgs[1].id, acc, prov)
 	require.ErrorContains(t, err, "duplicate key")
+}
+
+// TestMigrateMessageStatsPartitionsKeepsData migrates a database with
+// GetStats' rollup (message_stats, before its partitions migration) to the
+// latest schema: every count is kept, in the partition of its hour, and the
+// fold's upsert goes on working.
+func TestMigrateMessageStatsPartitionsKeepsData(t *testing.T) {
+	t.Parallel()
+	ms, err := schema.Migrations()
+	require.NoError(t, err)
+	version := 0
+	for _, m := range ms {
+		if strings.HasSuffix(m.Name, "_message_stats_retention") {
+			version = m.Version
+		}
+	}
+	require.NotZero(t, version, "the message_stats partitions migration")
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	_, err = schema.MigrateTo(ctx, db.Pool, version-1)
+	require.NoError(t, err)
+
+	acc, prov := uuid.New(), uuid.New()
+	hour := time.Now().UTC().Truncate(time.Hour)
+	hours := []time.Time{hour.Add(-100 * 24 * time.Hour), hour.Add(-time.Hour), hour, hour.Add(3 * 24 * time.Hour)}
+	for i, h := range hours {
+		_, err := db.Pool.Exec(ctx, `INSERT INTO message_stats (account_id, hour, provider_id, status, count) VALUES ($1, $2, $3, $4, $5)`,
+			acc, h, prov, 4+i%2, 10+i)
+		require.NoError(t, err)
+	}
+	type row struct {
+		Hour   time.Time
+		Status int16
+		Count  int64
+		Part   string
+	}
+	read := func() []row {
+		rows, err := db.Pool.Query(ctx, `SELECT hour, status, count, tableoid::regclass::text FROM message_stats ORDER BY hour`)
+		require.NoError(t, err)
+		out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+		require.NoError(t, err)
+		for i := range out {
+			out[i].Hour = out[i].Hour.UTC()
+		}
+		return out
+	}
+	before := read()
+	require.Len(t, before, 4)
+
+	applied, err := schema.Migrate(ctx, db.Pool)
+	require.NoError(t, err)
+	require.Contains(t, applied, version)
+	after := read()
+	require.Len(t, after, 4)
+	for i := range before {
+		require.Equal(t, before[i].Hour, after[i].Hour)
+		require.Equal(t, before[i].Status, after[i].Status)
+		require.Equal(t, before[i].Count, after[i].Count)
+	}
+	require.Equal(t, []string{"message_stats_history", "message_stats_history", "message_stats_history", "message_stats_future"},
+		[]string{after[0].Part, after[1].Part, after[2].Part, after[3].Part})
+	var gone bool
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT to_regclass('message_stats_0014') IS NULL`).Scan(&gone))
+	require.True(t, gone, "the old table is dropped")
+
+	// The fold's upsert on the partitioned table.
+	_, err = db.Pool.Exec(ctx, `INSERT INTO message_stats AS s (account_id, hour, provider_id, status, count) VALUES ($1, $2, $3, 4, 5)
+		ON CONFLICT (account_id, hour, provider_id, status) DO UPDATE SET count = s.count + excluded.count`, acc, hours[0], prov)
+	require.NoError(t, err)
+	var n int64
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count FROM message_stats WHERE account_id = $1 AND hour = $2 AND status = 4`,
+		acc, hours[0]).Scan(&n))
+	require.EqualValues(t, 15, n)
 }

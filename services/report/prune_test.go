@@ -73,7 +73,7 @@ func scanned(t *testing.T, pool *pgxpool.Pool, q pgx.TraceQueryStartData) []stri
 // recipients and events; ListMessages and GetStats over a time range read
 // the partitions of that range only (and a minute of each neighbour, the
 // ids' allowed skew: partition.IDSkew), GetStats those of the hours it
-// counts from the messages, a recipient's list those of recipients too;
+// counts from the messages and those of message_stats of its hours, a recipient's list those of recipients too;
 // applying an event touches its message's partitions only; ListMessages
 // without a range reads the newest partitions first and stops at its limit.
 func TestQueriesPrunePartitions(t *testing.T) {
@@ -143,12 +143,25 @@ func TestQueriesPrunePartitions(t *testing.T) {
 	}
 	slices.Sort(want)
 	require.Len(t, want, 4)
+	rollup := 0
 	for _, q := range log.take() {
+		if strings.Contains(q.SQL, "FROM message_stats ") {
+			// GetStats' rollup: the partitions of the range's hours only.
+			rollup++
+			var stats []string
+			for _, rel := range scanned(t, db.Pool, q) {
+				if strings.HasPrefix(rel, "message_stats") {
+					stats = append(stats, rel)
+				}
+			}
+			require.Equal(t, []string{p("message_stats", 2), p("message_stats", 3), "message_stats_pending"}, stats)
+		}
 		if !strings.Contains(q.SQL, "FROM messages") {
 			continue
 		}
 		require.Equal(t, want, scanned(t, db.Pool, q))
 	}
+	require.Equal(t, 1, rollup)
 
 	// A range that starts and ends on no whole hour: GetStats counts the
 	// messages of its first and last hour, and reads their partitions only;

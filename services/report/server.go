@@ -238,9 +238,16 @@ func (s *reportServer) getStats(ctx context.Context, req *emailsenderv1.GetStats
 	}
 	resp := &emailsenderv1.GetStatsResponse{Totals: map[string]int64{}}
 	var cur *emailsenderv1.StatsBucket
-	for _, r := range rows {
-		if cur == nil || !cur.GetStart().AsTime().Equal(r.bucket) || cur.GetProviderId() != r.providerID {
-			cur = &emailsenderv1.StatsBucket{Start: timestamppb.New(r.bucket), ProviderId: r.providerID, Counts: map[string]int64{}}
+	for i, r := range rows {
+		if cur == nil || !rows[i-1].bucket.Equal(r.bucket) || rows[i-1].providerID != r.providerID {
+			// The bucket's map sized for its statuses: 30 days of hour
+			// buckets make 32,000 entries, and growing maps cost more than
+			// the rest of building the response.
+			n := 1
+			for n < len(rows)-i && rows[i+n].bucket.Equal(r.bucket) && rows[i+n].providerID == r.providerID {
+				n++
+			}
+			cur = &emailsenderv1.StatsBucket{Start: timestamppb.New(r.bucket), ProviderId: r.providerID, Counts: make(map[string]int64, n)}
 			resp.Buckets = append(resp.Buckets, cur)
 		}
 		name := r.status.String()

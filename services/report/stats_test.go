@@ -48,6 +48,78 @@ func TestSplitHours(t *testing.T) {
 	}
 }
 
+func TestPieces(t *testing.T) {
+	t.Parallel()
+	at := func(hhmm string) time.Time {
+		ts, err := time.Parse("2006-01-02 15:04", "2030-03-04 "+hhmm)
+		require.NoError(t, err)
+		return ts
+	}
+	start, end := at("08:31"), at("11:20")
+	spans := []span{{at("08:00"), at("08:31")}, {at("08:31"), at("10:10")}, {at("11:10"), at("12:00")}}
+	var got []string
+	for _, p := range pieces(spans, start, end, 40*time.Minute) {
+		got = append(got, p.lo.Format("15:04")+"-"+p.hi.Format("15:04"))
+	}
+	// Cut at start, whole hours, the buckets from 08:31 (09:11, 09:51,
+	// 10:31, 11:11) and end.
+	require.Equal(t, []string{"08:00-08:31", "08:31-09:00", "09:00-09:11", "09:11-09:51", "09:51-10:00", "10:00-10:10",
+		"11:10-11:11", "11:11-11:20", "11:20-12:00"}, got)
+}
+
+func TestPlanHours(t *testing.T) {
+	t.Parallel()
+	at := func(hhmm string) time.Time {
+		ts, err := time.Parse("2006-01-02 15:04", "2030-03-04 "+hhmm)
+		require.NoError(t, err)
+		return ts
+	}
+	hhmm := func(ts []time.Time) []string {
+		out := []string{}
+		for _, x := range ts {
+			out = append(out, x.Format("15:04"))
+		}
+		return out
+	}
+	tests := []struct {
+		name                        string
+		start, end                  string
+		bucket                      time.Duration
+		counted, derived, derivedAt []string
+		spans                       []string
+	}{
+		{"whole hours", "08:00", "11:00", time.Hour, []string{}, []string{}, []string{}, nil},
+		{"end now: the rest of its hour is read", "08:00", "10:50", time.Hour,
+			[]string{}, []string{"10:00"}, []string{"10:00"}, []string{"10:50-11:00"}},
+		{"end early in its hour: counted", "08:00", "10:10", time.Hour,
+			[]string{"10:00"}, []string{}, []string{}, []string{"10:00-10:10"}},
+		{"start at :53, hour buckets: 7 minutes an hour", "08:53", "10:53", time.Hour,
+			[]string{"08:00"}, []string{"09:00", "10:00"}, []string{"09:00", "10:00"},
+			[]string{"08:53-09:00", "09:53-10:00", "10:53-11:00"}},
+		{"start at :07, hour buckets", "08:07", "10:07", time.Hour,
+			[]string{"10:00"}, []string{"08:00", "09:00"}, []string{"08:07", "09:07"},
+			[]string{"08:00-08:07", "09:00-09:07", "10:00-10:07"}},
+		{"15 minute buckets: the largest piece is derived", "08:00", "09:30", 15 * time.Minute,
+			[]string{"09:00"}, []string{"08:00"}, []string{"08:00"}, []string{"08:15-09:30"}},
+		{"within an hour: the 20 minutes around it", "08:10", "08:50", time.Hour,
+			[]string{}, []string{"08:00"}, []string{"08:10"}, []string{"08:00-08:10", "08:50-09:00"}},
+		{"within an hour, short", "08:10", "08:20", time.Hour, []string{"08:00"}, []string{}, []string{}, []string{"08:10-08:20"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := planHours(at(tt.start), at(tt.end), tt.bucket)
+			require.Equal(t, tt.counted, hhmm(p.counted), "counted")
+			require.Equal(t, tt.derived, hhmm(p.derived), "derived")
+			require.Equal(t, tt.derivedAt, hhmm(p.derivedAt), "derivedAt")
+			var spans []string
+			for _, s := range p.spans {
+				spans = append(spans, s.lo.Format("15:04")+"-"+s.hi.Format("15:04"))
+			}
+			require.Equal(t, tt.spans, spans, "spans")
+		})
+	}
+}
+
 // TestStatsRollupExact checks GetStats' counts against a plain count of the
 // messages, whatever the range and bucket, while changes are pending, partly
 // folded and all folded, after inserts and status and provider changes.
@@ -109,6 +181,18 @@ func TestStatsRollupExact(t *testing.T) {
 		{3 * time.Hour, 9 * time.Hour, 15 * time.Minute, ""},
 		{time.Hour, 28 * time.Hour, 90 * time.Minute, providers[1]},
 		{5*time.Hour + 10*time.Minute, 5*time.Hour + 50*time.Minute, time.Hour, ""},
+		// Unaligned starts whose split hours are derived from the rollup
+		// less the messages of their smaller pieces (planHours).
+		{53 * time.Minute, 24*time.Hour + 53*time.Minute, time.Hour, ""},
+		{31 * time.Minute, 24*time.Hour + 31*time.Minute, time.Hour, providers[1]},
+		{7 * time.Minute, 25*time.Hour + 50*time.Minute, time.Hour, ""},
+		{20 * time.Minute, 29*time.Hour + 20*time.Minute, 90 * time.Minute, ""},
+		{50 * time.Minute, 12*time.Hour + 50*time.Minute, 20 * time.Minute, ""},
+		{2*time.Hour + 45*time.Minute, 27*time.Hour + 15*time.Minute, 2 * time.Hour, ""},
+		{time.Hour, 29*time.Hour + 55*time.Minute, time.Hour, ""},
+		{10 * time.Minute, 30 * time.Hour, 24 * time.Hour, providers[0]},
+		// More pieces than maxPieceScans: read as spans, grouped in SQL.
+		{7 * time.Minute, 29 * time.Hour, 15 * time.Minute, ""},
 	}
 	check := func(stage string) {
 		t.Helper()
@@ -224,4 +308,24 @@ func TestStatsFoldDropsDeletedAccounts(t *testing.T) {
 	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
 	require.Equal(t, []string{kept}, got)
+}
+
+// TestDenseStatsMatchesSort: the dense sum and the sorted one agree, and
+// the dense one declines what does not fit its array.
+func TestDenseStatsMatchesSort(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	start := time.Date(2030, 3, 4, 0, 0, 0, 0, time.UTC)
+	ids := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	order := []int{2, 0, 1}
+	const nb = 40
+	var rows []countRow
+	for range 2000 {
+		rows = append(rows, countRow{bucket: rng.Int64N(nb), provider: rng.IntN(3), status: int16(rng.IntN(10)), count: rng.Int64N(7) - 3})
+	}
+	dense, ok := denseStats(rows, order, ids, nb, start, time.Hour)
+	require.True(t, ok)
+	require.Equal(t, sortStats(rows, order, ids, start, time.Hour), dense)
+	_, ok = denseStats(append(rows, countRow{bucket: 1, status: statusSlots}), order, ids, nb, start, time.Hour)
+	require.False(t, ok)
 }

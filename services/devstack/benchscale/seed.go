@@ -359,7 +359,8 @@ func seedAccounts(ctx context.Context, pool *pgxpool.Pool, p seedParams) error {
 	})
 }
 
-// dayPartitions lays out the (empty) tables partitioned by message id as
+// dayPartitions lays out the (empty) tables partitioned by message id (and
+// message_stats, by hour) as
 // ingest's partition manager would have after running daily since from:
 // below from's day a catch-all, then a partition per day up to after to.
 // The migration made a history partition that takes every id before the
@@ -370,7 +371,14 @@ func dayPartitions(ctx context.Context, pool *pgxpool.Pool, from, to time.Time, 
 	const day = 24 * time.Hour
 	first := from.UTC().Truncate(day)
 	for _, t := range partition.Layout() {
-		if t.Kind != partition.MessageID {
+		// The tables of the messages' times: by message id, and GetStats'
+		// rollup by hour.
+		bound := "'" + partition.IDBound(first).String() + "'"
+		switch {
+		case t.Kind == partition.MessageID:
+		case t.Name == "message_stats":
+			bound = "'" + first.Format(time.RFC3339) + "'::timestamptz"
+		default:
 			continue
 		}
 		parts, err := partition.List(ctx, pool, t.Name)
@@ -385,7 +393,7 @@ func dayPartitions(ctx context.Context, pool *pgxpool.Pool, from, to time.Time, 
 			}
 			// The layout's catch-all below every period (partition: "_past").
 			_, err := tx.Exec(ctx, `CREATE TABLE `+pgx.Identifier{t.Name + "_past"}.Sanitize()+` PARTITION OF `+
-				pgx.Identifier{t.Name}.Sanitize()+` FOR VALUES FROM (MINVALUE) TO ('`+partition.IDBound(first).String()+`')`)
+				pgx.Identifier{t.Name}.Sanitize()+` FOR VALUES FROM (MINVALUE) TO (`+bound+`)`)
 			return err
 		})
 		if err != nil {
