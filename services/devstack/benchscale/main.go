@@ -51,6 +51,8 @@ type options struct {
 	warmup int
 	only   string
 	target time.Duration
+	// consoleTarget is the first-byte p95 each console page must stay under.
+	consoleTarget time.Duration
 	// cpuProfile, when set, is where the CPU profile of the measured calls
 	// (client and report service alike) goes.
 	cpuProfile string
@@ -68,8 +70,9 @@ func main() {
 	flag.BoolVar(&o.reseed, "reseed", false, "drop and seed the database even when its seed marker matches")
 	flag.IntVar(&o.calls, "calls", 50, "measured calls per shape and account")
 	flag.IntVar(&o.warmup, "warmup", 5, "unmeasured calls per shape and account before the measured ones")
-	flag.StringVar(&o.only, "only", "", "measure only the shapes whose names contain one of these (comma separated)")
+	flag.StringVar(&o.only, "only", "", "measure only the shapes whose names contain one of these (comma separated); console selects the console phase, console-<page> one of its pages")
 	flag.DurationVar(&o.target, "target", 50*time.Millisecond, "p95 each shape must stay under")
+	flag.DurationVar(&o.consoleTarget, "console-target", 200*time.Millisecond, "first-byte p95 each console page must stay under")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measurements (this process: the client and the report service) to this file")
 	flag.Parse()
 	o.seed.Version = seedVersion
@@ -95,10 +98,11 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	defer db.close()
 
 	res := &Results{
-		Started:  start.UTC().Format(time.RFC3339),
-		Machine:  machineInfo(),
-		Seed:     db.marker,
-		TargetMS: ms(o.target),
+		Started:         start.UTC().Format(time.RFC3339),
+		Machine:         machineInfo(),
+		Seed:            db.marker,
+		TargetMS:        ms(o.target),
+		ConsoleTargetMS: ms(o.consoleTarget),
 	}
 	svc, err := startReport(ctx, db, log)
 	if err != nil {
@@ -111,7 +115,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if res.Setup, err = db.describe(ctx); err != nil {
 		return err
 	}
-	shapes, err := buildShapes(ctx, db, svc)
+	shapes, accounts, err := buildShapes(ctx, db, svc)
 	if err != nil {
 		return err
 	}
@@ -133,6 +137,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		log.Info("measured", "shape", sh.name, "account", sh.account.label, "p50_ms", m.P50ms, "p95_ms", m.P95ms, "rows", m.Rows)
 		res.Shapes = append(res.Shapes, m)
+	}
+	if err := runConsole(ctx, svc, accounts, db.marker.Reference, o, res, log); err != nil {
+		return err
 	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		res.Machine["loadavg_at_end"] = strings.TrimSpace(string(b))

@@ -20,6 +20,9 @@ type Results struct {
 	Seed            seedMarker        `json:"seed"`
 	TargetMS        float64           `json:"target_p95_ms"`
 	Shapes          []ShapeResult     `json:"shapes"`
+	// ConsoleTargetMS and Console: the console phase (console.go).
+	ConsoleTargetMS float64         `json:"console_target_first_byte_p95_ms"`
+	Console         []ConsoleResult `json:"console,omitempty"`
 }
 
 // ShapeResult is one shape measured for one account.
@@ -142,7 +145,9 @@ func (r *Results) markdown() (table, full string) {
 		calls = s.Calls
 		break
 	}
-	fmt.Fprintf(&b, "Each shape: %d calls one after another over gRPC (pkg/client, API key) to the report service in process, after a warm-up; p50/p95 in ms; target p95 < %.0f ms. ", calls, r.TargetMS)
+	if len(r.Shapes) > 0 {
+		fmt.Fprintf(&b, "Each shape: %d calls one after another over gRPC (pkg/client, API key) to the report service in process, after a warm-up; p50/p95 in ms; target p95 < %.0f ms. ", calls, r.TargetMS)
+	}
 	fmt.Fprintf(&b, "The machine is shared: load average %s at the start of the run, %s at its end.\n\n",
 		loadavg(r.Machine["loadavg_at_start"]), loadavg(r.Machine["loadavg_at_end"]))
 
@@ -162,6 +167,12 @@ func (r *Results) markdown() (table, full string) {
 		} else {
 			pr.small = s
 		}
+	}
+	if len(r.Shapes) == 0 {
+		b.WriteString("(No gRPC shape measured in this run.)\n")
+		r.consoleMarkdown(&b)
+		table = b.String()
+		return table, r.markdownFull(table)
 	}
 	fmt.Fprintf(&b, "| shape | request | big p50 | big p95 | small p50 | small p95 | rows (big) | |\n|---|---|---:|---:|---:|---:|---:|---|\n")
 	allMet, anySlow := true, false
@@ -210,9 +221,14 @@ func (r *Results) markdown() (table, full string) {
 	} else {
 		fmt.Fprintf(&b, "\nSome shapes missed p95 < %.0f ms.\n", r.TargetMS)
 	}
+	r.consoleMarkdown(&b)
 	table = b.String()
+	return table, r.markdownFull(table)
+}
 
-	b.Reset()
+// markdownFull is the whole report: the table and every EXPLAIN.
+func (r *Results) markdownFull(table string) string {
+	var b strings.Builder
 	b.WriteString("# bench-scale\n\n")
 	b.WriteString(table)
 	fmt.Fprintf(&b, "\nRun took %s. Full data: `bench-scale.json`.\n\n## EXPLAIN (ANALYZE, BUFFERS) of each shape\n\n", (time.Duration(r.DurationSeconds) * time.Second).String())
@@ -223,7 +239,7 @@ func (r *Results) markdown() (table, full string) {
 			fmt.Fprintf(&b, "\n```sql\n%s\n```\n\nArguments: `%s`; %s.\n\n```\n%s\n```\n", e.SQL, strings.Join(e.Args, "`, `"), e.Mode, strings.Join(e.Plan, "\n"))
 		}
 	}
-	return table, b.String()
+	return b.String()
 }
 
 func shorten(s string, n int) string {

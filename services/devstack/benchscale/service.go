@@ -76,12 +76,17 @@ func (r *recorder) take(key string) []statement {
 // reportService is the report service running in this process on the seeded
 // database, and what the harness needs to call it.
 type reportService struct {
-	db    *seededDB
-	addr  string
-	rec   *recorder
-	pool  *pgxpool.Pool
-	stops []func()
-	keys  []string // API key ids to delete on stop
+	db   *seededDB
+	addr string
+	// httpBase is the report's HTTP listener (the console under /console/):
+	// http://127.0.0.1:port.
+	httpBase string
+	// operatorToken signs in to the console's operator view.
+	operatorToken string
+	rec           *recorder
+	pool          *pgxpool.Pool
+	stops         []func()
+	keys          []string // API key ids to delete on stop
 }
 
 // startReport starts the report service (with an in-process nats-server for
@@ -121,10 +126,19 @@ func startReport(ctx context.Context, db *seededDB, log *slog.Logger) (*reportSe
 		return nil, err
 	}
 	s.addr = lis.Addr().String()
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s.httpBase = "http://" + httpLis.Addr().String()
+	cfg2, err := consoleConfig(s)
+	if err != nil {
+		return nil, err
+	}
 	svcLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc, err := report.New(report.Config{HTTPAddr: "off"}, report.Deps{
+	svc, err := report.New(cfg2, report.Deps{
 		Pool: s.pool, JetStream: js, Logger: svcLog,
-		Authenticator: auth.NewKeyStore(s.pool, 30*time.Second), Listener: lis,
+		Authenticator: auth.NewKeyStore(s.pool, 30*time.Second), Listener: lis, HTTPListener: httpLis,
 	})
 	if err != nil {
 		return nil, err
@@ -165,26 +179,26 @@ func connectJetStream(ctx context.Context, ns *server.Server) (jetstream.JetStre
 }
 
 // client creates an API key (scope read) for the account, as AccountService
-// would, and returns a pkg/client Client that calls with it. The key is
-// deleted when the service stops.
-func (s *reportService) client(ctx context.Context, accountID string) (*client.Client, error) {
+// would, and returns a pkg/client Client that calls with it, and the key (the
+// console signs in with it). The key is deleted when the service stops.
+func (s *reportService) client(ctx context.Context, accountID string) (*client.Client, string, error) {
 	key, prefix, hash, err := auth.NewKey()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	id := uuid.NewString()
 	if err := store.CreateAPIKey(ctx, s.db.pool, store.NewAPIKey{
 		ID: id, AccountID: accountID, Name: "bench-scale", Prefix: prefix, Hash: hash,
 		Scopes: []string{auth.ScopeRead},
 	}); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	s.keys = append(s.keys, id)
 	// One attempt: a failure is reported, not hidden by a retry.
 	c, err := client.New(ctx, s.addr, client.WithAPIKey(key), client.WithInsecure(),
 		client.WithRetry(client.RetryPolicy{MaxAttempts: 1}), client.WithDefaultTimeout(time.Minute))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	s.stops = append(s.stops, func() { _ = c.Close() })
 	// The service answers once it has started serving.
@@ -192,7 +206,7 @@ func (s *reportService) client(ctx context.Context, accountID string) (*client.C
 	for {
 		_, err := c.ListMessages(ctx, &emailsenderv1.ListMessagesRequest{PageSize: 1})
 		if err == nil || status.Code(err) != codes.Unavailable || time.Now().After(deadline) || ctx.Err() != nil {
-			return c, err
+			return c, key, err
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

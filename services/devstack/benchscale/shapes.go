@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,6 +26,14 @@ type benchAccount struct {
 	// providers in order of their share, largest first.
 	providers []string
 	client    *client.Client
+	// key is the API key client calls with (the console signs in with it).
+	key string
+	// sampled are message ids spread over the account's history, typical
+	// the first recipient of one of them, deepToken a page token 45 days
+	// back: what the console phase asks for too.
+	sampled   []string
+	typical   string
+	deepToken string
 }
 
 // shape is one kind of query, called the same way again and again.
@@ -64,24 +71,24 @@ func (s shape) call(ctx context.Context, i int) (int, error) {
 }
 
 // buildShapes makes every shape for the big account and a small one.
-func buildShapes(ctx context.Context, db *seededDB, svc *reportService) ([]shape, error) {
+func buildShapes(ctx context.Context, db *seededDB, svc *reportService) ([]shape, []*benchAccount, error) {
 	ref := db.marker.Reference
 	big, err := loadAccount(ctx, db, "big", 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	small, err := loadAccount(ctx, db, "small", db.marker.Params.Accounts/2)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []shape
 	for _, a := range []*benchAccount{big, small} {
-		if a.client, err = svc.client(ctx, a.id); err != nil {
-			return nil, fmt.Errorf("client of the %s account: %w", a.label, err)
+		if a.client, a.key, err = svc.client(ctx, a.id); err != nil {
+			return nil, nil, fmt.Errorf("client of the %s account: %w", a.label, err)
 		}
 		ids, err := sampleIDs(ctx, db, a, ref, 100)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		gets := make([]proto.Message, len(ids))
 		for i, id := range ids {
@@ -89,18 +96,19 @@ func buildShapes(ctx context.Context, db *seededDB, svc *reportService) ([]shape
 		}
 		typical, err := typicalRecipient(ctx, db, a, ids[len(ids)/2])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		// A page token deep in the account's history: the id of a message
 		// created 45 days before the reference, as a real page ends there.
 		deep, err := a.client.ListMessages(ctx, &emailsenderv1.ListMessagesRequest{
 			PageSize: 1, CreatedBefore: timestamppb.New(ref.Add(-45 * 24 * time.Hour))})
 		if err != nil {
-			return nil, fmt.Errorf("deep page token: %w", err)
+			return nil, nil, fmt.Errorf("deep page token: %w", err)
 		}
 		if deep.GetNextPageToken() == "" {
-			return nil, fmt.Errorf("the %s account has no messages 45 days back", a.label)
+			return nil, nil, fmt.Errorf("the %s account has no messages 45 days back", a.label)
 		}
+		a.sampled, a.typical, a.deepToken = ids, typical, deep.GetNextPageToken()
 		day := 24 * time.Hour
 		list := func(r *emailsenderv1.ListMessagesRequest) []proto.Message { return []proto.Message{r} }
 		statuses := func(s ...msgstatus.Status) []emailsenderv1.MessageStatus_Value { return s }
@@ -162,7 +170,7 @@ func buildShapes(ctx context.Context, db *seededDB, svc *reportService) ([]shape
 		}
 		out = append(out, shapes...)
 	}
-	return out, nil
+	return out, []*benchAccount{big, small}, nil
 }
 
 // topRecipient is the address the seeding gives most messages in every
@@ -223,16 +231,10 @@ func typicalRecipient(ctx context.Context, db *seededDB, a *benchAccount, messag
 }
 
 func filterShapes(shapes []shape, only string) []shape {
-	if only == "" {
-		return shapes
-	}
 	var out []shape
 	for _, s := range shapes {
-		for _, w := range strings.Split(only, ",") {
-			if w = strings.TrimSpace(w); w != "" && strings.Contains(s.name, w) {
-				out = append(out, s)
-				break
-			}
+		if selected(s.name, only) {
+			out = append(out, s)
 		}
 	}
 	return out
