@@ -11,7 +11,8 @@
 # section.
 #
 #   scripts/bench-scale.sh [harness flags]   e.g. -messages 200000 -database scale_dev
-#                                            (a small seed to develop with), -only stats,
+#                                            (a small seed to develop with), -only stats
+#                                            (-only console: the console pages only),
 #                                            -calls 20, -reseed
 #
 # Environment: BENCH_OUT (results) is the results directory; BENCH_README=0
