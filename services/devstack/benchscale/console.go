@@ -25,8 +25,9 @@ import (
 // response byte (httptrace's GotFirstResponseByte) and to its last.
 //
 // Only the pages the report serves from its own database are measured:
-// Activity (every filter), Message, Dashboard, Webhooks, and the operator
-// view. The pages that call ingest (keys, senders, suppressions, usage,
+// Activity (every filter), Message, Dashboard, and the operator view. The
+// Webhooks page is left out: the harness's keys have the read scope only,
+// which does not reach WebhookService. The pages that call ingest (keys, senders, suppressions, usage,
 // providers, templates) need an ingest service (CONSOLE_INGEST_ADDR), which
 // the harness does not start.
 
@@ -182,7 +183,6 @@ func consolePages(ctx context.Context, svc *reportService, accounts []*benchAcco
 			{name: "activity-range-old", paths: activity(url.Values{"after": {minute(ref.Add(-45 * day))}, "before": {minute(ref.Add(-44 * day))}})},
 			{name: "message", paths: msgs},
 			{name: "dashboard", paths: []string{"/console/dashboard"}},
-			{name: "webhooks", paths: []string{"/console/webhooks"}},
 		}
 		for i := range pages {
 			pages[i].name = consolePhase + "-" + pages[i].name
