@@ -339,3 +339,40 @@ func TestConfigValidate(t *testing.T) {
 	_, err := partition.New(partition.Config{}, partition.Retention{Content: day}, partition.Deps{})
 	require.ErrorContains(t, err, "retention")
 }
+
+// Message content is compressed with lz4 (migration 0020) in every partition
+// of message_contents: those the migrations made and those the manager makes
+// later, whatever the period.
+func TestContentCompressedWithLZ4(t *testing.T) {
+	t.Parallel()
+	b := setup(t, partition.Retention{Content: 1000 * day, Metadata: 1000 * day, Usage: 1000 * day, Idempotency: 1000 * day})
+	var lz4 bool
+	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'`).Scan(&lz4))
+	if !lz4 {
+		t.Skip("this PostgreSQL has no lz4")
+	}
+	b.clock = b.clock.Add(10 * day)
+	b.run(t)
+	body := make([]byte, 100<<10)
+	for i := range body {
+		body[i] = "the quick brown fox jumps over the lazy dog "[i%44]
+	}
+	for _, at := range []time.Time{b.clock, b.clock.Add(-10 * day), b.clock.Add(2 * day)} {
+		id, err := partition.NewMessageID(at)
+		require.NoError(t, err)
+		_, err = b.db.Pool.Exec(t.Context(), `INSERT INTO message_contents (message_id, account_id, content) VALUES ($1, $2, $3)`, id, b.account, body)
+		require.NoError(t, err)
+		var method, part string
+		require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT pg_column_compression(content), tableoid::regclass::text FROM message_contents WHERE message_id = $1`, id).Scan(&method, &part))
+		require.Equal(t, "lz4", method, "content in %s", part)
+	}
+	rows, err := b.db.Pool.Query(t.Context(), `SELECT c.relname, a.attcompression::text FROM pg_partition_tree('message_contents') t
+		JOIN pg_class c ON c.oid = t.relid JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'content'`)
+	require.NoError(t, err)
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Name, Method string }])
+	require.NoError(t, err)
+	require.Greater(t, len(got), 3)
+	for _, p := range got {
+		require.Equal(t, "l", p.Method, "%s", p.Name)
+	}
+}

@@ -35,28 +35,7 @@ func TestMakeRunConsole(t *testing.T) {
 		"INGEST_HTTP_ADDR="+freeAddr(t), "REPORT_HTTP_ADDR="+freeAddr(t), "INGEST_OPERATOR_ADDR=off", "WORKER_GRPC_ADDR=127.0.0.1:0",
 	)
 	env = withoutEnv(env, "NATS_URL", "MASTER_KEYS", "CONSOLE_DEV_LOOPBACK_HTTP", "CONSOLE_INGEST_ADDR")
-	cmd := exec.Command(devstack)
-	cmd.Env = env
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	var logs logBuffer
-	cmd.Stderr = &logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("devstack log:\n%s", logs.String())
-		}
-	})
-	welcome := readUntil(t, stdout, "Stop with Ctrl-C.", 90*time.Second, &logs)
+	welcome := startDevstack(t, devstack, env)
 	m := regexp.MustCompile(`The console \(sign in with the API key above\): (http://\S+/console/)`).FindStringSubmatch(welcome)
 	require.NotNil(t, m, "no console address in:\n%s", welcome)
 	console := m[1]

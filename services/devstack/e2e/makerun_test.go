@@ -24,6 +24,36 @@ import (
 	v1 "github.com/namirasoft/email-sender/proto/emailsender/v1"
 )
 
+// startDevstack runs the dev stack binary (what `make run` runs) with env,
+// stopped with an interrupt at the test's end (its log shown if the test
+// failed), and returns what it printed up to its welcome's last line.
+func startDevstack(t *testing.T, devstack string, env []string) string {
+	t.Helper()
+	cmd := exec.Command(devstack)
+	cmd.Env = env
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var logs logBuffer
+	cmd.Stderr = &logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("devstack log:\n%s", logs.String())
+		}
+	})
+	welcome := readUntil(t, stdout, "Stop with Ctrl-C.", 90*time.Second, &logs)
+	return welcome
+}
+
 // The newcomer's path as processes: the dev stack that `make run` starts, an
 // SMTP account bootstrapped with the ingest CLI (as the README shows) pointing
 // at Mailpit, one SendEmail through a gRPC client, the status through the
@@ -56,28 +86,7 @@ func TestMakeRunDeliversToMailpit(t *testing.T) {
 		"INGEST_HTTP_ADDR=off", "REPORT_HTTP_ADDR=off", "DEV_GRPCURL=/opt/tools/grpcurl",
 	)
 	env = withoutEnv(env, "NATS_URL", "MASTER_KEYS") // an embedded NATS and the dev master key, as make run has
-	cmd := exec.Command(devstack)
-	cmd.Env = env
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	var logs logBuffer
-	cmd.Stderr = &logs
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("devstack log:\n%s", logs.String())
-		}
-	})
-	welcome := readUntil(t, stdout, "Stop with Ctrl-C.", 90*time.Second, &logs)
+	welcome := startDevstack(t, devstack, env)
 	require.Contains(t, welcome, "/opt/tools/grpcurl -plaintext", "the printed commands use the grpcurl that works in a new shell")
 
 	// The README's bootstrap of an SMTP account, as a process.

@@ -119,24 +119,15 @@ func (s *sessions) lookupOperator(ctx context.Context, tokens []operatortoken.To
 	if len(hash) != sha256.Size || operatortoken.MatchHash(tokens, sess.hash) != sess.Name {
 		return nil, errNoSession
 	}
-	if now.Sub(lastSeen) >= touchEvery {
-		if _, err := s.pool.Exec(ctx, `UPDATE console_operator_sessions SET last_seen_at = $2 WHERE token_hash = $1`, tokenHash(token), now); err != nil {
-			return nil, fmt.Errorf("touch operator session: %w", err)
-		}
+	if err := s.touch(ctx, "console_operator_sessions", token, lastSeen, now); err != nil {
+		return nil, err
 	}
 	return sess, nil
 }
 
 // operatorCredential opens the session's operator token ("" when none is kept).
 func (s *sessions) operatorCredential(sess *OperatorSession) (string, error) {
-	if s.keyring == nil || sess.sealed == nil {
-		return "", nil
-	}
-	b, err := s.keyring.Open(sess.sealed, tokenHash(sess.token))
-	if err != nil {
-		return "", fmt.Errorf("open operator credential: %w", err)
-	}
-	return string(b), nil
+	return s.open(sess.sealed, sess.token)
 }
 
 func (s *sessions) revokeOperator(ctx context.Context, token string) error {

@@ -154,22 +154,38 @@ func (s *sessions) lookup(ctx context.Context, token string) (*Session, error) {
 	if keyID != nil {
 		sess.KeyID = *keyID
 	}
-	if now.Sub(lastSeen) >= touchEvery {
-		if _, err := s.pool.Exec(ctx, `UPDATE console_sessions SET last_seen_at = $2 WHERE token_hash = $1`, tokenHash(token), now); err != nil {
-			return nil, fmt.Errorf("touch console session: %w", err)
-		}
+	if err := s.touch(ctx, "console_sessions", token, lastSeen, now); err != nil {
+		return nil, err
 	}
 	return sess, nil
 }
 
+// touch records a session of table (console_sessions or
+// console_operator_sessions) as used now, at most once per touchEvery.
+func (s *sessions) touch(ctx context.Context, table, token string, lastSeen, now time.Time) error {
+	if now.Sub(lastSeen) < touchEvery {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE `+table+` SET last_seen_at = $2 WHERE token_hash = $1`, tokenHash(token), now); err != nil {
+		return fmt.Errorf("touch %s: %w", table, err)
+	}
+	return nil
+}
+
 // credential opens the session's credential ("" when none is kept).
 func (s *sessions) credential(sess *Session) (string, error) {
-	if s.keyring == nil || sess.sealed == nil {
+	return s.open(sess.sealed, sess.token)
+}
+
+// open opens a credential sealed to a session's token ("" when none is
+// kept).
+func (s *sessions) open(sealed []byte, token string) (string, error) {
+	if s.keyring == nil || sealed == nil {
 		return "", nil
 	}
-	b, err := s.keyring.Open(sess.sealed, tokenHash(sess.token))
+	b, err := s.keyring.Open(sealed, tokenHash(token))
 	if err != nil {
-		return "", fmt.Errorf("open console credential: %w", err)
+		return "", fmt.Errorf("open the session's credential: %w", err)
 	}
 	return string(b), nil
 }
