@@ -342,14 +342,16 @@ func TestConfigValidate(t *testing.T) {
 
 // Message content is compressed with lz4 (migration 0020) in every partition
 // of message_contents: those the migrations made and those the manager makes
-// later, whatever the period.
+// later, whatever the period (with pglz where the server has no lz4).
 func TestContentCompressedWithLZ4(t *testing.T) {
 	t.Parallel()
 	b := setup(t, partition.Retention{Content: 1000 * day, Metadata: 1000 * day, Usage: 1000 * day, Idempotency: 1000 * day})
 	var lz4 bool
 	require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'`).Scan(&lz4))
+	want, wantAttr := "lz4", "l"
 	if !lz4 {
-		t.Skip("this PostgreSQL has no lz4")
+		// A server built without lz4: the migration leaves pglz.
+		want, wantAttr = "pglz", ""
 	}
 	b.clock = b.clock.Add(10 * day)
 	b.run(t)
@@ -364,7 +366,7 @@ func TestContentCompressedWithLZ4(t *testing.T) {
 		require.NoError(t, err)
 		var method, part string
 		require.NoError(t, b.db.Pool.QueryRow(t.Context(), `SELECT pg_column_compression(content), tableoid::regclass::text FROM message_contents WHERE message_id = $1`, id).Scan(&method, &part))
-		require.Equal(t, "lz4", method, "content in %s", part)
+		require.Equal(t, want, method, "content in %s", part)
 	}
 	rows, err := b.db.Pool.Query(t.Context(), `SELECT c.relname, a.attcompression::text FROM pg_partition_tree('message_contents') t
 		JOIN pg_class c ON c.oid = t.relid JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'content'`)
@@ -373,6 +375,6 @@ func TestContentCompressedWithLZ4(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, len(got), 3)
 	for _, p := range got {
-		require.Equal(t, "l", p.Method, "%s", p.Name)
+		require.Equal(t, wantAttr, p.Method, "%s", p.Name)
 	}
 }
