@@ -48,7 +48,7 @@ Commands:
   keys list | create --name N [--scope S]... [--expires T] | revoke ID
   providers list | put --file provider.json | verify ID | delete ID
   senders list | add ADDRESS [--provider ID] | verify ID CODE | remove ID
-  suppressions list [--limit N] | add ADDRESS [--reason R] | remove ADDRESS
+  suppressions list [--limit N] [--search TEXT] | add ADDRESS [--reason R] | remove ADDRESS
   bounce-domain get | set DOMAIN | verify | remove   the account's own bounce domain (set prints
                                  the TXT record to publish; verify exits 2 until it is found)
   watch [flags]                  print the account's events as they happen (--message, --type, --tag,

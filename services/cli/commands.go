@@ -600,10 +600,12 @@ func (r *runner) suppressions(ctx context.Context, args []string) error {
 	fs := r.flagSet("suppressions " + cmd)
 	var reason *string
 	var limit *int
+	var search *string
 	want, names := 0, ""
 	switch cmd {
 	case "list":
 		limit = fs.Int("limit", 100, "most suppressions to list")
+		search = fs.String("search", "", "only addresses containing this text (any case)")
 	case "add":
 		reason = fs.String("reason", "manual", "manual, bounce or complaint")
 		want, names = 1, "ADDRESS"
@@ -625,7 +627,7 @@ func (r *runner) suppressions(ctx context.Context, args []string) error {
 	switch cmd {
 	case "list":
 		all := &v1.ListSuppressionsResponse{}
-		req := &v1.ListSuppressionsRequest{}
+		req := &v1.ListSuppressionsRequest{AddressContains: *search}
 		for len(all.Suppressions) < *limit {
 			req.PageSize = int32(min(*limit-len(all.Suppressions), 500))
 			page, err := c.ListSuppressions(ctx, req)

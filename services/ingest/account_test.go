@@ -595,6 +595,33 @@ func TestSuppressions(t *testing.T) {
 	_, err = acc.ListSuppressions(ctx, &v1.ListSuppressionsRequest{PageToken: "!!"})
 	statustest.RequireField(t, err, codes.InvalidArgument, "page_token")
 
+	// Search: a case-insensitive substring, paged like the list; % and _ are
+	// text, not patterns.
+	for _, a := range []string{"jane_doe@shop.example", "janedoe@shop.example", "john@shop.example"} {
+		_, err := acc.AddSuppression(ctx, &v1.AddSuppressionRequest{Address: a, Reason: "manual"})
+		require.NoError(t, err)
+	}
+	search := func(text string, size int32, token string) *v1.ListSuppressionsResponse {
+		t.Helper()
+		r, err := acc.ListSuppressions(ctx, &v1.ListSuppressionsRequest{AddressContains: text, PageSize: size, PageToken: token})
+		require.NoError(t, err)
+		return r
+	}
+	addresses := func(r *v1.ListSuppressionsResponse) (out []string) {
+		for _, x := range r.GetSuppressions() {
+			out = append(out, x.GetAddress())
+		}
+		return out
+	}
+	require.Equal(t, []string{"jane_doe@shop.example", "janedoe@shop.example"}, addresses(search("JANE", 0, "")))
+	require.Equal(t, []string{"jane_doe@shop.example"}, addresses(search("e_d", 0, "")), "_ is a character, not a wildcard")
+	require.Empty(t, addresses(search("%", 0, "")))
+	first := search("shop.example", 2, "")
+	require.Equal(t, []string{"jane_doe@shop.example", "janedoe@shop.example"}, addresses(first))
+	require.Equal(t, []string{"john@shop.example"}, addresses(search("shop.example", 2, first.GetNextPageToken())))
+	_, err = acc.ListSuppressions(ctx, &v1.ListSuppressionsRequest{AddressContains: strings.Repeat("x", 321)})
+	statustest.RequireField(t, err, codes.InvalidArgument, "address_contains")
+
 	// Accepting a message does not look the suppression list up: the worker
 	// does, at delivery (services/worker/delivery TestJobAdmission, e2e
 	// TestSuppressedRecipientGetsNothing). The job names no suppressed

@@ -180,6 +180,13 @@ func TestConsoleAccountPages(t *testing.T) {
 	got = br.get("/console/suppressions")
 	require.Contains(t, got.body, "gone@example.com")
 	require.Contains(t, got.body, "<td>complaint</td>")
+	// Search: by any part of the address, any case.
+	got = br.post("/console/suppressions", url.Values{"csrf": {token}, "address": {"kept@other.example"}, "reason": {"manual"}}, br.origin)
+	require.Equal(t, http.StatusSeeOther, got.code, got.body)
+	got = br.get("/console/suppressions?q=EXAMPLE.COM")
+	require.Contains(t, got.body, "gone@example.com")
+	require.NotContains(t, got.body, "kept@other.example")
+	require.Contains(t, br.get("/console/suppressions?q=nothing-like-it").body, "No suppressed address contains")
 	got = br.post("/console/suppressions/remove", url.Values{"csrf": {token}, "address": {"gone@example.com"}}, br.origin)
 	require.Equal(t, http.StatusSeeOther, got.code, got.body)
 	require.NotContains(t, br.get("/console/suppressions").body, "gone@example.com")

@@ -2727,11 +2727,15 @@ func (x *AddSuppressionResponse) GetSuppression() *Suppression {
 }
 
 type ListSuppressionsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PageSize  int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the suppressions whose address contains this text, compared without
+	// regard to case (% and _ are text, not patterns); at most 320 characters.
+	// Pages by address as without it (a token goes on with the same text).
+	AddressContains string `protobuf:"bytes,3,opt,name=address_contains,json=addressContains,proto3" json:"address_contains,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ListSuppressionsRequest) Reset() {
@@ -2774,6 +2778,13 @@ func (x *ListSuppressionsRequest) GetPageSize() int32 {
 func (x *ListSuppressionsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListSuppressionsRequest) GetAddressContains() string {
+	if x != nil {
+		return x.AddressContains
 	}
 	return ""
 }
@@ -3461,11 +3472,12 @@ const file_emailsender_v1_account_proto_rawDesc = "" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"W\n" +
 	"\x16AddSuppressionResponse\x12=\n" +
-	"\vsuppression\x18\x01 \x01(\v2\x1b.emailsender.v1.SuppressionR\vsuppression\"U\n" +
+	"\vsuppression\x18\x01 \x01(\v2\x1b.emailsender.v1.SuppressionR\vsuppression\"\x80\x01\n" +
 	"\x17ListSuppressionsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\x83\x01\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12)\n" +
+	"\x10address_contains\x18\x03 \x01(\tR\x0faddressContains\"\x83\x01\n" +
 	"\x18ListSuppressionsResponse\x12?\n" +
 	"\fsuppressions\x18\x01 \x03(\v2\x1b.emailsender.v1.SuppressionR\fsuppressions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"4\n" +

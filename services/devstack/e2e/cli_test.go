@@ -207,6 +207,8 @@ func TestCLIEndToEnd(t *testing.T) {
 	// suppressions, senders, providers.
 	c.ok("suppressions", "add", "gone@example.org", "--reason", "bounce")
 	require.Contains(t, c.ok("suppressions", "list"), "gone@example.org")
+	require.Contains(t, c.ok("suppressions", "list", "--search", "GONE@"), "gone@example.org")
+	require.NotContains(t, c.ok("suppressions", "list", "--search", "nobody-matches"), "gone@example.org")
 	c.ok("suppressions", "remove", "gone@example.org")
 	require.NotContains(t, c.ok("suppressions", "list"), "gone@example.org")
 	require.Contains(t, c.ok("senders", "list"), "example.com")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -82,7 +83,11 @@ func (s *Server) ListSuppressions(ctx context.Context, req *emailsenderv1.ListSu
 		}
 		after = string(b)
 	}
-	list, err := store.ListSuppressions(ctx, s.d.DB, p.AccountID, after, size+1)
+	contains := strings.TrimSpace(req.GetAddressContains())
+	if utf8.RuneCountInString(contains) > 320 {
+		return nil, fieldErr(codes.InvalidArgument, "address_contains", "must be at most 320 characters")
+	}
+	list, err := store.ListSuppressions(ctx, s.d.DB, p.AccountID, after, contains, size+1)
 	if err != nil {
 		return nil, internal(ctx, s.log, "list suppressions", err)
 	}

@@ -30,11 +30,15 @@ func AddSuppression(ctx context.Context, db DBTX, accountID, address, reason str
 }
 
 // ListSuppressions returns up to limit suppressions of accountID with addresses
-// after after, by address.
-func ListSuppressions(ctx context.Context, db DBTX, accountID, after string, limit int) ([]Suppression, error) {
+// after after, by address; with contains, only those whose address contains
+// it, without regard to case (a walk of the account's suppressions in
+// address order, so the cost of a rare text grows with the account's list).
+func ListSuppressions(ctx context.Context, db DBTX, accountID, after, contains string, limit int) ([]Suppression, error) {
 	rows, err := db.Query(ctx, `
 		SELECT address, reason, created_at FROM suppressions
-		WHERE account_id = $1 AND address > $2 ORDER BY address LIMIT $3`, accountID, after, limit)
+		WHERE account_id = $1 AND address > $2
+		  AND ($3 = '' OR strpos(lower(address), lower($3)) > 0)
+		ORDER BY address LIMIT $4`, accountID, after, contains, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list suppressions: %w", err)
 	}

@@ -13,8 +13,10 @@ import (
 
 type suppressionsData struct {
 	Suppressions []*emailsenderv1.Suppression
-	Next         string
-	CanEdit      bool
+	// Search is the address text searched for ("" lists them all).
+	Search  string
+	Next    string
+	CanEdit bool
 }
 
 func (c *Console) suppressions(w http.ResponseWriter, r *http.Request, sess *Session) {
@@ -23,15 +25,21 @@ func (c *Console) suppressions(w http.ResponseWriter, r *http.Request, sess *Ses
 		c.failCall(w, r, sess, "ListSuppressions", err)
 		return
 	}
-	resp, err := c.deps.Ingest.ListSuppressions(ctx, &emailsenderv1.ListSuppressionsRequest{PageSize: 100, PageToken: r.URL.Query().Get("page")})
+	search := strings.TrimSpace(r.URL.Query().Get("q"))
+	resp, err := c.deps.Ingest.ListSuppressions(ctx, &emailsenderv1.ListSuppressionsRequest{PageSize: 100,
+		PageToken: r.URL.Query().Get("page"), AddressContains: search})
 	if err != nil {
 		c.failCall(w, r, sess, "ListSuppressions", err)
 		return
 	}
-	d := suppressionsData{Suppressions: resp.GetSuppressions(),
+	d := suppressionsData{Suppressions: resp.GetSuppressions(), Search: search,
 		CanEdit: c.canIngest(sess, emailsenderv1.AccountService_AddSuppression_FullMethodName) && c.canIngest(sess, emailsenderv1.AccountService_RemoveSuppression_FullMethodName)}
 	if tok := resp.GetNextPageToken(); tok != "" {
-		d.Next = "/console/suppressions?" + url.Values{"page": {tok}}.Encode()
+		q := url.Values{"page": {tok}}
+		if search != "" {
+			q.Set("q", search)
+		}
+		d.Next = "/console/suppressions?" + q.Encode()
 	}
 	c.render(w, r, http.StatusOK, "suppressions", page{Title: "Suppressions", Session: sess, Data: d})
 }
