@@ -22,9 +22,9 @@ func MethodScopes() map[string]string {
 }
 
 // quotaSends counts the messages of the daily quota: every message a
-// SendEmail or SendBatch asks to send is reserved before the call, and those
-// not accepted (the call failed, or the batch item was rejected) are given
-// back. A request answered from its idempotency key counts again.
+// SendEmail or SendBatch asks to send (and a template's test send) is
+// reserved before the call, and those not accepted (the call failed, or the
+// batch item was rejected) are given back. A request answered from its idempotency key counts again.
 var quotaSends = limits.Sends{
 	Messages: func(req any) int {
 		switch r := req.(type) {
@@ -32,6 +32,8 @@ var quotaSends = limits.Sends{
 			return 1
 		case *emailsenderv1.SendBatchRequest:
 			return len(r.GetMessages())
+		case *emailsenderv1.SendTestTemplateRequest:
+			return 1
 		}
 		return 0
 	},

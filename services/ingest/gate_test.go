@@ -64,6 +64,7 @@ type instance struct {
 	conn    *grpc.ClientConn
 	send    emailsenderv1.SendServiceClient
 	account emailsenderv1.AccountServiceClient
+	tpl     emailsenderv1.TemplateServiceClient
 }
 
 // start runs an ingest instance over the bundle's database and JetStream.
@@ -92,7 +93,8 @@ func (b *gateBundle) start(t *testing.T, api apigate.Config, dial ...grpc.DialOp
 	conn, err := grpc.NewClient(lis.Addr().String(), append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, dial...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	return &instance{conn: conn, send: emailsenderv1.NewSendServiceClient(conn), account: emailsenderv1.NewAccountServiceClient(conn)}
+	return &instance{conn: conn, send: emailsenderv1.NewSendServiceClient(conn), account: emailsenderv1.NewAccountServiceClient(conn),
+		tpl: emailsenderv1.NewTemplateServiceClient(conn)}
 }
 
 // key adds an API key with scopes to account and returns it.
@@ -333,6 +335,10 @@ func TestDailyQuotaAcrossInstances(t *testing.T) {
 		ri, qf := exhaustedDetails(t, err)
 		require.Positive(t, ri.GetRetryDelay().AsDuration())
 		require.LessOrEqual(t, ri.GetRetryDelay().AsDuration(), 24*time.Hour)
+		require.Contains(t, qf.GetViolations()[0].GetDescription(), "daily send quota")
+		// A template's test send is a send: refused too.
+		_, err = in.tpl.SendTestTemplate(ctx, &emailsenderv1.SendTestTemplateRequest{Template: "welcome", To: "me@example.com"})
+		_, qf = exhaustedDetails(t, err)
 		require.Contains(t, qf.GetViolations()[0].GetDescription(), "daily send quota")
 	}
 	var accepted int
