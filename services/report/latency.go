@@ -93,19 +93,12 @@ func pruneLatency(ctx context.Context, db *pgxpool.Pool, before time.Time) (int6
 // runLatencyPrune prunes at start and every latencyPruneEvery until ctx
 // ends (every replica does; a second one finds nothing to delete).
 func (s *Service) runLatencyPrune(ctx context.Context) error {
-	t := time.NewTicker(latencyPruneEvery)
-	defer t.Stop()
-	for {
+	return every(ctx, latencyPruneEvery, true, func(ctx context.Context) {
 		n, err := pruneLatency(ctx, s.deps.Pool, time.Now().Add(-s.cfg.LatencyRetention))
 		if err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "prune latency histograms", "error", err)
 		} else if n > 0 {
 			s.log.DebugContext(ctx, "pruned latency histograms", "rows", n)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	})
 }

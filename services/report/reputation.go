@@ -115,18 +115,11 @@ func (s *Service) runReputationAssess(ctx context.Context) error {
 	if s.guard == nil {
 		return nil
 	}
-	t := time.NewTicker(s.cfg.ReputationAssessInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, s.cfg.ReputationAssessInterval, false, func(ctx context.Context) {
 		if keys := s.assessing.take(time.Now(), s.cfg.ReputationAssessInterval); len(keys) > 0 {
 			s.assess(ctx, keys)
 		}
-	}
+	})
 }
 
 // reputationGauges keeps the emailsender_reputation_providers gauge: provider
@@ -159,9 +152,7 @@ func (s *Service) runReputationGauges(ctx context.Context) error {
 		return fmt.Errorf("reputation gauge: %w", err)
 	}
 	defer func() { _ = reg.Unregister() }()
-	t := time.NewTicker(15 * time.Second)
-	defer t.Stop()
-	for {
+	return every(ctx, 15*time.Second, true, func(ctx context.Context) {
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		rows, err := s.deps.Pool.Query(qctx, `SELECT level, count(*) FROM reputation GROUP BY level`)
 		if err == nil {
@@ -180,10 +171,5 @@ func (s *Service) runReputationGauges(ctx context.Context) error {
 		if err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "read reputation levels", "error", err)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	})
 }

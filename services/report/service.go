@@ -316,3 +316,22 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	return err
 }
+
+// every calls fn every d until ctx ends: first at once when now is true,
+// else after d. It returns nil: the background loops of the report end with
+// their context.
+func every(ctx context.Context, d time.Duration, now bool, fn func(context.Context)) error {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	if now {
+		fn(ctx)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			fn(ctx)
+		}
+	}
+}

@@ -470,27 +470,20 @@ const foldBatch = 10_000
 // runStatsFold folds pending changes into message_stats every interval
 // until ctx ends. One replica folds at a time.
 func (s *Service) runStatsFold(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.StatsFoldInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, s.cfg.StatsFoldInterval, false, func(ctx context.Context) {
 		for {
 			n, err := s.store.foldStats(ctx, foldBatch)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.WarnContext(ctx, "fold message stats", "error", err)
 				}
-				break
+				return
 			}
 			if n < foldBatch {
-				break
+				return
 			}
 		}
-	}
+	})
 }
 
 // foldStats moves up to limit pending changes, oldest first, into
@@ -560,14 +553,7 @@ var keyedTables = []string{"messages", "recipients", "events", "message_stats", 
 // runAnalyze analyzes the keyed tables whose statistics undercount their
 // rows every AnalyzeInterval until ctx ends.
 func (s *Service) runAnalyze(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.AnalyzeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, s.cfg.AnalyzeInterval, false, func(ctx context.Context) {
 		analyzed, err := pgstats.Refresh(ctx, s.deps.Pool, keyedTables...)
 		if err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "refresh planner statistics", "error", err)
@@ -575,5 +561,5 @@ func (s *Service) runAnalyze(ctx context.Context) error {
 		if len(analyzed) > 0 {
 			s.log.DebugContext(ctx, "analyzed tables whose statistics undercounted them", "tables", analyzed)
 		}
-	}
+	})
 }
