@@ -48,12 +48,11 @@ func Refresh(ctx context.Context, db Querier, tables ...string) ([]string, error
 	// the view computes its columns for every table of the database.
 	rows, err := db.Query(ctx, `
 		SELECT format('%I.%I', n.nspname, c.relname)
-		FROM pg_class c
+		FROM unnest($1::text[]) AS t(name)
+		CROSS JOIN LATERAL pg_partition_tree(to_regclass(t.name)) AS pt
+		JOIN pg_class c ON c.oid = pt.relid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = current_schema() AND c.relkind = 'r'
-			AND (c.relname = ANY($1::text[]) OR c.oid IN (
-				SELECT i.inhrelid FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
-				WHERE p.relnamespace = n.oid AND p.relname = ANY($1::text[])))
+		WHERE c.relkind = 'r'
 			AND pg_stat_get_live_tuples(c.oid) >= $2
 			AND pg_stat_get_live_tuples(c.oid) > 2 * greatest(c.reltuples, 0)
 			AND NOT (current_setting('autovacuum')::boolean

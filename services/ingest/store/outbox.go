@@ -85,18 +85,21 @@ func split(keys []MessageKey) (accounts, messages []pgtype.UUID) {
 	return accounts, messages
 }
 
-const deleteOutboxSQL = `
-	DELETE FROM outbox o
-	USING unnest($1::uuid[], $2::uuid[]) AS k(account_id, message_id)
-	WHERE o.account_id = k.account_id AND o.message_id = k.message_id`
+// deleteOutboxSQL deletes by the primary key alone (a message id names one
+// row whatever its account): a join with the keys' accounts was planned,
+// under statistics that said the queue was empty (it is emptied as fast as
+// it fills), as a walk of the whole account index per batch (44 ms a batch
+// of 10 in make bench's end-to-end run); `= ANY` on the key is an index
+// condition whatever the statistics say.
+const deleteOutboxSQL = `DELETE FROM outbox WHERE message_id = ANY($1::uuid[])`
 
 // DeleteOutbox removes the outbox rows of published messages.
 func DeleteOutbox(ctx context.Context, db DBTX, keys []MessageKey) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	accounts, messages := split(keys)
-	if _, err := db.Exec(ctx, deleteOutboxSQL, accounts, messages); err != nil {
+	_, messages := split(keys)
+	if _, err := db.Exec(ctx, deleteOutboxSQL, messages); err != nil {
 		return fmt.Errorf("delete outbox rows: %w", err)
 	}
 	return nil
@@ -114,10 +117,10 @@ func DeletePublished(ctx context.Context, db DBTX, keys []MessageKey) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	accounts, messages := split(keys)
+	_, messages := split(keys)
 	b := &pgx.Batch{}
 	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
-	b.Queue(deleteOutboxSQL, accounts, messages)
+	b.Queue(deleteOutboxSQL, messages)
 	if err := db.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("delete outbox rows: %w", err)
 	}
