@@ -335,9 +335,14 @@ func TestForgedBounceAddressRefused(t *testing.T) {
 	require.NoError(t, err)
 	good, err := e.signer.Address(id, "jane@example.org")
 	require.NoError(t, err)
+	// One character of the token changed (to one it is not: a token is
+	// random, and "x" was once the character there).
+	garbled := good[:20] + "x" + good[21:]
+	if good[20] == 'x' {
+		garbled = good[:20] + "y" + good[21:]
+	}
 	before := e.streamCount()
-	for _, rcpt := range []string{forged, strings.Replace(good, bounceDomain, "example.net", 1), "postmaster@" + bounceDomain,
-		good[:20] + "x" + good[21:]} {
+	for _, rcpt := range []string{forged, strings.Replace(good, bounceDomain, "example.net", 1), "postmaster@" + bounceDomain, garbled} {
 		err := deliver(e.addr, rcpt, sample(t, "hard_bounce/postfix-user-unknown.eml", "jane"))
 		var pe *textproto.Error
 		require.True(t, errors.As(err, &pe), "rcpt %s: %v", rcpt, err)
