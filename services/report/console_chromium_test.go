@@ -267,9 +267,6 @@ func jsQuote(s string) string {
 // subtests, in order (each signs in as it needs). Screenshots go to
 // $BROWSER_SCREENSHOTS (results/screenshots in the README).
 func TestConsoleChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Chromium")
-	}
 	start := time.Now()
 	s := startChromiumStack(t)
 	t.Logf("stack and data: %s", time.Since(start).Round(time.Millisecond))

@@ -20,9 +20,6 @@ import (
 // dashboard's latency chart; screenshots console-operator and
 // console-latency.
 func TestConsoleOperatorInChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Chromium")
-	}
 	b := setupConsole(t)
 	ctx := context.Background()
 	a := b.newAccount(t, auth.ScopeRead)

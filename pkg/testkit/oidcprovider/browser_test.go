@@ -20,9 +20,6 @@ import (
 // token checked by go-oidc and by pkg/jwtauth. The browser reaches only
 // these two origins.
 func TestSignInInChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Chromium")
-	}
 	p := oidcprovider.Start(t, oidcprovider.Config{})
 	var (
 		conf     oauth2.Config

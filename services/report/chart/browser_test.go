@@ -13,9 +13,6 @@ import (
 // TestChartsInChromium draws the charts in headless Chromium, the proof that
 // the SVG renders (and scales to a phone's width), and saves screenshots.
 func TestChartsInChromium(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Chromium")
-	}
 	var page strings.Builder
 	page.WriteString(`<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>Charts</title><link rel="icon" href="data:,">
